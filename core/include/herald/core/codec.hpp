@@ -1,0 +1,53 @@
+#pragma once
+
+/// The MessagePack codec of the envelope.
+///
+/// The wire form is a MessagePack map with string keys: `event_type`,
+/// `timestamp` (uint, microseconds since the epoch), `id`, `source`, `key`,
+/// `stream`, `seq`, `type_seq`, `schema_version`, `traceparent` (omitted
+/// when empty) and `data` (a map, last). Unknown keys are ignored so that
+/// newer producers can add fields.
+///
+/// Decoding never throws and never trusts sizes announced by the input:
+/// msgpack-c's `unpack_limit` bounds depth and container / string sizes,
+/// and frames over `max_frame` are refused before parsing.
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include <caf/expected.hpp>
+
+#include "herald/core/event.hpp"
+
+namespace herald {
+
+/// Bounds applied while decoding untrusted frames.
+struct decode_limits {
+  /// Largest frame accepted, in bytes. Default: 1 MiB.
+  size_t max_frame = 1024 * 1024;
+  /// Deepest nesting of arrays and maps. Default: 32.
+  size_t max_depth = 32;
+  /// Most elements of one array. Default: 65536.
+  size_t max_array = 65536;
+  /// Most entries of one map. Default: 65536.
+  size_t max_map = 65536;
+  /// Longest string, bin or ext, in bytes. Default: 1 MiB.
+  size_t max_str = 1024 * 1024;
+};
+
+/// Appends the MessagePack form of the envelope `hdr` + `data` to `out`.
+/// `data` must be a JSON object (validated beforehand). Never throws for
+/// JSON values (numbers, strings, booleans, null, arrays, objects).
+void encode(const envelope_header& hdr, const payload& data, std::string& out);
+
+/// Decodes one envelope. Fails with `errc::frame_too_large` or
+/// `errc::decode_error` (naming what was wrong) on truncated, oversized,
+/// too deep, wrong-typed or trailing-garbage input; never throws.
+caf::expected<event> decode(std::string_view frame,
+                            const decode_limits& limits = {});
+
+/// Encodes a payload alone as MessagePack (used by tools and tests).
+std::string encode_payload(const payload& data);
+
+} // namespace herald

@@ -1,0 +1,89 @@
+#pragma once
+
+/// The node configuration, loaded from YAML.
+///
+/// ```yaml
+/// node: email-node                 # required: the node's name
+/// service: EmailService            # the service this node runs; `source`
+///                                  # of its events and the consumer name
+///                                  # `bus.subscribe` uses. Default: node name
+/// bind: tcp://127.0.0.1:*          # PUB endpoint; `*` picks a free port
+/// advertise: tcp://127.0.0.1:5601  # endpoint peers connect to. Default:
+///                                  # the bound endpoint
+/// peers: [tcp://127.0.0.1:5600]    # PUB endpoints this node subscribes to
+/// catalog: events.yaml             # relative to this file. Required
+/// log_level: info                  # trace|debug|info|warn|error|critical|off
+/// transport:
+///   hwm: 100000                    # SNDHWM/RCVHWM in messages. Default 100000
+///   max_message_size: 1048576      # ZMQ_MAXMSGSIZE and max frame. Default 1 MiB
+///   heartbeat_ms: 1000             # ZMTP heartbeat interval. Default 1000
+/// consumers:
+///   EmailService:
+///     subscribe: [user.account.created]
+/// ```
+///
+/// Unknown keys and bad values are errors naming the key and the file.
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+namespace herald {
+
+/// The transport settings of a node.
+struct transport_config {
+  /// ZMQ_SNDHWM and ZMQ_RCVHWM, in messages. Default: 100000.
+  int hwm = 100000;
+  /// ZMQ_MAXMSGSIZE and the decoder's maximum frame, in bytes.
+  /// Default: 1 MiB.
+  size_t max_message_size = 1024 * 1024;
+  /// ZMTP heartbeat interval (ZMQ_HEARTBEAT_IVL); timeout is three times it.
+  /// Default: 1000 ms.
+  std::chrono::milliseconds heartbeat{1000};
+};
+
+/// One consumer of a node.
+struct consumer_config {
+  /// The consumer (service) name, e.g. `EmailService`.
+  std::string name;
+  /// Subscription patterns (see names.hpp).
+  std::vector<std::string> subscribe;
+};
+
+/// The configuration of one node.
+struct node_config {
+  /// The node's name. REQUIRES: not empty.
+  std::string name;
+  /// The service this node runs. Default: the node's name.
+  std::string service;
+  /// The PUB endpoint to bind. Default: `tcp://127.0.0.1:*`.
+  std::string bind = "tcp://127.0.0.1:*";
+  /// The endpoint peers connect to. Default: the bound endpoint.
+  std::string advertise;
+  /// PUB endpoints of peers this node subscribes to.
+  std::vector<std::string> peers;
+  /// Path of the catalog; relative paths in a file are resolved against
+  /// the file's folder. REQUIRES: not empty.
+  std::string catalog;
+  /// spdlog level name. Default: `info`.
+  std::string log_level = "info";
+  /// Transport settings.
+  transport_config transport;
+  /// The consumers on this node.
+  std::vector<consumer_config> consumers;
+
+  /// Loads `path`; relative catalog paths are resolved against its folder.
+  static caf::expected<node_config> load_file(const std::string& path);
+
+  /// Parses YAML text; `source_name` names the file in errors and `base_dir`
+  /// resolves a relative catalog path.
+  static caf::expected<node_config> parse(std::string_view yaml,
+                                          const std::string& source_name,
+                                          const std::string& base_dir = "");
+};
+
+} // namespace herald

@@ -1,0 +1,62 @@
+#pragma once
+
+/// Event names and subscription patterns.
+///
+/// Names follow `domain.entity.action`: exactly three parts, each
+/// `[a-z][a-z0-9_]*`. The reserved domain `herald` carries the runtime's own
+/// events (e.g. `herald.alert.raised`).
+///
+/// Patterns select event names:
+/// - an exact name: `user.account.created`;
+/// - a prefix, ending in a dot: `user.` or `user.account.`;
+/// - wildcards: `*` stands for exactly one part, `>` (last part only) for one
+///   or more remaining parts: `user.*.deleted`, `order.>`, `>`.
+/// A pattern subscribes ZeroMQ to its longest literal prefix (ZeroMQ filters
+/// by byte prefix); `matches` is then applied to what arrives.
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+namespace herald {
+
+/// Checks `name` against `domain.entity.action`. Returns no error when it is
+/// valid, else `errc::invalid_name` saying which part breaks which rule.
+caf::error validate_event_name(std::string_view name);
+
+/// A parsed subscription pattern. Immutable, hence thread-safe.
+class pattern {
+public:
+  /// Parses `text`; fails with `errc::invalid_pattern` naming the rule broken.
+  static caf::expected<pattern> parse(std::string_view text);
+
+  /// Returns whether the event name `name` is selected by this pattern.
+  bool matches(std::string_view name) const noexcept;
+
+  /// The longest literal prefix: what the SUB socket subscribes to.
+  const std::string& zmq_prefix() const noexcept {
+    return prefix_;
+  }
+
+  /// The pattern as written.
+  const std::string& text() const noexcept {
+    return text_;
+  }
+
+  /// Returns whether the pattern is an exact event name.
+  bool is_exact() const noexcept {
+    return kind_ == kind::exact;
+  }
+
+private:
+  enum class kind { exact, prefix, wildcard };
+  std::string text_;
+  std::string prefix_;
+  std::vector<std::string> parts_; // for wildcard patterns
+  kind kind_ = kind::exact;
+};
+
+} // namespace herald

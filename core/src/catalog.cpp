@@ -1,0 +1,532 @@
+#include "herald/core/catalog.hpp"
+
+#include <algorithm>
+#include <array>
+#include <limits>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "herald/core/errc.hpp"
+#include "herald/core/names.hpp"
+#include "yaml_util.hpp"
+
+namespace herald {
+
+namespace {
+
+// -- field types --------------------------------------------------------------
+
+// Indexed by field_type.
+constexpr std::array<const char*, 10> type_names = {
+  "string", "uuid",      "email", "int",   "float",
+  "bool",   "timestamp", "enum",  "array", "object",
+};
+
+std::optional<field_type> parse_type(std::string_view name) {
+  for (size_t i = 0; i < type_names.size(); ++i)
+    if (name == type_names[i])
+      return static_cast<field_type>(i);
+  return std::nullopt;
+}
+
+// -- loading ------------------------------------------------------------------
+
+using detail::entry;
+using detail::problems;
+
+std::vector<field_spec> parse_fields(const YAML::Node& map,
+                                     std::string_view parent,
+                                     std::string_view event_ctx, problems& out);
+
+field_spec parse_field(std::string name, const std::string& path, int line,
+                       const YAML::Node& node, std::string_view event_ctx,
+                       problems& out) {
+  field_spec f;
+  f.name = std::move(name);
+  auto ctx = fmt::format("{}field '{}': ", event_ctx, path);
+  if (!node.IsMap()) {
+    out.add(line, ctx + "must be a map like {type: string}");
+    return f;
+  }
+  entry type{"type"}, optional{"optional"}, values{"values"}, items{"items"},
+    fields{"fields"}, description{"description"};
+  detail::read_map(
+    node, ctx, {&type, &optional, &values, &items, &fields, &description}, out);
+  auto types = fmt::format("{}", fmt::join(type_names, ", "));
+  if (optional && !YAML::convert<bool>::decode(optional.value, f.optional))
+    out.add(optional.line, ctx + "'optional' must be true or false");
+  if (description)
+    f.description
+      = detail::text_of(description, ctx, "a text", out).value_or("");
+  if (!detail::require(type, line, ctx, "one of " + types, out))
+    return f;
+  auto type_name = detail::text_of(type, ctx, "one of " + types, out);
+  if (!type_name)
+    return f;
+  if (auto t = parse_type(*type_name)) {
+    f.type = *t;
+  } else {
+    out.add(type.line, fmt::format("{}unknown type '{}' (use one of {})", ctx,
+                                   *type_name, types));
+    return f;
+  }
+  // values, items and fields belong to one type each.
+  auto check = [&](const entry& e, field_type owner, std::string_view example) {
+    if (e && f.type != owner)
+      out.add(e.line, fmt::format("{}'{}' is only for {} fields", ctx, e.key,
+                                  to_string(owner)));
+    if (!e && f.type == owner)
+      out.add(type.line, fmt::format("{}{} without '{}' (add {})", ctx,
+                                     to_string(owner), e.key, example));
+    return e && f.type == owner;
+  };
+  if (check(values, field_type::enumeration, "values: [a, b]")) {
+    if (!values.value.IsSequence() || values.value.size() == 0)
+      out.add(values.line, ctx
+                             + "'values' must be a non-empty list, e.g. "
+                               "[web, api]");
+    else
+      for (const auto& v : values.value) {
+        if (v.IsScalar() && !v.Scalar().empty())
+          f.values.push_back(v.Scalar());
+        else
+          out.add(detail::line_of(v),
+                  ctx + "each of 'values' must be a plain text");
+      }
+  }
+  if (check(items, field_type::array, "items: {type: string}"))
+    f.items.push_back(
+      parse_field("", path + "[]", items.line, items.value, event_ctx, out));
+  if (check(fields, field_type::object, "fields: {name: {type: string}}")) {
+    if (fields.value.IsMap())
+      f.fields = parse_fields(fields.value, path, event_ctx, out);
+    else
+      out.add(fields.line, ctx
+                             + "'fields' must be a map from field name to "
+                               "its schema");
+  }
+  return f;
+}
+
+std::vector<field_spec> parse_fields(const YAML::Node& map,
+                                     std::string_view parent,
+                                     std::string_view event_ctx,
+                                     problems& out) {
+  std::vector<field_spec> result;
+  detail::for_each_named(
+    map, event_ctx, "field", out,
+    [&](const std::string& name, int line, const YAML::Node& value) {
+      auto path = parent.empty() ? name : fmt::format("{}.{}", parent, name);
+      result.push_back(parse_field(name, path, line, value, event_ctx, out));
+    });
+  return result;
+}
+
+void check_key(const event_spec& ev, int line, std::string_view ctx,
+               problems& out) {
+  auto f = std::find_if(ev.payload.begin(), ev.payload.end(),
+                        [&](const field_spec& x) { return x.name == ev.key; });
+  auto rule = fmt::format("{}key '{}' must name a required payload field of "
+                          "type string or uuid",
+                          ctx, ev.key);
+  if (f == ev.payload.end())
+    out.add(line, rule + "; the payload has no such field");
+  else if (f->optional)
+    out.add(line, rule + fmt::format("; '{}' is optional", ev.key));
+  else if (f->type != field_type::string && f->type != field_type::uuid)
+    out.add(line,
+            rule
+              + fmt::format("; '{}' has type {}", ev.key, to_string(f->type)));
+}
+
+std::optional<event_spec> parse_event(const std::string& name, int line,
+                                      const YAML::Node& node, problems& out) {
+  if (auto err = validate_event_name(name))
+    out.add(line, message_of(err));
+  auto ctx = fmt::format("event '{}': ", name);
+  if (!node.IsMap()) {
+    out.add(line, ctx
+                    + "must be a map with trigger, producer, key, payload "
+                      "and consumers");
+    return std::nullopt;
+  }
+  event_spec ev;
+  ev.name = name;
+  ev.line = line;
+  entry trigger{"trigger"}, producer{"producer"}, key{"key"},
+    payload_entry{"payload"}, consumers{"consumers"};
+  detail::read_map(
+    node, ctx, {&trigger, &producer, &key, &payload_entry, &consumers}, out);
+  auto read_text
+    = [&](const entry& e, std::string_view hint, std::string& target) {
+        if (detail::require(e, line, ctx, hint, out))
+          target = detail::text_of(e, ctx, "a text", out).value_or("");
+      };
+  read_text(trigger, "when the event fires", ev.trigger);
+  read_text(producer, "the service that publishes it", ev.producer);
+  read_text(key, "the payload field holding the entity id", ev.key);
+  if (detail::require(payload_entry, line, ctx,
+                      "a map from field name to its schema", out)) {
+    if (payload_entry.value.IsMap())
+      ev.payload = parse_fields(payload_entry.value, "", ctx, out);
+    else
+      out.add(payload_entry.line, ctx
+                                    + "'payload' must be a map from field "
+                                      "name to its schema");
+  }
+  if (!ev.key.empty() && payload_entry.value.IsMap())
+    check_key(ev, key.line, ctx, out);
+  if (detail::require(consumers, line, ctx, "a map from consumer to its action",
+                      out)) {
+    if (consumers.value.IsMap())
+      detail::for_each_named(
+        consumers.value, ctx, "consumer", out,
+        [&](const std::string& consumer, int at, const YAML::Node& action) {
+          if (action.IsScalar() && !action.Scalar().empty())
+            ev.consumers.emplace_back(consumer, action.Scalar());
+          else
+            out.add(at, fmt::format("{}consumer '{}': the action must be a "
+                                    "text, e.g. {}: Send welcome email",
+                                    ctx, consumer, consumer));
+        });
+    else
+      out.add(consumers.line, ctx
+                                + "'consumers' must be a map from consumer "
+                                  "to its action, e.g. EmailService: Send "
+                                  "welcome email");
+  }
+  return ev;
+}
+
+// -- validation ---------------------------------------------------------------
+
+// The path to a value in a payload, kept on the stack while walking it and
+// rendered (`address.city`, `tags[2]`) only when reporting a problem.
+struct path_node {
+  const path_node* parent;
+  std::string_view name; // empty for an array element
+  size_t index;
+};
+
+void render(const path_node* p, std::string& out) {
+  if (p == nullptr)
+    return;
+  render(p->parent, out);
+  if (p->name.empty()) {
+    out += fmt::format("[{}]", p->index);
+    return;
+  }
+  if (!out.empty())
+    out.push_back('.');
+  out.append(p->name);
+}
+
+std::string render(const path_node* p) {
+  std::string result;
+  render(p, result);
+  return result;
+}
+
+bool is_hex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
+         || (c >= 'A' && c <= 'F');
+}
+
+bool is_uuid(std::string_view s) {
+  if (s.size() != 36)
+    return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-' : !is_hex(s[i]))
+      return false;
+  }
+  return true;
+}
+
+bool is_email(std::string_view s) {
+  auto at = s.find('@');
+  if (at == 0 || at == std::string_view::npos
+      || s.find('@', at + 1) != std::string_view::npos)
+    return false;
+  for (unsigned char c : s)
+    if (c <= ' ' || c == 0x7f)
+      return false;
+  auto domain = s.substr(at + 1);
+  auto dot = domain.find('.');
+  return dot != std::string_view::npos && dot > 0 && domain.back() != '.'
+         && domain.find("..") == std::string_view::npos;
+}
+
+/// Reads `n` digits of `s` at `pos` into `out`.
+bool digits(std::string_view s, size_t pos, size_t n, int& out) {
+  out = 0;
+  for (size_t i = pos; i < pos + n; ++i) {
+    if (s[i] < '0' || s[i] > '9')
+      return false;
+    out = out * 10 + (s[i] - '0');
+  }
+  return true;
+}
+
+int days_in(int year, int month) {
+  constexpr int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  return month == 2 && leap ? 29 : days[month - 1];
+}
+
+/// Checks RFC 3339 `YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)`.
+bool is_timestamp(std::string_view s) {
+  int year, month, day, hour, minute, second;
+  if (s.size() < 20 || !digits(s, 0, 4, year) || s[4] != '-'
+      || !digits(s, 5, 2, month) || s[7] != '-' || !digits(s, 8, 2, day)
+      || (s[10] != 'T' && s[10] != 't') || !digits(s, 11, 2, hour)
+      || s[13] != ':' || !digits(s, 14, 2, minute) || s[16] != ':'
+      || !digits(s, 17, 2, second))
+    return false;
+  if (month < 1 || month > 12 || day < 1 || day > days_in(year, month)
+      || hour > 23 || minute > 59 || second > 60)
+    return false;
+  size_t pos = 19;
+  if (s[pos] == '.') {
+    auto start = ++pos;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9')
+      ++pos;
+    if (pos == start || pos == s.size())
+      return false;
+  }
+  if (s[pos] == 'Z' || s[pos] == 'z')
+    return pos + 1 == s.size();
+  int off_hour, off_minute;
+  return (s[pos] == '+' || s[pos] == '-') && s.size() == pos + 6
+         && digits(s, pos + 1, 2, off_hour) && s[pos + 3] == ':'
+         && digits(s, pos + 4, 2, off_minute) && off_hour <= 23
+         && off_minute <= 59;
+}
+
+/// Renders `value` for a message, shortened when long.
+std::string show(const payload& value) {
+  constexpr size_t max = 60;
+  auto text = value.dump();
+  if (text.size() > max)
+    text = text.substr(0, max) + "...";
+  return text;
+}
+
+/// What a value of `f` must be, e.g. "an email address".
+std::string describe(const field_spec& f) {
+  switch (f.type) {
+    case field_type::string:
+      return "a string";
+    case field_type::uuid:
+      return "a UUID (8-4-4-4-12 hex digits)";
+    case field_type::email:
+      return "an email address";
+    case field_type::integer:
+      return "an integer";
+    case field_type::floating:
+      return "a number";
+    case field_type::boolean:
+      return "true or false";
+    case field_type::timestamp:
+      return "an RFC 3339 timestamp (e.g. 2024-01-01T00:00:00Z)";
+    case field_type::enumeration:
+      return fmt::format("one of {}", fmt::join(f.values, ", "));
+    case field_type::array:
+      return "an array";
+    case field_type::object:
+      return "an object";
+  }
+  return "valid";
+}
+
+caf::error invalid(const event_spec& ev, std::string_view problem) {
+  return make_error(errc::invalid_payload,
+                    fmt::format("event '{}': {}", ev.name, problem));
+}
+
+caf::error check_object(const event_spec& ev,
+                        const std::vector<field_spec>& fields,
+                        const payload& object, const path_node* parent);
+
+caf::error check_value(const event_spec& ev, const field_spec& f,
+                       const payload& value, const path_node* path) {
+  auto text = [&]() -> std::string_view {
+    return value.get_ref<const std::string&>();
+  };
+  bool ok = false;
+  switch (f.type) {
+    case field_type::string:
+      ok = value.is_string();
+      break;
+    case field_type::uuid:
+      ok = value.is_string() && is_uuid(text());
+      break;
+    case field_type::email:
+      ok = value.is_string() && is_email(text());
+      break;
+    case field_type::integer:
+      ok = value.is_number_integer();
+      break;
+    case field_type::floating:
+      ok = value.is_number();
+      break;
+    case field_type::boolean:
+      ok = value.is_boolean();
+      break;
+    case field_type::timestamp:
+      ok = value.is_string() && is_timestamp(text());
+      break;
+    case field_type::enumeration:
+      ok = value.is_string()
+           && std::find(f.values.begin(), f.values.end(), text())
+                != f.values.end();
+      break;
+    case field_type::array:
+      if (!value.is_array())
+        break;
+      if (f.items.empty())
+        return {};
+      for (size_t i = 0; i < value.size(); ++i) {
+        path_node element{path, {}, i};
+        if (auto err = check_value(ev, f.items.front(), value[i], &element))
+          return err;
+      }
+      return {};
+    case field_type::object:
+      if (!value.is_object())
+        break;
+      return check_object(ev, f.fields, value, path);
+  }
+  if (ok)
+    return {};
+  return invalid(ev, fmt::format("field '{}': {} is not {}", render(path),
+                                 show(value), describe(f)));
+}
+
+caf::error check_object(const event_spec& ev,
+                        const std::vector<field_spec>& fields,
+                        const payload& object, const path_node* parent) {
+  size_t known = 0;
+  for (const auto& f : fields) {
+    path_node here{parent, f.name, 0};
+    auto i = object.find(f.name);
+    if (i == object.end()) {
+      if (!f.optional)
+        return invalid(
+          ev, fmt::format("missing required field '{}'", render(&here)));
+      continue;
+    }
+    ++known;
+    if (f.optional && i->is_null())
+      continue; // null stands for an absent optional field
+    if (auto err = check_value(ev, f, *i, &here))
+      return err;
+  }
+  if (known == object.size())
+    return {};
+  for (const auto& [name, value] : object.items()) {
+    auto declared
+      = std::any_of(fields.begin(), fields.end(),
+                    [&](const field_spec& f) { return f.name == name; });
+    if (!declared) {
+      path_node here{parent, name, 0};
+      return invalid(ev, fmt::format("unexpected field '{}' (the catalog's "
+                                     "schema has no such field; add it to "
+                                     "config/events.yaml or remove it)",
+                                     render(&here)));
+    }
+  }
+  return {};
+}
+
+} // namespace
+
+const char* to_string(field_type t) {
+  auto i = static_cast<size_t>(t);
+  return i < type_names.size() ? type_names[i] : "unknown";
+}
+
+bool event_spec::has_consumer(std::string_view consumer) const noexcept {
+  return std::any_of(consumers.begin(), consumers.end(),
+                     [&](const auto& c) { return c.first == consumer; });
+}
+
+caf::expected<catalog> catalog::load_file(const std::string& path) {
+  auto text = detail::read_file(path, "catalog");
+  if (!text)
+    return std::move(text.error());
+  return parse(*text, path);
+}
+
+caf::expected<catalog> catalog::parse(std::string_view yaml,
+                                      const std::string& source_name) {
+  problems out{source_name};
+  catalog result;
+  result.source_ = source_name;
+  try {
+    auto root = detail::load(yaml, out);
+    if (root && !root->IsMap()) {
+      out.add(detail::line_of(*root),
+              "a catalog must be a map with 'events' (and optionally "
+              "'version')");
+    } else if (root) {
+      entry version{"version"}, events{"events"};
+      detail::read_map(*root, "", {&version, &events}, out);
+      uint32_t schema_version = 1;
+      if (version) {
+        auto v = detail::int_of(version.value);
+        if (v && *v >= 1 && *v <= std::numeric_limits<uint32_t>::max())
+          schema_version = static_cast<uint32_t>(*v);
+        else
+          out.add(version.line, "'version' must be a positive integer");
+      }
+      if (detail::require(events, detail::line_of(*root), "",
+                          "a map from event name to its definition", out)) {
+        if (events.value.IsMap())
+          detail::for_each_named(
+            events.value, "", "event", out,
+            [&](const std::string& name, int line, const YAML::Node& node) {
+              if (auto ev = parse_event(name, line, node, out)) {
+                ev->schema_version = schema_version;
+                result.events_.push_back(std::move(*ev));
+              }
+            });
+        else
+          out.add(events.line, "'events' must be a map from event name to "
+                               "its definition");
+      }
+    }
+  } catch (const std::exception& ex) {
+    out.add(0, fmt::format("cannot load the catalog: {}", ex.what()));
+  }
+  if (!out.empty())
+    return out.to_error(errc::invalid_catalog);
+  for (size_t i = 0; i < result.events_.size(); ++i)
+    result.index_.emplace(result.events_[i].name, i);
+  return result;
+}
+
+const event_spec* catalog::find(std::string_view type) const noexcept {
+  auto i = index_.find(type);
+  return i == index_.end() ? nullptr : &events_[i->second];
+}
+
+caf::error catalog::validate(std::string_view type, const payload& data) const {
+  if (const auto* spec = find(type))
+    return validate(*spec, data);
+  return make_error(errc::unknown_event,
+                    fmt::format("unknown event type '{}': not in the catalog "
+                                "{}; add it there first",
+                                type, source_));
+}
+
+caf::error catalog::validate(const event_spec& spec, const payload& data) {
+  if (!data.is_object())
+    return invalid(spec, fmt::format("the payload must be a JSON object, not "
+                                     "{}",
+                                     show(data)));
+  return check_object(spec, spec.payload, data, nullptr);
+}
+
+} // namespace herald

@@ -1,0 +1,305 @@
+#include "herald/core/codec.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "event_state.hpp"
+#include "herald/core/errc.hpp"
+
+namespace herald {
+
+namespace {
+
+// Lets msgpack::packer append to a std::string.
+struct string_writer {
+  std::string& out;
+  void write(const char* data, size_t size) {
+    out.append(data, size);
+  }
+};
+
+using packer = msgpack::packer<string_writer>;
+
+void pack_str(packer& pk, std::string_view s) {
+  pk.pack_str(static_cast<uint32_t>(s.size()));
+  pk.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
+}
+
+void pack_json(packer& pk, const payload& j) {
+  switch (j.type()) {
+    case payload::value_t::object:
+      pk.pack_map(static_cast<uint32_t>(j.size()));
+      for (auto& [k, v] : j.items()) {
+        pack_str(pk, k);
+        pack_json(pk, v);
+      }
+      break;
+    case payload::value_t::array:
+      pk.pack_array(static_cast<uint32_t>(j.size()));
+      for (auto& v : j)
+        pack_json(pk, v);
+      break;
+    case payload::value_t::string:
+      pack_str(pk, j.get_ref<const std::string&>());
+      break;
+    case payload::value_t::boolean:
+      if (j.get<bool>())
+        pk.pack_true();
+      else
+        pk.pack_false();
+      break;
+    case payload::value_t::number_integer:
+      pk.pack_int64(j.get<int64_t>());
+      break;
+    case payload::value_t::number_unsigned:
+      pk.pack_uint64(j.get<uint64_t>());
+      break;
+    case payload::value_t::number_float:
+      pk.pack_double(j.get<double>());
+      break;
+    case payload::value_t::binary: {
+      auto& bin = j.get_binary();
+      pk.pack_bin(static_cast<uint32_t>(bin.size()));
+      pk.pack_bin_body(reinterpret_cast<const char*>(bin.data()),
+                       static_cast<uint32_t>(bin.size()));
+      break;
+    }
+    default:
+      pk.pack_nil();
+  }
+}
+
+const char* type_name(msgpack::type::object_type t) {
+  switch (t) {
+    case msgpack::type::NIL:
+      return "nil";
+    case msgpack::type::BOOLEAN:
+      return "bool";
+    case msgpack::type::POSITIVE_INTEGER:
+    case msgpack::type::NEGATIVE_INTEGER:
+      return "int";
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64:
+      return "float";
+    case msgpack::type::STR:
+      return "str";
+    case msgpack::type::BIN:
+      return "bin";
+    case msgpack::type::ARRAY:
+      return "array";
+    case msgpack::type::MAP:
+      return "map";
+    default:
+      return "ext";
+  }
+}
+
+caf::error wrong_type(std::string_view field, const char* expected,
+                      const msgpack::object& got) {
+  return make_error(errc::decode_error,
+                    fmt::format("envelope field '{}' must be {}, got {}", field,
+                                expected, type_name(got.type)));
+}
+
+caf::error read_str(std::string_view field, const msgpack::object& o,
+                    std::string_view& out) {
+  if (o.type != msgpack::type::STR)
+    return wrong_type(field, "a string", o);
+  out = std::string_view{o.via.str.ptr, o.via.str.size};
+  return {};
+}
+
+caf::error read_uint(std::string_view field, const msgpack::object& o,
+                     uint64_t& out) {
+  if (o.type != msgpack::type::POSITIVE_INTEGER)
+    return wrong_type(field, "an unsigned integer", o);
+  out = o.via.u64;
+  return {};
+}
+
+} // namespace
+
+void encode(const envelope_header& h, const payload& data, std::string& out) {
+  string_writer w{out};
+  packer pk{w};
+  pk.pack_map(h.traceparent.empty() ? 10 : 11);
+  pack_str(pk, "event_type");
+  pack_str(pk, h.event_type);
+  pack_str(pk, "timestamp");
+  pk.pack_uint64(static_cast<uint64_t>(h.timestamp_us));
+  pack_str(pk, "id");
+  pack_str(pk, h.id);
+  pack_str(pk, "source");
+  pack_str(pk, h.source);
+  pack_str(pk, "key");
+  pack_str(pk, h.key);
+  pack_str(pk, "stream");
+  pack_str(pk, h.stream);
+  pack_str(pk, "seq");
+  pk.pack_uint64(h.seq);
+  pack_str(pk, "type_seq");
+  pk.pack_uint64(h.type_seq);
+  pack_str(pk, "schema_version");
+  pk.pack_uint32(h.schema_version);
+  if (!h.traceparent.empty()) {
+    pack_str(pk, "traceparent");
+    pack_str(pk, h.traceparent);
+  }
+  pack_str(pk, "data");
+  pack_json(pk, data);
+}
+
+std::string encode_payload(const payload& data) {
+  std::string out;
+  string_writer w{out};
+  packer pk{w};
+  pack_json(pk, data);
+  return out;
+}
+
+caf::expected<event> decode(std::string_view frame,
+                            const decode_limits& limits) {
+  if (frame.size() > limits.max_frame)
+    return make_error(errc::frame_too_large,
+                      fmt::format("frame of {} bytes exceeds the maximum of {} "
+                                  "bytes (transport.max_message_size)",
+                                  frame.size(), limits.max_frame));
+  if (frame.empty())
+    return make_error(errc::decode_error, "empty frame");
+  // No container can hold more elements than the frame has bytes: a header
+  // claiming billions of elements fails before anything is allocated.
+  auto cap = [&](size_t limit) { return std::min(limit, frame.size()); };
+  msgpack::unpack_limit lim{cap(limits.max_array), cap(limits.max_map),
+                            cap(limits.max_str),   cap(limits.max_str),
+                            cap(limits.max_str),   limits.max_depth};
+  auto st = std::make_shared<detail::event_state>(frame.size() * 2 + 512);
+  msgpack::object root;
+  size_t off = 0;
+  try {
+    root = msgpack::unpack(st->zone, frame.data(), frame.size(), off, nullptr,
+                           nullptr, lim);
+  } catch (const msgpack::insufficient_bytes&) {
+    return make_error(errc::decode_error,
+                      fmt::format("truncated frame: {} bytes end inside a "
+                                  "MessagePack value",
+                                  frame.size()));
+  } catch (const msgpack::size_overflow& e) {
+    return make_error(errc::decode_error,
+                      fmt::format("frame exceeds a decoding limit ({}): "
+                                  "a container, string or nesting too large",
+                                  e.what()));
+  } catch (const std::exception& e) {
+    return make_error(errc::decode_error,
+                      fmt::format("malformed MessagePack: {}", e.what()));
+  }
+  if (off != frame.size())
+    return make_error(errc::decode_error,
+                      fmt::format("{} bytes of trailing garbage after the "
+                                  "envelope",
+                                  frame.size() - off));
+  if (root.type != msgpack::type::MAP)
+    return wrong_type("(envelope)", "a map", root);
+  bool have_type = false, have_ts = false, have_id = false, have_data = false;
+  for (uint32_t i = 0; i < root.via.map.size; ++i) {
+    auto& kv = root.via.map.ptr[i];
+    if (kv.key.type != msgpack::type::STR)
+      return make_error(errc::decode_error,
+                        fmt::format("envelope key #{} must be a string, got {}",
+                                    i, type_name(kv.key.type)));
+    std::string_view k{kv.key.via.str.ptr, kv.key.via.str.size};
+    auto& v = kv.val;
+    caf::error err;
+    uint64_t u = 0;
+    if (k == "event_type") {
+      err = read_str(k, v, st->type);
+      have_type = true;
+    } else if (k == "timestamp") {
+      err = read_uint(k, v, u);
+      st->timestamp_us = static_cast<int64_t>(u);
+      have_ts = true;
+    } else if (k == "id") {
+      err = read_str(k, v, st->id);
+      have_id = true;
+    } else if (k == "source") {
+      err = read_str(k, v, st->source);
+    } else if (k == "key") {
+      err = read_str(k, v, st->key);
+    } else if (k == "stream") {
+      err = read_str(k, v, st->stream);
+    } else if (k == "seq") {
+      err = read_uint(k, v, st->seq);
+    } else if (k == "type_seq") {
+      err = read_uint(k, v, st->type_seq);
+    } else if (k == "schema_version") {
+      err = read_uint(k, v, u);
+      st->schema_version = static_cast<uint32_t>(u);
+    } else if (k == "traceparent") {
+      err = read_str(k, v, st->traceparent);
+    } else if (k == "data") {
+      if (v.type != msgpack::type::MAP)
+        err = wrong_type(k, "a map", v);
+      st->data_obj = v;
+      have_data = true;
+    }
+    // Unknown keys are skipped: newer producers may add fields.
+    if (err)
+      return err;
+  }
+  const char* missing = !have_type ? "event_type"
+                        : !have_ts ? "timestamp"
+                        : !have_id ? "id"
+                        : !have_data ? "data"
+                                     : nullptr;
+  if (missing != nullptr)
+    return make_error(errc::decode_error,
+                      fmt::format("envelope lacks the required field '{}'",
+                                  missing));
+  return event{std::move(st)};
+}
+
+namespace detail {
+
+payload to_json(const msgpack::object& o) {
+  switch (o.type) {
+    case msgpack::type::BOOLEAN:
+      return o.via.boolean;
+    case msgpack::type::POSITIVE_INTEGER:
+      return o.via.u64;
+    case msgpack::type::NEGATIVE_INTEGER:
+      return o.via.i64;
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64:
+      return o.via.f64;
+    case msgpack::type::STR:
+      return std::string{o.via.str.ptr, o.via.str.size};
+    case msgpack::type::BIN:
+      return payload::binary(std::vector<uint8_t>(
+        reinterpret_cast<const uint8_t*>(o.via.bin.ptr),
+        reinterpret_cast<const uint8_t*>(o.via.bin.ptr) + o.via.bin.size));
+    case msgpack::type::ARRAY: {
+      auto arr = payload::array();
+      for (uint32_t i = 0; i < o.via.array.size; ++i)
+        arr.push_back(to_json(o.via.array.ptr[i]));
+      return arr;
+    }
+    case msgpack::type::MAP: {
+      auto obj = payload::object();
+      for (uint32_t i = 0; i < o.via.map.size; ++i) {
+        auto& kv = o.via.map.ptr[i];
+        std::string key = kv.key.type == msgpack::type::STR
+                            ? std::string{kv.key.via.str.ptr,
+                                          kv.key.via.str.size}
+                            : to_json(kv.key).dump();
+        obj[std::move(key)] = to_json(kv.val);
+      }
+      return obj;
+    }
+    default:
+      return nullptr;
+  }
+}
+
+} // namespace detail
+
+} // namespace herald

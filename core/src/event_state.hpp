@@ -1,0 +1,42 @@
+#pragma once
+
+// The shared, immutable state behind herald::event. Private to core.
+
+#include <mutex>
+#include <string_view>
+
+#include <msgpack.hpp>
+
+#include "herald/core/event.hpp"
+
+namespace herald::detail {
+
+/// Decoded envelope. The routing fields are views into `zone`, which owns
+/// copies of the frame's strings; `data_obj` is the undecoded payload.
+/// Thread safety: immutable after decode except `data`, which is filled
+/// once under `once`.
+struct event_state {
+  explicit event_state(size_t chunk) : zone(chunk) {
+  }
+
+  msgpack::zone zone;
+  std::string_view type;
+  std::string_view id;
+  std::string_view source;
+  std::string_view key;
+  std::string_view stream;
+  std::string_view traceparent;
+  int64_t timestamp_us = 0;
+  uint64_t seq = 0;
+  uint64_t type_seq = 0;
+  uint32_t schema_version = 1;
+  msgpack::object data_obj;
+  mutable std::once_flag once;
+  mutable payload data;
+};
+
+/// Converts a MessagePack object to JSON. Map keys that are not strings are
+/// rendered as their JSON text.
+payload to_json(const msgpack::object& obj);
+
+} // namespace herald::detail

@@ -1,0 +1,175 @@
+#pragma once
+
+/// A herald node: one actor system, one transport pump, the catalog, and the
+/// services it runs.
+///
+/// ```cpp
+/// auto cfg = herald::node_config::load_file("config/email.yaml");
+/// auto n = herald::node::start(*cfg);
+/// (*n)->bus().subscribe("user.account.created", [](const herald::event& ev) {
+///   send_welcome(ev.data()["email"]);
+/// });
+/// ```
+///
+/// Thread safety: every member is safe to call from any thread.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include <caf/behavior.hpp>
+#include <caf/expected.hpp>
+#include <caf/fwd.hpp>
+
+#include "herald/actors/consumer.hpp"
+#include "herald/actors/messages.hpp"
+#include "herald/core/catalog.hpp"
+#include "herald/core/config.hpp"
+#include "herald/core/event.hpp"
+
+namespace herald {
+
+/// What `publish` reports once the event is sent.
+struct publish_receipt {
+  /// The event's id (UUIDv7).
+  std::string id;
+  /// Its position in this node's stream.
+  uint64_t seq = 0;
+};
+
+/// Per-publish options.
+struct publish_options {
+  /// The producing service. Default: the node's `service`. The catalog's
+  /// producer of the event must match.
+  std::string source;
+  /// W3C trace context to carry along. Default: none.
+  std::string traceparent;
+};
+
+/// A service written as a CAF behavior that handles `const herald::event&`
+/// and returns `void` (success) or a `caf::error` (failure).
+using service_fn = std::function<caf::behavior(caf::event_based_actor*)>;
+
+class node;
+
+/// Publishing and subscribing, in the seed's words. Obtained from a node.
+class event_bus {
+public:
+  /// Validates `data` against the catalog, fills id, timestamp, source, key,
+  /// stream and seq, and sends the event to every subscriber: consumers on
+  /// other nodes over ZeroMQ and consumers on this node directly.
+  /// Fails, sending nothing, with `errc::unknown_event`,
+  /// `errc::invalid_payload` (naming event, field and rule),
+  /// `errc::catalog_violation` (wrong producer) or `errc::not_running`.
+  caf::expected<publish_receipt> publish(std::string_view type,
+                                         const payload& data,
+                                         const publish_options& opts = {});
+
+  /// Calls `fn` for every event whose type `pattern_text` selects, on behalf
+  /// of `consumer` (default: the node's service). `fn` takes
+  /// `const herald::event&` and returns void or `caf::error`; throwing or
+  /// returning an error is a failure. For an exact event name the consumer
+  /// must be one of the event's consumers in the catalog
+  /// (`errc::catalog_violation` otherwise).
+  template <class F>
+  caf::error subscribe(std::string_view pattern_text, F fn,
+                       std::string_view consumer = {}) {
+    using result = std::invoke_result_t<F&, const event&>;
+    if constexpr (std::is_void_v<result>)
+      return add_handler(pattern_text,
+                         [f = std::move(fn)](const event& ev) mutable {
+                           f(ev);
+                           return caf::error{};
+                         },
+                         consumer);
+    else
+      return add_handler(pattern_text, handler_fn{std::move(fn)}, consumer);
+  }
+
+  /// Like `subscribe`, for tools that watch the bus (e.g. `herald tail`):
+  /// the observer is not a catalog consumer, so any pattern is allowed.
+  /// `fn` takes `const herald::event&` and returns void.
+  caf::error observe(std::string_view pattern_text,
+                     std::function<void(const event&)> fn);
+
+private:
+  friend class node;
+  explicit event_bus(node* owner) : node_(owner) {
+  }
+  caf::error add_handler(std::string_view pattern_text, handler_fn fn,
+                         std::string_view consumer, bool check = true);
+  node* node_;
+};
+
+/// A running node.
+class node {
+public:
+  /// Starts a node from `cfg`: loads the catalog, starts the actor system,
+  /// binds the PUB endpoint, connects to the peers and spawns a consumer
+  /// actor per configured consumer. Fails with the error of the step that
+  /// failed (catalog, config, bind...).
+  static caf::expected<std::unique_ptr<node>> start(node_config cfg);
+
+  /// Stops the node (see `stop`).
+  ~node();
+
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
+
+  /// Publishing and subscribing.
+  event_bus& bus() noexcept {
+    return bus_;
+  }
+
+  /// Runs `fn` as the CAF actor of the configured consumer `consumer`: it
+  /// receives every event the consumer's `subscribe` patterns select, in
+  /// order. Fails with `errc::invalid_config` for a consumer not in the
+  /// node's configuration.
+  caf::error attach(std::string_view consumer, service_fn fn);
+
+  /// The actor system of this node.
+  caf::actor_system& system();
+
+  /// The loaded catalog.
+  const catalog& events() const noexcept;
+
+  /// The configuration the node runs with.
+  const node_config& config() const noexcept;
+
+  /// The endpoint peers connect to (advertised, or bound with the port
+  /// resolved).
+  std::string endpoint() const;
+
+  /// Waits until `n` subscriptions from other nodes reached this node's PUB
+  /// socket, at most `timeout`. Returns whether they did.
+  bool wait_for_subscribers(int64_t n, std::chrono::milliseconds timeout);
+
+  /// Counters of `consumer`, or null for an unknown one.
+  std::shared_ptr<const consumer_stats> stats(std::string_view consumer) const;
+
+  /// Events received from other nodes, and frames dropped as malformed.
+  uint64_t received() const noexcept;
+  uint64_t bad_frames() const noexcept;
+
+  /// Waits until every consumer has finished the events delivered to it so
+  /// far (handled or failed), at most `timeout`. Returns whether they did.
+  bool drain(std::chrono::milliseconds timeout);
+
+  /// Stops the transport (flushing sent events up to the linger time) and
+  /// the actor system. Idempotent.
+  void stop();
+
+  struct impl;
+
+private:
+  explicit node(std::unique_ptr<impl> ptr);
+  friend class event_bus;
+  std::unique_ptr<impl> impl_;
+  event_bus bus_;
+};
+
+} // namespace herald

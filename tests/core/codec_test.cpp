@@ -1,0 +1,221 @@
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include <msgpack.hpp>
+
+#include "herald/core/codec.hpp"
+#include "herald/core/errc.hpp"
+
+using namespace herald;
+
+namespace {
+
+// The header's views point at literals and these statics.
+envelope_header make_header(std::string_view type) {
+  static const std::string id = make_uuid_v7();
+  static const std::string stream = make_uuid_v4();
+  envelope_header h;
+  h.event_type = type;
+  h.timestamp_us = 1'700'000'000'123'456;
+  h.id = id;
+  h.source = "UserService";
+  h.key = "k-1";
+  h.stream = stream;
+  h.seq = 42;
+  h.type_seq = 7;
+  h.schema_version = 3;
+  return h;
+}
+
+std::string encode_one(const envelope_header& h, const payload& data) {
+  std::string out;
+  encode(h, data, out);
+  return out;
+}
+
+// Packs an arbitrary MessagePack value, e.g. a hostile envelope.
+template <class F>
+std::string pack_with(F f) {
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk{buf};
+  f(pk);
+  return std::string{buf.data(), buf.size()};
+}
+
+} // namespace
+
+TEST_CASE("the codec round-trips a table of envelopes", "[core][codec]") {
+  struct row {
+    const char* what;
+    payload data;
+    std::string traceparent;
+  };
+  std::vector<row> rows{
+    {"seed payload",
+     {{"user_id", "0190b6d2-3c4e-7a00-8000-000000000001"},
+      {"email", "user1@example.com"},
+      {"registration_source", "web"}},
+     ""},
+    {"empty data", payload::object(), ""},
+    {"unicode", {{"name", "Zoë 日本語 🚀"}, {"empty", ""}}, ""},
+    {"nested",
+     {{"address", {{"city", "Zürich"}, {"geo", {{"lat", 47.37}, {"lon", 8.54}}}}},
+      {"tags", {"a", "b", payload::array()}},
+      {"n", -12},
+      {"big", 18446744073709551615ULL},
+      {"ok", true},
+      {"nothing", nullptr}},
+     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+  };
+  for (auto& r : rows) {
+    SECTION(r.what) {
+      auto h = make_header("user.account.created");
+      h.traceparent = r.traceparent;
+      auto ev = decode(encode_one(h, r.data));
+      REQUIRE(ev);
+      CHECK(ev->type() == h.event_type);
+      CHECK(ev->timestamp_us() == h.timestamp_us);
+      CHECK(ev->id() == h.id);
+      CHECK(ev->source() == h.source);
+      CHECK(ev->key() == h.key);
+      CHECK(ev->stream() == h.stream);
+      CHECK(ev->seq() == h.seq);
+      CHECK(ev->type_seq() == h.type_seq);
+      CHECK(ev->schema_version() == h.schema_version);
+      CHECK(ev->traceparent() == h.traceparent);
+      CHECK(ev->data() == r.data);
+      CHECK_FALSE(ev->redelivered());
+      CHECK(ev->as_redelivered().redelivered());
+    }
+  }
+}
+
+TEST_CASE("the envelope shows as JSON in the seed's field order",
+          "[core][codec]") {
+  auto h = make_header("user.account.deleted");
+  h.timestamp_us = 1'704'067'200'000'001; // 2024-01-01T00:00:00.000001Z
+  auto ev = decode(encode_one(h, {{"user_id", "u"}}));
+  REQUIRE(ev);
+  auto j = ev->to_json();
+  std::vector<std::string> keys;
+  for (auto& [k, v] : j.items())
+    keys.push_back(k);
+  REQUIRE(keys.size() >= 6);
+  CHECK(keys[0] == "event_type");
+  CHECK(keys[1] == "timestamp");
+  CHECK(keys[2] == "data");
+  CHECK(keys[3] == "id");
+  CHECK(j["timestamp"] == "2024-01-01T00:00:00.000001Z");
+}
+
+TEST_CASE("the decoder rejects hostile frames with an error",
+          "[core][codec]") {
+  auto good = encode_one(make_header("user.account.created"),
+                         {{"email", "a@b.io"}});
+
+  SECTION("every truncation of a valid frame") {
+    for (size_t n = 0; n < good.size(); ++n) {
+      auto ev = decode(std::string_view{good}.substr(0, n));
+      REQUIRE_FALSE(ev);
+      CHECK(is(ev.error(), errc::decode_error));
+    }
+  }
+  SECTION("a 5-byte array32 header claiming 4 billion elements") {
+    std::string frame{"\xdd\xff\xff\xff\xff", 5};
+    auto ev = decode(frame);
+    REQUIRE_FALSE(ev);
+    CHECK(is(ev.error(), errc::decode_error));
+    CHECK_THAT(message_of(ev.error()), Catch::Contains("limit"));
+  }
+  SECTION("a map32 header claiming 4 billion entries") {
+    std::string frame{"\xdf\xff\xff\xff\xff", 5};
+    auto ev = decode(frame);
+    REQUIRE_FALSE(ev);
+    CHECK(is(ev.error(), errc::decode_error));
+  }
+  SECTION("100,000 levels of nesting") {
+    std::string frame(100'000, '\x91'); // fixarray of one element, nested
+    frame.push_back('\xc0');
+    auto ev = decode(frame);
+    REQUIRE_FALSE(ev);
+    CHECK(is(ev.error(), errc::decode_error));
+  }
+  SECTION("a frame over the maximum size") {
+    decode_limits lim;
+    lim.max_frame = 1024;
+    std::string big(2048, 'x');
+    auto frame = encode_one(make_header("user.account.created"),
+                            {{"blob", big}});
+    auto ev = decode(frame, lim);
+    REQUIRE_FALSE(ev);
+    CHECK(is(ev.error(), errc::frame_too_large));
+    CHECK_THAT(message_of(ev.error()), Catch::Contains("1024"));
+  }
+  SECTION("trailing garbage") {
+    auto ev = decode(good + "x");
+    REQUIRE_FALSE(ev);
+    CHECK_THAT(message_of(ev.error()), Catch::Contains("trailing"));
+  }
+  SECTION("not a map") {
+    auto ev = decode(pack_with([](auto& pk) { pk.pack(42); }));
+    REQUIRE_FALSE(ev);
+    CHECK_THAT(message_of(ev.error()), Catch::Contains("must be a map"));
+  }
+  SECTION("a field of the wrong type") {
+    auto frame = pack_with([](auto& pk) {
+      pk.pack_map(4);
+      pk.pack(std::string{"event_type"});
+      pk.pack(std::string{"user.account.created"});
+      pk.pack(std::string{"timestamp"});
+      pk.pack(std::string{"yesterday"});
+      pk.pack(std::string{"id"});
+      pk.pack(std::string{"x"});
+      pk.pack(std::string{"data"});
+      pk.pack_map(0);
+    });
+    auto ev = decode(frame);
+    REQUIRE_FALSE(ev);
+    CHECK_THAT(message_of(ev.error()),
+               Catch::Contains("'timestamp' must be an unsigned integer"));
+  }
+  SECTION("a missing required field") {
+    auto frame = pack_with([](auto& pk) {
+      pk.pack_map(1);
+      pk.pack(std::string{"event_type"});
+      pk.pack(std::string{"user.account.created"});
+    });
+    auto ev = decode(frame);
+    REQUIRE_FALSE(ev);
+    CHECK_THAT(message_of(ev.error()), Catch::Contains("lacks"));
+  }
+  SECTION("data that is not a map") {
+    auto frame = pack_with([](auto& pk) {
+      pk.pack_map(4);
+      pk.pack(std::string{"event_type"});
+      pk.pack(std::string{"user.account.created"});
+      pk.pack(std::string{"timestamp"});
+      pk.pack(1);
+      pk.pack(std::string{"id"});
+      pk.pack(std::string{"x"});
+      pk.pack(std::string{"data"});
+      pk.pack_array(0);
+    });
+    auto ev = decode(frame);
+    REQUIRE_FALSE(ev);
+    CHECK_THAT(message_of(ev.error()), Catch::Contains("'data' must be a map"));
+  }
+}
+
+TEST_CASE("UUIDv7 ids are well formed and time ordered", "[core][codec]") {
+  auto a = make_uuid_v7();
+  std::this_thread::sleep_for(std::chrono::milliseconds{2});
+  auto b = make_uuid_v7();
+  REQUIRE(a.size() == 36);
+  CHECK(a[14] == '7');
+  CHECK((a[19] == '8' || a[19] == '9' || a[19] == 'a' || a[19] == 'b'));
+  CHECK(a < b);
+  CHECK(make_uuid_v4()[14] == '4');
+}

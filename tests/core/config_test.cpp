@@ -1,0 +1,225 @@
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "herald/core/config.hpp"
+#include "herald/core/errc.hpp"
+
+using herald::errc;
+using herald::node_config;
+
+namespace {
+
+std::string error_of(std::string_view yaml,
+                     const std::string& file = "n.yaml") {
+  auto cfg = node_config::parse(yaml, file);
+  if (cfg)
+    return {};
+  CHECK(herald::is(cfg.error(), errc::invalid_config));
+  return herald::message_of(cfg.error());
+}
+
+} // namespace
+
+TEST_CASE("a full node configuration loads", "[core][config]") {
+  auto cfg = node_config::parse(R"(node: email-node
+service: EmailService
+bind: tcp://127.0.0.1:5601
+advertise: tcp://10.0.0.5:5601
+peers: [tcp://127.0.0.1:5600, ipc:///tmp/herald.sock, inproc://local]
+catalog: /etc/herald/events.yaml
+log_level: debug
+transport:
+  hwm: 5000
+  max_message_size: 65536
+  heartbeat_ms: 250
+consumers:
+  EmailService:
+    subscribe: [user.account.created]
+  AuditService:
+    subscribe: [user., "order.>", user.*.deleted]
+)",
+                                "n.yaml");
+  INFO((cfg ? "" : herald::message_of(cfg.error())));
+  REQUIRE(cfg);
+  CHECK(cfg->name == "email-node");
+  CHECK(cfg->service == "EmailService");
+  CHECK(cfg->bind == "tcp://127.0.0.1:5601");
+  CHECK(cfg->advertise == "tcp://10.0.0.5:5601");
+  CHECK(cfg->peers
+        == std::vector<std::string>{
+          "tcp://127.0.0.1:5600", "ipc:///tmp/herald.sock", "inproc://local"});
+  CHECK(cfg->catalog == "/etc/herald/events.yaml");
+  CHECK(cfg->log_level == "debug");
+  CHECK(cfg->transport.hwm == 5000);
+  CHECK(cfg->transport.max_message_size == 65536);
+  CHECK(cfg->transport.heartbeat == std::chrono::milliseconds{250});
+  REQUIRE(cfg->consumers.size() == 2);
+  CHECK(cfg->consumers[0].name == "EmailService");
+  CHECK(cfg->consumers[0].subscribe
+        == std::vector<std::string>{"user.account.created"});
+  CHECK(cfg->consumers[1].name == "AuditService");
+  CHECK(cfg->consumers[1].subscribe
+        == std::vector<std::string>{"user.", "order.>", "user.*.deleted"});
+}
+
+TEST_CASE("a minimal node configuration gets the defaults", "[core][config]") {
+  auto cfg
+    = node_config::parse("node: user-node\ncatalog: events.yaml\n", "n.yaml");
+  REQUIRE(cfg);
+  CHECK(cfg->name == "user-node");
+  CHECK(cfg->service == "user-node");
+  CHECK(cfg->bind == "tcp://127.0.0.1:*");
+  CHECK(cfg->advertise.empty());
+  CHECK(cfg->peers.empty());
+  CHECK(cfg->catalog == "events.yaml");
+  CHECK(cfg->log_level == "info");
+  CHECK(cfg->transport.hwm == 100000);
+  CHECK(cfg->transport.max_message_size == 1024 * 1024);
+  CHECK(cfg->transport.heartbeat == std::chrono::milliseconds{1000});
+  CHECK(cfg->consumers.empty());
+}
+
+TEST_CASE("a relative catalog is resolved against the config's folder",
+          "[core][config]") {
+  const std::string yaml = "node: n\ncatalog: ../config/events.yaml\n";
+  CHECK(node_config::parse(yaml, "n.yaml", "/srv/herald/nodes")->catalog
+        == "/srv/herald/config/events.yaml");
+  CHECK(node_config::parse(yaml, "n.yaml", "")->catalog
+        == "../config/events.yaml");
+  CHECK(node_config::parse("node: n\ncatalog: /abs/events.yaml\n", "n.yaml",
+                           "/srv/herald")
+          ->catalog
+        == "/abs/events.yaml");
+
+  auto dir = std::filesystem::temp_directory_path()
+             / ("herald_config_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto file = dir / "node.yaml";
+  std::ofstream{file} << "node: n\ncatalog: events.yaml\n";
+  auto cfg = node_config::load_file(file.string());
+  std::filesystem::remove_all(dir);
+  REQUIRE(cfg);
+  CHECK(cfg->catalog == (dir / "events.yaml").string());
+}
+
+TEST_CASE("a missing config file is an io_error naming the path",
+          "[core][config]") {
+  auto cfg = node_config::load_file("/nonexistent/node.yaml");
+  REQUIRE_FALSE(cfg);
+  CHECK(herald::is(cfg.error(), errc::io_error));
+  CHECK(herald::message_of(cfg.error())
+        == "cannot read config file '/nonexistent/node.yaml': no such file");
+}
+
+TEST_CASE("each configuration error names the key, the file and the line",
+          "[core][config]") {
+  struct row {
+    std::string_view yaml;
+    std::string_view message;
+  };
+  const std::string base = "node: n\ncatalog: e.yaml\n";
+  const std::vector<row> rows = {
+    {"node: n\ncatalog: e.yaml\nnod: x\n",
+     "n.yaml:3: unknown key 'nod' (allowed: node, service, bind, advertise, "
+     "peers, catalog, log_level, transport, consumers)"},
+    {"node: n\ncatalog: e.yaml\ntransport:\n  hwm: 1\n  hw: 2\n",
+     "n.yaml:5: transport: unknown key 'hw' (allowed: hwm, max_message_size, "
+     "heartbeat_ms)"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
+     "    retry: 3\n",
+     "n.yaml:6: consumer 'A': unknown key 'retry' (allowed: subscribe)"},
+    {"catalog: e.yaml\n",
+     "n.yaml:1: missing 'node' (the node's name, e.g. node: email-node)"},
+    {"node: n\n", "n.yaml:1: missing 'catalog' (the path of the event "
+                  "catalog, e.g. catalog: events.yaml)"},
+    {"node: [a]\ncatalog: e.yaml\n", "n.yaml:1: 'node' must be a name"},
+    {"node: n\ncatalog: e.yaml\ntransport: {hwm: 0}\n",
+     "n.yaml:3: transport: 'hwm' must be a positive integer (messages), not "
+     "'0'"},
+    {"node: n\ncatalog: e.yaml\ntransport: {hwm: -5}\n",
+     "n.yaml:3: transport: 'hwm' must be a positive integer (messages), not "
+     "'-5'"},
+    {"node: n\ncatalog: e.yaml\ntransport: {hwm: 99999999999}\n",
+     "transport: 'hwm' must be a positive integer"},
+    {"node: n\ncatalog: e.yaml\ntransport: {max_message_size: 1MB}\n",
+     "n.yaml:3: transport: 'max_message_size' must be a positive integer "
+     "(bytes), not '1MB'"},
+    {"node: n\ncatalog: e.yaml\ntransport: {heartbeat_ms: [1]}\n",
+     "n.yaml:3: transport: 'heartbeat_ms' must be a positive integer "
+     "(milliseconds), not a list or map"},
+    {"node: n\ncatalog: e.yaml\ntransport: 5\n",
+     "n.yaml:3: 'transport' must be a map"},
+    {"node: n\ncatalog: e.yaml\nlog_level: verbose\n",
+     "n.yaml:3: 'log_level': 'verbose' is not a level; use one of trace, "
+     "debug, info, warn, error, critical, off"},
+    {"node: n\ncatalog: e.yaml\npeers: tcp://127.0.0.1:5600\n",
+     "n.yaml:3: 'peers' must be a list of endpoints, e.g. "
+     "[tcp://127.0.0.1:5600]"},
+    {"node: n\ncatalog: e.yaml\npeers:\n  - tcp://127.0.0.1:5600\n"
+     "  - 127.0.0.1:5601\n",
+     "n.yaml:5: 'peers': '127.0.0.1:5601' is not a ZeroMQ endpoint; use "
+     "tcp://HOST:PORT, ipc://PATH or inproc://NAME"},
+    {"node: n\ncatalog: e.yaml\nbind: udp://0.0.0.0:1\n",
+     "n.yaml:3: 'bind': 'udp://0.0.0.0:1' is not a ZeroMQ endpoint"},
+    {"node: n\ncatalog: e.yaml\nadvertise: tcp://\n",
+     "n.yaml:3: 'advertise': 'tcp://' is not a ZeroMQ endpoint"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [user.*]\n",
+     "n.yaml:5: consumer 'A': subscription pattern 'user.*': has 2 parts and "
+     "never matches a 3-part event name"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe:\n"
+     "      - user.account.created\n      - User.\n",
+     "n.yaml:7: consumer 'A': subscription pattern 'User.': part 1 'User' "
+     "must match [a-z][a-z0-9_]*"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A: {}\n",
+     "n.yaml:4: consumer 'A': missing 'subscribe' (a list of patterns"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A: {subscribe: user.}\n",
+     "n.yaml:4: consumer 'A': 'subscribe' must be a list of patterns"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A: {subscribe: [a.b.c]}\n"
+     "  A: {subscribe: [a.b.d]}\n",
+     "n.yaml:5: duplicate consumer 'A' (first at line 4)"},
+    {"node: n\ncatalog: e.yaml\nconsumers: [A]\n",
+     "n.yaml:3: 'consumers' must be a map"},
+    {"node: n\nnode: m\ncatalog: e.yaml\n",
+     "n.yaml:2: duplicate key 'node' (first at line 1)"},
+    {"[node, n]\n", "n.yaml:1: a node configuration must be a map"},
+    {"", "n.yaml: a node configuration must be a map"},
+    {"node: n\ncatalog: [e.yaml\n", "n.yaml:3: YAML syntax error: "},
+  };
+  for (const auto& r : rows) {
+    INFO(r.yaml);
+    CHECK_THAT(error_of(r.yaml), Catch::Contains(std::string{r.message}));
+  }
+}
+
+TEST_CASE("every configuration problem is reported at once", "[core][config]") {
+  auto message = error_of(R"(service: EmailService
+bind: pgm://x
+log_level: loud
+transport:
+  hwm: 0
+  colour: red
+consumers:
+  EmailService:
+    subscribe: [user.account]
+)",
+                          "/etc/herald/email.yaml");
+  const std::vector<std::string_view> expected = {
+    "/etc/herald/email.yaml:1: missing 'node'",
+    "/etc/herald/email.yaml:1: missing 'catalog'",
+    "/etc/herald/email.yaml:2: 'bind': 'pgm://x' is not a ZeroMQ endpoint",
+    "/etc/herald/email.yaml:3: 'log_level': 'loud' is not a level",
+    "/etc/herald/email.yaml:5: transport: 'hwm' must be a positive integer",
+    "/etc/herald/email.yaml:6: transport: unknown key 'colour'",
+    "/etc/herald/email.yaml:9: consumer 'EmailService': subscription "
+    "pattern 'user.account': has 2 parts",
+  };
+  for (auto line : expected)
+    CHECK_THAT(message, Catch::Contains(std::string{line}));
+  CHECK(std::count(message.begin(), message.end(), '\n') + 1
+        == static_cast<long>(expected.size()));
+}

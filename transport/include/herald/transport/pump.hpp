@@ -1,0 +1,117 @@
+#pragma once
+
+/// The transport pump: the one thread that owns every ZeroMQ socket of a
+/// node.
+///
+/// A node binds one XPUB socket (a PUB that also reports subscriptions) and
+/// connects one SUB socket to its peers' PUB endpoints. Each event travels
+/// as a two-frame message `[event_type][envelope]`: ZeroMQ routes by byte
+/// prefix of the first frame, so a subscription to `user.` or
+/// `user.account.` is resolved inside ZeroMQ.
+///
+/// Thread safety: `send`, `subscribe`, `connect` and the getters may be
+/// called from any thread; they enqueue a command the pump thread executes
+/// in order. The listener is called on the pump thread only.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include "herald/core/codec.hpp"
+#include "herald/core/event.hpp"
+
+namespace herald::transport {
+
+/// What a pump needs to start.
+struct pump_config {
+  /// Endpoint the XPUB socket binds; `tcp://HOST:*` picks a free port.
+  std::string bind = "tcp://127.0.0.1:*";
+  /// PUB endpoints the SUB socket connects to.
+  std::vector<std::string> peers;
+  /// ZMQ_SNDHWM / ZMQ_RCVHWM in messages. Default: 100000.
+  int hwm = 100000;
+  /// ZMQ_MAXMSGSIZE and the decoder's maximum frame. Default: 1 MiB.
+  size_t max_message_size = 1024 * 1024;
+  /// ZMTP heartbeat interval; the timeout is three intervals.
+  std::chrono::milliseconds heartbeat{1000};
+  /// How long unsent messages are kept at shutdown. Default: 2 s.
+  std::chrono::milliseconds linger{2000};
+  /// Most events handed to the listener in one batch. Default: 1024.
+  size_t max_batch = 1024;
+};
+
+/// Receives what the pump reads. Called on the pump thread; must not block.
+class pump_listener {
+public:
+  virtual ~pump_listener() = default;
+  /// A batch of decoded events, in arrival order. May be moved from.
+  virtual void on_events(event_batch& batch) = 0;
+  /// A frame that could not be decoded; it was dropped and counted.
+  virtual void on_bad_frame(const caf::error& why) = 0;
+};
+
+/// Counters of a pump. Read with relaxed loads.
+struct pump_stats {
+  std::atomic<uint64_t> sent{0};
+  std::atomic<uint64_t> received{0};
+  std::atomic<uint64_t> bad_frames{0};
+  /// Subscriptions seen minus unsubscriptions, over all subscribers.
+  std::atomic<int64_t> subscriptions{0};
+};
+
+/// The transport thread of a node.
+class pump {
+public:
+  /// Binds, connects and starts the pump thread. Fails with
+  /// `errc::io_error` naming the endpoint when a bind or connect fails.
+  static caf::expected<std::unique_ptr<pump>> start(pump_config cfg,
+                                                    pump_listener* listener);
+
+  ~pump();
+
+  pump(const pump&) = delete;
+  pump& operator=(const pump&) = delete;
+
+  /// The endpoint the XPUB socket is bound to, with the port resolved.
+  const std::string& endpoint() const noexcept {
+    return endpoint_;
+  }
+
+  /// Queues a message for sending on the XPUB socket. Never blocks.
+  /// `message` holds the topic (its first `topic_size` bytes) followed by
+  /// the envelope: one buffer, one allocation per event.
+  void send(std::string message, uint32_t topic_size);
+
+  /// Adds a ZeroMQ prefix subscription on the SUB socket.
+  void subscribe(std::string prefix);
+
+  /// Connects the SUB socket to another PUB endpoint.
+  void connect(std::string endpoint);
+
+  /// Waits until at least `n` subscriptions reached the XPUB socket, or
+  /// `timeout` passes. Returns whether they did.
+  bool wait_for_subscriptions(int64_t n, std::chrono::milliseconds timeout);
+
+  /// Counters.
+  const pump_stats& stats() const noexcept;
+
+  /// Stops the thread, flushing queued sends up to the linger time.
+  /// Idempotent.
+  void stop();
+
+  struct impl;
+
+private:
+  explicit pump(std::unique_ptr<impl> ptr);
+  std::unique_ptr<impl> impl_;
+  std::string endpoint_;
+};
+
+} // namespace herald::transport

@@ -1,0 +1,296 @@
+#include "herald/transport/pump.hpp"
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <zmq.hpp>
+
+#include "herald/core/errc.hpp"
+
+namespace herald::transport {
+
+namespace {
+
+struct command {
+  enum class kind : uint8_t { send, subscribe, connect, stop };
+  kind what;
+  std::string a;          // topic + frame, prefix or endpoint
+  uint32_t topic_size = 0; // where the topic ends in `a`, for send
+};
+
+} // namespace
+
+struct pump::impl {
+  pump_config cfg;
+  pump_listener* listener = nullptr;
+  zmq::context_t ctx{1};
+  zmq::socket_t pub{ctx, zmq::socket_type::xpub};
+  zmq::socket_t sub{ctx, zmq::socket_type::sub};
+  int wake_fd = -1;
+  std::thread thread;
+  pump_stats stats;
+  decode_limits limits;
+
+  std::mutex mtx; // guards queue
+  std::vector<command> queue;
+  std::mutex sub_mtx; // guards nothing but pairs with sub_cv
+  std::condition_variable sub_cv;
+  bool stopped = false;
+
+  ~impl() {
+    if (wake_fd >= 0)
+      ::close(wake_fd);
+  }
+
+  void push(command cmd) {
+    bool was_empty;
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      was_empty = queue.empty();
+      queue.push_back(std::move(cmd));
+    }
+    // One wake-up per burst: the pump drains the whole queue when it runs.
+    if (was_empty) {
+      uint64_t one = 1;
+      [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof(one));
+    }
+  }
+
+  void set_common(zmq::socket_t& s) {
+    s.set(zmq::sockopt::maxmsgsize,
+          static_cast<int64_t>(cfg.max_message_size));
+    auto ivl = static_cast<int>(cfg.heartbeat.count());
+    s.set(zmq::sockopt::heartbeat_ivl, ivl);
+    s.set(zmq::sockopt::heartbeat_timeout, ivl * 3);
+    s.set(zmq::sockopt::heartbeat_ttl, ivl * 3);
+    s.set(zmq::sockopt::linger, static_cast<int>(cfg.linger.count()));
+  }
+
+  // Returns false when asked to stop.
+  bool run_commands() {
+    uint64_t ignored;
+    [[maybe_unused]] auto n = ::read(wake_fd, &ignored, sizeof(ignored));
+    std::vector<command> batch;
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      batch.swap(queue);
+    }
+    for (auto& cmd : batch) {
+      switch (cmd.what) {
+        case command::kind::send: {
+          zmq::message_t topic{cmd.a.data(), cmd.topic_size};
+          zmq::message_t body{cmd.a.data() + cmd.topic_size,
+                              cmd.a.size() - cmd.topic_size};
+          // XPUB never blocks: at the high-water mark ZeroMQ drops.
+          if (pub.send(topic, zmq::send_flags::sndmore | zmq::send_flags::dontwait)
+              && pub.send(body, zmq::send_flags::dontwait))
+            stats.sent.fetch_add(1, std::memory_order_relaxed);
+          break;
+        }
+        case command::kind::subscribe:
+          sub.set(zmq::sockopt::subscribe, cmd.a);
+          break;
+        case command::kind::connect:
+          try {
+            sub.connect(cmd.a);
+          } catch (const zmq::error_t& e) {
+            listener->on_bad_frame(make_error(
+              errc::io_error, fmt::format("cannot connect to peer '{}': {}",
+                                          cmd.a, e.what())));
+          }
+          break;
+        case command::kind::stop:
+          return false;
+      }
+    }
+    return true;
+  }
+
+  void read_subscriptions() {
+    zmq::message_t msg;
+    while (pub.recv(msg, zmq::recv_flags::dontwait)) {
+      if (msg.size() == 0)
+        continue;
+      auto first = static_cast<const uint8_t*>(msg.data())[0];
+      if (first == 1)
+        stats.subscriptions.fetch_add(1, std::memory_order_relaxed);
+      else if (first == 0)
+        stats.subscriptions.fetch_sub(1, std::memory_order_relaxed);
+    }
+    // Taking the lock orders this notify after a waiter's predicate check.
+    { std::lock_guard<std::mutex> guard{sub_mtx}; }
+    sub_cv.notify_all();
+  }
+
+  void read_events() {
+    event_batch batch;
+    batch.reserve(64);
+    zmq::message_t topic;
+    zmq::message_t body;
+    while (batch.size() < cfg.max_batch
+           && sub.recv(topic, zmq::recv_flags::dontwait)) {
+      if (!topic.more()) {
+        count_bad(make_error(errc::decode_error,
+                             "message of one frame; expected [type][envelope]"));
+        continue;
+      }
+      // Parts of a multipart message arrive together.
+      if (!sub.recv(body, zmq::recv_flags::dontwait))
+        continue;
+      bool extra = false;
+      while (body.more()) { // drain unexpected extra frames
+        extra = true;
+        if (!sub.recv(body, zmq::recv_flags::dontwait))
+          break;
+      }
+      if (extra) {
+        count_bad(make_error(errc::decode_error,
+                             "message of more than two frames"));
+        continue;
+      }
+      auto ev = decode(std::string_view{static_cast<const char*>(body.data()),
+                                        body.size()},
+                       limits);
+      if (!ev) {
+        count_bad(ev.error());
+        continue;
+      }
+      if (ev->type() != topic.to_string_view()) {
+        count_bad(make_error(
+          errc::decode_error,
+          fmt::format("topic frame '{}' differs from the envelope's "
+                      "event_type '{}'",
+                      topic.to_string_view(), ev->type())));
+        continue;
+      }
+      batch.push_back(std::move(*ev));
+    }
+    if (!batch.empty()) {
+      stats.received.fetch_add(batch.size(), std::memory_order_relaxed);
+      listener->on_events(batch);
+    }
+  }
+
+  void count_bad(const caf::error& err) {
+    stats.bad_frames.fetch_add(1, std::memory_order_relaxed);
+    listener->on_bad_frame(err);
+  }
+
+  void loop() {
+    zmq::pollitem_t items[] = {
+      {nullptr, wake_fd, ZMQ_POLLIN, 0},
+      {pub.handle(), 0, ZMQ_POLLIN, 0},
+      {sub.handle(), 0, ZMQ_POLLIN, 0},
+    };
+    for (;;) {
+      try {
+        zmq::poll(items, 3, std::chrono::milliseconds{-1});
+        if (items[1].revents & ZMQ_POLLIN)
+          read_subscriptions();
+        if (items[2].revents & ZMQ_POLLIN)
+          read_events();
+        if ((items[0].revents & ZMQ_POLLIN) && !run_commands())
+          break;
+      } catch (const zmq::error_t& e) {
+        if (e.num() == ETERM)
+          break;
+        if (e.num() != EINTR)
+          count_bad(make_error(errc::io_error,
+                               fmt::format("transport: {}", e.what())));
+      }
+    }
+    pub.close();
+    sub.close();
+  }
+};
+
+caf::expected<std::unique_ptr<pump>> pump::start(pump_config cfg,
+                                                 pump_listener* listener) {
+  auto p = std::make_unique<impl>();
+  p->cfg = std::move(cfg);
+  p->listener = listener;
+  p->limits.max_frame = p->cfg.max_message_size;
+  p->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (p->wake_fd < 0)
+    return make_error(errc::io_error, "cannot create the pump's eventfd");
+  std::string endpoint;
+  try {
+    p->set_common(p->pub);
+    p->pub.set(zmq::sockopt::sndhwm, p->cfg.hwm);
+    p->pub.set(zmq::sockopt::xpub_verbose, 1);
+    p->set_common(p->sub);
+    p->sub.set(zmq::sockopt::rcvhwm, p->cfg.hwm);
+  } catch (const zmq::error_t& e) {
+    return make_error(errc::io_error,
+                      fmt::format("cannot set socket options: {}", e.what()));
+  }
+  try {
+    p->pub.bind(p->cfg.bind);
+    endpoint = p->pub.get(zmq::sockopt::last_endpoint);
+  } catch (const zmq::error_t& e) {
+    return make_error(errc::io_error,
+                      fmt::format("cannot bind the PUB endpoint '{}': {}; "
+                                  "check the address and that the port is free",
+                                  p->cfg.bind, e.what()));
+  }
+  for (auto& peer : p->cfg.peers) {
+    try {
+      p->sub.connect(peer);
+    } catch (const zmq::error_t& e) {
+      return make_error(errc::io_error,
+                        fmt::format("cannot connect to peer '{}': {}", peer,
+                                    e.what()));
+    }
+  }
+  auto* raw = p.get();
+  std::unique_ptr<pump> result{new pump(std::move(p))};
+  result->endpoint_ = std::move(endpoint);
+  raw->thread = std::thread{[raw] { raw->loop(); }};
+  return result;
+}
+
+pump::pump(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {
+}
+
+pump::~pump() {
+  stop();
+}
+
+void pump::send(std::string message, uint32_t topic_size) {
+  impl_->push({command::kind::send, std::move(message), topic_size});
+}
+
+void pump::subscribe(std::string prefix) {
+  impl_->push({command::kind::subscribe, std::move(prefix), 0});
+}
+
+void pump::connect(std::string endpoint) {
+  impl_->push({command::kind::connect, std::move(endpoint), 0});
+}
+
+bool pump::wait_for_subscriptions(int64_t n,
+                                  std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> guard{impl_->sub_mtx};
+  return impl_->sub_cv.wait_for(guard, timeout, [&] {
+    return impl_->stats.subscriptions.load() >= n;
+  });
+}
+
+const pump_stats& pump::stats() const noexcept {
+  return impl_->stats;
+}
+
+void pump::stop() {
+  if (!impl_ || !impl_->thread.joinable())
+    return;
+  impl_->push({command::kind::stop, {}, 0});
+  impl_->thread.join();
+  impl_->ctx.close();
+}
+
+} // namespace herald::transport
