@@ -102,20 +102,20 @@ caf::error wrong_type(std::string_view field, const char* expected,
                                 expected, type_name(got.type)));
 }
 
-caf::error read_str(std::string_view field, const msgpack::object& o,
-                    std::string_view& out) {
+// Readers return what the field must be when it is not, else null: no
+// error object is built on the success path.
+const char* read_str(const msgpack::object& o, std::string_view& out) {
   if (o.type != msgpack::type::STR)
-    return wrong_type(field, "a string", o);
+    return "a string";
   out = std::string_view{o.via.str.ptr, o.via.str.size};
-  return {};
+  return nullptr;
 }
 
-caf::error read_uint(std::string_view field, const msgpack::object& o,
-                     uint64_t& out) {
+const char* read_uint(const msgpack::object& o, uint64_t& out) {
   if (o.type != msgpack::type::POSITIVE_INTEGER)
-    return wrong_type(field, "an unsigned integer", o);
+    return "an unsigned integer";
   out = o.via.u64;
-  return {};
+  return nullptr;
 }
 
 } // namespace
@@ -160,25 +160,46 @@ std::string encode_payload(const payload& data) {
 
 caf::expected<event> decode(std::string_view frame,
                             const decode_limits& limits) {
+  size_t off = 0;
+  if (frame.size() > limits.max_frame || frame.empty())
+    return decode_next(frame, off, nullptr, limits); // reports the error
+  auto owner = std::make_shared<std::string>(frame);
+  auto ev = decode_next(*owner, off, owner, limits);
+  if (ev && off != frame.size())
+    return make_error(errc::decode_error,
+                      fmt::format("{} bytes of trailing garbage after the "
+                                  "envelope",
+                                  frame.size() - off));
+  return ev;
+}
+
+caf::expected<event> decode_next(std::string_view frame, size_t& offset,
+                                 std::shared_ptr<const void> owner,
+                                 const decode_limits& limits) {
   if (frame.size() > limits.max_frame)
     return make_error(errc::frame_too_large,
                       fmt::format("frame of {} bytes exceeds the maximum of {} "
                                   "bytes (transport.max_message_size)",
                                   frame.size(), limits.max_frame));
-  if (frame.empty())
+  if (offset >= frame.size())
     return make_error(errc::decode_error, "empty frame");
-  // No container can hold more elements than the frame has bytes: a header
-  // claiming billions of elements fails before anything is allocated.
-  auto cap = [&](size_t limit) { return std::min(limit, frame.size()); };
+  // No container can hold more elements than the frame has bytes left: a
+  // header claiming billions of elements fails before anything is
+  // allocated.
+  auto left = frame.size() - offset;
+  auto cap = [&](size_t limit) { return std::min(limit, left); };
   msgpack::unpack_limit lim{cap(limits.max_array), cap(limits.max_map),
                             cap(limits.max_str),   cap(limits.max_str),
                             cap(limits.max_str),   limits.max_depth};
-  auto st = std::make_shared<detail::event_state>(frame.size() * 2 + 512);
+  auto st = std::make_shared<detail::event_state>(1024);
+  st->owner = std::move(owner);
   msgpack::object root;
-  size_t off = 0;
   try {
-    root = msgpack::unpack(st->zone, frame.data(), frame.size(), off, nullptr,
-                           nullptr, lim);
+    // Strings are referenced in place, never copied.
+    root = msgpack::unpack(
+      st->zone, frame.data(), frame.size(), offset,
+      [](msgpack::type::object_type, size_t, void*) { return true; }, nullptr,
+      lim);
   } catch (const msgpack::insufficient_bytes&) {
     return make_error(errc::decode_error,
                       fmt::format("truncated frame: {} bytes end inside a "
@@ -193,11 +214,6 @@ caf::expected<event> decode(std::string_view frame,
     return make_error(errc::decode_error,
                       fmt::format("malformed MessagePack: {}", e.what()));
   }
-  if (off != frame.size())
-    return make_error(errc::decode_error,
-                      fmt::format("{} bytes of trailing garbage after the "
-                                  "envelope",
-                                  frame.size() - off));
   if (root.type != msgpack::type::MAP)
     return wrong_type("(envelope)", "a map", root);
   bool have_type = false, have_ts = false, have_id = false, have_data = false;
@@ -209,42 +225,42 @@ caf::expected<event> decode(std::string_view frame,
                                     i, type_name(kv.key.type)));
     std::string_view k{kv.key.via.str.ptr, kv.key.via.str.size};
     auto& v = kv.val;
-    caf::error err;
+    const char* bad = nullptr;
     uint64_t u = 0;
     if (k == "event_type") {
-      err = read_str(k, v, st->type);
+      bad = read_str(v, st->type);
       have_type = true;
     } else if (k == "timestamp") {
-      err = read_uint(k, v, u);
+      bad = read_uint(v, u);
       st->timestamp_us = static_cast<int64_t>(u);
       have_ts = true;
     } else if (k == "id") {
-      err = read_str(k, v, st->id);
+      bad = read_str(v, st->id);
       have_id = true;
     } else if (k == "source") {
-      err = read_str(k, v, st->source);
+      bad = read_str(v, st->source);
     } else if (k == "key") {
-      err = read_str(k, v, st->key);
+      bad = read_str(v, st->key);
     } else if (k == "stream") {
-      err = read_str(k, v, st->stream);
+      bad = read_str(v, st->stream);
     } else if (k == "seq") {
-      err = read_uint(k, v, st->seq);
+      bad = read_uint(v, st->seq);
     } else if (k == "type_seq") {
-      err = read_uint(k, v, st->type_seq);
+      bad = read_uint(v, st->type_seq);
     } else if (k == "schema_version") {
-      err = read_uint(k, v, u);
+      bad = read_uint(v, u);
       st->schema_version = static_cast<uint32_t>(u);
     } else if (k == "traceparent") {
-      err = read_str(k, v, st->traceparent);
+      bad = read_str(v, st->traceparent);
     } else if (k == "data") {
       if (v.type != msgpack::type::MAP)
-        err = wrong_type(k, "a map", v);
+        bad = "a map";
       st->data_obj = v;
       have_data = true;
     }
     // Unknown keys are skipped: newer producers may add fields.
-    if (err)
-      return err;
+    if (bad != nullptr)
+      return wrong_type(k, bad, v);
   }
   const char* missing = !have_type ? "event_type"
                         : !have_ts ? "timestamp"

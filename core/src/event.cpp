@@ -133,9 +133,13 @@ std::string format_uuid(uint64_t hi, uint64_t lo) {
 } // namespace
 
 std::string make_uuid_v7() {
+  return make_uuid_v7(now_us());
+}
+
+std::string make_uuid_v7(int64_t micros_since_epoch) {
   // RFC 9562 UUIDv7 with method 3: the 12 bits of rand_a hold the fraction
   // of the millisecond, so ids made on one node sort by time to ~0.25 µs.
-  auto us = static_cast<uint64_t>(now_us());
+  auto us = static_cast<uint64_t>(micros_since_epoch);
   uint64_t ms = us / 1000;
   uint64_t sub = ((us % 1000) << 12) / 1000;
   uint64_t hi = (ms << 16) | (uint64_t{7} << 12) | sub;

@@ -2,6 +2,7 @@
 
 // The shared, immutable state behind herald::event. Private to core.
 
+#include <memory>
 #include <mutex>
 #include <string_view>
 
@@ -11,14 +12,17 @@
 
 namespace herald::detail {
 
-/// Decoded envelope. The routing fields are views into `zone`, which owns
-/// copies of the frame's strings; `data_obj` is the undecoded payload.
+/// Decoded envelope. The routing fields and the strings of `data_obj` (the
+/// undecoded payload) are views into the received buffer, which `owner`
+/// keeps alive; `zone` holds the decoded objects.
 /// Thread safety: immutable after decode except `data`, which is filled
 /// once under `once`.
 struct event_state {
   explicit event_state(size_t chunk) : zone(chunk) {
   }
 
+  /// Keeps alive the buffer the views and `data_obj` refer into.
+  std::shared_ptr<const void> owner;
   msgpack::zone zone;
   std::string_view type;
   std::string_view id;

@@ -1,6 +1,7 @@
 #include "herald/runtime/node.hpp"
 
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 #include <thread>
 
@@ -73,6 +74,15 @@ struct node::impl : transport::pump_listener {
   std::vector<consumer_entry> consumers;
 
   std::vector<caf::actor> services; // guarded by consumers_mtx
+  std::set<std::string> prefixes;   // subscribed on the SUB socket; ditto
+
+  // Subscribes the SUB socket to `prefix` unless it already is: one
+  // subscription per prefix per node, however many consumers share it.
+  // REQUIRES: consumers_mtx held exclusively.
+  void subscribe_prefix(const std::string& prefix) {
+    if (prefixes.insert(prefix).second)
+      pump->subscribe(prefix);
+  }
 
   std::mutex publish_mtx; // guards seq and type_seqs: one stream order
   uint64_t seq = 0;
@@ -101,7 +111,7 @@ struct node::impl : transport::pump_listener {
   }
 
   void on_events(event_batch& batch) override {
-    dispatch(batch);
+    dispatch(std::move(batch));
   }
 
   void on_bad_frame(const caf::error& why) override {
@@ -110,10 +120,23 @@ struct node::impl : transport::pump_listener {
 
   // Hands each consumer the events of `batch` it subscribed to, in order,
   // as one message.
-  void dispatch(const event_batch& batch) {
+  void dispatch(event_batch&& batch) {
     std::shared_lock<std::shared_mutex> guard{consumers_mtx};
+    if (consumers.size() == 1) {
+      // The common case of one service per node: no copy when it takes all.
+      auto& c = consumers.front();
+      bool all = true;
+      for (auto& ev : batch)
+        all = all && selects(c.patterns, ev.type());
+      if (all) {
+        c.stats->dispatched.fetch_add(batch.size(), std::memory_order_relaxed);
+        caf::anon_send(c.actor, std::move(batch));
+        return;
+      }
+    }
     for (auto& c : consumers) {
       event_batch mine;
+      mine.reserve(batch.size());
       for (auto& ev : batch)
         if (selects(c.patterns, ev.type()))
           mine.push_back(ev);
@@ -203,9 +226,12 @@ caf::expected<std::unique_ptr<node>> node::start(node_config cfg) {
   if (!pump)
     return std::move(pump.error());
   p->pump = std::move(*pump);
-  for (auto& cc : p->cfg.consumers)
-    for (auto& text : cc.subscribe)
-      p->pump->subscribe(pattern::parse(text)->zmq_prefix());
+  {
+    std::unique_lock<std::shared_mutex> guard{p->consumers_mtx};
+    for (auto& cc : p->cfg.consumers)
+      for (auto& text : cc.subscribe)
+        p->subscribe_prefix(pattern::parse(text)->zmq_prefix());
+  }
   p->running = true;
   p->log->info("started: service={} stream={} endpoint={} peers={}",
                p->cfg.service, p->stream, p->pump->endpoint(),
@@ -329,8 +355,13 @@ event_bus::publish(std::string_view type, const payload& data,
                                   "from {} or change its producer there",
                                   type, spec->producer, p.cat.source(), source,
                                   spec->producer));
-  auto id = make_uuid_v7();
+  // One clock read serves the id and the timestamp. Taken before the
+  // stream lock, so timestamps may step back by the lock wait; seq, not
+  // time, is the stream's order.
+  auto now = now_us();
+  auto id = make_uuid_v7(now);
   envelope_header h;
+  h.timestamp_us = now;
   h.event_type = spec->name;
   h.id = id;
   h.source = source;
@@ -349,7 +380,6 @@ event_bus::publish(std::string_view type, const payload& data,
   std::lock_guard<std::mutex> guard{p.publish_mtx};
   h.seq = ++p.seq;
   h.type_seq = ++p.type_seqs[idx];
-  h.timestamp_us = now_us();
   encode(h, data, message);
   if (local) {
     auto ev = decode(std::string_view{message}.substr(topic_size));
@@ -395,8 +425,8 @@ caf::error event_bus::add_handler(std::string_view pattern_text, handler_fn fn,
     // can arrive ahead of its handler.
     caf::anon_send(c.actor, subscribe_atom::value,
                    subscription{*pat, std::move(fn)});
+    p.subscribe_prefix(pat->zmq_prefix());
   }
-  p.pump->subscribe(pat->zmq_prefix());
   return {};
 }
 

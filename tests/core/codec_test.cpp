@@ -219,3 +219,27 @@ TEST_CASE("UUIDv7 ids are well formed and time ordered", "[core][codec]") {
   CHECK(a < b);
   CHECK(make_uuid_v4()[14] == '4');
 }
+
+TEST_CASE("a frame carrying several envelopes decodes one after another",
+          "[core][codec]") {
+  auto owner = std::make_shared<std::string>();
+  for (int i = 1; i <= 3; ++i) {
+    auto h = make_header("user.account.created");
+    h.seq = static_cast<uint64_t>(i);
+    encode(h, {{"n", i}}, *owner);
+  }
+  size_t offset = 0;
+  std::vector<event> got;
+  while (offset < owner->size()) {
+    auto ev = decode_next(*owner, offset, owner);
+    REQUIRE(ev);
+    got.push_back(std::move(*ev));
+  }
+  REQUIRE(got.size() == 3);
+  owner.reset(); // the events keep the buffer alive
+  for (int i = 0; i < 3; ++i) {
+    CHECK(got[i].seq() == static_cast<uint64_t>(i + 1));
+    CHECK(got[i].data()["n"] == i + 1);
+    CHECK(got[i].type() == "user.account.created");
+  }
+}

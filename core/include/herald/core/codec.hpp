@@ -41,11 +41,21 @@ struct decode_limits {
 /// JSON values (numbers, strings, booleans, null, arrays, objects).
 void encode(const envelope_header& hdr, const payload& data, std::string& out);
 
-/// Decodes one envelope. Fails with `errc::frame_too_large` or
-/// `errc::decode_error` (naming what was wrong) on truncated, oversized,
-/// too deep, wrong-typed or trailing-garbage input; never throws.
+/// Decodes a frame holding exactly one envelope (copying it). Fails with
+/// `errc::frame_too_large` or `errc::decode_error` (naming what was wrong)
+/// on truncated, oversized, too deep, wrong-typed or trailing-garbage
+/// input; never throws.
 caf::expected<event> decode(std::string_view frame,
                             const decode_limits& limits = {});
+
+/// Decodes the envelope that starts at `offset` in `frame` and advances
+/// `offset` past it: a frame may carry several envelopes back to back (a
+/// MessagePack stream), which is how the transport batches. The event
+/// refers into `frame` without copying; `owner` keeps it alive. Errors as
+/// for `decode`; after an error `offset` is unspecified.
+caf::expected<event> decode_next(std::string_view frame, size_t& offset,
+                                 std::shared_ptr<const void> owner,
+                                 const decode_limits& limits = {});
 
 /// Encodes a payload alone as MessagePack (used by tools and tests).
 std::string encode_payload(const payload& data);

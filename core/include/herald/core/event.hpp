@@ -122,6 +122,9 @@ int64_t now_us() noexcept;
 /// A new UUIDv7 (time ordered) in canonical text form. Thread-safe.
 std::string make_uuid_v7();
 
+/// A new UUIDv7 for the time `micros_since_epoch`. Thread-safe.
+std::string make_uuid_v7(int64_t micros_since_epoch);
+
 /// A new random UUIDv4 in canonical text form. Thread-safe.
 std::string make_uuid_v4();
 
