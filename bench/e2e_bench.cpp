@@ -11,9 +11,11 @@
 // the machine's one clock.
 
 #include <algorithm>
+#include <optional>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,6 +37,8 @@ using namespace std::chrono;
 struct options {
   std::string role = "driver";
   std::string peer;
+  std::string fsync = "batch";
+  std::string dir;
   uint64_t events = 1'000'000;
   uint64_t rate = 0;
   int users = 1000;
@@ -49,6 +53,10 @@ options parse(int argc, char** argv) {
       o.role = v;
     else if (k == "--peer")
       o.peer = v;
+    else if (k == "--fsync")
+      o.fsync = v;
+    else if (k == "--dir")
+      o.dir = v;
     else if (k == "--events")
       o.events = std::stoull(v);
     else if (k == "--rate")
@@ -56,7 +64,9 @@ options parse(int argc, char** argv) {
     else if (k == "--users")
       o.users = std::stoi(v);
     else {
-      std::fprintf(stderr, "usage: %s [--events N] [--rate R] [--users U]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--events N] [--rate R] [--users U] "
+                   "[--fsync always|batch|os] [--dir DATA_DIR]\n",
                    argv[0]);
       std::exit(2);
     }
@@ -64,8 +74,11 @@ options parse(int argc, char** argv) {
   return o;
 }
 
-herald::node_config config(std::string name, std::string service) {
+herald::node_config config(const options& o, std::string name,
+                           std::string service) {
   herald::node_config cfg;
+  cfg.data_dir = o.dir + "/" + name;
+  cfg.store.fsync = o.fsync;
   cfg.name = std::move(name);
   cfg.service = std::move(service);
   cfg.catalog = HERALD_SOURCE_DIR "/config/events.yaml";
@@ -84,7 +97,7 @@ std::unique_ptr<herald::node> start(herald::node_config cfg) {
 }
 
 int run_consumer(const options& o) {
-  auto cfg = config("bench-consumer", "EmailService");
+  auto cfg = config(o, "bench-consumer", "EmailService");
   cfg.peers.push_back(o.peer);
   auto n = start(cfg);
   std::vector<int64_t> lat;
@@ -144,9 +157,10 @@ std::string user_id(int i) {
 }
 
 int run_driver(const options& o, const char* self) {
-  auto n = start(config("bench-producer", "UserService"));
+  auto n = start(config(o, "bench-producer", "UserService"));
   auto endpoint = n->endpoint();
   auto events = std::to_string(o.events);
+  auto dir = o.dir;
   auto users = std::to_string(o.users);
   int fds[2];
   if (pipe(fds) != 0)
@@ -155,9 +169,10 @@ int run_driver(const options& o, const char* self) {
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
   posix_spawn_file_actions_addclose(&fa, fds[0]);
-  const char* args[] = {self,       "--role",         "consumer",
-                        "--peer",   endpoint.c_str(), "--events",
-                        events.c_str(), nullptr};
+  const char* args[] = {self,           "--role",         "consumer",
+                        "--peer",       endpoint.c_str(), "--events",
+                        events.c_str(), "--dir",          dir.c_str(),
+                        "--fsync",      o.fsync.c_str(),  nullptr};
   pid_t pid;
   if (posix_spawn(&pid, self, &fa, nullptr, const_cast<char**>(args), environ)
       != 0)
@@ -175,6 +190,7 @@ int run_driver(const options& o, const char* self) {
     payloads.push_back({{"user_id", user_id(i)},
                         {"email", fmt::format("user{}@example.com", i)},
                         {"registration_source", sources[i % 3]}});
+  std::optional<herald::publish_receipt> last;
   auto t0 = steady_clock::now();
   for (uint64_t i = 0; i < o.events; ++i) {
     if (o.rate > 0) {
@@ -186,11 +202,15 @@ int run_driver(const options& o, const char* self) {
     }
     auto r = n->bus().publish("user.account.created",
                               payloads[i % payloads.size()]);
+    if (r)
+      last = std::move(*r);
     if (!r) {
       std::fprintf(stderr, "bench: %s\n", herald::message_of(r.error()).c_str());
       return 1;
     }
   }
+  if (last)
+    last->wait(); // publish_per_s counts acknowledged (durable) events
   double pub_secs = duration<double>(steady_clock::now() - t0).count();
   std::string out;
   char buf[4096];
@@ -212,6 +232,17 @@ int run_driver(const options& o, const char* self) {
 
 int main(int argc, char** argv) {
   auto o = parse(argc, argv);
+  if (o.dir.empty()) {
+    // A fresh data directory per run, so every run starts empty.
+    auto tmpl = (std::filesystem::temp_directory_path() / "herald-bench-XXXXXX")
+                  .string();
+    if (::mkdtemp(tmpl.data()) == nullptr)
+      return 1;
+    o.dir = tmpl;
+    auto rc = run_driver(o, argv[0]);
+    std::filesystem::remove_all(tmpl);
+    return rc;
+  }
   if (o.role == "consumer")
     return run_consumer(o);
   return run_driver(o, argv[0]);

@@ -66,8 +66,8 @@ endpoint_file="$log_dir/user_service.endpoint"
 timeout -k 5 90 "$bin_dir/user_service" \
   --config "$config_dir/user_service.yaml" \
   --created "$created" --deleted "$deleted" --users "$users" \
-  --wait-subscribers ${#consumers[@]} --wait-timeout 30 \
-  --endpoint-file "$endpoint_file" \
+  --wait-subscribers ${#consumers[@]} --wait-timeout 30 --linger-ms 80000 \
+  --endpoint-file "$endpoint_file" --data-dir "$log_dir/data/UserService" \
   >"$log_dir/UserService.log" 2>"$log_dir/UserService.err" &
 user_pid=$!
 pids+=("$user_pid")
@@ -91,24 +91,38 @@ for entry in "${consumers[@]}"; do
   read -r name exe expect <<<"$entry"
   timeout -k 5 90 "$bin_dir/$exe" --config "$config_dir/$exe.yaml" \
     --peer "$endpoint" --expect "$expect" --timeout 60 \
+    --data-dir "$log_dir/data/$name" \
     >"$log_dir/$name.log" 2>"$log_dir/$name.err" &
   consumer_pid[$name]=$!
   pids+=("$!")
 done
 
 failed=0
-wait "$user_pid"
-user_rc=$?
-if [[ $user_rc != 0 ]]; then
-  echo "demo: UserService exited $user_rc:" >&2
-  tail -n 5 "$log_dir/UserService.err" >&2
-  failed=1
-  # Nothing more will come: stop the consumers instead of awaiting timeouts.
+# UserService stays up (--linger-ms) to serve replays to consumers that
+# catch up from its log; it is stopped once they are done.
+user_rc=
+while :; do
+  alive=0
   for entry in "${consumers[@]}"; do
     read -r name _ _ <<<"$entry"
-    kill "${consumer_pid[$name]}" 2>/dev/null
+    kill -0 "${consumer_pid[$name]}" 2>/dev/null && alive=1
   done
-fi
+  (( alive )) || break
+  if [[ -z $user_rc ]] && ! kill -0 "$user_pid" 2>/dev/null; then
+    wait "$user_pid"
+    user_rc=$?
+    if [[ $user_rc != 0 ]]; then
+      # Nothing more will come: stop the consumers instead of awaiting
+      # their timeouts.
+      for entry in "${consumers[@]}"; do
+        read -r name _ _ <<<"$entry"
+        kill "${consumer_pid[$name]}" 2>/dev/null
+      done
+      break
+    fi
+  fi
+  sleep 0.1
+done
 
 declare -A consumer_rc
 for entry in "${consumers[@]}"; do
@@ -116,6 +130,16 @@ for entry in "${consumers[@]}"; do
   wait "${consumer_pid[$name]}"
   consumer_rc[$name]=$?
 done
+if [[ -z $user_rc ]]; then
+  kill -TERM "$user_pid" 2>/dev/null
+  wait "$user_pid"
+  user_rc=$?
+fi
+if [[ $user_rc != 0 ]]; then
+  echo "demo: UserService exited $user_rc:" >&2
+  tail -n 5 "$log_dir/UserService.err" >&2
+  failed=1
+fi
 
 echo
 echo "== What the consumers did (first lines of each log)"
@@ -126,7 +150,7 @@ done
 
 echo
 echo "== Summary"
-tail -n 1 "$log_dir/UserService.log" | sed 's/^/  /'
+grep "UserService: published" "$log_dir/UserService.log" | sed 's/^/  /'
 for entry in "${consumers[@]}"; do
   read -r name _ expect <<<"$entry"
   last=$(tail -n 1 "$log_dir/$name.log")

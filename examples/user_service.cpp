@@ -4,6 +4,7 @@
 /// 00000000-0000-4000-8000-<i in 12 hex digits> and the email
 /// user<i>@example.com), optionally paced to `--rate` events per second.
 
+#include <optional>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -65,7 +66,9 @@ int main(int argc, char** argv) {
     ->check(cli::at_least(0));
   app
     .add_option("--linger-ms", linger_ms,
-                "stay up MS milliseconds after the last publish")
+                "stay up MS milliseconds after the last publish, serving "
+                "replays to consumers that are catching up (SIGINT/SIGTERM "
+                "end it early)")
     ->capture_default_str()
     ->check(cli::at_least(0));
   if (auto rc = cli::parse(app, argc, argv))
@@ -90,6 +93,7 @@ int main(int argc, char** argv) {
   // Event k goes out at start + k / rate: the pace holds over the run.
   auto start = std::chrono::steady_clock::now();
   uint64_t sent = 0;
+  std::optional<herald::publish_receipt> last;
   auto publish = [&](std::string_view type, herald::payload data) {
     if (rate > 0)
       std::this_thread::sleep_until(
@@ -98,7 +102,10 @@ int main(int argc, char** argv) {
           std::chrono::duration<double>(static_cast<double>(sent) / rate)));
     ++sent;
     auto receipt = nd.bus().publish(type, std::move(data));
-    return receipt ? caf::error{} : std::move(receipt.error());
+    if (!receipt)
+      return std::move(receipt.error());
+    last = std::move(*receipt);
+    return caf::error{};
   };
   for (uint64_t k = 0; k < created && !cli::stop_requested(); ++k) {
     auto i = k % users;
@@ -117,10 +124,15 @@ int main(int argc, char** argv) {
   }
   if (cli::stop_requested())
     return cli::fail(prog, fmt::format("interrupted after {} events", sent));
-  std::this_thread::sleep_for(std::chrono::milliseconds{linger_ms});
-  nd.stop(); // flushes what was sent
+  // Events become durable in seq order: the last one covers them all.
+  if (last)
+    if (auto err = last->wait())
+      return cli::fail(prog, herald::message_of(err));
   cli::print_line(fmt::format("UserService: published {} user.account.created "
                               "and {} user.account.deleted",
                               created, deleted));
+  cli::wait_until([] { return false; },
+                  std::chrono::milliseconds{linger_ms});
+  nd.stop(); // flushes what was sent
   return cli::exit_ok;
 }

@@ -102,6 +102,9 @@ void add_node_options(CLI::App& app, node_options& opts,
                 "log level on stderr, overriding the config's log_level")
     ->check(CLI::IsMember(
       {"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app.add_option("--data-dir", opts.data_dir,
+                 "the node's data directory (durable log, offsets), "
+                 "overriding the config's data_dir");
   if (with_endpoint_file)
     app.add_option("--endpoint-file", opts.endpoint_file,
                    "write this node's endpoint to PATH once it is ready");
@@ -116,6 +119,8 @@ start_node(const node_options& opts,
   cfg->peers.insert(cfg->peers.end(), opts.peers.begin(), opts.peers.end());
   if (!opts.log_level.empty())
     cfg->log_level = opts.log_level;
+  if (!opts.data_dir.empty())
+    cfg->data_dir = opts.data_dir;
   if (adjust)
     adjust(*cfg);
   return node::start(std::move(*cfg));

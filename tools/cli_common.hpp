@@ -76,9 +76,12 @@ struct node_options {
   /// Overrides the config's `log_level` (`--log-level`). Default: the
   /// value set before `add_node_options`, empty for the config's.
   std::string log_level;
+  /// Overrides the config's `data_dir` (`--data-dir`). Default: the
+  /// config's.
+  std::string data_dir;
 };
 
-/// Adds `--config`, `--peer`, `--log-level` and, when
+/// Adds `--config`, `--peer`, `--log-level`, `--data-dir` and, when
 /// `with_endpoint_file`, `--endpoint-file` to `app`.
 void add_node_options(CLI::App& app, node_options& opts,
                       bool with_endpoint_file = true);

@@ -11,6 +11,8 @@
 /// Exit codes: 0 success, 1 runtime error (`herald: <message>` on stderr),
 /// 2 bad command line.
 
+#include <cstdlib>
+#include <filesystem>
 #include <atomic>
 #include <optional>
 #include <string>
@@ -77,6 +79,9 @@ int run_publish(const publish_args& args) {
   auto receipt = nd.bus().publish(args.type, std::move(data), opts);
   if (!receipt)
     return cli::fail(prog, herald::message_of(receipt.error()));
+  // Acknowledged only once durable in this node's log.
+  if (auto err = receipt->wait())
+    return cli::fail(prog, herald::message_of(err));
   nlohmann::ordered_json out{{"id", receipt->id}, {"seq", receipt->seq}};
   cli::print_line(out.dump());
   nd.stop(); // flushes what was sent
@@ -92,9 +97,30 @@ struct tail_args {
 
 int run_tail(const tail_args& args) {
   cli::install_signal_handlers();
-  // An observer, not the service: it runs none of the config's consumers.
-  auto n = cli::start_node(args.node, [](herald::node_config& cfg) {
+  // An observer, not the service: it runs none of the config's consumers,
+  // and keeps no state: without --data-dir its node lives in a temporary
+  // directory removed at exit.
+  std::string temp_dir;
+  if (args.node.data_dir.empty()) {
+    auto tmpl = (std::filesystem::temp_directory_path() / "herald-tail-XXXXXX")
+                  .string();
+    if (::mkdtemp(tmpl.data()) == nullptr)
+      return cli::fail(prog, "cannot create a temporary data directory");
+    temp_dir = tmpl;
+  }
+  struct remove_on_exit {
+    std::string dir;
+    ~remove_on_exit() {
+      if (!dir.empty()) {
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+      }
+    }
+  } cleanup{temp_dir};
+  auto n = cli::start_node(args.node, [&](herald::node_config& cfg) {
     cfg.consumers.clear();
+    if (!temp_dir.empty())
+      cfg.data_dir = temp_dir;
   });
   if (!n)
     return cli::fail(prog, herald::message_of(n.error()));

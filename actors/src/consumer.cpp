@@ -1,6 +1,7 @@
 #include "herald/actors/consumer.hpp"
 
 #include <exception>
+#include <unordered_map>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -13,10 +14,49 @@ namespace herald {
 
 namespace {
 
+// Where a consumer stands in one type of one stream: the last event of the
+// type it accepted.
+struct type_position {
+  uint64_t type_seq = 0;
+  uint64_t seq = 0;
+};
+
+// Where a consumer stands in one producer's stream.
+//
+// Live events are checked against `types`: the next event of a type must
+// carry the next type_seq. A jump is a gap (PUB/SUB dropped something): the
+// stream switches to catching up, reads the producer's log from `cursor`
+// in bounded batches, and goes live again once a read reaches the head.
+// Live events that arrive meanwhile are skipped; the log brings them.
+struct stream_state {
+  bool catching_up = false;
+  /// Next seq to read while catching up.
+  uint64_t cursor = 1;
+  /// Pending replay request, 0 for none.
+  uint64_t request = 0;
+  /// The head of the last completed catch-up.
+  uint64_t synced = 0;
+  /// Every selected event with seq <= handled was handled: the offset.
+  uint64_t handled = 0;
+  /// The offset last stored.
+  uint64_t committed = 0;
+  /// Whether the consumer had a position in this stream before this
+  /// catch-up (a stored offset or events handled): then starting past the
+  /// producer's retention loses events and is reported.
+  bool positioned = false;
+  std::unordered_map<std::string, type_position> types;
+};
+
 struct consumer_state {
   consumer_setup setup;
   caf::actor service;
   std::vector<subscription> subs;
+  /// Every pattern of the consumer, for replay requests.
+  std::vector<std::string> patterns;
+  std::unordered_map<std::string, stream_state> streams;
+  /// Events sent to the service actor and not answered yet.
+  uint64_t in_flight = 0;
+  bool flush_scheduled = false;
   static inline const char* name = "herald.consumer";
 };
 
@@ -54,43 +94,263 @@ bool selects(const std::vector<pattern>& patterns, std::string_view type) {
   return false;
 }
 
-void handle(consumer_actor* self, const event& ev) {
-  auto& st = self->state.setup;
-  st.stats->delivered.fetch_add(1, std::memory_order_relaxed);
+bool selected(consumer_actor* self, std::string_view type) {
+  auto& st = self->state;
+  if (selects(st.setup.service_patterns, type))
+    return true;
+  for (auto& s : st.subs)
+    if (s.selector.matches(type))
+      return true;
+  return false;
+}
+
+void schedule_flush(consumer_actor* self) {
+  if (self->state.flush_scheduled || !self->state.setup.durable)
+    return;
+  self->state.flush_scheduled = true;
+  self->delayed_send(self, std::chrono::milliseconds{50}, flush_atom::value);
+}
+
+void flush_offsets(consumer_actor* self) {
+  self->state.flush_scheduled = false;
+  for (auto& [stream, st] : self->state.streams)
+    if (st.handled > st.committed) {
+      self->state.setup.offsets.store(stream, st.handled);
+      st.committed = st.handled;
+    }
+}
+
+void mark_handled(consumer_actor* self, const event& ev) {
+  auto it = self->state.streams.find(std::string{ev.stream()});
+  if (it != self->state.streams.end() && ev.seq() > it->second.handled) {
+    it->second.handled = ev.seq();
+    it->second.positioned = true;
+    schedule_flush(self);
+  }
+}
+
+void request_next(consumer_actor* self, const std::string& stream);
+
+// Hands `ev` to the consumer's handlers.
+void deliver(consumer_actor* self, const event& ev) {
+  auto& st = self->state;
+  auto& stats = *st.setup.stats;
   bool ok = true;
-  for (auto& sub : self->state.subs)
+  for (auto& sub : st.subs)
     if (sub.selector.matches(ev.type()))
-      ok = call(st.name, sub, ev) && ok;
-  auto& service = self->state.service;
-  if (ok && service && selects(st.service_patterns, ev.type())) {
-    // The service actor's mailbox keeps the order of these requests.
-    self->request(service, caf::infinite, ev)
-      .then(
-        [self] {
-          self->state.setup.stats->handled.fetch_add(1,
-                                                     std::memory_order_relaxed);
-        },
-        [self, ev](caf::error& err) {
-          log_failure(self->state.setup.name, ev,
-                      message_of(err));
-          self->state.setup.stats->failed.fetch_add(1,
-                                                    std::memory_order_relaxed);
-        });
+      ok = call(st.setup.name, sub, ev) && ok;
+  if (ok && st.service && selects(st.setup.service_patterns, ev.type())) {
+    // The service actor's mailbox keeps the order of these requests, and
+    // their responses come back in that order.
+    ++st.in_flight;
+    auto done = [self, ev](bool success) {
+      auto& s = self->state;
+      (success ? s.setup.stats->handled : s.setup.stats->failed)
+        .fetch_add(1, std::memory_order_relaxed);
+      mark_handled(self, ev);
+      if (--s.in_flight == 0)
+        for (auto& [stream, ss] : s.streams)
+          if (ss.catching_up && ss.request == 0)
+            request_next(self, stream);
+    };
+    self->request(st.service, caf::infinite, ev)
+      .then([done] { done(true); },
+            [self, ev, done](caf::error& err) {
+              log_failure(self->state.setup.name, ev, message_of(err));
+              done(false);
+            });
     return;
   }
-  (ok ? st.stats->handled : st.stats->failed)
-    .fetch_add(1, std::memory_order_relaxed);
+  (ok ? stats.handled : stats.failed).fetch_add(1, std::memory_order_relaxed);
+  mark_handled(self, ev);
+}
+
+// Accepts `ev` unless its type already went past it; returns whether it
+// was delivered.
+bool accept(consumer_actor* self, stream_state& ss, const event& ev) {
+  auto& tp = ss.types[std::string{ev.type()}];
+  if (ev.type_seq() <= tp.type_seq)
+    return false;
+  tp = {ev.type_seq(), ev.seq()};
+  deliver(self, ev);
+  return true;
+}
+
+void request_next(consumer_actor* self, const std::string& stream) {
+  auto& st = self->state;
+  auto& ss = st.streams[stream];
+  auto id = st.setup.replay(stream, ss.cursor, st.setup.replay_batch,
+                            st.patterns, caf::actor_cast<caf::actor>(self));
+  ss.request = id;
+  // No reply in time (or no endpoint known yet): ask again.
+  auto wait = id == 0 ? std::chrono::milliseconds{100}
+                      : st.setup.replay_timeout;
+  self->delayed_send(self, wait, retry_atom::value, stream, id);
+}
+
+void start_catch_up(consumer_actor* self, const std::string& stream,
+                    uint64_t from) {
+  auto& ss = self->state.streams[stream];
+  if (ss.catching_up) {
+    ss.cursor = std::min(ss.cursor, from);
+    return;
+  }
+  ss.catching_up = true;
+  ss.cursor = from;
+  if (self->state.in_flight == 0)
+    request_next(self, stream);
+}
+
+// First contact with a stream: start from the stored offset. When the
+// event that made the contact is exactly the next one (`next_seq`), no
+// catch-up is needed: the common case of a consumer that was there first.
+stream_state& open_stream(consumer_actor* self, const std::string& stream,
+                          uint64_t next_seq = 0) {
+  auto& st = self->state;
+  auto [it, fresh] = st.streams.try_emplace(stream);
+  if (fresh) {
+    auto offset = st.setup.offsets.load(stream);
+    it->second.handled = offset;
+    it->second.committed = offset;
+    it->second.positioned = offset > 0;
+    if (next_seq != offset + 1)
+      start_catch_up(self, stream, offset + 1);
+    else
+      it->second.synced = offset;
+  }
+  return it->second;
+}
+
+void on_live(consumer_actor* self, const event& ev) {
+  auto& st = self->state;
+  auto& stats = *st.setup.stats;
+  if (!st.setup.durable) {
+    deliver(self, ev);
+    return;
+  }
+  std::string stream{ev.stream()};
+  auto& ss = open_stream(self, stream, ev.seq());
+  if (ss.catching_up) {
+    stats.skipped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  auto it = ss.types.find(std::string{ev.type()});
+  uint64_t last = it == ss.types.end() ? 0 : it->second.type_seq;
+  if (ev.type_seq() <= last) {
+    stats.skipped.fetch_add(1, std::memory_order_relaxed); // duplicate
+    return;
+  }
+  if (ev.type_seq() == last + 1) {
+    accept(self, ss, ev);
+    return;
+  }
+  stats.gaps.fetch_add(1, std::memory_order_relaxed);
+  stats.skipped.fetch_add(1, std::memory_order_relaxed);
+  spdlog::warn("consumer={} stream={} type={}: gap before type_seq {} (last "
+               "{}); replaying from the producer's log",
+               st.setup.name, stream, ev.type(), ev.type_seq(), last);
+  start_catch_up(self, stream,
+                 it == ss.types.end() ? ss.synced + 1 : it->second.seq + 1);
+}
+
+void on_heartbeat(consumer_actor* self, const stream_heartbeat& hb) {
+  auto& st = self->state;
+  if (!st.setup.durable)
+    return;
+  bool known = st.streams.count(hb.stream) > 0;
+  auto& ss = open_stream(self, hb.stream);
+  if (!known || ss.catching_up)
+    return;
+  for (auto& [type, head] : hb.types) {
+    if (!selected(self, type))
+      continue;
+    auto it = ss.types.find(type);
+    uint64_t last = it == ss.types.end() ? 0 : it->second.type_seq;
+    if (head > last) {
+      // The heartbeat follows the events it counts on the same socket:
+      // what it counts and we lack was dropped.
+      st.setup.stats->gaps.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("consumer={} stream={} type={}: gap at the tail (head "
+                   "type_seq {}, last {}); replaying from the producer's log",
+                   st.setup.name, hb.stream, type, head, last);
+      start_catch_up(self, hb.stream,
+                     it == ss.types.end() ? ss.synced + 1 : it->second.seq + 1);
+      return;
+    }
+  }
+}
+
+void on_reply(consumer_actor* self, replay_reply& r) {
+  auto& st = self->state;
+  auto it = st.streams.find(r.stream);
+  if (it == st.streams.end() || it->second.request != r.id || r.id == 0)
+    return; // stale: answered after a retry replaced it
+  auto& ss = it->second;
+  ss.request = 0;
+  if (!r.error.empty()) {
+    spdlog::warn("consumer={} stream={}: replay request failed: {}; asking "
+                 "again",
+                 st.setup.name, r.stream, r.error);
+    self->delayed_send(self, st.setup.replay_timeout, retry_atom::value,
+                       r.stream, uint64_t{0});
+    return;
+  }
+  if (ss.cursor < r.first) {
+    if (ss.positioned) {
+      st.setup.stats->behind_retention.fetch_add(1, std::memory_order_relaxed);
+      spdlog::error("consumer={} stream={}: fell behind retention: events "
+                    "{}..{} expired before they were handled; continuing "
+                    "from {}",
+                    st.setup.name, r.stream, ss.cursor, r.first - 1, r.first);
+    }
+    ss.cursor = r.first;
+  }
+  for (auto& ev : r.events)
+    if (accept(self, ss, ev))
+      st.setup.stats->replayed.fetch_add(1, std::memory_order_relaxed);
+  ss.cursor = std::max(ss.cursor, r.next);
+  if (r.next > r.head) {
+    // Caught up. Types whose events all lie before where this catch-up
+    // started were handled earlier: take their heads from the producer.
+    for (auto& [type, head] : r.type_heads) {
+      if (!selected(self, type))
+        continue;
+      auto& tp = ss.types[type];
+      if (tp.type_seq < head)
+        tp.type_seq = head;
+    }
+    ss.catching_up = false;
+    ss.synced = r.head;
+    ss.positioned = true;
+    return;
+  }
+  if (st.in_flight == 0)
+    request_next(self, r.stream);
 }
 
 caf::behavior consumer(consumer_actor* self, consumer_setup setup) {
   self->state.setup = std::move(setup);
+  for (auto& p : self->state.setup.service_patterns)
+    self->state.patterns.push_back(p.text());
   return {
     [self](const event_batch& batch) {
       for (auto& ev : batch)
-        handle(self, ev);
+        on_live(self, ev);
     },
+    [self](heartbeat_atom, const stream_heartbeat& hb) {
+      on_heartbeat(self, hb);
+    },
+    [self](replay_atom, replay_reply& r) { on_reply(self, r); },
+    [self](retry_atom, const std::string& stream, uint64_t id) {
+      auto it = self->state.streams.find(stream);
+      if (it != self->state.streams.end() && it->second.catching_up
+          && it->second.request == id && self->state.in_flight == 0)
+        request_next(self, stream);
+    },
+    [self](flush_atom) { flush_offsets(self); },
     [self](subscribe_atom, const subscription& sub) {
       self->state.subs.push_back(sub);
+      self->state.patterns.push_back(sub.selector.text());
     },
     [self](attach_atom, const caf::actor& service) {
       self->state.service = service;

@@ -173,6 +173,33 @@ caf::expected<event> decode(std::string_view frame,
   return ev;
 }
 
+caf::expected<payload> decode_payload(std::string_view frame,
+                                      const decode_limits& limits) {
+  if (frame.size() > limits.max_frame)
+    return make_error(errc::frame_too_large,
+                      fmt::format("frame of {} bytes exceeds the maximum of {} "
+                                  "bytes",
+                                  frame.size(), limits.max_frame));
+  auto cap = [&](size_t limit) { return std::min(limit, frame.size()); };
+  msgpack::unpack_limit lim{cap(limits.max_array), cap(limits.max_map),
+                            cap(limits.max_str),   cap(limits.max_str),
+                            cap(limits.max_str),   limits.max_depth};
+  try {
+    size_t off = 0;
+    msgpack::zone zone;
+    auto obj = msgpack::unpack(zone, frame.data(), frame.size(), off, nullptr,
+                               nullptr, lim);
+    if (off != frame.size())
+      return make_error(errc::decode_error,
+                        fmt::format("{} bytes of trailing garbage",
+                                    frame.size() - off));
+    return detail::to_json(obj);
+  } catch (const std::exception& e) {
+    return make_error(errc::decode_error,
+                      fmt::format("malformed MessagePack: {}", e.what()));
+  }
+}
+
 caf::expected<event> decode_next(std::string_view frame, size_t& offset,
                                  std::shared_ptr<const void> owner,
                                  const decode_limits& limits) {

@@ -71,14 +71,60 @@ void read_transport(const entry& e, problems& out, transport_config& cfg) {
     return;
   }
   entry hwm{"hwm"}, max_message_size{"max_message_size"},
-    heartbeat_ms{"heartbeat_ms"};
-  detail::read_map(
-    e.value, "transport: ", {&hwm, &max_message_size, &heartbeat_ms}, out);
+    heartbeat_ms{"heartbeat_ms"}, stream_heartbeat_ms{"stream_heartbeat_ms"};
+  detail::read_map(e.value, "transport: ",
+                   {&hwm, &max_message_size, &heartbeat_ms,
+                    &stream_heartbeat_ms},
+                   out);
   read_positive(hwm, "messages", out, cfg.hwm);
   read_positive(max_message_size, "bytes", out, cfg.max_message_size);
   int64_t ms = cfg.heartbeat.count();
   read_positive(heartbeat_ms, "milliseconds", out, ms);
   cfg.heartbeat = std::chrono::milliseconds{ms};
+  ms = cfg.stream_heartbeat.count();
+  read_positive(stream_heartbeat_ms, "milliseconds", out, ms);
+  cfg.stream_heartbeat = std::chrono::milliseconds{ms};
+}
+
+void read_duration(const entry& e, problems& out,
+                   std::chrono::microseconds& value) {
+  if (!e)
+    return;
+  auto text = e.value.IsScalar() ? e.value.Scalar() : std::string{};
+  if (auto d = parse_duration(text); d && d->count() > 0)
+    value = *d;
+  else
+    out.add(e.line, fmt::format("'{}': '{}' is not a positive duration; use "
+                                "a number and a unit: d, h, m, s, ms or us "
+                                "(e.g. 7d, 500ms)",
+                                e.key, text));
+}
+
+void read_store(const entry& e, problems& out, store_config& cfg) {
+  if (!e.value.IsMap()) {
+    out.add(e.line, "'store' must be a map with fsync, batch_window_ms, "
+                    "retention, retention_check");
+    return;
+  }
+  entry fsync{"fsync"}, batch_window_ms{"batch_window_ms"},
+    retention{"retention"}, retention_check{"retention_check"};
+  detail::read_map(e.value, "store: ",
+                   {&fsync, &batch_window_ms, &retention, &retention_check},
+                   out);
+  if (fsync) {
+    auto text = fsync.value.IsScalar() ? fsync.value.Scalar() : std::string{};
+    if (text == "always" || text == "batch" || text == "os")
+      cfg.fsync = text;
+    else
+      out.add(fsync.line, fmt::format("'fsync': '{}' is not a policy; use "
+                                      "always, batch or os",
+                                      text));
+  }
+  int64_t ms = cfg.batch_window.count() / 1000;
+  read_positive(batch_window_ms, "milliseconds", out, ms);
+  cfg.batch_window = std::chrono::milliseconds{ms};
+  read_duration(retention, out, cfg.retention);
+  read_duration(retention_check, out, cfg.retention_check);
 }
 
 void read_consumers(const entry& e, problems& out,
@@ -132,10 +178,12 @@ void read_config(const YAML::Node& root, const std::string& base_dir,
   }
   entry node{"node"}, service{"service"}, bind{"bind"}, advertise{"advertise"},
     peers{"peers"}, catalog{"catalog"}, log_level{"log_level"},
-    transport{"transport"}, consumers{"consumers"};
+    transport{"transport"}, consumers{"consumers"}, data_dir{"data_dir"},
+    control{"control"}, store{"store"};
   detail::read_map(root, "",
                    {&node, &service, &bind, &advertise, &peers, &catalog,
-                    &log_level, &transport, &consumers},
+                    &log_level, &transport, &consumers, &data_dir, &control,
+                    &store},
                    out);
   auto top = detail::line_of(root);
   if (detail::require(node, top, "", "the node's name, e.g. node: email-node",
@@ -178,6 +226,12 @@ void read_config(const YAML::Node& root, const std::string& base_dir,
                                           "use {}",
                                           *level, levels));
   }
+  if (data_dir)
+    cfg.data_dir = detail::text_of(data_dir, "", "a path", out).value_or("");
+  if (control)
+    cfg.control = endpoint_of(control, out).value_or(cfg.control);
+  if (store)
+    read_store(store, out, cfg.store);
   if (transport)
     read_transport(transport, out, cfg.transport);
   if (consumers)
@@ -185,6 +239,29 @@ void read_config(const YAML::Node& root, const std::string& base_dir,
 }
 
 } // namespace
+
+caf::expected<std::chrono::microseconds> parse_duration(std::string_view text) {
+  using namespace std::chrono;
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9')
+    ++digits;
+  auto unit = text.substr(digits);
+  uint64_t n = 0;
+  bool ok = digits > 0 && digits <= 12;
+  for (size_t i = 0; ok && i < digits; ++i)
+    n = n * 10 + static_cast<uint64_t>(text[i] - '0');
+  static constexpr std::pair<std::string_view, int64_t> units[] = {
+    {"d", 86'400'000'000}, {"h", 3'600'000'000}, {"m", 60'000'000},
+    {"s", 1'000'000},      {"ms", 1'000},        {"us", 1}};
+  if (ok)
+    for (auto& [name, micros] : units)
+      if (unit == name)
+        return microseconds{static_cast<int64_t>(n) * micros};
+  return make_error(errc::invalid_config,
+                    fmt::format("'{}' is not a duration; use a number and a "
+                                "unit: d, h, m, s, ms or us (e.g. 7d, 500ms)",
+                                text));
+}
 
 caf::expected<node_config> node_config::load_file(const std::string& path) {
   auto text = detail::read_file(path, "config file");

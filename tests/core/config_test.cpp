@@ -126,10 +126,15 @@ TEST_CASE("each configuration error names the key, the file and the line",
   const std::vector<row> rows = {
     {"node: n\ncatalog: e.yaml\nnod: x\n",
      "n.yaml:3: unknown key 'nod' (allowed: node, service, bind, advertise, "
-     "peers, catalog, log_level, transport, consumers)"},
+     "peers, catalog, log_level, transport, consumers, data_dir, control, "
+     "store)"},
     {"node: n\ncatalog: e.yaml\ntransport:\n  hwm: 1\n  hw: 2\n",
      "n.yaml:5: transport: unknown key 'hw' (allowed: hwm, max_message_size, "
-     "heartbeat_ms)"},
+     "heartbeat_ms, stream_heartbeat_ms)"},
+    {"node: n\ncatalog: e.yaml\nstore:\n  fsync: sometimes\n",
+     "n.yaml:4: 'fsync': 'sometimes' is not a policy; use always, batch or os"},
+    {"node: n\ncatalog: e.yaml\nstore:\n  retention: 7 days\n",
+     "n.yaml:4: 'retention': '7 days' is not a positive duration"},
     {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
      "    retry: 3\n",
      "n.yaml:6: consumer 'A': unknown key 'retry' (allowed: subscribe)"},
@@ -222,4 +227,31 @@ consumers:
     CHECK_THAT(message, Catch::Contains(std::string{line}));
   CHECK(std::count(message.begin(), message.end(), '\n') + 1
         == static_cast<long>(expected.size()));
+}
+
+TEST_CASE("durations read as a number and a unit", "[core][config]") {
+  using namespace std::chrono;
+  CHECK(*herald::parse_duration("7d") == hours{24 * 7});
+  CHECK(*herald::parse_duration("12h") == hours{12});
+  CHECK(*herald::parse_duration("30m") == minutes{30});
+  CHECK(*herald::parse_duration("45s") == seconds{45});
+  CHECK(*herald::parse_duration("500ms") == milliseconds{500});
+  CHECK(*herald::parse_duration("250us") == microseconds{250});
+  for (auto bad : {"", "7", "d", "7 d", "7w", "-1s", "1.5h"})
+    CHECK_FALSE(herald::parse_duration(bad));
+}
+
+TEST_CASE("the store settings default to 7 days and fsync batch",
+          "[core][config]") {
+  auto cfg = node_config::parse("node: n\ncatalog: e.yaml\n", "n.yaml");
+  REQUIRE(cfg);
+  CHECK(cfg->store.fsync == "batch");
+  CHECK(cfg->store.retention == std::chrono::hours{24 * 7});
+  auto custom = node_config::parse("node: n\ncatalog: e.yaml\ndata_dir: /d\n"
+                                   "store:\n  fsync: os\n  retention: 12h\n",
+                                   "n.yaml");
+  REQUIRE(custom);
+  CHECK(custom->data_dir == "/d");
+  CHECK(custom->store.fsync == "os");
+  CHECK(custom->store.retention == std::chrono::hours{12});
 }

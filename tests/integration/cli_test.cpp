@@ -101,8 +101,10 @@ TEST_CASE("herald catalog check names file and line of every problem",
 
 TEST_CASE("herald publish rejects an invalid payload and sends nothing",
           "[integration][cli]") {
+  herald::test::temp_dir dir;
   auto r = run(herald_cmd("publish --config "
                           + shell_quote(config_dir + "/user_service.yaml")
+                          + " --data-dir " + shell_quote((dir / "data").string())
                           + " user.account.created "
                           + shell_quote(R"({"user_id": "not-a-uuid", )"
                                         R"("email": "user42@example.com", )"
@@ -141,7 +143,11 @@ TEST_CASE("an event published with herald publish reaches herald tail",
                                                + endpoint
                                                + "\n"
                                                  "catalog: "
-                                               + config_dir + "/events.yaml\n");
+                                               + config_dir
+                                               + "/events.yaml\n"
+                                                 "data_dir: "
+                                               + (dir / "data").string()
+                                               + "\n");
   herald::test::child tail{
     herald_cmd("tail --config "
                + shell_quote(config_dir + "/email_service.yaml") + " --peer "

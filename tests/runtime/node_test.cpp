@@ -1,9 +1,12 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -18,8 +21,28 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// A data directory per node and test, removed when the test binary exits.
+std::string temp_data_dir(const std::string& name) {
+  static const auto root = [] {
+    auto tmpl = (std::filesystem::temp_directory_path() / "herald-node-XXXXXX")
+                  .string();
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    static struct cleanup {
+      std::string dir;
+      ~cleanup() {
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+      }
+    } remove{tmpl};
+    return std::filesystem::path{tmpl};
+  }();
+  static int counter = 0;
+  return (root / (name + "-" + std::to_string(++counter))).string();
+}
+
 node_config make_config(std::string name, std::string service) {
   node_config cfg;
+  cfg.data_dir = temp_data_dir(name);
   cfg.name = std::move(name);
   cfg.service = std::move(service);
   cfg.catalog = HERALD_SOURCE_DIR "/config/events.yaml";
@@ -204,4 +227,87 @@ TEST_CASE("two nodes on loopback: the subscriber gets every event in order",
   CHECK(in_publish_order(got.seqs));
   CHECK(b->received() == 2000);
   CHECK(b->bad_frames() == 0);
+}
+
+TEST_CASE("retention deletes expired events and a consumer behind it is told",
+          "[runtime][retention]") {
+  using namespace std::chrono;
+  // Events 1..30 are published, then 31..50 1.5 s later. The injected
+  // clock puts the retention cutoff between the two bursts.
+  std::atomic<int64_t> offset_us{0};
+  auto clock = [&] { return now_us() + offset_us.load(); };
+  auto cfg_p = make_config("p", "UserService");
+  cfg_p.store.retention = hours{1};
+  auto p_node = node::start(cfg_p, clock);
+  REQUIRE(p_node);
+  auto& prod = **p_node;
+  auto cfg_c = make_config("c", "EmailService");
+  cfg_c.peers.push_back(prod.endpoint());
+  collector first_run;
+  {
+    auto c = start(cfg_c);
+    REQUIRE_FALSE(c->bus().subscribe(
+      "user.account.created", [&](const event& ev) { first_run.add(ev); }));
+    REQUIRE(prod.wait_for_subscribers(1, 10s));
+    for (int i = 1; i <= 10; ++i)
+      REQUIRE(prod.bus().publish("user.account.created", created(i)));
+    REQUIRE(first_run.wait_for(10, 10s));
+    REQUIRE(c->drain(5s));
+  } // the consumer stops with offset 10
+  std::optional<publish_receipt> last;
+  for (int i = 11; i <= 30; ++i)
+    last = *prod.bus().publish("user.account.created", created(i));
+  std::this_thread::sleep_for(1500ms);
+  for (int i = 31; i <= 50; ++i)
+    last = *prod.bus().publish("user.account.created", created(i));
+  REQUIRE_FALSE(last->wait());
+  offset_us = duration_cast<microseconds>(hours{1} - milliseconds{750}).count();
+  auto deleted = prod.enforce_retention();
+  REQUIRE(deleted);
+  CHECK(*deleted == 30);
+
+  SECTION("a consumer whose offset expired gets the error and the metric") {
+    collector second_run;
+    auto c = start(cfg_c);
+    REQUIRE_FALSE(c->bus().subscribe(
+      "user.account.created", [&](const event& ev) { second_run.add(ev); }));
+    REQUIRE(second_run.wait_for(20, 20s));
+    REQUIRE(c->drain(5s));
+    CHECK(second_run.seqs.front() == 31);
+    CHECK(second_run.seqs.back() == 50);
+    CHECK(c->stats("EmailService")->behind_retention == 1);
+  }
+  SECTION("a new consumer starts at the oldest retained event, no error") {
+    auto cfg_new = make_config("c-new", "EmailService");
+    cfg_new.peers.push_back(prod.endpoint());
+    collector got;
+    auto c = start(cfg_new);
+    REQUIRE_FALSE(c->bus().subscribe(
+      "user.account.created", [&](const event& ev) { got.add(ev); }));
+    REQUIRE(got.wait_for(20, 20s));
+    REQUIRE(c->drain(5s));
+    CHECK(got.seqs.size() == 20);
+    CHECK(got.seqs.front() == 31);
+    CHECK(c->stats("EmailService")->behind_retention == 0);
+  }
+}
+
+TEST_CASE("a producer restarted on its data directory keeps its stream",
+          "[runtime][store]") {
+  auto cfg = make_config("p", "UserService");
+  std::string stream;
+  {
+    auto p = start(cfg);
+    stream = p->stream();
+    std::optional<publish_receipt> last;
+    for (int i = 1; i <= 100; ++i)
+      last = *p->bus().publish("user.account.created", created(i));
+    REQUIRE_FALSE(last->wait());
+  }
+  auto p = start(cfg);
+  CHECK(p->stream() == stream);
+  auto r = p->bus().publish("user.account.created", created(101));
+  REQUIRE(r);
+  CHECK(r->seq == 101);
+  REQUIRE_FALSE(r->wait());
 }

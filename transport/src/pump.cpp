@@ -20,10 +20,11 @@ namespace herald::transport {
 namespace {
 
 struct command {
-  enum class kind : uint8_t { send, subscribe, connect, stop };
+  enum class kind : uint8_t { send, subscribe, connect, request, stop };
   kind what;
-  std::string a;          // topic + frame, prefix or endpoint
+  std::string a;           // topic + frame, prefix or endpoint
   uint32_t topic_size = 0; // where the topic ends in `a`, for send
+  std::string b;           // request body
 };
 
 } // namespace
@@ -34,6 +35,10 @@ struct pump::impl {
   zmq::context_t ctx{1};
   zmq::socket_t pub{ctx, zmq::socket_type::xpub};
   zmq::socket_t sub{ctx, zmq::socket_type::sub};
+  zmq::socket_t router{ctx, zmq::socket_type::router};
+  // One DEALER per peer control endpoint, made on first request.
+  std::vector<std::pair<std::string, zmq::socket_t>> dealers;
+  std::chrono::steady_clock::time_point next_heartbeat;
   int wake_fd = -1;
   std::thread thread;
   pump_stats stats;
@@ -59,11 +64,27 @@ struct pump::impl {
       was_empty = queue.empty();
       queue.push_back(std::move(cmd));
     }
-    // One wake-up per burst: the pump drains the whole queue when it runs.
-    if (was_empty) {
-      uint64_t one = 1;
-      [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof(one));
+    if (was_empty)
+      wake();
+  }
+
+  void push_sends(std::vector<pump::outgoing>& msgs) {
+    bool was_empty;
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      was_empty = queue.empty();
+      for (auto& m : msgs)
+        queue.push_back(
+          {command::kind::send, std::move(m.message), m.topic_size, {}});
     }
+    if (was_empty)
+      wake();
+  }
+
+  void wake() {
+    // One wake-up per burst: the pump drains the whole queue when it runs.
+    uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof(one));
   }
 
   void set_common(zmq::socket_t& s) {
@@ -110,6 +131,9 @@ struct pump::impl {
                                           cmd.a, e.what())));
           }
           break;
+        case command::kind::request:
+          send_request(cmd.a, cmd.b);
+          break;
         case command::kind::stop:
           return false;
       }
@@ -154,6 +178,70 @@ struct pump::impl {
     i = end - 1;
   }
 
+  zmq::socket_t& dealer_for(const std::string& endpoint) {
+    for (auto& [ep, sock] : dealers)
+      if (ep == endpoint)
+        return sock;
+    zmq::socket_t sock{ctx, zmq::socket_type::dealer};
+    set_common(sock);
+    sock.set(zmq::sockopt::linger, 0);
+    sock.connect(endpoint);
+    dealers.emplace_back(endpoint, std::move(sock));
+    return dealers.back().second;
+  }
+
+  void send_request(const std::string& endpoint, const std::string& body) {
+    try {
+      auto& sock = dealer_for(endpoint);
+      zmq::message_t msg{body.data(), body.size()};
+      // A DEALER queues while connecting; at its HWM the request is
+      // dropped and the requester's timeout asks again.
+      [[maybe_unused]] auto ok = sock.send(msg, zmq::send_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      listener->on_bad_frame(make_error(
+        errc::io_error, fmt::format("cannot send a control request to '{}': {}",
+                                    endpoint, e.what())));
+    }
+  }
+
+  void read_requests() {
+    zmq::message_t id;
+    zmq::message_t body;
+    while (router.recv(id, zmq::recv_flags::dontwait)) {
+      if (!id.more() || !router.recv(body, zmq::recv_flags::dontwait)) {
+        count_bad(make_error(errc::decode_error,
+                             "control request without a body"));
+        continue;
+      }
+      while (body.more()) { // drain extra frames of a malformed request
+        zmq::message_t extra;
+        if (!router.recv(extra, zmq::recv_flags::dontwait))
+          break;
+      }
+      auto reply = listener->on_control_request(body.to_string_view());
+      zmq::message_t out{reply.data(), reply.size()};
+      if (router.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+        [[maybe_unused]] auto ok = router.send(out, zmq::send_flags::dontwait);
+    }
+  }
+
+  void read_replies(size_t k) {
+    auto& [endpoint, sock] = dealers[k];
+    zmq::message_t body;
+    while (sock.recv(body, zmq::recv_flags::dontwait))
+      listener->on_control_reply(endpoint, body.to_string_view());
+  }
+
+  void send_heartbeat() {
+    auto body = listener->make_heartbeat();
+    if (body.empty())
+      return;
+    zmq::message_t head{heartbeat_topic.data(), heartbeat_topic.size()};
+    zmq::message_t msg{body.data(), body.size()};
+    if (pub.send(head, zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+      [[maybe_unused]] auto ok = pub.send(msg, zmq::send_flags::dontwait);
+  }
+
   void read_subscriptions() {
     zmq::message_t msg;
     while (pub.recv(msg, zmq::recv_flags::dontwait)) {
@@ -196,6 +284,10 @@ struct pump::impl {
                              "message of more than two frames"));
         continue;
       }
+      if (topic.to_string_view() == heartbeat_topic) {
+        listener->on_heartbeat(body.to_string_view());
+        continue;
+      }
       // The body may carry several envelopes of the topic's type; the
       // events refer into it, so it moves to a shared owner, uncopied.
       auto owner = std::make_shared<zmq::message_t>(std::move(body));
@@ -233,18 +325,35 @@ struct pump::impl {
   }
 
   void loop() {
-    zmq::pollitem_t items[] = {
-      {nullptr, wake_fd, ZMQ_POLLIN, 0},
-      {pub.handle(), 0, ZMQ_POLLIN, 0},
-      {sub.handle(), 0, ZMQ_POLLIN, 0},
-    };
+    std::vector<zmq::pollitem_t> items;
+    next_heartbeat = std::chrono::steady_clock::now();
     for (;;) {
       try {
-        zmq::poll(items, 3, std::chrono::milliseconds{-1});
+        items.clear();
+        items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
+        items.push_back({pub.handle(), 0, ZMQ_POLLIN, 0});
+        items.push_back({sub.handle(), 0, ZMQ_POLLIN, 0});
+        items.push_back({router.handle(), 0, ZMQ_POLLIN, 0});
+        for (auto& d : dealers)
+          items.push_back({d.second.handle(), 0, ZMQ_POLLIN, 0});
+        auto now = std::chrono::steady_clock::now();
+        if (now >= next_heartbeat) {
+          send_heartbeat();
+          next_heartbeat = now + cfg.stream_heartbeat;
+        }
+        auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+          next_heartbeat - now);
+        zmq::poll(items.data(), items.size(),
+                  std::max(wait, std::chrono::milliseconds{1}));
         if (items[1].revents & ZMQ_POLLIN)
           read_subscriptions();
         if (items[2].revents & ZMQ_POLLIN)
           read_events();
+        if (items[3].revents & ZMQ_POLLIN)
+          read_requests();
+        for (size_t k = 4; k < items.size(); ++k)
+          if (items[k].revents & ZMQ_POLLIN)
+            read_replies(k - 4);
         if ((items[0].revents & ZMQ_POLLIN) && !run_commands())
           break;
       } catch (const zmq::error_t& e) {
@@ -257,6 +366,8 @@ struct pump::impl {
     }
     pub.close();
     sub.close();
+    router.close();
+    dealers.clear();
   }
 };
 
@@ -277,6 +388,9 @@ caf::expected<std::unique_ptr<pump>> pump::start(pump_config cfg,
     p->pub.set(zmq::sockopt::xpub_verbose, 1);
     p->set_common(p->sub);
     p->sub.set(zmq::sockopt::rcvhwm, p->cfg.hwm);
+    p->sub.set(zmq::sockopt::subscribe, heartbeat_topic);
+    p->set_common(p->router);
+    p->router.set(zmq::sockopt::linger, 0);
   } catch (const zmq::error_t& e) {
     return make_error(errc::io_error,
                       fmt::format("cannot set socket options: {}", e.what()));
@@ -290,6 +404,16 @@ caf::expected<std::unique_ptr<pump>> pump::start(pump_config cfg,
                                   "check the address and that the port is free",
                                   p->cfg.bind, e.what()));
   }
+  std::string control;
+  try {
+    p->router.bind(p->cfg.control_bind);
+    control = p->router.get(zmq::sockopt::last_endpoint);
+  } catch (const zmq::error_t& e) {
+    return make_error(errc::io_error,
+                      fmt::format("cannot bind the control endpoint '{}': {}; "
+                                  "check the address and that the port is free",
+                                  p->cfg.control_bind, e.what()));
+  }
   for (auto& peer : p->cfg.peers) {
     try {
       p->sub.connect(peer);
@@ -302,6 +426,7 @@ caf::expected<std::unique_ptr<pump>> pump::start(pump_config cfg,
   auto* raw = p.get();
   std::unique_ptr<pump> result{new pump(std::move(p))};
   result->endpoint_ = std::move(endpoint);
+  result->control_endpoint_ = std::move(control);
   raw->thread = std::thread{[raw] {
     pthread_setname_np(pthread_self(), "herald.pump");
     raw->loop();
@@ -317,15 +442,23 @@ pump::~pump() {
 }
 
 void pump::send(std::string message, uint32_t topic_size) {
-  impl_->push({command::kind::send, std::move(message), topic_size});
+  impl_->push({command::kind::send, std::move(message), topic_size, {}});
+}
+
+void pump::send_all(std::vector<outgoing>& messages) {
+  impl_->push_sends(messages);
+}
+
+void pump::request(std::string endpoint, std::string body) {
+  impl_->push({command::kind::request, std::move(endpoint), 0, std::move(body)});
 }
 
 void pump::subscribe(std::string prefix) {
-  impl_->push({command::kind::subscribe, std::move(prefix), 0});
+  impl_->push({command::kind::subscribe, std::move(prefix), 0, {}});
 }
 
 void pump::connect(std::string endpoint) {
-  impl_->push({command::kind::connect, std::move(endpoint), 0});
+  impl_->push({command::kind::connect, std::move(endpoint), 0, {}});
 }
 
 bool pump::wait_for_subscriptions(int64_t n,
@@ -343,7 +476,7 @@ const pump_stats& pump::stats() const noexcept {
 void pump::stop() {
   if (!impl_ || !impl_->thread.joinable())
     return;
-  impl_->push({command::kind::stop, {}, 0});
+  impl_->push({command::kind::stop, {}, 0, {}});
   impl_->thread.join();
   impl_->ctx.close();
 }

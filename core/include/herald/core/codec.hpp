@@ -57,7 +57,12 @@ caf::expected<event> decode_next(std::string_view frame, size_t& offset,
                                  std::shared_ptr<const void> owner,
                                  const decode_limits& limits = {});
 
-/// Encodes a payload alone as MessagePack (used by tools and tests).
+/// Encodes a payload alone as MessagePack (control messages, tools, tests).
 std::string encode_payload(const payload& data);
+
+/// Decodes one MessagePack value as JSON, under the same limits and with
+/// the same errors as `decode`; never throws.
+caf::expected<payload> decode_payload(std::string_view frame,
+                                      const decode_limits& limits = {});
 
 } // namespace herald

@@ -13,10 +13,19 @@
 /// peers: [tcp://127.0.0.1:5600]    # PUB endpoints this node subscribes to
 /// catalog: events.yaml             # relative to this file. Required
 /// log_level: info                  # trace|debug|info|warn|error|critical|off
+/// data_dir: data/email-node        # the durable log and offsets. Default:
+///                                  # data/<node>, relative to the working dir
+/// control: tcp://127.0.0.1:*       # control (replay) endpoint to bind
+/// store:
+///   fsync: batch                   # always|batch|os. Default batch
+///   batch_window_ms: 2             # batch: longest a group waits. Default 2
+///   retention: 7d                  # how long events are kept. Default 7d
+///   retention_check: 1m            # how often expired events are deleted
 /// transport:
 ///   hwm: 100000                    # SNDHWM/RCVHWM in messages. Default 100000
 ///   max_message_size: 1048576      # ZMQ_MAXMSGSIZE and max frame. Default 1 MiB
 ///   heartbeat_ms: 1000             # ZMTP heartbeat interval. Default 1000
+///   stream_heartbeat_ms: 200       # stream head heartbeat. Default 200
 /// consumers:
 ///   EmailService:
 ///     subscribe: [user.account.created]
@@ -44,7 +53,27 @@ struct transport_config {
   /// ZMTP heartbeat interval (ZMQ_HEARTBEAT_IVL); timeout is three times it.
   /// Default: 1000 ms.
   std::chrono::milliseconds heartbeat{1000};
+  /// How often the node publishes its stream's head (so consumers notice a
+  /// gap at the tail). Default: 200 ms.
+  std::chrono::milliseconds stream_heartbeat{200};
 };
+
+/// The durable log settings of a node.
+struct store_config {
+  /// `always`, `batch` or `os` (see herald::store::fsync_policy).
+  /// Default: `batch`.
+  std::string fsync = "batch";
+  /// With `batch`, the longest a commit group waits. Default: 2 ms.
+  std::chrono::microseconds batch_window{2000};
+  /// How long events are kept. Default: 7 days.
+  std::chrono::microseconds retention = std::chrono::hours{24 * 7};
+  /// How often expired events are deleted. Default: 1 minute.
+  std::chrono::microseconds retention_check = std::chrono::minutes{1};
+};
+
+/// Parses a duration such as `7d`, `12h`, `30m`, `45s`, `500ms` or
+/// `250us`. Fails with `errc::invalid_config` naming the text.
+caf::expected<std::chrono::microseconds> parse_duration(std::string_view text);
 
 /// One consumer of a node.
 struct consumer_config {
@@ -71,8 +100,14 @@ struct node_config {
   std::string catalog;
   /// spdlog level name. Default: `info`.
   std::string log_level = "info";
+  /// Where the durable log and the offsets live. Default: `data/<node>`.
+  std::string data_dir;
+  /// The control endpoint to bind. Default: `tcp://127.0.0.1:*`.
+  std::string control = "tcp://127.0.0.1:*";
   /// Transport settings.
   transport_config transport;
+  /// Durable log settings.
+  store_config store;
   /// The consumers on this node.
   std::vector<consumer_config> consumers;
 

@@ -30,15 +30,27 @@
 #include "herald/core/catalog.hpp"
 #include "herald/core/config.hpp"
 #include "herald/core/event.hpp"
+#include "herald/store/event_log.hpp"
 
 namespace herald {
 
-/// What `publish` reports once the event is sent.
+/// What `publish` returns: the event's identity at once, and its
+/// durability as a future.
 struct publish_receipt {
   /// The event's id (UUIDv7).
   std::string id;
   /// Its position in this node's stream.
   uint64_t seq = 0;
+  /// Completes once the event is durable under the node's fsync policy
+  /// (then it goes out to consumers), or failed to be stored.
+  std::shared_ptr<const store::commit_ticket> durable;
+
+  /// Waits until the event is durable; returns the error if it could not
+  /// be stored (e.g. a full disk). Events of one node become durable in
+  /// seq order, so waiting for the last receipt waits for all before it.
+  caf::error wait() const {
+    return durable->wait();
+  }
 };
 
 /// Per-publish options.
@@ -60,8 +72,10 @@ class node;
 class event_bus {
 public:
   /// Validates `data` against the catalog, fills id, timestamp, source, key,
-  /// stream and seq, and sends the event to every subscriber: consumers on
-  /// other nodes over ZeroMQ and consumers on this node directly.
+  /// stream and seq, and appends the event to the node's durable log. Once
+  /// durable (`receipt.wait()`), it goes to every subscriber: consumers on
+  /// other nodes over ZeroMQ, consumers on this node directly. Never waits
+  /// for consumers; never waits for the disk either (call `wait`).
   /// Fails, sending nothing, with `errc::unknown_event`,
   /// `errc::invalid_payload` (naming event, field and rule),
   /// `errc::catalog_violation` (wrong producer) or `errc::not_running`.
@@ -112,7 +126,10 @@ public:
   /// binds the PUB endpoint, connects to the peers and spawns a consumer
   /// actor per configured consumer. Fails with the error of the step that
   /// failed (catalog, config, bind...).
-  static caf::expected<std::unique_ptr<node>> start(node_config cfg);
+  /// `clock` (microseconds since the epoch) is what retention compares
+  /// event times to; default: the system clock. Tests inject their own.
+  static caf::expected<std::unique_ptr<node>>
+  start(node_config cfg, std::function<int64_t()> clock = {});
 
   /// Stops the node (see `stop`).
   ~node();
@@ -147,6 +164,16 @@ public:
   /// Waits until `n` subscriptions from other nodes reached this node's PUB
   /// socket, at most `timeout`. Returns whether they did.
   bool wait_for_subscribers(int64_t n, std::chrono::milliseconds timeout);
+
+  /// The id of this node's stream (made with its data directory).
+  const std::string& stream() const noexcept;
+
+  /// Control requests and heartbeats refused as malformed.
+  uint64_t control_errors() const noexcept;
+
+  /// Deletes expired events now (a background thread does it every
+  /// `store.retention_check`). Returns how many were deleted.
+  caf::expected<uint64_t> enforce_retention();
 
   /// Counters of `consumer`, or null for an unknown one.
   std::shared_ptr<const consumer_stats> stats(std::string_view consumer) const;

@@ -45,7 +45,17 @@ struct pump_config {
   std::chrono::milliseconds linger{2000};
   /// Most events handed to the listener in one batch. Default: 1024.
   size_t max_batch = 1024;
+  /// Endpoint the control ROUTER socket binds (replay requests).
+  /// Default: `tcp://127.0.0.1:*`.
+  std::string control_bind = "tcp://127.0.0.1:*";
+  /// How often the stream heartbeat goes out on the PUB socket.
+  /// Default: 200 ms.
+  std::chrono::milliseconds stream_heartbeat{200};
 };
+
+/// The topic of stream heartbeats. Not a valid event name, so no event
+/// subscription selects it by accident.
+inline constexpr std::string_view heartbeat_topic = "_hb";
 
 /// Receives what the pump reads. Called on the pump thread; must not block.
 class pump_listener {
@@ -55,6 +65,15 @@ public:
   virtual void on_events(event_batch& batch) = 0;
   /// A frame that could not be decoded; it was dropped and counted.
   virtual void on_bad_frame(const caf::error& why) = 0;
+  /// A stream heartbeat from a peer (the body as sent).
+  virtual void on_heartbeat(std::string_view body) = 0;
+  /// A control request from a peer; returns the reply to send back.
+  virtual std::string on_control_request(std::string_view request) = 0;
+  /// A reply to a request this node sent to `endpoint`.
+  virtual void on_control_reply(std::string_view endpoint,
+                                std::string_view reply) = 0;
+  /// The body of this node's next heartbeat; empty for none.
+  virtual std::string make_heartbeat() = 0;
 };
 
 /// Counters of a pump. Read with relaxed loads.
@@ -89,6 +108,25 @@ public:
   /// the envelope: one buffer, one allocation per event.
   void send(std::string message, uint32_t topic_size);
 
+  /// A message for `send_all`: topic (first `topic_size` bytes) + envelope.
+  struct outgoing {
+    std::string message;
+    uint32_t topic_size = 0;
+  };
+
+  /// Queues many messages at once, in order (one lock, one wake-up).
+  void send_all(std::vector<outgoing>& messages);
+
+  /// Sends `request` to the control endpoint `endpoint` (connecting a
+  /// DEALER socket to it on first use). The reply reaches
+  /// `pump_listener::on_control_reply`.
+  void request(std::string endpoint, std::string request);
+
+  /// The endpoint the control ROUTER socket is bound to.
+  const std::string& control_endpoint() const noexcept {
+    return control_endpoint_;
+  }
+
   /// Adds a ZeroMQ prefix subscription on the SUB socket.
   void subscribe(std::string prefix);
 
@@ -112,6 +150,7 @@ private:
   explicit pump(std::unique_ptr<impl> ptr);
   std::unique_ptr<impl> impl_;
   std::string endpoint_;
+  std::string control_endpoint_;
 };
 
 } // namespace herald::transport

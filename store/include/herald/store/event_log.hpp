@@ -1,0 +1,184 @@
+#pragma once
+
+/// The durable event log of a node, and its consumer offsets, on RocksDB.
+///
+/// A node's log is one *stream*: a sequence of envelopes numbered by `seq`
+/// from 1, named by a UUID made when the data directory is created (a wiped
+/// directory is a new stream, never a reused one). Appends are group
+/// committed: one thread (the committer) takes every record queued since its
+/// last write, writes them in one WriteBatch, syncs per the fsync policy and
+/// then completes their tickets and hands them to the commit callback, in
+/// seq order.
+///
+/// Layout (column families): `events` (key: seq, 8 bytes big-endian;
+/// value: the envelope), `meta` (stream id, per-type heads), `offsets`
+/// (key: consumer '\0' stream; value: seq, 8 bytes big-endian).
+///
+/// Thread safety: every member is safe to call from any thread. `append`
+/// must be called in seq order (the caller holds its stream lock while it
+/// assigns seq and appends).
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+namespace herald::store {
+
+/// When an append counts as durable.
+enum class fsync_policy {
+  /// Every group is fdatasync'ed as soon as it is written.
+  always,
+  /// Groups gather for up to `batch_window`, then are fdatasync'ed.
+  batch,
+  /// Written to the OS (survives a process crash, not a machine crash).
+  os,
+};
+
+/// Parses "always", "batch" or "os".
+caf::expected<fsync_policy> parse_fsync_policy(std::string_view text);
+
+/// How to open a log.
+struct log_options {
+  /// The node's data directory; created if missing. REQUIRES: not empty.
+  std::string dir;
+  /// Default: batch.
+  fsync_policy fsync = fsync_policy::batch;
+  /// With `batch`: the longest a group waits for more records. Default: 2 ms.
+  std::chrono::microseconds batch_window{2000};
+  /// How long events are kept. Default: 7 days.
+  std::chrono::microseconds retention = std::chrono::hours{24 * 7};
+  /// The clock retention reads, microseconds since the epoch. Default: the
+  /// system clock. Tests inject their own.
+  std::function<int64_t()> clock;
+};
+
+/// One record to append. `envelope` is the encoded envelope (it contains
+/// `seq` and `type_seq` too); `type` names its event type.
+struct record {
+  uint64_t seq = 0;
+  std::string type;
+  uint64_t type_seq = 0;
+  /// Microseconds since the epoch: retention compares it to the clock.
+  int64_t timestamp_us = 0;
+  std::string envelope;
+};
+
+/// Completion of one commit group: every append of a group shares it.
+class commit_ticket {
+public:
+  /// Waits until the group is durable or failed; returns its error (none on
+  /// success).
+  caf::error wait() const;
+
+  /// Like `wait`, at most `timeout`; returns nothing on timeout.
+  std::optional<caf::error> wait_for(std::chrono::milliseconds timeout) const;
+
+  /// Whether the group is durable or failed.
+  bool done() const;
+
+  /// Called by the log. Wakes every waiter.
+  void complete(caf::error err);
+
+private:
+  mutable std::mutex mtx_;
+  mutable std::condition_variable cv_;
+  bool done_ = false;
+  caf::error err_;
+};
+
+/// An envelope read back from the log.
+struct stored_event {
+  uint64_t seq = 0;
+  std::string envelope;
+};
+
+/// What a range read returned.
+struct read_result {
+  /// The events found, in seq order.
+  std::vector<stored_event> events;
+  /// The seq the next read should start at (one past the last seq looked
+  /// at, matching the filter or not).
+  uint64_t next = 0;
+  /// The last durable seq when the read ran.
+  uint64_t head = 0;
+  /// The oldest retained seq when the read ran (head + 1 if empty).
+  uint64_t first = 0;
+};
+
+/// The durable log of one node.
+class event_log {
+public:
+  /// Called on the committer thread after each group, in seq order:
+  /// the group's records (moved from) and its error, if the write failed.
+  using commit_callback = std::function<void(std::vector<record>& group,
+                                             const caf::error& err)>;
+
+  /// Opens (or creates) the log under `opts.dir`. Fails with
+  /// `errc::io_error` naming the data directory when RocksDB cannot open it
+  /// or finds it corrupt (checksums are verified).
+  static caf::expected<std::unique_ptr<event_log>> open(log_options opts);
+
+  ~event_log();
+
+  /// The stream id, made with the data directory.
+  const std::string& stream_id() const noexcept;
+
+  /// The last seq appended (durable or queued); 0 for an empty log.
+  uint64_t last_seq() const noexcept;
+
+  /// The last durable seq.
+  uint64_t head() const noexcept;
+
+  /// The oldest retained seq; head() + 1 when none is retained.
+  uint64_t first() const noexcept;
+
+  /// The last type_seq of every type, as of the last durable append.
+  std::unordered_map<std::string, uint64_t> type_heads() const;
+
+  /// Sets the callback (before the first append).
+  void on_commit(commit_callback cb);
+
+  /// Queues `r` and returns the ticket of its group. Never blocks on I/O.
+  /// REQUIRES: r.seq == last_seq() + 1.
+  std::shared_ptr<const commit_ticket> append(record r);
+
+  /// Reads events with seq in [from, to] (inclusive), oldest first, at most
+  /// `max_count` of them and about `max_bytes` of envelopes, keeping those
+  /// whose type `accept` returns true for (all when `accept` is empty).
+  /// Never returns an event that failed its checksum: that is an
+  /// `errc::io_error` naming the data directory.
+  caf::expected<read_result>
+  read(uint64_t from, uint64_t to, size_t max_count, size_t max_bytes,
+       const std::function<bool(std::string_view type)>& accept = {}) const;
+
+  /// Deletes every event older than the retention, in whole ranges from the
+  /// oldest. Returns how many were deleted.
+  caf::expected<uint64_t> enforce_retention();
+
+  /// Stores `seq` as the offset of `consumer` in `stream` (not synced: a
+  /// lost offset only replays more).
+  caf::error commit_offset(std::string_view consumer, std::string_view stream,
+                           uint64_t seq);
+
+  /// The stored offset of `consumer` in `stream`, 0 if none.
+  uint64_t offset(std::string_view consumer, std::string_view stream) const;
+
+  struct impl;
+
+private:
+  explicit event_log(std::unique_ptr<impl> ptr);
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace herald::store

@@ -1,0 +1,662 @@
+#include "herald/store/event_log.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <limits>
+#include <system_error>
+#include <thread>
+#include <utility>
+
+#include <fmt/format.h>
+#include <rocksdb/db.h>
+#include <rocksdb/iterator.h>
+#include <rocksdb/options.h>
+#include <rocksdb/slice.h>
+#include <rocksdb/write_batch.h>
+
+#include "herald/core/errc.hpp"
+#include "herald/core/event.hpp"
+
+namespace herald::store {
+
+namespace {
+
+// A group is written once this many records or envelope bytes are queued,
+// even inside the batch window.
+constexpr size_t max_group_records = 4096;
+constexpr size_t max_group_bytes = size_t{4} << 20;
+
+// Value layout in `events`: timestamp (8 bytes BE), type length (2 bytes
+// BE), type, envelope.
+constexpr size_t value_header_size = 10;
+
+constexpr std::string_view meta_stream_id = "stream_id";
+constexpr std::string_view meta_last_seq = "last_seq";
+constexpr std::string_view meta_type_prefix = "type:";
+
+void put_be64(char* out, uint64_t x) noexcept {
+  for (int i = 7; i >= 0; --i) {
+    out[i] = static_cast<char>(x & 0xff);
+    x >>= 8;
+  }
+}
+
+uint64_t get_be64(const char* in) noexcept {
+  uint64_t x = 0;
+  for (int i = 0; i < 8; ++i)
+    x = (x << 8) | static_cast<unsigned char>(in[i]);
+  return x;
+}
+
+struct be64 {
+  explicit be64(uint64_t x) noexcept {
+    put_be64(buf, x);
+  }
+  rocksdb::Slice slice() const noexcept {
+    return {buf, sizeof(buf)};
+  }
+  char buf[8];
+};
+
+std::string dir_prefix(const std::string& dir) {
+  return fmt::format("data directory '{}'", dir);
+}
+
+caf::error corrupt_error(const std::string& dir, const std::string& what) {
+  return make_error(errc::io_error,
+                    fmt::format("{}: the event log is corrupt ({}); restore it "
+                                "from a backup or move it away to start a new "
+                                "stream",
+                                dir_prefix(dir), what));
+}
+
+/// The error of a failed read: corruption or plain I/O.
+caf::error read_error(const std::string& dir, const rocksdb::Status& st) {
+  if (st.IsCorruption())
+    return corrupt_error(dir, st.ToString());
+  return make_error(errc::io_error,
+                    fmt::format("{}: cannot read the event log ({}); check the "
+                                "disk and the directory's permissions",
+                                dir_prefix(dir), st.ToString()));
+}
+
+caf::error write_error(const std::string& dir, const rocksdb::Status& st) {
+  return make_error(errc::io_error,
+                    fmt::format("{}: cannot write the event log ({}); free "
+                                "disk space; publishing resumes once there is "
+                                "space",
+                                dir_prefix(dir), st.ToString()));
+}
+
+} // namespace
+
+// -- commit_ticket ----------------------------------------------------------
+
+caf::error commit_ticket::wait() const {
+  std::unique_lock<std::mutex> guard{mtx_};
+  cv_.wait(guard, [this] {
+    return done_;
+  });
+  return err_;
+}
+
+std::optional<caf::error>
+commit_ticket::wait_for(std::chrono::milliseconds timeout) const {
+  std::unique_lock<std::mutex> guard{mtx_};
+  if (!cv_.wait_for(guard, timeout, [this] {
+        return done_;
+      }))
+    return std::nullopt;
+  return err_;
+}
+
+bool commit_ticket::done() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return done_;
+}
+
+void commit_ticket::complete(caf::error err) {
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (done_)
+      return;
+    err_ = std::move(err);
+    done_ = true;
+  }
+  cv_.notify_all();
+}
+
+// -- parse_fsync_policy -----------------------------------------------------
+
+caf::expected<fsync_policy> parse_fsync_policy(std::string_view text) {
+  if (text == "always")
+    return fsync_policy::always;
+  if (text == "batch")
+    return fsync_policy::batch;
+  if (text == "os")
+    return fsync_policy::os;
+  return make_error(errc::invalid_config,
+                    fmt::format("fsync policy '{}': must be \"always\", "
+                                "\"batch\" or \"os\"; use \"batch\" (the "
+                                "default) unless you know why not",
+                                text));
+}
+
+// -- impl -------------------------------------------------------------------
+
+struct event_log::impl {
+  log_options opts;
+  std::unique_ptr<rocksdb::DB> db;
+  rocksdb::ColumnFamilyHandle* cf_default = nullptr;
+  rocksdb::ColumnFamilyHandle* cf_events = nullptr;
+  rocksdb::ColumnFamilyHandle* cf_meta = nullptr;
+  rocksdb::ColumnFamilyHandle* cf_offsets = nullptr;
+  std::string stream_id;
+
+  std::atomic<uint64_t> last_seq{0};
+  std::atomic<uint64_t> head{0};
+  std::atomic<uint64_t> first{1};
+
+  mutable std::mutex heads_mtx;
+  std::unordered_map<std::string, uint64_t> type_heads;
+
+  // Guards enforce_retention against itself.
+  std::mutex retention_mtx;
+
+  // The queue of the committer, guarded by `mtx`.
+  std::mutex mtx;
+  std::condition_variable cv;
+  std::vector<record> queue;
+  size_t queued_bytes = 0;
+  std::chrono::steady_clock::time_point first_queued;
+  std::shared_ptr<commit_ticket> ticket = std::make_shared<commit_ticket>();
+  std::shared_ptr<const commit_callback> callback;
+  bool stop = false;
+  std::thread committer;
+
+  // State of the committer thread only.
+  std::vector<record> spare;
+  rocksdb::WriteBatch batch;
+  std::unordered_map<std::string_view, uint64_t> group_heads;
+  bool needs_resume = false;
+
+  ~impl() {
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      stop = true;
+    }
+    cv.notify_all();
+    if (committer.joinable())
+      committer.join();
+    if (db) {
+      for (auto* cf : {cf_default, cf_events, cf_meta, cf_offsets})
+        if (cf != nullptr)
+          db->DestroyColumnFamilyHandle(cf);
+      db->Close();
+      db.reset();
+    }
+  }
+
+  rocksdb::ReadOptions read_options() const {
+    rocksdb::ReadOptions ro;
+    ro.verify_checksums = true;
+    return ro;
+  }
+
+  void run();
+  caf::error write_group(std::vector<record>& group);
+};
+
+void event_log::impl::run() {
+  std::unique_lock<std::mutex> guard{mtx};
+  for (;;) {
+    cv.wait(guard, [this] {
+      return stop || !queue.empty();
+    });
+    if (queue.empty())
+      return; // stop requested and nothing left to write
+    if (opts.fsync == fsync_policy::batch && !stop) {
+      auto deadline = first_queued + opts.batch_window;
+      cv.wait_until(guard, deadline, [this] {
+        return stop || queue.size() >= max_group_records
+               || queued_bytes >= max_group_bytes;
+      });
+    }
+    std::vector<record> group;
+    group.swap(spare);
+    group.swap(queue);
+    queued_bytes = 0;
+    auto group_ticket =
+      std::exchange(ticket, std::make_shared<commit_ticket>());
+    auto cb = callback;
+    guard.unlock();
+    auto err = write_group(group);
+    group_ticket->complete(err);
+    if (cb && *cb) {
+      try {
+        (*cb)(group, err);
+      } catch (const std::exception& ex) {
+        std::fprintf(stderr, "herald: event log commit callback threw: %s\n",
+                     ex.what());
+      } catch (...) {
+        std::fprintf(stderr, "herald: event log commit callback threw\n");
+      }
+    }
+    group.clear();
+    guard.lock();
+    if (spare.capacity() < group.capacity())
+      spare.swap(group);
+  }
+}
+
+caf::error event_log::impl::write_group(std::vector<record>& group) {
+  if (group.empty())
+    return {};
+  if (needs_resume) {
+    // After a failed write (e.g. disk full) RocksDB refuses writes until the
+    // background error is cleared; if the cause is gone this clears it.
+    if (db->Resume().ok())
+      needs_resume = false;
+  }
+  batch.Clear();
+  group_heads.clear();
+  char header[value_header_size];
+  for (auto& r : group) {
+    be64 key{r.seq};
+    put_be64(header, static_cast<uint64_t>(r.timestamp_us));
+    auto tlen = static_cast<uint16_t>(r.type.size());
+    header[8] = static_cast<char>(tlen >> 8);
+    header[9] = static_cast<char>(tlen & 0xff);
+    rocksdb::Slice key_part = key.slice();
+    rocksdb::Slice value_parts[] = {rocksdb::Slice{header, sizeof(header)},
+                                    rocksdb::Slice{r.type},
+                                    rocksdb::Slice{r.envelope}};
+    batch.Put(cf_events, rocksdb::SliceParts{&key_part, 1},
+              rocksdb::SliceParts{value_parts, 3});
+    auto& h = group_heads[r.type];
+    h = std::max(h, r.type_seq);
+  }
+  std::string meta_key;
+  for (auto& [type, type_seq] : group_heads) {
+    meta_key.assign(meta_type_prefix);
+    meta_key.append(type);
+    batch.Put(cf_meta, meta_key, be64{type_seq}.slice());
+  }
+  auto last = group.back().seq;
+  batch.Put(cf_meta, meta_last_seq, be64{last}.slice());
+  rocksdb::WriteOptions wo;
+  wo.sync = opts.fsync != fsync_policy::os;
+  auto st = db->Write(wo, &batch);
+  if (!st.ok()) {
+    needs_resume = true;
+    return write_error(opts.dir, st);
+  }
+  {
+    std::lock_guard<std::mutex> guard{heads_mtx};
+    for (auto& [type, type_seq] : group_heads) {
+      auto i = type_heads.find(std::string{type});
+      if (i == type_heads.end())
+        type_heads.emplace(std::string{type}, type_seq);
+      else
+        i->second = std::max(i->second, type_seq);
+    }
+  }
+  head.store(std::max(head.load(std::memory_order_relaxed), last),
+             std::memory_order_release);
+  return {};
+}
+
+// -- event_log --------------------------------------------------------------
+
+event_log::event_log(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {
+  // nop
+}
+
+event_log::~event_log() = default;
+
+caf::expected<std::unique_ptr<event_log>> event_log::open(log_options opts) {
+  if (opts.dir.empty())
+    return make_error(errc::invalid_argument,
+                      "data directory '': must not be empty; set the node's "
+                      "data directory");
+  if (!opts.clock)
+    opts.clock = [] {
+      return now_us();
+    };
+  std::error_code ec;
+  std::filesystem::create_directories(opts.dir, ec);
+  if (ec)
+    return make_error(errc::io_error,
+                      fmt::format("{}: cannot create it ({}); check the path "
+                                  "and its permissions",
+                                  dir_prefix(opts.dir), ec.message()));
+  auto st = std::make_unique<impl>();
+  auto& self = *st;
+  self.opts = std::move(opts);
+  const auto& dir = self.opts.dir;
+
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.create_missing_column_families = true;
+  options.paranoid_checks = true;
+  options.keep_log_file_num = 4;
+  options.max_background_jobs = 2;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs{
+    {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions{options}},
+    {"events", rocksdb::ColumnFamilyOptions{options}},
+    {"meta", rocksdb::ColumnFamilyOptions{options}},
+    {"offsets", rocksdb::ColumnFamilyOptions{options}},
+  };
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  auto s =
+    rocksdb::DB::Open(rocksdb::DBOptions{options}, dir, cfs, &handles, &raw);
+  if (!s.ok()) {
+    if (s.IsCorruption())
+      return corrupt_error(dir, s.ToString());
+    return make_error(errc::io_error,
+                      fmt::format("{}: cannot open the event log ({}); check "
+                                  "that no other node uses the directory and "
+                                  "that it is writable",
+                                  dir_prefix(dir), s.ToString()));
+  }
+  self.db.reset(raw);
+  self.cf_default = handles[0];
+  self.cf_events = handles[1];
+  self.cf_meta = handles[2];
+  self.cf_offsets = handles[3];
+  auto ro = self.read_options();
+
+  // The stream id, made with the directory.
+  std::string value;
+  s = self.db->Get(ro, self.cf_meta, meta_stream_id, &value);
+  if (s.ok()) {
+    self.stream_id = std::move(value);
+  } else if (s.IsNotFound()) {
+    self.stream_id = make_uuid_v4();
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    s = self.db->Put(wo, self.cf_meta, meta_stream_id, self.stream_id);
+    if (!s.ok())
+      return write_error(dir, s);
+  } else {
+    return read_error(dir, s);
+  }
+
+  // The head: the newest event, or the last seq ever written if retention
+  // deleted it (a seq is never reused).
+  uint64_t head = 0;
+  s = self.db->Get(ro, self.cf_meta, meta_last_seq, &value);
+  if (s.ok()) {
+    if (value.size() != 8)
+      return corrupt_error(dir, "meta 'last_seq' is not 8 bytes");
+    head = get_be64(value.data());
+  } else if (!s.IsNotFound()) {
+    return read_error(dir, s);
+  }
+  uint64_t first = 0;
+  {
+    std::unique_ptr<rocksdb::Iterator> it{
+      self.db->NewIterator(ro, self.cf_events)};
+    it->SeekToLast();
+    if (it->Valid()) {
+      if (it->key().size() != 8)
+        return corrupt_error(dir, "an events key is not 8 bytes");
+      head = std::max(head, get_be64(it->key().data()));
+      it->SeekToFirst();
+      if (it->Valid()) {
+        if (it->key().size() != 8)
+          return corrupt_error(dir, "an events key is not 8 bytes");
+        first = get_be64(it->key().data());
+      }
+    }
+    if (!it->status().ok())
+      return read_error(dir, it->status());
+  }
+  self.last_seq = head;
+  self.head = head;
+  self.first = first != 0 ? first : head + 1;
+
+  // The type heads.
+  {
+    std::unique_ptr<rocksdb::Iterator> it{
+      self.db->NewIterator(ro, self.cf_meta)};
+    for (it->Seek(meta_type_prefix);
+         it->Valid() && it->key().starts_with(meta_type_prefix); it->Next()) {
+      if (it->value().size() != 8)
+        return corrupt_error(dir, "a type head in meta is not 8 bytes");
+      auto key = it->key();
+      key.remove_prefix(meta_type_prefix.size());
+      self.type_heads.emplace(key.ToString(), get_be64(it->value().data()));
+    }
+    if (!it->status().ok())
+      return read_error(dir, it->status());
+  }
+
+  try {
+    self.committer = std::thread{[ptr = st.get()] {
+      ptr->run();
+    }};
+  } catch (const std::exception& ex) {
+    return make_error(errc::io_error,
+                      fmt::format("{}: cannot start the committer thread ({}); "
+                                  "raise the process' thread limit",
+                                  dir_prefix(dir), ex.what()));
+  }
+  return std::unique_ptr<event_log>{new event_log(std::move(st))};
+}
+
+const std::string& event_log::stream_id() const noexcept {
+  return impl_->stream_id;
+}
+
+uint64_t event_log::last_seq() const noexcept {
+  return impl_->last_seq.load(std::memory_order_acquire);
+}
+
+uint64_t event_log::head() const noexcept {
+  return impl_->head.load(std::memory_order_acquire);
+}
+
+uint64_t event_log::first() const noexcept {
+  return impl_->first.load(std::memory_order_acquire);
+}
+
+std::unordered_map<std::string, uint64_t> event_log::type_heads() const {
+  std::lock_guard<std::mutex> guard{impl_->heads_mtx};
+  return impl_->type_heads;
+}
+
+void event_log::on_commit(commit_callback cb) {
+  auto ptr = std::make_shared<const commit_callback>(std::move(cb));
+  std::lock_guard<std::mutex> guard{impl_->mtx};
+  impl_->callback = std::move(ptr);
+}
+
+std::shared_ptr<const commit_ticket> event_log::append(record r) {
+  auto& self = *impl_;
+  auto fail = [](caf::error err) {
+    auto t = std::make_shared<commit_ticket>();
+    t->complete(std::move(err));
+    return t;
+  };
+  if (r.type.size() > std::numeric_limits<uint16_t>::max())
+    return fail(make_error(errc::invalid_argument,
+                           fmt::format("event seq {}: type name of {} bytes "
+                                       "exceeds 65535; use a shorter name",
+                                       r.seq, r.type.size())));
+  std::shared_ptr<const commit_ticket> result;
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> guard{self.mtx};
+    auto last = self.last_seq.load(std::memory_order_relaxed);
+    if (r.seq != last + 1)
+      return fail(
+        make_error(errc::invalid_argument,
+                   fmt::format("{}: append of seq {} does not follow "
+                               "the last seq {}; assign seq under "
+                               "the stream lock",
+                               dir_prefix(self.opts.dir), r.seq, last)));
+    if (self.queue.empty()) {
+      self.first_queued = std::chrono::steady_clock::now();
+      wake = true;
+    }
+    self.queued_bytes += r.envelope.size() + r.type.size();
+    self.queue.push_back(std::move(r));
+    self.last_seq.store(last + 1, std::memory_order_release);
+    if (self.queue.size() == max_group_records
+        || (self.queued_bytes >= max_group_bytes
+            && self.opts.fsync == fsync_policy::batch))
+      wake = true;
+    result = self.ticket;
+  }
+  if (wake)
+    self.cv.notify_one();
+  return result;
+}
+
+caf::expected<read_result> event_log::read(
+  uint64_t from, uint64_t to, size_t max_count, size_t max_bytes,
+  const std::function<bool(std::string_view type)>& accept) const {
+  auto& self = *impl_;
+  read_result res;
+  res.head = head();
+  res.first = first();
+  from = std::max<uint64_t>(from, 1);
+  res.next = from;
+  to = std::min(to, res.head);
+  if (from > to || max_count == 0)
+    return res;
+  auto ro = self.read_options();
+  be64 upper{to == std::numeric_limits<uint64_t>::max() ? to : to + 1};
+  rocksdb::Slice upper_slice = upper.slice();
+  if (to != std::numeric_limits<uint64_t>::max())
+    ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it{
+    self.db->NewIterator(ro, self.cf_events)};
+  size_t bytes = 0;
+  bool exhausted = true;
+  for (it->Seek(be64{from}.slice()); it->Valid(); it->Next()) {
+    auto key = it->key();
+    auto value = it->value();
+    if (key.size() != 8 || value.size() < value_header_size)
+      return corrupt_error(self.opts.dir, "an event record is truncated");
+    auto seq = get_be64(key.data());
+    if (seq > to)
+      break;
+    auto tlen = (static_cast<size_t>(static_cast<unsigned char>(value[8])) << 8)
+                | static_cast<unsigned char>(value[9]);
+    if (value.size() < value_header_size + tlen)
+      return corrupt_error(self.opts.dir,
+                           fmt::format("event seq {}: type length exceeds the "
+                                       "record",
+                                       seq));
+    std::string_view type{value.data() + value_header_size, tlen};
+    if (accept && !accept(type)) {
+      res.next = seq + 1;
+      continue;
+    }
+    auto envelope_size = value.size() - value_header_size - tlen;
+    if (!res.events.empty() && bytes + envelope_size > max_bytes) {
+      exhausted = false;
+      break;
+    }
+    res.events.push_back(
+      stored_event{seq, std::string{value.data() + value_header_size + tlen,
+                                    envelope_size}});
+    bytes += envelope_size;
+    res.next = seq + 1;
+    if (res.events.size() >= max_count || bytes >= max_bytes) {
+      exhausted = false;
+      break;
+    }
+  }
+  if (!it->status().ok())
+    return read_error(self.opts.dir, it->status());
+  // Everything up to `to` was looked at: skip holes (deleted or never
+  // written seqs) at the end of the range too.
+  if (exhausted)
+    res.next = to + 1;
+  return res;
+}
+
+caf::expected<uint64_t> event_log::enforce_retention() {
+  auto& self = *impl_;
+  std::lock_guard<std::mutex> guard{self.retention_mtx};
+  auto cutoff = self.opts.clock() - self.opts.retention.count();
+  auto ro = self.read_options();
+  std::unique_ptr<rocksdb::Iterator> it{
+    self.db->NewIterator(ro, self.cf_events)};
+  uint64_t first = 0;
+  uint64_t end = 0;       // one past the last expired seq
+  uint64_t unexpired = 0; // the oldest seq kept, if any
+  uint64_t count = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto key = it->key();
+    auto value = it->value();
+    if (key.size() != 8 || value.size() < value_header_size)
+      return corrupt_error(self.opts.dir, "an event record is truncated");
+    auto seq = get_be64(key.data());
+    auto ts = static_cast<int64_t>(get_be64(value.data()));
+    if (ts >= cutoff) {
+      unexpired = seq;
+      break;
+    }
+    if (first == 0)
+      first = seq;
+    end = seq + 1;
+    ++count;
+  }
+  if (!it->status().ok())
+    return read_error(self.opts.dir, it->status());
+  it.reset();
+  if (count == 0)
+    return uint64_t{0};
+  rocksdb::WriteOptions wo;
+  auto s = self.db->DeleteRange(wo, self.cf_events, be64{first}.slice(),
+                                be64{end}.slice());
+  if (!s.ok())
+    return write_error(self.opts.dir, s);
+  // Without an unexpired event the oldest retained one is the next append,
+  // whose seq is at least `end`.
+  auto next_first = unexpired != 0 ? unexpired : end;
+  if (next_first > self.first.load(std::memory_order_relaxed))
+    self.first.store(next_first, std::memory_order_release);
+  return count;
+}
+
+caf::error event_log::commit_offset(std::string_view consumer,
+                                    std::string_view stream, uint64_t seq) {
+  auto& self = *impl_;
+  std::string key;
+  key.reserve(consumer.size() + 1 + stream.size());
+  key.append(consumer);
+  key.push_back('\0');
+  key.append(stream);
+  rocksdb::WriteOptions wo;
+  wo.sync = false;
+  auto s = self.db->Put(wo, self.cf_offsets, key, be64{seq}.slice());
+  if (!s.ok())
+    return write_error(self.opts.dir, s);
+  return {};
+}
+
+uint64_t event_log::offset(std::string_view consumer,
+                           std::string_view stream) const {
+  auto& self = *impl_;
+  std::string key;
+  key.reserve(consumer.size() + 1 + stream.size());
+  key.append(consumer);
+  key.push_back('\0');
+  key.append(stream);
+  std::string value;
+  auto s = self.db->Get(self.read_options(), self.cf_offsets, key, &value);
+  if (!s.ok() || value.size() != 8)
+    return 0;
+  return get_be64(value.data());
+}
+
+} // namespace herald::store
