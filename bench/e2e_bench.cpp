@@ -142,12 +142,15 @@ int run_consumer(const options& o) {
     return lat.empty() ? 0 : lat[static_cast<size_t>(p * (lat.size() - 1))];
   };
   double secs = (last_us - first_us) / 1e6;
+  auto st = n->stats("EmailService");
   std::printf("{\"received\":%lu,\"lost\":%lu,\"out_of_order\":%lu,"
               "\"events_per_s\":%.0f,\"p50_us\":%ld,\"p99_us\":%ld,"
-              "\"p999_us\":%ld,\"max_us\":%ld}\n",
+              "\"p999_us\":%ld,\"max_us\":%ld,\"gaps\":%lu,"
+              "\"replayed\":%lu,\"skipped\":%lu}\n",
               received, o.events - received, out_of_order,
               secs > 0 ? received / secs : 0.0, pct(0.50), pct(0.99),
-              pct(0.999), lat.empty() ? 0 : lat.back());
+              pct(0.999), lat.empty() ? 0 : lat.back(), st->gaps.load(),
+              st->replayed.load(), st->skipped.load());
   std::fflush(stdout);
   return 0;
 }

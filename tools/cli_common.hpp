@@ -120,11 +120,29 @@ using service_setup = std::function<caf::error(node& n, report_fn report)>;
 
 /// The whole `main` of a consumer example named `service`. Options:
 /// `--config F [--peer EP]... [--expect N] [--timeout S] [--quiet]
-/// [--endpoint-file PATH]`. Starts the node, calls `setup`, writes the
-/// endpoint file, then waits: with `--expect N` until the service handled N
-/// events (exit 0) or `--timeout` seconds passed (default 30; exit 1, saying
-/// how many it saw); without it, until SIGINT/SIGTERM. The last line on
-/// stdout is always `<service>: handled <N> events`.
+/// [--endpoint-file PATH] [--data-dir D] [--record PATH] [--slow-first N
+/// --slow-us US]`. Starts the node, calls `setup`, writes the endpoint
+/// file, then waits: with `--expect N` until the service was handed N
+/// distinct events (exit 0) or `--timeout` seconds passed (default 30;
+/// exit 1, saying how many it saw); without it, until SIGINT/SIGTERM.
+///
+/// Events are told apart by (stream, seq), so redeliveries (at-least-once)
+/// do not end a run early; they are counted as duplicates. With
+/// `--record PATH`, every event the handlers are called with appends the
+/// line `<stream> <seq> <key> <redelivered 0|1> <id>` to PATH with one
+/// write(2) on an O_APPEND descriptor (a kill -9 loses no written line),
+/// and the events PATH already lists (earlier runs) count as seen: with
+/// the same PATH across restarts, `--expect N` means N distinct events in
+/// the file. `--slow-first N --slow-us US` makes the handler sleep US
+/// microseconds for each of its first N events.
+///
+/// The counting and recording is a seed-style handler added to the
+/// consumer `service` for each of its `subscribe` patterns in the config,
+/// after `setup`'s handlers; it needs that consumer under `consumers`.
+///
+/// The last two lines on stdout are always `<service>: <D> duplicates` and
+/// `<service>: handled <N> events` (N distinct, D calls with an event seen
+/// before).
 int consumer_main(int argc, char** argv, std::string_view service,
                   std::string_view description, const service_setup& setup);
 

@@ -45,6 +45,9 @@ struct stream_state {
   /// producer's retention loses events and is reported.
   bool positioned = false;
   std::unordered_map<std::string, type_position> types;
+  /// Live events that arrived while catching up, checked again once the
+  /// catch-up ends (bounded; what does not fit the log brings again).
+  event_batch held;
 };
 
 struct consumer_state {
@@ -231,7 +234,10 @@ void on_live(consumer_actor* self, const event& ev) {
   std::string stream{ev.stream()};
   auto& ss = open_stream(self, stream, ev.seq());
   if (ss.catching_up) {
-    stats.skipped.fetch_add(1, std::memory_order_relaxed);
+    if (ss.held.size() < st.setup.replay_batch * 4)
+      ss.held.push_back(ev);
+    else
+      stats.skipped.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   auto it = ss.types.find(std::string{ev.type()});
@@ -322,6 +328,12 @@ void on_reply(consumer_actor* self, replay_reply& r) {
     ss.catching_up = false;
     ss.synced = r.head;
     ss.positioned = true;
+    // What arrived live meanwhile: duplicates of the replay are skipped, the
+    // rest goes on in order (or starts the next catch-up on a gap).
+    auto held = std::move(ss.held);
+    ss.held.clear();
+    for (auto& ev : held)
+      on_live(self, ev);
     return;
   }
   if (st.in_flight == 0)

@@ -102,14 +102,14 @@ void read_duration(const entry& e, problems& out,
 
 void read_store(const entry& e, problems& out, store_config& cfg) {
   if (!e.value.IsMap()) {
-    out.add(e.line, "'store' must be a map with fsync, batch_window_ms, "
-                    "retention, retention_check");
+    out.add(e.line, "'store' must be a map with fsync, retention, "
+                    "retention_check");
     return;
   }
-  entry fsync{"fsync"}, batch_window_ms{"batch_window_ms"},
-    retention{"retention"}, retention_check{"retention_check"};
+  entry fsync{"fsync"}, retention{"retention"},
+    retention_check{"retention_check"};
   detail::read_map(e.value, "store: ",
-                   {&fsync, &batch_window_ms, &retention, &retention_check},
+                   {&fsync, &retention, &retention_check},
                    out);
   if (fsync) {
     auto text = fsync.value.IsScalar() ? fsync.value.Scalar() : std::string{};
@@ -120,9 +120,6 @@ void read_store(const entry& e, problems& out, store_config& cfg) {
                                       "always, batch or os",
                                       text));
   }
-  int64_t ms = cfg.batch_window.count() / 1000;
-  read_positive(batch_window_ms, "milliseconds", out, ms);
-  cfg.batch_window = std::chrono::milliseconds{ms};
   read_duration(retention, out, cfg.retention);
   read_duration(retention_check, out, cfg.retention_check);
 }

@@ -418,6 +418,10 @@ struct node::impl : transport::pump_listener {
       message.append(r.envelope);
       out.push_back({std::move(message), static_cast<uint32_t>(r.type.size())});
     }
+    // Local consumers and the pump get the events before the heads that
+    // heartbeats report move past them.
+    if (!local.empty())
+      dispatch(std::move(local));
     pump->send_all(out);
     {
       std::lock_guard<std::mutex> guard{heads_mtx};
@@ -425,8 +429,6 @@ struct node::impl : transport::pump_listener {
         sent_type_heads[r.type] = r.type_seq;
       sent_head = group.back().seq;
     }
-    if (!local.empty())
-      dispatch(std::move(local));
   }
 
   void run_retention() {
@@ -557,7 +559,6 @@ node::start(node_config cfg, std::function<int64_t()> clock) {
   if (!policy)
     return std::move(policy.error());
   lo.fsync = *policy;
-  lo.batch_window = p->cfg.store.batch_window;
   lo.retention = p->cfg.store.retention;
   lo.clock = p->clock;
   auto opened = store::event_log::open(std::move(lo));

@@ -24,14 +24,88 @@ namespace herald::store {
 
 namespace {
 
-// A group is written once this many records or envelope bytes are queued,
-// even inside the batch window.
+// The committer wakes early once this many records or envelope bytes are
+// queued.
 constexpr size_t max_group_records = 4096;
 constexpr size_t max_group_bytes = size_t{4} << 20;
 
-// Value layout in `events`: timestamp (8 bytes BE), type length (2 bytes
-// BE), type, envelope.
-constexpr size_t value_header_size = 10;
+// One value in `events` holds one commit group: its key is the group's first
+// seq, and the value is a count (4 bytes BE) followed by that many entries of
+// timestamp (8 bytes BE), type length (2 bytes BE), type, envelope length
+// (4 bytes BE), envelope. Entry i has seq key + i. One RocksDB write per
+// group instead of per event keeps the committer's cost per event small;
+// retention deletes whole groups.
+constexpr size_t entry_header_size = 14;
+
+// A parsed entry of a group value; views into the value.
+struct entry_view {
+  uint64_t seq = 0;
+  int64_t timestamp_us = 0;
+  std::string_view type;
+  std::string_view envelope;
+};
+
+// Walks the entries of one group value. `next` returns false at the end;
+// `corrupt` tells whether it stopped on a malformed entry.
+class group_reader {
+public:
+  group_reader(uint64_t first_seq, std::string_view value)
+    : seq_(first_seq), rest_(value) {
+    if (rest_.size() < 4) {
+      corrupt_ = true;
+      return;
+    }
+    left_ = (uint32_t{static_cast<unsigned char>(rest_[0])} << 24)
+            | (uint32_t{static_cast<unsigned char>(rest_[1])} << 16)
+            | (uint32_t{static_cast<unsigned char>(rest_[2])} << 8)
+            | uint32_t{static_cast<unsigned char>(rest_[3])};
+    rest_.remove_prefix(4);
+  }
+
+  bool next(entry_view& out) {
+    if (corrupt_ || left_ == 0)
+      return false;
+    if (rest_.size() < entry_header_size)
+      return fail();
+    auto byte = [this](size_t i) {
+      return static_cast<uint64_t>(static_cast<unsigned char>(rest_[i]));
+    };
+    uint64_t ts = 0;
+    for (size_t i = 0; i < 8; ++i)
+      ts = (ts << 8) | byte(i);
+    auto tlen = static_cast<size_t>((byte(8) << 8) | byte(9));
+    auto elen = static_cast<size_t>((byte(10) << 24) | (byte(11) << 16)
+                                    | (byte(12) << 8) | byte(13));
+    if (rest_.size() < entry_header_size + tlen + elen)
+      return fail();
+    out.seq = seq_++;
+    out.timestamp_us = static_cast<int64_t>(ts);
+    out.type = rest_.substr(entry_header_size, tlen);
+    out.envelope = rest_.substr(entry_header_size + tlen, elen);
+    rest_.remove_prefix(entry_header_size + tlen + elen);
+    --left_;
+    return true;
+  }
+
+  /// The seq after the group's last entry, once `next` returned false.
+  uint64_t end_seq() const noexcept {
+    return seq_ + left_;
+  }
+
+  bool corrupt() const noexcept {
+    return corrupt_ || (left_ == 0 && !rest_.empty());
+  }
+
+private:
+  bool fail() {
+    corrupt_ = true;
+    return false;
+  }
+  uint64_t seq_;
+  std::string_view rest_;
+  uint32_t left_ = 0;
+  bool corrupt_ = false;
+};
 
 constexpr std::string_view meta_stream_id = "stream_id";
 constexpr std::string_view meta_last_seq = "last_seq";
@@ -180,6 +254,7 @@ struct event_log::impl {
   // State of the committer thread only.
   std::vector<record> spare;
   rocksdb::WriteBatch batch;
+  std::string value; // the group value being built
   std::unordered_map<std::string_view, uint64_t> group_heads;
   bool needs_resume = false;
 
@@ -218,23 +293,31 @@ void event_log::impl::run() {
     });
     if (queue.empty())
       return; // stop requested and nothing left to write
-    if (opts.fsync == fsync_policy::batch && !stop) {
-      auto deadline = first_queued + opts.batch_window;
-      cv.wait_until(guard, deadline, [this] {
-        return stop || queue.size() >= max_group_records
-               || queued_bytes >= max_group_bytes;
-      });
-    }
+    // batch and os: group commit. Whatever queued while the last group was
+    // written (and synced) is the next group; nothing waits for a timer,
+    // so a record waits at most for one group ahead of it. always: every
+    // record is written and synced on its own.
     std::vector<record> group;
     group.swap(spare);
-    group.swap(queue);
-    queued_bytes = 0;
-    auto group_ticket =
-      std::exchange(ticket, std::make_shared<commit_ticket>());
+    if (opts.fsync == fsync_policy::always && queue.size() > 1) {
+      group.push_back(std::move(queue.front()));
+      queue.erase(queue.begin());
+      queued_bytes -= std::min(queued_bytes, group.back().envelope.size()
+                                               + group.back().type.size());
+    } else {
+      group.swap(queue);
+      queued_bytes = 0;
+    }
+    // Every append since the last swap holds `ticket`: it completes when
+    // the last of them is written.
+    std::shared_ptr<commit_ticket> group_ticket;
+    if (queue.empty())
+      group_ticket = std::exchange(ticket, std::make_shared<commit_ticket>());
     auto cb = callback;
     guard.unlock();
     auto err = write_group(group);
-    group_ticket->complete(err);
+    // The callback (which hands the events to the transport) runs before
+    // the ticket completes: an acknowledged event is already on its way.
     if (cb && *cb) {
       try {
         (*cb)(group, err);
@@ -245,6 +328,8 @@ void event_log::impl::run() {
         std::fprintf(stderr, "herald: event log commit callback threw\n");
       }
     }
+    if (group_ticket)
+      group_ticket->complete(err);
     group.clear();
     guard.lock();
     if (spare.capacity() < group.capacity())
@@ -263,22 +348,26 @@ caf::error event_log::impl::write_group(std::vector<record>& group) {
   }
   batch.Clear();
   group_heads.clear();
-  char header[value_header_size];
+  value.clear();
+  auto put32 = [this](size_t x) {
+    char b[4] = {static_cast<char>(x >> 24), static_cast<char>(x >> 16),
+                 static_cast<char>(x >> 8), static_cast<char>(x)};
+    value.append(b, 4);
+  };
+  put32(group.size());
   for (auto& r : group) {
-    be64 key{r.seq};
+    char header[10];
     put_be64(header, static_cast<uint64_t>(r.timestamp_us));
-    auto tlen = static_cast<uint16_t>(r.type.size());
-    header[8] = static_cast<char>(tlen >> 8);
-    header[9] = static_cast<char>(tlen & 0xff);
-    rocksdb::Slice key_part = key.slice();
-    rocksdb::Slice value_parts[] = {rocksdb::Slice{header, sizeof(header)},
-                                    rocksdb::Slice{r.type},
-                                    rocksdb::Slice{r.envelope}};
-    batch.Put(cf_events, rocksdb::SliceParts{&key_part, 1},
-              rocksdb::SliceParts{value_parts, 3});
+    header[8] = static_cast<char>(r.type.size() >> 8);
+    header[9] = static_cast<char>(r.type.size() & 0xff);
+    value.append(header, sizeof(header));
+    put32(r.envelope.size());
+    value.append(r.type);
+    value.append(r.envelope);
     auto& h = group_heads[r.type];
     h = std::max(h, r.type_seq);
   }
+  batch.Put(cf_events, be64{group.front().seq}.slice(), value);
   std::string meta_key;
   for (auto& [type, type_seq] : group_heads) {
     meta_key.assign(meta_type_prefix);
@@ -405,7 +494,13 @@ caf::expected<std::unique_ptr<event_log>> event_log::open(log_options opts) {
     if (it->Valid()) {
       if (it->key().size() != 8)
         return corrupt_error(dir, "an events key is not 8 bytes");
-      head = std::max(head, get_be64(it->key().data()));
+      group_reader g{get_be64(it->key().data()), it->value().ToStringView()};
+      entry_view e;
+      while (g.next(e)) {
+      }
+      if (g.corrupt())
+        return corrupt_error(dir, "the newest group of events is malformed");
+      head = std::max(head, g.end_seq() - 1);
       it->SeekToFirst();
       if (it->Valid()) {
         if (it->key().size() != 8)
@@ -539,40 +634,47 @@ caf::expected<read_result> event_log::read(
     self.db->NewIterator(ro, self.cf_events)};
   size_t bytes = 0;
   bool exhausted = true;
-  for (it->Seek(be64{from}.slice()); it->Valid(); it->Next()) {
+  bool done = false;
+  // The group holding `from` starts at or before it.
+  it->SeekForPrev(be64{from}.slice());
+  if (!it->Valid() && it->status().ok())
+    it->Seek(be64{from}.slice());
+  for (; it->Valid() && !done; it->Next()) {
     auto key = it->key();
-    auto value = it->value();
-    if (key.size() != 8 || value.size() < value_header_size)
-      return corrupt_error(self.opts.dir, "an event record is truncated");
-    auto seq = get_be64(key.data());
-    if (seq > to)
-      break;
-    auto tlen = (static_cast<size_t>(static_cast<unsigned char>(value[8])) << 8)
-                | static_cast<unsigned char>(value[9]);
-    if (value.size() < value_header_size + tlen)
+    if (key.size() != 8)
+      return corrupt_error(self.opts.dir, "an events key is not 8 bytes");
+    group_reader g{get_be64(key.data()), it->value().ToStringView()};
+    entry_view e;
+    while (g.next(e)) {
+      if (e.seq < from)
+        continue;
+      if (e.seq > to) {
+        done = true;
+        break;
+      }
+      if (accept && !accept(e.type)) {
+        res.next = e.seq + 1;
+        continue;
+      }
+      if (!res.events.empty() && bytes + e.envelope.size() > max_bytes) {
+        exhausted = false;
+        done = true;
+        break;
+      }
+      res.events.push_back(stored_event{e.seq, std::string{e.envelope}});
+      bytes += e.envelope.size();
+      res.next = e.seq + 1;
+      if (res.events.size() >= max_count || bytes >= max_bytes) {
+        exhausted = false;
+        done = true;
+        break;
+      }
+    }
+    if (g.corrupt())
       return corrupt_error(self.opts.dir,
-                           fmt::format("event seq {}: type length exceeds the "
-                                       "record",
-                                       seq));
-    std::string_view type{value.data() + value_header_size, tlen};
-    if (accept && !accept(type)) {
-      res.next = seq + 1;
-      continue;
-    }
-    auto envelope_size = value.size() - value_header_size - tlen;
-    if (!res.events.empty() && bytes + envelope_size > max_bytes) {
-      exhausted = false;
-      break;
-    }
-    res.events.push_back(
-      stored_event{seq, std::string{value.data() + value_header_size + tlen,
-                                    envelope_size}});
-    bytes += envelope_size;
-    res.next = seq + 1;
-    if (res.events.size() >= max_count || bytes >= max_bytes) {
-      exhausted = false;
-      break;
-    }
+                           fmt::format("the group of events at seq {} is "
+                                       "malformed",
+                                       get_be64(key.data())));
   }
   if (!it->status().ok())
     return read_error(self.opts.dir, it->status());
@@ -596,19 +698,31 @@ caf::expected<uint64_t> event_log::enforce_retention() {
   uint64_t count = 0;
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     auto key = it->key();
-    auto value = it->value();
-    if (key.size() != 8 || value.size() < value_header_size)
-      return corrupt_error(self.opts.dir, "an event record is truncated");
+    if (key.size() != 8)
+      return corrupt_error(self.opts.dir, "an events key is not 8 bytes");
     auto seq = get_be64(key.data());
-    auto ts = static_cast<int64_t>(get_be64(value.data()));
-    if (ts >= cutoff) {
+    // A group expires whole, once its newest event has.
+    group_reader g{seq, it->value().ToStringView()};
+    entry_view e;
+    int64_t newest = std::numeric_limits<int64_t>::min();
+    uint64_t n = 0;
+    while (g.next(e)) {
+      newest = std::max(newest, e.timestamp_us);
+      ++n;
+    }
+    if (g.corrupt())
+      return corrupt_error(self.opts.dir,
+                           fmt::format("the group of events at seq {} is "
+                                       "malformed",
+                                       seq));
+    if (newest >= cutoff) {
       unexpired = seq;
       break;
     }
     if (first == 0)
       first = seq;
-    end = seq + 1;
-    ++count;
+    end = g.end_seq();
+    count += n;
   }
   if (!it->status().ok())
     return read_error(self.opts.dir, it->status());

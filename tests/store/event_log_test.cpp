@@ -345,7 +345,7 @@ TEST_CASE("the commit callback sees every record once, in seq order",
   CHECK(group_sizes.size() > 1);
 }
 
-TEST_CASE("retention deletes exactly the expired events", "[store]") {
+TEST_CASE("retention deletes exactly the expired commit groups", "[store]") {
   herald::test::temp_dir dir;
   auto now = std::make_shared<std::atomic<int64_t>>(1'000'000);
   log_options opts;
@@ -356,10 +356,14 @@ TEST_CASE("retention deletes exactly the expired events", "[store]") {
   };
   {
     auto log = open_log(opts);
-    // seq 1..100 at t = 1'000'000 + 100 * seq.
+    // seq 1..100 at t = 1'000'000 + 100 * seq, in two commit groups at
+    // least (1..30, then 31..100): retention deletes whole groups.
     std::shared_ptr<const herald::store::commit_ticket> last;
-    for (uint64_t seq = 1; seq <= 100; ++seq)
+    for (uint64_t seq = 1; seq <= 100; ++seq) {
       last = log->append(make_record(seq, 1'000'000 + 100 * int64_t(seq)));
+      if (seq == 30)
+        REQUIRE(last->wait_for(deadline).has_value());
+    }
     REQUIRE(last->wait_for(deadline).has_value());
 
     // Nothing is older than the retention yet.
@@ -521,10 +525,15 @@ TEST_CASE("a corrupt table file is reported, never returned", "[store]") {
         return fs::file_size(a) < fs::file_size(b);
       });
     scribble(events, fs::file_size(events) / 2, 512);
+    // Open reads the newest group: it may find the damage already.
     auto log = event_log::open(options_for(data));
-    REQUIRE(log);
-    CHECK((*log)->head() == 2000);
-    require_corruption_detected(data, std::move(*log));
+    if (!log) {
+      CHECK_THAT(herald::message_of(log.error()),
+                 Catch::Contains("corrupt") && Catch::Contains(data.string()));
+    } else {
+      CHECK((*log)->head() == 2000);
+      require_corruption_detected(data, std::move(*log));
+    }
   }
 }
 

@@ -232,8 +232,7 @@ struct pump::impl {
       listener->on_control_reply(endpoint, body.to_string_view());
   }
 
-  void send_heartbeat() {
-    auto body = listener->make_heartbeat();
+  void send_heartbeat(const std::string& body) {
     if (body.empty())
       return;
     zmq::message_t head{heartbeat_topic.data(), heartbeat_topic.size()};
@@ -285,6 +284,12 @@ struct pump::impl {
         continue;
       }
       if (topic.to_string_view() == heartbeat_topic) {
+        // The heartbeat counts the events before it: hand those over first.
+        if (!events.empty()) {
+          stats.received.fetch_add(events.size(), std::memory_order_relaxed);
+          listener->on_events(events);
+          events.clear();
+        }
         listener->on_heartbeat(body.to_string_view());
         continue;
       }
@@ -338,7 +343,13 @@ struct pump::impl {
           items.push_back({d.second.handle(), 0, ZMQ_POLLIN, 0});
         auto now = std::chrono::steady_clock::now();
         if (now >= next_heartbeat) {
-          send_heartbeat();
+          // The heartbeat counts events handed to the pump before it was
+          // made; sending what is queued before it keeps it behind them on
+          // the wire.
+          auto body = listener->make_heartbeat();
+          if (!run_commands())
+            break;
+          send_heartbeat(body);
           next_heartbeat = now + cfg.stream_heartbeat;
         }
         auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -18,7 +18,6 @@
 /// control: tcp://127.0.0.1:*       # control (replay) endpoint to bind
 /// store:
 ///   fsync: batch                   # always|batch|os. Default batch
-///   batch_window_ms: 2             # batch: longest a group waits. Default 2
 ///   retention: 7d                  # how long events are kept. Default 7d
 ///   retention_check: 1m            # how often expired events are deleted
 /// transport:
@@ -63,8 +62,6 @@ struct store_config {
   /// `always`, `batch` or `os` (see herald::store::fsync_policy).
   /// Default: `batch`.
   std::string fsync = "batch";
-  /// With `batch`, the longest a commit group waits. Default: 2 ms.
-  std::chrono::microseconds batch_window{2000};
   /// How long events are kept. Default: 7 days.
   std::chrono::microseconds retention = std::chrono::hours{24 * 7};
   /// How often expired events are deleted. Default: 1 minute.

@@ -37,9 +37,11 @@ namespace herald::store {
 
 /// When an append counts as durable.
 enum class fsync_policy {
-  /// Every group is fdatasync'ed as soon as it is written.
+  /// Every record is written and fdatasync'ed on its own.
   always,
-  /// Groups gather for up to `batch_window`, then are fdatasync'ed.
+  /// Group commit: the records that queue while a group is written and
+  /// fdatasync'ed form the next group, so one sync serves many appends and
+  /// a record waits at most for the group ahead of it. No timer.
   batch,
   /// Written to the OS (survives a process crash, not a machine crash).
   os,
@@ -54,8 +56,6 @@ struct log_options {
   std::string dir;
   /// Default: batch.
   fsync_policy fsync = fsync_policy::batch;
-  /// With `batch`: the longest a group waits for more records. Default: 2 ms.
-  std::chrono::microseconds batch_window{2000};
   /// How long events are kept. Default: 7 days.
   std::chrono::microseconds retention = std::chrono::hours{24 * 7};
   /// The clock retention reads, microseconds since the epoch. Default: the

@@ -1,0 +1,449 @@
+// Delivery guarantees as a user observes them, with real processes: a
+// producer (examples/user_service) and a consumer (examples/email_service)
+// that appends one line per handler call to a --record file:
+// `<stream> <seq> <key> <redelivered 0|1> <id>`.
+//
+// What every test asserts on that file: the events handled are exactly the
+// ones the producer's log holds (every seq, none twice with different ids),
+// and per (stream, key) the first handling of each event follows seq order.
+// Duplicates are allowed (at-least-once) but must be marked redelivered.
+
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "process.hpp"
+
+using namespace herald::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string src = HERALD_SOURCE_DIR;
+const std::string bin = HERALD_BINARY_DIR;
+
+// The key user_service gives user i.
+std::string user_key(uint64_t i) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "00000000-0000-4000-8000-%012llx",
+                static_cast<unsigned long long>(i));
+  return buf;
+}
+
+// Writes a node config for `service` into `dir`, its data_dir inside `dir`.
+// `consumes` names the event the node's service consumes, if any.
+std::string write_config(const temp_dir& dir, const std::string& node,
+                         const std::string& service,
+                         const std::string& consumes, int hwm = 0) {
+  std::ostringstream yaml;
+  yaml << "node: " << node << "\n"
+       << "service: " << service << "\n"
+       << "bind: tcp://127.0.0.1:*\n"
+       << "catalog: " << src << "/config/events.yaml\n"
+       << "data_dir: " << (dir / (node + ".data")).string() << "\n"
+       << "log_level: info\n";
+  if (hwm > 0)
+    yaml << "transport:\n  hwm: " << hwm << "\n";
+  if (!consumes.empty())
+    yaml << "consumers:\n  " << service << ":\n    subscribe: [" << consumes
+         << "]\n";
+  auto path = dir / (node + ".yaml");
+  write_text(path, yaml.str());
+  return path.string();
+}
+
+std::string producer_config(const temp_dir& dir, int hwm = 0) {
+  return write_config(dir, "user-node", "UserService", "", hwm);
+}
+
+std::string consumer_config(const temp_dir& dir, int hwm = 0) {
+  return write_config(dir, "email-node", "EmailService", "user.account.created",
+                      hwm);
+}
+
+std::string trimmed(std::string text) {
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
+    text.pop_back();
+  return text;
+}
+
+// Waits at most `timeout` until `c` printed `text` on stdout.
+bool wait_for_output(const child& c, const std::string& text,
+                     std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (c.out().find(text) == std::string::npos) {
+    if (std::chrono::steady_clock::now() >= deadline)
+      return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
+// `command` run through `exec` after writing the shell's pid (which exec
+// keeps) to `pid_file`: the test can kill -9 the program itself.
+std::string with_pid_file(const std::filesystem::path& pid_file,
+                          const std::string& command) {
+  return "echo $$ > " + shell_quote(pid_file.string()) + " && exec " + command;
+}
+
+// Sends SIGKILL to the process whose pid `pid_file` holds.
+void kill_9(const std::filesystem::path& pid_file) {
+  auto text = wait_for_file(pid_file, 10s);
+  REQUIRE(text);
+  auto pid = static_cast<pid_t>(std::stol(*text));
+  REQUIRE(pid > 0);
+  REQUIRE(::kill(pid, SIGKILL) == 0);
+}
+
+// One line of a --record file.
+struct record_line {
+  std::string stream;
+  uint64_t seq = 0;
+  std::string key;
+  bool redelivered = false;
+  std::string id;
+};
+
+// Parses a --record file; with `check`, every line must be complete (the
+// consumer writes each with one write(2), so even a kill -9 leaves none cut
+// short).
+std::vector<record_line> read_record(const std::filesystem::path& path,
+                                     bool check = true) {
+  std::vector<record_line> result;
+  std::istringstream lines{read_text(path)};
+  std::string line;
+  size_t malformed = 0;
+  std::string first_bad;
+  while (std::getline(lines, line)) {
+    std::istringstream fields{line};
+    record_line r;
+    int redelivered = -1;
+    std::string rest;
+    if (!(fields >> r.stream >> r.seq >> r.key >> redelivered >> r.id)
+        || (fields >> rest) || (redelivered != 0 && redelivered != 1)
+        || r.seq == 0) {
+      if (malformed++ == 0)
+        first_bad = line;
+      continue;
+    }
+    r.redelivered = redelivered == 1;
+    result.push_back(std::move(r));
+  }
+  if (check) {
+    INFO("first malformed line: '" << first_bad << "'");
+    CHECK(malformed == 0);
+  }
+  return result;
+}
+
+// What a record file says, checked line by line in file order.
+struct record_summary {
+  size_t lines = 0;
+  /// seq -> id of its first handling (one stream only).
+  std::map<uint64_t, std::string> first;
+  /// Lines whose (stream, seq) was handled before.
+  size_t duplicates = 0;
+  /// Duplicates not marked redelivered.
+  size_t unmarked_duplicates = 0;
+  /// Seqs handled again with another id than the first time.
+  size_t id_mismatches = 0;
+  /// First handlings of a key whose seq was below the key's previous one.
+  size_t order_violations = 0;
+  std::string first_violation;
+  std::vector<std::string> streams;
+};
+
+record_summary summarize(const std::vector<record_line>& lines) {
+  record_summary s;
+  s.lines = lines.size();
+  std::unordered_map<std::string, uint64_t> last_first_of_key;
+  for (auto& r : lines) {
+    if (std::find(s.streams.begin(), s.streams.end(), r.stream)
+        == s.streams.end())
+      s.streams.push_back(r.stream);
+    auto [it, fresh] = s.first.try_emplace(r.seq, r.id);
+    if (!fresh) {
+      ++s.duplicates;
+      if (!r.redelivered)
+        ++s.unmarked_duplicates;
+      if (it->second != r.id)
+        ++s.id_mismatches;
+      continue;
+    }
+    auto& last = last_first_of_key[r.key];
+    if (r.seq < last && s.order_violations++ == 0)
+      s.first_violation = "key " + r.key + ": seq " + std::to_string(r.seq)
+                          + " handled first after seq "
+                          + std::to_string(last);
+    last = std::max(last, r.seq);
+  }
+  return s;
+}
+
+// Checks what every test expects of a record: one stream, seqs exactly
+// 1..`count`, each with one id, first handlings in seq order per key, and
+// every duplicate marked redelivered.
+void check_record(const record_summary& s, uint64_t count) {
+  INFO("record lines: " << s.lines << ", distinct seqs: " << s.first.size()
+                        << ", duplicates: " << s.duplicates);
+  CHECK(s.streams.size() == 1);
+  CHECK(s.first.size() == count);
+  if (!s.first.empty()) {
+    CHECK(s.first.begin()->first == 1);
+    CHECK(s.first.rbegin()->first == count);
+  }
+  INFO("first order violation: " << s.first_violation);
+  CHECK(s.order_violations == 0);
+  CHECK(s.id_mismatches == 0);
+  CHECK(s.unmarked_duplicates == 0);
+}
+
+std::string producer_cmd(const std::string& config,
+                         const temp_dir& dir, const std::string& args) {
+  return bin + "/examples/user_service --config " + shell_quote(config)
+         + " --endpoint-file " + shell_quote((dir / "user.endpoint").string())
+         + " " + args;
+}
+
+std::string consumer_cmd(const std::string& config, const std::string& peer,
+                         const temp_dir& dir, const std::string& args) {
+  return bin + "/examples/email_service --config " + shell_quote(config)
+         + " --peer " + shell_quote(peer) + " --quiet --record "
+         + shell_quote((dir / "email.record").string()) + " " + args;
+}
+
+std::string endpoint_of(const temp_dir& dir) {
+  auto text = wait_for_file(dir / "user.endpoint", 20s);
+  REQUIRE(text);
+  return trimmed(*text);
+}
+
+} // namespace
+
+TEST_CASE("a slow consumer behind a full HWM still handles all 200,000 events "
+          "in order per entity",
+          "[integration][delivery]") {
+  temp_dir dir;
+  auto pcfg = producer_config(dir, 1000);
+  auto ccfg = consumer_config(dir, 1000);
+  child producer{producer_cmd(pcfg, dir,
+                              "--created 200000 --deleted 0 --users 1000 "
+                              "--rate 0 --wait-subscribers 1 --wait-timeout 30 "
+                              "--linger-ms 120000"),
+                 dir / "user.out", dir / "user.err"};
+  auto endpoint = endpoint_of(dir);
+  // Slow for its first 2,000 events: the producer's PUB queue (HWM 1000)
+  // overflows and drops; the consumer must notice and replay.
+  child consumer{consumer_cmd(ccfg, endpoint, dir,
+                              "--expect 200000 --timeout 240 "
+                              "--slow-first 2000 --slow-us 200"),
+                 dir / "email.out", dir / "email.err"};
+  auto status = consumer.wait_for(250s);
+  INFO("consumer stdout: " << consumer.out());
+  INFO("consumer stderr (tail): " << consumer.err().substr(
+         consumer.err().size() > 4000 ? consumer.err().size() - 4000 : 0));
+  INFO("producer stderr (tail): " << producer.err().substr(
+         producer.err().size() > 4000 ? producer.err().size() - 4000 : 0));
+  CHECK(status == 0);
+  CHECK_THAT(producer.out(),
+             Catch::Contains("published 200000 user.account.created"));
+  producer.kill();
+  CHECK(producer.wait_for(1s) == 0);
+
+  auto s = summarize(read_record(dir / "email.record"));
+  check_record(s, 200000);
+  CHECK_THAT(consumer.out(), Catch::Contains("EmailService: handled 200000 "
+                                             "events"));
+}
+
+TEST_CASE("a consumer that joins after all 50,000 events were published "
+          "handles them all in order per entity",
+          "[integration][delivery]") {
+  temp_dir dir;
+  auto pcfg = producer_config(dir);
+  auto ccfg = consumer_config(dir);
+  child producer{producer_cmd(pcfg, dir,
+                              "--created 50000 --deleted 0 --users 1000 "
+                              "--rate 0 --wait-subscribers 0 "
+                              "--linger-ms 120000"),
+                 dir / "user.out", dir / "user.err"};
+  auto endpoint = endpoint_of(dir);
+  {
+    INFO("producer stderr: " << producer.err());
+    REQUIRE(wait_for_output(producer, "UserService: published", 60s));
+  }
+  child consumer{consumer_cmd(ccfg, endpoint, dir,
+                              "--expect 50000 --timeout 120"),
+                 dir / "email.out", dir / "email.err"};
+  auto status = consumer.wait_for(130s);
+  INFO("consumer stdout: " << consumer.out());
+  INFO("consumer stderr: " << consumer.err());
+  CHECK(status == 0);
+  producer.kill();
+
+  auto s = summarize(read_record(dir / "email.record"));
+  check_record(s, 50000);
+  CHECK(s.duplicates == 0);
+}
+
+TEST_CASE("a consumer killed -9 five times during 100,000 events misses none "
+          "and keeps per-entity order",
+          "[integration][delivery]") {
+  temp_dir dir;
+  auto pcfg = producer_config(dir);
+  auto ccfg = consumer_config(dir);
+  // 100,000 events at 20,000/s: the stream lasts about 5 s, in which the
+  // consumer is killed at 5 random points.
+  child producer{producer_cmd(pcfg, dir,
+                              "--created 100000 --deleted 0 --users 1000 "
+                              "--rate 20000 --wait-subscribers 1 "
+                              "--wait-timeout 30 --linger-ms 120000"),
+                 dir / "user.out", dir / "user.err"};
+  auto endpoint = endpoint_of(dir);
+  const unsigned seed = 20240611;
+  std::mt19937 rng{seed};
+  std::uniform_int_distribution<int> delay_ms{300, 1200};
+  std::ostringstream kills;
+  kills << "seed " << seed << ", kill -9 after (ms):";
+  auto pid_file = dir / "email.pid";
+  for (int round = 0; round < 5; ++round) {
+    std::filesystem::remove(pid_file);
+    child consumer{with_pid_file(pid_file,
+                                 consumer_cmd(ccfg, endpoint, dir,
+                                              "--expect 100000 --timeout 120")),
+                   dir / ("email" + std::to_string(round) + ".out"),
+                   dir / ("email" + std::to_string(round) + ".err")};
+    auto wait = delay_ms(rng);
+    kills << ' ' << wait;
+    std::this_thread::sleep_for(std::chrono::milliseconds{wait});
+    kill_9(pid_file);
+    auto status = consumer.wait_for(10s);
+    INFO("round " << round << " consumer stderr: " << consumer.err());
+    REQUIRE(status == 128 + SIGKILL);
+  }
+  WARN(kills.str());
+  {
+    INFO("producer stderr: " << producer.err());
+    REQUIRE(wait_for_output(producer, "UserService: published", 60s));
+  }
+  child consumer{consumer_cmd(ccfg, endpoint, dir,
+                              "--expect 100000 --timeout 120"),
+                 dir / "email.out", dir / "email.err"};
+  auto status = consumer.wait_for(130s);
+  INFO("final consumer stdout: " << consumer.out());
+  INFO("final consumer stderr: " << consumer.err());
+  CHECK(status == 0);
+  producer.kill();
+
+  auto s = summarize(read_record(dir / "email.record"));
+  WARN(kills.str() << "; record: " << s.lines << " lines, " << s.first.size()
+                   << " distinct, " << s.duplicates << " duplicates");
+  check_record(s, 100000);
+}
+
+TEST_CASE("a producer killed -9 mid-run keeps what it stored and continues "
+          "its stream without reusing a seq",
+          "[integration][delivery]") {
+  temp_dir dir;
+  auto pcfg = producer_config(dir);
+  auto ccfg = consumer_config(dir);
+  auto pid_file = dir / "user.pid";
+  {
+    // 30,000 events at 10,000/s, killed about 1.5 s in: mid-run.
+    child first{with_pid_file(pid_file,
+                              producer_cmd(pcfg, dir,
+                                           "--created 30000 --deleted 0 "
+                                           "--users 1000 --rate 10000 "
+                                           "--wait-subscribers 0")),
+                dir / "user1.out", dir / "user1.err"};
+    REQUIRE(wait_for_file(dir / "user.endpoint", 20s));
+    std::this_thread::sleep_for(1500ms);
+    INFO("first producer stderr: " << first.err());
+    REQUIRE_FALSE(first.wait_for(0ms)); // still publishing
+    kill_9(pid_file);
+    REQUIRE(first.wait_for(10s) == 128 + SIGKILL);
+    CHECK(first.out().find("UserService: published") == std::string::npos);
+  }
+  // The restart publishes 5,000 more, all for user 0: in the log, the
+  // first run's events are seqs 1..M1 with keys cycling over 1,000 users,
+  // the second run's are M1+1..M1+5000 with user 0's key.
+  std::filesystem::remove(dir / "user.endpoint");
+  child second{producer_cmd(pcfg, dir,
+                            "--created 5000 --deleted 0 --users 1 --rate 0 "
+                            "--wait-subscribers 0 --linger-ms 120000"),
+               dir / "user2.out", dir / "user2.err"};
+  auto endpoint = endpoint_of(dir);
+  {
+    INFO("second producer stderr: " << second.err());
+    REQUIRE(wait_for_output(second, "UserService: published", 60s));
+  }
+  // A consumer from scratch starts at the oldest event. How many the log
+  // holds is not known from outside: wait until the record holds a
+  // complete log of that shape and stopped growing.
+  child consumer{consumer_cmd(ccfg, endpoint, dir, ""), dir / "email.out",
+                 dir / "email.err"};
+  auto shape_complete = [](const record_summary& s) {
+    if (s.first.size() <= 5000 || s.first.rbegin()->first != s.first.size())
+      return false;
+    return true;
+  };
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  size_t last_lines = 0;
+  auto stable_since = std::chrono::steady_clock::now();
+  for (;;) {
+    auto s = summarize(read_record(dir / "email.record", false));
+    auto now = std::chrono::steady_clock::now();
+    if (s.lines != last_lines) {
+      last_lines = s.lines;
+      stable_since = now;
+    } else if (shape_complete(s) && now - stable_since >= 1500ms) {
+      break;
+    }
+    if (now >= deadline)
+      break;
+    std::this_thread::sleep_for(100ms);
+  }
+  consumer.kill();
+  INFO("consumer stdout: " << consumer.out());
+  INFO("consumer stderr: " << consumer.err());
+  CHECK(consumer.wait_for(1s) == 0);
+  second.kill();
+
+  auto s = summarize(read_record(dir / "email.record"));
+  REQUIRE_FALSE(s.first.empty());
+  auto max_seq = s.first.rbegin()->first;
+  // Seqs 1..max with no hole, one id each, in order per key.
+  check_record(s, max_seq);
+  REQUIRE(max_seq > 5000); // the first run stored some
+  auto first_run = max_seq - 5000;
+  WARN("the first producer run stored " << first_run << " events before "
+                                        "kill -9");
+  std::unordered_map<uint64_t, std::string> key_of;
+  for (auto& r : read_record(dir / "email.record"))
+    key_of.try_emplace(r.seq, r.key);
+  size_t wrong_keys = 0;
+  std::string first_wrong;
+  for (uint64_t seq = 1; seq <= max_seq; ++seq) {
+    auto want = seq <= first_run ? user_key((seq - 1) % 1000) : user_key(0);
+    if (key_of[seq] != want && wrong_keys++ == 0)
+      first_wrong = "seq " + std::to_string(seq) + ": key " + key_of[seq]
+                    + ", expected " + want;
+  }
+  INFO("first wrong key: " << first_wrong);
+  CHECK(wrong_keys == 0);
+}
