@@ -431,6 +431,9 @@ caf::expected<std::unique_ptr<event_log>> event_log::open(log_options opts) {
   options.create_if_missing = true;
   options.create_missing_column_families = true;
   options.paranoid_checks = true;
+  // Reusing WAL files keeps their size, so a sync need not update file
+  // metadata: fewer journal commits per fdatasync.
+  options.recycle_log_file_num = 4;
   options.keep_log_file_num = 4;
   options.max_background_jobs = 2;
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs{
