@@ -105,10 +105,10 @@ public:
     auto n = ::write(fd_, line.data(), line.size());
     if (n == static_cast<ssize_t>(line.size()))
       return {};
-    return make_error(errc::io_error,
-                      fmt::format("--record: cannot append to '{}': {}", path_,
-                                  n < 0 ? std::strerror(errno)
-                                        : "short write (disk full?)"));
+    return make_error(
+      errc::io_error,
+      fmt::format("--record: cannot append to '{}': {}", path_,
+                  n < 0 ? std::strerror(errno) : "short write (disk full?)"));
   }
 
   uint64_t calls() const noexcept {

@@ -224,9 +224,20 @@ stream_state& open_stream(consumer_actor* self, const std::string& stream,
   return it->second;
 }
 
+// Until a handler is there, events are not taken: taking one would move
+// the consumer's position past an event nobody handled. The first handler
+// starts the stream from the stored offset.
+bool has_handlers(consumer_actor* self) {
+  return !self->state.subs.empty() || self->state.service;
+}
+
 void on_live(consumer_actor* self, const event& ev) {
   auto& st = self->state;
   auto& stats = *st.setup.stats;
+  if (!has_handlers(self)) {
+    stats.skipped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   if (!st.setup.durable) {
     deliver(self, ev);
     return;
@@ -261,7 +272,7 @@ void on_live(consumer_actor* self, const event& ev) {
 
 void on_heartbeat(consumer_actor* self, const stream_heartbeat& hb) {
   auto& st = self->state;
-  if (!st.setup.durable)
+  if (!st.setup.durable || !has_handlers(self))
     return;
   bool known = st.streams.count(hb.stream) > 0;
   auto& ss = open_stream(self, hb.stream);

@@ -105,6 +105,9 @@ struct node::impl : transport::pump_listener {
 
   std::atomic<uint64_t> control_errors{0};
 
+  /// Most live events waiting in one consumer's mailbox.
+  static constexpr uint64_t max_backlog = 16384;
+
   mutable std::shared_mutex consumers_mtx; // guards consumers
   std::vector<consumer_entry> consumers;
 
@@ -446,6 +449,25 @@ struct node::impl : transport::pump_listener {
     }
   }
 
+  // Whether `c` has room for `n` more events. A consumer's backlog (live
+  // events sent to its mailbox and not yet taken) is bounded: beyond it the
+  // events are shed like PUB/SUB would drop them, the consumer sees the gap
+  // and replays them from the log in bounded batches. Memory stays bounded
+  // whatever the backlog.
+  bool has_room(const consumer_entry& c, size_t n) const {
+    auto& s = *c.stats;
+    auto taken = s.handled.load(std::memory_order_relaxed)
+                 + s.failed.load(std::memory_order_relaxed)
+                 + s.skipped.load(std::memory_order_relaxed)
+                 - s.replayed.load(std::memory_order_relaxed);
+    auto sent = s.dispatched.load(std::memory_order_relaxed);
+    auto backlog = sent > taken ? sent - taken : 0;
+    if (backlog + n <= max_backlog)
+      return true;
+    s.shed.fetch_add(n, std::memory_order_relaxed);
+    return false;
+  }
+
   // Hands each consumer the events of `batch` it subscribed to, in order,
   // as one message.
   void dispatch(event_batch&& batch) {
@@ -457,6 +479,8 @@ struct node::impl : transport::pump_listener {
       for (auto& ev : batch)
         all = all && selects(c.patterns, ev.type());
       if (all) {
+        if (!has_room(c, batch.size()))
+          return;
         c.stats->dispatched.fetch_add(batch.size(), std::memory_order_relaxed);
         caf::anon_send(c.actor, std::move(batch));
         return;
@@ -468,7 +492,7 @@ struct node::impl : transport::pump_listener {
       for (auto& ev : batch)
         if (selects(c.patterns, ev.type()))
           mine.push_back(ev);
-      if (mine.empty())
+      if (mine.empty() || !has_room(c, mine.size()))
         continue;
       c.stats->dispatched.fetch_add(mine.size(), std::memory_order_relaxed);
       caf::anon_send(c.actor, std::move(mine));
@@ -714,8 +738,10 @@ bool node::drain(std::chrono::milliseconds timeout) {
     {
       std::shared_lock<std::shared_mutex> guard{impl_->consumers_mtx};
       for (auto& c : impl_->consumers) {
-        auto done = c.stats->handled.load() + c.stats->failed.load();
-        idle = idle && done >= c.stats->dispatched.load();
+        auto& s = *c.stats;
+        auto taken = s.handled.load() + s.failed.load() + s.skipped.load()
+                     - s.replayed.load();
+        idle = idle && taken >= s.dispatched.load();
       }
     }
     if (idle)

@@ -192,8 +192,7 @@ record_summary summarize(const std::vector<record_line>& lines) {
     auto& last = last_first_of_key[r.key];
     if (r.seq < last && s.order_violations++ == 0)
       s.first_violation = "key " + r.key + ": seq " + std::to_string(r.seq)
-                          + " handled first after seq "
-                          + std::to_string(last);
+                          + " handled first after seq " + std::to_string(last);
     last = std::max(last, r.seq);
   }
   return s;
@@ -219,18 +218,19 @@ void check_record(const record_summary& s, uint64_t count) {
 
 // The commands start with `exec`: the shell becomes the program, so the
 // signals the test sends and the exit status it reads are the program's.
-std::string producer_cmd(const std::string& config,
-                         const temp_dir& dir, const std::string& args) {
-  return "exec " + bin + "/examples/user_service --config " + shell_quote(config)
-         + " --endpoint-file " + shell_quote((dir / "user.endpoint").string())
-         + " " + args;
+std::string producer_cmd(const std::string& config, const temp_dir& dir,
+                         const std::string& args) {
+  return "exec " + bin + "/examples/user_service --config "
+         + shell_quote(config) + " --endpoint-file "
+         + shell_quote((dir / "user.endpoint").string()) + " " + args;
 }
 
 std::string consumer_cmd(const std::string& config, const std::string& peer,
                          const temp_dir& dir, const std::string& args) {
-  return "exec " + bin + "/examples/email_service --config " + shell_quote(config)
-         + " --peer " + shell_quote(peer) + " --quiet --record "
-         + shell_quote((dir / "email.record").string()) + " " + args;
+  return "exec " + bin + "/examples/email_service --config "
+         + shell_quote(config) + " --peer " + shell_quote(peer)
+         + " --quiet --record " + shell_quote((dir / "email.record").string())
+         + " " + args;
 }
 
 std::string endpoint_of(const temp_dir& dir) {
@@ -303,9 +303,9 @@ TEST_CASE("a consumer that joins after all 50,000 events were published "
     INFO("producer stderr: " << producer.err());
     REQUIRE(wait_for_output(producer, "UserService: published", 60s));
   }
-  child consumer{consumer_cmd(ccfg, endpoint, dir,
-                              "--expect 50000 --timeout 120"),
-                 dir / "email.out", dir / "email.err"};
+  child consumer{
+    consumer_cmd(ccfg, endpoint, dir, "--expect 50000 --timeout 120"),
+    dir / "email.out", dir / "email.err"};
   auto status = consumer.wait_for(130s);
   INFO("consumer stdout: " << consumer.out());
   INFO("consumer stderr: " << consumer.err());
@@ -339,11 +339,11 @@ TEST_CASE("a consumer killed -9 five times during 100,000 events misses none "
   auto pid_file = dir / "email.pid";
   for (int round = 0; round < 5; ++round) {
     std::filesystem::remove(pid_file);
-    child consumer{with_pid_file(pid_file,
-                                 consumer_cmd(ccfg, endpoint, dir,
-                                              "--expect 100000 --timeout 120")),
-                   dir / ("email" + std::to_string(round) + ".out"),
-                   dir / ("email" + std::to_string(round) + ".err")};
+    child consumer{
+      with_pid_file(pid_file, consumer_cmd(ccfg, endpoint, dir,
+                                           "--expect 100000 --timeout 120")),
+      dir / ("email" + std::to_string(round) + ".out"),
+      dir / ("email" + std::to_string(round) + ".err")};
     auto wait = delay_ms(rng);
     kills << ' ' << wait;
     std::this_thread::sleep_for(std::chrono::milliseconds{wait});
@@ -357,9 +357,9 @@ TEST_CASE("a consumer killed -9 five times during 100,000 events misses none "
     INFO("producer stderr: " << producer.err());
     REQUIRE(wait_for_output(producer, "UserService: published", 60s));
   }
-  child consumer{consumer_cmd(ccfg, endpoint, dir,
-                              "--expect 100000 --timeout 120"),
-                 dir / "email.out", dir / "email.err"};
+  child consumer{
+    consumer_cmd(ccfg, endpoint, dir, "--expect 100000 --timeout 120"),
+    dir / "email.out", dir / "email.err"};
   auto status = consumer.wait_for(130s);
   INFO("final consumer stdout: " << consumer.out());
   INFO("final consumer stderr: " << consumer.err());
@@ -381,12 +381,12 @@ TEST_CASE("a producer killed -9 mid-run keeps what it stored and continues "
   auto pid_file = dir / "user.pid";
   {
     // 30,000 events at 10,000/s, killed about 1.5 s in: mid-run.
-    child first{with_pid_file(pid_file,
-                              producer_cmd(pcfg, dir,
+    child first{
+      with_pid_file(pid_file, producer_cmd(pcfg, dir,
                                            "--created 30000 --deleted 0 "
                                            "--users 1000 --rate 10000 "
                                            "--wait-subscribers 0")),
-                dir / "user1.out", dir / "user1.err"};
+      dir / "user1.out", dir / "user1.err"};
     REQUIRE(wait_for_file(dir / "user.endpoint", 20s));
     std::this_thread::sleep_for(1500ms);
     INFO("first producer stderr: " << first.err());
@@ -447,8 +447,9 @@ TEST_CASE("a producer killed -9 mid-run keeps what it stored and continues "
   check_record(s, max_seq);
   REQUIRE(max_seq > 5000); // the first run stored some
   auto first_run = max_seq - 5000;
-  WARN("the first producer run stored " << first_run << " events before "
-                                        "kill -9");
+  WARN("the first producer run stored " << first_run
+                                        << " events before "
+                                           "kill -9");
   std::unordered_map<uint64_t, std::string> key_of;
   for (auto& r : read_record(dir / "email.record"))
     key_of.try_emplace(r.seq, r.key);

@@ -39,9 +39,13 @@ struct consumer_stats {
   std::atomic<uint64_t> handled{0};
   /// Events some handler failed on.
   std::atomic<uint64_t> failed{0};
-  /// Live events not handed to handlers: duplicates, and events that
-  /// arrived while their stream was catching up (the replay brings them).
+  /// Live events not handed to handlers: duplicates, events that arrived
+  /// while their stream was catching up (the replay brings them), and
+  /// events that came before any handler.
   std::atomic<uint64_t> skipped{0};
+  /// Live events the node did not hand to the consumer because its backlog
+  /// was full; the consumer notices the gap and replays them.
+  std::atomic<uint64_t> shed{0};
   /// Events handed to handlers from a replay of the producer's log.
   std::atomic<uint64_t> replayed{0};
   /// Gaps noticed (a missing event, live or at the tail).
