@@ -708,6 +708,10 @@ node::stats(std::string_view consumer) const {
   return nullptr;
 }
 
+std::string node::control_endpoint() const {
+  return impl_->pump->control_endpoint();
+}
+
 const std::string& node::stream() const noexcept {
   return impl_->stream;
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdarg>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -343,8 +344,14 @@ caf::error event_log::impl::write_group(std::vector<record>& group) {
   if (needs_resume) {
     // After a failed write (e.g. disk full) RocksDB refuses writes until the
     // background error is cleared; if the cause is gone this clears it.
-    if (db->Resume().ok())
-      needs_resume = false;
+    // While it is not, nothing is written: writing through a WAL that
+    // failed is not allowed.
+    // Busy: RocksDB's own recovery runs; the write below tells whether it
+    // is done.
+    auto resumed = db->Resume();
+    if (!resumed.ok() && !resumed.IsBusy())
+      return write_error(opts.dir, resumed);
+    needs_resume = false;
   }
   batch.Clear();
   group_heads.clear();
@@ -398,6 +405,21 @@ caf::error event_log::impl::write_group(std::vector<record>& group) {
   return {};
 }
 
+// RocksDB's own diagnostics go to stderr, warnings and worse only, never
+// to a LOG file in the data directory: on a full disk that file fails too,
+// and RocksDB aborts on a second write to a failed file.
+class stderr_logger : public rocksdb::Logger {
+public:
+  stderr_logger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {
+  }
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    std::fputs("rocksdb: ", stderr);
+    std::vfprintf(stderr, format, ap);
+    std::fputc('\n', stderr);
+  }
+};
+
 // -- event_log --------------------------------------------------------------
 
 event_log::event_log(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {
@@ -431,6 +453,8 @@ caf::expected<std::unique_ptr<event_log>> event_log::open(log_options opts) {
   options.create_if_missing = true;
   options.create_missing_column_families = true;
   options.paranoid_checks = true;
+  options.info_log = std::make_shared<stderr_logger>();
+  options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   // Reusing WAL files keeps their size, so a sync need not update file
   // metadata: fewer journal commits per fdatasync.
   options.recycle_log_file_num = 4;

@@ -12,8 +12,10 @@
 #include <vector>
 
 #include <caf/event_based_actor.hpp>
+#include <zmq.hpp>
 
 #include "herald/core/errc.hpp"
+#include "herald/core/codec.hpp"
 #include "herald/runtime/node.hpp"
 
 using namespace herald;
@@ -340,4 +342,63 @@ TEST_CASE("a slow consumer's backlog stays bounded and loses nothing",
   CHECK(stats->shed > 0);
   CHECK(stats->gaps > 0);
   CHECK(stats->replayed > 0);
+}
+
+TEST_CASE("bad control requests get an error reply and change nothing",
+          "[runtime][control]") {
+  auto n = start(make_config("p", "UserService"));
+  std::optional<publish_receipt> last;
+  for (int i = 1; i <= 5; ++i)
+    last = *n->bus().publish("user.account.created", created(i));
+  REQUIRE_FALSE(last->wait());
+  zmq::context_t ctx;
+  zmq::socket_t dealer{ctx, zmq::socket_type::dealer};
+  dealer.set(zmq::sockopt::linger, 0);
+  dealer.set(zmq::sockopt::rcvtimeo, 5000);
+  dealer.connect(n->control_endpoint());
+  auto ask = [&](std::string_view bytes) {
+    zmq::message_t req{bytes.data(), bytes.size()};
+    REQUIRE(dealer.send(req, zmq::send_flags::none));
+    zmq::message_t reply;
+    REQUIRE(dealer.recv(reply));
+    auto j = decode_payload(reply.to_string_view());
+    REQUIRE(j);
+    return *j;
+  };
+  SECTION("garbage") {
+    auto r = ask("\xc1\xc1 not msgpack");
+    CHECK_THAT(r.at("error").get<std::string>(), Catch::Contains("malformed"));
+  }
+  SECTION("a map without the fields") {
+    auto r = ask(encode_payload({{"op", "replay"}}));
+    CHECK(r.contains("error"));
+  }
+  SECTION("an unknown operation") {
+    auto r = ask(encode_payload({{"op", "drop_all"}, {"id", 7},
+                                 {"stream", n->stream()}}));
+    CHECK(r.at("id") == 7);
+    CHECK_THAT(r.at("error").get<std::string>(),
+               Catch::Contains("unknown operation"));
+  }
+  SECTION("an unknown stream") {
+    auto r = ask(encode_payload({{"op", "replay"},
+                                 {"id", 8},
+                                 {"stream", "no-such-stream"},
+                                 {"from", 1},
+                                 {"max", 10},
+                                 {"patterns", {"user.>"}}}));
+    CHECK_THAT(r.at("error").get<std::string>(),
+               Catch::Contains("unknown stream"));
+  }
+  CHECK(n->control_errors() == 1);
+  // The node still serves a good request and still publishes.
+  auto good = ask(encode_payload({{"op", "replay"},
+                                  {"id", 9},
+                                  {"stream", n->stream()},
+                                  {"from", 1},
+                                  {"max", 10},
+                                  {"patterns", {"user.>"}}}));
+  CHECK(good.at("head") == 5);
+  CHECK(good.at("events").get_binary().size() > 0);
+  CHECK(n->bus().publish("user.account.created", created(6)));
 }

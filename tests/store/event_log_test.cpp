@@ -1,6 +1,7 @@
 #include "herald/store/event_log.hpp"
 
 #include <poll.h>
+#include <sys/mount.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -630,4 +632,76 @@ TEST_CASE("every acknowledged append survives a kill -9", "[store]") {
       FAIL("seq " << ev.seq << " came back altered");
   // The stream goes on after the last seq the child wrote.
   append_range(*log, log->last_seq() + 1, log->last_seq() + 1);
+}
+
+namespace {
+
+// A small tmpfs mounted for one test, unmounted at the end. Needs root
+// (CI runs as root).
+struct small_fs {
+  fs::path at;
+  bool mounted = false;
+  small_fs(const fs::path& where, const char* size) : at(where) {
+    fs::create_directories(at);
+    auto opts = std::string{"size="} + size;
+    mounted = ::mount("tmpfs", at.c_str(), "tmpfs", 0, opts.c_str()) == 0;
+  }
+  ~small_fs() {
+    if (mounted)
+      ::umount2(at.c_str(), MNT_DETACH);
+  }
+};
+
+} // namespace
+
+TEST_CASE("a full disk fails publishes, loses nothing acknowledged, and "
+          "recovers once there is space",
+          "[store][disk_full]") {
+  herald::test::temp_dir dir;
+  small_fs disk{dir / "disk", "160m"};
+  INFO("mounting a tmpfs needs root: run the tests as root (CI does)");
+  REQUIRE(disk.mounted);
+  auto data = disk.at / "data";
+  auto log = open_log(data, fsync_policy::batch);
+  // Fill the disk but for about 3 MiB.
+  auto filler = disk.at / "filler";
+  {
+    std::string chunk(1 << 20, 'x');
+    std::ofstream out{filler, std::ios::binary};
+    while (fs::space(disk.at).available > (size_t{3} << 20))
+      out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+  }
+  uint64_t acked = 0;
+  caf::error failure;
+  for (uint64_t seq = 1; seq <= 100'000 && !failure; ++seq) {
+    auto err = log->append(make_record(seq, 0, 4096))->wait_for(deadline);
+    REQUIRE(err.has_value());
+    if (*err)
+      failure = *err;
+    else
+      acked = seq;
+  }
+  REQUIRE(failure);
+  CHECK(acked > 0);
+  CHECK_THAT(herald::message_of(failure),
+             Catch::Contains(data.string()) && Catch::Contains("space"));
+  // Space again: the next appends succeed, after the seqs already used.
+  fs::remove(filler);
+  auto next = log->last_seq() + 1;
+  std::optional<caf::error> again;
+  for (int attempt = 0; attempt < 300; ++attempt, ++next) {
+    again = log->append(make_record(next, 0, 4096))->wait_for(deadline);
+    REQUIRE(again.has_value());
+    if (!*again)
+      break;
+    std::this_thread::sleep_for(100ms);
+  }
+  INFO("after freeing space: " << herald::message_of(*again));
+  CHECK_FALSE(*again);
+  log.reset();
+  // Every acknowledged event is there after a reopen.
+  auto reopened = open_log(data, fsync_policy::batch);
+  auto res = reopened->read(1, acked, 1'000'000, size_t{1} << 30);
+  REQUIRE(res);
+  CHECK(seqs_of(*res) == iota(1, acked));
 }

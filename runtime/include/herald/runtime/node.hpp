@@ -165,6 +165,9 @@ public:
   /// socket, at most `timeout`. Returns whether they did.
   bool wait_for_subscribers(int64_t n, std::chrono::milliseconds timeout);
 
+  /// The control endpoint (replay requests), with the port resolved.
+  std::string control_endpoint() const;
+
   /// The id of this node's stream (made with its data directory).
   const std::string& stream() const noexcept;
 
