@@ -11,11 +11,11 @@
 // the machine's one clock.
 
 #include <algorithm>
-#include <optional>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -105,18 +105,18 @@ int run_consumer(const options& o) {
   std::atomic<uint64_t> got{0};
   std::atomic<int64_t> first_us{0}, last_us{0};
   uint64_t out_of_order = 0, last_seq = 0;
-  auto err = n->bus().subscribe("user.account.created",
-                                [&](const herald::event& ev) {
-                                  auto now = herald::now_us();
-                                  if (got.load() == 0)
-                                    first_us = now;
-                                  last_us = now;
-                                  lat.push_back(now - ev.timestamp_us());
-                                  if (ev.seq() <= last_seq)
-                                    ++out_of_order;
-                                  last_seq = ev.seq();
-                                  got.fetch_add(1);
-                                });
+  auto err =
+    n->bus().subscribe("user.account.created", [&](const herald::event& ev) {
+      auto now = herald::now_us();
+      if (got.load() == 0)
+        first_us = now;
+      last_us = now;
+      lat.push_back(now - ev.timestamp_us());
+      if (ev.seq() <= last_seq)
+        ++out_of_order;
+      last_seq = ev.seq();
+      got.fetch_add(1);
+    });
   if (err)
     return 1;
   // Done when all arrived, or nothing arrived for 3 s after the first.
@@ -203,12 +203,13 @@ int run_driver(const options& o, const char* self) {
       // so a late wake-up does not count against it.
       std::this_thread::sleep_until(due);
     }
-    auto r = n->bus().publish("user.account.created",
-                              payloads[i % payloads.size()]);
+    auto r =
+      n->bus().publish("user.account.created", payloads[i % payloads.size()]);
     if (r)
       last = std::move(*r);
     if (!r) {
-      std::fprintf(stderr, "bench: %s\n", herald::message_of(r.error()).c_str());
+      std::fprintf(stderr, "bench: %s\n",
+                   herald::message_of(r.error()).c_str());
       return 1;
     }
   }
@@ -237,8 +238,8 @@ int main(int argc, char** argv) {
   auto o = parse(argc, argv);
   if (o.dir.empty()) {
     // A fresh data directory per run, so every run starts empty.
-    auto tmpl = (std::filesystem::temp_directory_path() / "herald-bench-XXXXXX")
-                  .string();
+    auto tmpl =
+      (std::filesystem::temp_directory_path() / "herald-bench-XXXXXX").string();
     if (::mkdtemp(tmpl.data()) == nullptr)
       return 1;
     o.dir = tmpl;

@@ -4,10 +4,10 @@
 /// 00000000-0000-4000-8000-<i in 12 hex digits> and the email
 /// user<i>@example.com), optionally paced to `--rate` events per second.
 
-#include <optional>
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -131,8 +131,11 @@ int main(int argc, char** argv) {
   cli::print_line(fmt::format("UserService: published {} user.account.created "
                               "and {} user.account.deleted",
                               created, deleted));
-  cli::wait_until([] { return false; },
-                  std::chrono::milliseconds{linger_ms});
+  cli::wait_until(
+    [] {
+      return false;
+    },
+    std::chrono::milliseconds{linger_ms});
   nd.stop(); // flushes what was sent
   return cli::exit_ok;
 }

@@ -47,8 +47,7 @@ std::mutex stdout_mtx;
 class event_recorder {
 public:
   event_recorder(uint64_t slow_first, std::chrono::microseconds slow)
-    : slow_first_(slow_first), slow_(slow) {
-  }
+      : slow_first_(slow_first), slow_(slow) {}
 
   ~event_recorder() {
     if (fd_ >= 0)

@@ -11,9 +11,9 @@
 /// Exit codes: 0 success, 1 runtime error (`herald: <message>` on stderr),
 /// 2 bad command line.
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
-#include <atomic>
 #include <optional>
 #include <string>
 
@@ -102,8 +102,8 @@ int run_tail(const tail_args& args) {
   // directory removed at exit.
   std::string temp_dir;
   if (args.node.data_dir.empty()) {
-    auto tmpl = (std::filesystem::temp_directory_path() / "herald-tail-XXXXXX")
-                  .string();
+    auto tmpl =
+      (std::filesystem::temp_directory_path() / "herald-tail-XXXXXX").string();
     if (::mkdtemp(tmpl.data()) == nullptr)
       return cli::fail(prog, "cannot create a temporary data directory");
     temp_dir = tmpl;

@@ -157,11 +157,14 @@ void deliver(consumer_actor* self, const event& ev) {
             request_next(self, stream);
     };
     self->request(st.service, caf::infinite, ev)
-      .then([done] { done(true); },
-            [self, ev, done](caf::error& err) {
-              log_failure(self->state.setup.name, ev, message_of(err));
-              done(false);
-            });
+      .then(
+        [done] {
+          done(true);
+        },
+        [self, ev, done](caf::error& err) {
+          log_failure(self->state.setup.name, ev, message_of(err));
+          done(false);
+        });
     return;
   }
   (ok ? stats.handled : stats.failed).fetch_add(1, std::memory_order_relaxed);
@@ -186,8 +189,8 @@ void request_next(consumer_actor* self, const std::string& stream) {
                             st.patterns, caf::actor_cast<caf::actor>(self));
   ss.request = id;
   // No reply in time (or no endpoint known yet): ask again.
-  auto wait = id == 0 ? std::chrono::milliseconds{100}
-                      : st.setup.replay_timeout;
+  auto wait =
+    id == 0 ? std::chrono::milliseconds{100} : st.setup.replay_timeout;
   self->delayed_send(self, wait, retry_atom::value, stream, id);
 }
 
@@ -363,14 +366,18 @@ caf::behavior consumer(consumer_actor* self, consumer_setup setup) {
     [self](heartbeat_atom, const stream_heartbeat& hb) {
       on_heartbeat(self, hb);
     },
-    [self](replay_atom, replay_reply& r) { on_reply(self, r); },
+    [self](replay_atom, replay_reply& r) {
+      on_reply(self, r);
+    },
     [self](retry_atom, const std::string& stream, uint64_t id) {
       auto it = self->state.streams.find(stream);
       if (it != self->state.streams.end() && it->second.catching_up
           && it->second.request == id && self->state.in_flight == 0)
         request_next(self, stream);
     },
-    [self](flush_atom) { flush_offsets(self); },
+    [self](flush_atom) {
+      flush_offsets(self);
+    },
     [self](subscribe_atom, const subscription& sub) {
       self->state.subs.push_back(sub);
       self->state.patterns.push_back(sub.selector.text());

@@ -57,8 +57,8 @@ field_spec parse_field(std::string name, const std::string& path, int line,
   if (optional && !YAML::convert<bool>::decode(optional.value, f.optional))
     out.add(optional.line, ctx + "'optional' must be true or false");
   if (description)
-    f.description
-      = detail::text_of(description, ctx, "a text", out).value_or("");
+    f.description =
+      detail::text_of(description, ctx, "a text", out).value_or("");
   if (!detail::require(type, line, ctx, "one of " + types, out))
     return f;
   auto type_name = detail::text_of(type, ctx, "one of " + types, out);
@@ -126,7 +126,9 @@ std::vector<field_spec> parse_fields(const YAML::Node& map,
 void check_key(const event_spec& ev, int line, std::string_view ctx,
                problems& out) {
   auto f = std::find_if(ev.payload.begin(), ev.payload.end(),
-                        [&](const field_spec& x) { return x.name == ev.key; });
+                        [&](const field_spec& x) {
+                          return x.name == ev.key;
+                        });
   auto rule = fmt::format("{}key '{}' must name a required payload field of "
                           "type string or uuid",
                           ctx, ev.key);
@@ -158,11 +160,11 @@ std::optional<event_spec> parse_event(const std::string& name, int line,
     payload_entry{"payload"}, consumers{"consumers"};
   detail::read_map(
     node, ctx, {&trigger, &producer, &key, &payload_entry, &consumers}, out);
-  auto read_text
-    = [&](const entry& e, std::string_view hint, std::string& target) {
-        if (detail::require(e, line, ctx, hint, out))
-          target = detail::text_of(e, ctx, "a text", out).value_or("");
-      };
+  auto read_text = [&](const entry& e, std::string_view hint,
+                       std::string& target) {
+    if (detail::require(e, line, ctx, hint, out))
+      target = detail::text_of(e, ctx, "a text", out).value_or("");
+  };
   read_text(trigger, "when the event fires", ev.trigger);
   read_text(producer, "the service that publishes it", ev.producer);
   read_text(key, "the payload field holding the entity id", ev.key);
@@ -316,26 +318,26 @@ std::string show(const payload& value) {
 /// What a value of `f` must be, e.g. "an email address".
 std::string describe(const field_spec& f) {
   switch (f.type) {
-    case field_type::string:
-      return "a string";
-    case field_type::uuid:
-      return "a UUID (8-4-4-4-12 hex digits)";
-    case field_type::email:
-      return "an email address";
-    case field_type::integer:
-      return "an integer";
-    case field_type::floating:
-      return "a number";
-    case field_type::boolean:
-      return "true or false";
-    case field_type::timestamp:
-      return "an RFC 3339 timestamp (e.g. 2024-01-01T00:00:00Z)";
-    case field_type::enumeration:
-      return fmt::format("one of {}", fmt::join(f.values, ", "));
-    case field_type::array:
-      return "an array";
-    case field_type::object:
-      return "an object";
+  case field_type::string:
+    return "a string";
+  case field_type::uuid:
+    return "a UUID (8-4-4-4-12 hex digits)";
+  case field_type::email:
+    return "an email address";
+  case field_type::integer:
+    return "an integer";
+  case field_type::floating:
+    return "a number";
+  case field_type::boolean:
+    return "true or false";
+  case field_type::timestamp:
+    return "an RFC 3339 timestamp (e.g. 2024-01-01T00:00:00Z)";
+  case field_type::enumeration:
+    return fmt::format("one of {}", fmt::join(f.values, ", "));
+  case field_type::array:
+    return "an array";
+  case field_type::object:
+    return "an object";
   }
   return "valid";
 }
@@ -356,47 +358,47 @@ caf::error check_value(const event_spec& ev, const field_spec& f,
   };
   bool ok = false;
   switch (f.type) {
-    case field_type::string:
-      ok = value.is_string();
+  case field_type::string:
+    ok = value.is_string();
+    break;
+  case field_type::uuid:
+    ok = value.is_string() && is_uuid(text());
+    break;
+  case field_type::email:
+    ok = value.is_string() && is_email(text());
+    break;
+  case field_type::integer:
+    ok = value.is_number_integer();
+    break;
+  case field_type::floating:
+    ok = value.is_number();
+    break;
+  case field_type::boolean:
+    ok = value.is_boolean();
+    break;
+  case field_type::timestamp:
+    ok = value.is_string() && is_timestamp(text());
+    break;
+  case field_type::enumeration:
+    ok =
+      value.is_string()
+      && std::find(f.values.begin(), f.values.end(), text()) != f.values.end();
+    break;
+  case field_type::array:
+    if (!value.is_array())
       break;
-    case field_type::uuid:
-      ok = value.is_string() && is_uuid(text());
-      break;
-    case field_type::email:
-      ok = value.is_string() && is_email(text());
-      break;
-    case field_type::integer:
-      ok = value.is_number_integer();
-      break;
-    case field_type::floating:
-      ok = value.is_number();
-      break;
-    case field_type::boolean:
-      ok = value.is_boolean();
-      break;
-    case field_type::timestamp:
-      ok = value.is_string() && is_timestamp(text());
-      break;
-    case field_type::enumeration:
-      ok = value.is_string()
-           && std::find(f.values.begin(), f.values.end(), text())
-                != f.values.end();
-      break;
-    case field_type::array:
-      if (!value.is_array())
-        break;
-      if (f.items.empty())
-        return {};
-      for (size_t i = 0; i < value.size(); ++i) {
-        path_node element{path, {}, i};
-        if (auto err = check_value(ev, f.items.front(), value[i], &element))
-          return err;
-      }
+    if (f.items.empty())
       return {};
-    case field_type::object:
-      if (!value.is_object())
-        break;
-      return check_object(ev, f.fields, value, path);
+    for (size_t i = 0; i < value.size(); ++i) {
+      path_node element{path, {}, i};
+      if (auto err = check_value(ev, f.items.front(), value[i], &element))
+        return err;
+    }
+    return {};
+  case field_type::object:
+    if (!value.is_object())
+      break;
+    return check_object(ev, f.fields, value, path);
   }
   if (ok)
     return {};
@@ -426,9 +428,10 @@ caf::error check_object(const event_spec& ev,
   if (known == object.size())
     return {};
   for (const auto& [name, value] : object.items()) {
-    auto declared
-      = std::any_of(fields.begin(), fields.end(),
-                    [&](const field_spec& f) { return f.name == name; });
+    auto declared =
+      std::any_of(fields.begin(), fields.end(), [&](const field_spec& f) {
+        return f.name == name;
+      });
     if (!declared) {
       path_node here{parent, name, 0};
       return invalid(ev, fmt::format("unexpected field '{}' (the catalog's "
@@ -448,8 +451,9 @@ const char* to_string(field_type t) {
 }
 
 bool event_spec::has_consumer(std::string_view consumer) const noexcept {
-  return std::any_of(consumers.begin(), consumers.end(),
-                     [&](const auto& c) { return c.first == consumer; });
+  return std::any_of(consumers.begin(), consumers.end(), [&](const auto& c) {
+    return c.first == consumer;
+  });
 }
 
 caf::expected<catalog> catalog::load_file(const std::string& path) {

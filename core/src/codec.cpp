@@ -28,70 +28,70 @@ void pack_str(packer& pk, std::string_view s) {
 
 void pack_json(packer& pk, const payload& j) {
   switch (j.type()) {
-    case payload::value_t::object:
-      pk.pack_map(static_cast<uint32_t>(j.size()));
-      for (auto& [k, v] : j.items()) {
-        pack_str(pk, k);
-        pack_json(pk, v);
-      }
-      break;
-    case payload::value_t::array:
-      pk.pack_array(static_cast<uint32_t>(j.size()));
-      for (auto& v : j)
-        pack_json(pk, v);
-      break;
-    case payload::value_t::string:
-      pack_str(pk, j.get_ref<const std::string&>());
-      break;
-    case payload::value_t::boolean:
-      if (j.get<bool>())
-        pk.pack_true();
-      else
-        pk.pack_false();
-      break;
-    case payload::value_t::number_integer:
-      pk.pack_int64(j.get<int64_t>());
-      break;
-    case payload::value_t::number_unsigned:
-      pk.pack_uint64(j.get<uint64_t>());
-      break;
-    case payload::value_t::number_float:
-      pk.pack_double(j.get<double>());
-      break;
-    case payload::value_t::binary: {
-      auto& bin = j.get_binary();
-      pk.pack_bin(static_cast<uint32_t>(bin.size()));
-      pk.pack_bin_body(reinterpret_cast<const char*>(bin.data()),
-                       static_cast<uint32_t>(bin.size()));
-      break;
+  case payload::value_t::object:
+    pk.pack_map(static_cast<uint32_t>(j.size()));
+    for (auto& [k, v] : j.items()) {
+      pack_str(pk, k);
+      pack_json(pk, v);
     }
-    default:
-      pk.pack_nil();
+    break;
+  case payload::value_t::array:
+    pk.pack_array(static_cast<uint32_t>(j.size()));
+    for (auto& v : j)
+      pack_json(pk, v);
+    break;
+  case payload::value_t::string:
+    pack_str(pk, j.get_ref<const std::string&>());
+    break;
+  case payload::value_t::boolean:
+    if (j.get<bool>())
+      pk.pack_true();
+    else
+      pk.pack_false();
+    break;
+  case payload::value_t::number_integer:
+    pk.pack_int64(j.get<int64_t>());
+    break;
+  case payload::value_t::number_unsigned:
+    pk.pack_uint64(j.get<uint64_t>());
+    break;
+  case payload::value_t::number_float:
+    pk.pack_double(j.get<double>());
+    break;
+  case payload::value_t::binary: {
+    auto& bin = j.get_binary();
+    pk.pack_bin(static_cast<uint32_t>(bin.size()));
+    pk.pack_bin_body(reinterpret_cast<const char*>(bin.data()),
+                     static_cast<uint32_t>(bin.size()));
+    break;
+  }
+  default:
+    pk.pack_nil();
   }
 }
 
 const char* type_name(msgpack::type::object_type t) {
   switch (t) {
-    case msgpack::type::NIL:
-      return "nil";
-    case msgpack::type::BOOLEAN:
-      return "bool";
-    case msgpack::type::POSITIVE_INTEGER:
-    case msgpack::type::NEGATIVE_INTEGER:
-      return "int";
-    case msgpack::type::FLOAT32:
-    case msgpack::type::FLOAT64:
-      return "float";
-    case msgpack::type::STR:
-      return "str";
-    case msgpack::type::BIN:
-      return "bin";
-    case msgpack::type::ARRAY:
-      return "array";
-    case msgpack::type::MAP:
-      return "map";
-    default:
-      return "ext";
+  case msgpack::type::NIL:
+    return "nil";
+  case msgpack::type::BOOLEAN:
+    return "bool";
+  case msgpack::type::POSITIVE_INTEGER:
+  case msgpack::type::NEGATIVE_INTEGER:
+    return "int";
+  case msgpack::type::FLOAT32:
+  case msgpack::type::FLOAT64:
+    return "float";
+  case msgpack::type::STR:
+    return "str";
+  case msgpack::type::BIN:
+    return "bin";
+  case msgpack::type::ARRAY:
+    return "array";
+  case msgpack::type::MAP:
+    return "map";
+  default:
+    return "ext";
   }
 }
 
@@ -180,7 +180,9 @@ caf::expected<payload> decode_payload(std::string_view frame,
                       fmt::format("frame of {} bytes exceeds the maximum of {} "
                                   "bytes",
                                   frame.size(), limits.max_frame));
-  auto cap = [&](size_t limit) { return std::min(limit, frame.size()); };
+  auto cap = [&](size_t limit) {
+    return std::min(limit, frame.size());
+  };
   msgpack::unpack_limit lim{cap(limits.max_array), cap(limits.max_map),
                             cap(limits.max_str),   cap(limits.max_str),
                             cap(limits.max_str),   limits.max_depth};
@@ -190,9 +192,9 @@ caf::expected<payload> decode_payload(std::string_view frame,
     auto obj = msgpack::unpack(zone, frame.data(), frame.size(), off, nullptr,
                                nullptr, lim);
     if (off != frame.size())
-      return make_error(errc::decode_error,
-                        fmt::format("{} bytes of trailing garbage",
-                                    frame.size() - off));
+      return make_error(
+        errc::decode_error,
+        fmt::format("{} bytes of trailing garbage", frame.size() - off));
     return detail::to_json(obj);
   } catch (const std::exception& e) {
     return make_error(errc::decode_error,
@@ -214,7 +216,9 @@ caf::expected<event> decode_next(std::string_view frame, size_t& offset,
   // header claiming billions of elements fails before anything is
   // allocated.
   auto left = frame.size() - offset;
-  auto cap = [&](size_t limit) { return std::min(limit, left); };
+  auto cap = [&](size_t limit) {
+    return std::min(limit, left);
+  };
   msgpack::unpack_limit lim{cap(limits.max_array), cap(limits.max_map),
                             cap(limits.max_str),   cap(limits.max_str),
                             cap(limits.max_str),   limits.max_depth};
@@ -225,8 +229,10 @@ caf::expected<event> decode_next(std::string_view frame, size_t& offset,
     // Strings are referenced in place, never copied.
     root = msgpack::unpack(
       st->zone, frame.data(), frame.size(), offset,
-      [](msgpack::type::object_type, size_t, void*) { return true; }, nullptr,
-      lim);
+      [](msgpack::type::object_type, size_t, void*) {
+        return true;
+      },
+      nullptr, lim);
   } catch (const msgpack::insufficient_bytes&) {
     return make_error(errc::decode_error,
                       fmt::format("truncated frame: {} bytes end inside a "
@@ -289,15 +295,15 @@ caf::expected<event> decode_next(std::string_view frame, size_t& offset,
     if (bad != nullptr)
       return wrong_type(k, bad, v);
   }
-  const char* missing = !have_type ? "event_type"
-                        : !have_ts ? "timestamp"
-                        : !have_id ? "id"
+  const char* missing = !have_type   ? "event_type"
+                        : !have_ts   ? "timestamp"
+                        : !have_id   ? "id"
                         : !have_data ? "data"
                                      : nullptr;
   if (missing != nullptr)
-    return make_error(errc::decode_error,
-                      fmt::format("envelope lacks the required field '{}'",
-                                  missing));
+    return make_error(
+      errc::decode_error,
+      fmt::format("envelope lacks the required field '{}'", missing));
   return event{std::move(st)};
 }
 
@@ -305,41 +311,40 @@ namespace detail {
 
 payload to_json(const msgpack::object& o) {
   switch (o.type) {
-    case msgpack::type::BOOLEAN:
-      return o.via.boolean;
-    case msgpack::type::POSITIVE_INTEGER:
-      return o.via.u64;
-    case msgpack::type::NEGATIVE_INTEGER:
-      return o.via.i64;
-    case msgpack::type::FLOAT32:
-    case msgpack::type::FLOAT64:
-      return o.via.f64;
-    case msgpack::type::STR:
-      return std::string{o.via.str.ptr, o.via.str.size};
-    case msgpack::type::BIN:
-      return payload::binary(std::vector<uint8_t>(
-        reinterpret_cast<const uint8_t*>(o.via.bin.ptr),
-        reinterpret_cast<const uint8_t*>(o.via.bin.ptr) + o.via.bin.size));
-    case msgpack::type::ARRAY: {
-      auto arr = payload::array();
-      for (uint32_t i = 0; i < o.via.array.size; ++i)
-        arr.push_back(to_json(o.via.array.ptr[i]));
-      return arr;
+  case msgpack::type::BOOLEAN:
+    return o.via.boolean;
+  case msgpack::type::POSITIVE_INTEGER:
+    return o.via.u64;
+  case msgpack::type::NEGATIVE_INTEGER:
+    return o.via.i64;
+  case msgpack::type::FLOAT32:
+  case msgpack::type::FLOAT64:
+    return o.via.f64;
+  case msgpack::type::STR:
+    return std::string{o.via.str.ptr, o.via.str.size};
+  case msgpack::type::BIN:
+    return payload::binary(std::vector<uint8_t>(
+      reinterpret_cast<const uint8_t*>(o.via.bin.ptr),
+      reinterpret_cast<const uint8_t*>(o.via.bin.ptr) + o.via.bin.size));
+  case msgpack::type::ARRAY: {
+    auto arr = payload::array();
+    for (uint32_t i = 0; i < o.via.array.size; ++i)
+      arr.push_back(to_json(o.via.array.ptr[i]));
+    return arr;
+  }
+  case msgpack::type::MAP: {
+    auto obj = payload::object();
+    for (uint32_t i = 0; i < o.via.map.size; ++i) {
+      auto& kv = o.via.map.ptr[i];
+      std::string key = kv.key.type == msgpack::type::STR
+                          ? std::string{kv.key.via.str.ptr, kv.key.via.str.size}
+                          : to_json(kv.key).dump();
+      obj[std::move(key)] = to_json(kv.val);
     }
-    case msgpack::type::MAP: {
-      auto obj = payload::object();
-      for (uint32_t i = 0; i < o.via.map.size; ++i) {
-        auto& kv = o.via.map.ptr[i];
-        std::string key = kv.key.type == msgpack::type::STR
-                            ? std::string{kv.key.via.str.ptr,
-                                          kv.key.via.str.size}
-                            : to_json(kv.key).dump();
-        obj[std::move(key)] = to_json(kv.val);
-      }
-      return obj;
-    }
-    default:
-      return nullptr;
+    return obj;
+  }
+  default:
+    return nullptr;
   }
 }
 

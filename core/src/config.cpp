@@ -23,8 +23,8 @@ constexpr std::array<std::string_view, 7> log_levels = {
   "trace", "debug", "info", "warn", "error", "critical", "off",
 };
 
-constexpr std::string_view endpoint_forms
-  = "use tcp://HOST:PORT, ipc://PATH or inproc://NAME";
+constexpr std::string_view endpoint_forms =
+  "use tcp://HOST:PORT, ipc://PATH or inproc://NAME";
 
 bool is_endpoint(std::string_view text) {
   for (std::string_view scheme : {"tcp://", "ipc://", "inproc://"})
@@ -35,8 +35,8 @@ bool is_endpoint(std::string_view text) {
 
 /// Returns the endpoint `e` holds, or reports why it is none.
 std::optional<std::string> endpoint_of(const entry& e, problems& out) {
-  auto text = detail::text_of(
-    e, "", fmt::format("an endpoint; {}", endpoint_forms), out);
+  auto text =
+    detail::text_of(e, "", fmt::format("an endpoint; {}", endpoint_forms), out);
   if (text && !is_endpoint(*text)) {
     out.add(e.line, fmt::format("'{}': '{}' is not a ZeroMQ endpoint; {}",
                                 e.key, *text, endpoint_forms));
@@ -72,10 +72,9 @@ void read_transport(const entry& e, problems& out, transport_config& cfg) {
   }
   entry hwm{"hwm"}, max_message_size{"max_message_size"},
     heartbeat_ms{"heartbeat_ms"}, stream_heartbeat_ms{"stream_heartbeat_ms"};
-  detail::read_map(e.value, "transport: ",
-                   {&hwm, &max_message_size, &heartbeat_ms,
-                    &stream_heartbeat_ms},
-                   out);
+  detail::read_map(
+    e.value, "transport: ",
+    {&hwm, &max_message_size, &heartbeat_ms, &stream_heartbeat_ms}, out);
   read_positive(hwm, "messages", out, cfg.hwm);
   read_positive(max_message_size, "bytes", out, cfg.max_message_size);
   int64_t ms = cfg.heartbeat.count();
@@ -108,8 +107,7 @@ void read_store(const entry& e, problems& out, store_config& cfg) {
   }
   entry fsync{"fsync"}, retention{"retention"},
     retention_check{"retention_check"};
-  detail::read_map(e.value, "store: ",
-                   {&fsync, &retention, &retention_check},
+  detail::read_map(e.value, "store: ", {&fsync, &retention, &retention_check},
                    out);
   if (fsync) {
     auto text = fsync.value.IsScalar() ? fsync.value.Scalar() : std::string{};
@@ -206,10 +204,10 @@ void read_config(const YAML::Node& root, const std::string& base_dir,
                       out))
     if (auto path = detail::text_of(catalog, "", "a path", out)) {
       std::filesystem::path p{*path};
-      cfg.catalog
-        = p.is_relative() && !base_dir.empty()
-            ? (std::filesystem::path{base_dir} / p).lexically_normal().string()
-            : *path;
+      cfg.catalog =
+        p.is_relative() && !base_dir.empty()
+          ? (std::filesystem::path{base_dir} / p).lexically_normal().string()
+          : *path;
     }
   if (log_level) {
     auto levels = fmt::format("one of {}", fmt::join(log_levels, ", "));

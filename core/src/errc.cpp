@@ -34,32 +34,32 @@ bool is(const caf::error& err, errc code) {
 
 const char* to_string(errc code) {
   switch (code) {
-    case errc::invalid_name:
-      return "invalid_name";
-    case errc::invalid_pattern:
-      return "invalid_pattern";
-    case errc::unknown_event:
-      return "unknown_event";
-    case errc::invalid_payload:
-      return "invalid_payload";
-    case errc::catalog_violation:
-      return "catalog_violation";
-    case errc::invalid_catalog:
-      return "invalid_catalog";
-    case errc::invalid_config:
-      return "invalid_config";
-    case errc::decode_error:
-      return "decode_error";
-    case errc::frame_too_large:
-      return "frame_too_large";
-    case errc::io_error:
-      return "io_error";
-    case errc::not_running:
-      return "not_running";
-    case errc::invalid_argument:
-      return "invalid_argument";
-    case errc::timeout:
-      return "timeout";
+  case errc::invalid_name:
+    return "invalid_name";
+  case errc::invalid_pattern:
+    return "invalid_pattern";
+  case errc::unknown_event:
+    return "unknown_event";
+  case errc::invalid_payload:
+    return "invalid_payload";
+  case errc::catalog_violation:
+    return "catalog_violation";
+  case errc::invalid_catalog:
+    return "invalid_catalog";
+  case errc::invalid_config:
+    return "invalid_config";
+  case errc::decode_error:
+    return "decode_error";
+  case errc::frame_too_large:
+    return "frame_too_large";
+  case errc::io_error:
+    return "io_error";
+  case errc::not_running:
+    return "not_running";
+  case errc::invalid_argument:
+    return "invalid_argument";
+  case errc::timeout:
+    return "timeout";
   }
   return "unknown";
 }

@@ -56,8 +56,9 @@ std::string event::timestamp() const {
 }
 
 const payload& event::data() const {
-  std::call_once(state_->once,
-                 [this] { state_->data = detail::to_json(state_->data_obj); });
+  std::call_once(state_->once, [this] {
+    state_->data = detail::to_json(state_->data_obj);
+  });
   return state_->data;
 }
 

@@ -18,8 +18,7 @@ namespace herald::detail {
 /// Thread safety: immutable after decode except `data`, which is filled
 /// once under `once`.
 struct event_state {
-  explicit event_state(size_t chunk) : zone(chunk) {
-  }
+  explicit event_state(size_t chunk) : zone(chunk) {}
 
   /// Keeps alive the buffer the views and `data_obj` refer into.
   std::shared_ptr<const void> owner;

@@ -10,13 +10,13 @@ namespace herald {
 
 namespace {
 
-constexpr std::string_view part_rule
-  = "must match [a-z][a-z0-9_]* (lower case letters, digits, underscores, "
-    "starting with a letter)";
+constexpr std::string_view part_rule =
+  "must match [a-z][a-z0-9_]* (lower case letters, digits, underscores, "
+  "starting with a letter)";
 
-constexpr std::string_view pattern_forms
-  = "use an event name (user.account.created), a prefix ending in a dot "
-    "(user.), or wildcards (user.*.deleted, order.>, >)";
+constexpr std::string_view pattern_forms =
+  "use an event name (user.account.created), a prefix ending in a dot "
+  "(user.), or wildcards (user.*.deleted, order.>, >)";
 
 bool is_lower(char c) {
   return c >= 'a' && c <= 'z';
@@ -135,8 +135,8 @@ caf::expected<pattern> pattern::parse(std::string_view text) {
     if (auto problem = part_problem(part, i); !problem.empty())
       return bad_pattern(text, problem);
   }
-  auto count
-    = fmt::format("has {} part{}", parts.size(), parts.size() == 1 ? "" : "s");
+  auto count =
+    fmt::format("has {} part{}", parts.size(), parts.size() == 1 ? "" : "s");
   if (parts.size() > 3)
     return bad_pattern(text, count
                                + ", but event names have exactly 3 "
@@ -168,12 +168,12 @@ caf::expected<pattern> pattern::parse(std::string_view text) {
 
 bool pattern::matches(std::string_view name) const noexcept {
   switch (kind_) {
-    case kind::exact:
-      return name == text_;
-    case kind::prefix:
-      return name.starts_with(prefix_);
-    case kind::wildcard:
-      break;
+  case kind::exact:
+    return name == text_;
+  case kind::prefix:
+    return name.starts_with(prefix_);
+  case kind::wildcard:
+    break;
   }
   if (name.empty())
     return false;

@@ -24,9 +24,10 @@ void problems::add(int line, std::string_view text) {
 
 caf::error problems::to_error(errc code) const {
   auto sorted = lines_;
-  std::stable_sort(
-    sorted.begin(), sorted.end(),
-    [](const auto& x, const auto& y) { return x.first < y.first; });
+  std::stable_sort(sorted.begin(), sorted.end(),
+                   [](const auto& x, const auto& y) {
+                     return x.first < y.first;
+                   });
   std::string text;
   for (const auto& [line, problem] : sorted)
     text.append(text.empty() ? "" : "\n").append(problem);
@@ -40,8 +41,9 @@ const std::string* key_checker::check(const YAML::Node& key) {
     return nullptr;
   }
   const auto& name = key.Scalar();
-  auto first = std::find_if(seen_.begin(), seen_.end(),
-                            [&](const auto& x) { return x.first == name; });
+  auto first = std::find_if(seen_.begin(), seen_.end(), [&](const auto& x) {
+    return x.first == name;
+  });
   if (first != seen_.end()) {
     out_.add(line, fmt::format("{}duplicate {} '{}' (first at line {})",
                                context_, noun_, name, first->second));
@@ -58,8 +60,10 @@ void read_map(const YAML::Node& map, std::string_view context,
     const auto* name = checker.check(kv.first);
     if (!name)
       continue;
-    auto match = std::find_if(entries.begin(), entries.end(),
-                              [&](const entry* e) { return e->key == *name; });
+    auto match =
+      std::find_if(entries.begin(), entries.end(), [&](const entry* e) {
+        return e->key == *name;
+      });
     if (match == entries.end()) {
       std::string allowed;
       for (const auto* e : entries)

@@ -26,8 +26,7 @@ int line_of(const YAML::Node& node);
 /// The problems found in one file, each rendered `FILE:LINE: text`.
 class problems {
 public:
-  explicit problems(std::string file) : file_(std::move(file)) {
-  }
+  explicit problems(std::string file) : file_(std::move(file)) {}
 
   /// Adds `text` found at `line` (from 1; 0 when unknown).
   void add(int line, std::string_view text);
@@ -49,13 +48,11 @@ private:
 /// One value of a map with fixed keys, as `read_map` finds it.
 struct entry {
   /// An absent entry for `key`.
-  explicit entry(std::string_view key) noexcept : key(key) {
-  }
+  explicit entry(std::string_view key) noexcept : key(key) {}
 
   /// A present entry.
   entry(std::string_view key, int line, YAML::Node value)
-    : key(key), line(line), value(std::move(value)) {
-  }
+      : key(key), line(line), value(std::move(value)) {}
 
   /// The key as the format spells it.
   std::string_view key;
@@ -110,8 +107,7 @@ class key_checker {
 public:
   key_checker(std::string_view context, std::string_view noun,
               problems& out) noexcept
-    : context_(context), noun_(noun), out_(out) {
-  }
+      : context_(context), noun_(noun), out_(out) {}
 
   /// Returns the key's name when it is a new plain name, else reports it
   /// and returns null.

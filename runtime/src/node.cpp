@@ -250,8 +250,8 @@ struct node::impl : transport::pump_listener {
       req_stream = j->at("stream").get<std::string>();
       auto op = j->at("op").get<std::string>();
       if (op != "replay")
-        return fail(fmt::format("unknown operation '{}'; expected 'replay'",
-                                op));
+        return fail(
+          fmt::format("unknown operation '{}'; expected 'replay'", op));
       if (req_stream != stream)
         return fail(fmt::format("unknown stream '{}': this node's stream is "
                                 "'{}'",
@@ -280,21 +280,22 @@ struct node::impl : transport::pump_listener {
     // Heads first, then the read: the heads never count an event the read
     // could not see.
     auto heads = log_store->type_heads();
-    auto r = log_store->read(
-      from, std::numeric_limits<uint64_t>::max(), max,
-      transport_max_batch(), [&](std::string_view type) {
-        return selects(patterns, type);
-      });
+    auto r = log_store->read(from, std::numeric_limits<uint64_t>::max(), max,
+                             transport_max_batch(), [&](std::string_view type) {
+                               return selects(patterns, type);
+                             });
     if (!r)
-      return encode_payload({{"id", id},
-                             {"stream", stream},
-                             {"error", message_of(r.error())}});
+      return encode_payload(
+        {{"id", id}, {"stream", stream}, {"error", message_of(r.error())}});
     std::string events;
     for (auto& ev : r->events)
       events += ev.envelope;
-    payload reply{{"id", id},          {"stream", stream},
-                  {"head", r->head},   {"first", r->first},
-                  {"next", r->next},   {"type_heads", heads},
+    payload reply{{"id", id},
+                  {"stream", stream},
+                  {"head", r->head},
+                  {"first", r->first},
+                  {"next", r->next},
+                  {"type_heads", heads},
                   {"events", payload::binary(std::vector<uint8_t>(
                                events.begin(), events.end()))}};
     return encode_payload(reply);
@@ -396,8 +397,8 @@ struct node::impl : transport::pump_listener {
   // Called by the log's committer after each group, in seq order.
   void on_commit(std::vector<store::record>& group, const caf::error& err) {
     if (err) {
-      log->error("{} events were not stored and are not sent: {}",
-                 group.size(), message_of(err));
+      log->error("{} events were not stored and are not sent: {}", group.size(),
+                 message_of(err));
       return;
     }
     std::vector<transport::pump::outgoing> out;
@@ -437,8 +438,9 @@ struct node::impl : transport::pump_listener {
   void run_retention() {
     std::unique_lock<std::mutex> guard{retention_mtx};
     while (!retention_stop) {
-      retention_cv.wait_for(guard, cfg.store.retention_check,
-                            [this] { return retention_stop; });
+      retention_cv.wait_for(guard, cfg.store.retention_check, [this] {
+        return retention_stop;
+      });
       if (retention_stop)
         break;
       std::shared_lock<std::shared_mutex> store_guard{store_mtx};
@@ -531,8 +533,8 @@ struct node::impl : transport::pump_listener {
     };
     setup.offsets.store = [this, name](const std::string& s, uint64_t seq) {
       if (auto err = log_store->commit_offset(name, s, seq))
-        log->error("consumer={} stream={}: cannot store offset {}: {}", name,
-                   s, seq, message_of(err));
+        log->error("consumer={} stream={}: cannot store offset {}: {}", name, s,
+                   seq, message_of(err));
     };
     for (auto& cc : cfg.consumers)
       if (cc.name == name)
@@ -634,7 +636,9 @@ node::start(node_config cfg, std::function<int64_t()> clock) {
         p->subscribe_prefix(pattern::parse(text)->zmq_prefix());
   }
   p->running = true;
-  p->retention_thread = std::thread{[raw] { raw->run_retention(); }};
+  p->retention_thread = std::thread{[raw] {
+    raw->run_retention();
+  }};
   p->log->info("started: service={} stream={} head={} endpoint={} control={} "
                "data_dir={} peers={}",
                p->cfg.service, p->stream, p->log_store->head(),
@@ -643,8 +647,7 @@ node::start(node_config cfg, std::function<int64_t()> clock) {
   return std::unique_ptr<node>{new node(std::move(p))};
 }
 
-node::node(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)), bus_(this) {
-}
+node::node(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)), bus_(this) {}
 
 node::~node() {
   stop();
@@ -670,8 +673,10 @@ caf::error node::attach(std::string_view consumer, service_fn fn) {
                                   "config has no consumer of that name; add "
                                   "it under 'consumers'",
                                   name));
-  auto service = impl_->sys->spawn(
-    [fn = std::move(fn)](caf::event_based_actor* self) { return fn(self); });
+  auto service =
+    impl_->sys->spawn([fn = std::move(fn)](caf::event_based_actor* self) {
+      return fn(self);
+    });
   std::unique_lock<std::shared_mutex> guard{impl_->consumers_mtx};
   impl_->services.push_back(service);
   caf::anon_send(impl_->consumer(name).actor, attach_atom::value, service);
@@ -756,9 +761,9 @@ bool node::drain(std::chrono::milliseconds timeout) {
   }
 }
 
-caf::expected<publish_receipt>
-event_bus::publish(std::string_view type, const payload& data,
-                   const publish_options& opts) {
+caf::expected<publish_receipt> event_bus::publish(std::string_view type,
+                                                  const payload& data,
+                                                  const publish_options& opts) {
   auto& p = *node_->impl_;
   if (!p.running)
     return make_error(errc::not_running,

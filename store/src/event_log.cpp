@@ -51,7 +51,7 @@ struct entry_view {
 class group_reader {
 public:
   group_reader(uint64_t first_seq, std::string_view value)
-    : seq_(first_seq), rest_(value) {
+      : seq_(first_seq), rest_(value) {
     if (rest_.size() < 4) {
       corrupt_ = true;
       return;
@@ -410,8 +410,7 @@ caf::error event_log::impl::write_group(std::vector<record>& group) {
 // and RocksDB aborts on a second write to a failed file.
 class stderr_logger : public rocksdb::Logger {
 public:
-  stderr_logger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {
-  }
+  stderr_logger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
   using rocksdb::Logger::Logv;
   void Logv(const char* format, va_list ap) override {
     std::fputs("rocksdb: ", stderr);

@@ -308,8 +308,8 @@ TEST_CASE("long values are shortened in messages", "[core][catalog]") {
 
 TEST_CASE("the catalog version is every event's schema_version",
           "[core][catalog]") {
-  auto cat = catalog::parse("version: 3\n" + std::string{all_types_yaml},
-                            "types.yaml");
+  auto cat =
+    catalog::parse("version: 3\n" + std::string{all_types_yaml}, "types.yaml");
   REQUIRE(cat);
   CHECK(cat->find("test.all.types")->schema_version == 3);
 }

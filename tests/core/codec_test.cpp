@@ -37,8 +37,7 @@ std::string encode_one(const envelope_header& h, const payload& data) {
 }
 
 // Packs an arbitrary MessagePack value, e.g. a hostile envelope.
-template <class F>
-std::string pack_with(F f) {
+template <class F> std::string pack_with(F f) {
   msgpack::sbuffer buf;
   msgpack::packer<msgpack::sbuffer> pk{buf};
   f(pk);
@@ -62,7 +61,8 @@ TEST_CASE("the codec round-trips a table of envelopes", "[core][codec]") {
     {"empty data", payload::object(), ""},
     {"unicode", {{"name", "Zoë 日本語 🚀"}, {"empty", ""}}, ""},
     {"nested",
-     {{"address", {{"city", "Zürich"}, {"geo", {{"lat", 47.37}, {"lon", 8.54}}}}},
+     {{"address",
+       {{"city", "Zürich"}, {"geo", {{"lat", 47.37}, {"lon", 8.54}}}}},
       {"tags", {"a", "b", payload::array()}},
       {"n", -12},
       {"big", 18446744073709551615ULL},
@@ -111,10 +111,9 @@ TEST_CASE("the envelope shows as JSON in the seed's field order",
   CHECK(j["timestamp"] == "2024-01-01T00:00:00.000001Z");
 }
 
-TEST_CASE("the decoder rejects hostile frames with an error",
-          "[core][codec]") {
-  auto good = encode_one(make_header("user.account.created"),
-                         {{"email", "a@b.io"}});
+TEST_CASE("the decoder rejects hostile frames with an error", "[core][codec]") {
+  auto good =
+    encode_one(make_header("user.account.created"), {{"email", "a@b.io"}});
 
   SECTION("every truncation of a valid frame") {
     for (size_t n = 0; n < good.size(); ++n) {
@@ -147,8 +146,8 @@ TEST_CASE("the decoder rejects hostile frames with an error",
     decode_limits lim;
     lim.max_frame = 1024;
     std::string big(2048, 'x');
-    auto frame = encode_one(make_header("user.account.created"),
-                            {{"blob", big}});
+    auto frame =
+      encode_one(make_header("user.account.created"), {{"blob", big}});
     auto ev = decode(frame, lim);
     REQUIRE_FALSE(ev);
     CHECK(is(ev.error(), errc::frame_too_large));
@@ -160,7 +159,9 @@ TEST_CASE("the decoder rejects hostile frames with an error",
     CHECK_THAT(message_of(ev.error()), Catch::Contains("trailing"));
   }
   SECTION("not a map") {
-    auto ev = decode(pack_with([](auto& pk) { pk.pack(42); }));
+    auto ev = decode(pack_with([](auto& pk) {
+      pk.pack(42);
+    }));
     REQUIRE_FALSE(ev);
     CHECK_THAT(message_of(ev.error()), Catch::Contains("must be a map"));
   }

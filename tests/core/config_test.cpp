@@ -68,8 +68,8 @@ consumers:
 }
 
 TEST_CASE("a minimal node configuration gets the defaults", "[core][config]") {
-  auto cfg
-    = node_config::parse("node: user-node\ncatalog: events.yaml\n", "n.yaml");
+  auto cfg =
+    node_config::parse("node: user-node\ncatalog: events.yaml\n", "n.yaml");
   REQUIRE(cfg);
   CHECK(cfg->name == "user-node");
   CHECK(cfg->service == "user-node");

@@ -102,14 +102,14 @@ TEST_CASE("herald catalog check names file and line of every problem",
 TEST_CASE("herald publish rejects an invalid payload and sends nothing",
           "[integration][cli]") {
   herald::test::temp_dir dir;
-  auto r = run(herald_cmd("publish --config "
-                          + shell_quote(config_dir + "/user_service.yaml")
-                          + " --data-dir " + shell_quote((dir / "data").string())
-                          + " user.account.created "
-                          + shell_quote(R"({"user_id": "not-a-uuid", )"
-                                        R"("email": "user42@example.com", )"
-                                        R"("registration_source": "web"})")),
-               20s);
+  auto r = run(
+    herald_cmd("publish --config "
+               + shell_quote(config_dir + "/user_service.yaml") + " --data-dir "
+               + shell_quote((dir / "data").string()) + " user.account.created "
+               + shell_quote(R"({"user_id": "not-a-uuid", )"
+                             R"("email": "user42@example.com", )"
+                             R"("registration_source": "web"})")),
+    20s);
   INFO(r.err);
   CHECK(r.exit_code == 1);
   CHECK_THAT(r.err, Catch::Contains("user.account.created"));

@@ -26,8 +26,7 @@ TEST_CASE("two node processes: B receives all 10,000 events in publish order",
             + "/config/user_service.yaml --created 10000 --deleted 0"
               " --users 1000 --wait-subscribers 1 --wait-timeout 30"
               " --data-dir "
-            + shell_quote((dir / "a.data").string())
-            + " --endpoint-file "
+            + shell_quote((dir / "a.data").string()) + " --endpoint-file "
             + shell_quote((dir / "a.endpoint").string()),
           dir / "a.out", dir / "a.err"};
   auto endpoint = wait_for_file(dir / "a.endpoint", 20s);

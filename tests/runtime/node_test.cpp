@@ -1,10 +1,10 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
-#include <cstdlib>
-#include <filesystem>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -14,8 +14,8 @@
 #include <caf/event_based_actor.hpp>
 #include <zmq.hpp>
 
-#include "herald/core/errc.hpp"
 #include "herald/core/codec.hpp"
+#include "herald/core/errc.hpp"
 #include "herald/runtime/node.hpp"
 
 using namespace herald;
@@ -26,8 +26,8 @@ namespace {
 // A data directory per node and test, removed when the test binary exits.
 std::string temp_data_dir(const std::string& name) {
   static const auto root = [] {
-    auto tmpl = (std::filesystem::temp_directory_path() / "herald-node-XXXXXX")
-                  .string();
+    auto tmpl =
+      (std::filesystem::temp_directory_path() / "herald-node-XXXXXX").string();
     REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
     static struct cleanup {
       std::string dir;
@@ -87,7 +87,9 @@ struct collector {
 
   bool wait_for(size_t n, std::chrono::milliseconds timeout) {
     std::unique_lock<std::mutex> guard{mtx};
-    return cv.wait_for(guard, timeout, [&] { return seqs.size() >= n; });
+    return cv.wait_for(guard, timeout, [&] {
+      return seqs.size() >= n;
+    });
   }
 };
 
@@ -105,7 +107,10 @@ TEST_CASE("a seed-style handler on the same node gets every event in order",
   auto n = start(make_config("n1", "UserService"));
   collector got;
   REQUIRE_FALSE(n->bus().subscribe(
-    "user.account.created", [&](const event& ev) { got.add(ev); },
+    "user.account.created",
+    [&](const event& ev) {
+      got.add(ev);
+    },
     "EmailService"));
   for (int i = 1; i <= 500; ++i) {
     auto r = n->bus().publish("user.account.created", created(i));
@@ -127,7 +132,9 @@ TEST_CASE("a service written as a CAF behavior handles herald::event",
   collector got;
   REQUIRE_FALSE(n->attach("AnalyticsService",
                           [&](caf::event_based_actor*) -> caf::behavior {
-                            return {[&](const event& ev) { got.add(ev); }};
+                            return {[&](const event& ev) {
+                              got.add(ev);
+                            }};
                           }));
   for (int i = 1; i <= 200; ++i)
     REQUIRE(n->bus().publish("user.account.created", created(i)));
@@ -145,7 +152,11 @@ TEST_CASE("publish rejects what breaks the catalog and sends nothing",
   auto n = start(make_config("n1", "UserService"));
   collector got;
   REQUIRE_FALSE(n->bus().subscribe(
-    "user.>", [&](const event& ev) { got.add(ev); }, "EmailService"));
+    "user.>",
+    [&](const event& ev) {
+      got.add(ev);
+    },
+    "EmailService"));
   SECTION("an invalid field") {
     auto p = created(1);
     p["email"] = "not-an-address";
@@ -237,7 +248,9 @@ TEST_CASE("retention deletes expired events and a consumer behind it is told",
   // Events 1..30 are published, then 31..50 1.5 s later. The injected
   // clock puts the retention cutoff between the two bursts.
   std::atomic<int64_t> offset_us{0};
-  auto clock = [&] { return now_us() + offset_us.load(); };
+  auto clock = [&] {
+    return now_us() + offset_us.load();
+  };
   auto cfg_p = make_config("p", "UserService");
   cfg_p.store.retention = hours{1};
   auto p_node = node::start(cfg_p, clock);
@@ -248,8 +261,10 @@ TEST_CASE("retention deletes expired events and a consumer behind it is told",
   collector first_run;
   {
     auto c = start(cfg_c);
-    REQUIRE_FALSE(c->bus().subscribe(
-      "user.account.created", [&](const event& ev) { first_run.add(ev); }));
+    REQUIRE_FALSE(
+      c->bus().subscribe("user.account.created", [&](const event& ev) {
+        first_run.add(ev);
+      }));
     REQUIRE(prod.wait_for_subscribers(1, 10s));
     for (int i = 1; i <= 10; ++i)
       REQUIRE(prod.bus().publish("user.account.created", created(i)));
@@ -271,8 +286,10 @@ TEST_CASE("retention deletes expired events and a consumer behind it is told",
   SECTION("a consumer whose offset expired gets the error and the metric") {
     collector second_run;
     auto c = start(cfg_c);
-    REQUIRE_FALSE(c->bus().subscribe(
-      "user.account.created", [&](const event& ev) { second_run.add(ev); }));
+    REQUIRE_FALSE(
+      c->bus().subscribe("user.account.created", [&](const event& ev) {
+        second_run.add(ev);
+      }));
     REQUIRE(second_run.wait_for(20, 20s));
     REQUIRE(c->drain(5s));
     CHECK(second_run.seqs.front() == 31);
@@ -284,8 +301,10 @@ TEST_CASE("retention deletes expired events and a consumer behind it is told",
     cfg_new.peers.push_back(prod.endpoint());
     collector got;
     auto c = start(cfg_new);
-    REQUIRE_FALSE(c->bus().subscribe(
-      "user.account.created", [&](const event& ev) { got.add(ev); }));
+    REQUIRE_FALSE(
+      c->bus().subscribe("user.account.created", [&](const event& ev) {
+        got.add(ev);
+      }));
     REQUIRE(got.wait_for(20, 20s));
     REQUIRE(c->drain(5s));
     CHECK(got.seqs.size() == 20);
@@ -374,8 +393,8 @@ TEST_CASE("bad control requests get an error reply and change nothing",
     CHECK(r.contains("error"));
   }
   SECTION("an unknown operation") {
-    auto r = ask(encode_payload({{"op", "drop_all"}, {"id", 7},
-                                 {"stream", n->stream()}}));
+    auto r = ask(
+      encode_payload({{"op", "drop_all"}, {"id", 7}, {"stream", n->stream()}}));
     CHECK(r.at("id") == 7);
     CHECK_THAT(r.at("error").get<std::string>(),
                Catch::Contains("unknown operation"));

@@ -1,8 +1,8 @@
 #include "herald/store/event_log.hpp"
 
 #include <poll.h>
-#include <sys/mount.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 

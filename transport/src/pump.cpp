@@ -88,8 +88,7 @@ struct pump::impl {
   }
 
   void set_common(zmq::socket_t& s) {
-    s.set(zmq::sockopt::maxmsgsize,
-          static_cast<int64_t>(cfg.max_message_size));
+    s.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(cfg.max_message_size));
     auto ivl = static_cast<int>(cfg.heartbeat.count());
     s.set(zmq::sockopt::heartbeat_ivl, ivl);
     s.set(zmq::sockopt::heartbeat_timeout, ivl * 3);
@@ -116,26 +115,26 @@ struct pump::impl {
     for (size_t i = 0; i < batch.size(); ++i) {
       auto& cmd = batch[i];
       switch (cmd.what) {
-        case command::kind::send:
-          send_run(i);
-          break;
-        case command::kind::subscribe:
-          sub.set(zmq::sockopt::subscribe, cmd.a);
-          break;
-        case command::kind::connect:
-          try {
-            sub.connect(cmd.a);
-          } catch (const zmq::error_t& e) {
-            listener->on_bad_frame(make_error(
-              errc::io_error, fmt::format("cannot connect to peer '{}': {}",
-                                          cmd.a, e.what())));
-          }
-          break;
-        case command::kind::request:
-          send_request(cmd.a, cmd.b);
-          break;
-        case command::kind::stop:
-          return false;
+      case command::kind::send:
+        send_run(i);
+        break;
+      case command::kind::subscribe:
+        sub.set(zmq::sockopt::subscribe, cmd.a);
+        break;
+      case command::kind::connect:
+        try {
+          sub.connect(cmd.a);
+        } catch (const zmq::error_t& e) {
+          listener->on_bad_frame(make_error(
+            errc::io_error,
+            fmt::format("cannot connect to peer '{}': {}", cmd.a, e.what())));
+        }
+        break;
+      case command::kind::request:
+        send_request(cmd.a, cmd.b);
+        break;
+      case command::kind::stop:
+        return false;
       }
     }
     return true;
@@ -209,8 +208,8 @@ struct pump::impl {
     zmq::message_t body;
     while (router.recv(id, zmq::recv_flags::dontwait)) {
       if (!id.more() || !router.recv(body, zmq::recv_flags::dontwait)) {
-        count_bad(make_error(errc::decode_error,
-                             "control request without a body"));
+        count_bad(
+          make_error(errc::decode_error, "control request without a body"));
         continue;
       }
       while (body.more()) { // drain extra frames of a malformed request
@@ -221,7 +220,8 @@ struct pump::impl {
       auto reply = listener->on_control_request(body.to_string_view());
       zmq::message_t out{reply.data(), reply.size()};
       if (router.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait))
-        [[maybe_unused]] auto ok = router.send(out, zmq::send_flags::dontwait);
+        [[maybe_unused]]
+        auto ok = router.send(out, zmq::send_flags::dontwait);
     }
   }
 
@@ -238,7 +238,8 @@ struct pump::impl {
     zmq::message_t head{heartbeat_topic.data(), heartbeat_topic.size()};
     zmq::message_t msg{body.data(), body.size()};
     if (pub.send(head, zmq::send_flags::sndmore | zmq::send_flags::dontwait))
-      [[maybe_unused]] auto ok = pub.send(msg, zmq::send_flags::dontwait);
+      [[maybe_unused]]
+      auto ok = pub.send(msg, zmq::send_flags::dontwait);
   }
 
   void read_subscriptions() {
@@ -265,8 +266,9 @@ struct pump::impl {
     while (events.size() < cfg.max_batch
            && sub.recv(topic, zmq::recv_flags::dontwait)) {
       if (!topic.more()) {
-        count_bad(make_error(errc::decode_error,
-                             "message of one frame; expected [type][envelope]"));
+        count_bad(
+          make_error(errc::decode_error,
+                     "message of one frame; expected [type][envelope]"));
         continue;
       }
       // Parts of a multipart message arrive together.
@@ -279,8 +281,8 @@ struct pump::impl {
           break;
       }
       if (extra) {
-        count_bad(make_error(errc::decode_error,
-                             "message of more than two frames"));
+        count_bad(
+          make_error(errc::decode_error, "message of more than two frames"));
         continue;
       }
       if (topic.to_string_view() == heartbeat_topic) {
@@ -371,8 +373,8 @@ struct pump::impl {
         if (e.num() == ETERM)
           break;
         if (e.num() != EINTR)
-          count_bad(make_error(errc::io_error,
-                               fmt::format("transport: {}", e.what())));
+          count_bad(
+            make_error(errc::io_error, fmt::format("transport: {}", e.what())));
       }
     }
     pub.close();
@@ -429,9 +431,9 @@ caf::expected<std::unique_ptr<pump>> pump::start(pump_config cfg,
     try {
       p->sub.connect(peer);
     } catch (const zmq::error_t& e) {
-      return make_error(errc::io_error,
-                        fmt::format("cannot connect to peer '{}': {}", peer,
-                                    e.what()));
+      return make_error(
+        errc::io_error,
+        fmt::format("cannot connect to peer '{}': {}", peer, e.what()));
     }
   }
   auto* raw = p.get();
@@ -445,8 +447,7 @@ caf::expected<std::unique_ptr<pump>> pump::start(pump_config cfg,
   return result;
 }
 
-pump::pump(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {
-}
+pump::pump(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {}
 
 pump::~pump() {
   stop();
@@ -461,7 +462,8 @@ void pump::send_all(std::vector<outgoing>& messages) {
 }
 
 void pump::request(std::string endpoint, std::string body) {
-  impl_->push({command::kind::request, std::move(endpoint), 0, std::move(body)});
+  impl_->push(
+    {command::kind::request, std::move(endpoint), 0, std::move(body)});
 }
 
 void pump::subscribe(std::string prefix) {

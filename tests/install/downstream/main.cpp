@@ -25,15 +25,18 @@ int main(int argc, char** argv) {
   }
   std::atomic<int> seen{0};
   auto err = (*n)->bus().subscribe(
-    "user.account.created", [&](const herald::event&) { ++seen; },
+    "user.account.created",
+    [&](const herald::event&) {
+      ++seen;
+    },
     "EmailService");
   if (err)
     return 1;
-  auto r = (*n)->bus().publish(
-    "user.account.created",
-    {{"user_id", "00000000-0000-4000-8000-000000000001"},
-     {"email", "user1@example.com"},
-     {"registration_source", "web"}});
+  auto r =
+    (*n)->bus().publish("user.account.created",
+                        {{"user_id", "00000000-0000-4000-8000-000000000001"},
+                         {"email", "user1@example.com"},
+                         {"registration_source", "web"}});
   if (!r)
     return 1;
   for (int i = 0; i < 500 && seen == 0; ++i)

@@ -119,7 +119,8 @@ public:
   /// Checks `data` against the schema of `type`. Fails with
   /// `errc::unknown_event` for a type not in the catalog, else with
   /// `errc::invalid_payload` naming event, field and rule, e.g.
-  /// `event 'user.account.created': field 'email': "x" is not an email address`.
+  /// `event 'user.account.created': field 'email': "x" is not an email
+  /// address`.
   caf::error validate(std::string_view type, const payload& data) const;
 
   /// Checks `data` against `spec` (see `validate`).

@@ -22,8 +22,8 @@
 ///   retention_check: 1m            # how often expired events are deleted
 /// transport:
 ///   hwm: 100000                    # SNDHWM/RCVHWM in messages. Default 100000
-///   max_message_size: 1048576      # ZMQ_MAXMSGSIZE and max frame. Default 1 MiB
-///   heartbeat_ms: 1000             # ZMTP heartbeat interval. Default 1000
+///   max_message_size: 1048576      # ZMQ_MAXMSGSIZE and max frame. Default 1
+///   MiB heartbeat_ms: 1000             # ZMTP heartbeat interval. Default 1000
 ///   stream_heartbeat_ms: 200       # stream head heartbeat. Default 200
 /// consumers:
 ///   EmailService:

@@ -5,18 +5,19 @@
 /// On the wire the envelope is a MessagePack map (see codec.hpp); shown to a
 /// person it is JSON. Its fields map onto CloudEvents attributes:
 ///
-/// | field            | meaning                                   | CloudEvents  |
+/// | field            | meaning                                   | CloudEvents
+/// |
 /// |------------------|-------------------------------------------|--------------|
-/// | `event_type`     | `domain.entity.action`                    | `type`       |
-/// | `timestamp`      | microseconds since the Unix epoch, UTC    | `time`       |
-/// | `data`           | the payload, validated against the catalog| `data`       |
-/// | `id`             | UUIDv7, unique per event                  | `id`         |
-/// | `source`         | producing service                         | `source`     |
-/// | `key`            | entity id (the catalog's key field)       | `subject`    |
-/// | `stream`, `seq`  | producer's stream id, position in it      | extension    |
-/// | `type_seq`       | position among the stream's events of the same type | extension |
-/// | `schema_version` | catalog version of the payload            | `dataschema` |
-/// | `traceparent`    | optional W3C trace context                | extension    |
+/// | `event_type`     | `domain.entity.action`                    | `type` | |
+/// `timestamp`      | microseconds since the Unix epoch, UTC    | `time` | |
+/// `data`           | the payload, validated against the catalog| `data` | |
+/// `id`             | UUIDv7, unique per event                  | `id` | |
+/// `source`         | producing service                         | `source` | |
+/// `key`            | entity id (the catalog's key field)       | `subject` |
+/// | `stream`, `seq`  | producer's stream id, position in it      | extension |
+/// | `type_seq`       | position among the stream's events of the same type |
+/// extension | | `schema_version` | catalog version of the payload            |
+/// `dataschema` | | `traceparent`    | optional W3C trace context | extension |
 
 #include <cstdint>
 #include <memory>
@@ -61,8 +62,7 @@ public:
 
   explicit event(std::shared_ptr<const detail::event_state> state,
                  bool redelivered = false) noexcept
-    : state_(std::move(state)), redelivered_(redelivered) {
-  }
+      : state_(std::move(state)), redelivered_(redelivered) {}
 
   /// `domain.entity.action`.
   std::string_view type() const noexcept;

@@ -94,12 +94,13 @@ public:
                        std::string_view consumer = {}) {
     using result = std::invoke_result_t<F&, const event&>;
     if constexpr (std::is_void_v<result>)
-      return add_handler(pattern_text,
-                         [f = std::move(fn)](const event& ev) mutable {
-                           f(ev);
-                           return caf::error{};
-                         },
-                         consumer);
+      return add_handler(
+        pattern_text,
+        [f = std::move(fn)](const event& ev) mutable {
+          f(ev);
+          return caf::error{};
+        },
+        consumer);
     else
       return add_handler(pattern_text, handler_fn{std::move(fn)}, consumer);
   }
@@ -112,8 +113,7 @@ public:
 
 private:
   friend class node;
-  explicit event_bus(node* owner) : node_(owner) {
-  }
+  explicit event_bus(node* owner) : node_(owner) {}
   caf::error add_handler(std::string_view pattern_text, handler_fn fn,
                          std::string_view consumer, bool check = true);
   node* node_;

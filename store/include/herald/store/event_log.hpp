@@ -121,8 +121,8 @@ class event_log {
 public:
   /// Called on the committer thread after each group, in seq order:
   /// the group's records (moved from) and its error, if the write failed.
-  using commit_callback = std::function<void(std::vector<record>& group,
-                                             const caf::error& err)>;
+  using commit_callback =
+    std::function<void(std::vector<record>& group, const caf::error& err)>;
 
   /// Opens (or creates) the log under `opts.dir`. Fails with
   /// `errc::io_error` naming the data directory when RocksDB cannot open it
