@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdarg>
 #include <cstdio>
+#include <deque>
 #include <exception>
 #include <filesystem>
 #include <limits>
@@ -25,10 +26,9 @@ namespace herald::store {
 
 namespace {
 
-// The committer wakes early once this many records or envelope bytes are
-// queued.
-constexpr size_t max_group_records = 4096;
-constexpr size_t max_group_bytes = size_t{4} << 20;
+// The most records or envelope bytes in one commit group.
+constexpr size_t max_group_records = 1024;
+constexpr size_t max_group_bytes = size_t{512} << 10;
 
 // One value in `events` holds one commit group: its key is the group's first
 // seq, and the value is a count (4 bytes BE) followed by that many entries of
@@ -247,13 +247,18 @@ struct event_log::impl {
   std::vector<record> queue;
   size_t queued_bytes = 0;
   std::chrono::steady_clock::time_point first_queued;
-  std::shared_ptr<commit_ticket> ticket = std::make_shared<commit_ticket>();
+  // Open tickets, oldest first, each with the last seq it covers.
+  struct open_ticket {
+    std::shared_ptr<commit_ticket> ticket;
+    uint64_t last = 0;
+  };
+  std::deque<open_ticket> tickets;
+  size_t ticket_records = 0; // records on tickets.back()
   std::shared_ptr<const commit_callback> callback;
   bool stop = false;
   std::thread committer;
 
   // State of the committer thread only.
-  std::vector<record> spare;
   rocksdb::WriteBatch batch;
   std::string value; // the group value being built
   std::unordered_map<std::string_view, uint64_t> group_heads;
@@ -287,33 +292,49 @@ struct event_log::impl {
 };
 
 void event_log::impl::run() {
+  // Records taken from the queue and not yet written; consumed from `pos`
+  // in capped groups. Only this thread touches them.
+  std::vector<record> pending;
+  size_t pos = 0;
+  std::vector<record> group;
+  std::vector<std::shared_ptr<commit_ticket>> done_tickets;
   std::unique_lock<std::mutex> guard{mtx};
   for (;;) {
-    cv.wait(guard, [this] {
-      return stop || !queue.empty();
-    });
-    if (queue.empty())
-      return; // stop requested and nothing left to write
-    // batch and os: group commit. Whatever queued while the last group was
-    // written (and synced) is the next group; nothing waits for a timer,
-    // so a record waits at most for one group ahead of it. always: every
-    // record is written and synced on its own.
-    std::vector<record> group;
-    group.swap(spare);
-    if (opts.fsync == fsync_policy::always && queue.size() > 1) {
-      group.push_back(std::move(queue.front()));
-      queue.erase(queue.begin());
-      queued_bytes -= std::min(queued_bytes, group.back().envelope.size()
-                                               + group.back().type.size());
-    } else {
-      group.swap(queue);
+    if (pos == pending.size()) {
+      pending.clear();
+      pos = 0;
+      cv.wait(guard, [this] { return stop || !queue.empty(); });
+      if (queue.empty())
+        return; // stop requested and nothing left to write
+      // batch and os: group commit. Whatever queued while the last group
+      // was written (and synced) goes next; nothing waits for a timer, so
+      // a record waits at most for the groups ahead of it.
+      pending.swap(queue);
       queued_bytes = 0;
     }
-    // Every append since the last swap holds `ticket`: it completes when
-    // the last of them is written.
-    std::shared_ptr<commit_ticket> group_ticket;
-    if (queue.empty())
-      group_ticket = std::exchange(ticket, std::make_shared<commit_ticket>());
+    // A group is capped (one record with `always`): a replay reads whole
+    // groups, so a huge one would make every replay request slow.
+    size_t take = opts.fsync == fsync_policy::always ? 1 : max_group_records;
+    size_t bytes = 0;
+    size_t end = pos;
+    while (end < pending.size() && end - pos < take
+           && (end == pos || bytes < max_group_bytes)) {
+      bytes += pending[end].envelope.size() + pending[end].type.size();
+      ++end;
+    }
+    group.assign(std::make_move_iterator(pending.begin()
+                                         + static_cast<std::ptrdiff_t>(pos)),
+                 std::make_move_iterator(pending.begin()
+                                         + static_cast<std::ptrdiff_t>(end)));
+    pos = end;
+    // The tickets whose records are all in this group or before it.
+    done_tickets.clear();
+    while (!tickets.empty() && tickets.front().last <= group.back().seq) {
+      done_tickets.push_back(std::move(tickets.front().ticket));
+      tickets.pop_front();
+    }
+    if (tickets.empty())
+      ticket_records = 0;
     auto cb = callback;
     guard.unlock();
     auto err = write_group(group);
@@ -329,12 +350,10 @@ void event_log::impl::run() {
         std::fprintf(stderr, "herald: event log commit callback threw\n");
       }
     }
-    if (group_ticket)
-      group_ticket->complete(err);
+    for (auto& t : done_tickets)
+      t->complete(err);
     group.clear();
     guard.lock();
-    if (spare.capacity() < group.capacity())
-      spare.swap(group);
   }
 }
 
@@ -628,11 +647,15 @@ std::shared_ptr<const commit_ticket> event_log::append(record r) {
     self.queued_bytes += r.envelope.size() + r.type.size();
     self.queue.push_back(std::move(r));
     self.last_seq.store(last + 1, std::memory_order_release);
-    if (self.queue.size() == max_group_records
-        || (self.queued_bytes >= max_group_bytes
-            && self.opts.fsync == fsync_policy::batch))
-      wake = true;
-    result = self.ticket;
+    // A ticket covers at most a group's worth of records, so it completes
+    // as soon as its records are written, even under sustained load.
+    if (self.tickets.empty() || self.ticket_records >= max_group_records) {
+      self.tickets.push_back({std::make_shared<commit_ticket>(), 0});
+      self.ticket_records = 0;
+    }
+    self.tickets.back().last = last + 1;
+    ++self.ticket_records;
+    result = self.tickets.back().ticket;
   }
   if (wake)
     self.cv.notify_one();
