@@ -28,6 +28,12 @@ namespace {
 
 // The most records or envelope bytes in one commit group.
 constexpr size_t max_group_records = 1024;
+
+// With fsync `os`, the appending thread writes its record itself unless it
+// appends fast: more than `lead_burst` appends in a row, each within
+// `lead_gap` of the one before (see event_log::append).
+constexpr auto lead_gap = std::chrono::microseconds{5};
+constexpr size_t lead_burst = 32;
 constexpr size_t max_group_bytes = size_t{512} << 10;
 
 // One value in `events` holds one commit group: its key is the group's first
@@ -256,6 +262,13 @@ struct event_log::impl {
   size_t ticket_records = 0; // records on tickets.back()
   std::shared_ptr<const commit_callback> callback;
   bool stop = false;
+  // Whether records are being written (by the committer, or by a publisher
+  // writing its own record, see `append`): nobody else may write then.
+  bool busy = false;
+  // When the last append came, for the choice of who writes (`append`).
+  std::chrono::steady_clock::time_point last_append;
+  // Appends in a row that came within `lead_gap` of the one before.
+  size_t fast_appends = 0;
   std::thread committer;
 
   // State of the committer thread only.
@@ -289,6 +302,8 @@ struct event_log::impl {
 
   void run();
   caf::error write_group(std::vector<record>& group);
+  void hand_out(const std::shared_ptr<const commit_callback>& cb,
+                std::vector<record>& group, const caf::error& err);
 };
 
 void event_log::impl::run() {
@@ -303,9 +318,11 @@ void event_log::impl::run() {
     if (pos == pending.size()) {
       pending.clear();
       pos = 0;
-      cv.wait(guard, [this] { return stop || !queue.empty(); });
-      if (queue.empty())
+      busy = false;
+      cv.wait(guard, [this] { return stop || (!queue.empty() && !busy); });
+      if (queue.empty() || busy)
         return; // stop requested and nothing left to write
+      busy = true;
       // batch and os: group commit. Whatever queued while the last group
       // was written (and synced) goes next; nothing waits for a timer, so
       // a record waits at most for the groups ahead of it.
@@ -338,22 +355,28 @@ void event_log::impl::run() {
     auto cb = callback;
     guard.unlock();
     auto err = write_group(group);
-    // The callback (which hands the events to the transport) runs before
-    // the ticket completes: an acknowledged event is already on its way.
-    if (cb && *cb) {
-      try {
-        (*cb)(group, err);
-      } catch (const std::exception& ex) {
-        std::fprintf(stderr, "herald: event log commit callback threw: %s\n",
-                     ex.what());
-      } catch (...) {
-        std::fprintf(stderr, "herald: event log commit callback threw\n");
-      }
-    }
+    hand_out(cb, group, err);
     for (auto& t : done_tickets)
       t->complete(err);
     group.clear();
     guard.lock();
+  }
+}
+
+// Calls the commit callback. It hands the events to the transport, and runs
+// before the tickets complete: an acknowledged event is already on its way.
+void event_log::impl::hand_out(const std::shared_ptr<const commit_callback>& cb,
+                               std::vector<record>& group,
+                               const caf::error& err) {
+  if (!cb || !*cb)
+    return;
+  try {
+    (*cb)(group, err);
+  } catch (const std::exception& ex) {
+    std::fprintf(stderr, "herald: event log commit callback threw: %s\n",
+                 ex.what());
+  } catch (...) {
+    std::fprintf(stderr, "herald: event log commit callback threw\n");
   }
 }
 
@@ -630,6 +653,55 @@ std::shared_ptr<const commit_ticket> event_log::append(record r) {
                                        r.seq, r.type.size())));
   std::shared_ptr<const commit_ticket> result;
   bool wake = false;
+  bool lead = false;
+  std::shared_ptr<const commit_callback> cb;
+  {
+    std::lock_guard<std::mutex> guard{self.mtx};
+    auto last = self.last_seq.load(std::memory_order_relaxed);
+    if (r.seq != last + 1)
+      return fail(
+        make_error(errc::invalid_argument,
+                   fmt::format("{}: append of seq {} does not follow "
+                               "the last seq {}; assign seq under "
+                               "the stream lock",
+                               dir_prefix(self.opts.dir), r.seq, last)));
+    // With `os` (no sync, a write costs microseconds) a publisher that
+    // finds the log idle, at a low rate, writes its record itself: one
+    // thread hand-off less on the way to consumers. At high rates records
+    // queue as usual, and the committer writes them in groups.
+    auto now = std::chrono::steady_clock::now();
+    self.fast_appends = now - self.last_append < lead_gap
+                          ? self.fast_appends + 1
+                          : 0;
+    self.last_append = now;
+    lead = self.opts.fsync == fsync_policy::os && !self.busy && !self.stop
+           && self.queue.empty() && self.tickets.empty()
+           && self.fast_appends < lead_burst;
+    if (lead) {
+      self.busy = true;
+      self.last_seq.store(last + 1, std::memory_order_release);
+      cb = self.callback;
+    }
+  }
+  if (lead) {
+    std::vector<record> group;
+    group.push_back(std::move(r));
+    auto err = self.write_group(group);
+    self.hand_out(cb, group, err);
+    auto ticket = std::make_shared<commit_ticket>();
+    ticket->complete(err);
+    {
+      std::lock_guard<std::mutex> guard{self.mtx};
+      self.busy = false;
+      // Measured from the end of this write: a publisher that appends again
+      // right away is publishing fast, and its records should queue.
+      self.last_append = std::chrono::steady_clock::now();
+      wake = !self.queue.empty() || self.stop;
+    }
+    if (wake)
+      self.cv.notify_one();
+    return ticket;
+  }
   {
     std::lock_guard<std::mutex> guard{self.mtx};
     auto last = self.last_seq.load(std::memory_order_relaxed);
