@@ -252,7 +252,6 @@ struct event_log::impl {
   std::condition_variable cv;
   std::vector<record> queue;
   size_t queued_bytes = 0;
-  std::chrono::steady_clock::time_point first_queued;
   // Open tickets, oldest first, each with the last seq it covers.
   struct open_ticket {
     std::shared_ptr<commit_ticket> ticket;
@@ -665,6 +664,7 @@ std::shared_ptr<const commit_ticket> event_log::append(record r) {
                                "the last seq {}; assign seq under "
                                "the stream lock",
                                dir_prefix(self.opts.dir), r.seq, last)));
+    self.last_seq.store(last + 1, std::memory_order_release);
     // With `os` (no sync, a write costs microseconds) a publisher that
     // finds the log idle, at a low rate, writes its record itself: one
     // thread hand-off less on the way to consumers. At high rates records
@@ -679,8 +679,20 @@ std::shared_ptr<const commit_ticket> event_log::append(record r) {
            && self.fast_appends < lead_burst;
     if (lead) {
       self.busy = true;
-      self.last_seq.store(last + 1, std::memory_order_release);
       cb = self.callback;
+    } else {
+      wake = self.queue.empty();
+      self.queued_bytes += r.envelope.size() + r.type.size();
+      self.queue.push_back(std::move(r));
+      // A ticket covers at most a group's worth of records, so it completes
+      // as soon as its records are written, even under sustained load.
+      if (self.tickets.empty() || self.ticket_records >= max_group_records) {
+        self.tickets.push_back({std::make_shared<commit_ticket>(), 0});
+        self.ticket_records = 0;
+      }
+      self.tickets.back().last = last + 1;
+      ++self.ticket_records;
+      result = self.tickets.back().ticket;
     }
   }
   if (lead) {
@@ -690,44 +702,13 @@ std::shared_ptr<const commit_ticket> event_log::append(record r) {
     self.hand_out(cb, group, err);
     auto ticket = std::make_shared<commit_ticket>();
     ticket->complete(err);
-    {
-      std::lock_guard<std::mutex> guard{self.mtx};
-      self.busy = false;
-      // Measured from the end of this write: a publisher that appends again
-      // right away is publishing fast, and its records should queue.
-      self.last_append = std::chrono::steady_clock::now();
-      wake = !self.queue.empty() || self.stop;
-    }
-    if (wake)
-      self.cv.notify_one();
-    return ticket;
-  }
-  {
+    result = std::move(ticket);
     std::lock_guard<std::mutex> guard{self.mtx};
-    auto last = self.last_seq.load(std::memory_order_relaxed);
-    if (r.seq != last + 1)
-      return fail(
-        make_error(errc::invalid_argument,
-                   fmt::format("{}: append of seq {} does not follow "
-                               "the last seq {}; assign seq under "
-                               "the stream lock",
-                               dir_prefix(self.opts.dir), r.seq, last)));
-    if (self.queue.empty()) {
-      self.first_queued = std::chrono::steady_clock::now();
-      wake = true;
-    }
-    self.queued_bytes += r.envelope.size() + r.type.size();
-    self.queue.push_back(std::move(r));
-    self.last_seq.store(last + 1, std::memory_order_release);
-    // A ticket covers at most a group's worth of records, so it completes
-    // as soon as its records are written, even under sustained load.
-    if (self.tickets.empty() || self.ticket_records >= max_group_records) {
-      self.tickets.push_back({std::make_shared<commit_ticket>(), 0});
-      self.ticket_records = 0;
-    }
-    self.tickets.back().last = last + 1;
-    ++self.ticket_records;
-    result = self.tickets.back().ticket;
+    self.busy = false;
+    // Measured from the end of this write: a publisher that appends again
+    // right away is publishing fast, and its records should queue.
+    self.last_append = std::chrono::steady_clock::now();
+    wake = !self.queue.empty() || self.stop;
   }
   if (wake)
     self.cv.notify_one();
