@@ -335,19 +335,24 @@ TEST_CASE("a producer restarted on its data directory keeps its stream",
 
 TEST_CASE("a slow consumer's backlog stays bounded and loses nothing",
           "[runtime][flow]") {
-  // The handler is slow for its first 200 events while 60,000 arrive: the
-  // node sheds what does not fit the consumer's backlog, the consumer sees
-  // the gap and replays it from the producer's log in bounded batches.
+  // The handler blocks on its first event until all 60,000 reached the
+  // consumer's node: the node sheds what does not fit the consumer's
+  // backlog, the consumer sees the gap and replays it from the producer's
+  // log in bounded batches.
   auto a = start(make_config("a", "UserService"));
   auto cfg_b = make_config("b", "EmailService");
   cfg_b.peers.push_back(a->endpoint());
   auto b = start(cfg_b);
   collector got;
-  std::atomic<int> calls{0};
+  std::mutex release_mtx;
+  std::condition_variable release_cv;
+  bool released = false;
   REQUIRE_FALSE(
     b->bus().subscribe("user.account.created", [&](const event& ev) {
-      if (calls++ < 200)
-        std::this_thread::sleep_for(std::chrono::milliseconds{2});
+      {
+        std::unique_lock<std::mutex> guard{release_mtx};
+        release_cv.wait_for(guard, 30s, [&] { return released; });
+      }
       got.add(ev);
     }));
   REQUIRE(a->wait_for_subscribers(1, 10s));
@@ -355,6 +360,15 @@ TEST_CASE("a slow consumer's backlog stays bounded and loses nothing",
   for (int i = 1; i <= 60000; ++i)
     last = *a->bus().publish("user.account.created", created(i % 1000));
   REQUIRE_FALSE(last->wait());
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (b->received() < 60000 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  CHECK(b->received() == 60000);
+  {
+    std::lock_guard<std::mutex> guard{release_mtx};
+    released = true;
+  }
+  release_cv.notify_all();
   REQUIRE(got.wait_for(60000, 60s));
   CHECK(in_publish_order(got.seqs));
   auto stats = b->stats("EmailService");
