@@ -318,7 +318,9 @@ void event_log::impl::run() {
       pending.clear();
       pos = 0;
       busy = false;
-      cv.wait(guard, [this] { return stop || (!queue.empty() && !busy); });
+      cv.wait(guard, [this] {
+        return stop || (!queue.empty() && !busy);
+      });
       if (queue.empty() || busy)
         return; // stop requested and nothing left to write
       busy = true;
@@ -670,9 +672,8 @@ std::shared_ptr<const commit_ticket> event_log::append(record r) {
     // thread hand-off less on the way to consumers. At high rates records
     // queue as usual, and the committer writes them in groups.
     auto now = std::chrono::steady_clock::now();
-    self.fast_appends = now - self.last_append < lead_gap
-                          ? self.fast_appends + 1
-                          : 0;
+    self.fast_appends =
+      now - self.last_append < lead_gap ? self.fast_appends + 1 : 0;
     self.last_append = now;
     lead = self.opts.fsync == fsync_policy::os && !self.busy && !self.stop
            && self.queue.empty() && self.tickets.empty()

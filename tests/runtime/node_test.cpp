@@ -351,7 +351,9 @@ TEST_CASE("a slow consumer's backlog stays bounded and loses nothing",
     b->bus().subscribe("user.account.created", [&](const event& ev) {
       {
         std::unique_lock<std::mutex> guard{release_mtx};
-        release_cv.wait_for(guard, 30s, [&] { return released; });
+        release_cv.wait_for(guard, 30s, [&] {
+          return released;
+        });
       }
       got.add(ev);
     }));
