@@ -90,16 +90,9 @@ bool call(const std::string& consumer, const subscription& sub,
   return false;
 }
 
-bool selects(const std::vector<pattern>& patterns, std::string_view type) {
-  for (auto& p : patterns)
-    if (p.matches(type))
-      return true;
-  return false;
-}
-
 bool selected(consumer_actor* self, std::string_view type) {
   auto& st = self->state;
-  if (selects(st.setup.service_patterns, type))
+  if (any_matches(st.setup.service_patterns, type))
     return true;
   for (auto& s : st.subs)
     if (s.selector.matches(type))
@@ -142,7 +135,7 @@ void deliver(consumer_actor* self, const event& ev) {
   for (auto& sub : st.subs)
     if (sub.selector.matches(ev.type()))
       ok = call(st.setup.name, sub, ev) && ok;
-  if (ok && st.service && selects(st.setup.service_patterns, ev.type())) {
+  if (ok && st.service && any_matches(st.setup.service_patterns, ev.type())) {
     // The service actor's mailbox keeps the order of these requests, and
     // their responses come back in that order.
     ++st.in_flight;

@@ -194,4 +194,12 @@ bool pattern::matches(std::string_view name) const noexcept {
   return consumed;
 }
 
+bool any_matches(const std::vector<pattern>& patterns,
+                 std::string_view name) noexcept {
+  for (auto& p : patterns)
+    if (p.matches(name))
+      return true;
+  return false;
+}
+
 } // namespace herald

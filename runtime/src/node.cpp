@@ -36,13 +36,6 @@ struct consumer_entry {
   std::shared_ptr<consumer_stats> stats;
 };
 
-bool selects(const std::vector<pattern>& patterns, std::string_view type) {
-  for (auto& p : patterns)
-    if (p.matches(type))
-      return true;
-  return false;
-}
-
 // Checks that `consumer` may subscribe to `p`: for an exact event name, the
 // catalog must know the event and list the consumer.
 caf::error check_subscription(const catalog& cat, const pattern& p,
@@ -87,7 +80,8 @@ struct node::impl : transport::pump_listener {
   // Updated after the events are queued, so a heartbeat never counts an
   // event that was not sent before it. Guarded by heads_mtx.
   std::mutex heads_mtx;
-  std::unordered_map<std::string, uint64_t> sent_type_heads;
+  std::unordered_map<std::string, uint64_t, string_hash, std::equal_to<>>
+    sent_type_heads;
   uint64_t sent_head = 0;
 
   // Streams of peers: their control endpoints, learned from heartbeats.
@@ -282,22 +276,21 @@ struct node::impl : transport::pump_listener {
     auto heads = log_store->type_heads();
     auto r = log_store->read(from, std::numeric_limits<uint64_t>::max(), max,
                              transport_max_batch(), [&](std::string_view type) {
-                               return selects(patterns, type);
+                               return any_matches(patterns, type);
                              });
     if (!r)
       return encode_payload(
         {{"id", id}, {"stream", stream}, {"error", message_of(r.error())}});
-    std::string events;
+    std::vector<uint8_t> events;
     for (auto& ev : r->events)
-      events += ev.envelope;
+      events.insert(events.end(), ev.envelope.begin(), ev.envelope.end());
     payload reply{{"id", id},
                   {"stream", stream},
                   {"head", r->head},
                   {"first", r->first},
                   {"next", r->next},
                   {"type_heads", heads},
-                  {"events", payload::binary(std::vector<uint8_t>(
-                               events.begin(), events.end()))}};
+                  {"events", payload::binary(std::move(events))}};
     return encode_payload(reply);
   }
 
@@ -345,11 +338,14 @@ struct node::impl : transport::pump_listener {
       r.next = j->at("next").get<uint64_t>();
       for (auto& [type, head] : j->at("type_heads").items())
         r.type_heads.emplace(type, head.get<uint64_t>());
-      auto& bin = j->at("events").get_binary();
-      auto owner = std::make_shared<std::string>(bin.begin(), bin.end());
+      // The events refer into the received bytes, moved, not copied.
+      auto owner = std::make_shared<std::vector<uint8_t>>(
+        std::move(j->at("events").get_binary()));
+      std::string_view bytes{reinterpret_cast<const char*>(owner->data()),
+                             owner->size()};
       size_t offset = 0;
-      while (offset < owner->size()) {
-        auto ev = decode_next(*owner, offset, owner, limits);
+      while (offset < bytes.size()) {
+        auto ev = decode_next(bytes, offset, owner, limits);
         if (!ev)
           return std::move(ev.error());
         r.events.push_back(ev->as_redelivered());
@@ -378,8 +374,6 @@ struct node::impl : transport::pump_listener {
       id = ++next_request;
       pending[id] = reply_to;
     }
-    payload req{{"op", "replay"}, {"id", id},   {"stream", req_stream},
-                {"from", from},   {"max", max}, {"patterns", patterns}};
     if (req_stream == stream) {
       // This node's own stream: read the log here.
       std::vector<pattern> pats;
@@ -390,6 +384,8 @@ struct node::impl : transport::pump_listener {
         deliver_reply(std::move(*r));
       return id;
     }
+    payload req{{"op", "replay"}, {"id", id},   {"stream", req_stream},
+                {"from", from},   {"max", max}, {"patterns", patterns}};
     pump->request(endpoint, encode_payload(req));
     return id;
   }
@@ -401,27 +397,22 @@ struct node::impl : transport::pump_listener {
                  message_of(err));
       return;
     }
-    std::vector<transport::pump::outgoing> out;
-    out.reserve(group.size());
     event_batch local;
-    bool any_local = false;
     {
       std::shared_lock<std::shared_mutex> guard{consumers_mtx};
-      any_local = !consumers.empty();
+      for (auto& r : group)
+        if (selected_locally(r.type)) {
+          auto owner = std::make_shared<std::string>(r.envelope);
+          size_t offset = 0;
+          if (auto ev = decode_next(*owner, offset, owner, limits))
+            local.push_back(std::move(*ev));
+        }
     }
-    for (auto& r : group) {
-      if (any_local && any_local_consumer(r.type)) {
-        auto owner = std::make_shared<std::string>(r.envelope);
-        size_t offset = 0;
-        if (auto ev = decode_next(*owner, offset, owner, limits))
-          local.push_back(std::move(*ev));
-      }
-      std::string message;
-      message.reserve(r.type.size() + r.envelope.size());
-      message.append(r.type);
-      message.append(r.envelope);
-      out.push_back({std::move(message), static_cast<uint32_t>(r.type.size())});
-    }
+    // The record's type views a catalog name, which outlives the pump.
+    std::vector<transport::pump::outgoing> out;
+    out.reserve(group.size());
+    for (auto& r : group)
+      out.push_back({r.type, std::move(r.envelope)});
     // Local consumers and the pump get the events before the heads that
     // heartbeats report move past them.
     if (!local.empty())
@@ -430,7 +421,10 @@ struct node::impl : transport::pump_listener {
     {
       std::lock_guard<std::mutex> guard{heads_mtx};
       for (auto& r : group)
-        sent_type_heads[r.type] = r.type_seq;
+        if (auto it = sent_type_heads.find(r.type); it != sent_type_heads.end())
+          it->second = r.type_seq;
+        else
+          sent_type_heads.emplace(r.type, r.type_seq);
       sent_head = group.back().seq;
     }
   }
@@ -479,7 +473,7 @@ struct node::impl : transport::pump_listener {
       auto& c = consumers.front();
       bool all = true;
       for (auto& ev : batch)
-        all = all && selects(c.patterns, ev.type());
+        all = all && any_matches(c.patterns, ev.type());
       if (all) {
         if (!has_room(c, batch.size()))
           return;
@@ -492,7 +486,7 @@ struct node::impl : transport::pump_listener {
       event_batch mine;
       mine.reserve(batch.size());
       for (auto& ev : batch)
-        if (selects(c.patterns, ev.type()))
+        if (any_matches(c.patterns, ev.type()))
           mine.push_back(ev);
       if (mine.empty() || !has_room(c, mine.size()))
         continue;
@@ -501,10 +495,11 @@ struct node::impl : transport::pump_listener {
     }
   }
 
-  bool any_local_consumer(std::string_view type) const {
-    std::shared_lock<std::shared_mutex> guard{consumers_mtx};
+  // Whether a consumer on this node takes events of `type`. REQUIRES:
+  // consumers_mtx held.
+  bool selected_locally(std::string_view type) const {
     for (auto& c : consumers)
-      if (selects(c.patterns, type))
+      if (any_matches(c.patterns, type))
         return true;
     return false;
   }
@@ -522,7 +517,6 @@ struct node::impl : transport::pump_listener {
     setup.name = name;
     setup.stats = entry.stats;
     setup.durable = name != observer_name;
-    setup.own_stream = stream;
     setup.replay = [this](const std::string& s, uint64_t from, size_t max,
                           const std::vector<std::string>& patterns,
                           const caf::actor& to) {
@@ -598,7 +592,7 @@ node::start(node_config cfg, std::function<int64_t()> clock) {
     for (size_t i = 0; i < p->cat.events().size(); ++i)
       if (auto it = heads.find(p->cat.events()[i].name); it != heads.end())
         p->type_seqs[i] = it->second;
-    p->sent_type_heads = std::move(heads);
+    p->sent_type_heads.insert(heads.begin(), heads.end());
     p->sent_head = p->log_store->head();
   }
   auto* raw = p.get();

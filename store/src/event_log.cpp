@@ -845,14 +845,24 @@ caf::expected<uint64_t> event_log::enforce_retention() {
   return count;
 }
 
-caf::error event_log::commit_offset(std::string_view consumer,
-                                    std::string_view stream, uint64_t seq) {
-  auto& self = *impl_;
+namespace {
+
+// The key of an offset: consumer '\0' stream.
+std::string offset_key(std::string_view consumer, std::string_view stream) {
   std::string key;
   key.reserve(consumer.size() + 1 + stream.size());
   key.append(consumer);
   key.push_back('\0');
   key.append(stream);
+  return key;
+}
+
+} // namespace
+
+caf::error event_log::commit_offset(std::string_view consumer,
+                                    std::string_view stream, uint64_t seq) {
+  auto& self = *impl_;
+  auto key = offset_key(consumer, stream);
   rocksdb::WriteOptions wo;
   wo.sync = false;
   auto s = self.db->Put(wo, self.cf_offsets, key, be64{seq}.slice());
@@ -864,11 +874,7 @@ caf::error event_log::commit_offset(std::string_view consumer,
 uint64_t event_log::offset(std::string_view consumer,
                            std::string_view stream) const {
   auto& self = *impl_;
-  std::string key;
-  key.reserve(consumer.size() + 1 + stream.size());
-  key.append(consumer);
-  key.push_back('\0');
-  key.append(stream);
+  auto key = offset_key(consumer, stream);
   std::string value;
   auto s = self.db->Get(self.read_options(), self.cf_offsets, key, &value);
   if (!s.ok() || value.size() != 8)

@@ -22,9 +22,9 @@ namespace {
 struct command {
   enum class kind : uint8_t { send, subscribe, connect, request, stop };
   kind what;
-  std::string a;           // topic + frame, prefix or endpoint
-  uint32_t topic_size = 0; // where the topic ends in `a`, for send
-  std::string b;           // request body
+  std::string a;          // envelope, prefix or endpoint
+  std::string_view topic; // for send
+  std::string b;          // request body
 };
 
 } // namespace
@@ -75,7 +75,7 @@ struct pump::impl {
       was_empty = queue.empty();
       for (auto& m : msgs)
         queue.push_back(
-          {command::kind::send, std::move(m.message), m.topic_size, {}});
+          {command::kind::send, std::move(m.envelope), m.topic, {}});
     }
     if (was_empty)
       wake();
@@ -146,16 +146,12 @@ struct pump::impl {
   // adds no latency; at high rates it saves ZeroMQ most of its per-message
   // work.
   void send_run(size_t& i) {
-    auto topic_of = [this](size_t k) {
-      auto& c = batch[k];
-      return std::string_view{c.a.data(), c.topic_size};
-    };
-    auto topic = topic_of(i);
+    auto topic = batch[i].topic;
     size_t end = i + 1;
-    size_t bytes = batch[i].a.size() - batch[i].topic_size;
+    size_t bytes = batch[i].a.size();
     while (end < batch.size() && batch[end].what == command::kind::send
-           && topic_of(end) == topic) {
-      auto more = batch[end].a.size() - batch[end].topic_size;
+           && batch[end].topic == topic) {
+      auto more = batch[end].a.size();
       if (bytes + more > max_batch_bytes)
         break;
       bytes += more;
@@ -166,9 +162,8 @@ struct pump::impl {
     auto* out = static_cast<char*>(body.data());
     for (size_t k = i; k < end; ++k) {
       auto& c = batch[k];
-      auto n = c.a.size() - c.topic_size;
-      std::memcpy(out, c.a.data() + c.topic_size, n);
-      out += n;
+      std::memcpy(out, c.a.data(), c.a.size());
+      out += c.a.size();
     }
     // XPUB never blocks: at the high-water mark ZeroMQ drops.
     if (pub.send(head, zmq::send_flags::sndmore | zmq::send_flags::dontwait)
@@ -394,7 +389,6 @@ caf::expected<std::unique_ptr<pump>> pump::start(pump_config cfg,
   p->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (p->wake_fd < 0)
     return make_error(errc::io_error, "cannot create the pump's eventfd");
-  std::string endpoint;
   try {
     p->set_common(p->pub);
     p->pub.set(zmq::sockopt::sndhwm, p->cfg.hwm);
@@ -408,25 +402,26 @@ caf::expected<std::unique_ptr<pump>> pump::start(pump_config cfg,
     return make_error(errc::io_error,
                       fmt::format("cannot set socket options: {}", e.what()));
   }
-  try {
-    p->pub.bind(p->cfg.bind);
-    endpoint = p->pub.get(zmq::sockopt::last_endpoint);
-  } catch (const zmq::error_t& e) {
-    return make_error(errc::io_error,
-                      fmt::format("cannot bind the PUB endpoint '{}': {}; "
-                                  "check the address and that the port is free",
-                                  p->cfg.bind, e.what()));
-  }
-  std::string control;
-  try {
-    p->router.bind(p->cfg.control_bind);
-    control = p->router.get(zmq::sockopt::last_endpoint);
-  } catch (const zmq::error_t& e) {
-    return make_error(errc::io_error,
-                      fmt::format("cannot bind the control endpoint '{}': {}; "
-                                  "check the address and that the port is free",
-                                  p->cfg.control_bind, e.what()));
-  }
+  // Binds `sock` to `where`; returns the endpoint with the port resolved.
+  auto bind = [](zmq::socket_t& sock, const std::string& where,
+                 const char* what) -> caf::expected<std::string> {
+    try {
+      sock.bind(where);
+      return sock.get(zmq::sockopt::last_endpoint);
+    } catch (const zmq::error_t& e) {
+      return make_error(errc::io_error,
+                        fmt::format("cannot bind the {} endpoint '{}': {}; "
+                                    "check the address and that the port is "
+                                    "free",
+                                    what, where, e.what()));
+    }
+  };
+  auto endpoint = bind(p->pub, p->cfg.bind, "PUB");
+  if (!endpoint)
+    return std::move(endpoint.error());
+  auto control = bind(p->router, p->cfg.control_bind, "control");
+  if (!control)
+    return std::move(control.error());
   for (auto& peer : p->cfg.peers) {
     try {
       p->sub.connect(peer);
@@ -438,8 +433,8 @@ caf::expected<std::unique_ptr<pump>> pump::start(pump_config cfg,
   }
   auto* raw = p.get();
   std::unique_ptr<pump> result{new pump(std::move(p))};
-  result->endpoint_ = std::move(endpoint);
-  result->control_endpoint_ = std::move(control);
+  result->endpoint_ = std::move(*endpoint);
+  result->control_endpoint_ = std::move(*control);
   raw->thread = std::thread{[raw] {
     pthread_setname_np(pthread_self(), "herald.pump");
     raw->loop();
@@ -453,25 +448,21 @@ pump::~pump() {
   stop();
 }
 
-void pump::send(std::string message, uint32_t topic_size) {
-  impl_->push({command::kind::send, std::move(message), topic_size, {}});
-}
-
 void pump::send_all(std::vector<outgoing>& messages) {
   impl_->push_sends(messages);
 }
 
 void pump::request(std::string endpoint, std::string body) {
   impl_->push(
-    {command::kind::request, std::move(endpoint), 0, std::move(body)});
+    {command::kind::request, std::move(endpoint), {}, std::move(body)});
 }
 
 void pump::subscribe(std::string prefix) {
-  impl_->push({command::kind::subscribe, std::move(prefix), 0, {}});
+  impl_->push({command::kind::subscribe, std::move(prefix), {}, {}});
 }
 
 void pump::connect(std::string endpoint) {
-  impl_->push({command::kind::connect, std::move(endpoint), 0, {}});
+  impl_->push({command::kind::connect, std::move(endpoint), {}, {}});
 }
 
 bool pump::wait_for_subscriptions(int64_t n,
@@ -489,7 +480,7 @@ const pump_stats& pump::stats() const noexcept {
 void pump::stop() {
   if (!impl_ || !impl_->thread.joinable())
     return;
-  impl_->push({command::kind::stop, {}, 0, {}});
+  impl_->push({command::kind::stop, {}, {}, {}});
   impl_->thread.join();
   impl_->ctx.close();
 }

@@ -81,9 +81,6 @@ struct consumer_setup {
   /// Whether the consumer tracks streams (gap repair, replay, offsets).
   /// Observers (`herald tail`) only see what arrives live. Default: true.
   bool durable = true;
-  /// The stream of the consumer's own node: its events arrive in order
-  /// from the node itself, so they are never deferred.
-  std::string own_stream;
   /// Sends replay requests. Required when `durable`.
   replay_fn replay;
   /// Offsets. Required when `durable`.

@@ -97,6 +97,15 @@ struct event_spec {
   bool has_consumer(std::string_view consumer) const noexcept;
 };
 
+/// A hash for maps keyed by `std::string` that are looked up with
+/// `std::string_view` without making a string (with `std::equal_to<>`).
+struct string_hash {
+  using is_transparent = void;
+  size_t operator()(std::string_view text) const noexcept {
+    return std::hash<std::string_view>{}(text);
+  }
+};
+
 /// The loaded catalog.
 class catalog {
 public:
@@ -133,13 +142,6 @@ public:
 
 private:
   // Lets `find` look up a string_view without making a std::string.
-  struct string_hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view text) const noexcept {
-      return std::hash<std::string_view>{}(text);
-    }
-  };
-
   std::string source_;
   std::vector<event_spec> events_;
   std::unordered_map<std::string, size_t, string_hash, std::equal_to<>> index_;

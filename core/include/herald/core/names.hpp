@@ -59,4 +59,8 @@ private:
   kind kind_ = kind::exact;
 };
 
+/// Returns whether any of `patterns` selects the event name `name`.
+bool any_matches(const std::vector<pattern>& patterns,
+                 std::string_view name) noexcept;
+
 } // namespace herald

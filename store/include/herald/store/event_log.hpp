@@ -64,10 +64,11 @@ struct log_options {
 };
 
 /// One record to append. `envelope` is the encoded envelope (it contains
-/// `seq` and `type_seq` too); `type` names its event type.
+/// `seq` and `type_seq` too); `type` names its event type and is not
+/// copied: it must outlive the log (e.g. a catalog event name).
 struct record {
   uint64_t seq = 0;
-  std::string type;
+  std::string_view type;
   uint64_t type_seq = 0;
   /// Microseconds since the epoch: retention compares it to the clock.
   int64_t timestamp_us = 0;

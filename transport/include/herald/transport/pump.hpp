@@ -103,18 +103,15 @@ public:
     return endpoint_;
   }
 
-  /// Queues a message for sending on the XPUB socket. Never blocks.
-  /// `message` holds the topic (its first `topic_size` bytes) followed by
-  /// the envelope: one buffer, one allocation per event.
-  void send(std::string message, uint32_t topic_size);
-
-  /// A message for `send_all`: topic (first `topic_size` bytes) + envelope.
+  /// A message for `send_all`: `[topic][envelope]`. `topic` is not copied:
+  /// it must stay valid until the pump stops (e.g. a catalog event name).
   struct outgoing {
-    std::string message;
-    uint32_t topic_size = 0;
+    std::string_view topic;
+    std::string envelope;
   };
 
-  /// Queues many messages at once, in order (one lock, one wake-up).
+  /// Queues messages for the XPUB socket, in order (one lock, one
+  /// wake-up), moving their envelopes. Never blocks.
   void send_all(std::vector<outgoing>& messages);
 
   /// Sends `request` to the control endpoint `endpoint` (connecting a
