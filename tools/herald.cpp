@@ -1,4 +1,5 @@
-/// The `herald` command: publish an event, watch the bus, check a catalog.
+/// The `herald` command: publish an event, watch the bus, check a catalog,
+/// manage a node's dead letters.
 ///
 /// ```sh
 /// herald publish --config config/user_service.yaml user.account.created
@@ -6,6 +7,7 @@
 ///   "web"}'
 /// herald tail --config config/email_service.yaml --peer tcp://127.0.0.1:5600
 /// 'user.>' herald catalog check config/events.yaml
+/// herald dlq list --control tcp://127.0.0.1:5701
 /// ```
 ///
 /// Exit codes: 0 success, 1 runtime error (`herald: <message>` on stderr),
@@ -21,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_common.hpp"
+#include "dlq.hpp"
 #include "herald/core/errc.hpp"
 
 #ifndef HERALD_VERSION
@@ -167,7 +170,8 @@ int run_catalog_check(const std::string& file) {
 } // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Publish, watch and check the events of a herald deployment.",
+  CLI::App app{"Publish, watch and check the events of a herald deployment, "
+               "and manage its dead letters.",
                "herald"};
   app.set_version_flag("--version", "herald " HERALD_VERSION);
   app.require_subcommand(1);
@@ -221,8 +225,12 @@ int main(int argc, char** argv) {
     ->add_option("FILE", catalog_file, "the catalog, e.g. config/events.yaml")
     ->required();
 
+  auto dlq = cli::add_dlq_commands(app);
+
   if (auto rc = cli::parse(app, argc, argv))
     return *rc;
+  if (*dlq.app)
+    return dlq.run();
   if (*publish)
     return run_publish(pub);
   if (*tail_cmd)

@@ -1,0 +1,455 @@
+// `herald dlq` as a user runs it, against a fake node: a ROUTER socket in
+// this process that records each request and answers with a canned reply.
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include "herald/core/codec.hpp"
+#include "process.hpp"
+
+using namespace std::chrono_literals;
+using herald::payload;
+using herald::test::run;
+using herald::test::shell_quote;
+
+namespace {
+
+const std::string herald_exe = shell_quote(HERALD_BINARY_DIR "/tools/herald");
+
+std::string herald_cmd(const std::string& args) {
+  return herald_exe + " " + args;
+}
+
+// A node's control endpoint as far as `herald dlq` can tell: answers each
+// request with what `answer` returns (its id added) and records it.
+//
+// Thread safety: the socket lives on the serving thread; `requests` may be
+// called from any thread.
+class fake_node {
+public:
+  using answer_fn = std::function<payload(const payload& request)>;
+
+  explicit fake_node(answer_fn answer) : answer_(std::move(answer)) {
+    sock_.set(zmq::sockopt::linger, 0);
+    sock_.bind("tcp://127.0.0.1:*");
+    endpoint_ = sock_.get(zmq::sockopt::last_endpoint);
+    thread_ = std::thread{[this] {
+      serve();
+    }};
+  }
+
+  ~fake_node() {
+    stop_ = true;
+    thread_.join();
+  }
+
+  fake_node(const fake_node&) = delete;
+  fake_node& operator=(const fake_node&) = delete;
+
+  /// The endpoint to pass to --control.
+  const std::string& endpoint() const {
+    return endpoint_;
+  }
+
+  /// The requests received so far, decoded.
+  std::vector<payload> requests() const {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return requests_;
+  }
+
+private:
+  void serve() {
+    // Polls in short slices so that the destructor's stop is seen soon.
+    while (!stop_) {
+      zmq::pollitem_t item{sock_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, 20ms);
+      if ((item.revents & ZMQ_POLLIN) == 0)
+        continue;
+      zmq::message_t id;
+      zmq::message_t body;
+      if (!sock_.recv(id, zmq::recv_flags::dontwait) || !id.more()
+          || !sock_.recv(body, zmq::recv_flags::dontwait))
+        continue;
+      auto request = herald::decode_payload(body.to_string_view());
+      payload reply;
+      if (request) {
+        reply = answer_(*request);
+        if (request->contains("id"))
+          reply["id"] = request->at("id");
+        std::lock_guard<std::mutex> guard{mtx_};
+        requests_.push_back(*request);
+      } else {
+        reply = {{"error", "undecodable request"}};
+      }
+      auto bytes = herald::encode_payload(reply);
+      if (sock_.send(id, zmq::send_flags::sndmore))
+        sock_.send(zmq::buffer(bytes), zmq::send_flags::none);
+    }
+  }
+
+  answer_fn answer_;
+  zmq::context_t ctx_{1};
+  zmq::socket_t sock_{ctx_, zmq::socket_type::router};
+  std::string endpoint_;
+  std::atomic<bool> stop_{false};
+  mutable std::mutex mtx_;
+  std::vector<payload> requests_;
+  std::thread thread_;
+};
+
+payload attempt(const std::string& time, const std::string& error,
+                const std::string& cls) {
+  return {{"time", time}, {"error", error}, {"class", cls}};
+}
+
+payload email_letter() {
+  return {
+    {"id", 7},
+    {"consumer", "EmailService"},
+    {"node", "email-node"},
+    {"event_type", "user.account.created"},
+    {"event_id", "0190c0de-0000-7000-8000-000000000001"},
+    {"key", "u-1"},
+    {"stream", "user-node"},
+    {"seq", 17},
+    {"reason", "failed 3 attempts: smtp down"},
+    {"parked", false},
+    {"created", "2026-03-01T09:00:03.000000Z"},
+    {"attempts",
+     {attempt("2026-03-01T09:00:00.000000Z", "smtp down", "transient"),
+      attempt("2026-03-01T09:00:01.000000Z", "smtp still down", "transient"),
+      attempt("2026-03-01T09:00:03.000000Z", "smtp down for good",
+              "transient")}},
+  };
+}
+
+payload billing_letter() {
+  return {
+    {"id", 9},
+    {"consumer", "BillingService"},
+    {"node", "billing-node"},
+    {"event_type", "user.account.deleted"},
+    {"event_id", "0190c0de-0000-7000-8000-000000000002"},
+    {"key", "u-2"},
+    {"stream", "user-node"},
+    {"seq", 21},
+    {"reason", "invalid payload: \"plan\" is missing"},
+    {"parked", true},
+    {"created", "2026-03-01T09:05:00.000000Z"},
+    {"attempts",
+     {attempt("2026-03-01T09:05:00.000000Z",
+              "invalid payload: \"plan\" is missing", "permanent")}},
+  };
+}
+
+payload letters() {
+  return payload::array({email_letter(), billing_letter()});
+}
+
+// The one line of `text` that contains `needle`, or "".
+std::string line_with(const std::string& text, const std::string& needle) {
+  std::istringstream in{text};
+  for (std::string line; std::getline(in, line);)
+    if (line.find(needle) != std::string::npos)
+      return line;
+  return {};
+}
+
+// The first line of `text` that starts with `prefix`, or "".
+std::string line_starting(const std::string& text, const std::string& prefix) {
+  std::istringstream in{text};
+  for (std::string line; std::getline(in, line);)
+    if (line.starts_with(prefix))
+      return line;
+  return {};
+}
+
+} // namespace
+
+TEST_CASE("dlq list prints a table and sends the filters",
+          "[integration][cli][dlq]") {
+  fake_node node{[](const payload&) {
+    return payload{{"dead_letters", letters()}, {"more", false}};
+  }};
+  auto r = run(herald_cmd("dlq list --control " + node.endpoint()
+                          + " --consumer EmailService --type "
+                            "user.account.created --key u-1 --limit 5"),
+               10s);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.err.empty());
+  CHECK_THAT(line_with(r.out, "ID"),
+             Catch::Matches("ID +CONSUMER +TYPE +KEY +STREAM:SEQ +ATTEMPTS "
+                            "+REASON +CREATED"));
+  CHECK_THAT(line_with(r.out, "EmailService"),
+             Catch::Matches("7 +EmailService +user\\.account\\.created +u-1 "
+                            "+user-node:17 +3 +failed 3 attempts: smtp down "
+                            "+2026-03-01T09:00:03\\.000000Z"));
+  CHECK_THAT(line_with(r.out, "BillingService"),
+             Catch::Contains("user-node:21") && Catch::Contains("\"plan\""));
+  auto reqs = node.requests();
+  REQUIRE(reqs.size() == 1);
+  CHECK(reqs[0].at("op") == "dlq.list");
+  CHECK(reqs[0].at("id").is_number_unsigned());
+  CHECK(reqs[0].at("consumer") == "EmailService");
+  CHECK(reqs[0].at("type") == "user.account.created");
+  CHECK(reqs[0].at("key") == "u-1");
+  CHECK(reqs[0].at("limit") == 5);
+  CHECK_FALSE(reqs[0].contains("after"));
+}
+
+TEST_CASE("dlq list without filters asks for 100 and sends none",
+          "[integration][cli][dlq]") {
+  fake_node node{[](const payload&) {
+    return payload{{"dead_letters", payload::array()}, {"more", false}};
+  }};
+  auto r = run(herald_cmd("dlq list --control " + node.endpoint()), 10s);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("no dead letters match"));
+  auto reqs = node.requests();
+  REQUIRE(reqs.size() == 1);
+  CHECK(reqs[0].at("limit") == 100);
+  CHECK_FALSE(reqs[0].contains("consumer"));
+  CHECK_FALSE(reqs[0].contains("type"));
+  CHECK_FALSE(reqs[0].contains("key"));
+}
+
+TEST_CASE("dlq list --json prints the dead letters as a JSON array",
+          "[integration][cli][dlq]") {
+  fake_node node{[](const payload&) {
+    return payload{{"dead_letters", letters()}, {"more", false}};
+  }};
+  auto r = run(herald_cmd("dlq list --json --control " + node.endpoint()), 10s);
+  REQUIRE(r.exit_code == 0);
+  CHECK(nlohmann::json::parse(r.out) == letters());
+}
+
+TEST_CASE("dlq list says how to see the next page when there is more",
+          "[integration][cli][dlq]") {
+  fake_node node{[](const payload&) {
+    return payload{{"dead_letters", letters()}, {"more", true}};
+  }};
+  auto r =
+    run(herald_cmd("dlq list --limit 2 --after 3 --control " + node.endpoint()),
+        10s);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("--after 9"));
+  auto reqs = node.requests();
+  REQUIRE(reqs.size() == 1);
+  CHECK(reqs[0].at("after") == 3);
+}
+
+TEST_CASE("dlq show prints every field, the attempts and the event",
+          "[integration][cli][dlq]") {
+  fake_node node{[](const payload&) {
+    auto dl = email_letter();
+    dl["event"] = {{"event_type", "user.account.created"},
+                   {"timestamp", 1772355600000000},
+                   {"id", "0190c0de-0000-7000-8000-000000000001"},
+                   {"source", "UserService"},
+                   {"key", "u-1"},
+                   {"stream", "user-node"},
+                   {"seq", 17},
+                   {"data", {{"email", "user1@example.com"}}}};
+    return payload{{"dead_letter", dl}};
+  }};
+  auto r = run(herald_cmd("dlq show 7 --control " + node.endpoint()), 10s);
+  REQUIRE(r.exit_code == 0);
+  for (auto field : {"consumer:", "node:", "event_type:", "event_id:", "key:",
+                     "stream:", "seq:", "reason:", "parked:", "created:"})
+    CHECK_THAT(r.out, Catch::Contains(field));
+  CHECK_THAT(line_starting(r.out, "consumer:"),
+             Catch::Contains("EmailService"));
+  CHECK_THAT(line_starting(r.out, "attempts:"), Catch::EndsWith("3"));
+  CHECK_THAT(
+    line_starting(r.out, "  1. "),
+    Catch::Contains("2026-03-01T09:00:00.000000Z  [transient]  smtp down"));
+  CHECK_THAT(line_starting(r.out, "  2. "), Catch::Contains("smtp still down"));
+  CHECK_THAT(line_starting(r.out, "  3. "),
+             Catch::Contains("smtp down for good"));
+  // The event, pretty-printed after its label.
+  auto at = r.out.find("event:\n");
+  REQUIRE(at != std::string::npos);
+  auto event = nlohmann::json::parse(r.out.substr(at + 7));
+  CHECK(event.at("data").at("email") == "user1@example.com");
+  CHECK_THAT(r.out, Catch::Contains("\n  \"event_type\": "));
+  auto reqs = node.requests();
+  REQUIRE(reqs.size() == 1);
+  CHECK(reqs[0].at("op") == "dlq.show");
+  CHECK(reqs[0].at("dead_letter") == 7);
+}
+
+TEST_CASE("dlq redrive sends dry_run and prints the ids",
+          "[integration][cli][dlq]") {
+  fake_node node{[](const payload& req) {
+    return payload{{"redriven", {7, 9}}, {"dry_run", req.at("dry_run")}};
+  }};
+  SECTION("a dry run") {
+    auto r = run(herald_cmd("dlq redrive --dry-run --type "
+                            "user.account.created --control "
+                            + node.endpoint()),
+                 10s);
+    REQUIRE(r.exit_code == 0);
+    CHECK_THAT(r.out, Catch::Contains(
+                        "2 dead letters would be redriven (dry run): 7, 9"));
+    auto reqs = node.requests();
+    REQUIRE(reqs.size() == 1);
+    CHECK(reqs[0].at("op") == "dlq.redrive");
+    CHECK(reqs[0].at("dry_run") == true);
+    CHECK(reqs[0].at("type") == "user.account.created");
+  }
+  SECTION("for real") {
+    auto r = run(herald_cmd("dlq redrive --control " + node.endpoint()), 10s);
+    REQUIRE(r.exit_code == 0);
+    CHECK_THAT(r.out, Catch::Contains("2 dead letters redriven: 7, 9"));
+    auto reqs = node.requests();
+    REQUIRE(reqs.size() == 1);
+    CHECK(reqs[0].at("dry_run") == false);
+  }
+}
+
+TEST_CASE("dlq purge deletes only what is selected",
+          "[integration][cli][dlq]") {
+  fake_node node{[](const payload& req) {
+    return payload{{"purged", {7}}, {"dry_run", req.at("dry_run")}};
+  }};
+  SECTION("a bare purge is refused and sends nothing") {
+    auto r = run(herald_cmd("dlq purge --control " + node.endpoint()), 10s);
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err,
+               Catch::Contains("nothing selects") && Catch::Contains("--all"));
+    CHECK(r.out.empty());
+    CHECK(node.requests().empty());
+  }
+  SECTION("--all with a filter is refused") {
+    auto r = run(herald_cmd("dlq purge --all --consumer EmailService "
+                            "--control "
+                            + node.endpoint()),
+                 10s);
+    CHECK(r.exit_code == 2);
+    CHECK(node.requests().empty());
+  }
+  SECTION("by id") {
+    auto r = run(herald_cmd("dlq purge 7 --control " + node.endpoint()), 10s);
+    REQUIRE(r.exit_code == 0);
+    CHECK_THAT(r.out, Catch::Contains("1 dead letter purged: 7"));
+    auto reqs = node.requests();
+    REQUIRE(reqs.size() == 1);
+    CHECK(reqs[0].at("op") == "dlq.purge");
+    CHECK(reqs[0].at("dead_letter") == 7);
+    CHECK(reqs[0].at("dry_run") == false);
+    CHECK_FALSE(reqs[0].contains("all"));
+  }
+  SECTION("--all, as a dry run") {
+    auto r =
+      run(herald_cmd("dlq purge --all --dry-run --control " + node.endpoint()),
+          10s);
+    REQUIRE(r.exit_code == 0);
+    CHECK_THAT(r.out,
+               Catch::Contains("1 dead letter would be purged (dry run): 7"));
+    auto reqs = node.requests();
+    REQUIRE(reqs.size() == 1);
+    CHECK(reqs[0].at("all") == true);
+    CHECK(reqs[0].at("dry_run") == true);
+  }
+}
+
+TEST_CASE("dlq exits 1 with the node's error", "[integration][cli][dlq]") {
+  fake_node node{[](const payload&) {
+    return payload{{"error", "no dead letter 42 on node email-node"}};
+  }};
+  auto r = run(herald_cmd("dlq show 42 --control " + node.endpoint()), 10s);
+  CHECK(r.exit_code == 1);
+  CHECK(r.err == "herald: no dead letter 42 on node email-node\n");
+  CHECK(r.out.empty());
+}
+
+TEST_CASE("dlq gives up after --timeout when no node answers",
+          "[integration][cli][dlq]") {
+  auto endpoint =
+    "tcp://127.0.0.1:" + std::to_string(herald::test::free_port());
+  auto started = std::chrono::steady_clock::now();
+  auto r = run(herald_cmd("dlq list --timeout 0.5 --control " + endpoint), 10s);
+  auto took = std::chrono::steady_clock::now() - started;
+  CHECK(r.exit_code == 1);
+  CHECK(r.err
+        == "herald: no answer from " + endpoint
+             + " within 0.5s; is the node running, and is that its "
+               "control endpoint?\n");
+  CHECK(took < 5s);
+}
+
+TEST_CASE("dlq needs exactly one of --control and --config",
+          "[integration][cli][dlq]") {
+  SECTION("neither") {
+    auto r = run(herald_cmd("dlq list"), 10s);
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err,
+               Catch::Contains("--control") && Catch::Contains("--config"));
+  }
+  SECTION("both") {
+    herald::test::temp_dir dir;
+    herald::test::write_text(dir / "n.yaml", "node: n\ncatalog: events.yaml\n");
+    auto r = run(herald_cmd("dlq list --control tcp://127.0.0.1:1 --config "
+                            + shell_quote((dir / "n.yaml").string())),
+                 10s);
+    CHECK(r.exit_code == 2);
+  }
+  SECTION("an endpoint that is none") {
+    auto r = run(herald_cmd("dlq list --control localhost:5701"), 10s);
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Catch::Contains("tcp://HOST:PORT"));
+  }
+}
+
+TEST_CASE("dlq reads the control endpoint from the node's config",
+          "[integration][cli][dlq]") {
+  fake_node node{[](const payload&) {
+    return payload{{"dead_letters", letters()}, {"more", false}};
+  }};
+  herald::test::temp_dir dir;
+  auto file = dir / "email_node.yaml";
+  SECTION("a fixed port") {
+    herald::test::write_text(file, "node: email-node\ncatalog: events.yaml\n"
+                                   "control: "
+                                     + node.endpoint() + "\n");
+    auto r =
+      run(herald_cmd("dlq list --json --config " + shell_quote(file.string())),
+          10s);
+    REQUIRE(r.exit_code == 0);
+    CHECK(nlohmann::json::parse(r.out) == letters());
+  }
+  SECTION("a port the node picks") {
+    herald::test::write_text(file, "node: email-node\ncatalog: events.yaml\n"
+                                   "control: tcp://127.0.0.1:*\n");
+    auto r =
+      run(herald_cmd("dlq list --config " + shell_quote(file.string())), 10s);
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.err, Catch::Contains("tcp://127.0.0.1:*")
+                        && Catch::Contains("pass --control with the port the "
+                                           "node logged at start"));
+    CHECK(node.requests().empty());
+  }
+}
+
+TEST_CASE("every dlq command has a help", "[integration][cli][dlq]") {
+  auto dlq = run(herald_cmd("dlq --help"), 10s);
+  CHECK(dlq.exit_code == 0);
+  for (auto cmd : {"list", "show", "redrive", "purge"})
+    CHECK_THAT(dlq.out, Catch::Contains(cmd));
+  auto purge = run(herald_cmd("dlq purge --help"), 10s);
+  CHECK(purge.exit_code == 0);
+  CHECK_THAT(purge.out, Catch::Contains("--all") && Catch::Contains("--dry-run")
+                          && Catch::Contains("--control")
+                          && Catch::Contains("--timeout"));
+}

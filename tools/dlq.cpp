@@ -1,0 +1,603 @@
+#include "dlq.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include "cli_common.hpp"
+#include "herald/core/codec.hpp"
+#include "herald/core/config.hpp"
+#include "herald/core/errc.hpp"
+
+namespace herald::cli {
+
+namespace {
+
+constexpr std::string_view prog = "herald";
+
+// Every request carries this id; the socket is fresh, so no reply to an
+// earlier request can arrive on it.
+constexpr uint64_t request_id = 1;
+
+// A reply may carry a whole event (show) or many dead letters (list).
+constexpr size_t max_reply = size_t{64} * 1024 * 1024;
+
+// Longest reason the list shows; `show` prints it whole.
+constexpr size_t max_reason_width = 60;
+
+// How every dlq command finds the node.
+struct endpoint_options {
+  std::string control;
+  std::string config;
+  double timeout = 5;
+};
+
+// What selects dead letters in list, redrive and purge.
+struct filter_options {
+  std::optional<std::string> consumer;
+  std::optional<std::string> type;
+  std::optional<std::string> key;
+};
+
+// The parsed options of every dlq command; one of them runs.
+struct dlq_state {
+  endpoint_options endpoint;
+  filter_options filter;
+  uint64_t limit = 100;
+  std::optional<uint64_t> after;
+  bool json = false;
+  bool dry_run = false;
+  uint64_t show_id = 0;
+  std::optional<uint64_t> purge_id;
+  bool purge_all = false;
+  CLI::App* list = nullptr;
+  CLI::App* show = nullptr;
+  CLI::App* redrive = nullptr;
+  CLI::App* purge = nullptr;
+};
+
+CLI::Validator positive_seconds() {
+  return CLI::Validator(
+    [](std::string& text) -> std::string {
+      try {
+        if (std::stod(text) > 0)
+          return {};
+      } catch (const std::exception&) {
+        return {}; // not a number: the conversion reports it
+      }
+      return fmt::format("{} is not a positive number of seconds", text);
+    },
+    ">0");
+}
+
+CLI::Validator not_empty() {
+  return CLI::Validator(
+    [](std::string& text) -> std::string {
+      return text.empty() ? "must not be empty" : "";
+    },
+    "");
+}
+
+CLI::Validator control_endpoint() {
+  return CLI::Validator(
+    [](std::string& text) -> std::string {
+      for (std::string_view scheme : {"tcp://", "ipc://"})
+        if (text.starts_with(scheme) && text.size() > scheme.size())
+          return {};
+      return fmt::format("'{}' is not a control endpoint; use "
+                         "tcp://HOST:PORT or ipc://PATH",
+                         text);
+    },
+    "ENDPOINT");
+}
+
+// Adds --control, --config and --timeout to `cmd`, and makes it refuse a
+// command line without one of --control and --config (exit 2) or without
+// what `extra_check` wants.
+void add_endpoint_options(CLI::App& cmd, endpoint_options& opts,
+                          std::function<void()> extra_check = {}) {
+  auto* control =
+    cmd
+      .add_option("--control", opts.control,
+                  "the node's control endpoint, e.g. tcp://127.0.0.1:5701: "
+                  "the control= of the line the node logs at start")
+      ->check(control_endpoint());
+  auto* config =
+    cmd
+      .add_option("--config", opts.config,
+                  "the node's configuration file (YAML), to read its "
+                  "'control' endpoint from")
+      ->check(CLI::ExistingFile);
+  control->excludes(config);
+  cmd
+    .add_option("--timeout", opts.timeout,
+                "seconds to wait for the node's answer")
+    ->capture_default_str()
+    ->check(positive_seconds());
+  cmd.callback([control, config, check = std::move(extra_check)] {
+    if (control->count() == 0 && config->count() == 0)
+      throw CLI::RequiredError(
+        "which node? pass its control endpoint with --control ENDPOINT or "
+        "its configuration with --config NODE.yaml",
+        CLI::ExitCodes::RequiredError);
+    if (check)
+      check();
+  });
+}
+
+void add_filter_options(CLI::App& cmd, filter_options& opts,
+                        std::string_view verb) {
+  cmd
+    .add_option("--consumer", opts.consumer,
+                fmt::format("{} only the dead letters of this consumer, "
+                            "e.g. EmailService",
+                            verb))
+    ->check(not_empty());
+  cmd
+    .add_option("--type", opts.type,
+                fmt::format("{} only the dead letters of this event type, "
+                            "e.g. user.account.created",
+                            verb))
+    ->check(not_empty());
+  cmd
+    .add_option(
+      "--key", opts.key,
+      fmt::format("{} only the dead letters of this entity key", verb))
+    ->check(not_empty());
+}
+
+// The endpoint to connect to: --control, or the config's `control` with a
+// wildcard host replaced by the loopback address. Fails when the config
+// leaves the port to the node (`*`): only the node's log knows it then.
+caf::expected<std::string> resolve_endpoint(const endpoint_options& opts) {
+  if (!opts.control.empty())
+    return opts.control;
+  auto cfg = node_config::load_file(opts.config);
+  if (!cfg)
+    return std::move(cfg.error());
+  std::string ep = cfg->control;
+  constexpr std::string_view tcp = "tcp://";
+  if (!ep.starts_with(tcp))
+    return ep;
+  auto colon = ep.rfind(':');
+  if (colon == std::string::npos || colon < tcp.size())
+    return ep;
+  auto host = ep.substr(tcp.size(), colon - tcp.size());
+  auto port = ep.substr(colon + 1);
+  if (port == "*")
+    return make_error(errc::invalid_config,
+                      fmt::format("{}: the control endpoint is '{}', a port "
+                                  "the node picks when it starts; pass "
+                                  "--control with the port the node logged "
+                                  "at start (control=... in its 'started' "
+                                  "line)",
+                                  opts.config, ep));
+  if (host == "*" || host == "0.0.0.0")
+    return fmt::format("tcp://127.0.0.1:{}", port);
+  return ep;
+}
+
+// Sends `request` (with `id` added) to the node at `endpoint` and waits at
+// most `timeout` for the reply. Fails on no answer, a malformed reply or
+// an `error` reply, whose message it returns.
+caf::expected<payload> ask(const std::string& endpoint, payload request,
+                           double timeout) {
+  request["id"] = request_id;
+  auto bytes = encode_payload(request);
+  decode_limits limits;
+  limits.max_frame = max_reply;
+  limits.max_str = max_reply;
+  auto malformed = [&](std::string_view why) {
+    return make_error(errc::decode_error,
+                      fmt::format("malformed reply from {}: {}; is that the "
+                                  "control endpoint of a herald node?",
+                                  endpoint, why));
+  };
+  try {
+    zmq::context_t ctx{1};
+    zmq::socket_t sock{ctx, zmq::socket_type::dealer};
+    // Exit at once, whether or not the request was delivered.
+    sock.set(zmq::sockopt::linger, 0);
+    sock.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(max_reply));
+    sock.connect(endpoint);
+    // A connecting DEALER queues the request on its pipe: no wait here.
+    if (!sock.send(zmq::buffer(bytes), zmq::send_flags::dontwait))
+      return make_error(
+        errc::io_error,
+        fmt::format("cannot queue the request to {}", endpoint));
+    auto deadline =
+      std::chrono::steady_clock::now() + from_seconds(std::max(timeout, 0.0));
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0)
+        return make_error(
+          errc::timeout,
+          fmt::format("no answer from {} within {:g}s; is the node running, "
+                      "and is that its control endpoint?",
+                      endpoint, timeout));
+      zmq::pollitem_t item{sock.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, left);
+      if ((item.revents & ZMQ_POLLIN) == 0)
+        continue;
+      zmq::message_t msg;
+      if (!sock.recv(msg, zmq::recv_flags::dontwait))
+        continue;
+      if (msg.more())
+        return malformed("more than one frame");
+      auto reply = decode_payload(msg.to_string_view(), limits);
+      if (!reply)
+        return malformed(message_of(reply.error()));
+      if (!reply->is_object())
+        return malformed("not a map");
+      auto id = reply->find("id");
+      if (id != reply->end() && id->is_number_unsigned()
+          && id->get<uint64_t>() != request_id)
+        continue; // not ours
+      if (auto err = reply->find("error"); err != reply->end())
+        return make_error(errc::invalid_argument, err->is_string()
+                                                    ? err->get<std::string>()
+                                                    : err->dump());
+      return std::move(*reply);
+    }
+  } catch (const zmq::error_t& e) {
+    return make_error(errc::io_error,
+                      fmt::format("cannot talk to {}: {}", endpoint, e.what()));
+  }
+}
+
+// Resolves the endpoint and asks; the one path every command takes.
+caf::expected<payload> ask_node(const endpoint_options& opts, payload request) {
+  auto ep = resolve_endpoint(opts);
+  if (!ep)
+    return std::move(ep.error());
+  return ask(*ep, std::move(request), opts.timeout);
+}
+
+void add_filters(payload& request, const filter_options& f) {
+  if (f.consumer)
+    request["consumer"] = *f.consumer;
+  if (f.type)
+    request["type"] = *f.type;
+  if (f.key)
+    request["key"] = *f.key;
+}
+
+// JSON text that never throws on strings that are not UTF-8.
+std::string dump(const payload& j, int indent = -1) {
+  return j.dump(indent, ' ', false, payload::error_handler_t::replace);
+}
+
+// `s` on one line: control characters escaped as in JSON.
+std::string one_line(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c == '\n')
+      out += "\\n";
+    else if (c == '\r')
+      out += "\\r";
+    else if (c == '\t')
+      out += "\\t";
+    else if (c < 0x20 || c == 0x7F)
+      out += fmt::format("\\u{:04x}", c);
+    else
+      out += ch;
+  }
+  return out;
+}
+
+// The value of `key` in `j` as text: strings as they are, anything else
+// as JSON, nothing when absent.
+std::string text_of(const payload& j, const char* key) {
+  if (!j.is_object())
+    return {};
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null())
+    return {};
+  if (it->is_string())
+    return one_line(it->get_ref<const std::string&>());
+  return one_line(dump(*it));
+}
+
+// Columns are measured in characters, not bytes.
+size_t width_of(std::string_view s) {
+  return static_cast<size_t>(std::count_if(s.begin(), s.end(), [](char c) {
+    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  }));
+}
+
+// `s` cut to at most `max` characters, "..." marking a cut.
+std::string shorten(std::string s, size_t max) {
+  if (width_of(s) <= max)
+    return s;
+  size_t chars = 0, i = 0;
+  for (; i < s.size(); ++i)
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80 && chars++ == max - 3)
+      break;
+  s.resize(i);
+  return s + "...";
+}
+
+std::string pad(const std::string& s, size_t width) {
+  auto w = width_of(s);
+  return w >= width ? s : s + std::string(width - w, ' ');
+}
+
+// The array `key` of `reply`; fails naming it when absent or no array.
+caf::expected<payload> array_of(const payload& reply, const char* key) {
+  auto it = reply.find(key);
+  if (it == reply.end() || !it->is_array())
+    return make_error(errc::decode_error,
+                      fmt::format("malformed reply: no '{}' list; is the "
+                                  "node a herald version with dead letter "
+                                  "commands?",
+                                  key));
+  return *it;
+}
+
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (auto& row : rows)
+    for (size_t i = 0; i < row.size(); ++i) {
+      widths.resize(std::max(widths.size(), row.size()));
+      widths[i] = std::max(widths[i], width_of(row[i]));
+    }
+  for (auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (i + 1 == row.size()) {
+        line += row[i];
+      } else {
+        line += pad(row[i], widths[i]);
+        line += "  ";
+      }
+    }
+    print_line(line);
+  }
+}
+
+int run_list(const dlq_state& st) {
+  payload request{{"op", "dlq.list"}, {"limit", st.limit}};
+  add_filters(request, st.filter);
+  if (st.after)
+    request["after"] = *st.after;
+  auto reply = ask_node(st.endpoint, std::move(request));
+  if (!reply)
+    return fail(prog, message_of(reply.error()));
+  auto letters = array_of(*reply, "dead_letters");
+  if (!letters)
+    return fail(prog, message_of(letters.error()));
+  auto more_it = reply->find("more");
+  bool more =
+    more_it != reply->end() && more_it->is_boolean() && more_it->get<bool>();
+  std::string next;
+  if (more && !letters->empty())
+    next = fmt::format("more dead letters match; list the next ones with "
+                       "--after {}",
+                       text_of(letters->back(), "id"));
+  if (st.json) {
+    print_line(dump(*letters));
+    if (!next.empty())
+      fmt::print(stderr, "{}\n", next);
+    return exit_ok;
+  }
+  if (letters->empty()) {
+    print_line("no dead letters match");
+    return exit_ok;
+  }
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back({"ID", "CONSUMER", "TYPE", "KEY", "STREAM:SEQ", "ATTEMPTS",
+                  "REASON", "CREATED"});
+  for (auto& dl : *letters) {
+    auto attempts = dl.is_object() ? dl.find("attempts") : dl.end();
+    rows.push_back({
+      text_of(dl, "id"),
+      text_of(dl, "consumer"),
+      text_of(dl, "event_type"),
+      text_of(dl, "key"),
+      fmt::format("{}:{}", text_of(dl, "stream"), text_of(dl, "seq")),
+      attempts != dl.end() && attempts->is_array()
+        ? std::to_string(attempts->size())
+        : std::string{"?"},
+      shorten(text_of(dl, "reason"), max_reason_width),
+      text_of(dl, "created"),
+    });
+  }
+  print_table(rows);
+  if (!next.empty())
+    print_line(next);
+  return exit_ok;
+}
+
+int run_show(const dlq_state& st) {
+  auto reply =
+    ask_node(st.endpoint, {{"op", "dlq.show"}, {"dead_letter", st.show_id}});
+  if (!reply)
+    return fail(prog, message_of(reply.error()));
+  auto it = reply->find("dead_letter");
+  if (it == reply->end() || !it->is_object())
+    return fail(prog, "malformed reply: no 'dead_letter' map");
+  const auto& dl = *it;
+  if (st.json) {
+    print_line(dump(dl, 2));
+    return exit_ok;
+  }
+  // The known fields in a fixed order, then any the node added.
+  std::vector<std::string> keys = {
+    "id",     "consumer", "node",   "event_type", "event_id", "key",
+    "stream", "seq",      "reason", "parked",     "created",
+  };
+  for (auto& [k, v] : dl.items())
+    if (k != "attempts" && k != "event"
+        && std::find(keys.begin(), keys.end(), k) == keys.end())
+      keys.push_back(k);
+  size_t width = std::string_view{"attempts"}.size();
+  for (auto& k : keys)
+    width = std::max(width, k.size());
+  for (auto& k : keys)
+    print_line(
+      fmt::format("{}  {}", pad(k + ":", width + 1), text_of(dl, k.c_str())));
+  auto attempts = dl.find("attempts");
+  if (attempts != dl.end() && attempts->is_array()) {
+    print_line(
+      fmt::format("{}  {}", pad("attempts:", width + 1), attempts->size()));
+    size_t n = 0;
+    for (auto& a : *attempts)
+      print_line(fmt::format("  {}. {}  [{}]  {}", ++n, text_of(a, "time"),
+                             text_of(a, "class"), text_of(a, "error")));
+  } else {
+    print_line(fmt::format("{}  none listed", pad("attempts:", width + 1)));
+  }
+  auto event = dl.find("event");
+  if (event == dl.end() || event->is_null()) {
+    print_line("event:     none in the reply");
+    return exit_ok;
+  }
+  print_line("event:");
+  print_line(dump(*event, 2));
+  return exit_ok;
+}
+
+// "4, 7, 9" from an array of ids.
+std::string id_list(const payload& ids) {
+  std::string out;
+  for (auto& id : ids) {
+    if (!out.empty())
+      out += ", ";
+    out += id.is_string() ? id.get<std::string>() : dump(id);
+  }
+  return out;
+}
+
+// Prints which dead letters were `done` (redriven, purged), or would be
+// in a dry run.
+int report_ids(const dlq_state& st, const payload& reply, const char* key,
+               std::string_view done) {
+  auto ids = array_of(reply, key);
+  if (!ids)
+    return fail(prog, message_of(ids.error()));
+  // The node says whether it changed anything; an older one may not.
+  auto dry = reply.find("dry_run");
+  bool dry_run =
+    dry != reply.end() && dry->is_boolean() ? dry->get<bool>() : st.dry_run;
+  auto what =
+    dry_run ? fmt::format("would be {} (dry run)", done) : std::string{done};
+  if (ids->empty())
+    print_line(fmt::format("no dead letters match; none {}", what));
+  else
+    print_line(fmt::format("{} dead letter{} {}: {}", ids->size(),
+                           ids->size() == 1 ? "" : "s", what, id_list(*ids)));
+  return exit_ok;
+}
+
+int run_redrive(const dlq_state& st) {
+  payload request{{"op", "dlq.redrive"}, {"dry_run", st.dry_run}};
+  add_filters(request, st.filter);
+  auto reply = ask_node(st.endpoint, std::move(request));
+  if (!reply)
+    return fail(prog, message_of(reply.error()));
+  return report_ids(st, *reply, "redriven", "redriven");
+}
+
+int run_purge(const dlq_state& st) {
+  payload request{{"op", "dlq.purge"}, {"dry_run", st.dry_run}};
+  add_filters(request, st.filter);
+  if (st.purge_id)
+    request["dead_letter"] = *st.purge_id;
+  if (st.purge_all)
+    request["all"] = true;
+  auto reply = ask_node(st.endpoint, std::move(request));
+  if (!reply)
+    return fail(prog, message_of(reply.error()));
+  return report_ids(st, *reply, "purged", "purged");
+}
+
+} // namespace
+
+dlq_command add_dlq_commands(CLI::App& app) {
+  auto st = std::make_shared<dlq_state>();
+  auto* dlq = app.add_subcommand(
+    "dlq", "List, inspect, redrive and purge the dead letters of a running "
+           "node, through its control endpoint. Filters (--consumer, --type, "
+           "--key) combine: a dead letter must match every one given.");
+  dlq->require_subcommand(1);
+
+  st->list = dlq->add_subcommand(
+    "list", "List the dead letters that match the filters as a table: id, "
+            "consumer, type, key, stream:seq, attempts, reason, created.");
+  add_endpoint_options(*st->list, st->endpoint);
+  add_filter_options(*st->list, st->filter, "list");
+  st->list->add_option("--limit", st->limit, "list at most N dead letters")
+    ->capture_default_str()
+    ->check(at_least(1));
+  st->list->add_option("--after", st->after,
+                       "list the dead letters after this id (the next page)");
+  st->list->add_flag("--json", st->json,
+                     "print the dead letters as one JSON array instead");
+
+  st->show = dlq->add_subcommand(
+    "show", "Show one dead letter: every field, each attempt on a line of "
+            "its own, and the event it holds.");
+  add_endpoint_options(*st->show, st->endpoint);
+  st->show->add_option("ID", st->show_id, "the dead letter's id")->required();
+  st->show->add_flag("--json", st->json,
+                     "print the dead letter as one JSON object instead");
+
+  st->redrive = dlq->add_subcommand(
+    "redrive", "Hand the dead letters that match the filters (all of them "
+               "without one) back to their consumers, and print their ids.");
+  add_endpoint_options(*st->redrive, st->endpoint);
+  add_filter_options(*st->redrive, st->filter, "redrive");
+  st->redrive->add_flag(
+    "--dry-run", st->dry_run,
+    "only print which dead letters would be redriven; change nothing");
+
+  st->purge = dlq->add_subcommand(
+    "purge", "Delete dead letters for good: one by ID, those matching "
+             "--consumer/--type/--key, or every one with --all.");
+  auto* id_opt = st->purge->add_option("ID", st->purge_id,
+                                       "the id of the dead letter to delete");
+  auto* all_opt = st->purge->add_flag(
+    "--all", st->purge_all,
+    "delete every dead letter of the node (nothing else selects them all)");
+  add_filter_options(*st->purge, st->filter, "delete");
+  all_opt->excludes(id_opt);
+  for (const char* name : {"--consumer", "--type", "--key"})
+    all_opt->excludes(st->purge->get_option(name));
+  st->purge->add_flag("--dry-run", st->dry_run,
+                      "only print which dead letters would be deleted; "
+                      "delete nothing");
+  // Without a selection a purge would take everything: make that explicit.
+  add_endpoint_options(*st->purge, st->endpoint, [raw = st.get()] {
+    auto& f = raw->filter;
+    if (!raw->purge_id && !raw->purge_all && !f.consumer && !f.type && !f.key)
+      throw CLI::ValidationError(
+        "nothing selects the dead letters to purge; pass an ID, --consumer, "
+        "--type or --key, or --all to delete every dead letter",
+        CLI::ExitCodes::ValidationError);
+  });
+
+  auto run = [st]() -> int {
+    if (*st->list)
+      return run_list(*st);
+    if (*st->show)
+      return run_show(*st);
+    if (*st->redrive)
+      return run_redrive(*st);
+    return run_purge(*st);
+  };
+  return {dlq, run};
+}
+
+} // namespace herald::cli
