@@ -3,6 +3,13 @@
 // ZeroMQ, pump, consumer actor, handler).
 //
 //   herald_e2e_bench [--events N] [--rate EVENTS_PER_S] [--users U]
+//                    [--shards S] [--poison PERCENT]
+//
+// --shards sets the consumer's ordering shards (default 8). --poison makes
+// the handler fail for that share of the events (chosen by a hash of the
+// event id, so every attempt of one event fails); they are retried 3 times
+// (1 ms, then 2 ms later: the backoff is configurable, the point here is
+// the cost of the machinery) and dead-lettered.
 //
 // The driver is the producer; it starts the consumer as a child process
 // (the same binary with --role consumer) and prints one JSON line with the
@@ -42,6 +49,8 @@ struct options {
   uint64_t events = 1'000'000;
   uint64_t rate = 0;
   int users = 1000;
+  size_t shards = 8;
+  double poison = 0;
 };
 
 options parse(int argc, char** argv) {
@@ -63,9 +72,14 @@ options parse(int argc, char** argv) {
       o.rate = std::stoull(v);
     else if (k == "--users")
       o.users = std::stoi(v);
+    else if (k == "--shards")
+      o.shards = std::stoul(v);
+    else if (k == "--poison")
+      o.poison = std::stod(v);
     else {
       std::fprintf(stderr,
                    "usage: %s [--events N] [--rate R] [--users U] "
+                   "[--shards S] [--poison PERCENT] "
                    "[--fsync always|batch|os] [--dir DATA_DIR]\n",
                    argv[0]);
       std::exit(2);
@@ -96,36 +110,63 @@ std::unique_ptr<herald::node> start(herald::node_config cfg) {
   return std::move(*n);
 }
 
+// The user index in a key made by `user_id`.
+size_t user_of(std::string_view key) {
+  return std::stoul(std::string{key.substr(key.size() - 12)}, nullptr, 16);
+}
+
 int run_consumer(const options& o) {
   auto cfg = config(o, "bench-consumer", "EmailService");
   cfg.peers.push_back(o.peer);
+  herald::consumer_config email;
+  email.name = "EmailService";
+  email.subscribe = {"user.account.created"};
+  email.shards = o.shards;
+  email.retry.initial = milliseconds{1};
+  email.retry.max = milliseconds{10};
+  cfg.consumers.push_back(email);
   auto n = start(cfg);
-  std::vector<int64_t> lat;
-  lat.reserve(o.events);
+  // Handlers run on several shards at once: each writes its own slots.
+  std::vector<int64_t> lat(o.events);
   std::atomic<uint64_t> got{0};
   std::atomic<int64_t> first_us{0}, last_us{0};
-  uint64_t out_of_order = 0, last_seq = 0;
-  auto err =
-    n->bus().subscribe("user.account.created", [&](const herald::event& ev) {
+  std::atomic<uint64_t> out_of_order{0};
+  // Per entity the last seq handled; an entity is on one shard at a time.
+  std::vector<uint64_t> last_seq(static_cast<size_t>(o.users) + 1, 0);
+  auto poison_cut =
+    static_cast<uint64_t>(o.poison / 100.0 * static_cast<double>(UINT32_MAX));
+  auto err = n->bus().subscribe(
+    "user.account.created",
+    [&](const herald::event& ev) -> caf::error {
+      if (std::hash<std::string_view>{}(ev.id()) % UINT32_MAX < poison_cut)
+        return herald::make_error(herald::errc::io_error, "poison");
       auto now = herald::now_us();
-      if (got.load() == 0)
+      auto i = got.fetch_add(1);
+      if (i == 0)
         first_us = now;
       last_us = now;
-      lat.push_back(now - ev.timestamp_us());
-      if (ev.seq() <= last_seq)
-        ++out_of_order;
-      last_seq = ev.seq();
-      got.fetch_add(1);
-    });
+      if (i < lat.size())
+        lat[i] = now - ev.timestamp_us();
+      auto& last = last_seq[std::min(user_of(ev.key()), last_seq.size() - 1)];
+      if (ev.seq() <= last)
+        out_of_order.fetch_add(1);
+      last = ev.seq();
+      return {};
+    },
+    "EmailService");
   if (err)
     return 1;
+  auto st = n->stats("EmailService");
+  auto finished = [&] {
+    return got.load() + st->dead_lettered.load();
+  };
   // Done when all arrived, or nothing arrived for 3 s after the first.
   auto idle_since = steady_clock::now();
   uint64_t seen = 0;
   auto start_wait = steady_clock::now();
-  while (got.load() < o.events) {
+  while (finished() < o.events) {
     std::this_thread::sleep_for(milliseconds{5});
-    auto now_got = got.load();
+    auto now_got = finished();
     if (now_got != seen) {
       seen = now_got;
       idle_since = steady_clock::now();
@@ -137,20 +178,23 @@ int run_consumer(const options& o) {
   }
   n->drain(seconds{5});
   auto received = got.load();
+  auto dead = st->dead_lettered.load();
+  lat.resize(std::min<size_t>(received, lat.size()));
   std::sort(lat.begin(), lat.end());
   auto pct = [&](double p) {
     return lat.empty() ? 0 : lat[static_cast<size_t>(p * (lat.size() - 1))];
   };
   double secs = (last_us - first_us) / 1e6;
-  auto st = n->stats("EmailService");
-  std::printf("{\"received\":%lu,\"lost\":%lu,\"out_of_order\":%lu,"
-              "\"events_per_s\":%.0f,\"p50_us\":%ld,\"p99_us\":%ld,"
-              "\"p999_us\":%ld,\"max_us\":%ld,\"gaps\":%lu,"
+  std::printf("{\"shards\":%zu,\"poison_pct\":%g,\"received\":%lu,"
+              "\"dead_lettered\":%lu,\"retried\":%lu,\"lost\":%lu,"
+              "\"out_of_order\":%lu,\"events_per_s\":%.0f,\"p50_us\":%ld,"
+              "\"p99_us\":%ld,\"p999_us\":%ld,\"max_us\":%ld,\"gaps\":%lu,"
               "\"replayed\":%lu,\"skipped\":%lu}\n",
-              received, o.events - received, out_of_order,
-              secs > 0 ? received / secs : 0.0, pct(0.50), pct(0.99),
-              pct(0.999), lat.empty() ? 0 : lat.back(), st->gaps.load(),
-              st->replayed.load(), st->skipped.load());
+              o.shards, o.poison, received, dead, st->retried.load(),
+              o.events - std::min(o.events, received + dead),
+              out_of_order.load(), secs > 0 ? (received + dead) / secs : 0.0,
+              pct(0.50), pct(0.99), pct(0.999), lat.empty() ? 0 : lat.back(),
+              st->gaps.load(), st->replayed.load(), st->skipped.load());
   std::fflush(stdout);
   return 0;
 }
@@ -165,6 +209,8 @@ int run_driver(const options& o, const char* self) {
   auto events = std::to_string(o.events);
   auto dir = o.dir;
   auto users = std::to_string(o.users);
+  auto shards = std::to_string(o.shards);
+  auto poison = fmt::format("{}", o.poison);
   int fds[2];
   if (pipe(fds) != 0)
     return 1;
@@ -175,7 +221,9 @@ int run_driver(const options& o, const char* self) {
   const char* args[] = {self,           "--role",         "consumer",
                         "--peer",       endpoint.c_str(), "--events",
                         events.c_str(), "--dir",          dir.c_str(),
-                        "--fsync",      o.fsync.c_str(),  nullptr};
+                        "--fsync",      o.fsync.c_str(),  "--shards",
+                        shards.c_str(), "--poison",       poison.c_str(),
+                        "--users",      users.c_str(),    nullptr};
   pid_t pid;
   if (posix_spawn(&pid, self, &fa, nullptr, const_cast<char**>(args), environ)
       != 0)

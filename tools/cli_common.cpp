@@ -46,8 +46,9 @@ std::mutex stdout_mtx;
 // counters are atomics, readable from any thread.
 class event_recorder {
 public:
-  event_recorder(uint64_t slow_first, std::chrono::microseconds slow)
-      : slow_first_(slow_first), slow_(slow) {}
+  event_recorder(uint64_t slow_first, std::chrono::microseconds slow,
+                 bool fail_all)
+      : slow_first_(slow_first), slow_(slow), fail_all_(fail_all) {}
 
   ~event_recorder() {
     if (fd_ >= 0)
@@ -88,6 +89,8 @@ public:
     auto nth = calls_.fetch_add(1, std::memory_order_relaxed);
     if (nth < slow_first_ && slow_.count() > 0)
       std::this_thread::sleep_for(slow_);
+    if (fail_all_) // not seen: it fails before being recorded
+      return make_error(errc::io_error, "failing on purpose (--fail-all)");
     std::string line;
     if (fd_ >= 0)
       line = fmt::format("{} {} {} {} {}\n", ev.stream(), ev.seq(), ev.key(),
@@ -123,6 +126,7 @@ public:
 private:
   uint64_t slow_first_;
   std::chrono::microseconds slow_;
+  bool fail_all_;
   std::string path_;
   int fd_ = -1;
   std::mutex mtx_;
@@ -313,6 +317,7 @@ int consumer_main(int argc, char** argv, std::string_view service,
   std::string record;
   uint64_t slow_first = 0;
   int64_t slow_us = 0;
+  bool fail_all = false;
   CLI::App app{std::string{description}, name};
   add_node_options(app, nopts);
   auto* expect_opt = app.add_option(
@@ -340,12 +345,15 @@ int consumer_main(int argc, char** argv, std::string_view service,
                 "microseconds --slow-first sleeps per event")
     ->capture_default_str()
     ->check(at_least(0));
+  app.add_flag("--fail-all", fail_all,
+               "fail every handler call (before recording it): exercises "
+               "retries and dead letters");
   if (auto rc = parse(app, argc, argv))
     return *rc;
   install_signal_handlers();
 
   auto rec = std::make_shared<event_recorder>(
-    slow_first, std::chrono::microseconds{slow_us});
+    slow_first, std::chrono::microseconds{slow_us}, fail_all);
   if (!record.empty())
     if (auto err = rec->open(record))
       return fail(name, message_of(err));
@@ -368,8 +376,9 @@ int consumer_main(int argc, char** argv, std::string_view service,
   auto recording = add_recorder(**n, name, rec);
   if (!recording)
     return fail(name, message_of(recording.error()));
-  if (!*recording && (!record.empty() || slow_first > 0))
-    return fail(name, fmt::format("--record and --slow-first need the "
+  if (!*recording && (!record.empty() || slow_first > 0 || fail_all))
+    return fail(name, fmt::format("--record, --slow-first and --fail-all "
+                                  "need the "
                                   "consumer '{}' under 'consumers' in {}",
                                   name, nopts.config));
   if (auto err = write_endpoint_file(**n, nopts))

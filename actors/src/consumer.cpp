@@ -1,5 +1,7 @@
 #include "herald/actors/consumer.hpp"
 
+#include <algorithm>
+#include <deque>
 #include <exception>
 #include <unordered_map>
 
@@ -8,7 +10,10 @@
 #include <caf/stateful_actor.hpp>
 #include <spdlog/spdlog.h>
 
+#include "herald/core/codec.hpp"
 #include "herald/core/errc.hpp"
+#include "herald/core/logging.hpp"
+#include "shard.hpp"
 
 namespace herald {
 
@@ -36,8 +41,18 @@ struct stream_state {
   uint64_t request = 0;
   /// The head of the last completed catch-up.
   uint64_t synced = 0;
-  /// Every selected event with seq <= handled was handled: the offset.
+  /// Every selected event with seq <= handled was finished: the offset.
   uint64_t handled = 0;
+  /// The last seq handed to a shard.
+  uint64_t accepted = 0;
+  /// Seqs handed to shards, in order, and whether each finished: the
+  /// offset moves up to the first unfinished one.
+  std::deque<std::pair<uint64_t, bool>> in_flight;
+  /// Entities whose queue is full hold the stream paused: while > 0 it
+  /// reads nothing new, and catches up from the log afterwards.
+  uint32_t pauses = 0;
+  /// The stream's index in `consumer_state::stream_ids`.
+  uint32_t index = 0;
   /// The offset last stored.
   uint64_t committed = 0;
   /// Whether the consumer had a position in this stream before this
@@ -57,8 +72,18 @@ struct consumer_state {
   /// Every pattern of the consumer, for replay requests.
   std::vector<std::string> patterns;
   std::unordered_map<std::string, stream_state> streams;
-  /// Events sent to the service actor and not answered yet.
+  /// Stream ids by index (work items carry the index).
+  std::vector<std::string> stream_ids;
+  /// The ordering shards, and the work for each gathered while handling one
+  /// message (sent as one batch per shard at its end).
+  std::vector<caf::actor> shards;
+  std::vector<work_batch> outgoing;
+  /// Events handed to shards and not finished yet.
   uint64_t in_flight = 0;
+  /// Of those, the events waiting in entity queues, per shard: they do not
+  /// hold back a catch-up (a retrying entity must not stall the others).
+  std::vector<uint64_t> held;
+  uint64_t held_total = 0;
   bool flush_scheduled = false;
   static inline const char* name = "herald.consumer";
 };
@@ -67,10 +92,15 @@ using consumer_actor = caf::stateful_actor<consumer_state>;
 
 void log_failure(const std::string& consumer, const event& ev,
                  std::string_view why) {
-  spdlog::error("consumer={} event id={} type={} key={} stream={} seq={}: "
-                "handler failed: {}",
-                consumer, ev.id(), ev.type(), ev.key(), ev.stream(), ev.seq(),
-                why);
+  log_fields(*spdlog::default_logger(), spdlog::level::err, "handler failed",
+             {{"consumer", consumer},
+              {"event_id", ev.id()},
+              {"type", ev.type()},
+              {"key", ev.key()},
+              {"stream", ev.stream()},
+              {"seq", ev.seq()},
+              {"attempt", 1},
+              {"error", why}});
 }
 
 // Calls one seed-style handler; returns whether it succeeded.
@@ -116,52 +146,85 @@ void flush_offsets(consumer_actor* self) {
     }
 }
 
-void mark_handled(consumer_actor* self, const event& ev) {
-  auto it = self->state.streams.find(std::string{ev.stream()});
-  if (it != self->state.streams.end() && ev.seq() > it->second.handled) {
-    it->second.handled = ev.seq();
-    it->second.positioned = true;
-    schedule_flush(self);
-  }
-}
-
 void request_next(consumer_actor* self, const std::string& stream);
 
-// Hands `ev` to the consumer's handlers.
-void deliver(consumer_actor* self, const event& ev) {
+// Whether a catch-up may ask for its next batch: the events handed to
+// shards and not finished, apart from those waiting behind a retrying
+// entity, are fewer than a batch.
+bool may_read(consumer_actor* self) {
   auto& st = self->state;
-  auto& stats = *st.setup.stats;
+  auto moving = st.in_flight - std::min(st.in_flight, st.held_total);
+  return moving <= st.setup.replay_batch;
+}
+
+void request_ready(consumer_actor* self) {
+  if (!may_read(self))
+    return;
+  for (auto& [stream, ss] : self->state.streams)
+    if (ss.catching_up && ss.request == 0 && ss.pauses == 0)
+      request_next(self, stream);
+}
+
+// Calls the handlers of an observer (`herald tail`): in order, no retries.
+void observe(consumer_actor* self, const event& ev) {
+  auto& st = self->state;
   bool ok = true;
   for (auto& sub : st.subs)
     if (sub.selector.matches(ev.type()))
       ok = call(st.setup.name, sub, ev) && ok;
-  if (ok && st.service && any_matches(st.setup.service_patterns, ev.type())) {
-    // The service actor's mailbox keeps the order of these requests, and
-    // their responses come back in that order.
-    ++st.in_flight;
-    auto done = [self, ev](bool success) {
-      auto& s = self->state;
-      (success ? s.setup.stats->handled : s.setup.stats->failed)
-        .fetch_add(1, std::memory_order_relaxed);
-      mark_handled(self, ev);
-      if (--s.in_flight == 0)
-        for (auto& [stream, ss] : s.streams)
-          if (ss.catching_up && ss.request == 0)
-            request_next(self, stream);
-    };
-    self->request(st.service, caf::infinite, ev)
-      .then(
-        [done] {
-          done(true);
-        },
-        [self, ev, done](caf::error& err) {
-          log_failure(self->state.setup.name, ev, message_of(err));
-          done(false);
-        });
-    return;
+  (ok ? st.setup.stats->handled : st.setup.stats->failed)
+    .fetch_add(1, std::memory_order_relaxed);
+}
+
+// Hands `ev` to the shard its key hashes onto (sent at the end of the
+// current message, see `send_work`).
+void deliver(consumer_actor* self, stream_state& ss, const event& ev) {
+  auto& st = self->state;
+  auto i = detail::shard_of(ev.key(), st.shards.size());
+  st.outgoing[i].push_back({ev, ss.index, 0});
+  ss.accepted = ev.seq();
+  ss.in_flight.emplace_back(ev.seq(), false);
+  ++st.in_flight;
+}
+
+void send_work(consumer_actor* self) {
+  auto& st = self->state;
+  for (size_t i = 0; i < st.outgoing.size(); ++i)
+    if (!st.outgoing[i].empty()) {
+      self->send(st.shards[i], std::move(st.outgoing[i]));
+      st.outgoing[i] = {};
+    }
+}
+
+// Marks finished events; moves each stream's offset up to its first
+// unfinished event.
+void on_done(consumer_actor* self, const done_batch& done) {
+  auto& st = self->state;
+  for (auto& d : done) {
+    if (d.stream >= st.stream_ids.size())
+      continue;
+    auto& ss = st.streams[st.stream_ids[d.stream]];
+    auto& q = ss.in_flight;
+    auto it = std::lower_bound(q.begin(), q.end(), d.seq,
+                               [](const auto& entry, uint64_t seq) {
+                                 return entry.first < seq;
+                               });
+    if (it == q.end() || it->first != d.seq || it->second)
+      continue;
+    it->second = true;
+    --st.in_flight;
+    bool moved = false;
+    while (!q.empty() && q.front().second) {
+      ss.handled = std::max(ss.handled, q.front().first);
+      q.pop_front();
+      moved = true;
+    }
+    if (moved) {
+      ss.positioned = true;
+      schedule_flush(self);
+    }
   }
-  (ok ? stats.handled : stats.failed).fetch_add(1, std::memory_order_relaxed);
-  mark_handled(self, ev);
+  request_ready(self);
 }
 
 // Accepts `ev` unless its type already went past it; returns whether it
@@ -171,7 +234,7 @@ bool accept(consumer_actor* self, stream_state& ss, const event& ev) {
   if (ev.type_seq() <= tp.type_seq)
     return false;
   tp = {ev.type_seq(), ev.seq()};
-  deliver(self, ev);
+  deliver(self, ss, ev);
   return true;
 }
 
@@ -196,7 +259,7 @@ void start_catch_up(consumer_actor* self, const std::string& stream,
   }
   ss.catching_up = true;
   ss.cursor = from;
-  if (self->state.in_flight == 0)
+  if (ss.pauses == 0 && may_read(self))
     request_next(self, stream);
 }
 
@@ -209,6 +272,9 @@ stream_state& open_stream(consumer_actor* self, const std::string& stream,
   auto [it, fresh] = st.streams.try_emplace(stream);
   if (fresh) {
     auto offset = st.setup.offsets.load(stream);
+    it->second.index = static_cast<uint32_t>(st.stream_ids.size());
+    st.stream_ids.push_back(stream);
+    it->second.accepted = offset;
     it->second.handled = offset;
     it->second.committed = offset;
     it->second.positioned = offset > 0;
@@ -235,7 +301,7 @@ void on_live(consumer_actor* self, const event& ev) {
     return;
   }
   if (!st.setup.durable) {
-    deliver(self, ev);
+    observe(self, ev);
     return;
   }
   std::string stream{ev.stream()};
@@ -322,6 +388,8 @@ void on_reply(consumer_actor* self, replay_reply& r) {
     if (accept(self, ss, ev))
       st.setup.stats->replayed.fetch_add(1, std::memory_order_relaxed);
   ss.cursor = std::max(ss.cursor, r.next);
+  if (ss.pauses > 0)
+    return; // reads on once the entity that paused the stream drains
   if (r.next > r.head) {
     // Caught up. Types whose events all lie before where this catch-up
     // started were handled earlier: take their heads from the producer.
@@ -343,30 +411,123 @@ void on_reply(consumer_actor* self, replay_reply& r) {
       on_live(self, ev);
     return;
   }
-  if (st.in_flight == 0)
+  if (ss.pauses == 0 && may_read(self))
     request_next(self, r.stream);
 }
 
+// An entity's queue is full: read nothing new of `stream` until it drains;
+// then catch up from the log.
+void on_pause(consumer_actor* self, uint32_t index) {
+  if (index >= self->state.stream_ids.size())
+    return;
+  auto& stream = self->state.stream_ids[index];
+  auto& ss = self->state.streams[stream];
+  if (ss.pauses++ == 0)
+    spdlog::warn("consumer={} stream={}: paused: an entity's queue is full "
+                 "behind a retry; reading again from the log once it drains",
+                 self->state.setup.name, stream);
+  start_catch_up(self, stream, ss.accepted + 1);
+}
+
+void on_resume(consumer_actor* self, uint32_t index) {
+  if (index >= self->state.stream_ids.size())
+    return;
+  auto& stream = self->state.stream_ids[index];
+  auto& ss = self->state.streams[stream];
+  if (ss.pauses > 0 && --ss.pauses == 0 && ss.catching_up && ss.request == 0
+      && may_read(self))
+    request_next(self, stream);
+}
+
+// Hands dead letters back to the shards, in their order (per entity, the
+// order they were published in).
+void on_redrive(consumer_actor* self, std::vector<store::dead_letter>& dls) {
+  auto& st = self->state;
+  for (auto& dl : dls) {
+    auto owner = std::make_shared<std::string>(std::move(dl.envelope));
+    size_t offset = 0;
+    auto ev = decode_next(*owner, offset, owner);
+    if (!ev) {
+      spdlog::error("consumer={}: dead letter {} cannot be redriven: its "
+                    "envelope does not decode: {}",
+                    st.setup.name, dl.id, message_of(ev.error()));
+      continue;
+    }
+    auto i = detail::shard_of(ev->key(), st.shards.size());
+    st.outgoing[i].push_back({ev->as_redelivered(), no_stream, dl.id});
+  }
+  send_work(self);
+}
+
 caf::behavior consumer(consumer_actor* self, consumer_setup setup) {
-  self->state.setup = std::move(setup);
-  for (auto& p : self->state.setup.service_patterns)
-    self->state.patterns.push_back(p.text());
+  auto& st = self->state;
+  st.setup = std::move(setup);
+  for (auto& p : st.setup.service_patterns)
+    st.patterns.push_back(p.text());
+  if (st.setup.durable) {
+    auto n = std::max<size_t>(st.setup.policy.shards, 1);
+    for (uint32_t i = 0; i < n; ++i) {
+      detail::shard_setup ss;
+      ss.index = i;
+      ss.consumer = st.setup.name;
+      ss.node = st.setup.node;
+      ss.policy = st.setup.policy;
+      ss.stats = st.setup.stats;
+      ss.owner = caf::actor_cast<caf::actor>(self);
+      ss.dead_letters = st.setup.dead_letters;
+      for (auto& parked : st.setup.parked)
+        if (detail::shard_of(parked.first, n) == i)
+          ss.parked.push_back(parked);
+      st.shards.push_back(detail::spawn_shard(self, std::move(ss)));
+    }
+    st.outgoing.resize(n);
+    st.held.resize(n);
+  }
   return {
     [self](const event_batch& batch) {
       for (auto& ev : batch)
         on_live(self, ev);
+      send_work(self);
     },
     [self](heartbeat_atom, const stream_heartbeat& hb) {
       on_heartbeat(self, hb);
     },
     [self](replay_atom, replay_reply& r) {
       on_reply(self, r);
+      send_work(self);
     },
     [self](retry_atom, const std::string& stream, uint64_t id) {
       auto it = self->state.streams.find(stream);
       if (it != self->state.streams.end() && it->second.catching_up
-          && it->second.request == id && self->state.in_flight == 0)
+          && it->second.request == id && it->second.pauses == 0
+          && may_read(self))
         request_next(self, stream);
+    },
+    [self](done_atom, const done_batch& done) {
+      on_done(self, done);
+    },
+    [self](held_atom, uint32_t shard, uint64_t held) {
+      auto& st = self->state;
+      if (shard >= st.held.size())
+        return;
+      st.held_total = st.held_total - st.held[shard] + held;
+      st.held[shard] = held;
+      request_ready(self);
+    },
+    [self](pause_atom, uint32_t stream) {
+      on_pause(self, stream);
+    },
+    [self](resume_atom, uint32_t stream) {
+      on_resume(self, stream);
+    },
+    [self](redrive_atom, std::vector<store::dead_letter>& dls) {
+      on_redrive(self, dls);
+    },
+    [self](unpark_atom, const std::string& key) {
+      auto& st = self->state;
+      if (!st.shards.empty())
+        self->send(st.shards[detail::shard_of(key, st.shards.size())],
+                   unpark_atom::value, key);
     },
     [self](flush_atom) {
       flush_offsets(self);
@@ -374,9 +535,14 @@ caf::behavior consumer(consumer_actor* self, consumer_setup setup) {
     [self](subscribe_atom, const subscription& sub) {
       self->state.subs.push_back(sub);
       self->state.patterns.push_back(sub.selector.text());
+      for (auto& shard : self->state.shards)
+        self->send(shard, subscribe_atom::value, sub);
     },
     [self](attach_atom, const caf::actor& service) {
       self->state.service = service;
+      for (auto& shard : self->state.shards)
+        self->send(shard, attach_atom::value, service,
+                   self->state.setup.service_patterns);
     },
   };
 }

@@ -451,9 +451,10 @@ const char* to_string(field_type t) {
 }
 
 bool event_spec::has_consumer(std::string_view consumer) const noexcept {
-  return std::any_of(consumers.begin(), consumers.end(), [&](const auto& c) {
-    return c.first == consumer;
-  });
+  return builtin
+         || std::any_of(consumers.begin(), consumers.end(), [&](const auto& c) {
+              return c.first == consumer;
+            });
 }
 
 caf::expected<catalog> catalog::load_file(const std::string& path) {
@@ -462,6 +463,29 @@ caf::expected<catalog> catalog::load_file(const std::string& path) {
     return std::move(text.error());
   return parse(*text, path);
 }
+
+namespace {
+
+// herald's own events, in every catalog. Any service may subscribe to them.
+constexpr std::string_view builtin_events = R"(
+herald.alert.raised:
+  trigger: A consumer's dead letters within a window reached its alert rule's threshold
+  producer: herald
+  key: consumer
+  payload:
+    alert_id: {type: uuid}
+    consumer: {type: string}
+    node: {type: string}
+    rule: {type: string, description: "e.g. dead_letters >= 10 within 5m"}
+    dead_letters: {type: int, description: dead letters within the window}
+    threshold: {type: int}
+    window_seconds: {type: int}
+    raised_at: {type: timestamp}
+  consumers:
+    any: Any service may subscribe
+)";
+
+} // namespace
 
 caf::expected<catalog> catalog::parse(std::string_view yaml,
                                       const std::string& source_name) {
@@ -491,7 +515,12 @@ caf::expected<catalog> catalog::parse(std::string_view yaml,
           detail::for_each_named(
             events.value, "", "event", out,
             [&](const std::string& name, int line, const YAML::Node& node) {
-              if (auto ev = parse_event(name, line, node, out)) {
+              if (name.starts_with("herald."))
+                out.add(line, fmt::format("event '{}': the domain 'herald' is "
+                                          "reserved for herald's own events; "
+                                          "pick another domain",
+                                          name));
+              else if (auto ev = parse_event(name, line, node, out)) {
                 ev->schema_version = schema_version;
                 result.events_.push_back(std::move(*ev));
               }
@@ -506,6 +535,14 @@ caf::expected<catalog> catalog::parse(std::string_view yaml,
   }
   if (!out.empty())
     return out.to_error(errc::invalid_catalog);
+  problems internal{"(herald's own events)"};
+  auto root = YAML::Load(std::string{builtin_events});
+  for (const auto& kv : root)
+    if (auto ev = parse_event(kv.first.Scalar(), 0, kv.second, internal)) {
+      ev->builtin = true;
+      ev->consumers.clear();
+      result.events_.push_back(std::move(*ev));
+    }
   for (size_t i = 0; i < result.events_.size(); ++i)
     result.index_.emplace(result.events_[i].name, i);
   return result;

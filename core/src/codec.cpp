@@ -224,6 +224,7 @@ caf::expected<event> decode_next(std::string_view frame, size_t& offset,
                             cap(limits.max_str),   limits.max_depth};
   auto st = std::make_shared<detail::event_state>(1024);
   st->owner = std::move(owner);
+  auto start = offset;
   msgpack::object root;
   try {
     // Strings are referenced in place, never copied.
@@ -247,6 +248,7 @@ caf::expected<event> decode_next(std::string_view frame, size_t& offset,
     return make_error(errc::decode_error,
                       fmt::format("malformed MessagePack: {}", e.what()));
   }
+  st->envelope = frame.substr(start, offset - start);
   if (root.type != msgpack::type::MAP)
     return wrong_type("(envelope)", "a map", root);
   bool have_type = false, have_ts = false, have_id = false, have_data = false;

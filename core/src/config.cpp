@@ -23,6 +23,11 @@ constexpr std::array<std::string_view, 7> log_levels = {
   "trace", "debug", "info", "warn", "error", "critical", "off",
 };
 
+// The units of a duration, largest first.
+constexpr std::pair<std::string_view, int64_t> duration_units[] = {
+  {"d", 86'400'000'000}, {"h", 3'600'000'000}, {"m", 60'000'000},
+  {"s", 1'000'000},      {"ms", 1'000},        {"us", 1}};
+
 constexpr std::string_view endpoint_forms =
   "use tcp://HOST:PORT, ipc://PATH or inproc://NAME";
 
@@ -45,10 +50,15 @@ std::optional<std::string> endpoint_of(const entry& e, problems& out) {
   return text;
 }
 
-/// Reads a positive integer of `transport` into `target`.
+std::string describe(const YAML::Node& value) {
+  return value.IsScalar() ? fmt::format("'{}'", value.Scalar())
+                          : std::string{"a list or map"};
+}
+
+/// Reads a positive integer into `target`.
 template <class T>
-void read_positive(const entry& e, std::string_view unit, problems& out,
-                   T& target) {
+void read_positive(const entry& e, std::string_view context,
+                   std::string_view unit, problems& out, T& target) {
   if (!e)
     return;
   auto value = detail::int_of(e.value);
@@ -56,47 +66,137 @@ void read_positive(const entry& e, std::string_view unit, problems& out,
       && static_cast<uint64_t>(*value) <= std::numeric_limits<T>::max())
     target = static_cast<T>(*value);
   else
-    out.add(e.line, fmt::format("transport: '{}' must be a positive integer "
-                                "({}), not {}",
-                                e.key, unit,
-                                e.value.IsScalar()
-                                  ? fmt::format("'{}'", e.value.Scalar())
-                                  : std::string{"a list or map"}));
+    out.add(e.line, fmt::format("{}'{}' must be a positive integer ({}), not "
+                                "{}",
+                                context, e.key, unit, describe(e.value)));
+}
+
+/// Checks that `e` is a map; reports `CONTEXT'KEY' must be a map with
+/// KEYS` otherwise.
+bool is_map(const entry& e, std::string_view context, std::string_view keys,
+            problems& out) {
+  if (e.value.IsMap())
+    return true;
+  out.add(e.line,
+          fmt::format("{}'{}' must be a map with {}", context, e.key, keys));
+  return false;
 }
 
 void read_transport(const entry& e, problems& out, transport_config& cfg) {
-  if (!e.value.IsMap()) {
-    out.add(e.line, "'transport' must be a map with hwm, max_message_size, "
-                    "heartbeat_ms");
+  if (!is_map(e, "", "hwm, max_message_size, heartbeat_ms", out))
     return;
-  }
   entry hwm{"hwm"}, max_message_size{"max_message_size"},
     heartbeat_ms{"heartbeat_ms"}, stream_heartbeat_ms{"stream_heartbeat_ms"};
   detail::read_map(
     e.value, "transport: ",
     {&hwm, &max_message_size, &heartbeat_ms, &stream_heartbeat_ms}, out);
-  read_positive(hwm, "messages", out, cfg.hwm);
-  read_positive(max_message_size, "bytes", out, cfg.max_message_size);
+  constexpr std::string_view ctx = "transport: ";
+  read_positive(hwm, ctx, "messages", out, cfg.hwm);
+  read_positive(max_message_size, ctx, "bytes", out, cfg.max_message_size);
   int64_t ms = cfg.heartbeat.count();
-  read_positive(heartbeat_ms, "milliseconds", out, ms);
+  read_positive(heartbeat_ms, ctx, "milliseconds", out, ms);
   cfg.heartbeat = std::chrono::milliseconds{ms};
   ms = cfg.stream_heartbeat.count();
-  read_positive(stream_heartbeat_ms, "milliseconds", out, ms);
+  read_positive(stream_heartbeat_ms, ctx, "milliseconds", out, ms);
   cfg.stream_heartbeat = std::chrono::milliseconds{ms};
 }
 
 void read_duration(const entry& e, problems& out,
-                   std::chrono::microseconds& value) {
+                   std::chrono::microseconds& value,
+                   std::string_view context = "") {
   if (!e)
     return;
   auto text = e.value.IsScalar() ? e.value.Scalar() : std::string{};
   if (auto d = parse_duration(text); d && d->count() > 0)
     value = *d;
   else
-    out.add(e.line, fmt::format("'{}': '{}' is not a positive duration; use "
+    out.add(e.line, fmt::format("{}'{}': '{}' is not a positive duration; use "
                                 "a number and a unit: d, h, m, s, ms or us "
                                 "(e.g. 7d, 500ms)",
-                                e.key, text));
+                                context, e.key, text));
+}
+
+/// Reads the keys of a retry map into `policy` (unset keys keep its
+/// values).
+void read_retry(const YAML::Node& map, const std::string& ctx, problems& out,
+                retry_policy& policy, entry* types = nullptr) {
+  entry attempts{"attempts"}, initial{"initial"}, max{"max"}, jitter{"jitter"};
+  if (types)
+    detail::read_map(map, ctx, {&attempts, &initial, &max, &jitter, types},
+                     out);
+  else
+    detail::read_map(map, ctx, {&attempts, &initial, &max, &jitter}, out);
+  read_positive(attempts, ctx, "attempts in all, the first included", out,
+                policy.attempts);
+  read_duration(initial, out, policy.initial, ctx);
+  read_duration(max, out, policy.max, ctx);
+  if (jitter) {
+    double value = -1;
+    try {
+      value = jitter.value.as<double>();
+    } catch (const YAML::Exception&) {
+    }
+    if (value >= 0 && value < 1)
+      policy.jitter = value;
+    else
+      out.add(jitter.line, fmt::format("{}'jitter' must be a fraction in "
+                                       "[0, 1), e.g. 0.2 for ±20 %, not {}",
+                                       ctx, describe(jitter.value)));
+  }
+}
+
+void read_consumer_policy(const std::string& ctx, entry& shards,
+                          entry& entity_buffer, entry& retry,
+                          entry& dead_letter, entry& alert, problems& out,
+                          consumer_config& c) {
+  read_positive(shards, ctx, "ordering shards", out, c.shards);
+  read_positive(entity_buffer, ctx, "events", out, c.entity_buffer);
+  if (retry
+      && is_map(retry, ctx, "attempts, initial, max, jitter, types", out)) {
+    entry types{"types"};
+    read_retry(retry.value, ctx + "retry: ", out, c.retry, &types);
+    if (types && is_map(types, ctx + "retry: ", "event types", out))
+      for (const auto& kv : types.value) {
+        auto type = kv.first.Scalar();
+        auto tctx = fmt::format("{}retry: types: '{}': ", ctx, type);
+        if (auto valid = validate_event_name(type); valid)
+          out.add(detail::line_of(kv.first), tctx + message_of(valid));
+        else if (!kv.second.IsMap())
+          out.add(detail::line_of(kv.first),
+                  tctx + "must be a map like {attempts: 5}");
+        else {
+          auto policy = c.retry;
+          read_retry(kv.second, tctx, out, policy);
+          c.retry_by_type.emplace_back(type, policy);
+        }
+      }
+  }
+  if (dead_letter) {
+    auto text =
+      dead_letter.value.IsScalar() ? dead_letter.value.Scalar() : std::string{};
+    if (text == "continue")
+      c.on_dead_letter = dead_letter_policy::continue_;
+    else if (text == "park")
+      c.on_dead_letter = dead_letter_policy::park;
+    else
+      out.add(dead_letter.line, fmt::format("{}'dead_letter': {} is not a "
+                                            "policy; use continue or park",
+                                            ctx, describe(dead_letter.value)));
+  }
+  if (alert && is_map(alert, ctx, "dead_letters, window, command", out)) {
+    entry threshold{"dead_letters"}, window{"window"}, command{"command"};
+    auto actx = ctx + "alert: ";
+    detail::read_map(alert.value, actx, {&threshold, &window, &command}, out);
+    if (detail::require(threshold, alert.line, actx,
+                        "how many dead letters within the window raise it, "
+                        "e.g. dead_letters: 10",
+                        out))
+      read_positive(threshold, actx, "dead letters", out, c.alert.dead_letters);
+    read_duration(window, out, c.alert.window, actx);
+    if (command)
+      c.alert.command =
+        detail::text_of(command, actx, "a shell command", out).value_or("");
+  }
 }
 
 void read_store(const entry& e, problems& out, store_config& cfg) {
@@ -139,8 +239,17 @@ void read_consumers(const entry& e, problems& out,
                           "created]}");
         return;
       }
-      entry subscribe{"subscribe"};
-      detail::read_map(node, ctx, {&subscribe}, out);
+      entry subscribe{"subscribe"}, shards{"shards"},
+        entity_buffer{"entity_buffer"}, retry{"retry"},
+        dead_letter{"dead_letter"}, alert{"alert"};
+      detail::read_map(
+        node, ctx,
+        {&subscribe, &shards, &entity_buffer, &retry, &dead_letter, &alert},
+        out);
+      consumer_config consumer;
+      consumer.name = name;
+      read_consumer_policy(ctx, shards, entity_buffer, retry, dead_letter,
+                           alert, out, consumer);
       if (!detail::require(subscribe, line, ctx,
                            "a list of patterns, e.g. [user.account.created]",
                            out))
@@ -151,7 +260,6 @@ void read_consumers(const entry& e, problems& out,
                                     "patterns, e.g. [user.account.created]");
         return;
       }
-      consumer_config consumer{name, {}};
       for (const auto& item : subscribe.value) {
         auto text = item.IsScalar() ? item.Scalar() : std::string{};
         if (auto p = pattern::parse(text))
@@ -161,6 +269,21 @@ void read_consumers(const entry& e, problems& out,
       }
       consumers.push_back(std::move(consumer));
     });
+}
+
+void read_log_level(const entry& e, std::string_view context, problems& out,
+                    node_config& cfg) {
+  if (!e)
+    return;
+  auto levels = fmt::format("one of {}", fmt::join(log_levels, ", "));
+  auto level = detail::text_of(e, context, levels, out);
+  if (level
+      && std::find(log_levels.begin(), log_levels.end(), *level)
+           != log_levels.end())
+    cfg.log_level = *level;
+  else if (level)
+    out.add(e.line, fmt::format("{}'{}': '{}' is not a level; use {}", context,
+                                e.key, *level, levels));
 }
 
 void read_config(const YAML::Node& root, const std::string& base_dir,
@@ -174,11 +297,11 @@ void read_config(const YAML::Node& root, const std::string& base_dir,
   entry node{"node"}, service{"service"}, bind{"bind"}, advertise{"advertise"},
     peers{"peers"}, catalog{"catalog"}, log_level{"log_level"},
     transport{"transport"}, consumers{"consumers"}, data_dir{"data_dir"},
-    control{"control"}, store{"store"};
+    control{"control"}, store{"store"}, log{"log"}, metrics{"metrics"};
   detail::read_map(root, "",
                    {&node, &service, &bind, &advertise, &peers, &catalog,
                     &log_level, &transport, &consumers, &data_dir, &control,
-                    &store},
+                    &store, &log, &metrics},
                    out);
   auto top = detail::line_of(root);
   if (detail::require(node, top, "", "the node's name, e.g. node: email-node",
@@ -209,17 +332,31 @@ void read_config(const YAML::Node& root, const std::string& base_dir,
           ? (std::filesystem::path{base_dir} / p).lexically_normal().string()
           : *path;
     }
-  if (log_level) {
-    auto levels = fmt::format("one of {}", fmt::join(log_levels, ", "));
-    auto level = detail::text_of(log_level, "", levels, out);
-    if (level
-        && std::find(log_levels.begin(), log_levels.end(), *level)
-             != log_levels.end())
-      cfg.log_level = *level;
-    else if (level)
-      out.add(log_level.line, fmt::format("'log_level': '{}' is not a level; "
-                                          "use {}",
-                                          *level, levels));
+  read_log_level(log_level, "", out, cfg);
+  if (log && is_map(log, "", "level, format", out)) {
+    entry level{"level"}, format{"format"};
+    detail::read_map(log.value, "log: ", {&level, &format}, out);
+    read_log_level(level, "log: ", out, cfg);
+    if (auto text = format
+                      ? detail::text_of(format, "log: ", "text or json", out)
+                      : std::nullopt) {
+      if (*text == "text" || *text == "json")
+        cfg.log_format = *text;
+      else
+        out.add(format.line, fmt::format("log: 'format': '{}' is not a log "
+                                         "format; use text or json",
+                                         *text));
+    }
+  }
+  if (metrics && is_map(metrics, "", "listen", out)) {
+    entry listen{"listen"};
+    detail::read_map(metrics.value, "metrics: ", {&listen}, out);
+    if (detail::require(listen, metrics.line, "metrics: ",
+                        "HOST:PORT to serve /metrics on, e.g. "
+                        "127.0.0.1:9464",
+                        out))
+      cfg.metrics_listen =
+        detail::text_of(listen, "metrics: ", "HOST:PORT", out).value_or("");
   }
   if (data_dir)
     cfg.data_dir = detail::text_of(data_dir, "", "a path", out).value_or("");
@@ -245,17 +382,39 @@ caf::expected<std::chrono::microseconds> parse_duration(std::string_view text) {
   bool ok = digits > 0 && digits <= 12;
   for (size_t i = 0; ok && i < digits; ++i)
     n = n * 10 + static_cast<uint64_t>(text[i] - '0');
-  static constexpr std::pair<std::string_view, int64_t> units[] = {
-    {"d", 86'400'000'000}, {"h", 3'600'000'000}, {"m", 60'000'000},
-    {"s", 1'000'000},      {"ms", 1'000},        {"us", 1}};
   if (ok)
-    for (auto& [name, micros] : units)
+    for (auto& [name, micros] : duration_units)
       if (unit == name)
         return microseconds{static_cast<int64_t>(n) * micros};
   return make_error(errc::invalid_config,
                     fmt::format("'{}' is not a duration; use a number and a "
                                 "unit: d, h, m, s, ms or us (e.g. 7d, 500ms)",
                                 text));
+}
+
+std::chrono::microseconds retry_policy::delay(int next, double unit) const {
+  // initial * 2^(next-2), without overflow: past 2^40 the cap rules anyway.
+  auto doublings = std::clamp(next - 2, 0, 40);
+  auto base = static_cast<double>(initial.count())
+              * static_cast<double>(uint64_t{1} << doublings);
+  auto spread = 1.0 + jitter * (2.0 * unit - 1.0);
+  auto micros = std::min(base * spread, static_cast<double>(max.count()));
+  return std::chrono::microseconds{static_cast<int64_t>(micros)};
+}
+
+const retry_policy& consumer_config::retry_for(std::string_view type) const {
+  for (auto& [name, policy] : retry_by_type)
+    if (name == type)
+      return policy;
+  return retry;
+}
+
+std::string format_duration(std::chrono::microseconds d) {
+  auto n = d.count();
+  for (auto& [name, micros] : duration_units)
+    if (n % micros == 0 && (n != 0 || micros == 1))
+      return fmt::format("{}{}", n / micros, name);
+  return fmt::format("{}us", n);
 }
 
 caf::expected<node_config> node_config::load_file(const std::string& path) {

@@ -60,6 +60,8 @@ const char* to_string(errc code) {
     return "invalid_argument";
   case errc::timeout:
     return "timeout";
+  case errc::non_retryable:
+    return "non_retryable";
   }
   return "unknown";
 }

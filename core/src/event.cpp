@@ -47,6 +47,10 @@ std::string_view event::traceparent() const noexcept {
   return state_->traceparent;
 }
 
+std::string_view event::envelope() const noexcept {
+  return state_->envelope;
+}
+
 int64_t event::timestamp_us() const noexcept {
   return state_->timestamp_us;
 }

@@ -29,6 +29,8 @@ struct event_state {
   std::string_view key;
   std::string_view stream;
   std::string_view traceparent;
+  /// The whole encoded envelope.
+  std::string_view envelope;
   int64_t timestamp_us = 0;
   uint64_t seq = 0;
   uint64_t type_seq = 0;

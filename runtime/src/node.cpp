@@ -2,10 +2,15 @@
 
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <shared_mutex>
 #include <thread>
+
+#include <spawn.h>
+#include <sys/wait.h>
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -13,11 +18,12 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 #include <fmt/format.h>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "herald/actors/dead_letters.hpp"
 #include "herald/core/codec.hpp"
 #include "herald/core/errc.hpp"
+#include "herald/core/logging.hpp"
 #include "herald/store/event_log.hpp"
 #include "herald/transport/pump.hpp"
 
@@ -99,6 +105,17 @@ struct node::impl : transport::pump_listener {
 
   std::atomic<uint64_t> control_errors{0};
 
+  // The node this is the inside of (its bus publishes alerts).
+  node* front = nullptr;
+
+  // The dead-letter and alert actors, shared by the node's consumers.
+  caf::actor dead_letter_actor;
+  caf::actor alert_actor;
+  // Dead letters handed back to their consumer and not finished yet: a
+  // second redrive does not send them twice.
+  std::mutex redrive_mtx;
+  std::set<uint64_t> redriving;
+
   /// Most live events waiting in one consumer's mailbox.
   static constexpr uint64_t max_backlog = 16384;
 
@@ -155,6 +172,11 @@ struct node::impl : transport::pump_listener {
         for (auto& s : services)
           caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
       }
+      // Letters not stored yet leave their events unfinished: the offsets
+      // do not pass them, and they are handled again after a restart.
+      for (auto& a : {dead_letter_actor, alert_actor})
+        if (a)
+          caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
       sys->await_all_actors_done();
     }
     {
@@ -241,11 +263,15 @@ struct node::impl : transport::pump_listener {
       return fail("malformed request: " + message_of(j.error()));
     try {
       id = j->at("id").get<uint64_t>();
-      req_stream = j->at("stream").get<std::string>();
+      req_stream = j->value("stream", std::string{});
       auto op = j->at("op").get<std::string>();
+      if (op.starts_with("dlq."))
+        return encode_payload(dlq_request(op, *j));
       if (op != "replay")
-        return fail(
-          fmt::format("unknown operation '{}'; expected 'replay'", op));
+        return fail(fmt::format("unknown operation '{}'; expected replay, "
+                                "dlq.list, dlq.show, dlq.redrive or "
+                                "dlq.purge",
+                                op));
       if (req_stream != stream)
         return fail(fmt::format("unknown stream '{}': this node's stream is "
                                 "'{}'",
@@ -263,6 +289,141 @@ struct node::impl : transport::pump_listener {
     } catch (const std::exception& e) {
       return fail(fmt::format("malformed request: {}", e.what()));
     }
+  }
+
+  // Answers a dead-letter request of `herald dlq` (see tools/dlq.cpp for
+  // the protocol). Throws nlohmann's exceptions on malformed fields; the
+  // caller answers those with an error.
+  payload dlq_request(const std::string& op, const payload& req) {
+    auto id = req.at("id").get<uint64_t>();
+    store::dead_letter_filter f;
+    f.consumer = req.value("consumer", std::string{});
+    f.event_type = req.value("type", std::string{});
+    f.key = req.value("key", std::string{});
+    auto dry_run = req.value("dry_run", false);
+    auto answer = [&](const char* field, auto&& value) {
+      return payload{{"id", id}, {field, value}, {"dry_run", dry_run}};
+    };
+    auto ids_or_error = [&](const char* field,
+                            caf::expected<std::vector<uint64_t>> r) {
+      if (!r)
+        return dlq_error(id, message_of(r.error()));
+      return answer(field, *r);
+    };
+    if (op == "dlq.list") {
+      f.after_id = req.value("after", uint64_t{0});
+      auto limit = req.value("limit", uint64_t{100});
+      f.limit = static_cast<size_t>(limit) + 1; // one more tells `more`
+      auto letters = front->dead_letters(f);
+      if (!letters)
+        return dlq_error(id, message_of(letters.error()));
+      bool more = letters->size() > limit;
+      if (more)
+        letters->pop_back();
+      auto list = payload::array();
+      for (auto& l : *letters)
+        list.push_back(dead_letter_json(l, false));
+      return {{"id", id}, {"dead_letters", std::move(list)}, {"more", more}};
+    }
+    if (op == "dlq.show") {
+      auto which = req.at("dead_letter").get<uint64_t>();
+      std::shared_lock<std::shared_mutex> guard{store_mtx};
+      if (!log_store)
+        return dlq_error(id, "the node is stopping");
+      auto l = log_store->find_dead_letter(which);
+      if (!l)
+        return dlq_error(id, message_of(l.error()));
+      if (!*l)
+        return dlq_error(id, fmt::format("no dead letter {} on node '{}'; "
+                                         "list them with herald dlq list",
+                                         which, cfg.name));
+      return {{"id", id}, {"dead_letter", dead_letter_json(**l, true)}};
+    }
+    if (op == "dlq.redrive")
+      return ids_or_error("redriven", front->redrive(f, dry_run));
+    if (op == "dlq.purge") {
+      if (auto which = req.value("dead_letter", uint64_t{0}); which != 0)
+        return ids_or_error("purged", front->purge(which, dry_run));
+      if (f.consumer.empty() && f.event_type.empty() && f.key.empty()
+          && !req.value("all", false))
+        return dlq_error(id, "dlq.purge needs a dead letter id, a filter "
+                             "(consumer, type, key) or all: true");
+      return ids_or_error("purged", front->purge(f, dry_run));
+    }
+    return dlq_error(id, fmt::format("unknown operation '{}'; expected "
+                                     "dlq.list, dlq.show, dlq.redrive or "
+                                     "dlq.purge",
+                                     op));
+  }
+
+  payload dlq_error(uint64_t id, std::string why) {
+    control_errors.fetch_add(1, std::memory_order_relaxed);
+    log->warn("dead-letter request refused: {}", why);
+    return {{"id", id}, {"error", std::move(why)}};
+  }
+
+  static payload dead_letter_json(const store::dead_letter& l,
+                                  bool with_event) {
+    auto attempts = payload::array();
+    for (auto& a : l.attempts)
+      attempts.push_back({{"time", format_timestamp(a.time_us)},
+                          {"error", a.error},
+                          {"class", a.error_class}});
+    payload j{{"id", l.id},
+              {"consumer", l.consumer},
+              {"node", l.node},
+              {"event_type", l.event_type},
+              {"event_id", l.event_id},
+              {"key", l.key},
+              {"stream", l.stream},
+              {"seq", l.seq},
+              {"reason", l.reason},
+              {"parked", l.parked},
+              {"created", format_timestamp(l.created_us)},
+              {"attempts", std::move(attempts)}};
+    if (with_event) {
+      if (auto ev = decode(l.envelope))
+        j["event"] = payload(ev->to_json());
+      else
+        j["event_error"] = message_of(ev.error());
+    }
+    return j;
+  }
+
+  // Deletes `letters` (or says which it would), unparking entities left
+  // without dead letters.
+  caf::expected<std::vector<uint64_t>>
+  purge_letters(const std::vector<store::dead_letter>& letters, bool dry_run) {
+    std::vector<uint64_t> ids;
+    for (auto& l : letters)
+      ids.push_back(l.id);
+    if (dry_run || ids.empty())
+      return ids;
+    {
+      std::shared_lock<std::shared_mutex> guard{store_mtx};
+      if (!log_store)
+        return make_error(errc::not_running, "the node is stopping");
+      if (auto n = log_store->remove_dead_letters(ids); !n)
+        return std::move(n.error());
+    }
+    log->warn("purged {} dead letters", ids.size());
+    std::set<std::pair<std::string, std::string>> entities;
+    for (auto& l : letters)
+      entities.emplace(l.consumer, l.key);
+    for (auto& [consumer, key] : entities) {
+      store::dead_letter_filter f;
+      f.consumer = consumer;
+      f.key = key;
+      f.limit = 1;
+      auto left = front->dead_letters(f);
+      if (!left || !left->empty())
+        continue;
+      std::shared_lock<std::shared_mutex> guard{consumers_mtx};
+      for (auto& c : consumers)
+        if (c.name == consumer)
+          caf::anon_send(c.actor, unpark_atom::value, key);
+    }
+    return ids;
   }
 
   std::string replay_reply_bytes(uint64_t id, uint64_t from, uint64_t max,
@@ -452,10 +613,7 @@ struct node::impl : transport::pump_listener {
   // whatever the backlog.
   bool has_room(const consumer_entry& c, size_t n) const {
     auto& s = *c.stats;
-    auto taken = s.handled.load(std::memory_order_relaxed)
-                 + s.failed.load(std::memory_order_relaxed)
-                 + s.skipped.load(std::memory_order_relaxed)
-                 - s.replayed.load(std::memory_order_relaxed);
+    auto taken = s.finished();
     auto sent = s.dispatched.load(std::memory_order_relaxed);
     auto backlog = sent > taken ? sent - taken : 0;
     if (backlog + n <= max_backlog)
@@ -495,6 +653,99 @@ struct node::impl : transport::pump_listener {
     }
   }
 
+  // The entities of `consumer` with dead letters: parked until redriven,
+  // with the first dead letter of each.
+  std::vector<std::pair<std::string, uint64_t>>
+  parked_entities(const std::string& consumer) {
+    std::vector<std::pair<std::string, uint64_t>> parked;
+    store::dead_letter_filter f;
+    f.consumer = consumer;
+    auto letters = log_store->dead_letters(f);
+    if (!letters) {
+      log->error("consumer={}: cannot read its dead letters to restore "
+                 "parked entities: {}",
+                 consumer, message_of(letters.error()));
+      return parked;
+    }
+    std::set<std::string> seen;
+    for (auto& l : *letters)
+      if (seen.insert(l.key).second)
+        parked.emplace_back(l.key, l.id);
+    if (!parked.empty())
+      log->warn("consumer={}: {} entities stay parked behind their dead "
+                "letters until redriven",
+                consumer, parked.size());
+    return parked;
+  }
+
+  // Raises `a`: a critical log line, a herald.alert.raised event, and the
+  // rule's command, if any.
+  void raise_alert(const raised_alert& a) {
+    {
+      std::shared_lock<std::shared_mutex> guard{consumers_mtx};
+      for (auto& c : consumers)
+        if (c.name == a.consumer)
+          c.stats->alerts.fetch_add(1, std::memory_order_relaxed);
+    }
+    auto window = format_duration(a.rule.window);
+    auto rule =
+      fmt::format("dead_letters >= {} within {}", a.rule.dead_letters, window);
+    log->critical("ALERT consumer={} node={}: {} dead letters within {} "
+                  "(rule: {})",
+                  a.consumer, cfg.name, a.count, window, rule);
+    payload data{
+      {"alert_id", make_uuid_v4()},
+      {"consumer", a.consumer},
+      {"node", cfg.name},
+      {"rule", rule},
+      {"dead_letters", a.count},
+      {"threshold", a.rule.dead_letters},
+      {"window_seconds",
+       std::chrono::duration_cast<std::chrono::seconds>(a.rule.window).count()},
+      {"raised_at", format_timestamp(a.time_us)}};
+    publish_options opts;
+    opts.source = "herald";
+    if (auto r = front->bus().publish("herald.alert.raised", data, opts); !r)
+      log->error("consumer={}: cannot publish herald.alert.raised: {}",
+                 a.consumer, message_of(r.error()));
+    if (!a.rule.command.empty())
+      run_hook(a.rule.command, data);
+  }
+
+  // Runs an alert's command with `/bin/sh -c` and the alert in the
+  // environment, without waiting for it.
+  void run_hook(const std::string& command, const payload& alert) {
+    std::vector<std::string> env;
+    for (char** e = environ; *e != nullptr; ++e)
+      env.emplace_back(*e);
+    for (auto& [k, v] : alert.items()) {
+      std::string name = "HERALD_ALERT_";
+      for (char c : k)
+        name += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      env.push_back(name + "="
+                    + (v.is_string() ? v.get<std::string>() : v.dump()));
+    }
+    std::thread{[command, env = std::move(env), lg = log] {
+      std::vector<char*> envp;
+      for (auto& e : env)
+        envp.push_back(const_cast<char*>(e.c_str()));
+      envp.push_back(nullptr);
+      const char* argv[] = {"/bin/sh", "-c", command.c_str(), nullptr};
+      pid_t pid = 0;
+      if (int rc = posix_spawn(&pid, "/bin/sh", nullptr, nullptr,
+                               const_cast<char* const*>(argv), envp.data());
+          rc != 0) {
+        lg->error("alert command '{}' could not start: {}", command,
+                  std::strerror(rc));
+        return;
+      }
+      int status = 0;
+      waitpid(pid, &status, 0);
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        lg->error("alert command '{}' failed (status {})", command, status);
+    }}.detach();
+  }
+
   // Whether a consumer on this node takes events of `type`. REQUIRES:
   // consumers_mtx held.
   bool selected_locally(std::string_view type) const {
@@ -512,11 +763,23 @@ struct node::impl : transport::pump_listener {
         return c;
     consumer_entry entry;
     entry.name = name;
-    entry.stats = std::make_shared<consumer_stats>();
+    std::vector<std::string> types;
+    for (auto& spec : cat.events())
+      types.push_back(spec.name);
+    entry.stats = std::make_shared<consumer_stats>(types);
     consumer_setup setup;
     setup.name = name;
+    setup.node = cfg.name;
     setup.stats = entry.stats;
     setup.durable = name != observer_name;
+    setup.policy.name = name;
+    for (auto& cc : cfg.consumers)
+      if (cc.name == name)
+        setup.policy = cc;
+    setup.dead_letters = dead_letter_actor;
+    if (setup.durable
+        && setup.policy.on_dead_letter == dead_letter_policy::park)
+      setup.parked = parked_entities(name);
     setup.replay = [this](const std::string& s, uint64_t from, size_t max,
                           const std::vector<std::string>& patterns,
                           const caf::actor& to) {
@@ -552,11 +815,11 @@ node::start(node_config cfg, std::function<int64_t()> clock) {
     return std::move(cat.error());
   p->cat = std::move(*cat);
   p->type_seqs.resize(p->cat.events().size());
-  auto level = spdlog::level::from_str(cfg.log_level);
-  p->log = std::make_shared<spdlog::logger>(
-    cfg.name, std::make_shared<spdlog::sinks::stderr_sink_mt>());
-  p->log->set_pattern("%Y-%m-%dT%H:%M:%S.%f %^%l%$ node=%n %v");
-  p->log->set_level(level);
+  auto format = parse_log_format(cfg.log_format);
+  if (!format)
+    return std::move(format.error());
+  p->log =
+    make_logger(cfg.name, *format, spdlog::level::from_str(cfg.log_level));
   // Actors log through the default logger: make it this node's.
   spdlog::set_default_logger(p->log);
   // Check every subscription before anything starts.
@@ -614,6 +877,24 @@ node::start(node_config cfg, std::function<int64_t()> clock) {
   pc.heartbeat = p->cfg.transport.heartbeat;
   pc.stream_heartbeat = p->cfg.transport.stream_heartbeat;
   pc.control_bind = p->cfg.control;
+  p->alert_actor =
+    spawn_alerts(*p->sys, p->cfg.consumers, [raw](const raised_alert& a) {
+      raw->raise_alert(a);
+    });
+  dead_letter_setup dls;
+  dls.add = [raw](std::vector<store::dead_letter>& letters) {
+    return raw->log_store->add_dead_letters(letters);
+  };
+  dls.remove = [raw](const std::vector<uint64_t>& ids) {
+    return raw->log_store->remove_dead_letters(ids);
+  };
+  dls.redrive_finished = [raw](const std::vector<uint64_t>& ids) {
+    std::lock_guard<std::mutex> guard{raw->redrive_mtx};
+    for (auto id : ids)
+      raw->redriving.erase(id);
+  };
+  dls.alerts = p->alert_actor;
+  p->dead_letter_actor = spawn_dead_letters(*p->sys, std::move(dls));
   {
     std::unique_lock<std::shared_mutex> guard{p->consumers_mtx};
     for (auto& cc : p->cfg.consumers)
@@ -641,7 +922,9 @@ node::start(node_config cfg, std::function<int64_t()> clock) {
   return std::unique_ptr<node>{new node(std::move(p))};
 }
 
-node::node(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)), bus_(this) {}
+node::node(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)), bus_(this) {
+  impl_->front = this;
+}
 
 node::~node() {
   stop();
@@ -719,6 +1002,85 @@ uint64_t node::control_errors() const noexcept {
   return impl_->control_errors.load();
 }
 
+caf::expected<std::vector<store::dead_letter>>
+node::dead_letters(const store::dead_letter_filter& filter) const {
+  std::shared_lock<std::shared_mutex> guard{impl_->store_mtx};
+  if (!impl_->log_store)
+    return make_error(errc::not_running, "the node is stopped");
+  return impl_->log_store->dead_letters(filter);
+}
+
+caf::expected<std::vector<uint64_t>>
+node::redrive(const store::dead_letter_filter& filter, bool dry_run) {
+  auto letters = dead_letters(filter);
+  if (!letters)
+    return std::move(letters.error());
+  std::vector<uint64_t> ids;
+  std::map<std::string, std::vector<store::dead_letter>> by_consumer;
+  {
+    std::lock_guard<std::mutex> guard{impl_->redrive_mtx};
+    for (auto& l : *letters) {
+      if (impl_->redriving.count(l.id) > 0)
+        continue;
+      ids.push_back(l.id);
+      if (!dry_run)
+        impl_->redriving.insert(l.id);
+      by_consumer[l.consumer].push_back(std::move(l));
+    }
+  }
+  if (dry_run)
+    return ids;
+  std::shared_lock<std::shared_mutex> guard{impl_->consumers_mtx};
+  for (auto& [name, batch] : by_consumer) {
+    auto c = std::find_if(impl_->consumers.begin(), impl_->consumers.end(),
+                          [&](const consumer_entry& e) {
+                            return e.name == name;
+                          });
+    if (c == impl_->consumers.end()) {
+      impl_->log->error("consumer={}: {} dead letters cannot be redriven: "
+                        "the consumer does not run on this node",
+                        name, batch.size());
+      std::lock_guard<std::mutex> rguard{impl_->redrive_mtx};
+      for (auto& l : batch) {
+        impl_->redriving.erase(l.id);
+        ids.erase(std::find(ids.begin(), ids.end(), l.id));
+      }
+      continue;
+    }
+    impl_->log->info("consumer={}: redriving {} dead letters", name,
+                     batch.size());
+    caf::anon_send(c->actor, redrive_atom::value, std::move(batch));
+  }
+  return ids;
+}
+
+caf::expected<std::vector<uint64_t>>
+node::purge(const store::dead_letter_filter& filter, bool dry_run) {
+  auto letters = dead_letters(filter);
+  if (!letters)
+    return std::move(letters.error());
+  return impl_->purge_letters(*letters, dry_run);
+}
+
+caf::expected<std::vector<uint64_t>> node::purge(uint64_t id, bool dry_run) {
+  std::optional<store::dead_letter> letter;
+  {
+    std::shared_lock<std::shared_mutex> guard{impl_->store_mtx};
+    if (!impl_->log_store)
+      return make_error(errc::not_running, "the node is stopped");
+    auto found = impl_->log_store->find_dead_letter(id);
+    if (!found)
+      return std::move(found.error());
+    letter = std::move(*found);
+  }
+  if (!letter)
+    return make_error(errc::invalid_argument,
+                      fmt::format("no dead letter {} on node '{}'; list them "
+                                  "with herald dlq list",
+                                  id, impl_->cfg.name));
+  return impl_->purge_letters({*letter}, dry_run);
+}
+
 caf::expected<uint64_t> node::enforce_retention() {
   std::shared_lock<std::shared_mutex> guard{impl_->store_mtx};
   if (!impl_->log_store)
@@ -742,9 +1104,7 @@ bool node::drain(std::chrono::milliseconds timeout) {
       std::shared_lock<std::shared_mutex> guard{impl_->consumers_mtx};
       for (auto& c : impl_->consumers) {
         auto& s = *c.stats;
-        auto taken = s.handled.load() + s.failed.load() + s.skipped.load()
-                     - s.replayed.load();
-        idle = idle && taken >= s.dispatched.load();
+        idle = idle && s.finished() >= s.dispatched.load();
       }
     }
     if (idle)

@@ -84,7 +84,14 @@ payload all_types_payload() {
 TEST_CASE("the seed's events load from config/events.yaml", "[core][catalog]") {
   auto cat = load_seed();
   CHECK(cat.source() == seed_path);
-  REQUIRE(cat.events().size() == 2);
+  // The seed's two, then herald's own alert event.
+  REQUIRE(cat.events().size() == 3);
+  CHECK_FALSE(cat.events()[0].builtin);
+  const auto* alert = cat.find("herald.alert.raised");
+  REQUIRE(alert != nullptr);
+  CHECK(alert->builtin);
+  CHECK(alert->producer == "herald");
+  CHECK(alert->has_consumer("AnyService"));
 
   const auto* created = cat.find("user.account.created");
   REQUIRE(created != nullptr);
@@ -404,6 +411,9 @@ TEST_CASE("catalog structure problems are reported", "[core][catalog]") {
                                  "integer"},
     {"version: x\nevents: {}\n", "c.yaml:1: 'version' must be a positive "
                                  "integer"},
+    {"events:\n  herald.alert.raised: {}\n",
+     "c.yaml:2: event 'herald.alert.raised': the domain 'herald' is reserved "
+     "for herald's own events; pick another domain"},
     {"events:\n  a.b.c: 3\n", "c.yaml:2: event 'a.b.c': must be a map with "
                               "trigger, producer, key, payload and "
                               "consumers"},

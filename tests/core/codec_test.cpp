@@ -242,5 +242,11 @@ TEST_CASE("a frame carrying several envelopes decodes one after another",
     CHECK(got[i].seq() == static_cast<uint64_t>(i + 1));
     CHECK(got[i].data()["n"] == i + 1);
     CHECK(got[i].type() == "user.account.created");
+    // Each event keeps exactly its own envelope: decoding it alone gives
+    // the same event back (what a dead letter stores).
+    auto alone = decode(got[i].envelope());
+    REQUIRE(alone);
+    CHECK(alone->seq() == got[i].seq());
+    CHECK(alone->data() == got[i].data());
   }
 }

@@ -9,8 +9,12 @@
 #include "herald/core/config.hpp"
 #include "herald/core/errc.hpp"
 
+using herald::dead_letter_policy;
 using herald::errc;
+using herald::format_duration;
 using herald::node_config;
+using herald::parse_duration;
+using herald::retry_policy;
 
 namespace {
 
@@ -127,7 +131,37 @@ TEST_CASE("each configuration error names the key, the file and the line",
     {"node: n\ncatalog: e.yaml\nnod: x\n",
      "n.yaml:3: unknown key 'nod' (allowed: node, service, bind, advertise, "
      "peers, catalog, log_level, transport, consumers, data_dir, control, "
-     "store)"},
+     "store, log, metrics)"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
+     "    retry: 3\n",
+     "n.yaml:6: consumer 'A': 'retry' must be a map with attempts, initial, "
+     "max, jitter, types"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
+     "    retry: {jitter: 1.5}\n",
+     "n.yaml:6: consumer 'A': retry: 'jitter' must be a fraction in [0, 1)"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
+     "    retry: {attempts: 0}\n",
+     "n.yaml:6: consumer 'A': retry: 'attempts' must be a positive integer"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
+     "    retry: {initial: soon}\n",
+     "n.yaml:6: consumer 'A': retry: 'initial': 'soon' is not a positive "
+     "duration"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
+     "    retry: {types: {Bad.Name: {attempts: 2}}}\n",
+     "consumer 'A': retry: types: 'Bad.Name': "},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
+     "    dead_letter: drop\n",
+     "n.yaml:6: consumer 'A': 'dead_letter': 'drop' is not a policy; use "
+     "continue or park"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
+     "    alert: {window: 5m}\n",
+     "consumer 'A': alert: missing 'dead_letters'"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
+     "    shards: 0\n",
+     "n.yaml:6: consumer 'A': 'shards' must be a positive integer"},
+    {"node: n\ncatalog: e.yaml\nlog: {format: xml}\n",
+     "n.yaml:3: log: 'format': 'xml' is not a log format; use text or json"},
+    {"node: n\ncatalog: e.yaml\nmetrics: {}\n", "metrics: missing 'listen'"},
     {"node: n\ncatalog: e.yaml\ntransport:\n  hwm: 1\n  hw: 2\n",
      "n.yaml:5: transport: unknown key 'hw' (allowed: hwm, max_message_size, "
      "heartbeat_ms, stream_heartbeat_ms)"},
@@ -136,8 +170,9 @@ TEST_CASE("each configuration error names the key, the file and the line",
     {"node: n\ncatalog: e.yaml\nstore:\n  retention: 7 days\n",
      "n.yaml:4: 'retention': '7 days' is not a positive duration"},
     {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
-     "    retry: 3\n",
-     "n.yaml:6: consumer 'A': unknown key 'retry' (allowed: subscribe)"},
+     "    retries: 3\n",
+     "n.yaml:6: consumer 'A': unknown key 'retries' (allowed: subscribe, "
+     "shards, entity_buffer, retry, dead_letter, alert)"},
     {"catalog: e.yaml\n",
      "n.yaml:1: missing 'node' (the node's name, e.g. node: email-node)"},
     {"node: n\n", "n.yaml:1: missing 'catalog' (the path of the event "
@@ -254,4 +289,98 @@ TEST_CASE("the store settings default to 7 days and fsync batch",
   CHECK(custom->data_dir == "/d");
   CHECK(custom->store.fsync == "os");
   CHECK(custom->store.retention == std::chrono::hours{12});
+}
+
+TEST_CASE("a consumer's ordering, retry, dead-letter and alert settings load",
+          "[core][config]") {
+  auto cfg = node_config::parse(R"(node: n
+catalog: e.yaml
+log: {level: debug, format: json}
+metrics: {listen: 127.0.0.1:0}
+consumers:
+  EmailService:
+    subscribe: [user.account.created]
+    shards: 4
+    entity_buffer: 64
+    retry:
+      attempts: 5
+      initial: 50ms
+      max: 2s
+      jitter: 0.1
+      types:
+        user.account.deleted: {attempts: 2}
+    dead_letter: park
+    alert: {dead_letters: 10, window: 5m, command: notify.sh}
+  BillingService:
+    subscribe: [user.account.deleted]
+)",
+                                "n.yaml");
+  REQUIRE(cfg);
+  CHECK(cfg->log_level == "debug");
+  CHECK(cfg->log_format == "json");
+  CHECK(cfg->metrics_listen == "127.0.0.1:0");
+  auto& c = cfg->consumers.at(0);
+  CHECK(c.shards == 4);
+  CHECK(c.entity_buffer == 64);
+  CHECK(c.retry.attempts == 5);
+  CHECK(c.retry.initial == std::chrono::milliseconds{50});
+  CHECK(c.retry.max == std::chrono::seconds{2});
+  CHECK(c.retry.jitter == Approx(0.1));
+  CHECK(c.on_dead_letter == dead_letter_policy::park);
+  CHECK(c.alert.dead_letters == 10);
+  CHECK(c.alert.window == std::chrono::minutes{5});
+  CHECK(c.alert.command == "notify.sh");
+  // A per-type override keeps the consumer's other settings.
+  auto& deleted = c.retry_for("user.account.deleted");
+  CHECK(deleted.attempts == 2);
+  CHECK(deleted.initial == std::chrono::milliseconds{50});
+  CHECK(&c.retry_for("user.account.created") == &c.retry);
+  // Defaults.
+  auto& b = cfg->consumers.at(1);
+  CHECK(b.shards == 8);
+  CHECK(b.entity_buffer == 1024);
+  CHECK(b.retry.attempts == 3);
+  CHECK(b.retry.initial == std::chrono::milliseconds{200});
+  CHECK(b.retry.max == std::chrono::seconds{10});
+  CHECK(b.retry.jitter == Approx(0.2));
+  CHECK(b.on_dead_letter == dead_letter_policy::continue_);
+  CHECK(b.alert.dead_letters == 0);
+}
+
+TEST_CASE("retry delays double from initial, spread by jitter, capped by max",
+          "[core][config]") {
+  retry_policy p;
+  p.initial = std::chrono::milliseconds{100};
+  p.max = std::chrono::milliseconds{1000};
+  p.jitter = 0.2;
+  using us = std::chrono::microseconds;
+  // unit 0.5 is the middle of the spread: the schedule itself.
+  CHECK(p.delay(2, 0.5) == us{100'000});
+  CHECK(p.delay(3, 0.5) == us{200'000});
+  CHECK(p.delay(4, 0.5) == us{400'000});
+  CHECK(p.delay(5, 0.5) == us{800'000});
+  CHECK(p.delay(6, 0.5) == us{1'000'000}); // capped
+  CHECK(p.delay(60, 0.5) == us{1'000'000});
+  // The ends of the spread: ±20 %.
+  CHECK(p.delay(2, 0.0) == us{80'000});
+  CHECK(p.delay(3, 0.999999).count() == Approx(240'000).margin(1));
+  CHECK(p.delay(6, 0.0) == us{1'000'000}); // 1.28 s - 20 %, capped
+}
+
+TEST_CASE("durations format the way they parse", "[core][config]") {
+  using namespace std::chrono;
+  for (auto d :
+       {microseconds{hours{24 * 7}}, microseconds{minutes{5}},
+        microseconds{milliseconds{1500}}, microseconds{250}, microseconds{0}}) {
+    auto text = format_duration(d);
+    auto back = parse_duration(text);
+    INFO(text);
+    if (d.count() == 0)
+      CHECK(text == "0us");
+    else
+      CHECK((back && *back == d));
+  }
+  CHECK(format_duration(minutes{5}) == "5m");
+  CHECK(format_duration(hours{24 * 7}) == "7d");
+  CHECK(format_duration(milliseconds{1500}) == "1500ms");
 }

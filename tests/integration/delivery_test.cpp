@@ -47,9 +47,11 @@ std::string user_key(uint64_t i) {
 
 // Writes a node config for `service` into `dir`, its data_dir inside `dir`.
 // `consumes` names the event the node's service consumes, if any.
+// `consumer_extra` is YAML appended to the consumer's entry (indented).
 std::string write_config(const temp_dir& dir, const std::string& node,
                          const std::string& service,
-                         const std::string& consumes, int hwm = 0) {
+                         const std::string& consumes, int hwm = 0,
+                         const std::string& consumer_extra = "") {
   std::ostringstream yaml;
   yaml << "node: " << node << "\n"
        << "service: " << service << "\n"
@@ -61,7 +63,8 @@ std::string write_config(const temp_dir& dir, const std::string& node,
     yaml << "transport:\n  hwm: " << hwm << "\n";
   if (!consumes.empty())
     yaml << "consumers:\n  " << service << ":\n    subscribe: [" << consumes
-         << "]\n";
+         << "]\n"
+         << consumer_extra;
   auto path = dir / (node + ".yaml");
   write_text(path, yaml.str());
   return path.string();
@@ -82,11 +85,13 @@ std::string trimmed(std::string text) {
   return text;
 }
 
-// Waits at most `timeout` until `c` printed `text` on stdout.
+// Waits at most `timeout` until `c` printed `text` on stdout (or, with
+// `on_stderr`, on stderr).
 bool wait_for_output(const child& c, const std::string& text,
-                     std::chrono::milliseconds timeout) {
+                     std::chrono::milliseconds timeout,
+                     bool on_stderr = false) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (c.out().find(text) == std::string::npos) {
+  while ((on_stderr ? c.err() : c.out()).find(text) == std::string::npos) {
     if (std::chrono::steady_clock::now() >= deadline)
       return false;
     std::this_thread::sleep_for(20ms);
@@ -370,6 +375,62 @@ TEST_CASE("a consumer killed -9 five times during 100,000 events misses none "
   WARN(kills.str() << "; record: " << s.lines << " lines, " << s.first.size()
                    << " distinct, " << s.duplicates << " duplicates");
   check_record(s, 100000);
+}
+
+TEST_CASE("a consumer killed -9 while its events wait for retries loses none "
+          "of them",
+          "[integration][delivery][failure]") {
+  temp_dir dir;
+  auto pcfg = producer_config(dir);
+  // Retries 2 s apart: the kill comes while every entity waits for one.
+  auto ccfg =
+    write_config(dir, "email-node", "EmailService", "user.account.created", 0,
+                 "    retry: {attempts: 3, initial: 2s}\n");
+  child producer{producer_cmd(pcfg, dir,
+                              "--created 20 --deleted 0 --users 5 --rate 0 "
+                              "--wait-subscribers 1 --wait-timeout 30 "
+                              "--linger-ms 120000"),
+                 dir / "user.out", dir / "user.err"};
+  auto endpoint = endpoint_of(dir);
+  auto pid_file = dir / "email.pid";
+  {
+    child failing{
+      with_pid_file(pid_file, consumer_cmd(ccfg, endpoint, dir, "--fail-all")),
+      dir / "email1.out", dir / "email1.err"};
+    {
+      INFO("producer stderr: " << producer.err());
+      REQUIRE(wait_for_output(producer, "UserService: published", 30s));
+    }
+    // Each of the 5 entities' first event failed once and waits.
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    auto retries = [&] {
+      size_t n = 0;
+      auto err = failing.err();
+      for (auto pos = err.find("retry in"); pos != std::string::npos;
+           pos = err.find("retry in", pos + 1))
+        ++n;
+      return n;
+    };
+    while (retries() < 5 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(20ms);
+    INFO("failing consumer stderr: " << failing.err());
+    REQUIRE(retries() >= 5);
+    CHECK(failing.err().find("dead letter") == std::string::npos);
+    kill_9(pid_file);
+    REQUIRE(failing.wait_for(10s) == 128 + SIGKILL);
+  }
+  // Nothing was handled; after the restart (handlers fixed) all 20 are.
+  CHECK(read_record(dir / "email.record").empty());
+  child consumer{consumer_cmd(ccfg, endpoint, dir, "--expect 20 --timeout 60"),
+                 dir / "email.out", dir / "email.err"};
+  auto status = consumer.wait_for(70s);
+  INFO("consumer stdout: " << consumer.out());
+  INFO("consumer stderr: " << consumer.err());
+  CHECK(status == 0);
+  producer.kill();
+  auto s = summarize(read_record(dir / "email.record"));
+  check_record(s, 20);
+  CHECK(s.duplicates == 0);
 }
 
 TEST_CASE("a producer killed -9 mid-run keeps what it stored and continues "

@@ -1,18 +1,28 @@
 #pragma once
 
-/// The consumer actor: one per service on a node.
+/// The consumer actor: one per service on a node, and its ordering shards.
 ///
-/// It receives `event_batch` messages from the node's transport pump (and
-/// from local publishes) in stream order, and hands each event, in order,
-/// to the service's handlers:
-/// - seed-style handlers (`subscription`), called inside the consumer actor;
-/// - a service actor whose CAF behavior handles `herald::event`, asked with
-///   one request per event. Its mailbox keeps the order.
+/// The consumer actor receives `event_batch` messages from the node's
+/// transport pump (and from local publishes) in stream order, tracks each
+/// producer's stream (gaps, replay, offsets), and hands every new event to
+/// the ordering shard its key hashes onto. A shard handles one entity's
+/// events one at a time, in stream order, and different entities
+/// concurrently: while an entity waits for a retry, only its own later
+/// events wait (in a bounded queue; when one fills, its stream is paused and
+/// read again from the log later, never dropped).
 ///
-/// The ordering actor (shards by entity key), supervisor (retries) and
-/// dead-letter actor sit between this actor and the handlers in later
-/// stages; this actor's contract -- events in, one outcome per event out --
-/// stays.
+/// Each shard is also the supervisor of its events: a handler that throws
+/// or returns an error is retried with exponential backoff and jitter (see
+/// `retry_policy`), then the event goes to the dead-letter actor with every
+/// attempt. The entity then goes on (`continue`) or is parked (`park`).
+///
+/// Handlers are seed-style functions (`subscription`), called inside the
+/// shard, and/or a service actor whose CAF behavior handles `herald::event`,
+/// asked with one request per event.
+///
+/// Offsets: per stream, every event up to the committed seq is finished
+/// (handled or durably dead-lettered); events finish out of order across
+/// entities, so the offset is the seq before the oldest unfinished one.
 ///
 /// Thread safety: the stats are atomics, readable from any thread.
 
@@ -28,17 +38,47 @@
 #include <caf/fwd.hpp>
 
 #include "herald/actors/messages.hpp"
+#include "herald/core/config.hpp"
+#include "herald/core/histogram.hpp"
 
 namespace herald {
 
+/// Counters of one consumer for one event type.
+struct type_stats {
+  explicit type_stats(std::string name) : type(std::move(name)) {}
+  const std::string type;
+  /// Events handled (after retries, if any).
+  std::atomic<uint64_t> handled{0};
+  /// Failed attempts.
+  std::atomic<uint64_t> failed{0};
+  /// Retries scheduled.
+  std::atomic<uint64_t> retried{0};
+  /// Events stored as dead letters.
+  std::atomic<uint64_t> dead_lettered{0};
+};
+
 /// Counters of one consumer.
 struct consumer_stats {
+  /// Makes the per-type counters of `types` (the catalog's events).
+  explicit consumer_stats(const std::vector<std::string>& types = {}) {
+    for (auto& t : types)
+      per_type.push_back(std::make_unique<type_stats>(t));
+  }
   /// Live events the node sent to the consumer actor.
   std::atomic<uint64_t> dispatched{0};
-  /// Events every handler of the consumer succeeded on.
+  /// Events every handler of the consumer succeeded on (after retries).
   std::atomic<uint64_t> handled{0};
-  /// Events some handler failed on.
+  /// Failed attempts: a handler threw or returned an error.
   std::atomic<uint64_t> failed{0};
+  /// Retries scheduled after a failed attempt.
+  std::atomic<uint64_t> retried{0};
+  /// Events stored as dead letters (attempts exhausted, non-retryable, or
+  /// behind a parked entity).
+  std::atomic<uint64_t> dead_lettered{0};
+  /// Redriven dead letters that finished (handled, or dead-lettered again).
+  std::atomic<uint64_t> redriven{0};
+  /// Alerts raised.
+  std::atomic<uint64_t> alerts{0};
   /// Live events not handed to handlers: duplicates, events that arrived
   /// while their stream was catching up (the replay brings them), and
   /// events that came before any handler.
@@ -53,6 +93,30 @@ struct consumer_stats {
   /// Times the consumer found its position older than the producer's
   /// retention and skipped to the oldest retained event.
   std::atomic<uint64_t> behind_retention{0};
+  /// How long one attempt of the handlers took.
+  histogram handler_latency;
+  /// From publish (the event's timestamp) to the end of its handling.
+  histogram end_to_end_latency;
+  /// Per event type; fixed when the stats are made.
+  std::vector<std::unique_ptr<type_stats>> per_type;
+
+  /// The counters of `type`, or null for a type not made at the start.
+  type_stats* of_type(std::string_view type) const noexcept {
+    for (auto& t : per_type)
+      if (t->type == type)
+        return t.get();
+    return nullptr;
+  }
+
+  /// Live events taken off the consumer's mailbox and finished (handled,
+  /// dead-lettered or skipped): the node compares it with `dispatched`.
+  uint64_t finished() const noexcept {
+    return handled.load(std::memory_order_relaxed)
+           + dead_lettered.load(std::memory_order_relaxed)
+           + skipped.load(std::memory_order_relaxed)
+           - replayed.load(std::memory_order_relaxed)
+           - redriven.load(std::memory_order_relaxed);
+  }
 };
 
 /// Sends a replay request for `stream` from seq `from` on, asking for at
@@ -91,13 +155,26 @@ struct consumer_setup {
   /// How long to wait for a replay reply before asking again.
   /// Default: 2 s.
   std::chrono::milliseconds replay_timeout{2000};
+  /// The node's name, in dead letters and log lines.
+  std::string node;
+  /// Shards, entity buffer, retries and dead-letter policy (`name`,
+  /// `subscribe` and `alert` are not read here).
+  consumer_config policy;
+  /// The dead-letter actor (`spawn_dead_letters`). Required when durable.
+  caf::actor dead_letters;
+  /// Entities parked when the consumer starts (policy `park`, dead letters
+  /// not redriven yet), with the dead letter each is parked behind.
+  std::vector<std::pair<std::string, uint64_t>> parked;
 };
 
-/// Spawns a consumer actor. Messages it takes: `event_batch` (live events,
-/// in stream order per stream); `(heartbeat_atom, stream_heartbeat)`;
-/// `(replay_atom, replay_reply)`; `(subscribe_atom, subscription)` adds a
-/// seed-style handler; `(attach_atom, caf::actor)` sets the service actor;
-/// `(flush_atom)` commits offsets.
+/// Spawns a consumer actor and its shards. Messages it takes:
+/// `event_batch` (live events, in stream order per stream);
+/// `(heartbeat_atom, stream_heartbeat)`; `(replay_atom, replay_reply)`;
+/// `(subscribe_atom, subscription)` adds a seed-style handler;
+/// `(attach_atom, caf::actor)` sets the service actor; `(flush_atom)`
+/// commits offsets; `(redrive_atom, std::vector<store::dead_letter>)` hands
+/// dead letters back to the handlers, in order per entity;
+/// `(unpark_atom, std::string key)` lets a parked entity go on.
 caf::actor spawn_consumer(caf::actor_system& sys, consumer_setup setup);
 
 } // namespace herald

@@ -5,21 +5,40 @@
 /// as unsafe message types instead of being announced for serialization.
 
 #include <functional>
+#include <memory>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
+#include <caf/actor.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
 
+#include "herald/core/errc.hpp"
 #include "herald/core/event.hpp"
 #include "herald/core/names.hpp"
+#include "herald/store/event_log.hpp"
 
 namespace herald {
 
 /// A handler in the seed's style: called once per event. A handler fails by
 /// throwing or by returning an error.
 using handler_fn = std::function<caf::error(const event&)>;
+
+/// Thrown by a handler whose failure retrying cannot fix (a malformed
+/// order, a deleted account): the event is dead-lettered at once.
+class non_retryable_error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Returned by a handler whose failure retrying cannot fix (see
+/// `non_retryable_error`).
+inline caf::error non_retryable(std::string why) {
+  return make_error(errc::non_retryable, std::move(why));
+}
 
 /// A handler bound to the pattern it was subscribed with.
 struct subscription {
@@ -44,6 +63,70 @@ using retry_atom = caf::atom_constant<caf::atom("hretry")>;
 
 /// Asks a consumer actor to commit its offsets now.
 using flush_atom = caf::atom_constant<caf::atom("hflush")>;
+
+/// Completions of events, from a shard or the dead-letter actor to the
+/// consumer actor.
+using done_atom = caf::atom_constant<caf::atom("hdone")>;
+
+/// How many events wait in a shard's entity queues.
+using held_atom = caf::atom_constant<caf::atom("hheld")>;
+
+/// Pauses (and resumes) a stream whose entity queue is full.
+using pause_atom = caf::atom_constant<caf::atom("hpause")>;
+using resume_atom = caf::atom_constant<caf::atom("hresume")>;
+
+/// A failed event for the dead-letter actor.
+using dead_letter_atom = caf::atom_constant<caf::atom("hdeadl")>;
+
+/// Hands dead letters back to their consumer; or tells the dead-letter
+/// actor that a redriven one was handled.
+using redrive_atom = caf::atom_constant<caf::atom("hredrive")>;
+
+/// Unparks an entity whose dead letters were purged.
+using unpark_atom = caf::atom_constant<caf::atom("hunpark")>;
+
+/// A dead letter counted by the alert actor.
+using alert_atom = caf::atom_constant<caf::atom("halert")>;
+
+/// The stream index of redriven events: no stream position moves.
+inline constexpr uint32_t no_stream = UINT32_MAX;
+
+/// One event on its way from the consumer actor through a shard.
+struct work_item {
+  event ev;
+  /// The consumer's index of the event's stream, or `no_stream`.
+  uint32_t stream = 0;
+  /// The dead letter this event is redriven from; 0 for none.
+  uint64_t dead_letter = 0;
+};
+
+using work_batch = std::vector<work_item>;
+
+/// One finished event of a stream: handled, or stored as a dead letter.
+struct work_done {
+  uint32_t stream = 0;
+  uint64_t seq = 0;
+};
+
+using done_batch = std::vector<work_done>;
+
+struct consumer_stats;
+
+/// An event to store as a dead letter, and whom to tell once it is stored.
+struct dead_letter_request {
+  store::dead_letter letter;
+  /// The stream position it finishes (`stream == no_stream` for none).
+  work_done done;
+  /// The dead letter it was redriven from; 0 for none. Removed once the
+  /// new one is stored.
+  uint64_t redriven_from = 0;
+  /// Receives `(done_atom, done_batch)` once stored.
+  caf::actor consumer;
+  /// The shard whose entity this letter parks: told
+  /// `(dead_letter_atom, key, id)` once stored. Null when it parks none.
+  caf::actor parks;
+  std::shared_ptr<consumer_stats> stats;
+};
 
 /// What a producer's heartbeat says about its stream.
 struct stream_heartbeat {
@@ -83,3 +166,8 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::event_batch)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::subscription)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::stream_heartbeat)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::replay_reply)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<herald::pattern>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::work_batch)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::done_batch)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::dead_letter_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<herald::store::dead_letter>)

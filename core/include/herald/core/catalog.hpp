@@ -28,6 +28,9 @@
 /// unless `optional: true`; a payload with a field the schema does not name
 /// is rejected. `int` accepts integral JSON numbers; `float` any number.
 ///
+/// Every catalog also holds herald's own events (`herald.alert.raised`);
+/// the domain `herald` is reserved for them.
+///
 /// Thread safety: a loaded catalog is immutable; all const members are safe
 /// to call concurrently.
 
@@ -90,8 +93,11 @@ struct event_spec {
   std::vector<field_spec> payload;
   /// Consumer name and the action it takes, in file order.
   std::vector<std::pair<std::string, std::string>> consumers;
-  /// Line of the event's entry in the file, from 1.
+  /// Line of the event's entry in the file, from 1 (0 for herald's own).
   int line = 0;
+  /// One of herald's own events (`herald.alert.raised`), in every catalog:
+  /// its producer is the runtime and any service may consume it.
+  bool builtin = false;
 
   /// Returns whether `consumer` is one of this event's consumers.
   bool has_consumer(std::string_view consumer) const noexcept;
@@ -120,7 +126,7 @@ public:
   /// The event named `type`, or null.
   const event_spec* find(std::string_view type) const noexcept;
 
-  /// All events, in file order.
+  /// All events, in file order, then herald's own (`builtin`).
   const std::vector<event_spec>& events() const noexcept {
     return events_;
   }

@@ -13,6 +13,12 @@
 /// peers: [tcp://127.0.0.1:5600]    # PUB endpoints this node subscribes to
 /// catalog: events.yaml             # relative to this file. Required
 /// log_level: info                  # trace|debug|info|warn|error|critical|off
+/// log:
+///   level: info                    # the same as log_level
+///   format: text                   # text|json. Default text
+/// metrics:
+///   listen: 127.0.0.1:9464         # /metrics and /healthz. Default: off;
+///                                  # port 0 picks a free port
 /// data_dir: data/email-node        # the durable log and offsets. Default:
 ///                                  # data/<node>, relative to the working dir
 /// control: tcp://127.0.0.1:*       # control (replay) endpoint to bind
@@ -28,6 +34,17 @@
 /// consumers:
 ///   EmailService:
 ///     subscribe: [user.account.created]
+///     shards: 8                    # ordering shards. Default 8
+///     entity_buffer: 1024          # events one entity may queue. Default 1024
+///     retry:                       # see retry_policy
+///       attempts: 3
+///       initial: 200ms
+///       max: 10s
+///       jitter: 0.2
+///       types:                     # per event type, over the above
+///         user.account.deleted: {attempts: 5}
+///     dead_letter: continue        # continue|park. Default continue
+///     alert: {dead_letters: 10, window: 5m, command: notify-oncall.sh}
 /// ```
 ///
 /// Unknown keys and bad values are errors naming the key and the file.
@@ -72,12 +89,72 @@ struct store_config {
 /// `250us`. Fails with `errc::invalid_config` naming the text.
 caf::expected<std::chrono::microseconds> parse_duration(std::string_view text);
 
+/// How a failed handler is retried: attempt n+1 comes `initial * 2^(n-1)`
+/// after attempt n failed, times a random factor in [1 - jitter,
+/// 1 + jitter], at most `max`.
+struct retry_policy {
+  /// Attempts in all, the first included. Default: 3.
+  int attempts = 3;
+  /// Delay before the second attempt; doubles each time. Default: 200ms.
+  std::chrono::microseconds initial = std::chrono::milliseconds{200};
+  /// Upper bound on one delay. Default: 10s.
+  std::chrono::microseconds max = std::chrono::seconds{10};
+  /// Relative spread of a delay, in [0, 1). Default: 0.2 (±20 %).
+  double jitter = 0.2;
+
+  /// The delay before attempt `next` (2 for the first retry), for a random
+  /// `unit` in [0, 1).
+  std::chrono::microseconds delay(int next, double unit) const;
+};
+
+/// What happens to an entity once one of its events is dead-lettered.
+enum class dead_letter_policy {
+  /// Its next event is handled as usual.
+  continue_,
+  /// Its later events are dead-lettered too, unhandled, until its dead
+  /// letters are redriven: order is never broken.
+  park,
+};
+
+/// When a consumer raises an alert: `dead_letters` or more dead letters
+/// within `window`.
+struct alert_rule {
+  /// The threshold; 0 means no alert. Default: 0.
+  uint64_t dead_letters = 0;
+  /// Default: 5 minutes.
+  std::chrono::microseconds window = std::chrono::minutes{5};
+  /// A command run with `/bin/sh -c` when the alert is raised, with the
+  /// alert in HERALD_ALERT_* environment variables. Default: none.
+  std::string command;
+};
+
+/// Formats a duration the way `parse_duration` reads it, in the largest
+/// unit that divides it: `7d`, `5m`, `1500ms`.
+std::string format_duration(std::chrono::microseconds d);
+
 /// One consumer of a node.
 struct consumer_config {
   /// The consumer (service) name, e.g. `EmailService`.
   std::string name;
   /// Subscription patterns (see names.hpp).
   std::vector<std::string> subscribe;
+  /// Ordering shards: entities are spread over them by key; one entity's
+  /// events are handled one at a time, in order. Default: 8.
+  size_t shards = 8;
+  /// Events one entity may have waiting behind a retry before its stream
+  /// is paused. Default: 1024.
+  size_t entity_buffer = 1024;
+  /// Retries of a failed handler.
+  retry_policy retry;
+  /// Per event type overrides of `retry`.
+  std::vector<std::pair<std::string, retry_policy>> retry_by_type;
+  /// Default: continue.
+  dead_letter_policy on_dead_letter = dead_letter_policy::continue_;
+  /// Default: none.
+  alert_rule alert;
+
+  /// The retry policy for events of `type`.
+  const retry_policy& retry_for(std::string_view type) const;
 };
 
 /// The configuration of one node.
@@ -97,6 +174,11 @@ struct node_config {
   std::string catalog;
   /// spdlog level name. Default: `info`.
   std::string log_level = "info";
+  /// `text` or `json` (one JSON object per line). Default: `text`.
+  std::string log_format = "text";
+  /// `HOST:PORT` where `/metrics` and `/healthz` are served; port 0 picks a
+  /// free one. Default: empty, no HTTP endpoint.
+  std::string metrics_listen;
   /// Where the durable log and the offsets live. Default: `data/<node>`.
   std::string data_dir;
   /// The control endpoint to bind. Default: `tcp://127.0.0.1:*`.

@@ -41,6 +41,9 @@ enum class errc : uint8_t {
   invalid_argument,
   /// A deadline passed before the operation completed.
   timeout,
+  /// A handler failed and says retrying cannot help: the event is
+  /// dead-lettered at once.
+  non_retryable,
 };
 
 /// The category atom of herald's errors.

@@ -88,6 +88,9 @@ public:
   std::string timestamp() const;
   /// The payload. Decoded on first use; decoding was validated on receipt.
   const payload& data() const;
+  /// The whole envelope as received, MessagePack (see codec.hpp): what a
+  /// dead letter keeps.
+  std::string_view envelope() const noexcept;
   /// Whether this event may have been handed to this consumer before.
   bool redelivered() const noexcept {
     return redelivered_;

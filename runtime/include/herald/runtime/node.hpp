@@ -178,6 +178,34 @@ public:
   /// `store.retention_check`). Returns how many were deleted.
   caf::expected<uint64_t> enforce_retention();
 
+  /// The dead letters of this node's consumers that `filter` selects, in
+  /// id order: one entity's in the order its events were published.
+  caf::expected<std::vector<store::dead_letter>>
+  dead_letters(const store::dead_letter_filter& filter = {}) const;
+
+  /// Hands the dead letters `filter` selects back to their consumers, in id
+  /// order, so one entity's come in the order they were published; a
+  /// parked entity is unparked and its later events follow them. Each
+  /// letter is removed once handled, or replaced by a new one if it fails
+  /// again. Letters already being redriven are left out. Returns the ids
+  /// handed back; with `dry_run`, those that would be, changing nothing.
+  caf::expected<std::vector<uint64_t>>
+  redrive(const store::dead_letter_filter& filter, bool dry_run = false);
+
+  /// Deletes the dead letters `filter` selects; an entity parked behind
+  /// them goes on with its next event. Returns the ids deleted (with
+  /// `dry_run`, those that would be, changing nothing).
+  caf::expected<std::vector<uint64_t>>
+  purge(const store::dead_letter_filter& filter, bool dry_run = false);
+
+  /// Deletes the dead letter `id` (see `purge`); fails with
+  /// `errc::invalid_argument` when there is none.
+  caf::expected<std::vector<uint64_t>> purge(uint64_t id, bool dry_run = false);
+
+  /// The port `/metrics` and `/healthz` are served on; 0 when the node has
+  /// no `metrics.listen`.
+  uint16_t metrics_port() const noexcept;
+
   /// Counters of `consumer`, or null for an unknown one.
   std::shared_ptr<const consumer_stats> stats(std::string_view consumer) const;
 

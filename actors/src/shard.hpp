@@ -1,0 +1,41 @@
+#pragma once
+
+// An ordering shard of a consumer, and the supervisor of its events. Private
+// to the actors part; see consumer.hpp for the contract.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/fwd.hpp>
+
+#include "herald/actors/consumer.hpp"
+
+namespace herald::detail {
+
+struct shard_setup {
+  /// This shard's index among its consumer's shards.
+  uint32_t index = 0;
+  /// The consumer's name.
+  std::string consumer;
+  std::string node;
+  consumer_config policy;
+  std::shared_ptr<consumer_stats> stats;
+  /// The consumer actor: receives done, held, pause and resume.
+  caf::actor owner;
+  caf::actor dead_letters;
+  /// Entities parked at start, with the dead letter each is parked behind.
+  std::vector<std::pair<std::string, uint64_t>> parked;
+};
+
+/// Spawns a shard linked to `parent`. Messages: `work_batch`;
+/// `(subscribe_atom, subscription)`; `(attach_atom, caf::actor)`.
+caf::actor spawn_shard(caf::local_actor* parent, shard_setup setup);
+
+/// The shard of `key` among `shards`.
+uint32_t shard_of(std::string_view key, size_t shards) noexcept;
+
+} // namespace herald::detail

@@ -1,0 +1,444 @@
+// Failed handlers, as the seed asks: retries with backoff, dead letters with
+// full context, parked entities and their redrive, alerts; per-entity order
+// and isolation throughout.
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "herald/actors/messages.hpp"
+#include "herald/core/codec.hpp"
+#include "herald/runtime/node.hpp"
+#include "node_support.hpp"
+
+using namespace herald;
+using namespace std::chrono_literals;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+// Polls `pred` until it holds or `timeout` passes.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout) {
+  auto deadline = steady::now() + timeout;
+  while (!pred()) {
+    if (steady::now() >= deadline)
+      return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+payload created_for(int entity, const std::string& email) {
+  return {{"user_id", user_id(entity)},
+          {"email", email},
+          {"registration_source", "web"}};
+}
+
+// Every handler call: which event, of which entity, when.
+struct call_log {
+  struct call {
+    std::string id;
+    std::string key;
+    uint64_t seq;
+    steady::time_point at;
+    bool ok;
+  };
+  std::mutex mtx;
+  std::vector<call> calls;
+
+  void add(const event& ev, bool ok) {
+    std::lock_guard<std::mutex> guard{mtx};
+    calls.push_back({std::string{ev.id()}, std::string{ev.key()}, ev.seq(),
+                     steady::now(), ok});
+  }
+
+  std::vector<call> snapshot() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return calls;
+  }
+};
+
+// Per entity, handler calls never go back in seq: a retry is never
+// overtaken by a later event of its entity.
+void check_entity_order(const std::vector<call_log::call>& calls) {
+  std::map<std::string, uint64_t> last;
+  size_t broken = 0;
+  for (auto& c : calls) {
+    auto& l = last[c.key];
+    if (c.seq < l)
+      ++broken;
+    l = c.seq;
+  }
+  CHECK(broken == 0);
+}
+
+// Publishes user.account.created for `entity` and waits until it is
+// durable (and so handed to the node's consumers: `drain` then waits for
+// it).
+// (Events become durable in publish order: `wait` false leaves the wait to
+// a later call.)
+void publish(node& n, int entity, const std::string& email, bool wait = true) {
+  auto r = n.bus().publish("user.account.created", created_for(entity, email));
+  REQUIRE(r);
+  if (wait)
+    REQUIRE_FALSE(r->wait());
+}
+
+consumer_config consumer(std::string name, std::vector<std::string> patterns) {
+  consumer_config c;
+  c.name = std::move(name);
+  c.subscribe = std::move(patterns);
+  return c;
+}
+
+} // namespace
+
+TEST_CASE("1 % poison events are retried on schedule, then dead-lettered "
+          "with full context; order per entity holds; one alert",
+          "[runtime][failure]") {
+  constexpr int events = 10'000;
+  constexpr int entities = 100;
+  constexpr int poison = events / 100;
+  auto cfg = make_config("poison", "UserService");
+  auto email = consumer("EmailService", {"user.account.created"});
+  email.retry.initial = 300ms;
+  email.retry.max = 10s;
+  email.alert.dead_letters = 10;
+  email.alert.window = std::chrono::minutes{5};
+  cfg.consumers.push_back(email);
+  cfg.consumers.push_back(consumer("OpsService", {"herald.alert.raised"}));
+  auto n = start(cfg);
+
+  call_log log;
+  REQUIRE_FALSE(n->bus().subscribe(
+    "user.account.created",
+    [&](const event& ev) {
+      bool bad = ev.data()["email"].get<std::string>().starts_with("poison");
+      log.add(ev, !bad);
+      if (bad)
+        throw std::runtime_error("cannot send to " + std::string{ev.key()});
+    },
+    "EmailService"));
+  std::atomic<int> alerts{0};
+  payload alert;
+  std::mutex alert_mtx;
+  REQUIRE_FALSE(n->bus().subscribe(
+    "herald.alert.raised",
+    [&](const event& ev) {
+      std::lock_guard<std::mutex> guard{alert_mtx};
+      alert = ev.data();
+      ++alerts;
+    },
+    "OpsService"));
+
+  // 100 poison events spread at random (fixed seed) over the stream.
+  std::vector<int> order(events);
+  for (int i = 0; i < events; ++i)
+    order[i] = i;
+  std::shuffle(order.begin(), order.end(), std::mt19937{42});
+  std::set<int> poisoned(order.begin(), order.begin() + poison);
+  std::set<std::string> poison_ids;
+  std::optional<publish_receipt> last;
+  for (int i = 0; i < events; ++i) {
+    bool bad = poisoned.count(i) > 0;
+    auto r = n->bus().publish(
+      "user.account.created",
+      created_for(i % entities, (bad ? "poison" : "user") + std::to_string(i)
+                                  + "@example.com"));
+    REQUIRE(r);
+    if (bad)
+      poison_ids.insert(r->id);
+    last = *r;
+  }
+  REQUIRE_FALSE(last->wait());
+  REQUIRE(n->drain(60s));
+  auto stats = n->stats("EmailService");
+  CHECK(stats->handled == events - poison);
+  CHECK(stats->dead_lettered == poison);
+  CHECK(stats->failed == poison * 3);
+  CHECK(stats->retried == poison * 2);
+
+  // Every poison event: exactly 3 attempts, 300 ms then 600 ms apart,
+  // within ±25 %.
+  auto calls = log.snapshot();
+  std::map<std::string, std::vector<steady::time_point>> attempts;
+  for (auto& c : calls)
+    if (poison_ids.count(c.id) > 0)
+      attempts[c.id].push_back(c.at);
+  REQUIRE(attempts.size() == poison_ids.size());
+  int off_schedule = 0;
+  for (auto& [id, times] : attempts) {
+    REQUIRE(times.size() == 3);
+    for (size_t a = 1; a < times.size(); ++a) {
+      double want = 300.0 * static_cast<double>(1 << (a - 1));
+      double got =
+        std::chrono::duration<double, std::milli>(times[a] - times[a - 1])
+          .count();
+      if (got < want * 0.75 || got > want * 1.25) {
+        ++off_schedule;
+        WARN("event " << id << ": retry " << a << " after " << got
+                      << " ms, scheduled " << want << " ms ±25 %");
+      }
+    }
+  }
+  CHECK(off_schedule == 0);
+  // Healthy events: one call each.
+  CHECK(calls.size() == static_cast<size_t>(events - poison + poison * 3));
+  check_entity_order(calls);
+
+  // The dead letters: the poison events and nothing else, with context.
+  auto letters = n->dead_letters();
+  REQUIRE(letters);
+  REQUIRE(letters->size() == poison_ids.size());
+  std::set<std::string> lettered;
+  for (auto& l : *letters) {
+    lettered.insert(l.event_id);
+    CHECK(l.consumer == "EmailService");
+    CHECK(l.node == "poison");
+    CHECK(l.event_type == "user.account.created");
+    CHECK(l.stream == n->stream());
+    CHECK(l.reason == "3 attempts failed");
+    CHECK_FALSE(l.parked);
+    REQUIRE(l.attempts.size() == 3);
+    for (auto& a : l.attempts) {
+      CHECK(a.error == "cannot send to " + l.key);
+      CHECK(a.error_class == "exception");
+      CHECK(a.time_us > 0);
+    }
+    auto ev = decode(l.envelope);
+    REQUIRE(ev);
+    CHECK(ev->id() == l.event_id);
+    CHECK(ev->seq() == l.seq);
+    CHECK(ev->key() == l.key);
+    CHECK(ev->data()["email"].get<std::string>().starts_with("poison"));
+  }
+  CHECK(lettered == poison_ids);
+
+  // The alert: raised once, when the 10th dead letter came.
+  REQUIRE(eventually(
+    [&] {
+      return alerts.load() >= 1;
+    },
+    10s));
+  REQUIRE(n->drain(10s));
+  CHECK(alerts == 1);
+  CHECK(stats->alerts == 1);
+  std::lock_guard<std::mutex> guard{alert_mtx};
+  CHECK(alert["consumer"] == "EmailService");
+  CHECK(alert["node"] == "poison");
+  CHECK(alert["threshold"] == 10);
+  CHECK(alert["dead_letters"] == 10);
+  CHECK(alert["rule"] == "dead_letters >= 10 within 5m");
+}
+
+TEST_CASE("a failing entity delays no other entity", "[runtime][failure]") {
+  // One entity fails every attempt (backoff from 200 ms); 99 healthy ones,
+  // each on some shard, several on the failing one's.
+  auto cfg = make_config("isolation", "UserService");
+  auto email = consumer("EmailService", {"user.account.created"});
+  email.retry.initial = 200ms;
+  cfg.consumers.push_back(email);
+  auto n = start(cfg);
+  constexpr int failing = 0;
+  constexpr int per_entity = 50;
+  std::mutex mtx;
+  std::vector<std::string> completions; // "healthy" or "final failure"
+  std::atomic<int> failing_attempts{0};
+  REQUIRE_FALSE(n->bus().subscribe(
+    "user.account.created",
+    [&](const event& ev) {
+      std::lock_guard<std::mutex> guard{mtx};
+      if (ev.key() == user_id(failing)) {
+        // The third attempt fails for good: the event is dead-lettered.
+        if (++failing_attempts % 3 == 0)
+          completions.push_back("final failure");
+        throw std::runtime_error("always fails");
+      }
+      completions.push_back("healthy");
+    },
+    "EmailService"));
+  // The failing entity's events go first.
+  for (int i = 0; i < 3; ++i)
+    publish(*n, failing, "f@example.com", false);
+  for (int round = 0; round < per_entity; ++round)
+    for (int e = 1; e < 100; ++e)
+      publish(*n, e, "h@example.com", e == 99 && round == per_entity - 1);
+  REQUIRE(n->drain(30s));
+  std::lock_guard<std::mutex> guard{mtx};
+  auto first_failure =
+    std::find(completions.begin(), completions.end(), "final failure");
+  REQUIRE(first_failure != completions.end());
+  auto healthy_before =
+    std::count(completions.begin(), first_failure, std::string{"healthy"});
+  CHECK(healthy_before == 99 * per_entity);
+  CHECK(n->stats("EmailService")->dead_lettered == 3);
+}
+
+TEST_CASE("a parked entity's later events wait as dead letters; a redrive "
+          "hands them all back in order",
+          "[runtime][failure]") {
+  auto cfg = make_config("park", "UserService");
+  auto email = consumer("EmailService", {"user.account.created"});
+  email.retry.initial = 20ms;
+  email.on_dead_letter = dead_letter_policy::park;
+  cfg.consumers.push_back(email);
+  auto n = start(cfg);
+  constexpr int parked = 7;
+  std::atomic<bool> broken{true};
+  call_log log;
+  REQUIRE_FALSE(n->bus().subscribe(
+    "user.account.created",
+    [&](const event& ev) {
+      bool fail = broken && ev.key() == user_id(parked);
+      log.add(ev, !fail);
+      if (fail)
+        throw std::runtime_error("mail server rejects it");
+    },
+    "EmailService"));
+  for (int i = 0; i < 5; ++i) {
+    publish(*n, parked, "p" + std::to_string(i) + "@example.com");
+    publish(*n, 1, "h@example.com");
+  }
+  REQUIRE(n->drain(10s));
+  auto letters = n->dead_letters();
+  REQUIRE(letters);
+  REQUIRE(letters->size() == 5);
+  // The first failed 3 times; the 4 after it were parked, unhandled.
+  CHECK((*letters)[0].attempts.size() == 3);
+  CHECK_FALSE((*letters)[0].parked);
+  for (size_t i = 1; i < 5; ++i) {
+    CHECK((*letters)[i].parked);
+    CHECK((*letters)[i].attempts.empty());
+    CHECK((*letters)[i].seq > (*letters)[i - 1].seq);
+  }
+  // Nothing of the parked entity succeeded; the other entity went on.
+  for (auto& c : log.snapshot())
+    CHECK((c.key != user_id(parked) || !c.ok));
+  CHECK(n->stats("EmailService")->handled == 5);
+
+  // An event published while parked is dead-lettered too.
+  publish(*n, parked, "p5@example.com");
+  REQUIRE(n->drain(10s));
+  REQUIRE(n->dead_letters()->size() == 6);
+
+  // Fixed: the redrive hands all six back, in order, and they succeed.
+  broken = false;
+  store::dead_letter_filter f;
+  f.key = user_id(parked);
+  auto dry = n->redrive(f, true);
+  REQUIRE(dry);
+  CHECK(dry->size() == 6);
+  CHECK(n->dead_letters()->size() == 6);
+  auto redriven = n->redrive(f);
+  REQUIRE(redriven);
+  CHECK(redriven->size() == 6);
+  REQUIRE(eventually(
+    [&] {
+      return n->dead_letters()->empty();
+    },
+    10s));
+  std::vector<std::string> handled;
+  for (auto& c : log.snapshot())
+    if (c.key == user_id(parked) && c.ok)
+      handled.push_back(c.id);
+  std::vector<std::string> expected;
+  for (auto& l : *letters)
+    expected.push_back(l.event_id);
+  REQUIRE(handled.size() == 6);
+  expected.push_back(handled.back()); // the one published while parked
+  CHECK(handled == expected);
+  // No longer parked: its next event is handled as usual.
+  publish(*n, parked, "p6@example.com");
+  REQUIRE(n->drain(10s));
+  CHECK(n->dead_letters()->empty());
+  CHECK(n->stats("EmailService")->handled == 12);
+}
+
+TEST_CASE("a non-retryable failure is dead-lettered at once",
+          "[runtime][failure]") {
+  auto cfg = make_config("permanent", "UserService");
+  cfg.consumers.push_back(consumer("EmailService", {"user.account.created"}));
+  auto n = start(cfg);
+  std::atomic<int> calls{0};
+  REQUIRE_FALSE(n->bus().subscribe(
+    "user.account.created",
+    [&](const event& ev) -> caf::error {
+      ++calls;
+      if (ev.data()["email"] == "thrown@example.com")
+        throw non_retryable_error("address is blocked");
+      return non_retryable("address does not exist");
+    },
+    "EmailService"));
+  publish(*n, 1, "thrown@example.com");
+  publish(*n, 2, "returned@example.com");
+  REQUIRE(n->drain(10s));
+  CHECK(calls == 2);
+  auto letters = n->dead_letters();
+  REQUIRE(letters);
+  REQUIRE(letters->size() == 2);
+  for (auto& l : *letters) {
+    CHECK(l.reason == "non-retryable error");
+    REQUIRE(l.attempts.size() == 1);
+    CHECK(l.attempts[0].error_class == "non_retryable");
+  }
+  CHECK(n->stats("EmailService")->retried == 0);
+}
+
+TEST_CASE("dead letters survive a restart, and a parked entity stays parked",
+          "[runtime][failure]") {
+  auto cfg = make_config("restart", "UserService");
+  auto email = consumer("EmailService", {"user.account.created"});
+  email.retry.attempts = 1;
+  email.on_dead_letter = dead_letter_policy::park;
+  cfg.consumers.push_back(email);
+  std::atomic<bool> broken{true};
+  std::atomic<int> handled{0};
+  auto subscribe = [&](node& n) {
+    REQUIRE_FALSE(n.bus().subscribe(
+      "user.account.created",
+      [&](const event&) {
+        if (broken)
+          throw std::runtime_error("down");
+        ++handled;
+      },
+      "EmailService"));
+  };
+  {
+    auto n = start(cfg);
+    subscribe(*n);
+    publish(*n, 3, "a@example.com");
+    REQUIRE(n->drain(10s));
+    REQUIRE(n->dead_letters()->size() == 1);
+  }
+  broken = false;
+  auto n = start(cfg);
+  subscribe(*n);
+  REQUIRE(n->dead_letters()->size() == 1);
+  // Still parked: the entity's next event joins its dead letter.
+  publish(*n, 3, "b@example.com");
+  REQUIRE(n->drain(10s));
+  auto letters = n->dead_letters();
+  REQUIRE(letters->size() == 2);
+  CHECK((*letters)[1].parked);
+  CHECK((*letters)[1].reason
+        == "parked behind dead letter " + std::to_string((*letters)[0].id));
+  CHECK(handled == 0);
+  // Purging its dead letters lets it go on.
+  auto purged = n->purge(store::dead_letter_filter{});
+  REQUIRE(purged);
+  CHECK(purged->size() == 2);
+  publish(*n, 3, "c@example.com");
+  REQUIRE(n->drain(10s));
+  CHECK(handled == 1);
+  CHECK(n->dead_letters()->empty());
+}
