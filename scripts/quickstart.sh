@@ -16,10 +16,16 @@ mode=$1
 cd "$(dirname "$0")/.."
 build_dir=${BUILD_DIR:-build}
 
+# What the build needs. The tests also need promtool, to check the metrics
+# text; Debian ships it only in `prometheus`, whose server service the
+# install enables too. The demo needs neither.
 packages=(build-essential cmake pkg-config libzmq3-dev cppzmq-dev
   libmsgpack-cxx-dev libcaf-dev libspdlog-dev libfmt-dev catch2
   librocksdb-dev libyaml-cpp-dev libcli11-dev libcpp-httplib-dev
   nlohmann-json3-dev libbenchmark-dev)
+if [[ $mode == test ]]; then
+  packages+=(prometheus)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
