@@ -243,9 +243,13 @@ void add_node_options(CLI::App& app, node_options& opts,
   app.add_option("--data-dir", opts.data_dir,
                  "the node's data directory (durable log, offsets), "
                  "overriding the config's data_dir");
-  if (with_endpoint_file)
+  if (with_endpoint_file) {
     app.add_option("--endpoint-file", opts.endpoint_file,
                    "write this node's endpoint to PATH once it is ready");
+    app.add_option("--control-file", opts.control_file,
+                   "write this node's control endpoint (for herald dlq "
+                   "--control) to PATH once it is ready");
+  }
 }
 
 caf::expected<std::unique_ptr<node>>
@@ -287,6 +291,10 @@ caf::error write_file_atomically(const std::string& path,
 }
 
 caf::error write_endpoint_file(const node& n, const node_options& opts) {
+  if (!opts.control_file.empty())
+    if (auto err =
+          write_file_atomically(opts.control_file, n.control_endpoint() + "\n"))
+      return err;
   if (opts.endpoint_file.empty())
     return {};
   return write_file_atomically(opts.endpoint_file, n.endpoint() + "\n");

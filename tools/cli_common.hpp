@@ -73,6 +73,9 @@ struct node_options {
   /// Where to write the node's endpoint once it is ready
   /// (`--endpoint-file`). Default: nowhere.
   std::string endpoint_file;
+  /// Where to write the node's control endpoint once it is ready
+  /// (`--control-file`), for `herald dlq --control`. Default: nowhere.
+  std::string control_file;
   /// Overrides the config's `log_level` (`--log-level`). Default: the
   /// value set before `add_node_options`, empty for the config's.
   std::string log_level;
@@ -82,7 +85,7 @@ struct node_options {
 };
 
 /// Adds `--config`, `--peer`, `--log-level`, `--data-dir` and, when
-/// `with_endpoint_file`, `--endpoint-file` to `app`.
+/// `with_endpoint_file`, `--endpoint-file` and `--control-file` to `app`.
 void add_node_options(CLI::App& app, node_options& opts,
                       bool with_endpoint_file = true);
 

@@ -139,10 +139,13 @@ void schedule_flush(consumer_actor* self) {
 
 void flush_offsets(consumer_actor* self) {
   self->state.flush_scheduled = false;
+  auto& stats = *self->state.setup.stats;
   for (auto& [stream, st] : self->state.streams)
     if (st.handled > st.committed) {
       self->state.setup.offsets.store(stream, st.handled);
       st.committed = st.handled;
+      std::lock_guard<std::mutex> guard{stats.positions_mtx};
+      stats.positions[stream].offset = st.handled;
     }
 }
 
@@ -272,6 +275,11 @@ stream_state& open_stream(consumer_actor* self, const std::string& stream,
   auto [it, fresh] = st.streams.try_emplace(stream);
   if (fresh) {
     auto offset = st.setup.offsets.load(stream);
+    {
+      auto& stats = *st.setup.stats;
+      std::lock_guard<std::mutex> guard{stats.positions_mtx};
+      stats.positions[stream].offset = offset;
+    }
     it->second.index = static_cast<uint32_t>(st.stream_ids.size());
     st.stream_ids.push_back(stream);
     it->second.accepted = offset;
@@ -336,6 +344,11 @@ void on_heartbeat(consumer_actor* self, const stream_heartbeat& hb) {
   auto& st = self->state;
   if (!st.setup.durable || !has_handlers(self))
     return;
+  {
+    auto& stats = *st.setup.stats;
+    std::lock_guard<std::mutex> guard{stats.positions_mtx};
+    stats.positions[hb.stream].head = hb.head;
+  }
   bool known = st.streams.count(hb.stream) > 0;
   auto& ss = open_stream(self, hb.stream);
   if (!known || ss.catching_up)

@@ -157,14 +157,19 @@ void report(shard_actor* self) {
   }
 }
 
+// Records how long an attempt that began at `started` took.
+void timed(shard_actor* self, steady_clock::time_point started) {
+  self->state.setup.stats->handler_latency.observe_us(
+    std::chrono::duration_cast<std::chrono::microseconds>(steady_clock::now()
+                                                          - started)
+      .count());
+}
+
 void finished(shard_actor* self, const work_item& w,
               steady_clock::time_point started) {
   auto& st = self->state;
   auto& stats = *st.setup.stats;
-  auto end = steady_clock::now();
-  stats.handler_latency.observe_us(
-    std::chrono::duration_cast<std::chrono::microseconds>(end - started)
-      .count());
+  timed(self, started);
   stats.end_to_end_latency.observe_us(now_us() - w.ev.timestamp_us());
   count(self, w.ev.type(), &consumer_stats::handled, &type_stats::handled);
   if (w.dead_letter != 0) {
@@ -218,6 +223,7 @@ bool on_failure(shard_actor* self, const std::string& key, entity_state& e,
                 outcome o) {
   auto& st = self->state;
   auto& w = e.queue.front();
+  timed(self, e.started);
   count(self, w.ev.type(), &consumer_stats::failed, &type_stats::failed);
   e.attempts.push_back({now_us(), o.error, o.error_class});
   auto n = e.attempts.size();
@@ -376,6 +382,7 @@ void on_work(shard_actor* self, work_batch& batch) {
         continue;
       }
       auto& e = st.entities[std::string{key}];
+      e.started = started;
       e.queue.push_back(std::move(w));
       ++st.held;
       std::string k{key};

@@ -26,6 +26,7 @@
 #include "herald/core/logging.hpp"
 #include "herald/store/event_log.hpp"
 #include "herald/transport/pump.hpp"
+#include "metrics.hpp"
 
 namespace herald {
 
@@ -136,6 +137,11 @@ struct node::impl : transport::pump_listener {
   std::mutex publish_mtx; // guards seq and type_seqs: one stream order
   uint64_t seq = 0;
   std::vector<uint64_t> type_seqs;
+  /// Events published, per catalog event (index as in `cat.events()`).
+  std::unique_ptr<std::atomic<uint64_t>[]> published;
+
+  // /metrics and /healthz, when `metrics.listen` is set.
+  std::unique_ptr<metrics::http_server> http;
 
   ~impl() override {
     shutdown();
@@ -148,6 +154,8 @@ struct node::impl : transport::pump_listener {
   // Idempotent.
   void shutdown() {
     running = false;
+    if (http)
+      http->stop();
     if (retention_thread.joinable()) {
       {
         std::lock_guard<std::mutex> guard{retention_mtx};
@@ -678,6 +686,106 @@ struct node::impl : transport::pump_listener {
     return parked;
   }
 
+  // The node's metrics in Prometheus' text format.
+  std::string render_metrics() {
+    using metrics::metric_type;
+    metrics::text_writer w;
+    auto& published_f =
+      w.family("herald_events_published_total",
+               "Events this node published, per type.", metric_type::counter);
+    for (size_t i = 0; i < cat.events().size(); ++i)
+      published_f.sample({{"type", cat.events()[i].name}},
+                         published[i].load(std::memory_order_relaxed));
+    w.counter("herald_events_received_total",
+              "Events received from other nodes.", {},
+              pump->stats().received.load());
+    w.counter("herald_bad_frames_total",
+              "Frames from the network dropped as malformed.", {},
+              pump->stats().bad_frames.load());
+    w.counter("herald_control_errors_total",
+              "Control requests, replies and heartbeats refused as "
+              "malformed or unknown.",
+              {}, control_errors.load());
+    {
+      std::shared_lock<std::shared_mutex> guard{store_mtx};
+      if (log_store)
+        w.gauge("herald_dead_letters", "Dead letters stored on this node.", {},
+                static_cast<double>(log_store->dead_letter_count()));
+    }
+    struct per_consumer {
+      const char* name;
+      const char* help;
+      std::atomic<uint64_t> consumer_stats::*field;
+    };
+    static const per_consumer counters[] = {
+      {"herald_events_delivered_total", "Live events handed to the consumer.",
+       &consumer_stats::dispatched},
+      {"herald_events_shed_total",
+       "Live events not handed over because the consumer's backlog was "
+       "full (replayed from the log).",
+       &consumer_stats::shed},
+      {"herald_events_replayed_total",
+       "Events the consumer read from a producer's log.",
+       &consumer_stats::replayed},
+      {"herald_stream_gaps_total", "Gaps the consumer noticed in a stream.",
+       &consumer_stats::gaps},
+      {"herald_behind_retention_total",
+       "Times the consumer found events expired before it handled them.",
+       &consumer_stats::behind_retention},
+      {"herald_events_redriven_total", "Redriven dead letters that finished.",
+       &consumer_stats::redriven},
+      {"herald_alerts_raised_total", "Alerts raised.", &consumer_stats::alerts},
+    };
+    struct per_type {
+      const char* name;
+      const char* help;
+      std::atomic<uint64_t> type_stats::*field;
+    };
+    static const per_type type_counters[] = {
+      {"herald_events_handled_total",
+       "Events the consumer's handlers succeeded on.", &type_stats::handled},
+      {"herald_events_failed_total", "Failed handler attempts.",
+       &type_stats::failed},
+      {"herald_events_retried_total", "Retries scheduled after a failure.",
+       &type_stats::retried},
+      {"herald_events_dead_lettered_total", "Events stored as dead letters.",
+       &type_stats::dead_lettered},
+    };
+    std::shared_lock<std::shared_mutex> guard{consumers_mtx};
+    for (auto& c : counters) {
+      auto& f = w.family(c.name, c.help, metric_type::counter);
+      for (auto& e : consumers)
+        f.sample({{"consumer", e.name}}, ((*e.stats).*c.field).load());
+    }
+    for (auto& c : type_counters) {
+      auto& f = w.family(c.name, c.help, metric_type::counter);
+      for (auto& e : consumers)
+        for (auto& t : e.stats->per_type)
+          f.sample({{"consumer", e.name}, {"type", t->type}},
+                   ((*t).*c.field).load());
+    }
+    auto& lag = w.family("herald_consumer_lag_events",
+                         "Events of a stream after the consumer's committed "
+                         "offset, as of the producer's last heartbeat.",
+                         metric_type::gauge);
+    for (auto& e : consumers) {
+      std::lock_guard<std::mutex> pguard{e.stats->positions_mtx};
+      for (auto& [stream, pos] : e.stats->positions)
+        lag.sample({{"consumer", e.name}, {"stream", stream}},
+                   pos.head > pos.offset ? pos.head - pos.offset : 0);
+    }
+    for (auto& e : consumers) {
+      w.histogram("herald_handler_duration_seconds",
+                  "How long one attempt of the consumer's handlers took.",
+                  {{"consumer", e.name}}, e.stats->handler_latency.snapshot());
+      w.histogram("herald_end_to_end_latency_seconds",
+                  "From publish to the end of the event's handling.",
+                  {{"consumer", e.name}},
+                  e.stats->end_to_end_latency.snapshot());
+    }
+    return w.str();
+  }
+
   // Raises `a`: a critical log line, a herald.alert.raised event, and the
   // rule's command, if any.
   void raise_alert(const raised_alert& a) {
@@ -815,6 +923,8 @@ node::start(node_config cfg, std::function<int64_t()> clock) {
     return std::move(cat.error());
   p->cat = std::move(*cat);
   p->type_seqs.resize(p->cat.events().size());
+  p->published =
+    std::make_unique<std::atomic<uint64_t>[]>(p->cat.events().size());
   auto format = parse_log_format(cfg.log_format);
   if (!format)
     return std::move(format.error());
@@ -910,14 +1020,34 @@ node::start(node_config cfg, std::function<int64_t()> clock) {
       for (auto& text : cc.subscribe)
         p->subscribe_prefix(pattern::parse(text)->zmq_prefix());
   }
+  if (!p->cfg.metrics_listen.empty()) {
+    auto http = metrics::http_server::start(
+      p->cfg.metrics_listen,
+      [raw] {
+        return raw->render_metrics();
+      },
+      [raw]() -> std::pair<bool, std::string> {
+        if (!raw->running)
+          return {false, "the node is stopping"};
+        return {true, "ok"};
+      });
+    if (!http)
+      return std::move(http.error());
+    p->http = std::move(*http);
+  }
   p->running = true;
   p->retention_thread = std::thread{[raw] {
     raw->run_retention();
   }};
   p->log->info("started: service={} stream={} head={} endpoint={} control={} "
-               "data_dir={} peers={}",
+               "metrics={} data_dir={} peers={}",
                p->cfg.service, p->stream, p->log_store->head(),
                p->pump->endpoint(), p->pump->control_endpoint(),
+               p->http ? fmt::format("http://{}:{}/metrics",
+                                     p->cfg.metrics_listen.substr(
+                                       0, p->cfg.metrics_listen.rfind(':')),
+                                     p->http->port())
+                       : std::string{"off"},
                p->cfg.data_dir, fmt::join(p->cfg.peers, ","));
   return std::unique_ptr<node>{new node(std::move(p))};
 }
@@ -1081,6 +1211,10 @@ caf::expected<std::vector<uint64_t>> node::purge(uint64_t id, bool dry_run) {
   return impl_->purge_letters({*letter}, dry_run);
 }
 
+uint16_t node::metrics_port() const noexcept {
+  return impl_->http ? impl_->http->port() : 0;
+}
+
 caf::expected<uint64_t> node::enforce_retention() {
   std::shared_lock<std::shared_mutex> guard{impl_->store_mtx};
   if (!impl_->log_store)
@@ -1167,6 +1301,7 @@ caf::expected<publish_receipt> event_bus::publish(std::string_view type,
   encode(h, data, rec.envelope);
   // Sent to consumers once durable, by the log's commit callback.
   auto ticket = p.log_store->append(std::move(rec));
+  p.published[idx].fetch_add(1, std::memory_order_relaxed);
   return publish_receipt{std::move(id), h.seq, std::move(ticket)};
 }
 

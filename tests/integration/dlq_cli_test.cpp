@@ -1,9 +1,12 @@
 // `herald dlq` as a user runs it, against a fake node: a ROUTER socket in
 // this process that records each request and answers with a canned reply.
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -452,4 +455,152 @@ TEST_CASE("every dlq command has a help", "[integration][cli][dlq]") {
   CHECK_THAT(purge.out, Catch::Contains("--all") && Catch::Contains("--dry-run")
                           && Catch::Contains("--control")
                           && Catch::Contains("--timeout"));
+}
+
+namespace {
+
+// The dead letters `herald dlq list --json` reports, or an empty array
+// when the command failed (reported by CHECK).
+payload list_letters(const std::string& control) {
+  auto r =
+    run(herald_cmd("dlq list --json --control " + shell_quote(control)), 10s);
+  INFO("dlq list stderr: " << r.err);
+  CHECK(r.exit_code == 0);
+  try {
+    return payload::parse(r.out);
+  } catch (const std::exception&) {
+    return payload::array();
+  }
+}
+
+} // namespace
+
+TEST_CASE("dlq against a real node: failed events wait parked, and a redrive "
+          "after the fix hands them back in order",
+          "[integration][cli][dlq][failure]") {
+  using herald::test::child;
+  using herald::test::temp_dir;
+  using herald::test::wait_for_file;
+  using herald::test::write_text;
+  const std::string bin = HERALD_BINARY_DIR;
+  const std::string src = HERALD_SOURCE_DIR;
+  temp_dir dir;
+  write_text(dir / "user.yaml",
+             "node: user-node\nservice: UserService\ncatalog: " + src
+               + "/config/events.yaml\ndata_dir: "
+               + (dir / "user.data").string() + "\n");
+  write_text(dir / "email.yaml",
+             "node: email-node\nservice: EmailService\ncatalog: " + src
+               + "/config/events.yaml\ndata_dir: "
+               + (dir / "email.data").string()
+               + "\nconsumers:\n  EmailService:\n"
+                 "    subscribe: [user.account.created]\n"
+                 "    retry: {attempts: 2, initial: 10ms}\n"
+                 "    dead_letter: park\n");
+  child producer{"exec " + bin + "/examples/user_service --config "
+                   + shell_quote((dir / "user.yaml").string())
+                   + " --endpoint-file "
+                   + shell_quote((dir / "user.endpoint").string())
+                   + " --created 6 --deleted 0 --users 2 --rate 0 "
+                     "--wait-subscribers 1 --wait-timeout 30 "
+                     "--linger-ms 120000",
+                 dir / "user.out", dir / "user.err"};
+  auto endpoint = wait_for_file(dir / "user.endpoint", 20s);
+  REQUIRE(endpoint);
+  endpoint->pop_back();
+  auto consumer_cmd = [&](const std::string& args) {
+    return "exec " + bin + "/examples/email_service --config "
+           + shell_quote((dir / "email.yaml").string()) + " --peer "
+           + shell_quote(*endpoint) + " --quiet --control-file "
+           + shell_quote((dir / "email.control").string()) + " --record "
+           + shell_quote((dir / "email.record").string()) + " " + args;
+  };
+  std::string control;
+  {
+    // Every handler call fails: each user's first event is tried twice,
+    // the two after it are parked behind it.
+    child failing{consumer_cmd("--fail-all"), dir / "email1.out",
+                  dir / "email1.err"};
+    auto text = wait_for_file(dir / "email.control", 20s);
+    REQUIRE(text);
+    control = text->substr(0, text->size() - 1);
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    payload letters = payload::array();
+    while (std::chrono::steady_clock::now() < deadline) {
+      letters = list_letters(control);
+      if (letters.size() >= 6)
+        break;
+      std::this_thread::sleep_for(100ms);
+    }
+    INFO("consumer stderr: " << failing.err());
+    REQUIRE(letters.size() == 6);
+    int parked = 0;
+    for (auto& l : letters) {
+      CHECK(l["consumer"] == "EmailService");
+      CHECK(l["node"] == "email-node");
+      if (l["parked"].get<bool>()) {
+        ++parked;
+        CHECK(l["attempts"].empty());
+      } else {
+        CHECK(l["attempts"].size() == 2);
+      }
+    }
+    CHECK(parked == 4);
+
+    auto first = letters[0]["id"].get<uint64_t>();
+    auto show = run(herald_cmd("dlq show " + std::to_string(first)
+                               + " --control " + shell_quote(control)),
+                    10s);
+    CHECK(show.exit_code == 0);
+    CHECK_THAT(show.out, Catch::Contains("failing on purpose (--fail-all)")
+                           && Catch::Contains("user_id")
+                           && Catch::Contains("EmailService"));
+    auto key = letters[0]["key"].get<std::string>();
+    auto purge = run(herald_cmd("dlq purge --dry-run --key " + key
+                                + " --control " + shell_quote(control)),
+                     10s);
+    CHECK(purge.exit_code == 0);
+    CHECK_THAT(purge.out, Catch::Contains("3 dead letters would be purged"));
+    CHECK(list_letters(control).size() == 6);
+  }
+  // The fix is deployed: a consumer that handles them. Its entities are
+  // still parked (restored from the dead letters) until the redrive.
+  std::filesystem::remove(dir / "email.control");
+  child fixed{consumer_cmd(""), dir / "email2.out", dir / "email2.err"};
+  auto text = wait_for_file(dir / "email.control", 20s);
+  REQUIRE(text);
+  control = text->substr(0, text->size() - 1); // a new port
+  CHECK(list_letters(control).size() == 6);
+  auto redrive = run(herald_cmd("dlq redrive --consumer EmailService "
+                                "--control "
+                                + shell_quote(control)),
+                     10s);
+  INFO("redrive: " << redrive.out << redrive.err);
+  CHECK(redrive.exit_code == 0);
+  CHECK_THAT(redrive.out, Catch::Contains("6 dead letters"));
+  INFO("consumer stderr: " << fixed.err());
+  // Handled, then removed from the dead letters.
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (!list_letters(control).empty()
+         && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(100ms);
+  CHECK(list_letters(control).empty());
+  fixed.kill();
+  CHECK(fixed.wait_for(5s) == 0);
+  producer.kill();
+  // Each user's three events were handled in the order they were
+  // published.
+  std::map<std::string, std::vector<uint64_t>> seqs_of;
+  std::istringstream lines{herald::test::read_text(dir / "email.record")};
+  std::string stream, key, id;
+  uint64_t seq = 0;
+  int redelivered = 0;
+  while (lines >> stream >> seq >> key >> redelivered >> id)
+    seqs_of[key].push_back(seq);
+  REQUIRE(seqs_of.size() == 2);
+  for (auto& [k, seqs] : seqs_of) {
+    INFO("key " << k);
+    CHECK(seqs.size() == 3);
+    CHECK(std::is_sorted(seqs.begin(), seqs.end()));
+  }
 }

@@ -4,16 +4,24 @@
 
 #include <catch2/catch.hpp>
 
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 #include <vector>
+
+#include <httplib.h>
 
 #include "herald/actors/messages.hpp"
 #include "herald/core/codec.hpp"
@@ -94,13 +102,6 @@ void publish(node& n, int entity, const std::string& email, bool wait = true) {
     REQUIRE_FALSE(r->wait());
 }
 
-consumer_config consumer(std::string name, std::vector<std::string> patterns) {
-  consumer_config c;
-  c.name = std::move(name);
-  c.subscribe = std::move(patterns);
-  return c;
-}
-
 } // namespace
 
 TEST_CASE("1 % poison events are retried on schedule, then dead-lettered "
@@ -110,13 +111,13 @@ TEST_CASE("1 % poison events are retried on schedule, then dead-lettered "
   constexpr int entities = 100;
   constexpr int poison = events / 100;
   auto cfg = make_config("poison", "UserService");
-  auto email = consumer("EmailService", {"user.account.created"});
+  auto email = make_consumer("EmailService", {"user.account.created"});
   email.retry.initial = 300ms;
   email.retry.max = 10s;
   email.alert.dead_letters = 10;
   email.alert.window = std::chrono::minutes{5};
   cfg.consumers.push_back(email);
-  cfg.consumers.push_back(consumer("OpsService", {"herald.alert.raised"}));
+  cfg.consumers.push_back(make_consumer("OpsService", {"herald.alert.raised"}));
   auto n = start(cfg);
 
   call_log log;
@@ -245,7 +246,7 @@ TEST_CASE("a failing entity delays no other entity", "[runtime][failure]") {
   // One entity fails every attempt (backoff from 200 ms); 99 healthy ones,
   // each on some shard, several on the failing one's.
   auto cfg = make_config("isolation", "UserService");
-  auto email = consumer("EmailService", {"user.account.created"});
+  auto email = make_consumer("EmailService", {"user.account.created"});
   email.retry.initial = 200ms;
   cfg.consumers.push_back(email);
   auto n = start(cfg);
@@ -288,7 +289,7 @@ TEST_CASE("a parked entity's later events wait as dead letters; a redrive "
           "hands them all back in order",
           "[runtime][failure]") {
   auto cfg = make_config("park", "UserService");
-  auto email = consumer("EmailService", {"user.account.created"});
+  auto email = make_consumer("EmailService", {"user.account.created"});
   email.retry.initial = 20ms;
   email.on_dead_letter = dead_letter_policy::park;
   cfg.consumers.push_back(email);
@@ -367,7 +368,8 @@ TEST_CASE("a parked entity's later events wait as dead letters; a redrive "
 TEST_CASE("a non-retryable failure is dead-lettered at once",
           "[runtime][failure]") {
   auto cfg = make_config("permanent", "UserService");
-  cfg.consumers.push_back(consumer("EmailService", {"user.account.created"}));
+  cfg.consumers.push_back(
+    make_consumer("EmailService", {"user.account.created"}));
   auto n = start(cfg);
   std::atomic<int> calls{0};
   REQUIRE_FALSE(n->bus().subscribe(
@@ -397,7 +399,7 @@ TEST_CASE("a non-retryable failure is dead-lettered at once",
 TEST_CASE("dead letters survive a restart, and a parked entity stays parked",
           "[runtime][failure]") {
   auto cfg = make_config("restart", "UserService");
-  auto email = consumer("EmailService", {"user.account.created"});
+  auto email = make_consumer("EmailService", {"user.account.created"});
   email.retry.attempts = 1;
   email.on_dead_letter = dead_letter_policy::park;
   cfg.consumers.push_back(email);
@@ -441,4 +443,97 @@ TEST_CASE("dead letters survive a restart, and a parked entity stays parked",
   REQUIRE(n->drain(10s));
   CHECK(handled == 1);
   CHECK(n->dead_letters()->empty());
+}
+
+namespace {
+
+// The value of the sample `name{labels}` in a Prometheus text, or -1.
+double sample_of(const std::string& text, const std::string& series) {
+  std::istringstream lines{text};
+  std::string line;
+  while (std::getline(lines, line))
+    if (line.starts_with(series + " "))
+      return std::stod(line.substr(series.size() + 1));
+  return -1;
+}
+
+} // namespace
+
+TEST_CASE("/metrics passes promtool and counts what the test counted",
+          "[runtime][failure][metrics]") {
+  auto cfg = make_config("metered", "UserService");
+  cfg.metrics_listen = "127.0.0.1:0";
+  auto email = make_consumer("EmailService", {"user.account.created"});
+  email.retry.attempts = 2;
+  email.retry.initial = 10ms;
+  cfg.consumers.push_back(email);
+  auto n = start(cfg);
+  REQUIRE(n->metrics_port() != 0);
+  std::atomic<int> handled{0}, failures{0};
+  REQUIRE_FALSE(n->bus().subscribe(
+    "user.account.created",
+    [&](const event& ev) {
+      if (ev.data()["email"] == "bad@example.com") {
+        ++failures;
+        throw std::runtime_error("bad address");
+      }
+      ++handled;
+    },
+    "EmailService"));
+  constexpr int events = 200, bad = 5;
+  for (int i = 0; i < events; ++i)
+    publish(*n, i % 20, i < bad ? "bad@example.com" : "good@example.com",
+            i == events - 1);
+  REQUIRE(n->drain(10s));
+
+  httplib::Client http{"127.0.0.1", n->metrics_port()};
+  auto health = http.Get("/healthz");
+  REQUIRE(health);
+  CHECK(health->status == 200);
+  auto res = http.Get("/metrics");
+  REQUIRE(res);
+  REQUIRE(res->status == 200);
+  auto& text = res->body;
+  const std::string who =
+    R"({consumer="EmailService",type="user.account.created"})";
+  CHECK(sample_of(text, "herald_events_handled_total" + who) == handled);
+  CHECK(sample_of(text, "herald_events_failed_total" + who) == failures);
+  CHECK(sample_of(text, "herald_events_retried_total" + who) == bad);
+  CHECK(sample_of(text, "herald_events_dead_lettered_total" + who) == bad);
+  CHECK(sample_of(
+          text, R"(herald_events_published_total{type="user.account.created"})")
+        == events);
+  CHECK(
+    sample_of(text, R"(herald_events_delivered_total{consumer="EmailService"})")
+    == events);
+  CHECK(sample_of(text, "herald_dead_letters") == bad);
+  CHECK(
+    sample_of(
+      text, R"(herald_handler_duration_seconds_count{consumer="EmailService"})")
+    == handled + failures);
+  CHECK(sample_of(
+          text,
+          R"(herald_end_to_end_latency_seconds_count{consumer="EmailService"})")
+        == handled);
+  CHECK(handled == events - bad);
+  CHECK(failures == bad * 2);
+
+  // promtool, from Debian's `prometheus` package, checks the format.
+  auto dir = temp_data_dir("promtool");
+  std::filesystem::create_directories(dir);
+  auto file = dir + "/metrics.txt";
+  {
+    std::ofstream out{file};
+    out << text;
+  }
+  auto out_file = dir + "/promtool.out";
+  int rc = std::system(
+    ("promtool check metrics < " + file + " > " + out_file + " 2>&1").c_str());
+  std::ifstream in{out_file};
+  std::string output{std::istreambuf_iterator<char>{in}, {}};
+  INFO("promtool: " << output);
+  if (WIFEXITED(rc) && WEXITSTATUS(rc) == 127)
+    FAIL("promtool not found: install the Debian package 'prometheus'");
+  CHECK(rc == 0);
+  CHECK(output.empty());
 }

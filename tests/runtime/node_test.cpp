@@ -108,7 +108,8 @@ TEST_CASE("a seed-style handler on the same node gets every event, in order "
 TEST_CASE("a service written as a CAF behavior handles herald::event",
           "[runtime][node]") {
   auto cfg = make_config("n1", "UserService");
-  cfg.consumers.push_back({"AnalyticsService", {"user.account.created"}});
+  cfg.consumers.push_back(
+    make_consumer("AnalyticsService", {"user.account.created"}));
   auto n = start(cfg);
   collector got;
   REQUIRE_FALSE(n->attach("AnalyticsService",

@@ -44,6 +44,14 @@ inline node_config make_config(std::string name, std::string service) {
   return cfg;
 }
 
+inline consumer_config make_consumer(std::string name,
+                                     std::vector<std::string> patterns) {
+  consumer_config c;
+  c.name = std::move(name);
+  c.subscribe = std::move(patterns);
+  return c;
+}
+
 inline std::unique_ptr<node> start(node_config cfg) {
   auto n = node::start(std::move(cfg));
   if (!n)

@@ -30,7 +30,9 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -99,6 +101,17 @@ struct consumer_stats {
   histogram end_to_end_latency;
   /// Per event type; fixed when the stats are made.
   std::vector<std::unique_ptr<type_stats>> per_type;
+
+  /// Where the consumer stands in one producer's stream.
+  struct stream_position {
+    /// The last seq the producer reported durable (its heartbeats).
+    uint64_t head = 0;
+    /// The consumer's committed offset.
+    uint64_t offset = 0;
+  };
+  /// Per stream id; updated with each heartbeat and offset commit.
+  std::map<std::string, stream_position> positions;
+  mutable std::mutex positions_mtx;
 
   /// The counters of `type`, or null for a type not made at the start.
   type_stats* of_type(std::string_view type) const noexcept {
