@@ -27,6 +27,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "process.hpp"
 
 using namespace herald::test;
@@ -431,6 +433,64 @@ TEST_CASE("a consumer killed -9 while its events wait for retries loses none "
   auto s = summarize(read_record(dir / "email.record"));
   check_record(s, 20);
   CHECK(s.duplicates == 0);
+}
+
+TEST_CASE("with log format json, every failure line is one JSON object with "
+          "the event's full context",
+          "[integration][delivery][failure]") {
+  temp_dir dir;
+  auto pcfg = producer_config(dir);
+  auto ccfg = write_config(dir, "email-node", "EmailService",
+                           "user.account.created", 0,
+                           "    retry: {attempts: 2, initial: 10ms}\n");
+  write_text(ccfg, read_text(ccfg) + "log: {format: json}\n");
+  child producer{producer_cmd(pcfg, dir,
+                              "--created 3 --deleted 0 --users 3 --rate 0 "
+                              "--wait-subscribers 1 --wait-timeout 30 "
+                              "--linger-ms 120000"),
+                 dir / "user.out", dir / "user.err"};
+  auto endpoint = endpoint_of(dir);
+  child consumer{consumer_cmd(ccfg, endpoint, dir, "--fail-all"),
+                 dir / "email.out", dir / "email.err"};
+  // 3 events, 2 attempts each, then a dead letter each: 9 failure lines.
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  auto count = [&](const std::string& text) {
+    size_t n = 0;
+    auto err = consumer.err();
+    for (auto pos = err.find(text); pos != std::string::npos;
+         pos = err.find(text, pos + 1))
+      ++n;
+    return n;
+  };
+  while (count("stored as a dead letter") < 3
+         && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  consumer.kill();
+  INFO("consumer stderr: " << consumer.err());
+  std::istringstream lines{consumer.err()};
+  std::string line;
+  size_t objects = 0, failures = 0, letters = 0;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    REQUIRE_FALSE(j.is_discarded()); // every line is one JSON object
+    ++objects;
+    auto msg = j.value("msg", std::string{});
+    if (msg != "handler failed" && msg != "stored as a dead letter")
+      continue;
+    (msg == "handler failed" ? failures : letters)++;
+    CHECK(j["node"] == "email-node");
+    CHECK(j["consumer"] == "EmailService");
+    CHECK(j["type"] == "user.account.created");
+    CHECK(j["key"].get<std::string>().size() == 36);
+    CHECK(j["event_id"].get<std::string>().size() == 36);
+    CHECK(j["stream"].get<std::string>().size() == 36);
+    CHECK(j["seq"].is_number_unsigned());
+    CHECK(j["error"] == "failing on purpose (--fail-all)");
+    CHECK((j["attempt"].is_number() || j["attempts"].is_number()));
+  }
+  CHECK(objects > 0);
+  CHECK(failures == 6);
+  CHECK(letters == 3);
 }
 
 TEST_CASE("a producer killed -9 mid-run keeps what it stored and continues "
