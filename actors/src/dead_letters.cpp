@@ -67,7 +67,8 @@ void write(dead_letter_actor* self) {
       stats.dead_lettered.fetch_add(1, std::memory_order_relaxed);
       if (auto* ts = stats.of_type(l.event_type))
         ts->dead_lettered.fetch_add(1, std::memory_order_relaxed);
-      log_fields(*spdlog::default_logger(), spdlog::level::err,
+      // The failure itself was logged at error by the shard.
+      log_fields(*spdlog::default_logger(), spdlog::level::info,
                  "stored as a dead letter",
                  {{"consumer", l.consumer},
                   {"event_id", l.event_id},

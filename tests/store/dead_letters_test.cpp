@@ -21,6 +21,7 @@
 #include "herald/core/codec.hpp"
 #include "herald/core/errc.hpp"
 #include "process.hpp"
+#include "store_support.hpp"
 
 using namespace std::chrono_literals;
 using namespace std::string_literals;
@@ -32,30 +33,12 @@ using herald::store::event_log;
 using herald::store::fsync_policy;
 using herald::store::log_options;
 namespace fs = std::filesystem;
+using herald::store::test::open_log;
+using herald::store::test::options_for;
 
 namespace {
 
 constexpr auto deadline = std::chrono::milliseconds{10000};
-
-log_options options_for(const fs::path& dir,
-                        fsync_policy fsync = fsync_policy::batch) {
-  log_options opts;
-  opts.dir = dir.string();
-  opts.fsync = fsync;
-  return opts;
-}
-
-std::unique_ptr<event_log> open_log(log_options opts) {
-  auto log = event_log::open(std::move(opts));
-  if (!log)
-    FAIL("open failed: " << herald::message_of(log.error()));
-  return std::move(*log);
-}
-
-std::unique_ptr<event_log> open_log(const fs::path& dir,
-                                    fsync_policy fsync = fsync_policy::batch) {
-  return open_log(options_for(dir, fsync));
-}
 
 /// A letter of `consumer` for an event of `type` about entity `key`; the
 /// other fields are derived from those, so that no two letters look alike.

@@ -22,6 +22,7 @@
 
 #include "herald/core/errc.hpp"
 #include "process.hpp"
+#include "store_support.hpp"
 
 using namespace std::chrono_literals;
 using herald::errc;
@@ -30,6 +31,8 @@ using herald::store::fsync_policy;
 using herald::store::log_options;
 using herald::store::record;
 namespace fs = std::filesystem;
+using herald::store::test::open_log;
+using herald::store::test::options_for;
 
 namespace {
 
@@ -62,26 +65,6 @@ record make_record(uint64_t seq, int64_t ts = 0, size_t size = 0) {
   r.timestamp_us = ts;
   r.envelope = envelope_of(seq, size);
   return r;
-}
-
-log_options options_for(const fs::path& dir,
-                        fsync_policy fsync = fsync_policy::batch) {
-  log_options opts;
-  opts.dir = dir.string();
-  opts.fsync = fsync;
-  return opts;
-}
-
-std::unique_ptr<event_log> open_log(log_options opts) {
-  auto log = event_log::open(std::move(opts));
-  if (!log)
-    FAIL("open failed: " << herald::message_of(log.error()));
-  return std::move(*log);
-}
-
-std::unique_ptr<event_log> open_log(const fs::path& dir,
-                                    fsync_policy fsync = fsync_policy::batch) {
-  return open_log(options_for(dir, fsync));
 }
 
 /// Appends seqs [from, to] and waits for the last group.

@@ -164,7 +164,7 @@ struct consumer_setup {
   offset_store offsets;
   /// Events asked for per replay request: bounds the consumer's memory
   /// whatever the backlog. Default: 512.
-  size_t replay_batch = 512;
+  size_t replay_batch = 2048;
   /// How long to wait for a replay reply before asking again.
   /// Default: 2 s.
   std::chrono::milliseconds replay_timeout{2000};
