@@ -519,13 +519,13 @@ caf::behavior consumer(consumer_actor* self, consumer_setup setup) {
     [self](done_atom, const done_batch& done) {
       on_done(self, done);
     },
-    [self](held_atom, uint32_t shard, uint64_t held) {
+    [self](done_atom, const done_batch& done, uint32_t shard, uint64_t held) {
       auto& st = self->state;
-      if (shard >= st.held.size())
-        return;
-      st.held_total = st.held_total - st.held[shard] + held;
-      st.held[shard] = held;
-      request_ready(self);
+      if (shard < st.held.size()) {
+        st.held_total = st.held_total - st.held[shard] + held;
+        st.held[shard] = held;
+      }
+      on_done(self, done);
     },
     [self](pause_atom, uint32_t stream) {
       on_pause(self, stream);

@@ -145,16 +145,16 @@ bool wants_service(shard_actor* self, const event& ev) {
          && any_matches(self->state.service_patterns, ev.type());
 }
 
+// Tells the consumer actor what finished and how many events wait in
+// entity queues, in one message.
 void report(shard_actor* self) {
   auto& st = self->state;
-  if (!st.done.empty()) {
-    self->send(st.setup.owner, done_atom::value, std::move(st.done));
-    st.done.clear();
-  }
-  if (st.held != st.reported_held) {
-    st.reported_held = st.held;
-    self->send(st.setup.owner, held_atom::value, st.setup.index, st.held);
-  }
+  if (st.done.empty() && st.held == st.reported_held)
+    return;
+  st.reported_held = st.held;
+  self->send(st.setup.owner, done_atom::value, std::move(st.done),
+             st.setup.index, st.held);
+  st.done.clear();
 }
 
 // Records how long an attempt that began at `started` took.

@@ -163,7 +163,7 @@ struct consumer_setup {
   /// Offsets. Required when `durable`.
   offset_store offsets;
   /// Events asked for per replay request: bounds the consumer's memory
-  /// whatever the backlog. Default: 512.
+  /// whatever the backlog. Default: 2048.
   size_t replay_batch = 2048;
   /// How long to wait for a replay reply before asking again.
   /// Default: 2 s.

@@ -65,11 +65,9 @@ using retry_atom = caf::atom_constant<caf::atom("hretry")>;
 using flush_atom = caf::atom_constant<caf::atom("hflush")>;
 
 /// Completions of events, from a shard or the dead-letter actor to the
-/// consumer actor.
+/// consumer actor; a shard adds its index and how many events wait in its
+/// entity queues.
 using done_atom = caf::atom_constant<caf::atom("hdone")>;
-
-/// How many events wait in a shard's entity queues.
-using held_atom = caf::atom_constant<caf::atom("hheld")>;
 
 /// Pauses (and resumes) a stream whose entity queue is full.
 using pause_atom = caf::atom_constant<caf::atom("hpause")>;
