@@ -435,6 +435,7 @@ void on_pause(consumer_actor* self, uint32_t index) {
     return;
   auto& stream = self->state.stream_ids[index];
   auto& ss = self->state.streams[stream];
+  self->state.setup.stats->pauses.fetch_add(1, std::memory_order_relaxed);
   if (ss.pauses++ == 0)
     spdlog::warn("consumer={} stream={}: paused: an entity's queue is full "
                  "behind a retry; reading again from the log once it drains",

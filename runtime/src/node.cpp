@@ -735,6 +735,10 @@ struct node::impl : transport::pump_listener {
       {"herald_events_redriven_total", "Redriven dead letters that finished.",
        &consumer_stats::redriven},
       {"herald_alerts_raised_total", "Alerts raised.", &consumer_stats::alerts},
+      {"herald_stream_pauses_total",
+       "Times an entity's full queue paused a stream (read again from the "
+       "log later).",
+       &consumer_stats::pauses},
     };
     struct per_type {
       const char* name;

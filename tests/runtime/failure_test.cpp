@@ -445,6 +445,118 @@ TEST_CASE("dead letters survive a restart, and a parked entity stays parked",
   CHECK(n->dead_letters()->empty());
 }
 
+TEST_CASE("an entity's full queue pauses its stream; nothing is lost and "
+          "order holds",
+          "[runtime][failure][flow]") {
+  auto cfg = make_config("paused", "UserService");
+  auto email = make_consumer("EmailService", {"user.account.created"});
+  email.entity_buffer = 8;
+  email.retry.initial = 300ms;
+  cfg.consumers.push_back(email);
+  auto n = start(cfg);
+  constexpr int slow = 0;
+  std::atomic<int> failures{0};
+  call_log log;
+  REQUIRE_FALSE(n->bus().subscribe(
+    "user.account.created",
+    [&](const event& ev) {
+      // The slow entity's first event fails twice, then succeeds.
+      bool fail = ev.key() == user_id(slow) && failures < 2;
+      if (fail)
+        ++failures;
+      log.add(ev, !fail);
+      if (fail)
+        throw std::runtime_error("not yet");
+    },
+    "EmailService"));
+  constexpr int rounds = 100;
+  for (int r = 0; r < rounds; ++r)
+    for (int e = 0; e <= 10; ++e)
+      publish(*n, e, "x@example.com", r == rounds - 1 && e == 10);
+  REQUIRE(n->drain(30s));
+  auto stats = n->stats("EmailService");
+  CHECK(stats->pauses >= 1);
+  CHECK(stats->dead_lettered == 0);
+  CHECK(stats->handled == rounds * 11);
+  auto calls = log.snapshot();
+  check_entity_order(calls);
+  std::set<uint64_t> handled;
+  for (auto& c : calls)
+    if (c.ok)
+      CHECK(handled.insert(c.seq).second); // each once
+  CHECK(handled.size() == rounds * 11);
+}
+
+TEST_CASE("retries can be set per event type", "[runtime][failure]") {
+  auto cfg = make_config("per-type", "UserService");
+  auto audit = make_consumer("AuditService", {"user.>"});
+  audit.retry.initial = 10ms;
+  retry_policy once = audit.retry;
+  once.attempts = 1;
+  audit.retry_by_type.emplace_back("user.account.deleted", once);
+  cfg.consumers.push_back(audit);
+  auto n = start(cfg);
+  std::mutex mtx;
+  std::map<std::string, int> calls;
+  REQUIRE_FALSE(n->bus().subscribe(
+    "user.>",
+    [&](const event& ev) {
+      std::lock_guard<std::mutex> guard{mtx};
+      ++calls[std::string{ev.type()}];
+      throw std::runtime_error("down");
+    },
+    "AuditService"));
+  REQUIRE(n->bus().publish("user.account.created", created(1)));
+  auto r =
+    n->bus().publish("user.account.deleted",
+                     {{"user_id", user_id(2)}, {"deletion_reason", "admin"}});
+  REQUIRE(r);
+  REQUIRE_FALSE(r->wait());
+  REQUIRE(n->drain(10s));
+  std::lock_guard<std::mutex> guard{mtx};
+  CHECK(calls["user.account.created"] == 3);
+  CHECK(calls["user.account.deleted"] == 1);
+  CHECK(n->stats("AuditService")->dead_lettered == 2);
+}
+
+TEST_CASE("an alert runs its command with the alert in the environment",
+          "[runtime][failure]") {
+  auto dir = temp_data_dir("hook");
+  std::filesystem::create_directories(dir);
+  auto out = dir + "/alert.txt";
+  auto cfg = make_config("hooked", "UserService");
+  auto email = make_consumer("EmailService", {"user.account.created"});
+  email.retry.attempts = 1;
+  email.alert.dead_letters = 2;
+  email.alert.window = std::chrono::minutes{1};
+  email.alert.command =
+    "echo \"$HERALD_ALERT_CONSUMER $HERALD_ALERT_DEAD_LETTERS "
+    "$HERALD_ALERT_RULE\" > '"
+    + out + ".tmp' && mv '" + out + ".tmp' '" + out + "'";
+  cfg.consumers.push_back(email);
+  auto n = start(cfg);
+  REQUIRE_FALSE(n->bus().subscribe(
+    "user.account.created",
+    [&](const event&) {
+      throw std::runtime_error("down");
+    },
+    "EmailService"));
+  publish(*n, 1, "a@example.com");
+  REQUIRE(n->drain(10s));
+  CHECK_FALSE(std::filesystem::exists(out)); // one is below the threshold
+  publish(*n, 2, "b@example.com");
+  REQUIRE(n->drain(10s));
+  REQUIRE(eventually(
+    [&] {
+      return std::filesystem::exists(out);
+    },
+    10s));
+  std::ifstream in{out};
+  std::string line;
+  std::getline(in, line);
+  CHECK(line == "EmailService 2 dead_letters >= 2 within 1m");
+}
+
 namespace {
 
 // The value of the sample `name{labels}` in a Prometheus text, or -1.
@@ -517,6 +629,16 @@ TEST_CASE("/metrics passes promtool and counts what the test counted",
         == handled);
   CHECK(handled == events - bad);
   CHECK(failures == bad * 2);
+  // Lag: none once the offsets are committed and a heartbeat came.
+  auto lag_series =
+    R"(herald_consumer_lag_events{consumer="EmailService",stream=")"
+    + n->stream() + "\"}";
+  CHECK(eventually(
+    [&] {
+      auto r = http.Get("/metrics");
+      return r && sample_of(r->body, lag_series) == 0;
+    },
+    5s));
 
   // promtool, from Debian's `prometheus` package, checks the format.
   auto dir = temp_data_dir("promtool");

@@ -81,6 +81,8 @@ struct consumer_stats {
   std::atomic<uint64_t> redriven{0};
   /// Alerts raised.
   std::atomic<uint64_t> alerts{0};
+  /// Times an entity's full queue paused a stream.
+  std::atomic<uint64_t> pauses{0};
   /// Live events not handed to handlers: duplicates, events that arrived
   /// while their stream was catching up (the replay brings them), and
   /// events that came before any handler.
