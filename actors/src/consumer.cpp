@@ -84,6 +84,8 @@ struct consumer_state {
   /// hold back a catch-up (a retrying entity must not stall the others).
   std::vector<uint64_t> held;
   uint64_t held_total = 0;
+  /// Dead letters redriven before the consumer had a handler.
+  std::vector<store::dead_letter> waiting_redrive;
   bool flush_scheduled = false;
   static inline const char* name = "herald.consumer";
 };
@@ -457,6 +459,12 @@ void on_resume(consumer_actor* self, uint32_t index) {
 // order they were published in).
 void on_redrive(consumer_actor* self, std::vector<store::dead_letter>& dls) {
   auto& st = self->state;
+  if (!has_handlers(self)) {
+    // Handled by nobody would count as handled: they wait for a handler.
+    for (auto& dl : dls)
+      st.waiting_redrive.push_back(std::move(dl));
+    return;
+  }
   for (auto& dl : dls) {
     auto owner = std::make_shared<std::string>(std::move(dl.envelope));
     size_t offset = 0;
@@ -471,6 +479,14 @@ void on_redrive(consumer_actor* self, std::vector<store::dead_letter>& dls) {
     st.outgoing[i].push_back({ev->as_redelivered(), no_stream, dl.id});
   }
   send_work(self);
+}
+
+// Hands on the dead letters that were redriven before a handler existed.
+void redrive_waiting(consumer_actor* self) {
+  auto waiting = std::move(self->state.waiting_redrive);
+  self->state.waiting_redrive.clear();
+  if (!waiting.empty())
+    on_redrive(self, waiting);
 }
 
 caf::behavior consumer(consumer_actor* self, consumer_setup setup) {
@@ -551,12 +567,14 @@ caf::behavior consumer(consumer_actor* self, consumer_setup setup) {
       self->state.patterns.push_back(sub.selector.text());
       for (auto& shard : self->state.shards)
         self->send(shard, subscribe_atom::value, sub);
+      redrive_waiting(self);
     },
     [self](attach_atom, const caf::actor& service) {
       self->state.service = service;
       for (auto& shard : self->state.shards)
         self->send(shard, attach_atom::value, service,
                    self->state.setup.service_patterns);
+      redrive_waiting(self);
     },
   };
 }

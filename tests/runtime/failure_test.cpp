@@ -445,6 +445,46 @@ TEST_CASE("dead letters survive a restart, and a parked entity stays parked",
   CHECK(n->dead_letters()->empty());
 }
 
+TEST_CASE("dead letters redriven before a handler exists wait for it",
+          "[runtime][failure]") {
+  auto cfg = make_config("early", "UserService");
+  auto email = make_consumer("EmailService", {"user.account.created"});
+  email.retry.attempts = 1;
+  cfg.consumers.push_back(email);
+  {
+    auto n = start(cfg);
+    REQUIRE_FALSE(n->bus().subscribe(
+      "user.account.created",
+      [](const event&) {
+        throw std::runtime_error("down");
+      },
+      "EmailService"));
+    publish(*n, 1, "a@example.com");
+    REQUIRE(n->drain(10s));
+    REQUIRE(n->dead_letters()->size() == 1);
+  }
+  auto n = start(cfg);
+  auto redriven = n->redrive({});
+  REQUIRE(redriven);
+  CHECK(redriven->size() == 1);
+  std::this_thread::sleep_for(100ms); // nobody could take it meanwhile
+  CHECK(n->dead_letters()->size() == 1);
+  std::atomic<int> handled{0};
+  REQUIRE_FALSE(n->bus().subscribe(
+    "user.account.created",
+    [&](const event& ev) {
+      CHECK(ev.redelivered());
+      ++handled;
+    },
+    "EmailService"));
+  REQUIRE(eventually(
+    [&] {
+      return n->dead_letters()->empty();
+    },
+    10s));
+  CHECK(handled == 1);
+}
+
 TEST_CASE("an entity's full queue pauses its stream; nothing is lost and "
           "order holds",
           "[runtime][failure][flow]") {
