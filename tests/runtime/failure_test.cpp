@@ -559,6 +559,45 @@ TEST_CASE("retries can be set per event type", "[runtime][failure]") {
   CHECK(n->stats("AuditService")->dead_lettered == 2);
 }
 
+TEST_CASE("an alert re-arms only once the window fell below the threshold",
+          "[runtime][failure]") {
+  auto cfg = make_config("rearm", "UserService");
+  auto email = make_consumer("EmailService", {"user.account.created"});
+  email.retry.attempts = 1;
+  email.alert.dead_letters = 2;
+  email.alert.window = 500ms;
+  cfg.consumers.push_back(email);
+  auto n = start(cfg);
+  REQUIRE_FALSE(n->bus().subscribe(
+    "user.account.created",
+    [](const event&) {
+      throw std::runtime_error("down");
+    },
+    "EmailService"));
+  auto stats = n->stats("EmailService");
+  auto fail_events = [&](int count) {
+    for (int i = 0; i < count; ++i)
+      publish(*n, i, "x@example.com");
+    REQUIRE(n->drain(10s));
+  };
+  fail_events(5); // crosses once, stays above: one alert
+  REQUIRE(eventually(
+    [&] {
+      return stats->alerts >= 1;
+    },
+    5s));
+  std::this_thread::sleep_for(100ms);
+  CHECK(stats->alerts == 1);
+  std::this_thread::sleep_for(600ms); // the window empties
+  fail_events(2);                     // crosses again
+  REQUIRE(eventually(
+    [&] {
+      return stats->alerts >= 2;
+    },
+    5s));
+  CHECK(stats->alerts == 2);
+}
+
 TEST_CASE("an alert runs its command with the alert in the environment",
           "[runtime][failure]") {
   auto dir = temp_data_dir("hook");
