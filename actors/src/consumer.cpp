@@ -263,6 +263,7 @@ void start_catch_up(consumer_actor* self, const std::string& stream,
     return;
   }
   ss.catching_up = true;
+  self->state.setup.stats->catching_up.fetch_add(1, std::memory_order_relaxed);
   ss.cursor = from;
   if (ss.pauses == 0 && may_read(self))
     request_next(self, stream);
@@ -416,6 +417,7 @@ void on_reply(consumer_actor* self, replay_reply& r) {
         tp.type_seq = head;
     }
     ss.catching_up = false;
+    st.setup.stats->catching_up.fetch_sub(1, std::memory_order_relaxed);
     ss.synced = r.head;
     ss.positioned = true;
     // What arrived live meanwhile: duplicates of the replay are skipped, the

@@ -1242,7 +1242,10 @@ bool node::drain(std::chrono::milliseconds timeout) {
       std::shared_lock<std::shared_mutex> guard{impl_->consumers_mtx};
       for (auto& c : impl_->consumers) {
         auto& s = *c.stats;
-        idle = idle && s.finished() >= s.dispatched.load();
+        // Live events skipped while a stream catches up count as finished:
+        // the catch-up must be over too.
+        idle = idle && s.finished() >= s.dispatched.load()
+               && s.catching_up.load() == 0;
       }
     }
     if (idle)

@@ -83,6 +83,9 @@ struct consumer_stats {
   std::atomic<uint64_t> alerts{0};
   /// Times an entity's full queue paused a stream.
   std::atomic<uint64_t> pauses{0};
+  /// Streams being read from their producer's log now (after a gap, a
+  /// pause, or on first contact); their skipped live events come again.
+  std::atomic<uint64_t> catching_up{0};
   /// Live events not handed to handlers: duplicates, events that arrived
   /// while their stream was catching up (the replay brings them), and
   /// events that came before any handler.

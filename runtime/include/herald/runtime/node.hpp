@@ -214,7 +214,9 @@ public:
   uint64_t bad_frames() const noexcept;
 
   /// Waits until every consumer has finished the events delivered to it so
-  /// far (handled or failed), at most `timeout`. Returns whether they did.
+  /// far (handled or stored as dead letters, retries included) and no
+  /// stream is catching up from its producer's log, at most `timeout`.
+  /// Returns whether they did.
   bool drain(std::chrono::milliseconds timeout);
 
   /// Stops the transport (flushing sent events up to the linger time) and
