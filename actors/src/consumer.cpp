@@ -179,17 +179,20 @@ void observe(consumer_actor* self, const event& ev) {
       ok = call(st.setup.name, sub, ev) && ok;
   (ok ? st.setup.stats->handled : st.setup.stats->failed)
     .fetch_add(1, std::memory_order_relaxed);
+  st.setup.stats->live_done.fetch_add(1, std::memory_order_relaxed);
 }
 
 // Hands `ev` to the shard its key hashes onto (sent at the end of the
 // current message, see `send_work`).
-void deliver(consumer_actor* self, stream_state& ss, const event& ev) {
+void deliver(consumer_actor* self, stream_state& ss, const event& ev,
+             bool live) {
   auto& st = self->state;
   auto i = detail::shard_of(ev.key(), st.shards.size());
-  st.outgoing[i].push_back({ev, ss.index, 0});
+  st.outgoing[i].push_back({ev, ss.index, 0, live});
   ss.accepted = ev.seq();
   ss.in_flight.emplace_back(ev.seq(), false);
   ++st.in_flight;
+  st.setup.stats->unfinished.fetch_add(1);
 }
 
 void send_work(consumer_actor* self) {
@@ -218,6 +221,7 @@ void on_done(consumer_actor* self, const done_batch& done) {
       continue;
     it->second = true;
     --st.in_flight;
+    st.setup.stats->unfinished.fetch_sub(1);
     bool moved = false;
     while (!q.empty() && q.front().second) {
       ss.handled = std::max(ss.handled, q.front().first);
@@ -234,12 +238,13 @@ void on_done(consumer_actor* self, const done_batch& done) {
 
 // Accepts `ev` unless its type already went past it; returns whether it
 // was delivered.
-bool accept(consumer_actor* self, stream_state& ss, const event& ev) {
+bool accept(consumer_actor* self, stream_state& ss, const event& ev,
+            bool live) {
   auto& tp = ss.types[std::string{ev.type()}];
   if (ev.type_seq() <= tp.type_seq)
     return false;
   tp = {ev.type_seq(), ev.seq()};
-  deliver(self, ss, ev);
+  deliver(self, ss, ev, live);
   return true;
 }
 
@@ -263,7 +268,7 @@ void start_catch_up(consumer_actor* self, const std::string& stream,
     return;
   }
   ss.catching_up = true;
-  self->state.setup.stats->catching_up.fetch_add(1, std::memory_order_relaxed);
+  self->state.setup.stats->catching_up.fetch_add(1);
   ss.cursor = from;
   if (ss.pauses == 0 && may_read(self))
     request_next(self, stream);
@@ -331,7 +336,7 @@ void on_live(consumer_actor* self, const event& ev) {
     return;
   }
   if (ev.type_seq() == last + 1) {
-    accept(self, ss, ev);
+    accept(self, ss, ev, true);
     return;
   }
   stats.gaps.fetch_add(1, std::memory_order_relaxed);
@@ -401,7 +406,7 @@ void on_reply(consumer_actor* self, replay_reply& r) {
     ss.cursor = r.first;
   }
   for (auto& ev : r.events)
-    if (accept(self, ss, ev))
+    if (accept(self, ss, ev, false))
       st.setup.stats->replayed.fetch_add(1, std::memory_order_relaxed);
   ss.cursor = std::max(ss.cursor, r.next);
   if (ss.pauses > 0)
@@ -417,7 +422,9 @@ void on_reply(consumer_actor* self, replay_reply& r) {
         tp.type_seq = head;
     }
     ss.catching_up = false;
-    st.setup.stats->catching_up.fetch_sub(1, std::memory_order_relaxed);
+    // After the replayed events counted in `unfinished`: `drain` reads
+    // this first.
+    st.setup.stats->catching_up.fetch_sub(1);
     ss.synced = r.head;
     ss.positioned = true;
     // What arrived live meanwhile: duplicates of the replay are skipped, the

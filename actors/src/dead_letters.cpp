@@ -65,6 +65,8 @@ void write(dead_letter_actor* self) {
       auto& l = letters[i];
       auto& stats = *req.stats;
       stats.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+      if (req.live)
+        stats.live_done.fetch_add(1, std::memory_order_relaxed);
       if (auto* ts = stats.of_type(l.event_type))
         ts->dead_lettered.fetch_add(1, std::memory_order_relaxed);
       // The failure itself was logged at error by the shard.

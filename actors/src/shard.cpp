@@ -172,6 +172,8 @@ void finished(shard_actor* self, const work_item& w,
   timed(self, started);
   stats.end_to_end_latency.observe_us(now_us() - w.ev.timestamp_us());
   count(self, w.ev.type(), &consumer_stats::handled, &type_stats::handled);
+  if (w.live)
+    stats.live_done.fetch_add(1, std::memory_order_relaxed);
   if (w.dead_letter != 0) {
     stats.redriven.fetch_add(1, std::memory_order_relaxed);
     self->send(st.setup.dead_letters, redrive_atom::value, w.dead_letter);
@@ -202,6 +204,7 @@ void dead_letter(shard_actor* self, const work_item& w,
   l.created_us = now_us();
   req.done = {w.stream, w.ev.seq()};
   req.redriven_from = w.dead_letter;
+  req.live = w.live;
   req.consumer = st.setup.owner;
   req.stats = st.setup.stats;
   if (parks)

@@ -1243,9 +1243,11 @@ bool node::drain(std::chrono::milliseconds timeout) {
       for (auto& c : impl_->consumers) {
         auto& s = *c.stats;
         // Live events skipped while a stream catches up count as finished:
-        // the catch-up must be over too.
-        idle = idle && s.finished() >= s.dispatched.load()
-               && s.catching_up.load() == 0;
+        // the catch-up, and the events it read, must be over too. Read in
+        // this order: the consumer counts read events before it ends a
+        // catch-up.
+        idle = idle && s.catching_up.load() == 0 && s.unfinished.load() == 0
+               && s.finished() >= s.dispatched.load();
       }
     }
     if (idle)

@@ -86,6 +86,9 @@ struct consumer_stats {
   /// Streams being read from their producer's log now (after a gap, a
   /// pause, or on first contact); their skipped live events come again.
   std::atomic<uint64_t> catching_up{0};
+  /// Events handed to shards whose stream position is not finished yet
+  /// (neither handled nor stored as a dead letter).
+  std::atomic<uint64_t> unfinished{0};
   /// Live events not handed to handlers: duplicates, events that arrived
   /// while their stream was catching up (the replay brings them), and
   /// events that came before any handler.
@@ -126,14 +129,15 @@ struct consumer_stats {
     return nullptr;
   }
 
+  /// Live events (sent by the node, not read from a log or redriven)
+  /// handled or stored as dead letters.
+  std::atomic<uint64_t> live_done{0};
+
   /// Live events taken off the consumer's mailbox and finished (handled,
   /// dead-lettered or skipped): the node compares it with `dispatched`.
   uint64_t finished() const noexcept {
-    return handled.load(std::memory_order_relaxed)
-           + dead_lettered.load(std::memory_order_relaxed)
-           + skipped.load(std::memory_order_relaxed)
-           - replayed.load(std::memory_order_relaxed)
-           - redriven.load(std::memory_order_relaxed);
+    return live_done.load(std::memory_order_relaxed)
+           + skipped.load(std::memory_order_relaxed);
   }
 };
 

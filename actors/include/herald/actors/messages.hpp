@@ -96,6 +96,9 @@ struct work_item {
   uint32_t stream = 0;
   /// The dead letter this event is redriven from; 0 for none.
   uint64_t dead_letter = 0;
+  /// Sent live by the node (not read from a log, not redriven): counts in
+  /// `consumer_stats::live_done` once finished.
+  bool live = false;
 };
 
 using work_batch = std::vector<work_item>;
@@ -118,6 +121,8 @@ struct dead_letter_request {
   /// The dead letter it was redriven from; 0 for none. Removed once the
   /// new one is stored.
   uint64_t redriven_from = 0;
+  /// The event came live (see `work_item::live`).
+  bool live = false;
   /// Receives `(done_atom, done_batch)` once stored.
   caf::actor consumer;
   /// The shard whose entity this letter parks: told
