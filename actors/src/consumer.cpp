@@ -358,6 +358,19 @@ void on_heartbeat(consumer_actor* self, const stream_heartbeat& hb) {
     stats.positions[hb.stream].head = hb.head;
   }
   bool known = st.streams.count(hb.stream) > 0;
+  if (!known) {
+    auto offset = st.setup.offsets.load(hb.stream);
+    if (hb.head <= offset) {
+      // First contact, and nothing of the stream is missing (a new
+      // producer, or a consumer that handled all): no catch-up, which
+      // would hold back the live events that follow.
+      auto& ss = open_stream(self, hb.stream, offset + 1);
+      for (auto& [type, head] : hb.types)
+        if (selected(self, type))
+          ss.types[type] = {head, offset};
+      return;
+    }
+  }
   auto& ss = open_stream(self, hb.stream);
   if (!known || ss.catching_up)
     return;

@@ -429,3 +429,18 @@ TEST_CASE("bad control requests get an error reply and change nothing",
   CHECK(good.at("events").get_binary().size() > 0);
   CHECK(n->bus().publish("user.account.created", created(6)));
 }
+
+TEST_CASE("a node that only hears heartbeats is no subscriber",
+          "[runtime][node]") {
+  // Every node subscribes to heartbeats as it starts; a producer waiting
+  // for its consumers must not take that for one, or it publishes into
+  // the void.
+  auto a = start(make_config("a", "UserService"));
+  auto cfg_b = make_config("b", "EmailService");
+  cfg_b.peers.push_back(a->endpoint());
+  auto b = start(cfg_b);
+  CHECK_FALSE(a->wait_for_subscribers(1, 500ms));
+  REQUIRE_FALSE(
+    b->bus().subscribe("user.account.created", [](const event&) {}));
+  CHECK(a->wait_for_subscribers(1, 10s));
+}

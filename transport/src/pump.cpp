@@ -243,6 +243,12 @@ struct pump::impl {
       if (msg.size() == 0)
         continue;
       auto first = static_cast<const uint8_t*>(msg.data())[0];
+      // Every node subscribes to heartbeats as it starts, before its
+      // consumers' topics: that one says nobody listens to events yet.
+      std::string_view topic{static_cast<const char*>(msg.data()) + 1,
+                             msg.size() - 1};
+      if (topic == heartbeat_topic)
+        continue;
       if (first == 1)
         stats.subscriptions.fetch_add(1, std::memory_order_relaxed);
       else if (first == 0)

@@ -130,8 +130,9 @@ public:
   /// Connects the SUB socket to another PUB endpoint.
   void connect(std::string endpoint);
 
-  /// Waits until at least `n` subscriptions reached the XPUB socket, or
-  /// `timeout` passes. Returns whether they did.
+  /// Waits until at least `n` subscriptions to event topics reached the
+  /// XPUB socket (heartbeat subscriptions do not count), or `timeout`
+  /// passes. Returns whether they did.
   bool wait_for_subscriptions(int64_t n, std::chrono::milliseconds timeout);
 
   /// Counters.
