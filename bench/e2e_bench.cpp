@@ -51,6 +51,7 @@ struct options {
   int users = 1000;
   size_t shards = 8;
   double poison = 0;
+  std::string log_level = "warn";
 };
 
 options parse(int argc, char** argv) {
@@ -76,10 +77,12 @@ options parse(int argc, char** argv) {
       o.shards = std::stoul(v);
     else if (k == "--poison")
       o.poison = std::stod(v);
+    else if (k == "--log-level")
+      o.log_level = v;
     else {
       std::fprintf(stderr,
                    "usage: %s [--events N] [--rate R] [--users U] "
-                   "[--shards S] [--poison PERCENT] "
+                   "[--shards S] [--poison PERCENT] [--log-level L] "
                    "[--fsync always|batch|os] [--dir DATA_DIR]\n",
                    argv[0]);
       std::exit(2);
@@ -96,7 +99,7 @@ herald::node_config config(const options& o, std::string name,
   cfg.name = std::move(name);
   cfg.service = std::move(service);
   cfg.catalog = HERALD_SOURCE_DIR "/config/events.yaml";
-  cfg.log_level = "warn";
+  cfg.log_level = o.log_level;
   cfg.transport.hwm = 2'000'000;
   return cfg;
 }
@@ -221,12 +224,26 @@ int run_driver(const options& o, const char* self) {
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
   posix_spawn_file_actions_addclose(&fa, fds[0]);
-  const char* args[] = {self,           "--role",         "consumer",
-                        "--peer",       endpoint.c_str(), "--events",
-                        events.c_str(), "--dir",          dir.c_str(),
-                        "--fsync",      o.fsync.c_str(),  "--shards",
-                        shards.c_str(), "--poison",       poison.c_str(),
-                        "--users",      users.c_str(),    nullptr};
+  const char* args[] = {self,
+                        "--role",
+                        "consumer",
+                        "--peer",
+                        endpoint.c_str(),
+                        "--events",
+                        events.c_str(),
+                        "--dir",
+                        dir.c_str(),
+                        "--fsync",
+                        o.fsync.c_str(),
+                        "--shards",
+                        shards.c_str(),
+                        "--poison",
+                        poison.c_str(),
+                        "--users",
+                        users.c_str(),
+                        "--log-level",
+                        o.log_level.c_str(),
+                        nullptr};
   pid_t pid;
   if (posix_spawn(&pid, self, &fa, nullptr, const_cast<char**>(args), environ)
       != 0)
