@@ -90,6 +90,16 @@ void check_entity_order(const std::vector<call_log::call>& calls) {
   CHECK(broken == 0);
 }
 
+// Subscribes EmailService with a handler that always fails.
+void fail_always(node& n) {
+  REQUIRE_FALSE(n.bus().subscribe(
+    "user.account.created",
+    [](const event&) {
+      throw std::runtime_error("down");
+    },
+    "EmailService"));
+}
+
 // Publishes user.account.created for `entity` and waits until it is
 // durable (and so handed to the node's consumers: `drain` then waits for
 // it).
@@ -453,12 +463,7 @@ TEST_CASE("dead letters redriven before a handler exists wait for it",
   cfg.consumers.push_back(email);
   {
     auto n = start(cfg);
-    REQUIRE_FALSE(n->bus().subscribe(
-      "user.account.created",
-      [](const event&) {
-        throw std::runtime_error("down");
-      },
-      "EmailService"));
+    fail_always(*n);
     publish(*n, 1, "a@example.com");
     REQUIRE(n->drain(10s));
     REQUIRE(n->dead_letters()->size() == 1);
@@ -568,12 +573,7 @@ TEST_CASE("an alert re-arms only once the window fell below the threshold",
   email.alert.window = 500ms;
   cfg.consumers.push_back(email);
   auto n = start(cfg);
-  REQUIRE_FALSE(n->bus().subscribe(
-    "user.account.created",
-    [](const event&) {
-      throw std::runtime_error("down");
-    },
-    "EmailService"));
+  fail_always(*n);
   auto stats = n->stats("EmailService");
   auto fail_events = [&](int count) {
     for (int i = 0; i < count; ++i)
@@ -614,12 +614,7 @@ TEST_CASE("an alert runs its command with the alert in the environment",
     + out + ".tmp' && mv '" + out + ".tmp' '" + out + "'";
   cfg.consumers.push_back(email);
   auto n = start(cfg);
-  REQUIRE_FALSE(n->bus().subscribe(
-    "user.account.created",
-    [&](const event&) {
-      throw std::runtime_error("down");
-    },
-    "EmailService"));
+  fail_always(*n);
   publish(*n, 1, "a@example.com");
   REQUIRE(n->drain(10s));
   CHECK_FALSE(std::filesystem::exists(out)); // one is below the threshold
