@@ -440,9 +440,9 @@ TEST_CASE("with log format json, every failure line is one JSON object with "
           "[integration][delivery][failure]") {
   temp_dir dir;
   auto pcfg = producer_config(dir);
-  auto ccfg = write_config(dir, "email-node", "EmailService",
-                           "user.account.created", 0,
-                           "    retry: {attempts: 2, initial: 10ms}\n");
+  auto ccfg =
+    write_config(dir, "email-node", "EmailService", "user.account.created", 0,
+                 "    retry: {attempts: 2, initial: 10ms}\n");
   write_text(ccfg, read_text(ccfg) + "log: {format: json}\n");
   child producer{producer_cmd(pcfg, dir,
                               "--created 3 --deleted 0 --users 3 --rate 0 "
