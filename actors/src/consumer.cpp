@@ -78,9 +78,8 @@ struct consumer_state {
   /// message (sent as one batch per shard at its end).
   std::vector<caf::actor> shards;
   std::vector<work_batch> outgoing;
-  /// Events handed to shards and not finished yet.
-  uint64_t in_flight = 0;
-  /// Of those, the events waiting in entity queues, per shard: they do not
+  /// Of the events handed to shards and not finished (`stats.unfinished`),
+  /// those waiting in entity queues, per shard: they do not
   /// hold back a catch-up (a retrying entity must not stall the others).
   std::vector<uint64_t> held;
   uint64_t held_total = 0;
@@ -91,36 +90,6 @@ struct consumer_state {
 };
 
 using consumer_actor = caf::stateful_actor<consumer_state>;
-
-void log_failure(const std::string& consumer, const event& ev,
-                 std::string_view why) {
-  log_fields(*spdlog::default_logger(), spdlog::level::err, "handler failed",
-             {{"consumer", consumer},
-              {"event_id", ev.id()},
-              {"type", ev.type()},
-              {"key", ev.key()},
-              {"stream", ev.stream()},
-              {"seq", ev.seq()},
-              {"attempt", 1},
-              {"error", why}});
-}
-
-// Calls one seed-style handler; returns whether it succeeded.
-bool call(const std::string& consumer, const subscription& sub,
-          const event& ev) {
-  try {
-    if (auto err = sub.handler(ev)) {
-      log_failure(consumer, ev, message_of(err));
-      return false;
-    }
-    return true;
-  } catch (const std::exception& e) {
-    log_failure(consumer, ev, e.what());
-  } catch (...) {
-    log_failure(consumer, ev, "unknown exception");
-  }
-  return false;
-}
 
 bool selected(consumer_actor* self, std::string_view type) {
   auto& st = self->state;
@@ -158,7 +127,8 @@ void request_next(consumer_actor* self, const std::string& stream);
 // entity, are fewer than a batch.
 bool may_read(consumer_actor* self) {
   auto& st = self->state;
-  auto moving = st.in_flight - std::min(st.in_flight, st.held_total);
+  auto in_flight = st.setup.stats->unfinished.load();
+  auto moving = in_flight - std::min(in_flight, st.held_total);
   return moving <= st.setup.replay_batch;
 }
 
@@ -173,11 +143,10 @@ void request_ready(consumer_actor* self) {
 // Calls the handlers of an observer (`herald tail`): in order, no retries.
 void observe(consumer_actor* self, const event& ev) {
   auto& st = self->state;
-  bool ok = true;
-  for (auto& sub : st.subs)
-    if (sub.selector.matches(ev.type()))
-      ok = call(st.setup.name, sub, ev) && ok;
-  (ok ? st.setup.stats->handled : st.setup.stats->failed)
+  auto o = detail::call_handlers(st.subs, ev);
+  if (!o.ok)
+    detail::log_failure(st.setup.name, ev, 1, o, "none (an observer)");
+  (o.ok ? st.setup.stats->handled : st.setup.stats->failed)
     .fetch_add(1, std::memory_order_relaxed);
   st.setup.stats->live_done.fetch_add(1, std::memory_order_relaxed);
 }
@@ -191,7 +160,6 @@ void deliver(consumer_actor* self, stream_state& ss, const event& ev,
   st.outgoing[i].push_back({ev, ss.index, 0, live});
   ss.accepted = ev.seq();
   ss.in_flight.emplace_back(ev.seq(), false);
-  ++st.in_flight;
   st.setup.stats->unfinished.fetch_add(1);
 }
 
@@ -220,7 +188,6 @@ void on_done(consumer_actor* self, const done_batch& done) {
     if (it == q.end() || it->first != d.seq || it->second)
       continue;
     it->second = true;
-    --st.in_flight;
     st.setup.stats->unfinished.fetch_sub(1);
     bool moved = false;
     while (!q.empty() && q.front().second) {

@@ -22,15 +22,6 @@ namespace {
 
 using std::chrono::steady_clock;
 
-// How one attempt ended.
-struct outcome {
-  bool ok = true;
-  bool retryable = true;
-  std::string error;
-  /// "exception", "error" or "non_retryable".
-  std::string error_class;
-};
-
 // One entity with work pending: a queue whose front is being attempted (or
 // waits for its retry), or a parked entity.
 struct entity_state {
@@ -101,43 +92,6 @@ void count(shard_actor* self, std::string_view type,
   ((*self->state.setup.stats).*total).fetch_add(1, std::memory_order_relaxed);
   if (auto* ts = stats_of(self, type))
     (ts->*per_type).fetch_add(1, std::memory_order_relaxed);
-}
-
-void log_attempt(shard_actor* self, const work_item& w, size_t attempt,
-                 const outcome& o, std::string_view what) {
-  auto& ev = w.ev;
-  log_fields(*spdlog::default_logger(), spdlog::level::err, "handler failed",
-             {{"consumer", self->state.setup.consumer},
-              {"event_id", ev.id()},
-              {"type", ev.type()},
-              {"key", ev.key()},
-              {"stream", ev.stream()},
-              {"seq", ev.seq()},
-              {"attempt", static_cast<uint64_t>(attempt)},
-              {"error_class", o.error_class},
-              {"error", o.error},
-              {"next", what}});
-}
-
-// Calls the seed-style handlers that select `ev`; the first failure ends the
-// attempt.
-outcome call_subscriptions(shard_actor* self, const event& ev) {
-  for (auto& sub : self->state.subs) {
-    if (!sub.selector.matches(ev.type()))
-      continue;
-    try {
-      if (auto err = sub.handler(ev))
-        return {false, !is(err, errc::non_retryable), message_of(err),
-                is(err, errc::non_retryable) ? "non_retryable" : "error"};
-    } catch (const non_retryable_error& e) {
-      return {false, false, e.what(), "non_retryable"};
-    } catch (const std::exception& e) {
-      return {false, true, e.what(), "exception"};
-    } catch (...) {
-      return {false, true, "unknown exception", "exception"};
-    }
-  }
-  return {};
 }
 
 bool wants_service(shard_actor* self, const event& ev) {
@@ -234,8 +188,8 @@ bool on_failure(shard_actor* self, const std::string& key, entity_state& e,
   if (o.retryable && n < static_cast<size_t>(policy.attempts)) {
     auto unit = std::uniform_real_distribution<double>{0.0, 1.0}(st.rng);
     auto delay = policy.delay(static_cast<int>(n) + 1, unit);
-    log_attempt(
-      self, w, n, o,
+    log_failure(
+      st.setup.consumer, w.ev, n, o,
       fmt::format(
         "retry in {} ms",
         std::chrono::duration_cast<std::chrono::milliseconds>(delay).count()));
@@ -247,7 +201,7 @@ bool on_failure(shard_actor* self, const std::string& key, entity_state& e,
   }
   auto reason = o.retryable ? fmt::format("{} attempts failed", n)
                             : std::string{"non-retryable error"};
-  log_attempt(self, w, n, o, "dead letter: " + reason);
+  log_failure(st.setup.consumer, w.ev, n, o, "dead letter: " + reason);
   dead_letter(self, w, std::move(e.attempts), reason, false,
               st.setup.policy.on_dead_letter == dead_letter_policy::park);
   e.attempts.clear();
@@ -283,7 +237,7 @@ void attempt(shard_actor* self, const std::string& key) {
   while (!e.queue.empty() && !e.waiting) {
     auto& w = e.queue.front();
     e.started = steady_clock::now();
-    auto o = call_subscriptions(self, w.ev);
+    auto o = call_handlers(self->state.subs, w.ev);
     if (o.ok && wants_service(self, w.ev)) {
       e.waiting = true;
       auto id = e.wait_id = ++st.next_wait;
@@ -308,10 +262,7 @@ void attempt(shard_actor* self, const std::string& key) {
               return;
             auto& e = it->second;
             e.waiting = false;
-            bool permanent = is(err, errc::non_retryable);
-            if (!on_failure(self, key, e,
-                            {false, !permanent, message_of(err),
-                             permanent ? "non_retryable" : "error"}))
+            if (!on_failure(self, key, e, failure_of(err)))
               attempt(self, key);
             report(self);
           });
@@ -379,7 +330,7 @@ void on_work(shard_actor* self, work_batch& batch) {
     if (!wants_service(self, w.ev)) {
       // The common case: seed-style handlers on an idle entity, no state.
       auto started = steady_clock::now();
-      auto o = call_subscriptions(self, w.ev);
+      auto o = call_handlers(self->state.subs, w.ev);
       if (o.ok) {
         finished(self, w, started);
         continue;
@@ -450,6 +401,45 @@ caf::behavior shard(shard_actor* self, shard_setup setup) {
 }
 
 } // namespace
+
+outcome failure_of(const caf::error& err) {
+  bool permanent = is(err, errc::non_retryable);
+  return {false, !permanent, message_of(err),
+          permanent ? "non_retryable" : "error"};
+}
+
+outcome call_handlers(const std::vector<subscription>& subs, const event& ev) {
+  for (auto& sub : subs) {
+    if (!sub.selector.matches(ev.type()))
+      continue;
+    try {
+      if (auto err = sub.handler(ev))
+        return failure_of(err);
+    } catch (const non_retryable_error& e) {
+      return {false, false, e.what(), "non_retryable"};
+    } catch (const std::exception& e) {
+      return {false, true, e.what(), "exception"};
+    } catch (...) {
+      return {false, true, "unknown exception", "exception"};
+    }
+  }
+  return {};
+}
+
+void log_failure(std::string_view consumer, const event& ev, size_t attempt,
+                 const outcome& o, std::string_view next) {
+  log_fields(*spdlog::default_logger(), spdlog::level::err, "handler failed",
+             {{"consumer", consumer},
+              {"event_id", ev.id()},
+              {"type", ev.type()},
+              {"key", ev.key()},
+              {"stream", ev.stream()},
+              {"seq", ev.seq()},
+              {"attempt", static_cast<uint64_t>(attempt)},
+              {"error_class", o.error_class},
+              {"error", o.error},
+              {"next", next}});
+}
 
 uint32_t shard_of(std::string_view key, size_t shards) noexcept {
   return static_cast<uint32_t>(std::hash<std::string_view>{}(key) % shards);

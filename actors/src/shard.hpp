@@ -16,6 +16,27 @@
 
 namespace herald::detail {
 
+/// How one attempt of a consumer's handlers ended.
+struct outcome {
+  bool ok = true;
+  bool retryable = true;
+  std::string error;
+  /// "exception", "error" or "non_retryable".
+  std::string error_class;
+};
+
+/// The outcome of a handler that answered `err`.
+outcome failure_of(const caf::error& err);
+
+/// Calls the seed-style handlers of `subs` that select `ev`, in order; the
+/// first failure ends the attempt. Never throws.
+outcome call_handlers(const std::vector<subscription>& subs, const event& ev);
+
+/// Logs a failed attempt with the event's whole context; `next` says what
+/// happens now (a retry, a dead letter).
+void log_failure(std::string_view consumer, const event& ev, size_t attempt,
+                 const outcome& o, std::string_view next);
+
 struct shard_setup {
   /// This shard's index among its consumer's shards.
   uint32_t index = 0;

@@ -87,13 +87,22 @@ std::string trimmed(std::string text) {
   return text;
 }
 
-// Waits at most `timeout` until `c` printed `text` on stdout (or, with
-// `on_stderr`, on stderr).
+// How often `needle` occurs in `text`.
+size_t occurrences(const std::string& text, std::string_view needle) {
+  size_t n = 0;
+  for (auto pos = text.find(needle); pos != std::string::npos;
+       pos = text.find(needle, pos + 1))
+    ++n;
+  return n;
+}
+
+// Waits at most `timeout` until `c` printed `text` `times` times on stdout
+// (or, with `on_stderr`, on stderr).
 bool wait_for_output(const child& c, const std::string& text,
-                     std::chrono::milliseconds timeout,
-                     bool on_stderr = false) {
+                     std::chrono::milliseconds timeout, bool on_stderr = false,
+                     size_t times = 1) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  while ((on_stderr ? c.err() : c.out()).find(text) == std::string::npos) {
+  while (occurrences(on_stderr ? c.err() : c.out(), text) < times) {
     if (std::chrono::steady_clock::now() >= deadline)
       return false;
     std::this_thread::sleep_for(20ms);
@@ -282,11 +291,7 @@ TEST_CASE("a slow consumer behind a full HWM still handles all 200,000 events "
   check_record(s, 200000);
   // Whether the HWM overflowed shows in the consumer's log (gap warnings)
   // and in the record (replayed events); either way the result must hold.
-  size_t gaps = 0;
-  auto err = consumer.err();
-  for (auto pos = err.find("gap"); pos != std::string::npos;
-       pos = err.find("gap", pos + 1))
-    ++gaps;
+  auto gaps = occurrences(consumer.err(), "gap");
   WARN("slow consumer: " << gaps << " gap warnings, " << s.redelivered
                          << " events replayed, " << s.duplicates
                          << " duplicates");
@@ -404,19 +409,8 @@ TEST_CASE("a consumer killed -9 while its events wait for retries loses none "
       REQUIRE(wait_for_output(producer, "UserService: published", 30s));
     }
     // Each of the 5 entities' first event failed once and waits.
-    auto deadline = std::chrono::steady_clock::now() + 20s;
-    auto retries = [&] {
-      size_t n = 0;
-      auto err = failing.err();
-      for (auto pos = err.find("retry in"); pos != std::string::npos;
-           pos = err.find("retry in", pos + 1))
-        ++n;
-      return n;
-    };
-    while (retries() < 5 && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(20ms);
     INFO("failing consumer stderr: " << failing.err());
-    REQUIRE(retries() >= 5);
+    REQUIRE(wait_for_output(failing, "retry in", 20s, true, 5));
     CHECK(failing.err().find("dead letter") == std::string::npos);
     kill_9(pid_file);
     REQUIRE(failing.wait_for(10s) == 128 + SIGKILL);
@@ -453,18 +447,7 @@ TEST_CASE("with log format json, every failure line is one JSON object with "
   child consumer{consumer_cmd(ccfg, endpoint, dir, "--fail-all"),
                  dir / "email.out", dir / "email.err"};
   // 3 events, 2 attempts each, then a dead letter each: 9 failure lines.
-  auto deadline = std::chrono::steady_clock::now() + 20s;
-  auto count = [&](const std::string& text) {
-    size_t n = 0;
-    auto err = consumer.err();
-    for (auto pos = err.find(text); pos != std::string::npos;
-         pos = err.find(text, pos + 1))
-      ++n;
-    return n;
-  };
-  while (count("stored as a dead letter") < 3
-         && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(20ms);
+  wait_for_output(consumer, "stored as a dead letter", 20s, true, 3);
   consumer.kill();
   INFO("consumer stderr: " << consumer.err());
   std::istringstream lines{consumer.err()};
