@@ -1,0 +1,170 @@
+// Live events to the node's consumers: from the log's commit callback
+// (local publishes) and from the pump (other nodes), bounded per consumer;
+// and the consumer actors themselves.
+
+#include <caf/send.hpp>
+#include <fmt/format.h>
+
+#include "herald/core/errc.hpp"
+#include "node_impl.hpp"
+
+namespace herald {
+
+void node::impl::on_events(event_batch& batch) {
+  dispatch(std::move(batch));
+}
+
+void node::impl::on_bad_frame(const caf::error& why) {
+  log->warn("dropped a frame from the network: {}", message_of(why));
+}
+
+// Called by the log's committer after each group, in seq order.
+void node::impl::on_commit(std::vector<store::record>& group,
+                           const caf::error& err) {
+  if (err) {
+    log->error("{} events were not stored and are not sent: {}", group.size(),
+               message_of(err));
+    return;
+  }
+  event_batch local;
+  {
+    std::shared_lock<std::shared_mutex> guard{consumers_mtx};
+    for (auto& r : group)
+      if (selected_locally(r.type)) {
+        auto owner = std::make_shared<std::string>(r.envelope);
+        size_t offset = 0;
+        if (auto ev = decode_next(*owner, offset, owner, limits))
+          local.push_back(std::move(*ev));
+      }
+  }
+  // The record's type views a catalog name, which outlives the pump.
+  std::vector<transport::pump::outgoing> out;
+  out.reserve(group.size());
+  for (auto& r : group)
+    out.push_back({r.type, std::move(r.envelope)});
+  // Local consumers and the pump get the events before the heads that
+  // heartbeats report move past them.
+  if (!local.empty())
+    dispatch(std::move(local));
+  pump->send_all(out);
+  {
+    std::lock_guard<std::mutex> guard{heads_mtx};
+    for (auto& r : group)
+      if (auto it = sent_type_heads.find(r.type); it != sent_type_heads.end())
+        it->second = r.type_seq;
+      else
+        sent_type_heads.emplace(r.type, r.type_seq);
+    sent_head = group.back().seq;
+  }
+}
+
+// Whether `c` has room for `n` more events. A consumer's backlog (live
+// events sent to its mailbox and not yet taken) is bounded: beyond it the
+// events are shed like PUB/SUB would drop them, the consumer sees the gap
+// and replays them from the log in bounded batches. Memory stays bounded
+// whatever the backlog.
+bool node::impl::has_room(const consumer_entry& c, size_t n) const {
+  auto& s = *c.stats;
+  auto taken = s.finished();
+  auto sent = s.dispatched.load(std::memory_order_relaxed);
+  auto backlog = sent > taken ? sent - taken : 0;
+  if (backlog + n <= max_backlog)
+    return true;
+  s.shed.fetch_add(n, std::memory_order_relaxed);
+  return false;
+}
+
+// Hands each consumer the events of `batch` it subscribed to, in order,
+// as one message.
+void node::impl::dispatch(event_batch&& batch) {
+  std::shared_lock<std::shared_mutex> guard{consumers_mtx};
+  if (consumers.size() == 1) {
+    // The common case of one service per node: no copy when it takes all.
+    auto& c = consumers.front();
+    bool all = true;
+    for (auto& ev : batch)
+      all = all && any_matches(c.patterns, ev.type());
+    if (all) {
+      if (!has_room(c, batch.size()))
+        return;
+      c.stats->dispatched.fetch_add(batch.size(), std::memory_order_relaxed);
+      caf::anon_send(c.actor, std::move(batch));
+      return;
+    }
+  }
+  for (auto& c : consumers) {
+    event_batch mine;
+    mine.reserve(batch.size());
+    for (auto& ev : batch)
+      if (any_matches(c.patterns, ev.type()))
+        mine.push_back(ev);
+    if (mine.empty() || !has_room(c, mine.size()))
+      continue;
+    c.stats->dispatched.fetch_add(mine.size(), std::memory_order_relaxed);
+    caf::anon_send(c.actor, std::move(mine));
+  }
+}
+
+// Whether a consumer on this node takes events of `type`. REQUIRES:
+// consumers_mtx held.
+bool node::impl::selected_locally(std::string_view type) const {
+  for (auto& c : consumers)
+    if (any_matches(c.patterns, type))
+      return true;
+  return false;
+}
+
+// Subscribes the SUB socket to `prefix` unless it already is: one
+// subscription per prefix per node, however many consumers share it.
+// REQUIRES: consumers_mtx held exclusively.
+void node::impl::subscribe_prefix(const std::string& prefix) {
+  if (prefixes.insert(prefix).second)
+    pump->subscribe(prefix);
+}
+
+// Finds or creates the consumer `name`. REQUIRES: consumers_mtx held
+// exclusively.
+consumer_entry& node::impl::consumer(const std::string& name) {
+  for (auto& c : consumers)
+    if (c.name == name)
+      return c;
+  consumer_entry entry;
+  entry.name = name;
+  std::vector<std::string> types;
+  for (auto& spec : cat.events())
+    types.push_back(spec.name);
+  entry.stats = std::make_shared<consumer_stats>(types);
+  consumer_setup setup;
+  setup.name = name;
+  setup.node = cfg.name;
+  setup.stats = entry.stats;
+  setup.durable = name != observer_name;
+  setup.policy.name = name;
+  for (auto& cc : cfg.consumers)
+    if (cc.name == name)
+      setup.policy = cc;
+  setup.dead_letters = dead_letter_actor;
+  if (setup.durable && setup.policy.on_dead_letter == dead_letter_policy::park)
+    setup.parked = parked_entities(name);
+  setup.replay = [this](const std::string& s, uint64_t from, size_t max,
+                        const std::vector<std::string>& patterns,
+                        const caf::actor& to) {
+    return request_replay(s, from, max, patterns, to);
+  };
+  setup.offsets.load = [this, name](const std::string& s) {
+    return log_store->offset(name, s);
+  };
+  setup.offsets.store = [this, name](const std::string& s, uint64_t seq) {
+    if (auto err = log_store->commit_offset(name, s, seq))
+      log->error("consumer={} stream={}: cannot store offset {}: {}", name, s,
+                 seq, message_of(err));
+  };
+  if (auto it = service_patterns.find(name); it != service_patterns.end())
+    setup.service_patterns = it->second;
+  entry.patterns = setup.service_patterns;
+  entry.actor = spawn_consumer(*sys, std::move(setup));
+  consumers.push_back(std::move(entry));
+  return consumers.back();
+}
+
+} // namespace herald

@@ -1,0 +1,216 @@
+#pragma once
+
+/// The inside of a `herald::node`, shared by the runtime's source files:
+///
+/// | file                    | what it holds                                 |
+/// |-------------------------|-----------------------------------------------|
+/// | `node.cpp`              | `node::start` and its steps, stop, accessors |
+/// | `event_bus.cpp`         | publish, subscribe, observe                   |
+/// | `dispatch.cpp`          | commit callback, live events to consumers,    |
+/// |                         | the consumer actors                           |
+/// | `replay.cpp`            | heartbeats, replay requests and replies       |
+/// | `dead_letter_admin.cpp` | dlq requests, list, redrive, purge, parking   |
+/// | `alerts.cpp`            | raising an alert and its hook                 |
+/// | `node_metrics.cpp`      | `/metrics` in Prometheus' text format         |
+///
+/// Thread safety. A node is used from the caller's threads (publish,
+/// subscribe, dlq operations), the transport pump thread (events,
+/// heartbeats, control requests and replies), the log's committer thread
+/// (`on_commit`), the retention thread, the HTTP server's threads
+/// (metrics) and CAF's scheduler threads (the actors' callbacks: replay,
+/// offsets, dead letters, alerts). The fields are grouped below under the
+/// mutex that guards them; fields under "set at start" are written only by
+/// `node::start` before any other thread runs, and read freely afterwards.
+///
+/// Lock order: `consumers_mtx` before `redrive_mtx` and before a
+/// consumer's `consumer_stats::positions_mtx`; `retention_mtx` before
+/// `store_mtx`. Every other mutex here is a leaf: nothing else of the
+/// node's is locked while it is held. `publish_mtx` is held while the
+/// event log takes its own queue lock (`event_log::append`), and
+/// `consumers_mtx` while the pump takes its command lock
+/// (`pump::subscribe`); neither of those calls back into the node.
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <spdlog/logger.h>
+
+#include "herald/actors/consumer.hpp"
+#include "herald/actors/dead_letters.hpp"
+#include "herald/core/catalog.hpp"
+#include "herald/core/codec.hpp"
+#include "herald/runtime/node.hpp"
+#include "herald/store/event_log.hpp"
+#include "herald/transport/pump.hpp"
+#include "metrics.hpp"
+
+namespace herald {
+
+/// The consumer name of tools that watch the bus (`event_bus::observe`).
+inline constexpr std::string_view observer_name = "herald.observer";
+
+/// One consumer actor of the node and what routes events to it.
+struct consumer_entry {
+  std::string name;
+  /// Everything the consumer subscribed to: routes batches to it.
+  std::vector<pattern> patterns;
+  caf::actor actor;
+  std::shared_ptr<consumer_stats> stats;
+};
+
+/// Checks that `consumer` may subscribe to `p`: for an exact event name,
+/// the catalog must know the event and list the consumer. Fails with
+/// `errc::unknown_event` or `errc::catalog_violation` naming both.
+caf::error check_subscription(const catalog& cat, const pattern& p,
+                              std::string_view consumer);
+
+struct node::impl : transport::pump_listener {
+  // --- Set at start, read-only afterwards -------------------------------
+  node_config cfg;
+  catalog cat;
+  std::shared_ptr<spdlog::logger> log;
+  std::function<int64_t()> clock;
+  std::string stream;
+  decode_limits limits;
+  /// The node this is the inside of (its bus publishes alerts).
+  node* front = nullptr;
+  std::unique_ptr<caf::actor_system_config> sys_cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  /// Stopped by `shutdown` after the actors and the log: every thread that
+  /// uses it has ended by then.
+  std::unique_ptr<transport::pump> pump;
+  /// The dead-letter and alert actors, shared by the node's consumers.
+  caf::actor dead_letter_actor;
+  caf::actor alert_actor;
+  /// `/metrics` and `/healthz`, when `metrics.listen` is set.
+  std::unique_ptr<metrics::http_server> http;
+  /// The parsed `subscribe` patterns of each configured consumer.
+  std::map<std::string, std::vector<pattern>, std::less<>> service_patterns;
+
+  // --- Atomics ------------------------------------------------------------
+  std::atomic<bool> running{false};
+  std::atomic<uint64_t> control_errors{0};
+  /// Events published, per catalog event (index as in `cat.events()`).
+  std::unique_ptr<std::atomic<uint64_t>[]> published;
+
+  // --- Guarded by store_mtx -------------------------------------------------
+  // Shared by readers (replay, dlq, metrics, retention); exclusive only
+  // when shutdown closes the log while the pump may still serve a replay.
+  // `publish` and the actors' offset callbacks use the log without it:
+  // they run only while `running` and the actors live, both ended before
+  // the log closes.
+  std::shared_mutex store_mtx;
+  std::unique_ptr<store::event_log> log_store;
+
+  // --- Guarded by publish_mtx: one stream order -----------------------------
+  std::mutex publish_mtx;
+  uint64_t seq = 0;
+  std::vector<uint64_t> type_seqs;
+
+  // --- Guarded by heads_mtx -------------------------------------------------
+  // Per-type heads of what was handed to the pump: what heartbeats report.
+  // Updated after the events are queued, so a heartbeat never counts an
+  // event that was not sent before it.
+  std::mutex heads_mtx;
+  std::unordered_map<std::string, uint64_t, string_hash, std::equal_to<>>
+    sent_type_heads;
+  uint64_t sent_head = 0;
+
+  // --- Guarded by peers_mtx -------------------------------------------------
+  std::mutex peers_mtx;
+  /// Streams of peers: their control endpoints, learned from heartbeats.
+  std::unordered_map<std::string, std::string> peer_control;
+  /// Replay requests in flight: id -> the consumer actor to answer.
+  std::unordered_map<uint64_t, caf::actor> pending;
+  uint64_t next_request = 0;
+
+  // --- Guarded by consumers_mtx (shared to read, exclusive to change) -------
+  mutable std::shared_mutex consumers_mtx;
+  std::vector<consumer_entry> consumers;
+  std::vector<caf::actor> services;
+  /// Prefixes subscribed on the SUB socket.
+  std::set<std::string> prefixes;
+
+  // --- Guarded by redrive_mtx -----------------------------------------------
+  // Dead letters handed back to their consumer and not finished yet: a
+  // second redrive does not send them twice.
+  std::mutex redrive_mtx;
+  std::set<uint64_t> redriving;
+
+  // --- Guarded by retention_mtx ---------------------------------------------
+  // Retention runs on its own thread, woken to stop.
+  std::mutex retention_mtx;
+  std::condition_variable retention_cv;
+  bool retention_stop = false;
+  std::thread retention_thread;
+
+  /// Most live events waiting in one consumer's mailbox.
+  static constexpr uint64_t max_backlog = 16384;
+
+  ~impl() override;
+
+  // node.cpp: stopping and retention.
+  void shutdown();
+  void run_retention();
+
+  // dispatch.cpp: live events to the consumers, and the consumer actors.
+  void on_events(event_batch& batch) override;
+  void on_bad_frame(const caf::error& why) override;
+  void on_commit(std::vector<store::record>& group, const caf::error& err);
+  bool has_room(const consumer_entry& c, size_t n) const;
+  void dispatch(event_batch&& batch);
+  bool selected_locally(std::string_view type) const;
+  consumer_entry& consumer(const std::string& name);
+  void subscribe_prefix(const std::string& prefix);
+
+  // replay.cpp: heartbeats and the replay protocol.
+  std::string make_heartbeat() override;
+  void on_heartbeat(std::string_view body) override;
+  void broadcast_heartbeat(const stream_heartbeat& hb);
+  static stream_heartbeat parse_heartbeat(const payload& j);
+  std::string on_control_request(std::string_view request) override;
+  void on_control_reply(std::string_view endpoint,
+                        std::string_view body) override;
+  std::string replay_reply_bytes(uint64_t id, uint64_t from, uint64_t max,
+                                 const std::vector<pattern>& patterns);
+  size_t transport_max_batch() const;
+  caf::expected<replay_reply> parse_reply(std::string_view body);
+  void deliver_reply(replay_reply r);
+  uint64_t request_replay(const std::string& req_stream, uint64_t from,
+                          size_t max, const std::vector<std::string>& patterns,
+                          const caf::actor& reply_to);
+
+  // dead_letter_admin.cpp: `herald dlq` requests and parked entities.
+  payload dlq_request(const std::string& op, const payload& req);
+  payload dlq_error(uint64_t id, std::string why);
+  static payload dead_letter_json(const store::dead_letter& l, bool with_event);
+  caf::expected<std::vector<uint64_t>>
+  purge_letters(const std::vector<store::dead_letter>& letters, bool dry_run);
+  std::vector<std::pair<std::string, uint64_t>>
+  parked_entities(const std::string& consumer);
+
+  // alerts.cpp.
+  void raise_alert(const raised_alert& a);
+  void run_hook(const std::string& command, const payload& alert);
+
+  // node_metrics.cpp.
+  std::string render_metrics();
+};
+
+} // namespace herald

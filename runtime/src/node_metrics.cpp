@@ -1,0 +1,133 @@
+// The node's metrics in Prometheus' text format, for /metrics.
+
+#include "herald/core/errc.hpp"
+#include "node_impl.hpp"
+
+namespace herald {
+
+namespace {
+
+using metrics::metric_type;
+
+// Counters kept per consumer.
+void write_consumer_counters(metrics::text_writer& w,
+                             const std::vector<consumer_entry>& consumers) {
+  struct per_consumer {
+    const char* name;
+    const char* help;
+    std::atomic<uint64_t> consumer_stats::*field;
+  };
+  static const per_consumer counters[] = {
+    {"herald_events_delivered_total", "Live events handed to the consumer.",
+     &consumer_stats::dispatched},
+    {"herald_events_shed_total",
+     "Live events not handed over because the consumer's backlog was "
+     "full (replayed from the log).",
+     &consumer_stats::shed},
+    {"herald_events_replayed_total",
+     "Events the consumer read from a producer's log.",
+     &consumer_stats::replayed},
+    {"herald_stream_gaps_total", "Gaps the consumer noticed in a stream.",
+     &consumer_stats::gaps},
+    {"herald_behind_retention_total",
+     "Times the consumer found events expired before it handled them.",
+     &consumer_stats::behind_retention},
+    {"herald_events_redriven_total", "Redriven dead letters that finished.",
+     &consumer_stats::redriven},
+    {"herald_alerts_raised_total", "Alerts raised.", &consumer_stats::alerts},
+    {"herald_stream_pauses_total",
+     "Times an entity's full queue paused a stream (read again from the "
+     "log later).",
+     &consumer_stats::pauses},
+  };
+  for (auto& c : counters) {
+    auto& f = w.family(c.name, c.help, metric_type::counter);
+    for (auto& e : consumers)
+      f.sample({{"consumer", e.name}}, ((*e.stats).*c.field).load());
+  }
+}
+
+// Counters kept per consumer and event type.
+void write_type_counters(metrics::text_writer& w,
+                         const std::vector<consumer_entry>& consumers) {
+  struct per_type {
+    const char* name;
+    const char* help;
+    std::atomic<uint64_t> type_stats::*field;
+  };
+  static const per_type type_counters[] = {
+    {"herald_events_handled_total",
+     "Events the consumer's handlers succeeded on.", &type_stats::handled},
+    {"herald_events_failed_total", "Failed handler attempts.",
+     &type_stats::failed},
+    {"herald_events_retried_total", "Retries scheduled after a failure.",
+     &type_stats::retried},
+    {"herald_events_dead_lettered_total", "Events stored as dead letters.",
+     &type_stats::dead_lettered},
+  };
+  for (auto& c : type_counters) {
+    auto& f = w.family(c.name, c.help, metric_type::counter);
+    for (auto& e : consumers)
+      for (auto& t : e.stats->per_type)
+        f.sample({{"consumer", e.name}, {"type", t->type}},
+                 ((*t).*c.field).load());
+  }
+}
+
+// Each consumer's lag per stream, and its latency histograms.
+void write_positions(metrics::text_writer& w,
+                     const std::vector<consumer_entry>& consumers) {
+  auto& lag = w.family("herald_consumer_lag_events",
+                       "Events of a stream after the consumer's committed "
+                       "offset, as of the producer's last heartbeat.",
+                       metric_type::gauge);
+  for (auto& e : consumers) {
+    std::lock_guard<std::mutex> pguard{e.stats->positions_mtx};
+    for (auto& [stream, pos] : e.stats->positions)
+      lag.sample({{"consumer", e.name}, {"stream", stream}},
+                 pos.head > pos.offset ? pos.head - pos.offset : 0);
+  }
+  for (auto& e : consumers) {
+    w.histogram("herald_handler_duration_seconds",
+                "How long one attempt of the consumer's handlers took.",
+                {{"consumer", e.name}}, e.stats->handler_latency.snapshot());
+    w.histogram("herald_end_to_end_latency_seconds",
+                "From publish to the end of the event's handling.",
+                {{"consumer", e.name}}, e.stats->end_to_end_latency.snapshot());
+  }
+}
+
+} // namespace
+
+// The node's own counters, then its consumers'.
+std::string node::impl::render_metrics() {
+  metrics::text_writer w;
+  auto& published_f =
+    w.family("herald_events_published_total",
+             "Events this node published, per type.", metric_type::counter);
+  for (size_t i = 0; i < cat.events().size(); ++i)
+    published_f.sample({{"type", cat.events()[i].name}},
+                       published[i].load(std::memory_order_relaxed));
+  w.counter("herald_events_received_total", "Events received from other nodes.",
+            {}, pump->stats().received.load());
+  w.counter("herald_bad_frames_total",
+            "Frames from the network dropped as malformed.", {},
+            pump->stats().bad_frames.load());
+  w.counter("herald_control_errors_total",
+            "Control requests, replies and heartbeats refused as "
+            "malformed or unknown.",
+            {}, control_errors.load());
+  {
+    std::shared_lock<std::shared_mutex> guard{store_mtx};
+    if (log_store)
+      w.gauge("herald_dead_letters", "Dead letters stored on this node.", {},
+              static_cast<double>(log_store->dead_letter_count()));
+  }
+  std::shared_lock<std::shared_mutex> guard{consumers_mtx};
+  write_consumer_counters(w, consumers);
+  write_type_counters(w, consumers);
+  write_positions(w, consumers);
+  return w.str();
+}
+
+} // namespace herald
