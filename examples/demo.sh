@@ -4,26 +4,38 @@
 #   UserService --user.account.created--> EmailService, AnalyticsService
 #               --user.account.deleted--> DataCleanupService, BillingService
 #
-# UserService starts first and writes its endpoint to a file; the consumers
-# connect to it with --peer; UserService publishes only once the four
-# consumers subscribed (--wait-subscribers 4: each consumer node sends one
-# subscription). Each consumer exits after handling its expected count.
+# UserService starts first and prints the endpoint it publishes on; the
+# consumers connect to it with --peer; UserService publishes only once the
+# four consumers subscribed (--wait-subscribers 4: each consumer node sends
+# one subscription), then stays up to serve replays to consumers that catch
+# up from its log.
+#
+# Each consumer prints one line per event it handles, ending with
+# "(event <id>)". Delivery is at least once, so an event may be handled
+# twice: the demo counts the distinct ids in each consumer's output until
+# every consumer has its expected count, then stops the five services with
+# SIGTERM, as an operator would.
 #
 # Usage: examples/demo.sh [BUILD_DIR]      (default: build)
 # Environment: DEMO_CREATED (300), DEMO_DELETED (100), DEMO_USERS (100),
 #   DEMO_KEEP_LOGS=1 keeps the log folder even on success.
-# Exit status: 0 only if every service exited 0 with the expected count.
+# Exit status: 0 only if every consumer handled its expected count and every
+# service exited 0 on SIGTERM.
 # Every wait is bounded; every process is killed when the script exits.
 
 set -uo pipefail
 
-build_dir=${1:-build}
 created=${DEMO_CREATED:-300}
 deleted=${DEMO_DELETED:-100}
 users=${DEMO_USERS:-100}
 src_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-bin_dir="$build_dir/examples"
 config_dir="$src_dir/config"
+if ! build_dir=$(cd "${1:-build}" 2>/dev/null && pwd); then
+  echo "demo: build folder '${1:-build}' not found; build first:" \
+    "cmake -S . -B build && cmake --build build" >&2
+  exit 1
+fi
+bin_dir="$build_dir/examples"
 
 for exe in user_service email_service analytics_service data_cleanup_service \
   billing_service; do
@@ -35,6 +47,9 @@ for exe in user_service email_service analytics_service data_cleanup_service \
 done
 
 log_dir=$(mktemp -d "${TMPDIR:-/tmp}/herald-demo.XXXXXX")
+# The services run here: their data directories (the configs' default,
+# data/<node>) land next to the logs.
+cd "$log_dir" || exit 1
 pids=()
 ok=0
 
@@ -61,80 +76,90 @@ consumers=(
   "BillingService billing_service $deleted"
 )
 
+# The distinct events the consumer $1 reported handling so far.
+handled() {
+  grep -o '(event [^)]*)$' "$log_dir/$1.log" 2>/dev/null | sort -u | wc -l
+}
+
+# Sends SIGTERM to $1, waits at most 10 s for it to exit (then SIGKILL),
+# and returns its exit status.
+stop() {
+  local pid=$1
+  kill -TERM "$pid" 2>/dev/null
+  for _ in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null
+  wait "$pid"
+}
+
 echo "demo: logs in $log_dir"
-endpoint_file="$log_dir/user_service.endpoint"
-timeout -k 5 90 "$bin_dir/user_service" \
+# `timeout` bounds each service's life should this script be killed -9.
+timeout -k 5 180 "$bin_dir/user_service" \
   --config "$config_dir/user_service.yaml" \
   --created "$created" --deleted "$deleted" --users "$users" \
-  --wait-subscribers ${#consumers[@]} --wait-timeout 30 --linger-ms 80000 \
-  --endpoint-file "$endpoint_file" --data-dir "$log_dir/data/UserService" \
+  --wait-subscribers ${#consumers[@]} --wait-timeout 30 --linger-ms 150000 \
   >"$log_dir/UserService.log" 2>"$log_dir/UserService.err" &
 user_pid=$!
 pids+=("$user_pid")
 
 # Bounded wait for the producer's endpoint (10 s).
+endpoint=
 for _ in $(seq 100); do
-  [[ -s $endpoint_file ]] && break
-  if ! kill -0 "$user_pid" 2>/dev/null; then break; fi
+  endpoint=$(sed -n 's/^UserService: publishing on //p' \
+    "$log_dir/UserService.log")
+  [[ -n $endpoint ]] && break
+  kill -0 "$user_pid" 2>/dev/null || break
   sleep 0.1
 done
-if [[ ! -s $endpoint_file ]]; then
-  echo "demo: UserService wrote no endpoint to $endpoint_file within 10s:" >&2
+if [[ -z $endpoint ]]; then
+  echo "demo: UserService printed no endpoint within 10s:" >&2
   tail -n 5 "$log_dir/UserService.err" >&2
   exit 1
 fi
-endpoint=$(<"$endpoint_file")
 echo "demo: UserService publishes on $endpoint"
 
 declare -A consumer_pid
 for entry in "${consumers[@]}"; do
-  read -r name exe expect <<<"$entry"
-  timeout -k 5 90 "$bin_dir/$exe" --config "$config_dir/$exe.yaml" \
-    --peer "$endpoint" --expect "$expect" --timeout 60 \
-    --data-dir "$log_dir/data/$name" \
-    >"$log_dir/$name.log" 2>"$log_dir/$name.err" &
+  read -r name exe _ <<<"$entry"
+  timeout -k 5 180 "$bin_dir/$exe" --config "$config_dir/$exe.yaml" \
+    --peer "$endpoint" >"$log_dir/$name.log" 2>"$log_dir/$name.err" &
   consumer_pid[$name]=$!
   pids+=("$!")
 done
 
+# Bounded wait (90 s) until every consumer handled its expected count, a
+# consumer died, or the producer failed.
 failed=0
-# UserService stays up (--linger-ms) to serve replays to consumers that
-# catch up from its log; it is stopped once they are done.
-user_rc=
-while :; do
-  alive=0
+for _ in $(seq 900); do
+  done_all=1
   for entry in "${consumers[@]}"; do
-    read -r name _ _ <<<"$entry"
-    kill -0 "${consumer_pid[$name]}" 2>/dev/null && alive=1
-  done
-  (( alive )) || break
-  if [[ -z $user_rc ]] && ! kill -0 "$user_pid" 2>/dev/null; then
-    wait "$user_pid"
-    user_rc=$?
-    if [[ $user_rc != 0 ]]; then
-      # Nothing more will come: stop the consumers instead of awaiting
-      # their timeouts.
-      for entry in "${consumers[@]}"; do
-        read -r name _ _ <<<"$entry"
-        kill "${consumer_pid[$name]}" 2>/dev/null
-      done
-      break
+    read -r name _ expect <<<"$entry"
+    if ! kill -0 "${consumer_pid[$name]}" 2>/dev/null; then
+      echo "demo: $name exited early" >&2
+      failed=1
     fi
+    (($(handled "$name") >= expect)) || done_all=0
+  done
+  ((done_all || failed)) && break
+  if ! kill -0 "$user_pid" 2>/dev/null; then
+    echo "demo: UserService exited early" >&2
+    failed=1
+    break
   fi
   sleep 0.1
 done
 
+# Stop the consumers, then the producer that served them.
 declare -A consumer_rc
 for entry in "${consumers[@]}"; do
   read -r name _ _ <<<"$entry"
-  wait "${consumer_pid[$name]}"
+  stop "${consumer_pid[$name]}"
   consumer_rc[$name]=$?
 done
-if [[ -z $user_rc ]]; then
-  kill -TERM "$user_pid" 2>/dev/null
-  wait "$user_pid"
-  user_rc=$?
-fi
+stop "$user_pid"
+user_rc=$?
 if [[ $user_rc != 0 ]]; then
   echo "demo: UserService exited $user_rc:" >&2
   tail -n 5 "$log_dir/UserService.err" >&2
@@ -153,12 +178,15 @@ echo "== Summary"
 grep "UserService: published" "$log_dir/UserService.log" | sed 's/^/  /'
 for entry in "${consumers[@]}"; do
   read -r name _ expect <<<"$entry"
-  last=$(tail -n 1 "$log_dir/$name.log")
-  echo "  ${last:-$name: no output}"
-  want="$name: handled $expect events"
+  n=$(handled "$name")
+  calls=$(grep -c '(event [^)]*)$' "$log_dir/$name.log")
+  line="$name: handled $n events"
+  ((calls > n)) && line+=" ($((calls - n)) redelivered)"
+  echo "  $line"
   rc=${consumer_rc[$name]}
-  if [[ $rc != 0 || $last != "$want" ]]; then
-    echo "demo: $name exited $rc; expected '$want':" >&2
+  if [[ $rc != 0 || $n != "$expect" ]]; then
+    echo "demo: $name exited $rc after handling $n events; expected" \
+      "$expect:" >&2
     tail -n 5 "$log_dir/$name.err" >&2
     failed=1
   fi

@@ -1,8 +1,8 @@
 #pragma once
 
-/// What the `herald` tool and the example services share: signal handling,
+/// What the `herald` tool and the test service share: signal handling,
 /// starting a node from `--config`/`--peer`, the endpoint file, bounded
-/// waits, exit codes, and the whole `main` of a consumer example.
+/// waits, exit codes.
 ///
 /// Conventions of every executable built on this:
 /// - exit 0 on success, 1 on a runtime error (`<prog>: <message>` on
@@ -36,8 +36,9 @@ inline constexpr int exit_failure = 1;
 /// Exit code of a command line that could not be parsed.
 inline constexpr int exit_usage = 2;
 
-/// Installs SIGINT and SIGTERM handlers (sigaction) that only set a flag
-/// `stop_requested` reads. Call once in `main`, before starting a node.
+/// Catches SIGINT and SIGTERM (`herald::catch_stop_signals`): from then on
+/// they only set the flag `stop_requested` reads. Call once in `main`,
+/// before starting a node.
 void install_signal_handlers();
 
 /// Returns whether SIGINT or SIGTERM arrived. Thread-safe.
@@ -112,41 +113,5 @@ enum class wait_result { done, timed_out, interrupted };
 /// passes (no timeout: wait forever) or a signal arrives.
 wait_result wait_until(const std::function<bool()>& done,
                        std::optional<std::chrono::milliseconds> timeout);
-
-/// Reports one handled event of a consumer example: prints `line` unless
-/// the example runs with `--quiet`. Thread-safe.
-using report_fn = std::function<void(std::string_view line)>;
-
-/// Wires a consumer example's handler into `n`, either with
-/// `n.bus().subscribe(...)` or `n.attach(...)`.
-using service_setup = std::function<caf::error(node& n, report_fn report)>;
-
-/// The whole `main` of a consumer example named `service`. Options:
-/// `--config F [--peer EP]... [--expect N] [--timeout S] [--quiet]
-/// [--endpoint-file PATH] [--data-dir D] [--record PATH] [--slow-first N
-/// --slow-us US]`. Starts the node, calls `setup`, writes the endpoint
-/// file, then waits: with `--expect N` until the service was handed N
-/// distinct events (exit 0) or `--timeout` seconds passed (default 30;
-/// exit 1, saying how many it saw); without it, until SIGINT/SIGTERM.
-///
-/// Events are told apart by (stream, seq), so redeliveries (at-least-once)
-/// do not end a run early; they are counted as duplicates. With
-/// `--record PATH`, every event the handlers are called with appends the
-/// line `<stream> <seq> <key> <redelivered 0|1> <id>` to PATH with one
-/// write(2) on an O_APPEND descriptor (a kill -9 loses no written line),
-/// and the events PATH already lists (earlier runs) count as seen: with
-/// the same PATH across restarts, `--expect N` means N distinct events in
-/// the file. `--slow-first N --slow-us US` makes the handler sleep US
-/// microseconds for each of its first N events.
-///
-/// The counting and recording is a seed-style handler added to the
-/// consumer `service` for each of its `subscribe` patterns in the config,
-/// after `setup`'s handlers; it needs that consumer under `consumers`.
-///
-/// The last two lines on stdout are always `<service>: <D> duplicates` and
-/// `<service>: handled <N> events` (N distinct, D calls with an event seen
-/// before).
-int consumer_main(int argc, char** argv, std::string_view service,
-                  std::string_view description, const service_setup& setup);
 
 } // namespace herald::cli

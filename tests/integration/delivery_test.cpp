@@ -1,6 +1,6 @@
 // Delivery guarantees as a user observes them, with real processes: a
-// producer (examples/user_service) and a consumer (examples/email_service)
-// that appends one line per handler call to a --record file:
+// producer (examples/user_service) and a consumer (the test service as
+// EmailService) that appends one line per handler call to a --record file:
 // `<stream> <seq> <key> <redelivered 0|1> <id>`.
 //
 // What every test asserts on that file: the events handled are exactly the
@@ -29,6 +29,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "deadline.hpp"
 #include "process.hpp"
 
 using namespace herald::test;
@@ -101,13 +102,11 @@ size_t occurrences(const std::string& text, std::string_view needle) {
 bool wait_for_output(const child& c, const std::string& text,
                      std::chrono::milliseconds timeout, bool on_stderr = false,
                      size_t times = 1) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (occurrences(on_stderr ? c.err() : c.out(), text) < times) {
-    if (std::chrono::steady_clock::now() >= deadline)
-      return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
+  return wait_until(
+    [&] {
+      return occurrences(on_stderr ? c.err() : c.out(), text) >= times;
+    },
+    timeout, 20ms);
 }
 
 // `command` (which starts with `exec`) run after writing the shell's pid,
@@ -234,25 +233,26 @@ void check_record(const record_summary& s, uint64_t count) {
 
 // The commands start with `exec`: the shell becomes the program, so the
 // signals the test sends and the exit status it reads are the program's.
-std::string producer_cmd(const std::string& config, const temp_dir& dir,
-                         const std::string& args) {
+std::string producer_cmd(const std::string& config, const std::string& args) {
   return "exec " + bin + "/examples/user_service --config "
-         + shell_quote(config) + " --endpoint-file "
-         + shell_quote((dir / "user.endpoint").string()) + " " + args;
+         + shell_quote(config) + " " + args;
 }
 
 std::string consumer_cmd(const std::string& config, const std::string& peer,
                          const temp_dir& dir, const std::string& args) {
-  return "exec " + bin + "/examples/email_service --config "
+  return "exec " + bin
+         + "/tests/herald_test_service --service EmailService --config "
          + shell_quote(config) + " --peer " + shell_quote(peer)
          + " --quiet --record " + shell_quote((dir / "email.record").string())
          + " " + args;
 }
 
-std::string endpoint_of(const temp_dir& dir) {
-  auto text = wait_for_file(dir / "user.endpoint", 20s);
-  REQUIRE(text);
-  return trimmed(*text);
+// The endpoint the producer announces on stdout once its node is up.
+std::string endpoint_of(const child& producer) {
+  auto endpoint = wait_for_line(producer, "publishing on ", 20s);
+  INFO("producer stderr: " << producer.err());
+  REQUIRE(endpoint);
+  return trimmed(*endpoint);
 }
 
 } // namespace
@@ -263,12 +263,12 @@ TEST_CASE("a slow consumer behind a full HWM still handles all 200,000 events "
   temp_dir dir;
   auto pcfg = producer_config(dir, 1000);
   auto ccfg = consumer_config(dir, 1000);
-  child producer{producer_cmd(pcfg, dir,
+  child producer{producer_cmd(pcfg,
                               "--created 200000 --deleted 0 --users 1000 "
                               "--rate 0 --wait-subscribers 1 --wait-timeout 30 "
                               "--linger-ms 120000"),
                  dir / "user.out", dir / "user.err"};
-  auto endpoint = endpoint_of(dir);
+  auto endpoint = endpoint_of(producer);
   // Slow for its first 2,000 events: the producer's PUB queue (HWM 1000)
   // overflows and drops; the consumer must notice and replay.
   child consumer{consumer_cmd(ccfg, endpoint, dir,
@@ -305,12 +305,11 @@ TEST_CASE("a consumer that joins after all 50,000 events were published "
   temp_dir dir;
   auto pcfg = producer_config(dir);
   auto ccfg = consumer_config(dir);
-  child producer{producer_cmd(pcfg, dir,
-                              "--created 50000 --deleted 0 --users 1000 "
-                              "--rate 0 --wait-subscribers 0 "
-                              "--linger-ms 120000"),
+  child producer{producer_cmd(pcfg, "--created 50000 --deleted 0 --users 1000 "
+                                    "--rate 0 --wait-subscribers 0 "
+                                    "--linger-ms 120000"),
                  dir / "user.out", dir / "user.err"};
-  auto endpoint = endpoint_of(dir);
+  auto endpoint = endpoint_of(producer);
   {
     INFO("producer stderr: " << producer.err());
     REQUIRE(wait_for_output(producer, "UserService: published", 60s));
@@ -337,12 +336,11 @@ TEST_CASE("a consumer killed -9 five times during 100,000 events misses none "
   auto ccfg = consumer_config(dir);
   // 100,000 events at 20,000/s: the stream lasts about 5 s, in which the
   // consumer is killed at 5 random points.
-  child producer{producer_cmd(pcfg, dir,
-                              "--created 100000 --deleted 0 --users 1000 "
-                              "--rate 20000 --wait-subscribers 1 "
-                              "--wait-timeout 30 --linger-ms 120000"),
+  child producer{producer_cmd(pcfg, "--created 100000 --deleted 0 --users 1000 "
+                                    "--rate 20000 --wait-subscribers 1 "
+                                    "--wait-timeout 30 --linger-ms 120000"),
                  dir / "user.out", dir / "user.err"};
-  auto endpoint = endpoint_of(dir);
+  auto endpoint = endpoint_of(producer);
   const unsigned seed = 20240611;
   std::mt19937 rng{seed};
   std::uniform_int_distribution<int> delay_ms{300, 1200};
@@ -393,12 +391,12 @@ TEST_CASE("a consumer killed -9 while its events wait for retries loses none "
   auto ccfg =
     write_config(dir, "email-node", "EmailService", "user.account.created", 0,
                  "    retry: {attempts: 3, initial: 2s}\n");
-  child producer{producer_cmd(pcfg, dir,
+  child producer{producer_cmd(pcfg,
                               "--created 20 --deleted 0 --users 5 --rate 0 "
                               "--wait-subscribers 1 --wait-timeout 30 "
                               "--linger-ms 120000"),
                  dir / "user.out", dir / "user.err"};
-  auto endpoint = endpoint_of(dir);
+  auto endpoint = endpoint_of(producer);
   auto pid_file = dir / "email.pid";
   {
     child failing{
@@ -438,12 +436,12 @@ TEST_CASE("with log format json, every failure line is one JSON object with "
     write_config(dir, "email-node", "EmailService", "user.account.created", 0,
                  "    retry: {attempts: 2, initial: 10ms}\n");
   write_text(ccfg, read_text(ccfg) + "log: {format: json}\n");
-  child producer{producer_cmd(pcfg, dir,
+  child producer{producer_cmd(pcfg,
                               "--created 3 --deleted 0 --users 3 --rate 0 "
                               "--wait-subscribers 1 --wait-timeout 30 "
                               "--linger-ms 120000"),
                  dir / "user.out", dir / "user.err"};
-  auto endpoint = endpoint_of(dir);
+  auto endpoint = endpoint_of(producer);
   child consumer{consumer_cmd(ccfg, endpoint, dir, "--fail-all"),
                  dir / "email.out", dir / "email.err"};
   // 3 events, 2 attempts each, then a dead letter each: 9 failure lines.
@@ -486,12 +484,11 @@ TEST_CASE("a producer killed -9 mid-run keeps what it stored and continues "
   {
     // 30,000 events at 10,000/s, killed about 1.5 s in: mid-run.
     child first{
-      with_pid_file(pid_file, producer_cmd(pcfg, dir,
-                                           "--created 30000 --deleted 0 "
-                                           "--users 1000 --rate 10000 "
-                                           "--wait-subscribers 0")),
+      with_pid_file(pid_file, producer_cmd(pcfg, "--created 30000 --deleted 0 "
+                                                 "--users 1000 --rate 10000 "
+                                                 "--wait-subscribers 0")),
       dir / "user1.out", dir / "user1.err"};
-    REQUIRE(wait_for_file(dir / "user.endpoint", 20s));
+    endpoint_of(first);
     std::this_thread::sleep_for(1500ms);
     INFO("first producer stderr: " << first.err());
     REQUIRE_FALSE(first.wait_for(0ms)); // still publishing
@@ -502,12 +499,11 @@ TEST_CASE("a producer killed -9 mid-run keeps what it stored and continues "
   // The restart publishes 5,000 more, all for user 0: in the log, the
   // first run's events are seqs 1..M1 with keys cycling over 1,000 users,
   // the second run's are M1+1..M1+5000 with user 0's key.
-  std::filesystem::remove(dir / "user.endpoint");
-  child second{producer_cmd(pcfg, dir,
+  child second{producer_cmd(pcfg,
                             "--created 5000 --deleted 0 --users 1 --rate 0 "
                             "--wait-subscribers 0 --linger-ms 120000"),
                dir / "user2.out", dir / "user2.err"};
-  auto endpoint = endpoint_of(dir);
+  auto endpoint = endpoint_of(second);
   {
     INFO("second producer stderr: " << second.err());
     REQUIRE(wait_for_output(second, "UserService: published", 60s));
@@ -522,22 +518,20 @@ TEST_CASE("a producer killed -9 mid-run keeps what it stored and continues "
       return false;
     return true;
   };
-  auto deadline = std::chrono::steady_clock::now() + 60s;
   size_t last_lines = 0;
   auto stable_since = std::chrono::steady_clock::now();
-  for (;;) {
-    auto s = summarize(read_record(dir / "email.record", false));
-    auto now = std::chrono::steady_clock::now();
-    if (s.lines != last_lines) {
-      last_lines = s.lines;
-      stable_since = now;
-    } else if (shape_complete(s) && now - stable_since >= 1500ms) {
-      break;
-    }
-    if (now >= deadline)
-      break;
-    std::this_thread::sleep_for(100ms);
-  }
+  (void)wait_until(
+    [&] {
+      auto s = summarize(read_record(dir / "email.record", false));
+      auto now = std::chrono::steady_clock::now();
+      if (s.lines != last_lines) {
+        last_lines = s.lines;
+        stable_since = now;
+        return false;
+      }
+      return shape_complete(s) && now - stable_since >= 1500ms;
+    },
+    60s, 100ms);
   consumer.kill();
   INFO("consumer stdout: " << consumer.out());
   INFO("consumer stderr: " << consumer.err());

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
+#include "deadline.hpp"
 #include "herald/core/codec.hpp"
 #include "process.hpp"
 
@@ -499,17 +500,15 @@ TEST_CASE("dlq against a real node: failed events wait parked, and a redrive "
                  "    dead_letter: park\n");
   child producer{"exec " + bin + "/examples/user_service --config "
                    + shell_quote((dir / "user.yaml").string())
-                   + " --endpoint-file "
-                   + shell_quote((dir / "user.endpoint").string())
                    + " --created 6 --deleted 0 --users 2 --rate 0 "
                      "--wait-subscribers 1 --wait-timeout 30 "
                      "--linger-ms 120000",
                  dir / "user.out", dir / "user.err"};
-  auto endpoint = wait_for_file(dir / "user.endpoint", 20s);
+  auto endpoint = herald::test::wait_for_line(producer, "publishing on ", 20s);
   REQUIRE(endpoint);
-  endpoint->pop_back();
   auto consumer_cmd = [&](const std::string& args) {
-    return "exec " + bin + "/examples/email_service --config "
+    return "exec " + bin
+           + "/tests/herald_test_service --service EmailService --config "
            + shell_quote((dir / "email.yaml").string()) + " --peer "
            + shell_quote(*endpoint) + " --quiet --control-file "
            + shell_quote((dir / "email.control").string()) + " --record "
@@ -524,14 +523,13 @@ TEST_CASE("dlq against a real node: failed events wait parked, and a redrive "
     auto text = wait_for_file(dir / "email.control", 20s);
     REQUIRE(text);
     control = text->substr(0, text->size() - 1);
-    auto deadline = std::chrono::steady_clock::now() + 30s;
     payload letters = payload::array();
-    while (std::chrono::steady_clock::now() < deadline) {
-      letters = list_letters(control);
-      if (letters.size() >= 6)
-        break;
-      std::this_thread::sleep_for(100ms);
-    }
+    (void)herald::test::wait_until(
+      [&] {
+        letters = list_letters(control);
+        return letters.size() >= 6;
+      },
+      30s, 100ms);
     INFO("consumer stderr: " << failing.err());
     REQUIRE(letters.size() == 6);
     int parked = 0;
@@ -580,10 +578,11 @@ TEST_CASE("dlq against a real node: failed events wait parked, and a redrive "
   CHECK_THAT(redrive.out, Catch::Contains("6 dead letters"));
   INFO("consumer stderr: " << fixed.err());
   // Handled, then removed from the dead letters.
-  auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (!list_letters(control).empty()
-         && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(100ms);
+  (void)herald::test::wait_until(
+    [&] {
+      return list_letters(control).empty();
+    },
+    30s, 100ms);
   CHECK(list_letters(control).empty());
   fixed.kill();
   CHECK(fixed.wait_for(5s) == 0);

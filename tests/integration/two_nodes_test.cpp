@@ -1,6 +1,5 @@
 #include <catch2/catch.hpp>
 
-#include <cctype>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -20,19 +19,16 @@ const std::string bin = HERALD_BINARY_DIR;
 TEST_CASE("two node processes: B receives all 10,000 events in publish order",
           "[integration][two_nodes]") {
   temp_dir dir;
-  // A binds an ephemeral port, writes it, and publishes only once B's
-  // subscription reached it.
-  child a{bin + "/examples/user_service --config " + src
+  // A binds an ephemeral port, prints it, and publishes only once B's
+  // subscription reached it. Its data directory (the config's default,
+  // data/user-node) lands in the test's folder.
+  child a{"cd " + shell_quote(dir.path().string()) + " && exec " + bin
+            + "/examples/user_service --config " + src
             + "/config/user_service.yaml --created 10000 --deleted 0"
-              " --users 1000 --wait-subscribers 1 --wait-timeout 30"
-              " --data-dir "
-            + shell_quote((dir / "a.data").string()) + " --endpoint-file "
-            + shell_quote((dir / "a.endpoint").string()),
+              " --users 1000 --wait-subscribers 1 --wait-timeout 30",
           dir / "a.out", dir / "a.err"};
-  auto endpoint = wait_for_file(dir / "a.endpoint", 20s);
+  auto endpoint = wait_for_line(a, "publishing on ", 20s);
   REQUIRE(endpoint);
-  while (!endpoint->empty() && std::isspace(endpoint->back()))
-    endpoint->pop_back();
   child b{bin + "/tools/herald tail --config " + src
             + "/config/email_service.yaml --peer " + shell_quote(*endpoint)
             + " --count 10000 --timeout 60 user.account.created",

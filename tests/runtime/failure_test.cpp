@@ -23,6 +23,7 @@
 
 #include <httplib.h>
 
+#include "deadline.hpp"
 #include "herald/actors/messages.hpp"
 #include "herald/core/codec.hpp"
 #include "herald/runtime/node.hpp"
@@ -30,21 +31,10 @@
 
 using namespace herald;
 using namespace std::chrono_literals;
+using herald::test::wait_until;
 using steady = std::chrono::steady_clock;
 
 namespace {
-
-// Polls `pred` until it holds or `timeout` passes.
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout) {
-  auto deadline = steady::now() + timeout;
-  while (!pred()) {
-    if (steady::now() >= deadline)
-      return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
 
 payload created_for(int entity, const std::string& email) {
   return {{"user_id", user_id(entity)},
@@ -109,7 +99,7 @@ void publish(node& n, int entity, const std::string& email, bool wait = true) {
   auto r = n.bus().publish("user.account.created", created_for(entity, email));
   REQUIRE(r);
   if (wait)
-    REQUIRE_FALSE(r->wait());
+    REQUIRE_FALSE(herald::test::get_within(*r->durable, 10s));
 }
 
 } // namespace
@@ -171,7 +161,7 @@ TEST_CASE("1 % poison events are retried on schedule, then dead-lettered "
       poison_ids.insert(r->id);
     last = *r;
   }
-  REQUIRE_FALSE(last->wait());
+  REQUIRE_FALSE(herald::test::get_within(*last->durable, 10s));
   REQUIRE(n->drain(60s));
   auto stats = n->stats("EmailService");
   CHECK(stats->handled == events - poison);
@@ -236,7 +226,7 @@ TEST_CASE("1 % poison events are retried on schedule, then dead-lettered "
   CHECK(lettered == poison_ids);
 
   // The alert: raised once, when the 10th dead letter came.
-  REQUIRE(eventually(
+  REQUIRE(wait_until(
     [&] {
       return alerts.load() >= 1;
     },
@@ -353,7 +343,7 @@ TEST_CASE("a parked entity's later events wait as dead letters; a redrive "
   auto redriven = n->redrive(f);
   REQUIRE(redriven);
   CHECK(redriven->size() == 6);
-  REQUIRE(eventually(
+  REQUIRE(wait_until(
     [&] {
       return n->dead_letters()->empty();
     },
@@ -482,7 +472,7 @@ TEST_CASE("dead letters redriven before a handler exists wait for it",
       ++handled;
     },
     "EmailService"));
-  REQUIRE(eventually(
+  REQUIRE(wait_until(
     [&] {
       return n->dead_letters()->empty();
     },
@@ -556,7 +546,7 @@ TEST_CASE("retries can be set per event type", "[runtime][failure]") {
     n->bus().publish("user.account.deleted",
                      {{"user_id", user_id(2)}, {"deletion_reason", "admin"}});
   REQUIRE(r);
-  REQUIRE_FALSE(r->wait());
+  REQUIRE_FALSE(herald::test::get_within(*r->durable, 10s));
   REQUIRE(n->drain(10s));
   std::lock_guard<std::mutex> guard{mtx};
   CHECK(calls["user.account.created"] == 3);
@@ -581,7 +571,7 @@ TEST_CASE("an alert re-arms only once the window fell below the threshold",
     REQUIRE(n->drain(10s));
   };
   fail_events(5); // crosses once, stays above: one alert
-  REQUIRE(eventually(
+  REQUIRE(wait_until(
     [&] {
       return stats->alerts >= 1;
     },
@@ -590,7 +580,7 @@ TEST_CASE("an alert re-arms only once the window fell below the threshold",
   CHECK(stats->alerts == 1);
   std::this_thread::sleep_for(600ms); // the window empties
   fail_events(2);                     // crosses again
-  REQUIRE(eventually(
+  REQUIRE(wait_until(
     [&] {
       return stats->alerts >= 2;
     },
@@ -620,7 +610,7 @@ TEST_CASE("an alert runs its command with the alert in the environment",
   CHECK_FALSE(std::filesystem::exists(out)); // one is below the threshold
   publish(*n, 2, "b@example.com");
   REQUIRE(n->drain(10s));
-  REQUIRE(eventually(
+  REQUIRE(wait_until(
     [&] {
       return std::filesystem::exists(out);
     },
@@ -707,7 +697,7 @@ TEST_CASE("/metrics passes promtool and counts what the test counted",
   auto lag_series =
     R"(herald_consumer_lag_events{consumer="EmailService",stream=")"
     + n->stream() + "\"}";
-  CHECK(eventually(
+  CHECK(wait_until(
     [&] {
       auto r = http.Get("/metrics");
       return r && sample_of(r->body, lag_series) == 0;

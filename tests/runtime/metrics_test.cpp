@@ -18,6 +18,7 @@
 
 #include <httplib.h>
 
+#include "deadline.hpp"
 #include "herald/core/errc.hpp"
 #include "metrics.hpp"
 #include "process.hpp"
@@ -25,23 +26,9 @@
 using namespace herald;
 using namespace herald::metrics;
 using namespace std::chrono_literals;
+using herald::test::run_with_time_limit;
 
 namespace {
-
-// Runs `fn` on its own thread and returns its result, failing the test if it
-// takes longer than `limit` (the thread is then abandoned, not joined).
-// `fn` must not use Catch's assertions: they are not thread-safe.
-template <class Fn> auto within(std::chrono::milliseconds limit, Fn fn) {
-  using result = decltype(fn());
-  auto task = std::make_shared<std::packaged_task<result()>>(std::move(fn));
-  auto done = task->get_future();
-  std::thread{[task] {
-    (*task)();
-  }}.detach();
-  if (done.wait_for(limit) != std::future_status::ready)
-    FAIL("did not finish within " << limit.count() << "ms");
-  return done.get();
-}
 
 std::unique_ptr<http_server> start_server(http_server::metrics_fn metrics,
                                           http_server::health_fn health) {
@@ -120,7 +107,7 @@ TEST_CASE("a snapshot taken during observations keeps +Inf equal to count",
   histogram h;
   constexpr int threads = 4;
   constexpr int per_thread = 100'000;
-  auto consistent = within(20s, [&h] {
+  auto consistent = run_with_time_limit(20s, [&h] {
     std::atomic<bool> go{false};
     std::vector<std::thread> writers;
     writers.reserve(threads);
@@ -436,7 +423,7 @@ TEST_CASE("a stopped metrics server closes its port", "[runtime][metrics]") {
       return std::pair<bool, std::string>{true, ""};
     });
   auto port = srv->port();
-  within(10s, [&srv] {
+  run_with_time_limit(10s, [&srv] {
     srv->stop();
     srv->stop(); // idempotent
   });
@@ -447,7 +434,7 @@ TEST_CASE("a stopped metrics server closes its port", "[runtime][metrics]") {
 TEST_CASE("a metrics server stopped right after it started does not hang",
           "[runtime][metrics]") {
   // stop() may come before the listen thread runs; it must not be lost.
-  auto started = within(20s, [] {
+  auto started = run_with_time_limit(20s, [] {
     int n = 0;
     for (int i = 0; i < 50; ++i) {
       auto srv = http_server::start("127.0.0.1:0", {}, {});

@@ -16,6 +16,7 @@
 #include <caf/event_based_actor.hpp>
 #include <zmq.hpp>
 
+#include "deadline.hpp"
 #include "herald/core/codec.hpp"
 #include "herald/core/errc.hpp"
 #include "herald/runtime/node.hpp"
@@ -29,7 +30,6 @@ namespace {
 // Collects what a handler saw; waits with a deadline.
 struct collector {
   std::mutex mtx;
-  std::condition_variable cv;
   std::vector<uint64_t> seqs;
   std::vector<std::string> keys;
   std::vector<std::string> emails;
@@ -39,14 +39,15 @@ struct collector {
     seqs.push_back(ev.seq());
     keys.emplace_back(ev.key());
     emails.push_back(ev.data()["email"].get<std::string>());
-    cv.notify_all();
   }
 
   bool wait_for(size_t n, std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> guard{mtx};
-    return cv.wait_for(guard, timeout, [&] {
-      return seqs.size() >= n;
-    });
+    return herald::test::wait_until(
+      [&] {
+        std::lock_guard<std::mutex> guard{mtx};
+        return seqs.size() >= n;
+      },
+      timeout);
   }
 };
 
@@ -199,7 +200,7 @@ TEST_CASE("a failing handler is retried, dead-lettered, and the next events "
   std::optional<publish_receipt> last;
   for (int i = 1; i <= 3; ++i)
     last = *n->bus().publish("user.account.created", created(i));
-  REQUIRE_FALSE(last->wait());
+  REQUIRE_FALSE(herald::test::get_within(*last->durable, 10s));
   // The default policy: 3 attempts, 200 ms then 400 ms apart.
   REQUIRE(n->drain(10s));
   std::sort(got.seqs.begin(), got.seqs.end());
@@ -271,7 +272,7 @@ TEST_CASE("retention deletes expired events and a consumer behind it is told",
   std::this_thread::sleep_for(1500ms);
   for (int i = 31; i <= 50; ++i)
     last = *prod.bus().publish("user.account.created", created(i));
-  REQUIRE_FALSE(last->wait());
+  REQUIRE_FALSE(herald::test::get_within(*last->durable, 10s));
   offset_us = duration_cast<microseconds>(hours{1} - milliseconds{750}).count();
   auto deleted = prod.enforce_retention();
   REQUIRE(deleted);
@@ -315,14 +316,14 @@ TEST_CASE("a producer restarted on its data directory keeps its stream",
     std::optional<publish_receipt> last;
     for (int i = 1; i <= 100; ++i)
       last = *p->bus().publish("user.account.created", created(i));
-    REQUIRE_FALSE(last->wait());
+    REQUIRE_FALSE(herald::test::get_within(*last->durable, 10s));
   }
   auto p = start(cfg);
   CHECK(p->stream() == stream);
   auto r = p->bus().publish("user.account.created", created(101));
   REQUIRE(r);
   CHECK(r->seq == 101);
-  REQUIRE_FALSE(r->wait());
+  REQUIRE_FALSE(herald::test::get_within(*r->durable, 10s));
 }
 
 TEST_CASE("a slow consumer's backlog stays bounded and loses nothing",
@@ -353,10 +354,12 @@ TEST_CASE("a slow consumer's backlog stays bounded and loses nothing",
   std::optional<publish_receipt> last;
   for (int i = 1; i <= 60000; ++i)
     last = *a->bus().publish("user.account.created", created(i % 1000));
-  REQUIRE_FALSE(last->wait());
-  auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (b->received() < 60000 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(10ms);
+  REQUIRE_FALSE(herald::test::get_within(*last->durable, 10s));
+  (void)herald::test::wait_until(
+    [&] {
+      return b->received() >= 60000;
+    },
+    30s, 10ms);
   CHECK(b->received() == 60000);
   {
     std::lock_guard<std::mutex> guard{release_mtx};
@@ -377,7 +380,7 @@ TEST_CASE("bad control requests get an error reply and change nothing",
   std::optional<publish_receipt> last;
   for (int i = 1; i <= 5; ++i)
     last = *n->bus().publish("user.account.created", created(i));
-  REQUIRE_FALSE(last->wait());
+  REQUIRE_FALSE(herald::test::get_within(*last->durable, 10s));
   zmq::context_t ctx;
   zmq::socket_t dealer{ctx, zmq::socket_type::dealer};
   dealer.set(zmq::sockopt::linger, 0);

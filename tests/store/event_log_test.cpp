@@ -315,15 +315,12 @@ TEST_CASE("the commit callback sees every record once, in seq order",
   }
   REQUIRE(last->wait_for(deadline).has_value());
   // The callback runs after the ticket completes: wait for it.
-  auto until = std::chrono::steady_clock::now() + deadline;
-  for (;;) {
-    {
+  (void)herald::test::wait_until(
+    [&] {
       std::lock_guard<std::mutex> guard{mtx};
-      if (seen.size() >= 3000 || std::chrono::steady_clock::now() > until)
-        break;
-    }
-    std::this_thread::sleep_for(1ms);
-  }
+      return seen.size() >= 3000;
+    },
+    deadline, 1ms);
   log.reset();
   CHECK(!errors);
   CHECK(seen == iota(1, 3000));

@@ -4,8 +4,8 @@
 /// and capture its output, start one in the background, find a free port,
 /// make a temporary folder. POSIX only, header-only.
 ///
-/// Every wait here is bounded: a command that outlives its deadline is
-/// killed and reported as `timed_out`.
+/// Every wait here is bounded (deadline.hpp): a command that outlives its
+/// deadline is killed and reported as `timed_out`.
 ///
 /// Thread safety: none of these share state; use each object from one
 /// thread.
@@ -30,6 +30,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "deadline.hpp"
 
 extern char** environ;
 
@@ -162,19 +164,18 @@ public:
   std::optional<int> wait_for(std::chrono::milliseconds timeout) {
     if (status_)
       return status_;
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      int st = 0;
-      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+    auto exited = wait_until(
+      [&] {
+        int st = 0;
+        if (::waitpid(pid_, &st, WNOHANG) != pid_)
+          return false;
         status_ = WIFEXITED(st)     ? WEXITSTATUS(st)
                   : WIFSIGNALED(st) ? 128 + WTERMSIG(st)
                                     : -1;
-        return status_;
-      }
-      if (std::chrono::steady_clock::now() >= deadline)
-        return std::nullopt;
-      std::this_thread::sleep_for(std::chrono::milliseconds{10});
-    }
+        return true;
+      },
+      timeout, std::chrono::milliseconds{10});
+    return exited ? status_ : std::nullopt;
   }
 
   /// Ends the command's process group if it still runs and reaps it.
@@ -247,15 +248,40 @@ inline run_result run_merged(const std::string& command, int seconds) {
 inline std::optional<std::string>
 wait_for_file(const std::filesystem::path& path,
               std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    auto text = read_text(path);
-    if (!text.empty())
-      return text;
-    if (std::chrono::steady_clock::now() >= deadline)
-      return std::nullopt;
-    std::this_thread::sleep_for(std::chrono::milliseconds{20});
-  }
+  std::string text;
+  if (!wait_until(
+        [&] {
+          text = read_text(path);
+          return !text.empty();
+        },
+        timeout, std::chrono::milliseconds{20}))
+    return std::nullopt;
+  return text;
+}
+
+/// Waits at most `timeout` until `c` printed a complete line containing
+/// `marker` on stdout; returns what follows `marker` on the first such
+/// line, or nothing. E.g. `wait_for_line(producer, "publishing on ", 20s)`
+/// is the endpoint an example producer announces.
+inline std::optional<std::string>
+wait_for_line(const child& c, const std::string& marker,
+              std::chrono::milliseconds timeout) {
+  std::optional<std::string> rest;
+  auto found = wait_until(
+    [&] {
+      auto out = c.out();
+      auto at = out.find(marker);
+      if (at == std::string::npos)
+        return false;
+      auto from = at + marker.size();
+      auto end = out.find('\n', from);
+      if (end == std::string::npos)
+        return false;
+      rest = out.substr(from, end - from);
+      return true;
+    },
+    timeout, std::chrono::milliseconds{20});
+  return found ? rest : std::nullopt;
 }
 
 } // namespace herald::test
