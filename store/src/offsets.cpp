@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "event_log_impl.hpp"
+#include "herald/core/errc.hpp"
 
 namespace herald::store {
 
@@ -24,6 +25,14 @@ std::string offset_key(std::string_view consumer, std::string_view stream) {
   return key;
 }
 
+// An offset that cannot be read, naming whose it is and why.
+caf::error offset_error(std::string_view consumer, std::string_view stream,
+                        const caf::error& cause) {
+  return make_error(errc::io_error,
+                    fmt::format("offset of consumer '{}' in stream '{}': {}",
+                                consumer, stream, message_of(cause)));
+}
+
 } // namespace
 
 caf::error event_log::commit_offset(std::string_view consumer,
@@ -38,14 +47,22 @@ caf::error event_log::commit_offset(std::string_view consumer,
   return {};
 }
 
-uint64_t event_log::offset(std::string_view consumer,
-                           std::string_view stream) const {
+caf::expected<uint64_t> event_log::offset(std::string_view consumer,
+                                          std::string_view stream) const {
   auto& self = *impl_;
   auto key = offset_key(consumer, stream);
   std::string value;
   auto s = self.db->Get(self.read_options(), self.cf_offsets, key, &value);
-  if (!s.ok() || value.size() != 8)
-    return 0;
+  if (s.IsNotFound())
+    return uint64_t{0};
+  if (!s.ok())
+    return offset_error(consumer, stream, read_error(self.opts.dir, s));
+  if (value.size() != 8)
+    return offset_error(
+      consumer, stream,
+      corrupt_error(self.opts.dir, fmt::format("the offset is {} bytes, "
+                                               "not 8",
+                                               value.size())));
   return get_be64(value.data());
 }
 

@@ -187,8 +187,17 @@ public:
   caf::error commit_offset(std::string_view consumer, std::string_view stream,
                            uint64_t seq);
 
-  /// The stored offset of `consumer` in `stream`, 0 if none.
-  uint64_t offset(std::string_view consumer, std::string_view stream) const;
+  /// The stored offset of `consumer` in `stream`: every event of the stream
+  /// the consumer selects with seq <= the offset was handled. 0 when none is
+  /// stored (seqs start at 1, so 0 says that nothing was handled yet; it is
+  /// also what a consumer that never ran starts from). Fails with
+  /// `errc::io_error` naming the consumer, the stream and the data
+  /// directory when the offset cannot be read (an I/O error, a checksum
+  /// mismatch, a stored value that is not 8 bytes): a read error is never
+  /// reported as 0, which would replay the stream from its start.
+  /// Thread-safe.
+  caf::expected<uint64_t> offset(std::string_view consumer,
+                                 std::string_view stream) const;
 
   // -- dead letters ----------------------------------------------------------
 
