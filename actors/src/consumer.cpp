@@ -559,30 +559,35 @@ void redrive_waiting(consumer_actor* self) {
     on_redrive(self, waiting);
 }
 
+// Spawns the ordering shards of a durable consumer.
+void spawn_shards(consumer_actor* self) {
+  auto& st = self->state;
+  auto n = std::max<size_t>(st.setup.policy.shards, 1);
+  for (uint32_t i = 0; i < n; ++i) {
+    detail::shard_setup ss;
+    ss.index = i;
+    ss.consumer = st.setup.name;
+    ss.node = st.setup.node;
+    ss.policy = st.setup.policy;
+    ss.stats = st.setup.stats;
+    ss.owner = caf::actor_cast<caf::actor>(self);
+    ss.dead_letters = st.setup.dead_letters;
+    for (auto& parked : st.setup.parked)
+      if (detail::shard_of(parked.first, n) == i)
+        ss.parked.push_back(parked);
+    st.shards.push_back(detail::spawn_shard(self, std::move(ss)));
+  }
+  st.outgoing.resize(n);
+  st.held.resize(n);
+}
+
 caf::behavior consumer(consumer_actor* self, consumer_setup setup) {
   auto& st = self->state;
   st.setup = std::move(setup);
   for (auto& p : st.setup.service_patterns)
     st.patterns.push_back(p.text());
-  if (st.setup.durable) {
-    auto n = std::max<size_t>(st.setup.policy.shards, 1);
-    for (uint32_t i = 0; i < n; ++i) {
-      detail::shard_setup ss;
-      ss.index = i;
-      ss.consumer = st.setup.name;
-      ss.node = st.setup.node;
-      ss.policy = st.setup.policy;
-      ss.stats = st.setup.stats;
-      ss.owner = caf::actor_cast<caf::actor>(self);
-      ss.dead_letters = st.setup.dead_letters;
-      for (auto& parked : st.setup.parked)
-        if (detail::shard_of(parked.first, n) == i)
-          ss.parked.push_back(parked);
-      st.shards.push_back(detail::spawn_shard(self, std::move(ss)));
-    }
-    st.outgoing.resize(n);
-    st.held.resize(n);
-  }
+  if (st.setup.durable)
+    spawn_shards(self);
   return {
     [self](const event_batch& batch) {
       for (auto& ev : batch)
