@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <deque>
 #include <exception>
+#include <optional>
 #include <unordered_map>
 
 #include <caf/actor_system.hpp>
@@ -18,6 +19,11 @@
 namespace herald {
 
 namespace {
+
+// After a failed read of a stream's offset, the delay before the next load;
+// it doubles per failure up to the cap.
+constexpr auto offset_retry_initial = std::chrono::milliseconds{100};
+constexpr auto offset_retry_max = std::chrono::milliseconds{5000};
 
 // Where a consumer stands in one type of one stream: the last event of the
 // type it accepted.
@@ -72,6 +78,10 @@ struct consumer_state {
   /// Every pattern of the consumer, for replay requests.
   std::vector<std::string> patterns;
   std::unordered_map<std::string, stream_state> streams;
+  /// Streams whose offset could not be read (not in `streams`), with the
+  /// delay before the load that is scheduled: nothing of them is read
+  /// until it succeeds.
+  std::unordered_map<std::string, std::chrono::milliseconds> unreadable;
   /// Stream ids by index (work items carry the index).
   std::vector<std::string> stream_ids;
   /// The ordering shards, and the work for each gathered while handling one
@@ -241,32 +251,92 @@ void start_catch_up(consumer_actor* self, const std::string& stream,
     request_next(self, stream);
 }
 
-// First contact with a stream: start from the stored offset. When the
-// event that made the contact is exactly the next one (`next_seq`), no
-// catch-up is needed: the common case of a consumer that was there first.
-stream_state& open_stream(consumer_actor* self, const std::string& stream,
+// The offset of `stream` could not be read: says so, and loads it again
+// after a backoff (`on_load_offset`).
+void load_offset_later(consumer_actor* self, const std::string& stream,
+                       const caf::error& err) {
+  auto& st = self->state;
+  auto [it, first] = st.unreadable.try_emplace(stream, offset_retry_initial);
+  if (!first)
+    it->second = std::min(it->second * 2, offset_retry_max);
+  spdlog::error("consumer={} stream={}: cannot read the committed offset: "
+                "{}; reading nothing of the stream (not replaying it from 0) "
+                "and trying again in {} ms",
+                st.setup.name, stream, message_of(err), it->second.count());
+  self->delayed_send(self, it->second, load_offset_atom::value, stream);
+}
+
+// The stored offset of `stream`, or nothing when it cannot be read now: a
+// load is scheduled then, and none is tried before it.
+std::optional<uint64_t> load_offset(consumer_actor* self,
+                                    const std::string& stream) {
+  auto& st = self->state;
+  if (st.unreadable.count(stream) > 0)
+    return std::nullopt;
+  auto offset = st.setup.offsets.load(stream);
+  if (!offset) {
+    load_offset_later(self, stream, offset.error());
+    return std::nullopt;
+  }
+  return *offset;
+}
+
+// Starts tracking `stream` from its stored `offset`. When the event that
+// made the contact is exactly the next one (`next_seq`), no catch-up is
+// needed: the common case of a consumer that was there first.
+stream_state& start_stream(consumer_actor* self, const std::string& stream,
+                           uint64_t offset, uint64_t next_seq = 0) {
+  auto& st = self->state;
+  auto& ss = st.streams[stream];
+  {
+    auto& stats = *st.setup.stats;
+    std::lock_guard<std::mutex> guard{stats.positions_mtx};
+    stats.positions[stream].offset = offset;
+  }
+  ss.index = static_cast<uint32_t>(st.stream_ids.size());
+  st.stream_ids.push_back(stream);
+  ss.accepted = offset;
+  ss.handled = offset;
+  ss.committed = offset;
+  ss.positioned = offset > 0;
+  if (next_seq != offset + 1)
+    start_catch_up(self, stream, offset + 1);
+  else
+    ss.synced = offset;
+  return ss;
+}
+
+// The stream's state; on first contact, started from the stored offset.
+// Null when that offset cannot be read now (see `load_offset`).
+stream_state* open_stream(consumer_actor* self, const std::string& stream,
                           uint64_t next_seq = 0) {
   auto& st = self->state;
-  auto [it, fresh] = st.streams.try_emplace(stream);
-  if (fresh) {
-    auto offset = st.setup.offsets.load(stream);
-    {
-      auto& stats = *st.setup.stats;
-      std::lock_guard<std::mutex> guard{stats.positions_mtx};
-      stats.positions[stream].offset = offset;
-    }
-    it->second.index = static_cast<uint32_t>(st.stream_ids.size());
-    st.stream_ids.push_back(stream);
-    it->second.accepted = offset;
-    it->second.handled = offset;
-    it->second.committed = offset;
-    it->second.positioned = offset > 0;
-    if (next_seq != offset + 1)
-      start_catch_up(self, stream, offset + 1);
-    else
-      it->second.synced = offset;
+  if (auto it = st.streams.find(stream); it != st.streams.end())
+    return &it->second;
+  auto offset = load_offset(self, stream);
+  if (!offset)
+    return nullptr;
+  return &start_stream(self, stream, *offset, next_seq);
+}
+
+// The scheduled load of an offset that could not be read: on success the
+// stream starts with a catch-up from the offset, which brings the live
+// events skipped meanwhile.
+void on_load_offset(consumer_actor* self, const std::string& stream) {
+  auto& st = self->state;
+  auto it = st.unreadable.find(stream);
+  if (it == st.unreadable.end())
+    return;
+  auto offset = st.setup.offsets.load(stream);
+  if (!offset) {
+    load_offset_later(self, stream, offset.error());
+    return;
   }
-  return it->second;
+  st.unreadable.erase(it);
+  spdlog::info("consumer={} stream={}: read the committed offset {}; "
+               "catching up from the producer's log",
+               st.setup.name, stream, *offset);
+  start_stream(self, stream, *offset);
 }
 
 // Until a handler is there, events are not taken: taking one would move
@@ -288,7 +358,14 @@ void on_live(consumer_actor* self, const event& ev) {
     return;
   }
   std::string stream{ev.stream()};
-  auto& ss = open_stream(self, stream, ev.seq());
+  auto* opened = open_stream(self, stream, ev.seq());
+  if (opened == nullptr) {
+    // Its offset cannot be read now: the catch-up that follows a successful
+    // load brings the event.
+    stats.skipped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  auto& ss = *opened;
   if (ss.catching_up) {
     if (ss.held.size() < st.setup.replay_batch * 4)
       ss.held.push_back(ev);
@@ -324,22 +401,26 @@ void on_heartbeat(consumer_actor* self, const stream_heartbeat& hb) {
     std::lock_guard<std::mutex> guard{stats.positions_mtx};
     stats.positions[hb.stream].head = hb.head;
   }
-  bool known = st.streams.count(hb.stream) > 0;
-  if (!known) {
-    auto offset = st.setup.offsets.load(hb.stream);
-    if (hb.head <= offset) {
+  auto known = st.streams.find(hb.stream);
+  if (known == st.streams.end()) {
+    auto offset = load_offset(self, hb.stream);
+    if (!offset)
+      return; // loaded again later
+    if (hb.head <= *offset) {
       // First contact, and nothing of the stream is missing (a new
       // producer, or a consumer that handled all): no catch-up, which
       // would hold back the live events that follow.
-      auto& ss = open_stream(self, hb.stream, offset + 1);
+      auto& ss = start_stream(self, hb.stream, *offset, *offset + 1);
       for (auto& [type, head] : hb.types)
         if (selected(self, type))
-          ss.types[type] = {head, offset};
+          ss.types[type] = {head, *offset};
       return;
     }
+    start_stream(self, hb.stream, *offset);
+    return;
   }
-  auto& ss = open_stream(self, hb.stream);
-  if (!known || ss.catching_up)
+  auto& ss = known->second;
+  if (ss.catching_up)
     return;
   for (auto& [type, head] : hb.types) {
     if (!selected(self, type))
@@ -478,30 +559,35 @@ void redrive_waiting(consumer_actor* self) {
     on_redrive(self, waiting);
 }
 
+// Spawns the ordering shards of a durable consumer.
+void spawn_shards(consumer_actor* self) {
+  auto& st = self->state;
+  auto n = std::max<size_t>(st.setup.policy.shards, 1);
+  for (uint32_t i = 0; i < n; ++i) {
+    detail::shard_setup ss;
+    ss.index = i;
+    ss.consumer = st.setup.name;
+    ss.node = st.setup.node;
+    ss.policy = st.setup.policy;
+    ss.stats = st.setup.stats;
+    ss.owner = caf::actor_cast<caf::actor>(self);
+    ss.dead_letters = st.setup.dead_letters;
+    for (auto& parked : st.setup.parked)
+      if (detail::shard_of(parked.first, n) == i)
+        ss.parked.push_back(parked);
+    st.shards.push_back(detail::spawn_shard(self, std::move(ss)));
+  }
+  st.outgoing.resize(n);
+  st.held.resize(n);
+}
+
 caf::behavior consumer(consumer_actor* self, consumer_setup setup) {
   auto& st = self->state;
   st.setup = std::move(setup);
   for (auto& p : st.setup.service_patterns)
     st.patterns.push_back(p.text());
-  if (st.setup.durable) {
-    auto n = std::max<size_t>(st.setup.policy.shards, 1);
-    for (uint32_t i = 0; i < n; ++i) {
-      detail::shard_setup ss;
-      ss.index = i;
-      ss.consumer = st.setup.name;
-      ss.node = st.setup.node;
-      ss.policy = st.setup.policy;
-      ss.stats = st.setup.stats;
-      ss.owner = caf::actor_cast<caf::actor>(self);
-      ss.dead_letters = st.setup.dead_letters;
-      for (auto& parked : st.setup.parked)
-        if (detail::shard_of(parked.first, n) == i)
-          ss.parked.push_back(parked);
-      st.shards.push_back(detail::spawn_shard(self, std::move(ss)));
-    }
-    st.outgoing.resize(n);
-    st.held.resize(n);
-  }
+  if (st.setup.durable)
+    spawn_shards(self);
   return {
     [self](const event_batch& batch) {
       for (auto& ev : batch)
@@ -550,6 +636,9 @@ caf::behavior consumer(consumer_actor* self, consumer_setup setup) {
     },
     [self](flush_atom) {
       flush_offsets(self);
+    },
+    [self](load_offset_atom, const std::string& stream) {
+      on_load_offset(self, stream);
     },
     [self](subscribe_atom, const subscription& sub) {
       self->state.subs.push_back(sub);

@@ -35,6 +35,7 @@ using herald::store::log_options;
 namespace fs = std::filesystem;
 using herald::store::test::open_log;
 using herald::store::test::options_for;
+using herald::store::test::raw_db;
 
 namespace {
 
@@ -114,44 +115,6 @@ void check_same(const dead_letter& got, const dead_letter& want) {
     CHECK(got.attempts[i].error_class == want.attempts[i].error_class);
   }
 }
-
-/// A RocksDB opened directly, with the column families `names`: to make a
-/// data directory as an older version left it, or to damage one.
-class raw_db {
-public:
-  raw_db(const fs::path& dir, const std::vector<std::string>& names) {
-    rocksdb::Options options;
-    options.create_if_missing = true;
-    options.create_missing_column_families = true;
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (auto& name : names)
-      cfs.emplace_back(name, rocksdb::ColumnFamilyOptions{options});
-    rocksdb::DB* raw = nullptr;
-    auto s = rocksdb::DB::Open(rocksdb::DBOptions{options}, dir.string(), cfs,
-                               &handles_, &raw);
-    if (!s.ok())
-      FAIL("cannot open " << dir << " with RocksDB: " << s.ToString());
-    db_.reset(raw);
-  }
-  ~raw_db() {
-    for (auto* h : handles_)
-      db_->DestroyColumnFamilyHandle(h);
-    db_->Close();
-  }
-  raw_db(const raw_db&) = delete;
-  raw_db& operator=(const raw_db&) = delete;
-
-  void put(size_t cf, const std::string& key, const std::string& value) {
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    auto s = db_->Put(wo, handles_.at(cf), key, value);
-    REQUIRE(s.ok());
-  }
-
-private:
-  std::unique_ptr<rocksdb::DB> db_;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
-};
 
 std::set<std::string> column_families(const fs::path& dir) {
   std::vector<std::string> names;

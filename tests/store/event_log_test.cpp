@@ -33,6 +33,7 @@ using herald::store::record;
 namespace fs = std::filesystem;
 using herald::store::test::open_log;
 using herald::store::test::options_for;
+using herald::store::test::scribble;
 
 namespace {
 
@@ -398,40 +399,7 @@ TEST_CASE("retention deletes exactly the expired commit groups", "[store]") {
   CHECK(seqs_of(*res) == std::vector<uint64_t>{101});
 }
 
-TEST_CASE("offsets round-trip and survive a reopen", "[store]") {
-  herald::test::temp_dir dir;
-  {
-    auto log = open_log(dir.path());
-    CHECK(log->offset("billing", "stream-a") == 0);
-    CHECK(!log->commit_offset("billing", "stream-a", 42));
-    CHECK(!log->commit_offset("billing", "stream-b", 7));
-    CHECK(!log->commit_offset("email", "stream-a", 1ull << 40));
-    CHECK(log->offset("billing", "stream-a") == 42);
-    CHECK(!log->commit_offset("billing", "stream-a", 43));
-    CHECK(log->offset("billing", "stream-a") == 43);
-  }
-  auto log = open_log(dir.path());
-  CHECK(log->offset("billing", "stream-a") == 43);
-  CHECK(log->offset("billing", "stream-b") == 7);
-  CHECK(log->offset("email", "stream-a") == 1ull << 40);
-  CHECK(log->offset("email", "stream-b") == 0);
-  // The separator keeps consumer and stream apart.
-  CHECK(log->offset("billing\0stream", "-a") == 0);
-}
-
 namespace {
-
-/// Overwrites `len` bytes at `pos` of `path` with garbage.
-void scribble(const fs::path& path, uintmax_t pos, size_t len) {
-  std::fstream f{path, std::ios::in | std::ios::out | std::ios::binary};
-  REQUIRE(f);
-  f.seekp(static_cast<std::streamoff>(pos));
-  std::string garbage(len, '\0');
-  for (size_t i = 0; i < len; ++i)
-    garbage[i] = static_cast<char>(0xa5 ^ (i * 31));
-  f.write(garbage.data(), static_cast<std::streamsize>(len));
-  REQUIRE(f);
-}
 
 std::vector<fs::path> files_ending(const fs::path& dir,
                                    std::string_view suffix) {

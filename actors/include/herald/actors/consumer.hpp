@@ -22,7 +22,10 @@
 ///
 /// Offsets: per stream, every event up to the committed seq is finished
 /// (handled or durably dead-lettered); events finish out of order across
-/// entities, so the offset is the seq before the oldest unfinished one.
+/// entities, so the offset is the seq before the oldest unfinished one. A
+/// stream whose stored offset cannot be read is not read at all until it
+/// can (see `offset_store::load`): a read error is never taken for offset
+/// 0, which would replay the stream from its start.
 ///
 /// Thread safety: the stats are atomics, readable from any thread.
 
@@ -37,6 +40,7 @@
 #include <vector>
 
 #include <caf/actor.hpp>
+#include <caf/expected.hpp>
 #include <caf/fwd.hpp>
 
 #include "herald/actors/messages.hpp"
@@ -90,8 +94,9 @@ struct consumer_stats {
   /// (neither handled nor stored as a dead letter).
   std::atomic<uint64_t> unfinished{0};
   /// Live events not handed to handlers: duplicates, events that arrived
-  /// while their stream was catching up (the replay brings them), and
-  /// events that came before any handler.
+  /// while their stream was catching up (the replay brings them) or while
+  /// its offset could not be read (the catch-up after the load brings
+  /// them), and events that came before any handler.
   std::atomic<uint64_t> skipped{0};
   /// Live events the node did not hand to the consumer because its backlog
   /// was full; the consumer notices the gap and replays them.
@@ -150,9 +155,21 @@ using replay_fn = std::function<uint64_t(
   const std::vector<std::string>& patterns, const caf::actor& reply_to)>;
 
 /// Loads (`load`) and stores (`store`) the consumer's offset in a stream:
-/// every selected event with seq <= offset was handled.
+/// every selected event with seq <= offset was handled. Both are called on
+/// the consumer actor only, never concurrently.
 struct offset_store {
-  std::function<uint64_t(const std::string& stream)> load;
+  /// The stored offset in `stream`; 0 when none is stored (nothing handled
+  /// yet). Called on first contact with a stream (its first live event or
+  /// heartbeat). On an error the consumer does not take the stream's
+  /// position to be 0: it logs an error naming the consumer, the stream and
+  /// the cause, reads nothing of the stream (its live events are counted in
+  /// `skipped`; the producer's log keeps them) and calls `load` again after
+  /// 100 ms, doubling up to 5 s, until it succeeds; then it catches up from
+  /// the loaded offset. Required when `durable`.
+  std::function<caf::expected<uint64_t>(const std::string& stream)> load;
+  /// Stores `seq` as the offset in `stream` (a batch every 50 ms); reports
+  /// its own failures (a lost offset only replays more). Required when
+  /// `durable`.
   std::function<void(const std::string& stream, uint64_t seq)> store;
 };
 

@@ -61,6 +61,10 @@ using replay_atom = caf::atom_constant<caf::atom("hreplay")>;
 /// Asks a consumer actor to re-send a replay request that got no reply.
 using retry_atom = caf::atom_constant<caf::atom("hretry")>;
 
+/// Asks a consumer actor to load a stream's offset again after a read of it
+/// failed.
+using load_offset_atom = caf::atom_constant<caf::atom("hoffload")>;
+
 /// Asks a consumer actor to commit its offsets now.
 using flush_atom = caf::atom_constant<caf::atom("hflush")>;
 

@@ -10,17 +10,19 @@
 /// then completes their tickets and hands them to the commit callback, in
 /// seq order.
 ///
-/// Layout (column families): `events` (key: seq, 8 bytes big-endian;
-/// value: the envelope), `meta` (stream id, per-type heads, last
-/// dead-letter id), `offsets` (key: consumer '\0' stream; value: seq, 8
-/// bytes big-endian), `dead_letters` (key: id, 8 bytes big-endian; value:
-/// the dead letter as a MessagePack map). A data directory made before
+/// Layout (column families): `events` (one value per commit group; key:
+/// the group's first seq, 8 bytes big-endian; value: the group's entries,
+/// laid out as store/src/group_format.hpp says), `meta` (stream id, per-type
+/// heads, last dead-letter id), `offsets` (key: consumer '\0' stream; value:
+/// seq, 8 bytes big-endian), `dead_letters` (key: id, 8 bytes big-endian;
+/// value: the dead letter as a MessagePack map). A data directory made before
 /// `dead_letters` existed opens as is: the column family is created then.
 ///
 /// Dead letters are events a consumer gave up on, kept with what is needed
 /// to understand and redrive them. They are few and are only removed on
 /// purpose: retention (`enforce_retention`) never deletes them, even when
-/// the event they hold has long expired from `events`.
+/// the event they hold has long expired from `events`. Their types are in
+/// dead_letter.hpp.
 ///
 /// Thread safety: every member is safe to call from any thread. `append`
 /// must be called in seq order (the caller holds its stream lock while it
@@ -40,6 +42,8 @@
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
+
+#include "herald/store/dead_letter.hpp"
 
 namespace herald::store {
 
@@ -125,62 +129,6 @@ struct read_result {
   uint64_t first = 0;
 };
 
-/// One failed handling attempt.
-struct dead_letter_attempt {
-  /// When the attempt ended, microseconds since the epoch.
-  int64_t time_us = 0;
-  /// The error message.
-  std::string error;
-  /// The kind of failure, e.g. "exception", "error", "non_retryable",
-  /// "timeout".
-  std::string error_class;
-};
-
-/// An event a consumer could not handle, with everything needed to
-/// understand and redrive it.
-struct dead_letter {
-  /// Assigned by `add_dead_letters`: increasing from 1, never reused, also
-  /// not across restarts or after the letter is removed.
-  uint64_t id = 0;
-  /// The consumer that gave up.
-  std::string consumer;
-  /// The node the consumer runs on.
-  std::string node;
-  /// The event's type, id, entity key, stream and seq in that stream.
-  std::string event_type;
-  std::string event_id;
-  std::string key;
-  std::string stream;
-  uint64_t seq = 0;
-  /// The whole encoded envelope (MessagePack bytes), as received.
-  std::string envelope;
-  /// The attempts made, oldest first.
-  std::vector<dead_letter_attempt> attempts;
-  /// Why it was dead-lettered, e.g. "attempts exhausted", "non-retryable",
-  /// "parked behind dead letter 12".
-  std::string reason;
-  /// Whether it was dead-lettered because its entity was parked (an earlier
-  /// event of the same key is a dead letter) rather than for its own failure.
-  bool parked = false;
-  /// When it was dead-lettered, microseconds since the epoch.
-  int64_t created_us = 0;
-};
-
-/// Which dead letters an operation selects. A letter is selected when it
-/// matches every field; an empty string matches all.
-struct dead_letter_filter {
-  /// Only the letters of this consumer. Default: all.
-  std::string consumer;
-  /// Only the letters of this event type. Default: all.
-  std::string event_type;
-  /// Only the letters of this entity key. Default: all.
-  std::string key;
-  /// Only ids greater than this (to page through letters). Default: 0.
-  uint64_t after_id = 0;
-  /// At most this many letters; 0 for no limit. Default: 0.
-  size_t limit = 0;
-};
-
 /// The durable log of one node.
 class event_log {
 public:
@@ -229,15 +177,27 @@ public:
 
   /// Deletes every event older than the retention, in whole ranges from the
   /// oldest. Returns how many were deleted. Dead letters are never deleted.
+  /// Fails with `errc::io_error` naming the data directory when the events
+  /// cannot be read or deleted; `first()` does not move then.
   caf::expected<uint64_t> enforce_retention();
 
   /// Stores `seq` as the offset of `consumer` in `stream` (not synced: a
-  /// lost offset only replays more).
+  /// lost offset only replays more). Fails with `errc::io_error` naming the
+  /// data directory when the write fails.
   caf::error commit_offset(std::string_view consumer, std::string_view stream,
                            uint64_t seq);
 
-  /// The stored offset of `consumer` in `stream`, 0 if none.
-  uint64_t offset(std::string_view consumer, std::string_view stream) const;
+  /// The stored offset of `consumer` in `stream`: every event of the stream
+  /// the consumer selects with seq <= the offset was handled. 0 when none is
+  /// stored (seqs start at 1, so 0 says that nothing was handled yet; it is
+  /// also what a consumer that never ran starts from). Fails with
+  /// `errc::io_error` naming the consumer, the stream and the data
+  /// directory when the offset cannot be read (an I/O error, a checksum
+  /// mismatch, a stored value that is not 8 bytes): a read error is never
+  /// reported as 0, which would replay the stream from its start.
+  /// Thread-safe.
+  caf::expected<uint64_t> offset(std::string_view consumer,
+                                 std::string_view stream) const;
 
   // -- dead letters ----------------------------------------------------------
 
@@ -268,6 +228,7 @@ public:
   /// How many dead letters are stored now.
   uint64_t dead_letter_count() const noexcept;
 
+  /// The state behind the log (private: store/src/event_log_impl.hpp).
   struct impl;
 
 private:

@@ -1,0 +1,78 @@
+#pragma once
+
+/// Dead letters: events a consumer gave up on, kept with what is needed to
+/// understand and redrive them, and the filter that selects them.
+///
+/// They are stored by `event_log` (`add_dead_letters`, `dead_letters`,
+/// `find_dead_letter`, `remove_dead_letters`) in its `dead_letters` column
+/// family, and passed between the actors that make and redrive them. Plain
+/// values: no thread safety of their own.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace herald::store {
+
+/// One failed handling attempt.
+struct dead_letter_attempt {
+  /// When the attempt ended, microseconds since the epoch.
+  int64_t time_us = 0;
+  /// The error message.
+  std::string error;
+  /// The kind of failure, e.g. "exception", "error", "non_retryable",
+  /// "timeout".
+  std::string error_class;
+};
+
+/// An event a consumer could not handle, with everything needed to
+/// understand and redrive it.
+struct dead_letter {
+  /// Assigned by `add_dead_letters`: increasing from 1, never reused, also
+  /// not across restarts or after the letter is removed.
+  uint64_t id = 0;
+  /// The consumer that gave up.
+  std::string consumer;
+  /// The node the consumer runs on.
+  std::string node;
+  /// The event's type, e.g. "user.account.created".
+  std::string event_type;
+  /// The event's id.
+  std::string event_id;
+  /// The event's entity key (ordering and parking go by it).
+  std::string key;
+  /// The stream the event came from.
+  std::string stream;
+  /// The event's seq in `stream`.
+  uint64_t seq = 0;
+  /// The whole encoded envelope (MessagePack bytes), as received.
+  std::string envelope;
+  /// The attempts made, oldest first.
+  std::vector<dead_letter_attempt> attempts;
+  /// Why it was dead-lettered, e.g. "attempts exhausted", "non-retryable",
+  /// "parked behind dead letter 12".
+  std::string reason;
+  /// Whether it was dead-lettered because its entity was parked (an earlier
+  /// event of the same key is a dead letter) rather than for its own failure.
+  bool parked = false;
+  /// When it was dead-lettered, microseconds since the epoch.
+  int64_t created_us = 0;
+};
+
+/// Which dead letters an operation selects. A letter is selected when it
+/// matches every field; an empty string matches all.
+struct dead_letter_filter {
+  /// Only the letters of this consumer. Default: all.
+  std::string consumer;
+  /// Only the letters of this event type. Default: all.
+  std::string event_type;
+  /// Only the letters of this entity key. Default: all.
+  std::string key;
+  /// Only ids greater than this (to page through letters). Default: 0.
+  uint64_t after_id = 0;
+  /// At most this many letters; 0 for no limit. Default: 0.
+  size_t limit = 0;
+};
+
+} // namespace herald::store
