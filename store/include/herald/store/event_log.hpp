@@ -189,9 +189,11 @@ public:
   using commit_callback =
     std::function<void(std::vector<record>& group, const caf::error& err)>;
 
-  /// Opens (or creates) the log under `opts.dir`. Fails with
-  /// `errc::io_error` naming the data directory when RocksDB cannot open it
-  /// or finds it corrupt (checksums are verified).
+  /// Opens (or creates) the log under `opts.dir`. Fails naming the data
+  /// directory with `errc::corrupt_log` when RocksDB finds it corrupt
+  /// (checksums are verified), with `errc::io_error` when it cannot open
+  /// it otherwise, and with `errc::invalid_argument` when `opts.dir` is
+  /// empty.
   static caf::expected<std::unique_ptr<event_log>> open(log_options opts);
 
   ~event_log();
@@ -222,7 +224,8 @@ public:
   /// `max_count` of them and about `max_bytes` of envelopes, keeping those
   /// whose type `accept` returns true for (all when `accept` is empty).
   /// Never returns an event that failed its checksum: that is an
-  /// `errc::io_error` naming the data directory.
+  /// `errc::corrupt_log` naming the data directory; a failed read is an
+  /// `errc::io_error`.
   caf::expected<read_result>
   read(uint64_t from, uint64_t to, size_t max_count, size_t max_bytes,
        const std::function<bool(std::string_view type)>& accept = {}) const;
@@ -249,9 +252,9 @@ public:
   caf::expected<std::vector<uint64_t>>
   add_dead_letters(std::vector<dead_letter>& letters);
 
-  /// The dead letters `filter` selects, in id order. Fails with
-  /// `errc::io_error` naming the data directory (and the id, for a
-  /// malformed letter) when a letter cannot be read.
+  /// The dead letters `filter` selects, in id order. Fails naming the data
+  /// directory with `errc::io_error` when a letter cannot be read, and with
+  /// `errc::corrupt_log` (naming the id too) for a malformed letter.
   caf::expected<std::vector<dead_letter>>
   dead_letters(const dead_letter_filter& filter) const;
 
