@@ -882,6 +882,7 @@ struct node::impl : transport::pump_listener {
     consumer_setup setup;
     setup.name = name;
     setup.node = cfg.name;
+    setup.log = log;
     setup.stats = entry.stats;
     setup.durable = name != observer_name;
     setup.policy.name = name;
@@ -932,10 +933,8 @@ node::start(node_config cfg, std::function<int64_t()> clock) {
   auto format = parse_log_format(cfg.log_format);
   if (!format)
     return std::move(format.error());
-  p->log =
-    make_logger(cfg.name, *format, spdlog::level::from_str(cfg.log_level));
-  // Actors log through the default logger: make it this node's.
-  spdlog::set_default_logger(p->log);
+  p->log = make_logger(cfg.name, *format,
+                       spdlog::level::from_str(cfg.log_level), cfg.log_sink);
   // Check every subscription before anything starts.
   for (auto& cc : cfg.consumers) {
     for (auto& text : cc.subscribe) {
@@ -1008,6 +1007,7 @@ node::start(node_config cfg, std::function<int64_t()> clock) {
       raw->redriving.erase(id);
   };
   dls.alerts = p->alert_actor;
+  dls.log = p->log;
   p->dead_letter_actor = spawn_dead_letters(*p->sys, std::move(dls));
   {
     std::unique_lock<std::shared_mutex> guard{p->consumers_mtx};

@@ -38,6 +38,7 @@
 
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
+#include <spdlog/fwd.h>
 
 #include "herald/actors/messages.hpp"
 #include "herald/core/config.hpp"
@@ -179,6 +180,10 @@ struct consumer_setup {
   std::chrono::milliseconds replay_timeout{2000};
   /// The node's name, in dead letters and log lines.
   std::string node;
+  /// Where the consumer and its shards log: the node's logger, so that two
+  /// nodes in one process keep their lines apart. Default: null, spdlog's
+  /// default logger as of the spawn.
+  std::shared_ptr<spdlog::logger> log;
   /// Shards, entity buffer, retries and dead-letter policy (`name`,
   /// `subscribe` and `alert` are not read here).
   consumer_config policy;
