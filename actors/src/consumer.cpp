@@ -71,7 +71,7 @@ struct consumer_state {
   caf::actor service;
   std::vector<subscription> subs;
   /// Every pattern of the consumer, for replay requests.
-  std::vector<std::string> patterns;
+  std::vector<pattern> patterns;
   std::unordered_map<std::string, stream_state> streams;
   /// Stream ids by index (work items carry the index).
   std::vector<std::string> stream_ids;
@@ -490,8 +490,7 @@ caf::behavior consumer(consumer_actor* self, consumer_setup setup) {
   st.setup = std::move(setup);
   if (!st.setup.log)
     st.setup.log = spdlog::default_logger();
-  for (auto& p : st.setup.service_patterns)
-    st.patterns.push_back(p.text());
+  st.patterns = st.setup.service_patterns;
   if (st.setup.durable) {
     auto n = std::max<size_t>(st.setup.policy.shards, 1);
     for (uint32_t i = 0; i < n; ++i) {
@@ -563,7 +562,7 @@ caf::behavior consumer(consumer_actor* self, consumer_setup setup) {
     },
     [self](subscribe_atom, const subscription& sub) {
       self->state.subs.push_back(sub);
-      self->state.patterns.push_back(sub.selector.text());
+      self->state.patterns.push_back(sub.selector);
       for (auto& shard : self->state.shards)
         self->send(shard, subscribe_atom::value, sub);
       redrive_waiting(self);

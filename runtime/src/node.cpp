@@ -126,6 +126,10 @@ struct node::impl : transport::pump_listener {
   std::vector<caf::actor> services; // guarded by consumers_mtx
   std::set<std::string> prefixes;   // subscribed on the SUB socket; ditto
 
+  // The `subscribe` patterns of each configured consumer, parsed and
+  // checked once by `start`. Not changed after.
+  std::map<std::string, std::vector<pattern>, std::less<>> config_patterns;
+
   // Subscribes the SUB socket to `prefix` unless it already is: one
   // subscription per prefix per node, however many consumers share it.
   // REQUIRES: consumers_mtx held exclusively.
@@ -528,7 +532,7 @@ struct node::impl : transport::pump_listener {
 
   // Sends a replay request for `req_stream` on behalf of `reply_to`.
   uint64_t request_replay(const std::string& req_stream, uint64_t from,
-                          size_t max, const std::vector<std::string>& patterns,
+                          size_t max, const std::vector<pattern>& patterns,
                           const caf::actor& reply_to) {
     std::string endpoint;
     uint64_t id;
@@ -545,16 +549,16 @@ struct node::impl : transport::pump_listener {
     }
     if (req_stream == stream) {
       // This node's own stream: read the log here.
-      std::vector<pattern> pats;
-      for (auto& text : patterns)
-        pats.push_back(*pattern::parse(text));
-      auto bytes = replay_reply_bytes(id, from, max, pats);
+      auto bytes = replay_reply_bytes(id, from, max, patterns);
       if (auto r = parse_reply(bytes))
         deliver_reply(std::move(*r));
       return id;
     }
+    std::vector<std::string> texts;
+    for (auto& pat : patterns)
+      texts.push_back(pat.text());
     payload req{{"op", "replay"}, {"id", id},   {"stream", req_stream},
-                {"from", from},   {"max", max}, {"patterns", patterns}};
+                {"from", from},   {"max", max}, {"patterns", texts}};
     pump->request(endpoint, encode_payload(req));
     return id;
   }
@@ -894,7 +898,7 @@ struct node::impl : transport::pump_listener {
         && setup.policy.on_dead_letter == dead_letter_policy::park)
       setup.parked = parked_entities(name);
     setup.replay = [this](const std::string& s, uint64_t from, size_t max,
-                          const std::vector<std::string>& patterns,
+                          const std::vector<pattern>& patterns,
                           const caf::actor& to) {
       return request_replay(s, from, max, patterns, to);
     };
@@ -906,10 +910,8 @@ struct node::impl : transport::pump_listener {
         log->error("consumer={} stream={}: cannot store offset {}: {}", name, s,
                    seq, message_of(err));
     };
-    for (auto& cc : cfg.consumers)
-      if (cc.name == name)
-        for (auto& text : cc.subscribe)
-          setup.service_patterns.push_back(*pattern::parse(text));
+    if (auto it = config_patterns.find(name); it != config_patterns.end())
+      setup.service_patterns = it->second;
     entry.patterns = setup.service_patterns;
     entry.actor = spawn_consumer(*sys, std::move(setup));
     consumers.push_back(std::move(entry));
@@ -937,12 +939,14 @@ node::start(node_config cfg, std::function<int64_t()> clock) {
                        spdlog::level::from_str(cfg.log_level), cfg.log_sink);
   // Check every subscription before anything starts.
   for (auto& cc : cfg.consumers) {
+    auto& parsed = p->config_patterns[cc.name];
     for (auto& text : cc.subscribe) {
       auto pat = pattern::parse(text);
       if (!pat)
         return std::move(pat.error());
       if (auto err = check_subscription(p->cat, *pat, cc.name))
         return err;
+      parsed.push_back(std::move(*pat));
     }
   }
   if (cfg.data_dir.empty())
@@ -1020,9 +1024,9 @@ node::start(node_config cfg, std::function<int64_t()> clock) {
   p->pump = std::move(*pump);
   {
     std::unique_lock<std::shared_mutex> guard{p->consumers_mtx};
-    for (auto& cc : p->cfg.consumers)
-      for (auto& text : cc.subscribe)
-        p->subscribe_prefix(pattern::parse(text)->zmq_prefix());
+    for (auto& [name, patterns] : p->config_patterns)
+      for (auto& pat : patterns)
+        p->subscribe_prefix(pat.zmq_prefix());
   }
   if (!p->cfg.metrics_listen.empty()) {
     auto http = metrics::http_server::start(

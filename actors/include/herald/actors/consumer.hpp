@@ -143,12 +143,13 @@ struct consumer_stats {
 };
 
 /// Sends a replay request for `stream` from seq `from` on, asking for at
-/// most `max` events whose type one of `patterns` selects; the reply comes
+/// most `max` events whose type one of `patterns` (parsed already) selects;
+/// the reply comes
 /// back to the consumer actor as `(replay_atom, replay_reply)`. Returns the
 /// request id, or 0 when the stream's control endpoint is not known yet.
 using replay_fn = std::function<uint64_t(
   const std::string& stream, uint64_t from, size_t max,
-  const std::vector<std::string>& patterns, const caf::actor& reply_to)>;
+  const std::vector<pattern>& patterns, const caf::actor& reply_to)>;
 
 /// Loads (`load`) and stores (`store`) the consumer's offset in a stream:
 /// every selected event with seq <= offset was handled.
