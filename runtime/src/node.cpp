@@ -208,6 +208,10 @@ struct node::impl : transport::pump_listener {
     log->warn("dropped a frame from the network: {}", message_of(why));
   }
 
+  void on_io_error(const caf::error& why) override {
+    log->warn("transport I/O error: {}", message_of(why));
+  }
+
   std::string make_heartbeat() override {
     payload hb;
     {
@@ -706,6 +710,10 @@ struct node::impl : transport::pump_listener {
     w.counter("herald_bad_frames_total",
               "Frames from the network dropped as malformed.", {},
               pump->stats().bad_frames.load());
+    w.counter("herald_transport_errors_total",
+              "ZeroMQ operations of the transport that failed (not frames "
+              "from peers).",
+              {}, pump->stats().io_errors.load());
     w.counter("herald_control_errors_total",
               "Control requests, replies and heartbeats refused as "
               "malformed or unknown.",
