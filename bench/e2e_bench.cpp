@@ -144,7 +144,7 @@ int run_consumer(const options& o) {
     "user.account.created",
     [&](const herald::event& ev) -> caf::error {
       if (std::hash<std::string_view>{}(ev.id()) % UINT32_MAX < poison_cut)
-        return herald::make_error(herald::errc::io_error, "poison");
+        return herald::make_error(herald::errc::handler_failed, "poison");
       auto now = herald::now_us();
       auto i = got.fetch_add(1);
       if (i == 0)

@@ -244,9 +244,9 @@ caf::expected<payload> ask(const std::string& endpoint, payload request,
           && id->get<uint64_t>() != request_id)
         continue; // not ours
       if (auto err = reply->find("error"); err != reply->end())
-        return make_error(errc::invalid_argument, err->is_string()
-                                                    ? err->get<std::string>()
-                                                    : err->dump());
+        return make_error(errc::remote_error, err->is_string()
+                                                ? err->get<std::string>()
+                                                : err->dump());
       return std::move(*reply);
     }
   } catch (const zmq::error_t& e) {

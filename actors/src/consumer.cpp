@@ -9,6 +9,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
+#include <spdlog/logger.h>
 #include <spdlog/spdlog.h>
 
 #include "herald/core/codec.hpp"
@@ -76,7 +77,7 @@ struct consumer_state {
   caf::actor service;
   std::vector<subscription> subs;
   /// Every pattern of the consumer, for replay requests.
-  std::vector<std::string> patterns;
+  std::vector<pattern> patterns;
   std::unordered_map<std::string, stream_state> streams;
   /// Streams whose offset could not be read (not in `streams`), with the
   /// delay before the load that is scheduled: nothing of them is read
@@ -155,7 +156,8 @@ void observe(consumer_actor* self, const event& ev) {
   auto& st = self->state;
   auto o = detail::call_handlers(st.subs, ev);
   if (!o.ok)
-    detail::log_failure(st.setup.name, ev, 1, o, "none (an observer)");
+    detail::log_failure(*st.setup.log, st.setup.name, ev, 1, o,
+                        "none (an observer)");
   (o.ok ? st.setup.stats->handled : st.setup.stats->failed)
     .fetch_add(1, std::memory_order_relaxed);
   st.setup.stats->live_done.fetch_add(1, std::memory_order_relaxed);
@@ -259,10 +261,11 @@ void load_offset_later(consumer_actor* self, const std::string& stream,
   auto [it, first] = st.unreadable.try_emplace(stream, offset_retry_initial);
   if (!first)
     it->second = std::min(it->second * 2, offset_retry_max);
-  spdlog::error("consumer={} stream={}: cannot read the committed offset: "
-                "{}; reading nothing of the stream (not replaying it from 0) "
-                "and trying again in {} ms",
-                st.setup.name, stream, message_of(err), it->second.count());
+  st.setup.log->error(
+    "consumer={} stream={}: cannot read the committed offset: "
+    "{}; reading nothing of the stream (not replaying it from 0) "
+    "and trying again in {} ms",
+    st.setup.name, stream, message_of(err), it->second.count());
   self->delayed_send(self, it->second, load_offset_atom::value, stream);
 }
 
@@ -333,9 +336,9 @@ void on_load_offset(consumer_actor* self, const std::string& stream) {
     return;
   }
   st.unreadable.erase(it);
-  spdlog::info("consumer={} stream={}: read the committed offset {}; "
-               "catching up from the producer's log",
-               st.setup.name, stream, *offset);
+  st.setup.log->info("consumer={} stream={}: read the committed offset {}; "
+                     "catching up from the producer's log",
+                     st.setup.name, stream, *offset);
   start_stream(self, stream, *offset);
 }
 
@@ -385,9 +388,10 @@ void on_live(consumer_actor* self, const event& ev) {
   }
   stats.gaps.fetch_add(1, std::memory_order_relaxed);
   stats.skipped.fetch_add(1, std::memory_order_relaxed);
-  spdlog::warn("consumer={} stream={} type={}: gap before type_seq {} (last "
-               "{}); replaying from the producer's log",
-               st.setup.name, stream, ev.type(), ev.type_seq(), last);
+  st.setup.log->warn(
+    "consumer={} stream={} type={}: gap before type_seq {} (last "
+    "{}); replaying from the producer's log",
+    st.setup.name, stream, ev.type(), ev.type_seq(), last);
   start_catch_up(self, stream,
                  it == ss.types.end() ? ss.synced + 1 : it->second.seq + 1);
 }
@@ -431,9 +435,10 @@ void on_heartbeat(consumer_actor* self, const stream_heartbeat& hb) {
       // The heartbeat follows the events it counts on the same socket:
       // what it counts and we lack was dropped.
       st.setup.stats->gaps.fetch_add(1, std::memory_order_relaxed);
-      spdlog::warn("consumer={} stream={} type={}: gap at the tail (head "
-                   "type_seq {}, last {}); replaying from the producer's log",
-                   st.setup.name, hb.stream, type, head, last);
+      st.setup.log->warn(
+        "consumer={} stream={} type={}: gap at the tail (head "
+        "type_seq {}, last {}); replaying from the producer's log",
+        st.setup.name, hb.stream, type, head, last);
       start_catch_up(self, hb.stream,
                      it == ss.types.end() ? ss.synced + 1 : it->second.seq + 1);
       return;
@@ -449,9 +454,10 @@ void on_reply(consumer_actor* self, replay_reply& r) {
   auto& ss = it->second;
   ss.request = 0;
   if (!r.error.empty()) {
-    spdlog::warn("consumer={} stream={}: replay request failed: {}; asking "
-                 "again",
-                 st.setup.name, r.stream, r.error);
+    st.setup.log->warn(
+      "consumer={} stream={}: replay request failed: {}; asking "
+      "again",
+      st.setup.name, r.stream, r.error);
     self->delayed_send(self, st.setup.replay_timeout, retry_atom::value,
                        r.stream, uint64_t{0});
     return;
@@ -459,10 +465,11 @@ void on_reply(consumer_actor* self, replay_reply& r) {
   if (ss.cursor < r.first) {
     if (ss.positioned) {
       st.setup.stats->behind_retention.fetch_add(1, std::memory_order_relaxed);
-      spdlog::error("consumer={} stream={}: fell behind retention: events "
-                    "{}..{} expired before they were handled; continuing "
-                    "from {}",
-                    st.setup.name, r.stream, ss.cursor, r.first - 1, r.first);
+      st.setup.log->error(
+        "consumer={} stream={}: fell behind retention: events "
+        "{}..{} expired before they were handled; continuing "
+        "from {}",
+        st.setup.name, r.stream, ss.cursor, r.first - 1, r.first);
     }
     ss.cursor = r.first;
   }
@@ -509,9 +516,10 @@ void on_pause(consumer_actor* self, uint32_t index) {
   auto& ss = self->state.streams[stream];
   self->state.setup.stats->pauses.fetch_add(1, std::memory_order_relaxed);
   if (ss.pauses++ == 0)
-    spdlog::warn("consumer={} stream={}: paused: an entity's queue is full "
-                 "behind a retry; reading again from the log once it drains",
-                 self->state.setup.name, stream);
+    self->state.setup.log->warn(
+      "consumer={} stream={}: paused: an entity's queue is full "
+      "behind a retry; reading again from the log once it drains",
+      self->state.setup.name, stream);
   start_catch_up(self, stream, ss.accepted + 1);
 }
 
@@ -540,9 +548,9 @@ void on_redrive(consumer_actor* self, std::vector<store::dead_letter>& dls) {
     size_t offset = 0;
     auto ev = decode_next(*owner, offset, owner);
     if (!ev) {
-      spdlog::error("consumer={}: dead letter {} cannot be redriven: its "
-                    "envelope does not decode: {}",
-                    st.setup.name, dl.id, message_of(ev.error()));
+      st.setup.log->error("consumer={}: dead letter {} cannot be redriven: its "
+                          "envelope does not decode: {}",
+                          st.setup.name, dl.id, message_of(ev.error()));
       continue;
     }
     auto i = detail::shard_of(ev->key(), st.shards.size());
@@ -568,6 +576,7 @@ void spawn_shards(consumer_actor* self) {
     ss.index = i;
     ss.consumer = st.setup.name;
     ss.node = st.setup.node;
+    ss.log = st.setup.log;
     ss.policy = st.setup.policy;
     ss.stats = st.setup.stats;
     ss.owner = caf::actor_cast<caf::actor>(self);
@@ -584,8 +593,9 @@ void spawn_shards(consumer_actor* self) {
 caf::behavior consumer(consumer_actor* self, consumer_setup setup) {
   auto& st = self->state;
   st.setup = std::move(setup);
-  for (auto& p : st.setup.service_patterns)
-    st.patterns.push_back(p.text());
+  if (!st.setup.log)
+    st.setup.log = spdlog::default_logger();
+  st.patterns = st.setup.service_patterns;
   if (st.setup.durable)
     spawn_shards(self);
   return {
@@ -642,7 +652,7 @@ caf::behavior consumer(consumer_actor* self, consumer_setup setup) {
     },
     [self](subscribe_atom, const subscription& sub) {
       self->state.subs.push_back(sub);
-      self->state.patterns.push_back(sub.selector.text());
+      self->state.patterns.push_back(sub.selector);
       for (auto& shard : self->state.shards)
         self->send(shard, subscribe_atom::value, sub);
       redrive_waiting(self);

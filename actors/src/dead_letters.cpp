@@ -49,10 +49,10 @@ void write(dead_letter_actor* self) {
       letters.push_back(req.letter);
     auto ids = st.setup.add(letters);
     if (!ids) {
-      spdlog::error("{} dead letters could not be stored: {}; trying again "
-                    "in {} ms (their events stay unfinished meanwhile)",
-                    letters.size(), message_of(ids.error()),
-                    st.setup.retry_after.count());
+      st.setup.log->error(
+        "{} dead letters could not be stored: {}; trying again "
+        "in {} ms (their events stay unfinished meanwhile)",
+        letters.size(), message_of(ids.error()), st.setup.retry_after.count());
       st.write_scheduled = true;
       self->delayed_send(self, st.setup.retry_after, write_atom::value);
       return;
@@ -70,8 +70,7 @@ void write(dead_letter_actor* self) {
       if (auto* ts = stats.of_type(l.event_type))
         ts->dead_lettered.fetch_add(1, std::memory_order_relaxed);
       // The failure itself was logged at error by the shard.
-      log_fields(*spdlog::default_logger(), spdlog::level::info,
-                 "stored as a dead letter",
+      log_fields(*st.setup.log, spdlog::level::info, "stored as a dead letter",
                  {{"consumer", l.consumer},
                   {"event_id", l.event_id},
                   {"type", l.event_type},
@@ -101,9 +100,10 @@ void write(dead_letter_actor* self) {
   }
   if (!st.handled.empty()) {
     if (auto n = st.setup.remove(st.handled); !n) {
-      spdlog::error("redriven dead letters could not be removed: {}; trying "
-                    "again in {} ms",
-                    message_of(n.error()), st.setup.retry_after.count());
+      st.setup.log->error(
+        "redriven dead letters could not be removed: {}; trying "
+        "again in {} ms",
+        message_of(n.error()), st.setup.retry_after.count());
       st.write_scheduled = true;
       self->delayed_send(self, st.setup.retry_after, write_atom::value);
       return;
@@ -116,6 +116,8 @@ void write(dead_letter_actor* self) {
 
 caf::behavior dead_letters(dead_letter_actor* self, dead_letter_setup setup) {
   self->state.setup = std::move(setup);
+  if (!self->state.setup.log)
+    self->state.setup.log = spdlog::default_logger();
   return {
     [self](dead_letter_atom, dead_letter_request& req) {
       self->state.pending.push_back(std::move(req));

@@ -10,7 +10,7 @@
 #include <caf/local_actor.hpp>
 #include <caf/stateful_actor.hpp>
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
+#include <spdlog/logger.h>
 
 #include "herald/core/catalog.hpp"
 #include "herald/core/errc.hpp"
@@ -189,7 +189,7 @@ bool on_failure(shard_actor* self, const std::string& key, entity_state& e,
     auto unit = std::uniform_real_distribution<double>{0.0, 1.0}(st.rng);
     auto delay = policy.delay(static_cast<int>(n) + 1, unit);
     log_failure(
-      st.setup.consumer, w.ev, n, o,
+      *st.setup.log, st.setup.consumer, w.ev, n, o,
       fmt::format(
         "retry in {} ms",
         std::chrono::duration_cast<std::chrono::milliseconds>(delay).count()));
@@ -201,7 +201,8 @@ bool on_failure(shard_actor* self, const std::string& key, entity_state& e,
   }
   auto reason = o.retryable ? fmt::format("{} attempts failed", n)
                             : std::string{"non-retryable error"};
-  log_failure(st.setup.consumer, w.ev, n, o, "dead letter: " + reason);
+  log_failure(*st.setup.log, st.setup.consumer, w.ev, n, o,
+              "dead letter: " + reason);
   dead_letter(self, w, std::move(e.attempts), reason, false,
               st.setup.policy.on_dead_letter == dead_letter_policy::park);
   e.attempts.clear();
@@ -212,9 +213,10 @@ bool on_failure(shard_actor* self, const std::string& key, entity_state& e,
     // redrive: nothing of this entity is handled out of order.
     e.parking = true;
     e.park_batch = st.batch_no;
-    spdlog::warn("consumer={} key={}: entity parked after a dead letter; its "
-                 "later events are dead-lettered until it is redriven",
-                 st.setup.consumer, key);
+    st.setup.log->warn(
+      "consumer={} key={}: entity parked after a dead letter; its "
+      "later events are dead-lettered until it is redriven",
+      st.setup.consumer, key);
     while (!e.queue.empty()) {
       dead_letter(self, e.queue.front(), {},
                   "parked behind an earlier dead letter", true);
@@ -426,9 +428,10 @@ outcome call_handlers(const std::vector<subscription>& subs, const event& ev) {
   return {};
 }
 
-void log_failure(std::string_view consumer, const event& ev, size_t attempt,
-                 const outcome& o, std::string_view next) {
-  log_fields(*spdlog::default_logger(), spdlog::level::err, "handler failed",
+void log_failure(spdlog::logger& log, std::string_view consumer,
+                 const event& ev, size_t attempt, const outcome& o,
+                 std::string_view next) {
+  log_fields(log, spdlog::level::err, "handler failed",
              {{"consumer", consumer},
               {"event_id", ev.id()},
               {"type", ev.type()},

@@ -11,6 +11,7 @@
 
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
+#include <spdlog/fwd.h>
 
 #include "herald/actors/consumer.hpp"
 
@@ -32,10 +33,11 @@ outcome failure_of(const caf::error& err);
 /// first failure ends the attempt. Never throws.
 outcome call_handlers(const std::vector<subscription>& subs, const event& ev);
 
-/// Logs a failed attempt with the event's whole context; `next` says what
-/// happens now (a retry, a dead letter).
-void log_failure(std::string_view consumer, const event& ev, size_t attempt,
-                 const outcome& o, std::string_view next);
+/// Logs a failed attempt through `log` with the event's whole context;
+/// `next` says what happens now (a retry, a dead letter).
+void log_failure(spdlog::logger& log, std::string_view consumer,
+                 const event& ev, size_t attempt, const outcome& o,
+                 std::string_view next);
 
 struct shard_setup {
   /// This shard's index among its consumer's shards.
@@ -43,6 +45,8 @@ struct shard_setup {
   /// The consumer's name.
   std::string consumer;
   std::string node;
+  /// The consumer's logger. REQUIRES: not null.
+  std::shared_ptr<spdlog::logger> log;
   consumer_config policy;
   std::shared_ptr<consumer_stats> stats;
   /// The consumer actor: receives done, held, pause and resume.

@@ -62,6 +62,14 @@ const char* to_string(errc code) {
     return "timeout";
   case errc::non_retryable:
     return "non_retryable";
+  case errc::corrupt_log:
+    return "corrupt_log";
+  case errc::remote_error:
+    return "remote_error";
+  case errc::not_found:
+    return "not_found";
+  case errc::handler_failed:
+    return "handler_failed";
   }
   return "unknown";
 }

@@ -245,7 +245,7 @@ caf::expected<std::vector<uint64_t>> node::purge(uint64_t id, bool dry_run) {
     letter = std::move(*found);
   }
   if (!letter)
-    return make_error(errc::invalid_argument,
+    return make_error(errc::not_found,
                       fmt::format("no dead letter {} on node '{}'; list them "
                                   "with herald dlq list",
                                   id, impl_->cfg.name));

@@ -18,6 +18,10 @@ void node::impl::on_bad_frame(const caf::error& why) {
   log->warn("dropped a frame from the network: {}", message_of(why));
 }
 
+void node::impl::on_io_error(const caf::error& why) {
+  log->warn("transport I/O error: {}", message_of(why));
+}
+
 // Called by the log's committer after each group, in seq order.
 void node::impl::on_commit(std::vector<store::record>& group,
                            const caf::error& err) {
@@ -137,6 +141,7 @@ consumer_entry& node::impl::consumer(const std::string& name) {
   consumer_setup setup;
   setup.name = name;
   setup.node = cfg.name;
+  setup.log = log;
   setup.stats = entry.stats;
   setup.durable = name != observer_name;
   setup.policy.name = name;
@@ -147,7 +152,7 @@ consumer_entry& node::impl::consumer(const std::string& name) {
   if (setup.durable && setup.policy.on_dead_letter == dead_letter_policy::park)
     setup.parked = parked_entities(name);
   setup.replay = [this](const std::string& s, uint64_t from, size_t max,
-                        const std::vector<std::string>& patterns,
+                        const std::vector<pattern>& patterns,
                         const caf::actor& to) {
     return request_replay(s, from, max, patterns, to);
   };

@@ -36,10 +36,10 @@ caf::error make_node_logger(node::impl& p) {
   auto format = parse_log_format(p.cfg.log_format);
   if (!format)
     return std::move(format.error());
-  p.log =
-    make_logger(p.cfg.name, *format, spdlog::level::from_str(p.cfg.log_level));
-  // Actors log through the default logger: make it this node's.
-  spdlog::set_default_logger(p.log);
+  // The node's own logger, handed to its actors: two nodes in one process
+  // never share one.
+  p.log = make_logger(p.cfg.name, *format,
+                      spdlog::level::from_str(p.cfg.log_level), p.cfg.log_sink);
   return {};
 }
 
@@ -117,6 +117,7 @@ void start_actors(node::impl& p) {
       raw->redriving.erase(id);
   };
   dls.alerts = p.alert_actor;
+  dls.log = p.log;
   p.dead_letter_actor = spawn_dead_letters(*p.sys, std::move(dls));
   std::unique_lock<std::shared_mutex> guard{p.consumers_mtx};
   for (auto& cc : p.cfg.consumers)

@@ -172,6 +172,7 @@ struct node::impl : transport::pump_listener {
   // dispatch.cpp: live events to the consumers, and the consumer actors.
   void on_events(event_batch& batch) override;
   void on_bad_frame(const caf::error& why) override;
+  void on_io_error(const caf::error& why) override;
   void on_commit(std::vector<store::record>& group, const caf::error& err);
   bool has_room(const consumer_entry& c, size_t n) const;
   void dispatch(event_batch&& batch);
@@ -193,7 +194,7 @@ struct node::impl : transport::pump_listener {
   caf::expected<replay_reply> parse_reply(std::string_view body);
   void deliver_reply(replay_reply r);
   uint64_t request_replay(const std::string& req_stream, uint64_t from,
-                          size_t max, const std::vector<std::string>& patterns,
+                          size_t max, const std::vector<pattern>& patterns,
                           const caf::actor& reply_to);
 
   // dead_letter_admin.cpp: `herald dlq` requests and parked entities.

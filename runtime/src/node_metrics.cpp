@@ -113,6 +113,10 @@ std::string node::impl::render_metrics() {
   w.counter("herald_bad_frames_total",
             "Frames from the network dropped as malformed.", {},
             pump->stats().bad_frames.load());
+  w.counter("herald_transport_errors_total",
+            "ZeroMQ operations of the transport that failed (not frames "
+            "from peers).",
+            {}, pump->stats().io_errors.load());
   w.counter("herald_control_errors_total",
             "Control requests, replies and heartbeats refused as "
             "malformed or unknown.",

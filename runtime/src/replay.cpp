@@ -202,7 +202,7 @@ caf::expected<replay_reply> node::impl::parse_reply(std::string_view body) {
 // Sends a replay request for `req_stream` on behalf of `reply_to`.
 uint64_t node::impl::request_replay(const std::string& req_stream,
                                     uint64_t from, size_t max,
-                                    const std::vector<std::string>& patterns,
+                                    const std::vector<pattern>& patterns,
                                     const caf::actor& reply_to) {
   std::string endpoint;
   uint64_t id;
@@ -219,26 +219,16 @@ uint64_t node::impl::request_replay(const std::string& req_stream,
   }
   if (req_stream == stream) {
     // This node's own stream: read the log here.
-    std::vector<pattern> pats;
-    for (auto& text : patterns) {
-      auto pat = pattern::parse(text);
-      if (!pat) {
-        replay_reply r;
-        r.id = id;
-        r.stream = req_stream;
-        r.error = message_of(pat.error());
-        deliver_reply(std::move(r));
-        return id;
-      }
-      pats.push_back(std::move(*pat));
-    }
-    auto bytes = replay_reply_bytes(id, from, max, pats);
+    auto bytes = replay_reply_bytes(id, from, max, patterns);
     if (auto r = parse_reply(bytes))
       deliver_reply(std::move(*r));
     return id;
   }
+  std::vector<std::string> texts;
+  for (auto& pat : patterns)
+    texts.push_back(pat.text());
   payload req{{"op", "replay"}, {"id", id},   {"stream", req_stream},
-              {"from", from},   {"max", max}, {"patterns", patterns}};
+              {"from", from},   {"max", max}, {"patterns", texts}};
   pump->request(endpoint, encode_payload(req));
   return id;
 }

@@ -199,7 +199,7 @@ std::optional<dead_letter> decode_dead_letter(std::string_view value,
 
 caf::error corrupt_dead_letter(const std::string& dir, uint64_t id,
                                const std::string& why) {
-  return make_error(errc::io_error,
+  return make_error(errc::corrupt_log,
                     fmt::format("{}: dead letter {} is corrupt ({}); remove "
                                 "it, or restore the data directory from a "
                                 "backup",

@@ -20,7 +20,7 @@ std::string dir_prefix(const std::string& dir) {
 }
 
 caf::error corrupt_error(const std::string& dir, const std::string& what) {
-  return make_error(errc::io_error,
+  return make_error(errc::corrupt_log,
                     fmt::format("{}: the event log is corrupt ({}); restore it "
                                 "from a backup or move it away to start a new "
                                 "stream",

@@ -28,7 +28,8 @@ std::string offset_key(std::string_view consumer, std::string_view stream) {
 // An offset that cannot be read, naming whose it is and why.
 caf::error offset_error(std::string_view consumer, std::string_view stream,
                         const caf::error& cause) {
-  return make_error(errc::io_error,
+  // Keeps the cause's code: corrupt_log or io_error.
+  return make_error(static_cast<errc>(cause.code()),
                     fmt::format("offset of consumer '{}' in stream '{}': {}",
                                 consumer, stream, message_of(cause)));
 }

@@ -558,7 +558,7 @@ TEST_CASE("a corrupt dead letter is an error naming its id and the directory",
     CHECK(log->dead_letter_count() == 3);
     auto check_error = [&](const caf::error& err) {
       INFO(herald::message_of(err));
-      CHECK(herald::is(err, errc::io_error));
+      CHECK(herald::is(err, errc::corrupt_log));
       CHECK_THAT(herald::message_of(err), Catch::Contains("dead letter 2 ")
                                             && Catch::Contains(data.string()));
     };

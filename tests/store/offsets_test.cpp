@@ -31,7 +31,7 @@ const std::vector<std::string> all_column_families{"default", "events", "meta",
                                                    "offsets", "dead_letters"};
 constexpr size_t offsets_cf = 3;
 
-/// Requires `offset` to be an io_error naming the consumer, the stream, the
+/// Requires `offset` to be a corrupt_log error naming the consumer, the stream, the
 /// data directory and the corruption.
 void require_offset_error(const caf::expected<uint64_t>& offset,
                           const fs::path& data) {
@@ -41,7 +41,7 @@ void require_offset_error(const caf::expected<uint64_t>& offset,
   REQUIRE(!offset);
   auto message = herald::message_of(offset.error());
   INFO(message);
-  CHECK(herald::is(offset.error(), errc::io_error));
+  CHECK(herald::is(offset.error(), errc::corrupt_log));
   CHECK_THAT(message, Catch::Contains("consumer 'billing'")
                         && Catch::Contains("stream 'stream-a'")
                         && Catch::Contains(data.string())

@@ -110,7 +110,8 @@ public:
     if (nth < slow_first_ && slow_.count() > 0)
       std::this_thread::sleep_for(slow_);
     if (fail_all_) // not seen: it fails before being recorded
-      return make_error(errc::io_error, "failing on purpose (--fail-all)");
+      return make_error(errc::handler_failed,
+                        "failing on purpose (--fail-all)");
     std::string line;
     if (fd_ >= 0)
       line = fmt::format("{} {} {} {} {}\n", ev.stream(), ev.seq(), ev.key(),

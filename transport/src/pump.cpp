@@ -20,9 +20,9 @@ namespace herald::transport {
 namespace {
 
 struct command {
-  enum class kind : uint8_t { send, subscribe, connect, request, stop };
+  enum class kind : uint8_t { send, subscribe, request, stop };
   kind what;
-  std::string a;          // envelope, prefix or endpoint
+  std::string a;          // envelope, prefix or endpoint (request)
   std::string_view topic; // for send
   std::string b;          // request body
 };
@@ -121,15 +121,6 @@ struct pump::impl {
       case command::kind::subscribe:
         sub.set(zmq::sockopt::subscribe, cmd.a);
         break;
-      case command::kind::connect:
-        try {
-          sub.connect(cmd.a);
-        } catch (const zmq::error_t& e) {
-          listener->on_bad_frame(make_error(
-            errc::io_error,
-            fmt::format("cannot connect to peer '{}': {}", cmd.a, e.what())));
-        }
-        break;
       case command::kind::request:
         send_request(cmd.a, cmd.b);
         break;
@@ -192,7 +183,7 @@ struct pump::impl {
       // dropped and the requester's timeout asks again.
       [[maybe_unused]] auto ok = sock.send(msg, zmq::send_flags::dontwait);
     } catch (const zmq::error_t& e) {
-      listener->on_bad_frame(make_error(
+      count_io(make_error(
         errc::io_error, fmt::format("cannot send a control request to '{}': {}",
                                     endpoint, e.what())));
     }
@@ -327,9 +318,16 @@ struct pump::impl {
     }
   }
 
+  // A message arrived and could not be decoded.
   void count_bad(const caf::error& err) {
     stats.bad_frames.fetch_add(1, std::memory_order_relaxed);
     listener->on_bad_frame(err);
+  }
+
+  // A ZeroMQ operation failed; no message is to blame.
+  void count_io(const caf::error& err) {
+    stats.io_errors.fetch_add(1, std::memory_order_relaxed);
+    listener->on_io_error(err);
   }
 
   void loop() {
@@ -374,7 +372,7 @@ struct pump::impl {
         if (e.num() == ETERM)
           break;
         if (e.num() != EINTR)
-          count_bad(
+          count_io(
             make_error(errc::io_error, fmt::format("transport: {}", e.what())));
       }
     }
@@ -465,10 +463,6 @@ void pump::request(std::string endpoint, std::string body) {
 
 void pump::subscribe(std::string prefix) {
   impl_->push({command::kind::subscribe, std::move(prefix), {}, {}});
-}
-
-void pump::connect(std::string endpoint) {
-  impl_->push({command::kind::connect, std::move(endpoint), {}, {}});
 }
 
 bool pump::wait_for_subscriptions(int64_t n,

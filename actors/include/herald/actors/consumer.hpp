@@ -42,6 +42,7 @@
 #include <caf/actor.hpp>
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
+#include <spdlog/fwd.h>
 
 #include "herald/actors/messages.hpp"
 #include "herald/core/config.hpp"
@@ -147,12 +148,13 @@ struct consumer_stats {
 };
 
 /// Sends a replay request for `stream` from seq `from` on, asking for at
-/// most `max` events whose type one of `patterns` selects; the reply comes
+/// most `max` events whose type one of `patterns` (parsed already) selects;
+/// the reply comes
 /// back to the consumer actor as `(replay_atom, replay_reply)`. Returns the
 /// request id, or 0 when the stream's control endpoint is not known yet.
 using replay_fn = std::function<uint64_t(
   const std::string& stream, uint64_t from, size_t max,
-  const std::vector<std::string>& patterns, const caf::actor& reply_to)>;
+  const std::vector<pattern>& patterns, const caf::actor& reply_to)>;
 
 /// Loads (`load`) and stores (`store`) the consumer's offset in a stream:
 /// every selected event with seq <= offset was handled. Both are called on
@@ -196,6 +198,10 @@ struct consumer_setup {
   std::chrono::milliseconds replay_timeout{2000};
   /// The node's name, in dead letters and log lines.
   std::string node;
+  /// Where the consumer and its shards log: the node's logger, so that two
+  /// nodes in one process keep their lines apart. Default: null, spdlog's
+  /// default logger as of the spawn.
+  std::shared_ptr<spdlog::logger> log;
   /// Shards, entity buffer, retries and dead-letter policy (`name`,
   /// `subscribe` and `alert` are not read here).
   consumer_config policy;

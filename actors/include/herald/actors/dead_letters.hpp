@@ -15,12 +15,14 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <caf/actor.hpp>
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
+#include <spdlog/fwd.h>
 
 #include "herald/actors/messages.hpp"
 #include "herald/core/config.hpp"
@@ -44,6 +46,9 @@ struct dead_letter_setup {
   /// How long to wait before writing again after a failed write (e.g. a
   /// full disk). Default: 1 s.
   std::chrono::milliseconds retry_after{1000};
+  /// Where the actor logs: the node's logger. Default: null, spdlog's
+  /// default logger as of the spawn.
+  std::shared_ptr<spdlog::logger> log;
 };
 
 /// Spawns the dead-letter actor. Messages: `(dead_letter_atom,

@@ -56,6 +56,7 @@
 #include <vector>
 
 #include <caf/expected.hpp>
+#include <spdlog/common.h>
 
 namespace herald {
 
@@ -176,6 +177,10 @@ struct node_config {
   std::string log_level = "info";
   /// `text` or `json` (one JSON object per line). Default: `text`.
   std::string log_format = "text";
+  /// Where the node's log lines go (set in code, not read from a file;
+  /// e.g. a test's capturing sink). Use a thread-safe (`_mt`) sink.
+  /// Default: null, stderr.
+  spdlog::sink_ptr log_sink;
   /// `HOST:PORT` where `/metrics` and `/healthz` are served; port 0 picks a
   /// free one. Default: empty, no HTTP endpoint.
   std::string metrics_listen;

@@ -13,7 +13,10 @@
 
 namespace herald {
 
-/// The error codes of herald, category `herald`.
+/// The error codes of herald, category `herald`. Each code has one meaning,
+/// stated below; the message says which input and what to do. The numeric
+/// values are stable (they cross process boundaries in CAF messages): new
+/// codes are appended.
 enum class errc : uint8_t {
   /// An event name breaks `domain.entity.action`.
   invalid_name = 1,
@@ -27,23 +30,41 @@ enum class errc : uint8_t {
   catalog_violation,
   /// The catalog file is malformed.
   invalid_catalog,
-  /// A node configuration is malformed.
+  /// A configuration value (a node config file, a `node_config` field or
+  /// the config a tool reads) is malformed or cannot be used as given,
+  /// e.g. a metrics port another process holds.
   invalid_config,
-  /// A frame could not be decoded.
+  /// Bytes received from another process do not decode as the message
+  /// expected there: a frame, an envelope, a control request or reply.
   decode_error,
   /// A frame exceeds the maximum frame size.
   frame_too_large,
-  /// A file or socket operation failed.
+  /// An operation of the operating system or of a library on a file, a
+  /// socket, a database or a thread failed (open, read, write, bind,
+  /// connect, spawn). What is stored is intact; see `corrupt_log`.
   io_error,
   /// The node is not running (not started yet or already stopped).
   not_running,
-  /// A command-line argument is bad.
+  /// A caller passed a value that breaks the contract of the function it
+  /// called (e.g. an append out of seq order); the calling code is wrong.
   invalid_argument,
   /// A deadline passed before the operation completed.
   timeout,
   /// A handler failed and says retrying cannot help: the event is
   /// dead-lettered at once.
   non_retryable,
+  /// What a node stored in its data directory (events, metadata, dead
+  /// letters) fails its checks: the disk or a tool damaged it.
+  corrupt_log,
+  /// Another node answered a request with an error; the message is the
+  /// node's own.
+  remote_error,
+  /// The thing asked for (e.g. a dead letter id) does not exist.
+  not_found,
+  /// A handler failed and retrying may help: the event is tried again,
+  /// then dead-lettered. Any code other than `non_retryable` is retried;
+  /// this one says nothing more than that.
+  handler_failed,
 };
 
 /// The category atom of herald's errors.

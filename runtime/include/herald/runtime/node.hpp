@@ -199,7 +199,7 @@ public:
   purge(const store::dead_letter_filter& filter, bool dry_run = false);
 
   /// Deletes the dead letter `id` (see `purge`); fails with
-  /// `errc::invalid_argument` when there is none.
+  /// `errc::not_found` when there is none.
   caf::expected<std::vector<uint64_t>> purge(uint64_t id, bool dry_run = false);
 
   /// The port `/metrics` and `/healthz` are served on; 0 when the node has

@@ -137,9 +137,11 @@ public:
   using commit_callback =
     std::function<void(std::vector<record>& group, const caf::error& err)>;
 
-  /// Opens (or creates) the log under `opts.dir`. Fails with
-  /// `errc::io_error` naming the data directory when RocksDB cannot open it
-  /// or finds it corrupt (checksums are verified).
+  /// Opens (or creates) the log under `opts.dir`. Fails naming the data
+  /// directory with `errc::corrupt_log` when RocksDB finds it corrupt
+  /// (checksums are verified), with `errc::io_error` when it cannot open
+  /// it otherwise, and with `errc::invalid_argument` when `opts.dir` is
+  /// empty.
   static caf::expected<std::unique_ptr<event_log>> open(log_options opts);
 
   ~event_log();
@@ -170,7 +172,8 @@ public:
   /// `max_count` of them and about `max_bytes` of envelopes, keeping those
   /// whose type `accept` returns true for (all when `accept` is empty).
   /// Never returns an event that failed its checksum: that is an
-  /// `errc::io_error` naming the data directory.
+  /// `errc::corrupt_log` naming the data directory; a failed read is an
+  /// `errc::io_error`.
   caf::expected<read_result>
   read(uint64_t from, uint64_t to, size_t max_count, size_t max_bytes,
        const std::function<bool(std::string_view type)>& accept = {}) const;
@@ -190,10 +193,10 @@ public:
   /// The stored offset of `consumer` in `stream`: every event of the stream
   /// the consumer selects with seq <= the offset was handled. 0 when none is
   /// stored (seqs start at 1, so 0 says that nothing was handled yet; it is
-  /// also what a consumer that never ran starts from). Fails with
-  /// `errc::io_error` naming the consumer, the stream and the data
-  /// directory when the offset cannot be read (an I/O error, a checksum
-  /// mismatch, a stored value that is not 8 bytes): a read error is never
+  /// also what a consumer that never ran starts from). Fails naming the
+  /// consumer, the stream and the data directory, with `errc::io_error`
+  /// when the offset cannot be read and with `errc::corrupt_log` for a
+  /// checksum mismatch or a stored value that is not 8 bytes: an error is never
   /// reported as 0, which would replay the stream from its start.
   /// Thread-safe.
   caf::expected<uint64_t> offset(std::string_view consumer,
@@ -209,9 +212,9 @@ public:
   caf::expected<std::vector<uint64_t>>
   add_dead_letters(std::vector<dead_letter>& letters);
 
-  /// The dead letters `filter` selects, in id order. Fails with
-  /// `errc::io_error` naming the data directory (and the id, for a
-  /// malformed letter) when a letter cannot be read.
+  /// The dead letters `filter` selects, in id order. Fails naming the data
+  /// directory with `errc::io_error` when a letter cannot be read, and with
+  /// `errc::corrupt_log` (naming the id too) for a malformed letter.
   caf::expected<std::vector<dead_letter>>
   dead_letters(const dead_letter_filter& filter) const;
 

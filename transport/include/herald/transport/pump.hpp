@@ -9,7 +9,16 @@
 /// prefix of the first frame, so a subscription to `user.` or
 /// `user.account.` is resolved inside ZeroMQ.
 ///
-/// Thread safety: `send`, `subscribe`, `connect` and the getters may be
+/// The SUB socket connects to the peers of `pump_config` when the pump
+/// starts; peers are not added later (a node learns no endpoints at run
+/// time: its peers come from its config).
+///
+/// What goes wrong is counted apart: a bad frame is a message that arrived
+/// and could not be decoded (wrong frame count, malformed or oversized
+/// envelope); an I/O error is a ZeroMQ operation that failed (a socket
+/// call, a poll). Neither stops the pump.
+///
+/// Thread safety: `send_all`, `request`, `subscribe` and the getters may be
 /// called from any thread; they enqueue a command the pump thread executes
 /// in order. The listener is called on the pump thread only.
 
@@ -63,8 +72,12 @@ public:
   virtual ~pump_listener() = default;
   /// A batch of decoded events, in arrival order. May be moved from.
   virtual void on_events(event_batch& batch) = 0;
-  /// A frame that could not be decoded; it was dropped and counted.
+  /// A frame that could not be decoded; it was dropped and counted in
+  /// `pump_stats::bad_frames`.
   virtual void on_bad_frame(const caf::error& why) = 0;
+  /// A ZeroMQ operation failed (`errc::io_error`); counted in
+  /// `pump_stats::io_errors`. The pump goes on.
+  virtual void on_io_error(const caf::error& why) = 0;
   /// A stream heartbeat from a peer (the body as sent).
   virtual void on_heartbeat(std::string_view body) = 0;
   /// A control request from a peer; returns the reply to send back.
@@ -80,7 +93,13 @@ public:
 struct pump_stats {
   std::atomic<uint64_t> sent{0};
   std::atomic<uint64_t> received{0};
+  /// Messages that arrived and could not be decoded: wrong frame count,
+  /// malformed envelope, frame over the maximum size, topic not the
+  /// envelope's type, control request without a body.
   std::atomic<uint64_t> bad_frames{0};
+  /// ZeroMQ operations that failed (poll, send, receive, connecting a
+  /// control socket); nothing here says a peer sent bad data.
+  std::atomic<uint64_t> io_errors{0};
   /// Subscriptions seen minus unsubscriptions, over all subscribers.
   std::atomic<int64_t> subscriptions{0};
 };
@@ -126,9 +145,6 @@ public:
 
   /// Adds a ZeroMQ prefix subscription on the SUB socket.
   void subscribe(std::string prefix);
-
-  /// Connects the SUB socket to another PUB endpoint.
-  void connect(std::string endpoint);
 
   /// Waits until at least `n` subscriptions to event topics reached the
   /// XPUB socket (heartbeat subscriptions do not count), or `timeout`

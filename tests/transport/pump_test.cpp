@@ -1,0 +1,120 @@
+// What the pump counts as a bad frame (a message that arrived and did not
+// decode) and what as an I/O error (a ZeroMQ operation that failed).
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "deadline.hpp"
+#include "herald/core/errc.hpp"
+#include "herald/transport/pump.hpp"
+
+using namespace herald;
+using namespace std::chrono_literals;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+// Records what the pump reports; answers nothing.
+struct recording_listener : transport::pump_listener {
+  std::mutex mtx;
+  std::vector<caf::error> bad;
+  std::vector<caf::error> io;
+
+  void on_events(event_batch&) override {}
+  void on_bad_frame(const caf::error& why) override {
+    std::lock_guard<std::mutex> guard{mtx};
+    bad.push_back(why);
+  }
+  void on_io_error(const caf::error& why) override {
+    std::lock_guard<std::mutex> guard{mtx};
+    io.push_back(why);
+  }
+  void on_heartbeat(std::string_view) override {}
+  std::string on_control_request(std::string_view) override {
+    return {};
+  }
+  void on_control_reply(std::string_view, std::string_view) override {}
+  std::string make_heartbeat() override {
+    return {};
+  }
+};
+
+void send_parts(zmq::socket_t& sock, const std::vector<std::string>& parts) {
+  for (size_t i = 0; i < parts.size(); ++i) {
+    zmq::message_t msg{parts[i].data(), parts[i].size()};
+    auto flags =
+      i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
+    REQUIRE(sock.send(msg, flags));
+  }
+}
+
+} // namespace
+
+TEST_CASE("garbage frames count as bad frames, not as I/O errors",
+          "[transport][pump]") {
+  zmq::context_t ctx;
+  zmq::socket_t peer{ctx, zmq::socket_type::xpub};
+  peer.set(zmq::sockopt::linger, 0);
+  peer.set(zmq::sockopt::rcvtimeo, 100);
+  peer.bind("tcp://127.0.0.1:*");
+  recording_listener listener;
+  transport::pump_config pc;
+  pc.peers = {peer.get(zmq::sockopt::last_endpoint)};
+  auto p = transport::pump::start(pc, &listener);
+  REQUIRE(p);
+  (*p)->subscribe("user.");
+  // The peer publishes once the pump's subscription reached it.
+  auto deadline = steady::now() + 5s;
+  for (bool subscribed = false; !subscribed;) {
+    REQUIRE(steady::now() < deadline);
+    zmq::message_t sub;
+    if (peer.recv(sub))
+      subscribed = sub.to_string_view() == std::string_view{"\x01user.", 6};
+  }
+  send_parts(peer, {"user.account.created"});
+  send_parts(peer, {"user.account.created", "a", "b"});
+  send_parts(peer, {"user.account.created", "\xc1\xc1 not msgpack"});
+  REQUIRE(herald::test::wait_until(
+    [&] {
+      return (*p)->stats().bad_frames.load() == 3;
+    },
+    5s));
+  (*p)->stop();
+  CHECK((*p)->stats().io_errors.load() == 0);
+  CHECK((*p)->stats().received.load() == 0);
+  std::lock_guard<std::mutex> guard{listener.mtx};
+  CHECK(listener.io.empty());
+  REQUIRE(listener.bad.size() == 3);
+  for (auto& err : listener.bad)
+    CHECK(is(err, errc::decode_error));
+}
+
+TEST_CASE("a failed ZeroMQ operation counts as an I/O error, not a bad frame",
+          "[transport][pump]") {
+  recording_listener listener;
+  auto p = transport::pump::start({}, &listener);
+  REQUIRE(p);
+  // ZeroMQ refuses to connect a socket to an endpoint without a transport.
+  (*p)->request("no-such-endpoint", "request");
+  REQUIRE(herald::test::wait_until(
+    [&] {
+      return (*p)->stats().io_errors.load() == 1;
+    },
+    5s));
+  (*p)->stop();
+  CHECK((*p)->stats().bad_frames.load() == 0);
+  std::lock_guard<std::mutex> guard{listener.mtx};
+  CHECK(listener.bad.empty());
+  REQUIRE(listener.io.size() == 1);
+  CHECK(is(listener.io[0], errc::io_error));
+  CHECK_THAT(message_of(listener.io[0]), Catch::Contains("no-such-endpoint"));
+}
