@@ -24,6 +24,7 @@
 #include "herald/core/codec.hpp"
 #include "herald/core/errc.hpp"
 #include "herald/core/logging.hpp"
+#include "herald/runtime/control.hpp"
 #include "herald/store/event_log.hpp"
 #include "herald/transport/pump.hpp"
 #include "metrics.hpp"
@@ -63,6 +64,23 @@ caf::error check_subscription(const catalog& cat, const pattern& p,
                                   "event's consumers; add it there",
                                   consumer, p.text(), cat.source()));
   return {};
+}
+
+store::dead_letter_filter filter_of(const control::dlq_filter& f) {
+  store::dead_letter_filter out;
+  out.consumer = f.consumer;
+  out.event_type = f.type;
+  out.key = f.key;
+  return out;
+}
+
+stream_heartbeat to_stream_heartbeat(control::heartbeat hb) {
+  stream_heartbeat out;
+  out.stream = std::move(hb.stream);
+  out.head = hb.head;
+  out.control = std::move(hb.control);
+  out.types = std::move(hb.types);
+  return out;
 }
 
 } // namespace
@@ -205,27 +223,18 @@ struct node::impl : transport::pump_listener {
   }
 
   std::string make_heartbeat() override {
-    payload hb;
+    control::heartbeat hb;
     {
       std::lock_guard<std::mutex> guard{heads_mtx};
-      hb = {{"stream", stream},
-            {"head", sent_head},
-            {"control", pump ? pump->control_endpoint() : std::string{}},
-            {"types", sent_type_heads}};
+      hb.stream = stream;
+      hb.head = sent_head;
+      hb.control = pump ? pump->control_endpoint() : std::string{};
+      hb.types.insert(sent_type_heads.begin(), sent_type_heads.end());
     }
+    auto body = control::encode(hb);
     // Local consumers hear their own node's heartbeat directly.
-    broadcast_heartbeat(parse_heartbeat(hb));
-    return encode_payload(hb);
-  }
-
-  static stream_heartbeat parse_heartbeat(const payload& j) {
-    stream_heartbeat hb;
-    hb.stream = j.at("stream").get<std::string>();
-    hb.head = j.at("head").get<uint64_t>();
-    hb.control = j.at("control").get<std::string>();
-    for (auto& [type, head] : j.at("types").items())
-      hb.types.emplace(type, head.get<uint64_t>());
-    return hb;
+    broadcast_heartbeat(to_stream_heartbeat(std::move(hb)));
+    return body;
   }
 
   void broadcast_heartbeat(const stream_heartbeat& hb) {
@@ -235,167 +244,129 @@ struct node::impl : transport::pump_listener {
   }
 
   void on_heartbeat(std::string_view body) override {
-    auto j = decode_payload(body, limits);
-    stream_heartbeat hb;
-    try {
-      if (!j)
-        throw std::runtime_error(message_of(j.error()));
-      hb = parse_heartbeat(*j);
-    } catch (const std::exception& e) {
+    auto hb = control::decode_heartbeat(body, limits);
+    if (!hb) {
       control_errors.fetch_add(1, std::memory_order_relaxed);
-      log->warn("dropped a malformed heartbeat: {}", e.what());
+      log->warn("dropped a malformed heartbeat: {}", message_of(hb.error()));
       return;
     }
-    if (hb.stream == stream)
+    if (hb->stream == stream)
       return;
     {
       std::lock_guard<std::mutex> guard{peers_mtx};
-      peer_control[hb.stream] = hb.control;
+      peer_control[hb->stream] = hb->control;
     }
-    broadcast_heartbeat(hb);
+    broadcast_heartbeat(to_stream_heartbeat(std::move(*hb)));
   }
 
-  // Serves a replay request from this node's log. Never throws; a
-  // malformed request is counted and answered with an error.
-  std::string on_control_request(std::string_view request) override {
-    uint64_t id = 0;
-    std::string req_stream;
-    auto fail = [&](std::string why) {
-      control_errors.fetch_add(1, std::memory_order_relaxed);
-      log->warn("control request refused: {}", why);
-      return encode_payload(
-        {{"id", id}, {"stream", req_stream}, {"error", std::move(why)}});
-    };
-    auto j = decode_payload(request, limits);
-    if (!j)
-      return fail("malformed request: " + message_of(j.error()));
+  // Serves a control request: a replay from this node's log or a
+  // dead-letter operation. Never throws; a request that is malformed or
+  // cannot be served is counted and answered with an error reply.
+  std::string on_control_request(std::string_view bytes) override {
+    auto req = control::decode_request(bytes, limits);
+    if (!req)
+      return refuse(control::message_id(bytes, limits), {},
+                    message_of(req.error()));
     try {
-      id = j->at("id").get<uint64_t>();
-      req_stream = j->value("stream", std::string{});
-      auto op = j->at("op").get<std::string>();
-      if (op.starts_with("dlq."))
-        return encode_payload(dlq_request(op, *j));
-      if (op != "replay")
-        return fail(fmt::format("unknown operation '{}'; expected replay, "
-                                "dlq.list, dlq.show, dlq.redrive or "
-                                "dlq.purge",
-                                op));
-      if (req_stream != stream)
-        return fail(fmt::format("unknown stream '{}': this node's stream is "
-                                "'{}'",
-                                req_stream, stream));
-      auto from = j->at("from").get<uint64_t>();
-      auto max = std::min<uint64_t>(j->at("max").get<uint64_t>(), 4096);
-      std::vector<pattern> patterns;
-      for (auto& text : j->at("patterns")) {
-        auto p = pattern::parse(text.get<std::string>());
-        if (!p)
-          return fail(message_of(p.error()));
-        patterns.push_back(std::move(*p));
-      }
-      return replay_reply_bytes(id, from, max, patterns);
+      return std::visit(
+        [this](const auto& r) {
+          return serve(r);
+        },
+        *req);
     } catch (const std::exception& e) {
-      return fail(fmt::format("malformed request: {}", e.what()));
+      return refuse(
+        control::message_id(bytes, limits), {},
+        fmt::format("cannot serve {}: {}", control::op_name(*req), e.what()));
     }
   }
 
-  // Answers a dead-letter request of `herald dlq` (see tools/dlq.cpp for
-  // the protocol). Throws nlohmann's exceptions on malformed fields; the
-  // caller answers those with an error.
-  payload dlq_request(const std::string& op, const payload& req) {
-    auto id = req.at("id").get<uint64_t>();
-    store::dead_letter_filter f;
-    f.consumer = req.value("consumer", std::string{});
-    f.event_type = req.value("type", std::string{});
-    f.key = req.value("key", std::string{});
-    auto dry_run = req.value("dry_run", false);
-    auto answer = [&](const char* field, auto&& value) {
-      return payload{{"id", id}, {field, value}, {"dry_run", dry_run}};
-    };
-    auto ids_or_error = [&](const char* field,
-                            caf::expected<std::vector<uint64_t>> r) {
-      if (!r)
-        return dlq_error(id, message_of(r.error()));
-      return answer(field, *r);
-    };
-    if (op == "dlq.list") {
-      f.after_id = req.value("after", uint64_t{0});
-      auto limit = req.value("limit", uint64_t{100});
-      f.limit = static_cast<size_t>(limit) + 1; // one more tells `more`
-      auto letters = front->dead_letters(f);
-      if (!letters)
-        return dlq_error(id, message_of(letters.error()));
-      bool more = letters->size() > limit;
-      if (more)
-        letters->pop_back();
-      auto list = payload::array();
-      for (auto& l : *letters)
-        list.push_back(dead_letter_json(l, false));
-      return {{"id", id}, {"dead_letters", std::move(list)}, {"more", more}};
-    }
-    if (op == "dlq.show") {
-      auto which = req.at("dead_letter").get<uint64_t>();
-      std::shared_lock<std::shared_mutex> guard{store_mtx};
-      if (!log_store)
-        return dlq_error(id, "the node is stopping");
-      auto l = log_store->find_dead_letter(which);
-      if (!l)
-        return dlq_error(id, message_of(l.error()));
-      if (!*l)
-        return dlq_error(id, fmt::format("no dead letter {} on node '{}'; "
-                                         "list them with herald dlq list",
-                                         which, cfg.name));
-      return {{"id", id}, {"dead_letter", dead_letter_json(**l, true)}};
-    }
-    if (op == "dlq.redrive")
-      return ids_or_error("redriven", front->redrive(f, dry_run));
-    if (op == "dlq.purge") {
-      if (auto which = req.value("dead_letter", uint64_t{0}); which != 0)
-        return ids_or_error("purged", front->purge(which, dry_run));
-      if (f.consumer.empty() && f.event_type.empty() && f.key.empty()
-          && !req.value("all", false))
-        return dlq_error(id, "dlq.purge needs a dead letter id, a filter "
-                             "(consumer, type, key) or all: true");
-      return ids_or_error("purged", front->purge(f, dry_run));
-    }
-    return dlq_error(id, fmt::format("unknown operation '{}'; expected "
-                                     "dlq.list, dlq.show, dlq.redrive or "
-                                     "dlq.purge",
-                                     op));
-  }
-
-  payload dlq_error(uint64_t id, std::string why) {
+  // The error reply to request `id` (of `req_stream`, for a replay),
+  // counted and logged.
+  std::string refuse(uint64_t id, std::string req_stream, std::string why) {
     control_errors.fetch_add(1, std::memory_order_relaxed);
-    log->warn("dead-letter request refused: {}", why);
-    return {{"id", id}, {"error", std::move(why)}};
+    log->warn("control request refused: {}", why);
+    control::error_reply e;
+    e.id = id;
+    e.stream = std::move(req_stream);
+    e.error = std::move(why);
+    return control::encode(e);
   }
 
-  static payload dead_letter_json(const store::dead_letter& l,
-                                  bool with_event) {
-    auto attempts = payload::array();
-    for (auto& a : l.attempts)
-      attempts.push_back({{"time", format_timestamp(a.time_us)},
-                          {"error", a.error},
-                          {"class", a.error_class}});
-    payload j{{"id", l.id},
-              {"consumer", l.consumer},
-              {"node", l.node},
-              {"event_type", l.event_type},
-              {"event_id", l.event_id},
-              {"key", l.key},
-              {"stream", l.stream},
-              {"seq", l.seq},
-              {"reason", l.reason},
-              {"parked", l.parked},
-              {"created", format_timestamp(l.created_us)},
-              {"attempts", std::move(attempts)}};
-    if (with_event) {
-      if (auto ev = decode(l.envelope))
-        j["event"] = payload(ev->to_json());
-      else
-        j["event_error"] = message_of(ev.error());
+  std::string serve(const control::replay_request& r) {
+    if (r.stream != stream)
+      return refuse(r.id, r.stream,
+                    fmt::format("unknown stream '{}': this node's stream is "
+                                "'{}'",
+                                r.stream, stream));
+    std::vector<pattern> patterns;
+    for (auto& text : r.patterns) {
+      auto p = pattern::parse(text);
+      if (!p)
+        return refuse(r.id, r.stream, message_of(p.error()));
+      patterns.push_back(std::move(*p));
     }
-    return j;
+    return replay_reply_bytes(
+      r.id, r.from, std::min(r.max, control::max_replay_events), patterns);
+  }
+
+  std::string serve(const control::dlq_list_request& r) {
+    auto f = filter_of(r.filter);
+    f.after_id = r.after;
+    f.limit = static_cast<size_t>(r.limit) + 1; // one more tells `more`
+    auto letters = front->dead_letters(f);
+    if (!letters)
+      return refuse(r.id, {}, message_of(letters.error()));
+    control::dlq_list_reply reply;
+    reply.id = r.id;
+    reply.more = letters->size() > r.limit;
+    if (reply.more)
+      letters->pop_back();
+    for (auto& l : *letters)
+      reply.dead_letters.push_back(control::to_record(l, false));
+    return control::encode(reply);
+  }
+
+  std::string serve(const control::dlq_show_request& r) {
+    std::shared_lock<std::shared_mutex> guard{store_mtx};
+    if (!log_store)
+      return refuse(r.id, {}, "the node is stopping");
+    auto l = log_store->find_dead_letter(r.dead_letter);
+    if (!l)
+      return refuse(r.id, {}, message_of(l.error()));
+    if (!*l)
+      return refuse(r.id, {},
+                    fmt::format("no dead letter {} on node '{}'; list them "
+                                "with herald dlq list",
+                                r.dead_letter, cfg.name));
+    control::dlq_show_reply reply;
+    reply.id = r.id;
+    reply.dead_letter = control::to_record(**l, true);
+    return control::encode(reply);
+  }
+
+  std::string serve(const control::dlq_redrive_request& r) {
+    auto ids = front->redrive(filter_of(r.filter), r.dry_run);
+    if (!ids)
+      return refuse(r.id, {}, message_of(ids.error()));
+    control::dlq_redrive_reply reply;
+    reply.id = r.id;
+    reply.redriven = std::move(*ids);
+    reply.dry_run = r.dry_run;
+    return control::encode(reply);
+  }
+
+  // A purge that selects nothing never gets here: decoding refuses it.
+  std::string serve(const control::dlq_purge_request& r) {
+    auto ids = r.dead_letter != 0
+                 ? front->purge(r.dead_letter, r.dry_run)
+                 : front->purge(filter_of(r.filter), r.dry_run);
+    if (!ids)
+      return refuse(r.id, {}, message_of(ids.error()));
+    control::dlq_purge_reply reply;
+    reply.id = r.id;
+    reply.purged = std::move(*ids);
+    reply.dry_run = r.dry_run;
+    return control::encode(reply);
   }
 
   // Deletes `letters` (or says which it would), unparking entities left
@@ -436,10 +407,16 @@ struct node::impl : transport::pump_listener {
 
   std::string replay_reply_bytes(uint64_t id, uint64_t from, uint64_t max,
                                  const std::vector<pattern>& patterns) {
+    auto error = [&](std::string why) {
+      control::error_reply e;
+      e.id = id;
+      e.stream = stream;
+      e.error = std::move(why);
+      return control::encode(e);
+    };
     std::shared_lock<std::shared_mutex> guard{store_mtx};
     if (!log_store)
-      return encode_payload(
-        {{"id", id}, {"stream", stream}, {"error", "the node is stopping"}});
+      return error("the node is stopping");
     // Heads first, then the read: the heads never count an event the read
     // could not see.
     auto heads = log_store->type_heads();
@@ -448,19 +425,18 @@ struct node::impl : transport::pump_listener {
                                return any_matches(patterns, type);
                              });
     if (!r)
-      return encode_payload(
-        {{"id", id}, {"stream", stream}, {"error", message_of(r.error())}});
-    std::vector<uint8_t> events;
+      return error(message_of(r.error()));
+    control::replay_reply reply;
+    reply.id = id;
+    reply.stream = stream;
+    reply.head = r->head;
+    reply.first = r->first;
+    reply.next = r->next;
+    reply.type_heads = std::move(heads);
     for (auto& ev : r->events)
-      events.insert(events.end(), ev.envelope.begin(), ev.envelope.end());
-    payload reply{{"id", id},
-                  {"stream", stream},
-                  {"head", r->head},
-                  {"first", r->first},
-                  {"next", r->next},
-                  {"type_heads", heads},
-                  {"events", payload::binary(std::move(events))}};
-    return encode_payload(reply);
+      reply.events.insert(reply.events.end(), ev.envelope.begin(),
+                          ev.envelope.end());
+    return control::encode(reply);
   }
 
   size_t transport_max_batch() const {
@@ -491,37 +467,33 @@ struct node::impl : transport::pump_listener {
   }
 
   caf::expected<replay_reply> parse_reply(std::string_view body) {
-    auto j = decode_payload(body, limits);
-    if (!j)
-      return std::move(j.error());
+    auto answer = control::decode_reply<control::replay_reply>(body, limits);
+    if (!answer)
+      return std::move(answer.error());
     replay_reply r;
-    try {
-      r.id = j->at("id").get<uint64_t>();
-      r.stream = j->at("stream").get<std::string>();
-      if (auto e = j->find("error"); e != j->end()) {
-        r.error = e->get<std::string>();
-        return r;
-      }
-      r.head = j->at("head").get<uint64_t>();
-      r.first = j->at("first").get<uint64_t>();
-      r.next = j->at("next").get<uint64_t>();
-      for (auto& [type, head] : j->at("type_heads").items())
-        r.type_heads.emplace(type, head.get<uint64_t>());
-      // The events refer into the received bytes, moved, not copied.
-      auto owner = std::make_shared<std::vector<uint8_t>>(
-        std::move(j->at("events").get_binary()));
-      std::string_view bytes{reinterpret_cast<const char*>(owner->data()),
-                             owner->size()};
-      size_t offset = 0;
-      while (offset < bytes.size()) {
-        auto ev = decode_next(bytes, offset, owner, limits);
-        if (!ev)
-          return std::move(ev.error());
-        r.events.push_back(ev->as_redelivered());
-      }
-    } catch (const std::exception& e) {
-      return make_error(errc::decode_error,
-                        fmt::format("malformed replay reply: {}", e.what()));
+    if (auto* e = std::get_if<control::error_reply>(&*answer)) {
+      r.id = e->id;
+      r.stream = std::move(e->stream);
+      r.error = std::move(e->error);
+      return r;
+    }
+    auto& m = std::get<control::replay_reply>(*answer);
+    r.id = m.id;
+    r.stream = std::move(m.stream);
+    r.head = m.head;
+    r.first = m.first;
+    r.next = m.next;
+    r.type_heads = std::move(m.type_heads);
+    // The events refer into the received bytes, moved, not copied.
+    auto owner = std::make_shared<std::vector<uint8_t>>(std::move(m.events));
+    std::string_view bytes{reinterpret_cast<const char*>(owner->data()),
+                           owner->size()};
+    size_t offset = 0;
+    while (offset < bytes.size()) {
+      auto ev = decode_next(bytes, offset, owner, limits);
+      if (!ev)
+        return std::move(ev.error());
+      r.events.push_back(ev->as_redelivered());
     }
     return r;
   }
@@ -553,9 +525,13 @@ struct node::impl : transport::pump_listener {
         deliver_reply(std::move(*r));
       return id;
     }
-    payload req{{"op", "replay"}, {"id", id},   {"stream", req_stream},
-                {"from", from},   {"max", max}, {"patterns", patterns}};
-    pump->request(endpoint, encode_payload(req));
+    control::replay_request req;
+    req.id = id;
+    req.stream = req_stream;
+    req.from = from;
+    req.max = max;
+    req.patterns = patterns;
+    pump->request(endpoint, control::encode(req));
     return id;
   }
 
