@@ -72,6 +72,9 @@
 /// heartbeats are read whatever their version, by the fields the reader
 /// knows. A message without `v` is version 1 (herald wrote none before).
 ///
+/// Every message compares field by field (`==`). Thread safety: every
+/// function here is pure and may be called from any thread.
+///
 /// Decoding never throws and trusts nothing: a frame over the limits, a
 /// wrong-typed or missing required field, an unknown op or an unserved
 /// version fails with `errc::decode_error` naming the message, the field
@@ -113,6 +116,7 @@ struct replay_reply;
 
 /// `replay`: events of the node's own stream from a seq on.
 struct replay_request {
+  /// The reply this request gets (an `error_reply` instead when refused).
   using reply_type = replay_reply;
   /// Protocol version. Default: `version`.
   uint32_t v = version;
@@ -239,6 +243,7 @@ struct dlq_purge_reply;
 
 /// `dlq.list`: one page of the dead letters a filter selects.
 struct dlq_list_request {
+  /// The reply this request gets (an `error_reply` instead when refused).
   using reply_type = dlq_list_reply;
   /// Protocol version. Default: `version`.
   uint32_t v = version;
@@ -256,7 +261,9 @@ struct dlq_list_request {
 
 /// The answer to a `dlq_list_request`.
 struct dlq_list_reply {
+  /// Protocol version. Default: `version`.
   uint32_t v = version;
+  /// The request's id.
   uint64_t id = 0;
   /// The dead letters, by increasing id, without their events.
   std::vector<dead_letter_record> dead_letters;
@@ -268,8 +275,11 @@ struct dlq_list_reply {
 
 /// `dlq.show`: one dead letter with its event.
 struct dlq_show_request {
+  /// The reply this request gets (an `error_reply` instead when refused).
   using reply_type = dlq_show_reply;
+  /// Protocol version. Default: `version`.
   uint32_t v = version;
+  /// Chosen by the sender; the reply echoes it. Default: 0.
   uint64_t id = 0;
   /// The dead letter's id.
   uint64_t dead_letter = 0;
@@ -279,7 +289,9 @@ struct dlq_show_request {
 
 /// The answer to a `dlq_show_request`.
 struct dlq_show_reply {
+  /// Protocol version. Default: `version`.
   uint32_t v = version;
+  /// The request's id.
   uint64_t id = 0;
   /// The dead letter, with `event` or `event_error`.
   dead_letter_record dead_letter;
@@ -289,8 +301,11 @@ struct dlq_show_reply {
 
 /// `dlq.redrive`: hands dead letters back to their consumers.
 struct dlq_redrive_request {
+  /// The reply this request gets (an `error_reply` instead when refused).
   using reply_type = dlq_redrive_reply;
+  /// Protocol version. Default: `version`.
   uint32_t v = version;
+  /// Chosen by the sender; the reply echoes it. Default: 0.
   uint64_t id = 0;
   /// Which dead letters. Default: all.
   dlq_filter filter;
@@ -302,7 +317,9 @@ struct dlq_redrive_request {
 
 /// The answer to a `dlq_redrive_request`.
 struct dlq_redrive_reply {
+  /// Protocol version. Default: `version`.
   uint32_t v = version;
+  /// The request's id.
   uint64_t id = 0;
   /// The ids redriven (or that would be).
   std::vector<uint64_t> redriven;
@@ -316,8 +333,11 @@ struct dlq_redrive_reply {
 /// `dlq.purge`: deletes dead letters for good. Decoding refuses one that
 /// selects nothing (no `dead_letter`, empty filter, `all` false).
 struct dlq_purge_request {
+  /// The reply this request gets (an `error_reply` instead when refused).
   using reply_type = dlq_purge_reply;
+  /// Protocol version. Default: `version`.
   uint32_t v = version;
+  /// Chosen by the sender; the reply echoes it. Default: 0.
   uint64_t id = 0;
   /// The one dead letter to delete; 0 (not sent) for a filter or all.
   uint64_t dead_letter = 0;
@@ -333,7 +353,9 @@ struct dlq_purge_request {
 
 /// The answer to a `dlq_purge_request`.
 struct dlq_purge_reply {
+  /// Protocol version. Default: `version`.
   uint32_t v = version;
+  /// The request's id.
   uint64_t id = 0;
   /// The ids deleted (or that would be).
   std::vector<uint64_t> purged;
@@ -348,6 +370,7 @@ struct dlq_purge_reply {
 
 /// The answer to any request the node refused.
 struct error_reply {
+  /// Protocol version. Default: `version`.
   uint32_t v = version;
   /// The request's id; 0 when it had none that could be read.
   uint64_t id = 0;
@@ -361,6 +384,7 @@ struct error_reply {
 
 /// A stream heartbeat: where a stream's head is, and whom to ask for it.
 struct heartbeat {
+  /// Protocol version. Default: `version`.
   uint32_t v = version;
   /// The stream id.
   std::string stream;
