@@ -11,25 +11,18 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <zmq.hpp>
 
 #include "cli_common.hpp"
-#include "herald/core/codec.hpp"
 #include "herald/core/config.hpp"
 #include "herald/core/errc.hpp"
+#include "herald/runtime/control.hpp"
+#include "herald/runtime/control_client.hpp"
 
 namespace herald::cli {
 
 namespace {
 
 constexpr std::string_view prog = "herald";
-
-// Every request carries this id; the socket is fresh, so no reply to an
-// earlier request can arrive on it.
-constexpr uint64_t request_id = 1;
-
-// A reply may carry a whole event (show) or many dead letters (list).
-constexpr size_t max_reply = size_t{64} * 1024 * 1024;
 
 // Longest reason the list shows; `show` prints it whole.
 constexpr size_t max_reason_width = 60;
@@ -186,90 +179,30 @@ caf::expected<std::string> resolve_endpoint(const endpoint_options& opts) {
   return ep;
 }
 
-// Sends `request` (with `id` added) to the node at `endpoint` and waits at
-// most `timeout` for the reply. Fails on no answer, a malformed reply or
-// an `error` reply, whose message it returns.
-caf::expected<payload> ask(const std::string& endpoint, payload request,
-                           double timeout) {
-  request["id"] = request_id;
-  auto bytes = encode_payload(request);
-  decode_limits limits;
-  limits.max_frame = max_reply;
-  limits.max_str = max_reply;
-  auto malformed = [&](std::string_view why) {
-    return make_error(errc::decode_error,
-                      fmt::format("malformed reply from {}: {}; is that the "
-                                  "control endpoint of a herald node?",
-                                  endpoint, why));
-  };
-  try {
-    zmq::context_t ctx{1};
-    zmq::socket_t sock{ctx, zmq::socket_type::dealer};
-    // Exit at once, whether or not the request was delivered.
-    sock.set(zmq::sockopt::linger, 0);
-    sock.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(max_reply));
-    sock.connect(endpoint);
-    // A connecting DEALER queues the request on its pipe: no wait here.
-    if (!sock.send(zmq::buffer(bytes), zmq::send_flags::dontwait))
-      return make_error(
-        errc::io_error,
-        fmt::format("cannot queue the request to {}", endpoint));
-    auto deadline =
-      std::chrono::steady_clock::now() + from_seconds(std::max(timeout, 0.0));
-    for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0)
-        return make_error(
-          errc::timeout,
-          fmt::format("no answer from {} within {:g}s; is the node running, "
-                      "and is that its control endpoint?",
-                      endpoint, timeout));
-      zmq::pollitem_t item{sock.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, left);
-      if ((item.revents & ZMQ_POLLIN) == 0)
-        continue;
-      zmq::message_t msg;
-      if (!sock.recv(msg, zmq::recv_flags::dontwait))
-        continue;
-      if (msg.more())
-        return malformed("more than one frame");
-      auto reply = decode_payload(msg.to_string_view(), limits);
-      if (!reply)
-        return malformed(message_of(reply.error()));
-      if (!reply->is_object())
-        return malformed("not a map");
-      auto id = reply->find("id");
-      if (id != reply->end() && id->is_number_unsigned()
-          && id->get<uint64_t>() != request_id)
-        continue; // not ours
-      if (auto err = reply->find("error"); err != reply->end())
-        return make_error(errc::remote_error, err->is_string()
-                                                ? err->get<std::string>()
-                                                : err->dump());
-      return std::move(*reply);
-    }
-  } catch (const zmq::error_t& e) {
-    return make_error(errc::io_error,
-                      fmt::format("cannot talk to {}: {}", endpoint, e.what()));
-  }
-}
-
-// Resolves the endpoint and asks; the one path every command takes.
-caf::expected<payload> ask_node(const endpoint_options& opts, payload request) {
+// Resolves the endpoint and asks the node; the one path every command
+// takes. Fails on no answer, a malformed reply or an error reply, whose
+// message it returns.
+template <class Request>
+caf::expected<typename Request::reply_type>
+ask_node(const endpoint_options& opts, Request request) {
   auto ep = resolve_endpoint(opts);
   if (!ep)
     return std::move(ep.error());
-  return ask(*ep, std::move(request), opts.timeout);
+  control_client_options co;
+  co.timeout =
+    std::max(from_seconds(opts.timeout), std::chrono::milliseconds{1});
+  auto client = control_client::connect(std::move(*ep), std::move(co));
+  if (!client)
+    return std::move(client.error());
+  return client->call(std::move(request));
 }
 
-void add_filters(payload& request, const filter_options& f) {
-  if (f.consumer)
-    request["consumer"] = *f.consumer;
-  if (f.type)
-    request["type"] = *f.type;
-  if (f.key)
-    request["key"] = *f.key;
+control::dlq_filter filter_of(const filter_options& f) {
+  control::dlq_filter out;
+  out.consumer = f.consumer.value_or("");
+  out.type = f.type.value_or("");
+  out.key = f.key.value_or("");
+  return out;
 }
 
 // JSON text that never throws on strings that are not UTF-8.
@@ -297,17 +230,14 @@ std::string one_line(std::string_view s) {
   return out;
 }
 
-// The value of `key` in `j` as text: strings as they are, anything else
-// as JSON, nothing when absent.
-std::string text_of(const payload& j, const char* key) {
-  if (!j.is_object())
+// A value as text: strings as they are, anything else as JSON, nothing
+// for null; on one line.
+std::string text_of(const payload& j) {
+  if (j.is_null())
     return {};
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null())
-    return {};
-  if (it->is_string())
-    return one_line(it->get_ref<const std::string&>());
-  return one_line(dump(*it));
+  if (j.is_string())
+    return one_line(j.get_ref<const std::string&>());
+  return one_line(dump(j));
 }
 
 // Columns are measured in characters, not bytes.
@@ -334,18 +264,6 @@ std::string pad(const std::string& s, size_t width) {
   return w >= width ? s : s + std::string(width - w, ' ');
 }
 
-// The array `key` of `reply`; fails naming it when absent or no array.
-caf::expected<payload> array_of(const payload& reply, const char* key) {
-  auto it = reply.find(key);
-  if (it == reply.end() || !it->is_array())
-    return make_error(errc::decode_error,
-                      fmt::format("malformed reply: no '{}' list; is the "
-                                  "node a herald version with dead letter "
-                                  "commands?",
-                                  key));
-  return *it;
-}
-
 void print_table(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> widths;
   for (auto& row : rows)
@@ -368,52 +286,46 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
 }
 
 int run_list(const dlq_state& st) {
-  payload request{{"op", "dlq.list"}, {"limit", st.limit}};
-  add_filters(request, st.filter);
-  if (st.after)
-    request["after"] = *st.after;
+  control::dlq_list_request request;
+  request.filter = filter_of(st.filter);
+  request.limit = st.limit;
+  request.after = st.after.value_or(0);
   auto reply = ask_node(st.endpoint, std::move(request));
   if (!reply)
     return fail(prog, message_of(reply.error()));
-  auto letters = array_of(*reply, "dead_letters");
-  if (!letters)
-    return fail(prog, message_of(letters.error()));
-  auto more_it = reply->find("more");
-  bool more =
-    more_it != reply->end() && more_it->is_boolean() && more_it->get<bool>();
+  const auto& letters = reply->dead_letters;
   std::string next;
-  if (more && !letters->empty())
+  if (reply->more && !letters.empty())
     next = fmt::format("more dead letters match; list the next ones with "
                        "--after {}",
-                       text_of(letters->back(), "id"));
+                       letters.back().id);
   if (st.json) {
-    print_line(dump(*letters));
+    auto list = payload::array();
+    for (auto& dl : letters)
+      list.push_back(control::to_json(dl));
+    print_line(dump(list));
     if (!next.empty())
       fmt::print(stderr, "{}\n", next);
     return exit_ok;
   }
-  if (letters->empty()) {
+  if (letters.empty()) {
     print_line("no dead letters match");
     return exit_ok;
   }
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"ID", "CONSUMER", "TYPE", "KEY", "STREAM:SEQ", "ATTEMPTS",
                   "REASON", "CREATED"});
-  for (auto& dl : *letters) {
-    auto attempts = dl.is_object() ? dl.find("attempts") : dl.end();
+  for (auto& dl : letters)
     rows.push_back({
-      text_of(dl, "id"),
-      text_of(dl, "consumer"),
-      text_of(dl, "event_type"),
-      text_of(dl, "key"),
-      fmt::format("{}:{}", text_of(dl, "stream"), text_of(dl, "seq")),
-      attempts != dl.end() && attempts->is_array()
-        ? std::to_string(attempts->size())
-        : std::string{"?"},
-      shorten(text_of(dl, "reason"), max_reason_width),
-      text_of(dl, "created"),
+      std::to_string(dl.id),
+      one_line(dl.consumer),
+      one_line(dl.event_type),
+      one_line(dl.key),
+      fmt::format("{}:{}", one_line(dl.stream), dl.seq),
+      std::to_string(dl.attempts.size()),
+      shorten(one_line(dl.reason), max_reason_width),
+      one_line(dl.created),
     });
-  }
   print_table(rows);
   if (!next.empty())
     print_line(next);
@@ -421,106 +333,76 @@ int run_list(const dlq_state& st) {
 }
 
 int run_show(const dlq_state& st) {
-  auto reply =
-    ask_node(st.endpoint, {{"op", "dlq.show"}, {"dead_letter", st.show_id}});
+  control::dlq_show_request request;
+  request.dead_letter = st.show_id;
+  auto reply = ask_node(st.endpoint, request);
   if (!reply)
     return fail(prog, message_of(reply.error()));
-  auto it = reply->find("dead_letter");
-  if (it == reply->end() || !it->is_object())
-    return fail(prog, "malformed reply: no 'dead_letter' map");
-  const auto& dl = *it;
+  const auto& dl = reply->dead_letter;
   if (st.json) {
-    print_line(dump(dl, 2));
+    print_line(dump(control::to_json(dl), 2));
     return exit_ok;
   }
   // The known fields in a fixed order, then any the node added.
-  std::vector<std::string> keys = {
-    "id",     "consumer", "node",   "event_type", "event_id", "key",
-    "stream", "seq",      "reason", "parked",     "created",
-  };
-  for (auto& [k, v] : dl.items())
-    if (k != "attempts" && k != "event"
-        && std::find(keys.begin(), keys.end(), k) == keys.end())
-      keys.push_back(k);
+  auto fields = control::shown_fields(dl);
   size_t width = std::string_view{"attempts"}.size();
-  for (auto& k : keys)
-    width = std::max(width, k.size());
-  for (auto& k : keys)
+  for (auto& [name, value] : fields)
+    width = std::max(width, name.size());
+  for (auto& [name, value] : fields)
     print_line(
-      fmt::format("{}  {}", pad(k + ":", width + 1), text_of(dl, k.c_str())));
-  auto attempts = dl.find("attempts");
-  if (attempts != dl.end() && attempts->is_array()) {
-    print_line(
-      fmt::format("{}  {}", pad("attempts:", width + 1), attempts->size()));
-    size_t n = 0;
-    for (auto& a : *attempts)
-      print_line(fmt::format("  {}. {}  [{}]  {}", ++n, text_of(a, "time"),
-                             text_of(a, "class"), text_of(a, "error")));
-  } else {
-    print_line(fmt::format("{}  none listed", pad("attempts:", width + 1)));
-  }
-  auto event = dl.find("event");
-  if (event == dl.end() || event->is_null()) {
+      fmt::format("{}  {}", pad(name + ":", width + 1), text_of(value)));
+  print_line(
+    fmt::format("{}  {}", pad("attempts:", width + 1), dl.attempts.size()));
+  size_t n = 0;
+  for (auto& a : dl.attempts)
+    print_line(fmt::format("  {}. {}  [{}]  {}", ++n, one_line(a.time),
+                           one_line(a.error_class), one_line(a.error)));
+  if (!dl.event || dl.event->is_null()) {
     print_line("event:     none in the reply");
     return exit_ok;
   }
   print_line("event:");
-  print_line(dump(*event, 2));
+  print_line(dump(*dl.event, 2));
   return exit_ok;
-}
-
-// "4, 7, 9" from an array of ids.
-std::string id_list(const payload& ids) {
-  std::string out;
-  for (auto& id : ids) {
-    if (!out.empty())
-      out += ", ";
-    out += id.is_string() ? id.get<std::string>() : dump(id);
-  }
-  return out;
 }
 
 // Prints which dead letters were `done` (redriven, purged), or would be
 // in a dry run.
-int report_ids(const dlq_state& st, const payload& reply, const char* key,
-               std::string_view done) {
-  auto ids = array_of(reply, key);
-  if (!ids)
-    return fail(prog, message_of(ids.error()));
+int report_ids(const dlq_state& st, const std::vector<uint64_t>& ids,
+               std::optional<bool> dry_run, std::string_view done) {
   // The node says whether it changed anything; an older one may not.
-  auto dry = reply.find("dry_run");
-  bool dry_run =
-    dry != reply.end() && dry->is_boolean() ? dry->get<bool>() : st.dry_run;
-  auto what =
-    dry_run ? fmt::format("would be {} (dry run)", done) : std::string{done};
-  if (ids->empty())
+  auto what = dry_run.value_or(st.dry_run)
+                ? fmt::format("would be {} (dry run)", done)
+                : std::string{done};
+  if (ids.empty())
     print_line(fmt::format("no dead letters match; none {}", what));
   else
-    print_line(fmt::format("{} dead letter{} {}: {}", ids->size(),
-                           ids->size() == 1 ? "" : "s", what, id_list(*ids)));
+    print_line(fmt::format("{} dead letter{} {}: {}", ids.size(),
+                           ids.size() == 1 ? "" : "s", what,
+                           fmt::join(ids, ", ")));
   return exit_ok;
 }
 
 int run_redrive(const dlq_state& st) {
-  payload request{{"op", "dlq.redrive"}, {"dry_run", st.dry_run}};
-  add_filters(request, st.filter);
+  control::dlq_redrive_request request;
+  request.filter = filter_of(st.filter);
+  request.dry_run = st.dry_run;
   auto reply = ask_node(st.endpoint, std::move(request));
   if (!reply)
     return fail(prog, message_of(reply.error()));
-  return report_ids(st, *reply, "redriven", "redriven");
+  return report_ids(st, reply->redriven, reply->dry_run, "redriven");
 }
 
 int run_purge(const dlq_state& st) {
-  payload request{{"op", "dlq.purge"}, {"dry_run", st.dry_run}};
-  add_filters(request, st.filter);
-  if (st.purge_id)
-    request["dead_letter"] = *st.purge_id;
-  if (st.purge_all)
-    request["all"] = true;
+  control::dlq_purge_request request;
+  request.filter = filter_of(st.filter);
+  request.dead_letter = st.purge_id.value_or(0);
+  request.all = st.purge_all;
+  request.dry_run = st.dry_run;
   auto reply = ask_node(st.endpoint, std::move(request));
   if (!reply)
     return fail(prog, message_of(reply.error()));
-  return report_ids(st, *reply, "purged", "purged");
+  return report_ids(st, reply->purged, reply->dry_run, "purged");
 }
 
 } // namespace

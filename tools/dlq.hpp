@@ -11,22 +11,10 @@
 /// --dry-run
 /// ```
 ///
-/// Each command sends one request to the node's control endpoint (a
-/// ZeroMQ ROUTER) from a DEALER socket and waits for the one reply, at
-/// most `--timeout` seconds. Requests and replies are MessagePack maps;
-/// every request has `op` and an `id` the reply echoes, and any reply may
-/// be `{id, error}` instead:
-///
-/// - `{op: "dlq.list", id, consumer?, type?, key?, after?, limit?}` →
-///   `{id, dead_letters: [DL...], more}`
-/// - `{op: "dlq.show", id, dead_letter}` → `{id, dead_letter: DL + event}`
-/// - `{op: "dlq.redrive", id, consumer?, type?, key?, dry_run}` →
-///   `{id, redriven: [ids], dry_run}`
-/// - `{op: "dlq.purge", id, consumer?, type?, key?, dead_letter?, all?,
-///   dry_run}` → `{id, purged: [ids], dry_run}`
-///
-/// where DL is `{id, consumer, node, event_type, event_id, key, stream,
-/// seq, reason, parked, created, attempts: [{time, error, class}]}`.
+/// Each command sends one request of the control protocol to the node's
+/// control endpoint through a `herald::control_client` and waits for the
+/// one reply, at most `--timeout` seconds. The messages, their fields and
+/// their limits are described in `herald/runtime/control.hpp`.
 ///
 /// Exit codes as for every herald command: 0 success, 1 runtime error
 /// (no answer, an error reply; `herald: <message>` on stderr), 2 bad

@@ -12,103 +12,75 @@
 
 namespace herald {
 
-// Answers a dead-letter request of `herald dlq` (see tools/dlq.cpp for
-// the protocol). Throws nlohmann's exceptions on malformed fields; the
-// caller answers those with an error.
-payload node::impl::dlq_request(const std::string& op, const payload& req) {
-  auto id = req.at("id").get<uint64_t>();
-  store::dead_letter_filter f;
-  f.consumer = req.value("consumer", std::string{});
-  f.event_type = req.value("type", std::string{});
-  f.key = req.value("key", std::string{});
-  auto dry_run = req.value("dry_run", false);
-  auto answer = [&](const char* field, auto&& value) {
-    return payload{{"id", id}, {field, value}, {"dry_run", dry_run}};
-  };
-  auto ids_or_error = [&](const char* field,
-                          caf::expected<std::vector<uint64_t>> r) {
-    if (!r)
-      return dlq_error(id, message_of(r.error()));
-    return answer(field, *r);
-  };
-  if (op == "dlq.list") {
-    f.after_id = req.value("after", uint64_t{0});
-    auto limit = req.value("limit", uint64_t{100});
-    f.limit = static_cast<size_t>(limit) + 1; // one more tells `more`
-    auto letters = front->dead_letters(f);
-    if (!letters)
-      return dlq_error(id, message_of(letters.error()));
-    bool more = letters->size() > limit;
-    if (more)
-      letters->pop_back();
-    auto list = payload::array();
-    for (auto& l : *letters)
-      list.push_back(dead_letter_json(l, false));
-    return {{"id", id}, {"dead_letters", std::move(list)}, {"more", more}};
-  }
-  if (op == "dlq.show") {
-    auto which = req.at("dead_letter").get<uint64_t>();
-    std::shared_lock<std::shared_mutex> guard{store_mtx};
-    if (!log_store)
-      return dlq_error(id, "the node is stopping");
-    auto l = log_store->find_dead_letter(which);
-    if (!l)
-      return dlq_error(id, message_of(l.error()));
-    if (!*l)
-      return dlq_error(id, fmt::format("no dead letter {} on node '{}'; "
-                                       "list them with herald dlq list",
-                                       which, cfg.name));
-    return {{"id", id}, {"dead_letter", dead_letter_json(**l, true)}};
-  }
-  if (op == "dlq.redrive")
-    return ids_or_error("redriven", front->redrive(f, dry_run));
-  if (op == "dlq.purge") {
-    if (auto which = req.value("dead_letter", uint64_t{0}); which != 0)
-      return ids_or_error("purged", front->purge(which, dry_run));
-    if (f.consumer.empty() && f.event_type.empty() && f.key.empty()
-        && !req.value("all", false))
-      return dlq_error(id, "dlq.purge needs a dead letter id, a filter "
-                           "(consumer, type, key) or all: true");
-    return ids_or_error("purged", front->purge(f, dry_run));
-  }
-  return dlq_error(id, fmt::format("unknown operation '{}'; expected "
-                                   "dlq.list, dlq.show, dlq.redrive or "
-                                   "dlq.purge",
-                                   op));
+namespace {
+
+store::dead_letter_filter filter_of(const control::dlq_filter& f) {
+  store::dead_letter_filter out;
+  out.consumer = f.consumer;
+  out.event_type = f.type;
+  out.key = f.key;
+  return out;
 }
 
-payload node::impl::dlq_error(uint64_t id, std::string why) {
-  control_errors.fetch_add(1, std::memory_order_relaxed);
-  log->warn("dead-letter request refused: {}", why);
-  return {{"id", id}, {"error", std::move(why)}};
+} // namespace
+
+std::string node::impl::serve(const control::dlq_list_request& r) {
+  auto f = filter_of(r.filter);
+  f.after_id = r.after;
+  f.limit = static_cast<size_t>(r.limit) + 1; // one more tells `more`
+  auto letters = front->dead_letters(f);
+  if (!letters)
+    return refuse(r.id, {}, message_of(letters.error()));
+  control::dlq_list_reply reply;
+  reply.id = r.id;
+  reply.more = letters->size() > r.limit;
+  if (reply.more)
+    letters->pop_back();
+  for (auto& l : *letters)
+    reply.dead_letters.push_back(control::to_record(l, false));
+  return control::encode(reply);
 }
 
-payload node::impl::dead_letter_json(const store::dead_letter& l,
-                                     bool with_event) {
-  auto attempts = payload::array();
-  for (auto& a : l.attempts)
-    attempts.push_back({{"time", format_timestamp(a.time_us)},
-                        {"error", a.error},
-                        {"class", a.error_class}});
-  payload j{{"id", l.id},
-            {"consumer", l.consumer},
-            {"node", l.node},
-            {"event_type", l.event_type},
-            {"event_id", l.event_id},
-            {"key", l.key},
-            {"stream", l.stream},
-            {"seq", l.seq},
-            {"reason", l.reason},
-            {"parked", l.parked},
-            {"created", format_timestamp(l.created_us)},
-            {"attempts", std::move(attempts)}};
-  if (with_event) {
-    if (auto ev = decode(l.envelope))
-      j["event"] = payload(ev->to_json());
-    else
-      j["event_error"] = message_of(ev.error());
-  }
-  return j;
+std::string node::impl::serve(const control::dlq_show_request& r) {
+  std::shared_lock<std::shared_mutex> guard{store_mtx};
+  if (!log_store)
+    return refuse(r.id, {}, "the node is stopping");
+  auto l = log_store->find_dead_letter(r.dead_letter);
+  if (!l)
+    return refuse(r.id, {}, message_of(l.error()));
+  if (!*l)
+    return refuse(r.id, {},
+                  fmt::format("no dead letter {} on node '{}'; list them "
+                              "with herald dlq list",
+                              r.dead_letter, cfg.name));
+  control::dlq_show_reply reply;
+  reply.id = r.id;
+  reply.dead_letter = control::to_record(**l, true);
+  return control::encode(reply);
+}
+
+std::string node::impl::serve(const control::dlq_redrive_request& r) {
+  auto ids = front->redrive(filter_of(r.filter), r.dry_run);
+  if (!ids)
+    return refuse(r.id, {}, message_of(ids.error()));
+  control::dlq_redrive_reply reply;
+  reply.id = r.id;
+  reply.redriven = std::move(*ids);
+  reply.dry_run = r.dry_run;
+  return control::encode(reply);
+}
+
+// A purge that selects nothing never gets here: decoding refuses it.
+std::string node::impl::serve(const control::dlq_purge_request& r) {
+  auto ids = r.dead_letter != 0 ? front->purge(r.dead_letter, r.dry_run)
+                                : front->purge(filter_of(r.filter), r.dry_run);
+  if (!ids)
+    return refuse(r.id, {}, message_of(ids.error()));
+  control::dlq_purge_reply reply;
+  reply.id = r.id;
+  reply.purged = std::move(*ids);
+  reply.dry_run = r.dry_run;
+  return control::encode(reply);
 }
 
 // Deletes `letters` (or says which it would), unparking entities left

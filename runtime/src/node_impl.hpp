@@ -8,7 +8,7 @@
 /// | `event_bus.cpp`         | publish, subscribe, observe                   |
 /// | `dispatch.cpp`          | commit callback, live events to consumers,    |
 /// |                         | the consumer actors                           |
-/// | `replay.cpp`            | heartbeats, replay requests and replies       |
+/// | `replay.cpp`            | heartbeats, control requests, replays         |
 /// | `dead_letter_admin.cpp` | dlq requests, list, redrive, purge, parking   |
 /// | `alerts.cpp`            | raising an alert and its hook                 |
 /// | `node_metrics.cpp`      | `/metrics` in Prometheus' text format         |
@@ -55,6 +55,7 @@
 #include "herald/actors/dead_letters.hpp"
 #include "herald/core/catalog.hpp"
 #include "herald/core/codec.hpp"
+#include "herald/runtime/control.hpp"
 #include "herald/runtime/node.hpp"
 #include "herald/store/event_log.hpp"
 #include "herald/transport/pump.hpp"
@@ -180,12 +181,13 @@ struct node::impl : transport::pump_listener {
   consumer_entry& consumer(const std::string& name);
   void subscribe_prefix(const std::string& prefix);
 
-  // replay.cpp: heartbeats and the replay protocol.
+  // replay.cpp: heartbeats, control requests and the replay protocol.
   std::string make_heartbeat() override;
   void on_heartbeat(std::string_view body) override;
   void broadcast_heartbeat(const stream_heartbeat& hb);
-  static stream_heartbeat parse_heartbeat(const payload& j);
   std::string on_control_request(std::string_view request) override;
+  std::string refuse(uint64_t id, std::string req_stream, std::string why);
+  std::string serve(const control::replay_request& r);
   void on_control_reply(std::string_view endpoint,
                         std::string_view body) override;
   std::string replay_reply_bytes(uint64_t id, uint64_t from, uint64_t max,
@@ -198,9 +200,10 @@ struct node::impl : transport::pump_listener {
                           const caf::actor& reply_to);
 
   // dead_letter_admin.cpp: `herald dlq` requests and parked entities.
-  payload dlq_request(const std::string& op, const payload& req);
-  payload dlq_error(uint64_t id, std::string why);
-  static payload dead_letter_json(const store::dead_letter& l, bool with_event);
+  std::string serve(const control::dlq_list_request& r);
+  std::string serve(const control::dlq_show_request& r);
+  std::string serve(const control::dlq_redrive_request& r);
+  std::string serve(const control::dlq_purge_request& r);
   caf::expected<std::vector<uint64_t>>
   purge_letters(const std::vector<store::dead_letter>& letters, bool dry_run);
   std::vector<std::pair<std::string, uint64_t>>

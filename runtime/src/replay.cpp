@@ -1,7 +1,10 @@
-// Stream heartbeats and the replay protocol: serving replay requests from
+// Stream heartbeats and the control channel's server side: decoding each
+// control request (see herald/runtime/control.hpp), serving replays from
 // this node's log, and asking other nodes' logs for what a consumer missed.
+// The dead-letter operations are served in dead_letter_admin.cpp.
 
 #include <limits>
+#include <variant>
 
 #include <caf/send.hpp>
 #include <fmt/format.h>
@@ -11,28 +14,32 @@
 
 namespace herald {
 
-std::string node::impl::make_heartbeat() {
-  payload hb;
-  {
-    std::lock_guard<std::mutex> guard{heads_mtx};
-    hb = {{"stream", stream},
-          {"head", sent_head},
-          {"control", pump ? pump->control_endpoint() : std::string{}},
-          {"types", sent_type_heads}};
-  }
-  // Local consumers hear their own node's heartbeat directly.
-  broadcast_heartbeat(parse_heartbeat(hb));
-  return encode_payload(hb);
+namespace {
+
+stream_heartbeat to_stream_heartbeat(control::heartbeat hb) {
+  stream_heartbeat out;
+  out.stream = std::move(hb.stream);
+  out.head = hb.head;
+  out.control = std::move(hb.control);
+  out.types = std::move(hb.types);
+  return out;
 }
 
-stream_heartbeat node::impl::parse_heartbeat(const payload& j) {
-  stream_heartbeat hb;
-  hb.stream = j.at("stream").get<std::string>();
-  hb.head = j.at("head").get<uint64_t>();
-  hb.control = j.at("control").get<std::string>();
-  for (auto& [type, head] : j.at("types").items())
-    hb.types.emplace(type, head.get<uint64_t>());
-  return hb;
+} // namespace
+
+std::string node::impl::make_heartbeat() {
+  control::heartbeat hb;
+  {
+    std::lock_guard<std::mutex> guard{heads_mtx};
+    hb.stream = stream;
+    hb.head = sent_head;
+    hb.control = pump ? pump->control_endpoint() : std::string{};
+    hb.types.insert(sent_type_heads.begin(), sent_type_heads.end());
+  }
+  auto body = control::encode(hb);
+  // Local consumers hear their own node's heartbeat directly.
+  broadcast_heartbeat(to_stream_heartbeat(std::move(hb)));
+  return body;
 }
 
 void node::impl::broadcast_heartbeat(const stream_heartbeat& hb) {
@@ -42,77 +49,85 @@ void node::impl::broadcast_heartbeat(const stream_heartbeat& hb) {
 }
 
 void node::impl::on_heartbeat(std::string_view body) {
-  auto j = decode_payload(body, limits);
-  stream_heartbeat hb;
-  try {
-    if (!j)
-      throw std::runtime_error(message_of(j.error()));
-    hb = parse_heartbeat(*j);
-  } catch (const std::exception& e) {
+  auto hb = control::decode_heartbeat(body, limits);
+  if (!hb) {
     control_errors.fetch_add(1, std::memory_order_relaxed);
-    log->warn("dropped a malformed heartbeat: {}", e.what());
+    log->warn("dropped a malformed heartbeat: {}", message_of(hb.error()));
     return;
   }
-  if (hb.stream == stream)
+  if (hb->stream == stream)
     return;
   {
     std::lock_guard<std::mutex> guard{peers_mtx};
-    peer_control[hb.stream] = hb.control;
+    peer_control[hb->stream] = hb->control;
   }
-  broadcast_heartbeat(hb);
+  broadcast_heartbeat(to_stream_heartbeat(std::move(*hb)));
 }
 
-// Serves a replay request from this node's log. Never throws; a
-// malformed request is counted and answered with an error.
-std::string node::impl::on_control_request(std::string_view request) {
-  uint64_t id = 0;
-  std::string req_stream;
-  auto fail = [&](std::string why) {
-    control_errors.fetch_add(1, std::memory_order_relaxed);
-    log->warn("control request refused: {}", why);
-    return encode_payload(
-      {{"id", id}, {"stream", req_stream}, {"error", std::move(why)}});
-  };
-  auto j = decode_payload(request, limits);
-  if (!j)
-    return fail("malformed request: " + message_of(j.error()));
+// Serves a control request: a replay from this node's log or a
+// dead-letter operation. Never throws; a request that is malformed or
+// cannot be served is counted and answered with an error reply.
+std::string node::impl::on_control_request(std::string_view bytes) {
+  auto req = control::decode_request(bytes, limits);
+  if (!req)
+    return refuse(control::message_id(bytes, limits), {},
+                  message_of(req.error()));
   try {
-    id = j->at("id").get<uint64_t>();
-    req_stream = j->value("stream", std::string{});
-    auto op = j->at("op").get<std::string>();
-    if (op.starts_with("dlq."))
-      return encode_payload(dlq_request(op, *j));
-    if (op != "replay")
-      return fail(fmt::format("unknown operation '{}'; expected replay, "
-                              "dlq.list, dlq.show, dlq.redrive or "
-                              "dlq.purge",
-                              op));
-    if (req_stream != stream)
-      return fail(fmt::format("unknown stream '{}': this node's stream is "
-                              "'{}'",
-                              req_stream, stream));
-    auto from = j->at("from").get<uint64_t>();
-    auto max = std::min<uint64_t>(j->at("max").get<uint64_t>(), 4096);
-    std::vector<pattern> patterns;
-    for (auto& text : j->at("patterns")) {
-      auto p = pattern::parse(text.get<std::string>());
-      if (!p)
-        return fail(message_of(p.error()));
-      patterns.push_back(std::move(*p));
-    }
-    return replay_reply_bytes(id, from, max, patterns);
+    return std::visit(
+      [this](const auto& r) {
+        return serve(r);
+      },
+      *req);
   } catch (const std::exception& e) {
-    return fail(fmt::format("malformed request: {}", e.what()));
+    return refuse(
+      control::message_id(bytes, limits), {},
+      fmt::format("cannot serve {}: {}", control::op_name(*req), e.what()));
   }
+}
+
+// The error reply to request `id` (of `req_stream`, for a replay),
+// counted and logged.
+std::string node::impl::refuse(uint64_t id, std::string req_stream,
+                               std::string why) {
+  control_errors.fetch_add(1, std::memory_order_relaxed);
+  log->warn("control request refused: {}", why);
+  control::error_reply e;
+  e.id = id;
+  e.stream = std::move(req_stream);
+  e.error = std::move(why);
+  return control::encode(e);
+}
+
+std::string node::impl::serve(const control::replay_request& r) {
+  if (r.stream != stream)
+    return refuse(r.id, r.stream,
+                  fmt::format("unknown stream '{}': this node's stream is "
+                              "'{}'",
+                              r.stream, stream));
+  std::vector<pattern> patterns;
+  for (auto& text : r.patterns) {
+    auto p = pattern::parse(text);
+    if (!p)
+      return refuse(r.id, r.stream, message_of(p.error()));
+    patterns.push_back(std::move(*p));
+  }
+  return replay_reply_bytes(
+    r.id, r.from, std::min(r.max, control::max_replay_events), patterns);
 }
 
 std::string
 node::impl::replay_reply_bytes(uint64_t id, uint64_t from, uint64_t max,
                                const std::vector<pattern>& patterns) {
+  auto error = [&](std::string why) {
+    control::error_reply e;
+    e.id = id;
+    e.stream = stream;
+    e.error = std::move(why);
+    return control::encode(e);
+  };
   std::shared_lock<std::shared_mutex> guard{store_mtx};
   if (!log_store)
-    return encode_payload(
-      {{"id", id}, {"stream", stream}, {"error", "the node is stopping"}});
+    return error("the node is stopping");
   // Heads first, then the read: the heads never count an event the read
   // could not see.
   auto heads = log_store->type_heads();
@@ -121,19 +136,18 @@ node::impl::replay_reply_bytes(uint64_t id, uint64_t from, uint64_t max,
                              return any_matches(patterns, type);
                            });
   if (!r)
-    return encode_payload(
-      {{"id", id}, {"stream", stream}, {"error", message_of(r.error())}});
-  std::vector<uint8_t> events;
+    return error(message_of(r.error()));
+  control::replay_reply reply;
+  reply.id = id;
+  reply.stream = stream;
+  reply.head = r->head;
+  reply.first = r->first;
+  reply.next = r->next;
+  reply.type_heads = std::move(heads);
   for (auto& ev : r->events)
-    events.insert(events.end(), ev.envelope.begin(), ev.envelope.end());
-  payload reply{{"id", id},
-                {"stream", stream},
-                {"head", r->head},
-                {"first", r->first},
-                {"next", r->next},
-                {"type_heads", heads},
-                {"events", payload::binary(std::move(events))}};
-  return encode_payload(reply);
+    reply.events.insert(reply.events.end(), ev.envelope.begin(),
+                        ev.envelope.end());
+  return control::encode(reply);
 }
 
 size_t node::impl::transport_max_batch() const {
@@ -164,37 +178,33 @@ void node::impl::deliver_reply(replay_reply r) {
 }
 
 caf::expected<replay_reply> node::impl::parse_reply(std::string_view body) {
-  auto j = decode_payload(body, limits);
-  if (!j)
-    return std::move(j.error());
+  auto answer = control::decode_reply<control::replay_reply>(body, limits);
+  if (!answer)
+    return std::move(answer.error());
   replay_reply r;
-  try {
-    r.id = j->at("id").get<uint64_t>();
-    r.stream = j->at("stream").get<std::string>();
-    if (auto e = j->find("error"); e != j->end()) {
-      r.error = e->get<std::string>();
-      return r;
-    }
-    r.head = j->at("head").get<uint64_t>();
-    r.first = j->at("first").get<uint64_t>();
-    r.next = j->at("next").get<uint64_t>();
-    for (auto& [type, head] : j->at("type_heads").items())
-      r.type_heads.emplace(type, head.get<uint64_t>());
-    // The events refer into the received bytes, moved, not copied.
-    auto owner = std::make_shared<std::vector<uint8_t>>(
-      std::move(j->at("events").get_binary()));
-    std::string_view bytes{reinterpret_cast<const char*>(owner->data()),
-                           owner->size()};
-    size_t offset = 0;
-    while (offset < bytes.size()) {
-      auto ev = decode_next(bytes, offset, owner, limits);
-      if (!ev)
-        return std::move(ev.error());
-      r.events.push_back(ev->as_redelivered());
-    }
-  } catch (const std::exception& e) {
-    return make_error(errc::decode_error,
-                      fmt::format("malformed replay reply: {}", e.what()));
+  if (auto* e = std::get_if<control::error_reply>(&*answer)) {
+    r.id = e->id;
+    r.stream = std::move(e->stream);
+    r.error = std::move(e->error);
+    return r;
+  }
+  auto& m = std::get<control::replay_reply>(*answer);
+  r.id = m.id;
+  r.stream = std::move(m.stream);
+  r.head = m.head;
+  r.first = m.first;
+  r.next = m.next;
+  r.type_heads = std::move(m.type_heads);
+  // The events refer into the received bytes, moved, not copied.
+  auto owner = std::make_shared<std::vector<uint8_t>>(std::move(m.events));
+  std::string_view bytes{reinterpret_cast<const char*>(owner->data()),
+                         owner->size()};
+  size_t offset = 0;
+  while (offset < bytes.size()) {
+    auto ev = decode_next(bytes, offset, owner, limits);
+    if (!ev)
+      return std::move(ev.error());
+    r.events.push_back(ev->as_redelivered());
   }
   return r;
 }
@@ -224,12 +234,14 @@ uint64_t node::impl::request_replay(const std::string& req_stream,
       deliver_reply(std::move(*r));
     return id;
   }
-  std::vector<std::string> texts;
+  control::replay_request req;
+  req.id = id;
+  req.stream = req_stream;
+  req.from = from;
+  req.max = max;
   for (auto& pat : patterns)
-    texts.push_back(pat.text());
-  payload req{{"op", "replay"}, {"id", id},   {"stream", req_stream},
-              {"from", from},   {"max", max}, {"patterns", texts}};
-  pump->request(endpoint, encode_payload(req));
+    req.patterns.push_back(pat.text());
+  pump->request(endpoint, control::encode(req));
   return id;
 }
 

@@ -11,14 +11,17 @@
 #include <optional>
 #include <stdexcept>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include <caf/event_based_actor.hpp>
+#include <fmt/format.h>
 #include <zmq.hpp>
 
 #include "deadline.hpp"
 #include "herald/core/codec.hpp"
 #include "herald/core/errc.hpp"
+#include "herald/runtime/control.hpp"
 #include "herald/runtime/node.hpp"
 #include "node_support.hpp"
 
@@ -410,26 +413,38 @@ TEST_CASE("bad control requests get an error reply and change nothing",
     CHECK_THAT(r.at("error").get<std::string>(),
                Catch::Contains("unknown operation"));
   }
+  control::replay_request replay;
+  replay.id = 8;
+  replay.stream = "no-such-stream";
+  replay.from = 1;
+  replay.max = 10;
+  replay.patterns = {"user.>"};
   SECTION("an unknown stream") {
-    auto r = ask(encode_payload({{"op", "replay"},
-                                 {"id", 8},
-                                 {"stream", "no-such-stream"},
-                                 {"from", 1},
-                                 {"max", 10},
-                                 {"patterns", {"user.>"}}}));
+    auto r = ask(control::encode(replay));
     CHECK_THAT(r.at("error").get<std::string>(),
                Catch::Contains("unknown stream"));
   }
+  SECTION("a protocol version the node does not serve") {
+    replay.stream = n->stream();
+    replay.v = control::version + 1;
+    auto r = ask(control::encode(replay));
+    CHECK(r.at("id") == 8);
+    CHECK_THAT(
+      r.at("error").get<std::string>(),
+      Catch::Contains(fmt::format("protocol version {}", control::version + 1))
+        && Catch::Contains("serves version 1"));
+  }
   CHECK(n->control_errors() == 1);
   // The node still serves a good request and still publishes.
-  auto good = ask(encode_payload({{"op", "replay"},
-                                  {"id", 9},
-                                  {"stream", n->stream()},
-                                  {"from", 1},
-                                  {"max", 10},
-                                  {"patterns", {"user.>"}}}));
-  CHECK(good.at("head") == 5);
-  CHECK(good.at("events").get_binary().size() > 0);
+  replay.v = control::version;
+  replay.id = 9;
+  replay.stream = n->stream();
+  auto good = control::decode_reply<control::replay_reply>(
+    encode_payload(ask(control::encode(replay))));
+  REQUIRE(good);
+  REQUIRE(std::holds_alternative<control::replay_reply>(*good));
+  CHECK(std::get<control::replay_reply>(*good).head == 5);
+  CHECK(std::get<control::replay_reply>(*good).events.size() > 0);
   CHECK(n->bus().publish("user.account.created", created(6)));
 }
 

@@ -1,0 +1,460 @@
+#pragma once
+
+/// The control protocol: every message nodes and tools exchange besides
+/// events, defined once, each with its encode and decode side by side.
+///
+/// Control messages travel over ZeroMQ: requests from a DEALER to a node's
+/// control ROUTER (one frame, the message), each answered by one reply;
+/// heartbeats on the PUB socket under `transport::heartbeat_topic`. Every
+/// message is one MessagePack map with string keys, written below as
+/// `{key: type}`, `key?` when optional, the default in brackets. Every
+/// message carries `v: uint` [1], the protocol version it is written in;
+/// every request `op: str` and `id: uint`, which its reply echoes. The ops:
+///
+/// - `replay {stream: str, from: uint, max: uint, patterns: [str]}` →
+///   `{stream: str, head, first, next: uint, type_heads: {type: uint},
+///   events: bin}`. Reads the node's own stream `stream` from seq `from`,
+///   at most `max` events (capped at `max_replay_events`, 4096, and at
+///   about half the node's `transport.max_message_size` of envelopes), of
+///   the types some pattern in `patterns` selects. `head` is the stream's
+///   last durable seq, `first` the oldest it still retains, `next` where
+///   the next request starts; `type_heads` are the per-type heads taken
+///   before the read; `events` the envelopes found, back to back in seq
+///   order.
+/// - `dlq.list {consumer?, type?, key?: str, after?: uint [0], limit?:
+///   uint [100]}` → `{dead_letters: [DL], more: bool}`. At most `limit`
+///   dead letters matching every filter given, with ids above `after`
+///   (the next page), by id; `more` says whether more match. The reply
+///   must fit the client's `max_reply` (64 MiB by default).
+/// - `dlq.show {dead_letter: uint}` → `{dead_letter: DL + event}`. One
+///   dead letter with the event it holds.
+/// - `dlq.redrive {consumer?, type?, key?: str, dry_run?: bool [false]}` →
+///   `{redriven: [uint], dry_run: bool}`. Hands the matching dead letters
+///   back to their consumers (all of them without a filter) and lists
+///   their ids; a dry run only lists them.
+/// - `dlq.purge {dead_letter?: uint, consumer?, type?, key?: str, all?:
+///   bool [false], dry_run?: bool [false]}` → `{purged: [uint], dry_run:
+///   bool}`. Deletes one dead letter by id, else those matching the
+///   filters, else every one when `all` is true; a purge that selects
+///   nothing of these is refused, so deleting everything is explicit.
+///
+/// Replies carry no op: the sender knows what it asked. Empty filters, `after`
+/// 0, `dead_letter` 0 and `all` false are not sent.
+///
+/// DL, a dead letter as shown: `{id: uint, consumer, node, event_type,
+/// event_id, key, stream: str, seq: uint, reason: str, parked: bool,
+/// created: str (RFC 3339 UTC), attempts: [{time, error, class: str}]}`;
+/// `dlq.show` adds `event` (the envelope as JSON) or, when the stored
+/// envelope cannot be decoded, `event_error: str`.
+///
+/// Any request may be answered by the error reply `{v, id, stream: str,
+/// error: str}` instead: `error` says what was wrong and what to do;
+/// `stream` is the replay request's stream, else empty. A node refuses so:
+/// a frame that is no request (`id` 0 when it has none that can be read),
+/// a missing or wrong-typed field, an unknown op, a protocol version it
+/// does not serve, a purge that selects nothing, an unknown stream, a dead
+/// letter it does not have, and a failing store.
+///
+/// The stream heartbeat, published every `transport.stream_heartbeat`:
+/// `{v, stream: str, head: uint, control: str, types: {type: uint}}`:
+/// the stream, its last sent seq, the node's control endpoint and the
+/// last sent type_seq of each type.
+///
+/// **Versions.** `v` changes only when a message changes in a way an older
+/// reader would misread (a field's meaning or type changes, a required
+/// field appears); an optional field is added without a new version, and
+/// every decoder skips keys it does not know. So nodes one version apart
+/// work together: a node serves requests of versions `min_version` to
+/// `version` (the current one and the one before, once there is one), and
+/// a sender writes the oldest version that carries what it asks (today
+/// 1). A request of any other version is refused with an error reply
+/// naming its version and the versions the node serves. Replies and
+/// heartbeats are read whatever their version, by the fields the reader
+/// knows. A message without `v` is version 1 (herald wrote none before).
+///
+/// Every message compares field by field (`==`). Thread safety: every
+/// function here is pure and may be called from any thread.
+///
+/// Decoding never throws and trusts nothing: a frame over the limits, a
+/// wrong-typed or missing required field, an unknown op or an unserved
+/// version fails with `errc::decode_error` naming the message, the field
+/// (or op, or version) and what was expected; a purge that selects nothing
+/// with `errc::invalid_argument`.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "herald/core/codec.hpp"
+#include "herald/core/event.hpp"
+#include "herald/store/event_log.hpp"
+
+namespace herald::control {
+
+/// The protocol version this code writes.
+inline constexpr uint32_t version = 1;
+
+/// The oldest request version a node serves.
+inline constexpr uint32_t min_version = 1;
+
+/// Most events one replay reply carries, whatever the request's `max`.
+inline constexpr uint64_t max_replay_events = 4096;
+
+/// Dead letters `dlq.list` returns when the request gives no `limit`.
+inline constexpr uint64_t default_list_limit = 100;
+
+// --- replay -------------------------------------------------------------
+
+struct replay_reply;
+
+/// `replay`: events of the node's own stream from a seq on.
+struct replay_request {
+  /// The reply this request gets (an `error_reply` instead when refused).
+  using reply_type = replay_reply;
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// Chosen by the sender; the reply echoes it. Default: 0.
+  uint64_t id = 0;
+  /// The stream to read: the node refuses any but its own.
+  std::string stream;
+  /// The first seq wanted.
+  uint64_t from = 0;
+  /// Most events wanted; the node caps it at `max_replay_events`.
+  uint64_t max = 0;
+  /// Pattern texts (e.g. `user.>`); an event is read when one selects it.
+  std::vector<std::string> patterns;
+
+  bool operator==(const replay_request&) const = default;
+};
+
+/// The answer to a `replay_request`.
+struct replay_reply {
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// The request's id.
+  uint64_t id = 0;
+  /// The stream read.
+  std::string stream;
+  /// The stream's last durable seq when the node read.
+  uint64_t head = 0;
+  /// The oldest seq the node still retains.
+  uint64_t first = 0;
+  /// Where the next request should start.
+  uint64_t next = 0;
+  /// The last type_seq of each type, taken before the read.
+  std::unordered_map<std::string, uint64_t> type_heads;
+  /// The envelopes found, MessagePack back to back, in seq order (decode
+  /// them with `decode_next`).
+  std::vector<uint8_t> events;
+
+  bool operator==(const replay_reply&) const = default;
+};
+
+// --- dead letters ---------------------------------------------------------
+
+/// Which dead letters a `dlq.*` request selects: those matching every
+/// non-empty field. Empty fields are not sent.
+struct dlq_filter {
+  /// Only this consumer's. Default: all.
+  std::string consumer;
+  /// Only this event type's. Default: all.
+  std::string type;
+  /// Only this entity key's. Default: all.
+  std::string key;
+
+  /// Whether any field selects.
+  bool empty() const noexcept {
+    return consumer.empty() && type.empty() && key.empty();
+  }
+
+  bool operator==(const dlq_filter&) const = default;
+};
+
+/// One handler attempt of a dead letter, as shown.
+struct dead_letter_attempt {
+  /// When it failed, RFC 3339 UTC with microseconds.
+  std::string time;
+  /// What the handler said.
+  std::string error;
+  /// The kind of failure, e.g. `exception`, `error`, `non_retryable`,
+  /// `timeout`.
+  std::string error_class;
+
+  bool operator==(const dead_letter_attempt&) const = default;
+};
+
+/// A dead letter as `dlq.list` and `dlq.show` show it.
+struct dead_letter_record {
+  /// The dead letter's id on its node (from 1).
+  uint64_t id = 0;
+  /// The consumer that gave up, the node it runs on.
+  std::string consumer;
+  std::string node;
+  /// The event's type, id, entity key, stream and seq.
+  std::string event_type;
+  std::string event_id;
+  std::string key;
+  std::string stream;
+  uint64_t seq = 0;
+  /// Why it was dead-lettered.
+  std::string reason;
+  /// Whether it waits behind an earlier dead letter of its entity.
+  bool parked = false;
+  /// When it was dead-lettered, RFC 3339 UTC with microseconds.
+  std::string created;
+  /// The attempts made, oldest first.
+  std::vector<dead_letter_attempt> attempts;
+  /// The event as JSON (`dlq.show` only).
+  std::optional<payload> event;
+  /// Why the stored event could not be decoded (`dlq.show` only).
+  std::optional<std::string> event_error;
+  /// Fields a newer node sent that this version does not know, as a JSON
+  /// object, kept so that a tool can still show them. Default: empty.
+  payload extra = payload::object();
+
+  bool operator==(const dead_letter_record&) const = default;
+};
+
+/// The dead letter `l` as shown; `with_event` adds its decoded event (or
+/// `event_error`). Timestamps are formatted as RFC 3339 UTC.
+dead_letter_record to_record(const store::dead_letter& l, bool with_event);
+
+/// `r` as the JSON object the wire carries (what `herald dlq --json`
+/// prints): the known fields, then `extra`'s.
+payload to_json(const dead_letter_record& r);
+
+/// The fields of `r` shown one per line, as (wire name, value): the known
+/// scalar fields in the order of the protocol, then `event_error` and
+/// `extra`'s, by name. `attempts` and `event` are left out.
+std::vector<std::pair<std::string, payload>>
+shown_fields(const dead_letter_record& r);
+
+struct dlq_list_reply;
+struct dlq_show_reply;
+struct dlq_redrive_reply;
+struct dlq_purge_reply;
+
+/// `dlq.list`: one page of the dead letters a filter selects.
+struct dlq_list_request {
+  /// The reply this request gets (an `error_reply` instead when refused).
+  using reply_type = dlq_list_reply;
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// Chosen by the sender; the reply echoes it. Default: 0.
+  uint64_t id = 0;
+  /// Which dead letters. Default: all.
+  dlq_filter filter;
+  /// Only ids above this one (the next page); 0 is not sent. Default: 0.
+  uint64_t after = 0;
+  /// Most dead letters in the reply. Default: `default_list_limit`.
+  uint64_t limit = default_list_limit;
+
+  bool operator==(const dlq_list_request&) const = default;
+};
+
+/// The answer to a `dlq_list_request`.
+struct dlq_list_reply {
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// The request's id.
+  uint64_t id = 0;
+  /// The dead letters, by increasing id, without their events.
+  std::vector<dead_letter_record> dead_letters;
+  /// Whether more dead letters match after the last one.
+  bool more = false;
+
+  bool operator==(const dlq_list_reply&) const = default;
+};
+
+/// `dlq.show`: one dead letter with its event.
+struct dlq_show_request {
+  /// The reply this request gets (an `error_reply` instead when refused).
+  using reply_type = dlq_show_reply;
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// Chosen by the sender; the reply echoes it. Default: 0.
+  uint64_t id = 0;
+  /// The dead letter's id.
+  uint64_t dead_letter = 0;
+
+  bool operator==(const dlq_show_request&) const = default;
+};
+
+/// The answer to a `dlq_show_request`.
+struct dlq_show_reply {
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// The request's id.
+  uint64_t id = 0;
+  /// The dead letter, with `event` or `event_error`.
+  dead_letter_record dead_letter;
+
+  bool operator==(const dlq_show_reply&) const = default;
+};
+
+/// `dlq.redrive`: hands dead letters back to their consumers.
+struct dlq_redrive_request {
+  /// The reply this request gets (an `error_reply` instead when refused).
+  using reply_type = dlq_redrive_reply;
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// Chosen by the sender; the reply echoes it. Default: 0.
+  uint64_t id = 0;
+  /// Which dead letters. Default: all.
+  dlq_filter filter;
+  /// Only say which would be redriven. Default: false.
+  bool dry_run = false;
+
+  bool operator==(const dlq_redrive_request&) const = default;
+};
+
+/// The answer to a `dlq_redrive_request`.
+struct dlq_redrive_reply {
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// The request's id.
+  uint64_t id = 0;
+  /// The ids redriven (or that would be).
+  std::vector<uint64_t> redriven;
+  /// Whether nothing changed; absent from replies of nodes that did not
+  /// say.
+  std::optional<bool> dry_run;
+
+  bool operator==(const dlq_redrive_reply&) const = default;
+};
+
+/// `dlq.purge`: deletes dead letters for good. Decoding refuses one that
+/// selects nothing (no `dead_letter`, empty filter, `all` false).
+struct dlq_purge_request {
+  /// The reply this request gets (an `error_reply` instead when refused).
+  using reply_type = dlq_purge_reply;
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// Chosen by the sender; the reply echoes it. Default: 0.
+  uint64_t id = 0;
+  /// The one dead letter to delete; 0 (not sent) for a filter or all.
+  uint64_t dead_letter = 0;
+  /// Which dead letters, when `dead_letter` is 0. Default: none.
+  dlq_filter filter;
+  /// Deletes every dead letter; sent only when true. Default: false.
+  bool all = false;
+  /// Only say which would be deleted. Default: false.
+  bool dry_run = false;
+
+  bool operator==(const dlq_purge_request&) const = default;
+};
+
+/// The answer to a `dlq_purge_request`.
+struct dlq_purge_reply {
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// The request's id.
+  uint64_t id = 0;
+  /// The ids deleted (or that would be).
+  std::vector<uint64_t> purged;
+  /// Whether nothing changed; absent from replies of nodes that did not
+  /// say.
+  std::optional<bool> dry_run;
+
+  bool operator==(const dlq_purge_reply&) const = default;
+};
+
+// --- errors, heartbeats ----------------------------------------------------
+
+/// The answer to any request the node refused.
+struct error_reply {
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// The request's id; 0 when it had none that could be read.
+  uint64_t id = 0;
+  /// The replay request's stream; empty otherwise.
+  std::string stream;
+  /// What was wrong and what to do.
+  std::string error;
+
+  bool operator==(const error_reply&) const = default;
+};
+
+/// A stream heartbeat: where a stream's head is, and whom to ask for it.
+struct heartbeat {
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// The stream id.
+  std::string stream;
+  /// The last seq handed to the transport.
+  uint64_t head = 0;
+  /// The node's control endpoint, for replay requests.
+  std::string control;
+  /// The last type_seq of each type, as of `head`.
+  std::unordered_map<std::string, uint64_t> types;
+
+  bool operator==(const heartbeat&) const = default;
+};
+
+// --- encode and decode -----------------------------------------------------
+
+/// Any request a node serves.
+using request = std::variant<replay_request, dlq_list_request, dlq_show_request,
+                             dlq_redrive_request, dlq_purge_request>;
+
+/// A reply as read: the one asked for, or the node's refusal.
+template <class Reply> using answer = std::variant<Reply, error_reply>;
+
+/// The MessagePack form of a message, as sent. Never throws (but
+/// `std::bad_alloc`); strings need not be UTF-8.
+std::string encode(const replay_request& m);
+std::string encode(const replay_reply& m);
+std::string encode(const dlq_list_request& m);
+std::string encode(const dlq_list_reply& m);
+std::string encode(const dlq_show_request& m);
+std::string encode(const dlq_show_reply& m);
+std::string encode(const dlq_redrive_request& m);
+std::string encode(const dlq_redrive_reply& m);
+std::string encode(const dlq_purge_request& m);
+std::string encode(const dlq_purge_reply& m);
+std::string encode(const error_reply& m);
+std::string encode(const heartbeat& m);
+/// Encodes whichever request `m` holds.
+std::string encode(const request& m);
+
+/// Decodes a request frame under `limits`. Fails with `errc::decode_error`
+/// naming what was wrong: undecodable or oversized bytes, no map, an
+/// unknown op, a version outside `min_version`..`version` (the message
+/// names it and the versions served), a missing or wrong-typed field; with
+/// `errc::invalid_argument` for a purge that selects nothing. Unknown keys
+/// are skipped. Never throws.
+caf::expected<request> decode_request(std::string_view bytes,
+                                      const decode_limits& limits = {});
+
+/// Decodes a reply: an `error_reply` when the frame has `error`, else a
+/// `Reply` (the `reply_type` of the request sent, one of
+/// `replay_reply`, `dlq_list_reply`, `dlq_show_reply`,
+/// `dlq_redrive_reply`, `dlq_purge_reply`). Any version is read; `id` and
+/// an error reply's `stream` may be absent (0, empty). Fails with
+/// `errc::decode_error` naming the field that is missing or wrong-typed.
+/// Never throws.
+template <class Reply>
+caf::expected<answer<Reply>> decode_reply(std::string_view bytes,
+                                          const decode_limits& limits = {});
+
+/// Decodes a heartbeat body; any version is read. Fails with
+/// `errc::decode_error` naming the field. Never throws.
+caf::expected<heartbeat> decode_heartbeat(std::string_view bytes,
+                                          const decode_limits& limits = {});
+
+/// The `id` of a control message that may not decode otherwise, to answer
+/// or match it: 0 when the bytes are no map or have no unsigned `id`.
+/// Never throws.
+uint64_t message_id(std::string_view bytes, const decode_limits& limits = {});
+
+/// The name of the op of `m`, e.g. `dlq.list`, for logs.
+std::string_view op_name(const request& m);
+
+} // namespace herald::control

@@ -1,0 +1,727 @@
+// The control protocol (control.hpp) and its client (control_client.hpp).
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include <fmt/format.h>
+#include <zmq.hpp>
+
+#include "herald/core/codec.hpp"
+#include "herald/core/errc.hpp"
+#include "herald/runtime/control.hpp"
+#include "herald/runtime/control_client.hpp"
+#include "node_support.hpp"
+#include "process.hpp"
+
+using namespace herald;
+using namespace std::chrono_literals;
+
+namespace {
+
+control::dead_letter_record record(uint64_t id) {
+  control::dead_letter_record r;
+  r.id = id;
+  r.consumer = "EmailService";
+  r.node = "email-node";
+  r.event_type = "user.account.created";
+  r.event_id = "0190c0de-0000-7000-8000-000000000001";
+  r.key = "u-1";
+  r.stream = "3f1c9a4e-0000-4000-8000-000000000000";
+  r.seq = 17;
+  r.reason = "failed 3 attempts: smtp down";
+  r.parked = id % 2 == 0;
+  r.created = "2026-03-01T09:00:03.000000Z";
+  r.attempts = {{"2026-03-01T09:00:00.000000Z", "smtp down", "exception"},
+                {"2026-03-01T09:00:01.000000Z", "smtp still down", "error"}};
+  return r;
+}
+
+control::replay_request replay_req() {
+  control::replay_request m;
+  m.id = 11;
+  m.stream = "3f1c9a4e-0000-4000-8000-000000000000";
+  m.from = 5;
+  m.max = 100;
+  m.patterns = {"user.>", "billing.invoice.paid"};
+  return m;
+}
+
+control::replay_reply replay_rep() {
+  control::replay_reply m;
+  m.id = 11;
+  m.stream = "3f1c9a4e-0000-4000-8000-000000000000";
+  m.head = 42;
+  m.first = 3;
+  m.next = 43;
+  m.type_heads = {{"user.account.created", 30}, {"user.account.deleted", 12}};
+  m.events = {0x81, 0xa1, 0x61, 0x01, 0x00, 0xff};
+  return m;
+}
+
+control::dlq_list_request list_req() {
+  control::dlq_list_request m;
+  m.id = 12;
+  m.filter = {"EmailService", "user.account.created", "u-1"};
+  m.after = 6;
+  m.limit = 5;
+  return m;
+}
+
+control::dlq_list_reply list_rep() {
+  control::dlq_list_reply m;
+  m.id = 12;
+  m.dead_letters = {record(7), record(8)};
+  m.more = true;
+  return m;
+}
+
+control::dlq_show_request show_req() {
+  control::dlq_show_request m;
+  m.id = 13;
+  m.dead_letter = 7;
+  return m;
+}
+
+control::dlq_show_reply show_rep() {
+  control::dlq_show_reply m;
+  m.id = 13;
+  m.dead_letter = record(7);
+  m.dead_letter.event = payload{{"event_type", "user.account.created"},
+                                {"data", {{"email", "user1@example.com"}}}};
+  return m;
+}
+
+control::dlq_redrive_request redrive_req() {
+  control::dlq_redrive_request m;
+  m.id = 14;
+  m.filter.consumer = "EmailService";
+  m.dry_run = true;
+  return m;
+}
+
+control::dlq_redrive_reply redrive_rep() {
+  control::dlq_redrive_reply m;
+  m.id = 14;
+  m.redriven = {7, 9};
+  m.dry_run = true;
+  return m;
+}
+
+control::dlq_purge_request purge_req() {
+  control::dlq_purge_request m;
+  m.id = 15;
+  m.dead_letter = 7;
+  m.filter.consumer = "EmailService";
+  return m;
+}
+
+control::dlq_purge_reply purge_rep() {
+  control::dlq_purge_reply m;
+  m.id = 15;
+  m.purged = {7};
+  m.dry_run = false;
+  return m;
+}
+
+control::error_reply error_rep() {
+  control::error_reply m;
+  m.id = 16;
+  m.stream = "3f1c9a4e-0000-4000-8000-000000000000";
+  m.error = "unknown stream 'x'";
+  return m;
+}
+
+control::heartbeat hb() {
+  control::heartbeat m;
+  m.stream = "3f1c9a4e-0000-4000-8000-000000000000";
+  m.head = 42;
+  m.control = "tcp://127.0.0.1:5701";
+  m.types = {{"user.account.created", 30}};
+  return m;
+}
+
+// A message's frame as JSON, to damage it; and back.
+payload frame_of(const std::string& bytes) {
+  auto j = decode_payload(bytes);
+  REQUIRE(j);
+  return *j;
+}
+
+std::string bytes_of(const payload& j) {
+  return encode_payload(j);
+}
+
+// How each kind of message is read back: nothing, or why not.
+caf::error request_error_of(const std::string& b) {
+  auto r = control::decode_request(b);
+  return r ? caf::error{} : r.error();
+}
+
+template <class Reply> caf::error reply_error_of(const std::string& b) {
+  auto r = control::decode_reply<Reply>(b);
+  return r ? caf::error{} : r.error();
+}
+
+caf::error heartbeat_error_of(const std::string& b) {
+  auto r = control::decode_heartbeat(b);
+  return r ? caf::error{} : r.error();
+}
+
+// One message of every kind with how to decode it.
+struct sample {
+  const char* name;
+  std::string bytes;
+  std::function<caf::error(const std::string&)> decode;
+  // Fields the message may leave out.
+  std::vector<std::string> optional;
+};
+
+std::vector<sample> samples() {
+  auto req = [](const auto&) {
+    return request_error_of;
+  };
+  // Leaving these out is fine: versionless senders, repliers that could
+  // not read the id, filters, defaults.
+  std::vector<std::string> reply_opt = {"v", "id"};
+  return {
+    {"replay request", control::encode(replay_req()), req(replay_req()), {"v"}},
+    {"replay reply", control::encode(replay_rep()),
+     reply_error_of<control::replay_reply>, reply_opt},
+    {"dlq.list request",
+     control::encode(list_req()),
+     req(list_req()),
+     {"v", "consumer", "type", "key", "after", "limit"}},
+    {"dlq.list reply", control::encode(list_rep()),
+     reply_error_of<control::dlq_list_reply>, reply_opt},
+    {"dlq.show request", control::encode(show_req()), req(show_req()), {"v"}},
+    {"dlq.show reply", control::encode(show_rep()),
+     reply_error_of<control::dlq_show_reply>, reply_opt},
+    {"dlq.redrive request",
+     control::encode(redrive_req()),
+     req(redrive_req()),
+     {"v", "consumer", "dry_run"}},
+    {"dlq.redrive reply",
+     control::encode(redrive_rep()),
+     reply_error_of<control::dlq_redrive_reply>,
+     {"v", "id", "dry_run"}},
+    {"dlq.purge request",
+     control::encode(purge_req()),
+     req(purge_req()),
+     {"v", "dry_run", "dead_letter", "consumer"}},
+    {"dlq.purge reply",
+     control::encode(purge_rep()),
+     reply_error_of<control::dlq_purge_reply>,
+     {"v", "id", "dry_run"}},
+    {"error reply",
+     control::encode(error_rep()),
+     reply_error_of<control::dlq_show_reply>,
+     {"v", "id", "stream"}},
+    {"heartbeat", control::encode(hb()), heartbeat_error_of, {"v"}},
+  };
+}
+
+template <class Request> void check_request_round_trip(const Request& m) {
+  auto r = control::decode_request(control::encode(m));
+  REQUIRE(r);
+  REQUIRE(std::holds_alternative<Request>(*r));
+  CHECK(std::get<Request>(*r) == m);
+  // The variant encodes as its alternative.
+  CHECK(control::encode(*r) == control::encode(m));
+}
+
+template <class Reply> void check_reply_round_trip(const Reply& m) {
+  auto r = control::decode_reply<Reply>(control::encode(m));
+  REQUIRE(r);
+  REQUIRE(std::holds_alternative<Reply>(*r));
+  CHECK(std::get<Reply>(*r) == m);
+}
+
+} // namespace
+
+TEST_CASE("every control message reads back as it was written",
+          "[runtime][control]") {
+  check_request_round_trip(replay_req());
+  check_request_round_trip(list_req());
+  check_request_round_trip(show_req());
+  check_request_round_trip(redrive_req());
+  check_request_round_trip(purge_req());
+  check_reply_round_trip(replay_rep());
+  check_reply_round_trip(list_rep());
+  check_reply_round_trip(show_rep());
+  check_reply_round_trip(redrive_rep());
+  check_reply_round_trip(purge_rep());
+  SECTION("an error reply, whichever reply was expected") {
+    auto r = control::decode_reply<control::replay_reply>(
+      control::encode(error_rep()));
+    REQUIRE(r);
+    REQUIRE(std::holds_alternative<control::error_reply>(*r));
+    CHECK(std::get<control::error_reply>(*r) == error_rep());
+  }
+  SECTION("a heartbeat") {
+    auto r = control::decode_heartbeat(control::encode(hb()));
+    REQUIRE(r);
+    CHECK(*r == hb());
+  }
+  SECTION("a dead letter whose event could not be decoded") {
+    auto m = show_rep();
+    m.dead_letter.event.reset();
+    m.dead_letter.event_error = "truncated envelope";
+    check_reply_round_trip(m);
+  }
+  SECTION("the defaults") {
+    check_request_round_trip(control::dlq_list_request{});
+    check_request_round_trip(control::dlq_redrive_request{});
+    check_reply_round_trip(control::dlq_list_reply{});
+    auto all = control::dlq_purge_request{};
+    all.all = true;
+    check_request_round_trip(all);
+    // A reply without dry_run (an older node) says nothing about it.
+    check_reply_round_trip(control::dlq_redrive_reply{});
+  }
+}
+
+TEST_CASE("a message without a version is of version 1", "[runtime][control]") {
+  for (auto& s : samples()) {
+    INFO(s.name);
+    auto j = frame_of(s.bytes);
+    j.erase("v");
+    CHECK_FALSE(s.decode(bytes_of(j)));
+  }
+  auto j = frame_of(control::encode(show_req()));
+  j.erase("v");
+  auto r = control::decode_request(bytes_of(j));
+  REQUIRE(r);
+  CHECK(std::get<control::dlq_show_request>(*r).v == 1);
+}
+
+TEST_CASE("fields added by a later version are skipped", "[runtime][control]") {
+  for (auto& s : samples()) {
+    INFO(s.name);
+    auto j = frame_of(s.bytes);
+    j["added_later"] = {{"anything", {1, 2, 3}}};
+    CHECK_FALSE(s.decode(bytes_of(j)));
+  }
+  SECTION("a dead letter keeps them, to be shown") {
+    auto j = frame_of(control::encode(show_rep()));
+    j["dead_letter"]["shard"] = 3;
+    auto r = control::decode_reply<control::dlq_show_reply>(bytes_of(j));
+    REQUIRE(r);
+    auto& dl = std::get<control::dlq_show_reply>(*r).dead_letter;
+    CHECK(dl.extra == payload{{"shard", 3}});
+    CHECK(control::to_json(dl)["shard"] == 3);
+    auto shown = control::shown_fields(dl);
+    REQUIRE_FALSE(shown.empty());
+    CHECK(shown.front().first == "id");
+    CHECK(shown.back() == std::pair<std::string, payload>{"shard", 3});
+  }
+}
+
+TEST_CASE("a field of the wrong type is refused, naming it",
+          "[runtime][control]") {
+  for (auto& s : samples()) {
+    auto frame = frame_of(s.bytes);
+    for (auto& [k, value] : frame.items()) {
+      INFO(s.name << ", field " << k);
+      if (k == "op")
+        continue; // an op that is no string: see "unknown op"
+      auto j = frame_of(s.bytes);
+      // A string where none is expected, a fraction where one is.
+      j[k] = value.is_string() ? payload(1.5) : payload("x");
+      auto err = s.decode(bytes_of(j));
+      REQUIRE(err);
+      CHECK(is(err, errc::decode_error));
+      CHECK_THAT(message_of(err), Catch::Contains("'" + k + "'"));
+    }
+  }
+  SECTION("inside a list") {
+    auto j = frame_of(control::encode(replay_req()));
+    j["patterns"][1] = 7;
+    auto r = control::decode_request(bytes_of(j));
+    REQUIRE_FALSE(r);
+    CHECK_THAT(message_of(r.error()),
+               Catch::Contains("replay request: field 'patterns[1]': "
+                               "expected a string, got number"));
+  }
+  SECTION("inside a dead letter") {
+    auto j = frame_of(control::encode(list_rep()));
+    j["dead_letters"][1]["seq"] = -3;
+    auto r = control::decode_reply<control::dlq_list_reply>(bytes_of(j));
+    REQUIRE_FALSE(r);
+    CHECK_THAT(message_of(r.error()),
+               Catch::Contains("field 'dead_letters[1].seq': expected an "
+                               "unsigned integer"));
+  }
+  SECTION("a frame that is no map, or no MessagePack") {
+    CHECK(is(control::decode_request(encode_payload({1, 2})).error(),
+             errc::decode_error));
+    auto r = control::decode_request("\xc1\xc1 not msgpack");
+    REQUIRE_FALSE(r);
+    CHECK_THAT(message_of(r.error()), Catch::Contains("malformed"));
+    CHECK_FALSE(control::decode_heartbeat("\x92\x01"));
+  }
+}
+
+TEST_CASE("a missing required field is refused, naming it",
+          "[runtime][control]") {
+  for (auto& s : samples()) {
+    auto frame = frame_of(s.bytes);
+    for (auto& [k, value] : frame.items()) {
+      INFO(s.name << ", field " << k);
+      auto j = frame_of(s.bytes);
+      j.erase(k);
+      auto err = s.decode(bytes_of(j));
+      bool optional =
+        std::find(s.optional.begin(), s.optional.end(), k) != s.optional.end();
+      if (optional) {
+        CHECK_FALSE(err);
+      } else {
+        REQUIRE(err);
+        // Without `error`, an error reply is read as the reply asked for,
+        // which misses its own fields.
+        if (std::string{s.name} != "error reply")
+          CHECK_THAT(message_of(err), Catch::Contains("'" + k + "'"));
+      }
+    }
+  }
+  SECTION("a purge that selects nothing") {
+    auto r =
+      control::decode_request(control::encode(control::dlq_purge_request{}));
+    REQUIRE_FALSE(r);
+    CHECK(is(r.error(), errc::invalid_argument));
+    CHECK_THAT(message_of(r.error()), Catch::Contains("all: true"));
+  }
+}
+
+TEST_CASE("an unknown op is refused, naming it", "[runtime][control]") {
+  auto j = frame_of(control::encode(show_req()));
+  j["op"] = "dlq.drop_all";
+  auto r = control::decode_request(bytes_of(j));
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), errc::decode_error));
+  CHECK_THAT(message_of(r.error()),
+             Catch::Contains("unknown operation 'dlq.drop_all'")
+               && Catch::Contains("dlq.purge"));
+  CHECK(control::message_id(bytes_of(j)) == 13);
+}
+
+TEST_CASE("a request of a version the node does not serve is refused, "
+          "naming the version",
+          "[runtime][control]") {
+  for (uint32_t v : {0U, control::version + 1}) {
+    auto m = list_req();
+    m.v = v;
+    auto r = control::decode_request(control::encode(m));
+    REQUIRE_FALSE(r);
+    CHECK(is(r.error(), errc::decode_error));
+    CHECK_THAT(message_of(r.error()),
+               Catch::Contains(fmt::format("protocol version {}", v))
+                 && Catch::Contains("serves version 1"));
+  }
+  SECTION("an op of the later version is refused for its version") {
+    auto j = frame_of(control::encode(show_req()));
+    j["v"] = control::version + 1;
+    j["op"] = "dlq.compact";
+    auto r = control::decode_request(bytes_of(j));
+    REQUIRE_FALSE(r);
+    CHECK_THAT(message_of(r.error()), Catch::Contains("protocol version 2"));
+  }
+  SECTION("replies and heartbeats of a later version are read") {
+    auto m = hb();
+    m.v = control::version + 1;
+    auto r = control::decode_heartbeat(control::encode(m));
+    REQUIRE(r);
+    CHECK(r->v == control::version + 1);
+  }
+}
+
+TEST_CASE("a dead letter is shown as stored", "[runtime][control]") {
+  store::dead_letter l;
+  l.id = 4;
+  l.consumer = "EmailService";
+  l.node = "email-node";
+  l.event_type = "user.account.created";
+  l.event_id = "e-1";
+  l.key = "u-1";
+  l.stream = "s-1";
+  l.seq = 9;
+  l.envelope = "not an envelope";
+  l.attempts = {{1772355600000000, "smtp down", "exception"}};
+  l.reason = "attempts exhausted";
+  l.created_us = 1772355601000000;
+  auto r = control::to_record(l, false);
+  CHECK(r.id == 4);
+  CHECK(r.created == "2026-03-01T09:00:01.000000Z");
+  REQUIRE(r.attempts.size() == 1);
+  CHECK(r.attempts[0].time == "2026-03-01T09:00:00.000000Z");
+  CHECK(r.attempts[0].error_class == "exception");
+  CHECK_FALSE(r.event);
+  CHECK_FALSE(r.event_error);
+  auto shown = control::to_record(l, true);
+  CHECK_FALSE(shown.event);
+  REQUIRE(shown.event_error);
+}
+
+// --- the client ------------------------------------------------------------
+
+namespace {
+
+// A control endpoint in this process: a ROUTER that answers each request
+// with what `answer` returns for its bytes (nothing for an empty string).
+//
+// Thread safety: the socket lives on the serving thread; `requests` may be
+// called from any thread.
+class fake_endpoint {
+public:
+  using answer_fn = std::function<std::vector<std::string>(std::string_view)>;
+
+  explicit fake_endpoint(answer_fn answer) : answer_(std::move(answer)) {
+    sock_.set(zmq::sockopt::linger, 0);
+    sock_.bind("tcp://127.0.0.1:*");
+    endpoint_ = sock_.get(zmq::sockopt::last_endpoint);
+    thread_ = std::thread{[this] {
+      serve();
+    }};
+  }
+
+  ~fake_endpoint() {
+    stop_ = true;
+    thread_.join();
+  }
+
+  fake_endpoint(const fake_endpoint&) = delete;
+  fake_endpoint& operator=(const fake_endpoint&) = delete;
+
+  const std::string& endpoint() const {
+    return endpoint_;
+  }
+
+  std::vector<std::string> requests() const {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return requests_;
+  }
+
+private:
+  void serve() {
+    while (!stop_) {
+      zmq::pollitem_t item{sock_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, 20ms);
+      if ((item.revents & ZMQ_POLLIN) == 0)
+        continue;
+      zmq::message_t id;
+      zmq::message_t body;
+      if (!sock_.recv(id, zmq::recv_flags::dontwait) || !id.more()
+          || !sock_.recv(body, zmq::recv_flags::dontwait))
+        continue;
+      {
+        std::lock_guard<std::mutex> guard{mtx_};
+        requests_.push_back(body.to_string());
+      }
+      // Several replies to one request: late ones of earlier requests.
+      for (auto& reply : answer_(body.to_string_view())) {
+        zmq::message_t to{id.data(), id.size()};
+        if (sock_.send(to, zmq::send_flags::sndmore))
+          sock_.send(zmq::buffer(reply), zmq::send_flags::none);
+      }
+    }
+  }
+
+  answer_fn answer_;
+  zmq::context_t ctx_{1};
+  zmq::socket_t sock_{ctx_, zmq::socket_type::router};
+  std::string endpoint_;
+  std::atomic<bool> stop_{false};
+  mutable std::mutex mtx_;
+  std::vector<std::string> requests_;
+  std::thread thread_;
+};
+
+// The request in `bytes`, which the test knows to be a `Request`. On the
+// test's thread only (Catch's assertions are not thread-safe).
+template <class Request> Request request_in(std::string_view bytes) {
+  auto r = control::decode_request(bytes);
+  REQUIRE(r);
+  REQUIRE(std::holds_alternative<Request>(*r));
+  return std::get<Request>(*r);
+}
+
+control_client connect(const std::string& endpoint,
+                       std::chrono::milliseconds timeout = 5s) {
+  control_client_options opts;
+  opts.timeout = timeout;
+  auto c = control_client::connect(endpoint, opts);
+  if (!c)
+    FAIL("no client: " << message_of(c.error()));
+  return std::move(*c);
+}
+
+} // namespace
+
+TEST_CASE("control_client: a request and its reply", "[runtime][control]") {
+  fake_endpoint node{[](std::string_view bytes) {
+    auto reply = list_rep();
+    reply.id = control::message_id(bytes);
+    return std::vector<std::string>{control::encode(reply)};
+  }};
+  auto client = connect(node.endpoint());
+  CHECK(client.endpoint() == node.endpoint());
+  auto reply = client.call(list_req());
+  REQUIRE(reply);
+  auto expected = list_rep();
+  expected.id = reply->id;
+  CHECK(*reply == expected);
+  // The request arrived as sent, numbered by the client.
+  auto reqs = node.requests();
+  REQUIRE(reqs.size() == 1);
+  auto sent = request_in<control::dlq_list_request>(reqs[0]);
+  CHECK(sent.id == reply->id);
+  auto asked = list_req();
+  asked.id = sent.id;
+  CHECK(sent == asked);
+  // A second call on the same client works too.
+  REQUIRE(client.call(list_req()));
+}
+
+TEST_CASE("control_client: a late reply to an earlier request is skipped",
+          "[runtime][control]") {
+  fake_endpoint node{[](std::string_view bytes) {
+    auto stale = purge_rep();
+    stale.id = control::message_id(bytes) + 1000;
+    stale.purged = {1, 2, 3};
+    auto mine = purge_rep();
+    mine.id = control::message_id(bytes);
+    return std::vector<std::string>{control::encode(stale),
+                                    control::encode(mine)};
+  }};
+  auto client = connect(node.endpoint());
+  auto reply = client.call(purge_req());
+  REQUIRE(reply);
+  CHECK(reply->purged == std::vector<uint64_t>{7});
+}
+
+TEST_CASE("control_client: an error reply is an error with the node's "
+          "message",
+          "[runtime][control]") {
+  fake_endpoint node{[](std::string_view bytes) {
+    control::error_reply e;
+    e.id = control::message_id(bytes);
+    e.error = "no dead letter 42 on node 'email-node'";
+    return std::vector<std::string>{control::encode(e)};
+  }};
+  auto client = connect(node.endpoint());
+  auto m = show_req();
+  m.dead_letter = 42;
+  auto reply = client.call(m);
+  REQUIRE_FALSE(reply);
+  CHECK(is(reply.error(), errc::remote_error));
+  CHECK(message_of(reply.error()) == "no dead letter 42 on node 'email-node'");
+}
+
+TEST_CASE("control_client: a malformed reply names the endpoint",
+          "[runtime][control]") {
+  fake_endpoint node{[](std::string_view bytes) {
+    auto j = payload{{"id", control::message_id(bytes)}, {"more", "yes"}};
+    return std::vector<std::string>{encode_payload(j)};
+  }};
+  auto client = connect(node.endpoint());
+  auto reply = client.call(list_req());
+  REQUIRE_FALSE(reply);
+  CHECK(is(reply.error(), errc::decode_error));
+  CHECK_THAT(message_of(reply.error()),
+             Catch::Contains(node.endpoint())
+               && Catch::Contains("dlq.list reply: field 'dead_letters'"));
+}
+
+TEST_CASE("control_client: no answer is a timeout within the deadline, "
+          "naming the endpoint",
+          "[runtime][control]") {
+  SECTION("nothing listens") {
+    auto endpoint = "tcp://127.0.0.1:" + std::to_string(test::free_port());
+    auto client = connect(endpoint, 300ms);
+    auto started = std::chrono::steady_clock::now();
+    auto reply = client.call(show_req());
+    auto took = std::chrono::steady_clock::now() - started;
+    REQUIRE_FALSE(reply);
+    CHECK(is(reply.error(), errc::timeout));
+    CHECK(message_of(reply.error())
+          == "no answer from " + endpoint
+               + " within 0.3s; is the node running, and is that its "
+                 "control endpoint?");
+    CHECK(took >= 300ms);
+    CHECK(took < 3s);
+  }
+  SECTION("an endpoint that never answers") {
+    fake_endpoint node{[](std::string_view) {
+      return std::vector<std::string>{};
+    }};
+    auto client = connect(node.endpoint(), 200ms);
+    auto started = std::chrono::steady_clock::now();
+    auto reply = client.call(redrive_req());
+    CHECK(std::chrono::steady_clock::now() - started < 3s);
+    REQUIRE_FALSE(reply);
+    CHECK(is(reply.error(), errc::timeout));
+    CHECK_THAT(message_of(reply.error()), Catch::Contains(node.endpoint()));
+  }
+}
+
+TEST_CASE("control_client refuses what it cannot do", "[runtime][control]") {
+  SECTION("CURVE keys, not supported yet") {
+    control_client_options opts;
+    opts.curve.server_key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+    auto c = control_client::connect("tcp://127.0.0.1:1", opts);
+    REQUIRE_FALSE(c);
+    CHECK(is(c.error(), errc::invalid_argument));
+    CHECK_THAT(message_of(c.error()), Catch::Contains("CURVE"));
+  }
+  SECTION("a malformed endpoint") {
+    auto c = control_client::connect("localhost:5701");
+    REQUIRE_FALSE(c);
+    CHECK(is(c.error(), errc::io_error));
+    CHECK_THAT(message_of(c.error()), Catch::Contains("localhost:5701"));
+  }
+}
+
+TEST_CASE("control_client reads a running node's replay replies",
+          "[runtime][control]") {
+  auto n = start(make_config("p", "UserService"));
+  std::optional<publish_receipt> last;
+  for (int i = 1; i <= 3; ++i)
+    last = *n->bus().publish("user.account.created", created(i));
+  REQUIRE_FALSE(last->wait());
+  auto client = connect(n->control_endpoint());
+  auto req = replay_req();
+  req.stream = n->stream();
+  req.from = 1;
+  auto reply = client.call(req);
+  REQUIRE(reply);
+  CHECK(reply->stream == n->stream());
+  CHECK(reply->head == 3);
+  CHECK(reply->next > 3);
+  CHECK(reply->type_heads.at("user.account.created") == 3);
+  // Three envelopes, back to back.
+  std::string_view bytes{reinterpret_cast<const char*>(reply->events.data()),
+                         reply->events.size()};
+  size_t offset = 0;
+  int events = 0;
+  while (offset < bytes.size()) {
+    auto ev = decode_next(bytes, offset, nullptr);
+    REQUIRE(ev);
+    ++events;
+  }
+  CHECK(events == 3);
+  SECTION("a stream it does not have is the node's error") {
+    req.stream = "no-such-stream";
+    auto refused = client.call(req);
+    REQUIRE_FALSE(refused);
+    CHECK_THAT(message_of(refused.error()), Catch::Contains("unknown stream"));
+  }
+}
