@@ -19,6 +19,7 @@
 #include <zmq.hpp>
 
 #include "deadline.hpp"
+#include "fake_endpoint.hpp"
 #include "herald/core/codec.hpp"
 #include "process.hpp"
 
@@ -36,34 +37,23 @@ std::string herald_cmd(const std::string& args) {
 }
 
 // A node's control endpoint as far as `herald dlq` can tell: answers each
-// request with what `answer` returns (its id added) and records it.
+// request with what `answer` returns (its id added) and records it. The
+// replies are spelled here by hand, apart from the protocol's own code:
+// they pin the wire format the CLI reads.
 //
-// Thread safety: the socket lives on the serving thread; `requests` may be
-// called from any thread.
+// Thread safety: `requests` may be called from any thread.
 class fake_node {
 public:
   using answer_fn = std::function<payload(const payload& request)>;
 
-  explicit fake_node(answer_fn answer) : answer_(std::move(answer)) {
-    sock_.set(zmq::sockopt::linger, 0);
-    sock_.bind("tcp://127.0.0.1:*");
-    endpoint_ = sock_.get(zmq::sockopt::last_endpoint);
-    thread_ = std::thread{[this] {
-      serve();
-    }};
-  }
-
-  ~fake_node() {
-    stop_ = true;
-    thread_.join();
-  }
-
-  fake_node(const fake_node&) = delete;
-  fake_node& operator=(const fake_node&) = delete;
+  explicit fake_node(answer_fn answer)
+      : endpoint_{[this, answer = std::move(answer)](std::string_view body) {
+          return std::vector<std::string>{serve(answer, body)};
+        }} {}
 
   /// The endpoint to pass to --control.
   const std::string& endpoint() const {
-    return endpoint_;
+    return endpoint_.endpoint();
   }
 
   /// The requests received so far, decoded.
@@ -73,43 +63,25 @@ public:
   }
 
 private:
-  void serve() {
-    // Polls in short slices so that the destructor's stop is seen soon.
-    while (!stop_) {
-      zmq::pollitem_t item{sock_.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, 20ms);
-      if ((item.revents & ZMQ_POLLIN) == 0)
-        continue;
-      zmq::message_t id;
-      zmq::message_t body;
-      if (!sock_.recv(id, zmq::recv_flags::dontwait) || !id.more()
-          || !sock_.recv(body, zmq::recv_flags::dontwait))
-        continue;
-      auto request = herald::decode_payload(body.to_string_view());
-      payload reply;
-      if (request) {
-        reply = answer_(*request);
-        if (request->contains("id"))
-          reply["id"] = request->at("id");
-        std::lock_guard<std::mutex> guard{mtx_};
-        requests_.push_back(*request);
-      } else {
-        reply = {{"error", "undecodable request"}};
-      }
-      auto bytes = herald::encode_payload(reply);
-      if (sock_.send(id, zmq::send_flags::sndmore))
-        sock_.send(zmq::buffer(bytes), zmq::send_flags::none);
+  std::string serve(const answer_fn& answer, std::string_view body) {
+    auto request = herald::decode_payload(body);
+    payload reply;
+    if (request) {
+      reply = answer(*request);
+      if (request->contains("id"))
+        reply["id"] = request->at("id");
+      std::lock_guard<std::mutex> guard{mtx_};
+      requests_.push_back(*request);
+    } else {
+      reply = {{"error", "undecodable request"}};
     }
+    return herald::encode_payload(reply);
   }
 
-  answer_fn answer_;
-  zmq::context_t ctx_{1};
-  zmq::socket_t sock_{ctx_, zmq::socket_type::router};
-  std::string endpoint_;
-  std::atomic<bool> stop_{false};
   mutable std::mutex mtx_;
   std::vector<payload> requests_;
-  std::thread thread_;
+  // Last: its thread calls `serve` until it is destroyed, first.
+  herald::test::fake_endpoint endpoint_;
 };
 
 payload attempt(const std::string& time, const std::string& error,
