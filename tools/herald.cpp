@@ -2,9 +2,11 @@
 /// manage a node's dead letters.
 ///
 /// ```sh
-/// herald publish --config config/user_service.yaml user.account.created
+/// herald publish --control tcp://127.0.0.1:5701 user.account.created
 ///   '{"user_id": "...", "email": "a@example.com", "registration_source":
 ///   "web"}'
+/// herald publish --control tcp://127.0.0.1:5701 user.account.created
+///   --file users.jsonl
 /// herald tail --config config/email_service.yaml --peer tcp://127.0.0.1:5600
 /// 'user.>' herald catalog check config/events.yaml
 /// herald dlq list --control tcp://127.0.0.1:5701
@@ -26,6 +28,7 @@
 #include "cli_common.hpp"
 #include "dlq.hpp"
 #include "herald/core/errc.hpp"
+#include "publish.hpp"
 
 #ifndef HERALD_VERSION
 #define HERALD_VERSION "unknown"
@@ -36,61 +39,6 @@ namespace {
 namespace cli = herald::cli;
 
 constexpr std::string_view prog = "herald";
-
-// Accepts a JSON object; otherwise says what is wrong and how to pass one.
-std::string check_json_object(const std::string& text) {
-  try {
-    if (nlohmann::json::parse(text).is_object())
-      return {};
-    return "the payload must be a JSON object, e.g. '{\"user_id\": \"...\"}'";
-  } catch (const nlohmann::json::parse_error& e) {
-    return fmt::format("not valid JSON ({}); pass the payload as one quoted "
-                       "argument, e.g. '{{\"user_id\": \"...\"}}'",
-                       e.what());
-  }
-}
-
-struct publish_args {
-  cli::node_options node;
-  std::string source;
-  int64_t wait_subscribers = 0;
-  double wait_timeout = 5;
-  std::string type;
-  std::string json;
-};
-
-int run_publish(const publish_args& args) {
-  auto data = nlohmann::json::parse(args.json);
-  auto n = cli::start_node(args.node);
-  if (!n)
-    return cli::fail(prog, herald::message_of(n.error()));
-  auto& nd = **n;
-  // Checked before waiting for subscribers: a bad payload fails at once.
-  if (auto err = nd.events().validate(args.type, data))
-    return cli::fail(prog, herald::message_of(err));
-  herald::publish_options opts;
-  opts.source = args.source;
-  if (auto* spec = nd.events().find(args.type); opts.source.empty() && spec)
-    opts.source = spec->producer;
-  if (args.wait_subscribers > 0
-      && !nd.wait_for_subscribers(args.wait_subscribers,
-                                  cli::from_seconds(args.wait_timeout)))
-    return cli::fail(prog, fmt::format("timed out after {:g}s waiting for {} "
-                                       "subscriber(s) at {}; start them with "
-                                       "--peer {} or raise --wait-timeout",
-                                       args.wait_timeout, args.wait_subscribers,
-                                       nd.endpoint(), nd.endpoint()));
-  auto receipt = nd.bus().publish(args.type, std::move(data), opts);
-  if (!receipt)
-    return cli::fail(prog, herald::message_of(receipt.error()));
-  // Acknowledged only once durable in this node's log.
-  if (auto err = receipt->wait())
-    return cli::fail(prog, herald::message_of(err));
-  nlohmann::ordered_json out{{"id", receipt->id}, {"seq", receipt->seq}};
-  cli::print_line(out.dump());
-  nd.stop(); // flushes what was sent
-  return cli::exit_ok;
-}
 
 struct tail_args {
   cli::node_options node;
@@ -181,28 +129,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "herald " HERALD_VERSION);
   app.require_subcommand(1);
 
-  publish_args pub;
-  auto* publish = app.add_subcommand(
-    "publish", "Validate an event against the catalog and publish it.");
-  pub.node.log_level = "warn"; // stderr shows problems, not the lifecycle
-  cli::add_node_options(*publish, pub.node, false);
-  publish->add_option("--source", pub.source,
-                      "producing service. Default: the catalog's producer");
-  publish
-    ->add_option("--wait-subscribers", pub.wait_subscribers,
-                 "wait until N subscriptions reached this node first")
-    ->capture_default_str()
-    ->check(cli::at_least(0));
-  publish
-    ->add_option("--wait-timeout", pub.wait_timeout,
-                 "seconds to wait for --wait-subscribers")
-    ->capture_default_str()
-    ->check(cli::at_least(0));
-  publish->add_option("TYPE", pub.type, "event type, e.g. user.account.created")
-    ->required();
-  publish->add_option("JSON", pub.json, "the payload, a JSON object")
-    ->required()
-    ->check(check_json_object);
+  auto publish = cli::add_publish_command(app);
 
   tail_args tail;
   auto* tail_cmd = app.add_subcommand(
@@ -236,8 +163,8 @@ int main(int argc, char** argv) {
     return *rc;
   if (*dlq.app)
     return dlq.run();
-  if (*publish)
-    return run_publish(pub);
+  if (*publish.app)
+    return publish.run();
   if (*tail_cmd)
     return run_tail(tail);
   return run_catalog_check(catalog_file);

@@ -55,6 +55,11 @@ constexpr const char* event_error = "event_error";
 // An attempt's.
 constexpr const char* time = "time";
 constexpr const char* error_class = "class";
+// publish's (besides events, type, id, stream and seq).
+constexpr const char* request_id = "request_id";
+constexpr const char* data = "data";
+constexpr const char* acks = "acks";
+constexpr const char* refused = "refused";
 } // namespace key
 
 namespace op {
@@ -63,6 +68,7 @@ constexpr std::string_view dlq_list = "dlq.list";
 constexpr std::string_view dlq_show = "dlq.show";
 constexpr std::string_view dlq_redrive = "dlq.redrive";
 constexpr std::string_view dlq_purge = "dlq.purge";
+constexpr std::string_view publish = "publish";
 } // namespace op
 
 // A dead letter's scalar fields in the order the protocol lists them.
@@ -124,6 +130,22 @@ const char* read(payload& j, std::vector<uint8_t>& out) {
 }
 
 const char* read(payload& j, std::optional<payload>& out) {
+  out = std::move(j);
+  return nullptr;
+}
+
+const char* read(payload& j, std::optional<uint64_t>& out) {
+  uint64_t n = 0;
+  if (auto* expected = read(j, n))
+    return expected;
+  out = n;
+  return nullptr;
+}
+
+// A map, taken as it is (a publish event's payload).
+const char* read(payload& j, payload& out) {
+  if (!j.is_object())
+    return "a map";
   out = std::move(j);
   return nullptr;
 }
@@ -217,6 +239,12 @@ public:
 
   bool failed() const noexcept {
     return static_cast<bool>(problem_);
+  }
+
+  // Records `detail` as the problem, unless there is one already.
+  void fail(std::string_view detail) {
+    if (!failed())
+      problem_ = problem(detail);
   }
 
   // The first problem, or none.
@@ -510,6 +538,90 @@ void read(fields& f, dlq_purge_reply& m) {
   f.opt(key::dry_run, m.dry_run);
 }
 
+// --- publish ---------------------------------------------------------------
+
+caf::error read_publish_event(payload& j, const std::string& where,
+                              const std::string& path, publish_event& out) {
+  if (!j.is_object())
+    return make_error(errc::decode_error,
+                      fmt::format("{}: field '{}': expected a map, got {}",
+                                  where, path, j.type_name()));
+  fields f{j, where, path};
+  f.req(key::type, out.type);
+  f.req(key::data, out.data);
+  return f.take();
+}
+
+caf::error read_publish_ack(payload& j, const std::string& where,
+                            const std::string& path, publish_ack& out) {
+  if (!j.is_object())
+    return make_error(errc::decode_error,
+                      fmt::format("{}: field '{}': expected a map, got {}",
+                                  where, path, j.type_name()));
+  fields f{j, where, path};
+  f.req(key::id, out.id);
+  f.req(key::stream, out.stream);
+  f.req(key::seq, out.seq);
+  return f.take();
+}
+
+std::string_view name_of(const publish_request&) {
+  return op::publish;
+}
+
+void write(payload& j, const publish_request& m) {
+  j[key::request_id] = m.request_id;
+  auto events = payload::array();
+  for (auto& ev : m.events)
+    events.push_back({{key::type, ev.type}, {key::data, ev.data}});
+  j[key::events] = std::move(events);
+}
+
+void read(fields& f, publish_request& m) {
+  f.req(key::request_id, m.request_id);
+  f.req_each(key::events, m.events,
+             [&](payload& ev, const std::string& path, publish_event& out) {
+               return read_publish_event(ev, f.where(), path, out);
+             });
+  if (f.failed())
+    return;
+  if (m.request_id.empty() || m.request_id.size() > max_request_id)
+    f.fail(fmt::format("field '{}': {} bytes; expected 1 to {}",
+                       key::request_id, m.request_id.size(), max_request_id));
+  else if (m.events.empty() || m.events.size() > max_publish_events)
+    f.fail(fmt::format("field '{}': {} events; expected 1 to {} per request",
+                       key::events, m.events.size(), max_publish_events));
+}
+
+std::string_view name_of(const publish_reply&) {
+  return op::publish;
+}
+
+void write(payload& j, const publish_reply& m) {
+  j[key::request_id] = m.request_id;
+  auto acks = payload::array();
+  for (auto& a : m.acks)
+    acks.push_back(
+      {{key::id, a.id}, {key::stream, a.stream}, {key::seq, a.seq}});
+  j[key::acks] = std::move(acks);
+  if (m.refused) {
+    j[key::refused] = *m.refused;
+    j[key::reason] = m.reason;
+  }
+}
+
+void read(fields& f, publish_reply& m) {
+  f.req(key::request_id, m.request_id);
+  f.req_each(key::acks, m.acks,
+             [&](payload& a, const std::string& path, publish_ack& out) {
+               return read_publish_ack(a, f.where(), path, out);
+             });
+  f.opt(key::refused, m.refused);
+  f.opt(key::reason, m.reason);
+}
+
+// --- errors ------------------------------------------------------------------
+
 void write(payload& j, const error_reply& m) {
   j[key::stream] = m.stream;
   j[key::error] = m.error;
@@ -655,6 +767,12 @@ std::string encode(const dlq_purge_request& m) {
 std::string encode(const dlq_purge_reply& m) {
   return encode_reply(m);
 }
+std::string encode(const publish_request& m) {
+  return encode_request(m);
+}
+std::string encode(const publish_reply& m) {
+  return encode_reply(m);
+}
 std::string encode(const error_reply& m) {
   return encode_reply(m);
 }
@@ -728,11 +846,13 @@ caf::expected<request> decode_request(std::string_view bytes,
                                     key::all));
     return r;
   }
+  if (name == op::publish)
+    return read_request<publish_request>(*j, v);
   return make_error(errc::decode_error,
                     fmt::format("unknown operation '{}'; expected {}, {}, {}, "
-                                "{} or {}",
+                                "{}, {} or {}",
                                 name, op::replay, op::dlq_list, op::dlq_show,
-                                op::dlq_redrive, op::dlq_purge));
+                                op::dlq_redrive, op::dlq_purge, op::publish));
 }
 
 template <class Reply>
@@ -774,6 +894,8 @@ template caf::expected<answer<dlq_redrive_reply>>
 decode_reply<dlq_redrive_reply>(std::string_view, const decode_limits&);
 template caf::expected<answer<dlq_purge_reply>>
 decode_reply<dlq_purge_reply>(std::string_view, const decode_limits&);
+template caf::expected<answer<publish_reply>>
+decode_reply<publish_reply>(std::string_view, const decode_limits&);
 
 caf::expected<heartbeat> decode_heartbeat(std::string_view bytes,
                                           const decode_limits& limits) {

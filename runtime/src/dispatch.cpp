@@ -7,6 +7,7 @@
 
 #include "herald/core/errc.hpp"
 #include "node_impl.hpp"
+#include "publish_admin.hpp"
 
 namespace herald {
 
@@ -25,9 +26,13 @@ void node::impl::on_io_error(const caf::error& why) {
 // Called by the log's committer after each group, in seq order.
 void node::impl::on_commit(std::vector<store::record>& group,
                            const caf::error& err) {
+  auto first = group.front().seq;
+  auto last = group.back().seq;
   if (err) {
     log->error("{} events were not stored and are not sent: {}", group.size(),
                message_of(err));
+    if (publisher)
+      publisher->on_commit(first, last, err);
     return;
   }
   event_batch local;
@@ -60,6 +65,9 @@ void node::impl::on_commit(std::vector<store::record>& group,
         sent_type_heads.emplace(r.type, r.type_seq);
     sent_head = group.back().seq;
   }
+  // Publish requests are acknowledged behind their events.
+  if (publisher)
+    publisher->on_commit(first, last, {});
 }
 
 // Whether `c` has room for `n` more events. A consumer's backlog (live

@@ -13,6 +13,7 @@
 #include "herald/core/errc.hpp"
 #include "herald/core/logging.hpp"
 #include "node_impl.hpp"
+#include "publish_admin.hpp"
 
 namespace herald {
 
@@ -289,6 +290,7 @@ node::start(node_config cfg, std::function<int64_t()> clock) {
     if (auto err = step(*p))
       return err;
   start_actors(*p);
+  p->publisher = std::make_unique<publish_admin>(*p);
   for (auto step : {start_pump, start_http})
     if (auto err = step(*p))
       return err;

@@ -10,6 +10,8 @@
 /// |                         | the consumer actors                           |
 /// | `replay.cpp`            | heartbeats, control requests, replays         |
 /// | `dead_letter_admin.cpp` | dlq requests, list, redrive, purge, parking   |
+/// | `publish_admin.cpp`     | `publish` requests: append, ack once durable, |
+/// |                         | remember request ids (`publish_admin`)        |
 /// | `alerts.cpp`            | raising an alert and its hook                 |
 /// | `node_metrics.cpp`      | `/metrics` in Prometheus' text format         |
 ///
@@ -24,11 +26,13 @@
 ///
 /// Lock order: `consumers_mtx` before `redrive_mtx` and before a
 /// consumer's `consumer_stats::positions_mtx`; `retention_mtx` before
-/// `store_mtx`. Every other mutex here is a leaf: nothing else of the
-/// node's is locked while it is held. `publish_mtx` is held while the
-/// event log takes its own queue lock (`event_log::append`), and
-/// `consumers_mtx` while the pump takes its command lock
-/// (`pump::subscribe`); neither of those calls back into the node.
+/// `store_mtx`; `publish_mtx` before the mutex of `publisher` (with fsync
+/// `os` the log may call `on_commit` inside `append`). Every other mutex
+/// here is a leaf: nothing else of the node's is locked while it is held.
+/// `publish_mtx` is held while the event log takes its own queue lock
+/// (`event_log::append`), and `consumers_mtx` while the pump takes its
+/// command lock (`pump::subscribe`); neither of those calls back into the
+/// node but for that `on_commit`.
 
 #include <atomic>
 #include <condition_variable>
@@ -37,6 +41,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <shared_mutex>
 #include <string>
@@ -62,6 +67,8 @@
 #include "metrics.hpp"
 
 namespace herald {
+
+class publish_admin;
 
 /// The consumer name of tools that watch the bus (`event_bus::observe`).
 inline constexpr std::string_view observer_name = "herald.observer";
@@ -103,6 +110,9 @@ struct node::impl : transport::pump_listener {
   std::unique_ptr<metrics::http_server> http;
   /// The parsed `subscribe` patterns of each configured consumer.
   std::map<std::string, std::vector<pattern>, std::less<>> service_patterns;
+  /// Serves `publish` control requests (made before the pump starts; it
+  /// guards its own state).
+  std::unique_ptr<publish_admin> publisher;
 
   // --- Atomics ------------------------------------------------------------
   std::atomic<bool> running{false};
@@ -185,7 +195,9 @@ struct node::impl : transport::pump_listener {
   std::string make_heartbeat() override;
   void on_heartbeat(std::string_view body) override;
   void broadcast_heartbeat(const stream_heartbeat& hb);
-  std::string on_control_request(std::string_view request) override;
+  std::optional<std::string>
+  on_control_request(std::string_view request,
+                     const transport::control_peer& from) override;
   std::string refuse(uint64_t id, std::string req_stream, std::string why);
   std::string serve(const control::replay_request& r);
   void on_control_reply(std::string_view endpoint,

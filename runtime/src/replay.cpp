@@ -4,6 +4,7 @@
 // The dead-letter operations are served in dead_letter_admin.cpp.
 
 #include <limits>
+#include <type_traits>
 #include <variant>
 
 #include <caf/send.hpp>
@@ -11,6 +12,7 @@
 
 #include "herald/core/errc.hpp"
 #include "node_impl.hpp"
+#include "publish_admin.hpp"
 
 namespace herald {
 
@@ -64,18 +66,25 @@ void node::impl::on_heartbeat(std::string_view body) {
   broadcast_heartbeat(to_stream_heartbeat(std::move(*hb)));
 }
 
-// Serves a control request: a replay from this node's log or a
-// dead-letter operation. Never throws; a request that is malformed or
-// cannot be served is counted and answered with an error reply.
-std::string node::impl::on_control_request(std::string_view bytes) {
+// Serves a control request: a replay from this node's log, a dead-letter
+// operation, or a publish, which is answered later (once durable, see
+// publish_admin.hpp). Never throws; a request that is malformed or cannot
+// be served is counted and answered with an error reply.
+std::optional<std::string>
+node::impl::on_control_request(std::string_view bytes,
+                               const transport::control_peer& from) {
   auto req = control::decode_request(bytes, limits);
   if (!req)
     return refuse(control::message_id(bytes, limits), {},
                   message_of(req.error()));
   try {
     return std::visit(
-      [this](const auto& r) {
-        return serve(r);
+      [this, &from](const auto& r) -> std::optional<std::string> {
+        using type = std::decay_t<decltype(r)>;
+        if constexpr (std::is_same_v<type, control::publish_request>)
+          return publisher->serve(r, from);
+        else
+          return serve(r);
       },
       *req);
   } catch (const std::exception& e) {

@@ -39,7 +39,10 @@ TEST_CASE("herald --help and --version exit 0", "[integration][cli]") {
   CHECK_THAT(version.out, Catch::StartsWith("herald "));
   auto sub_help = run(herald_cmd("publish --help"), 10s);
   CHECK(sub_help.exit_code == 0);
-  CHECK_THAT(sub_help.out, Catch::Contains("--wait-subscribers"));
+  CHECK_THAT(sub_help.out, Catch::Contains("--control")
+                             && Catch::Contains("--file")
+                             && Catch::Contains("--standalone")
+                             && Catch::Contains("WARNING"));
 }
 
 TEST_CASE("a bad command line exits 2 with the usage error on stderr",
@@ -99,11 +102,12 @@ TEST_CASE("herald catalog check names file and line of every problem",
   CHECK(r.out.empty());
 }
 
-TEST_CASE("herald publish rejects an invalid payload and sends nothing",
+TEST_CASE("herald publish --standalone rejects an invalid payload and sends "
+          "nothing",
           "[integration][cli]") {
   herald::test::temp_dir dir;
   auto r = run(
-    herald_cmd("publish --config "
+    herald_cmd("publish --standalone --config "
                + shell_quote(config_dir + "/user_service.yaml") + " --data-dir "
                + shell_quote((dir / "data").string()) + " user.account.created "
                + shell_quote(R"({"user_id": "not-a-uuid", )"
@@ -129,7 +133,8 @@ TEST_CASE("herald tail --timeout exits 1 when --count was not reached",
   CHECK(r.out.empty());
 }
 
-TEST_CASE("an event published with herald publish reaches herald tail",
+TEST_CASE("an event published with herald publish --standalone reaches "
+          "herald tail",
           "[integration][cli]") {
   herald::test::temp_dir dir;
   // The publisher lives only for one publish: tail connects to a fixed port
@@ -158,7 +163,8 @@ TEST_CASE("an event published with herald publish reaches herald tail",
   REQUIRE(herald::test::wait_for_file(dir / "tail.endpoint", 10s));
 
   auto pub =
-    run(herald_cmd("publish --config " + shell_quote(publisher_config.string())
+    run(herald_cmd("publish --standalone --config "
+                   + shell_quote(publisher_config.string())
                    + " --wait-subscribers 1 --wait-timeout 10"
                    + " user.account.created " + shell_quote(valid_created)),
         30s);

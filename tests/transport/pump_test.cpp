@@ -6,9 +6,11 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <zmq.hpp>
@@ -23,11 +25,15 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
-// Records what the pump reports; answers nothing.
+// Records what the pump reports; answers control requests with an empty
+// reply at once, or, when `defer` is set, not at once but keeps their
+// senders in `deferred`.
 struct recording_listener : transport::pump_listener {
   std::mutex mtx;
   std::vector<caf::error> bad;
   std::vector<caf::error> io;
+  bool defer = false;
+  std::vector<std::pair<transport::control_peer, std::string>> deferred;
 
   void on_events(event_batch&) override {}
   void on_bad_frame(const caf::error& why) override {
@@ -39,8 +45,14 @@ struct recording_listener : transport::pump_listener {
     io.push_back(why);
   }
   void on_heartbeat(std::string_view) override {}
-  std::string on_control_request(std::string_view) override {
-    return {};
+  std::optional<std::string>
+  on_control_request(std::string_view request,
+                     const transport::control_peer& from) override {
+    if (!defer)
+      return std::string{};
+    std::lock_guard<std::mutex> guard{mtx};
+    deferred.emplace_back(from, std::string{request});
+    return std::nullopt;
   }
   void on_control_reply(std::string_view, std::string_view) override {}
   std::string make_heartbeat() override {
@@ -117,4 +129,48 @@ TEST_CASE("a failed ZeroMQ operation counts as an I/O error, not a bad frame",
   REQUIRE(listener.io.size() == 1);
   CHECK(is(listener.io[0], errc::io_error));
   CHECK_THAT(message_of(listener.io[0]), Catch::Contains("no-such-endpoint"));
+}
+
+TEST_CASE("a deferred control reply reaches the peer that asked",
+          "[transport][pump]") {
+  // Two peers ask; the listener answers neither at once. Replies sent
+  // later, from another thread and in the other order, each reach the
+  // peer that asked.
+  recording_listener listener;
+  listener.defer = true;
+  auto p = transport::pump::start({}, &listener);
+  REQUIRE(p);
+  zmq::context_t ctx;
+  zmq::socket_t a{ctx, zmq::socket_type::dealer};
+  zmq::socket_t b{ctx, zmq::socket_type::dealer};
+  for (auto* s : {&a, &b}) {
+    s->set(zmq::sockopt::linger, 0);
+    s->set(zmq::sockopt::rcvtimeo, 5000);
+    s->connect((*p)->control_endpoint());
+  }
+  send_parts(a, {"from a"});
+  send_parts(b, {"from b"});
+  REQUIRE(herald::test::wait_until(
+    [&] {
+      std::lock_guard<std::mutex> guard{listener.mtx};
+      return listener.deferred.size() == 2;
+    },
+    5s));
+  std::vector<std::pair<transport::control_peer, std::string>> asked;
+  {
+    std::lock_guard<std::mutex> guard{listener.mtx};
+    asked = listener.deferred;
+  }
+  CHECK_FALSE(asked[0].first == asked[1].first);
+  CHECK(herald::test::run_with_time_limit(5s, [&] {
+    for (auto i = asked.size(); i-- > 0;)
+      (*p)->reply(asked[i].first, "answer to " + asked[i].second);
+    return true;
+  }));
+  zmq::message_t got;
+  REQUIRE(a.recv(got));
+  CHECK(got.to_string_view() == "answer to from a");
+  REQUIRE(b.recv(got));
+  CHECK(got.to_string_view() == "answer to from b");
+  (*p)->stop();
 }

@@ -20,11 +20,12 @@ namespace herald::transport {
 namespace {
 
 struct command {
-  enum class kind : uint8_t { send, subscribe, request, stop };
+  enum class kind : uint8_t { send, subscribe, request, reply, stop };
   kind what;
-  std::string a;          // envelope, prefix or endpoint (request)
+  std::string a;          // envelope, prefix, endpoint (request) or
+                          // routing id (reply)
   std::string_view topic; // for send
-  std::string b;          // request body
+  std::string b;          // request or reply body
 };
 
 } // namespace
@@ -124,6 +125,9 @@ struct pump::impl {
       case command::kind::request:
         send_request(cmd.a, cmd.b);
         break;
+      case command::kind::reply:
+        send_reply(cmd.a, cmd.b);
+        break;
       case command::kind::stop:
         return false;
       }
@@ -203,12 +207,21 @@ struct pump::impl {
         if (!router.recv(extra, zmq::recv_flags::dontwait))
           break;
       }
-      auto reply = listener->on_control_request(body.to_string_view());
-      zmq::message_t out{reply.data(), reply.size()};
-      if (router.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait))
-        [[maybe_unused]]
-        auto ok = router.send(out, zmq::send_flags::dontwait);
+      control_peer from{id.to_string()};
+      auto reply = listener->on_control_request(body.to_string_view(), from);
+      if (reply) // else the listener answers later, through `pump::reply`
+        send_reply(from.routing_id, *reply);
     }
+  }
+
+  // Sends `body` on the ROUTER to the peer whose routing id is `to`. A
+  // ROUTER drops what it cannot route (the peer is gone) or queue (HWM).
+  void send_reply(const std::string& to, const std::string& body) {
+    zmq::message_t id{to.data(), to.size()};
+    zmq::message_t out{body.data(), body.size()};
+    if (router.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+      [[maybe_unused]]
+      auto ok = router.send(out, zmq::send_flags::dontwait);
   }
 
   void read_replies(size_t k) {
@@ -459,6 +472,10 @@ void pump::send_all(std::vector<outgoing>& messages) {
 void pump::request(std::string endpoint, std::string body) {
   impl_->push(
     {command::kind::request, std::move(endpoint), {}, std::move(body)});
+}
+
+void pump::reply(const control_peer& to, std::string reply) {
+  impl_->push({command::kind::reply, to.routing_id, {}, std::move(reply)});
 }
 
 void pump::subscribe(std::string prefix) {

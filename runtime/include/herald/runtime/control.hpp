@@ -37,6 +37,25 @@
 ///   bool}`. Deletes one dead letter by id, else those matching the
 ///   filters, else every one when `all` is true; a purge that selects
 ///   nothing of these is refused, so deleting everything is explicit.
+/// - `publish {request_id: str, events: [{type: str, data: map}]}` →
+///   `{request_id: str, acks: [{id, stream: str, seq: uint}], refused?:
+///   uint, reason?: str}`. Validates and appends each event, in order, to
+///   the node's own stream as its service (the catalog producer must be
+///   the node's `service`), and replies once every appended event is
+///   durable under the node's fsync policy (see `publish_request`). `acks`
+///   are the events published, in request order: event id, stream, seq.
+///   At the first event the node refuses (unknown type, schema, producer)
+///   it stops: `refused` is that event's index in `events` (= the number
+///   of acks) and `reason` names the event, field and rule; nothing after
+///   it is published. The same `request_id` again (a re-send after a
+///   timeout) publishes nothing: the reply repeats the first one's acks
+///   (see `publish_request` for the window). Limits: 1 to
+///   `max_publish_events` (256) events, `request_id` 1 to
+///   `max_request_id` (128) bytes; the whole request must fit the node's
+///   `transport.max_message_size` (ZeroMQ drops a larger one, and the
+///   sender times out). A store failure is reported like a refusal
+///   (`refused` = the first event not stored); later events of the same
+///   request may or may not be stored then.
 ///
 /// Replies carry no op: the sender knows what it asked. Empty filters, `after`
 /// 0, `dead_letter` 0 and `all` false are not sent.
@@ -53,7 +72,8 @@
 /// a frame that is no request (`id` 0 when it has none that can be read),
 /// a missing or wrong-typed field, an unknown op, a protocol version it
 /// does not serve, a purge that selects nothing, an unknown stream, a dead
-/// letter it does not have, and a failing store.
+/// letter it does not have, a failing store, and a `publish` whose
+/// `request_id` it remembers with other events (naming the request id).
 ///
 /// The stream heartbeat, published every `transport.stream_heartbeat`:
 /// `{v, stream: str, head: uint, control: str, types: {type: uint}}`:
@@ -76,11 +96,13 @@
 /// function here is pure and may be called from any thread.
 ///
 /// Decoding never throws and trusts nothing: a frame over the limits, a
-/// wrong-typed or missing required field, an unknown op or an unserved
+/// wrong-typed or missing required field, a field outside its limits
+/// (`publish`'s event count and request id), an unknown op or an unserved
 /// version fails with `errc::decode_error` naming the message, the field
 /// (or op, or version) and what was expected; a purge that selects nothing
 /// with `errc::invalid_argument`.
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -366,6 +388,100 @@ struct dlq_purge_reply {
   bool operator==(const dlq_purge_reply&) const = default;
 };
 
+// --- publish ----------------------------------------------------------------
+
+/// Most events one `publish` request carries.
+inline constexpr uint64_t max_publish_events = 256;
+
+/// Longest `request_id` of a `publish` request, in bytes.
+inline constexpr size_t max_request_id = 128;
+
+/// How many `publish` request ids a node remembers with their replies.
+inline constexpr size_t remembered_requests = 4096;
+
+/// How many acks those remembered replies hold at most, in all (about
+/// 80 bytes each).
+inline constexpr size_t remembered_acks = 65536;
+
+/// How long a node remembers a `publish` request id.
+inline constexpr std::chrono::minutes remember_for{10};
+
+/// One event of a `publish` request: its type and payload, validated by
+/// the node against its catalog.
+struct publish_event {
+  /// The event type, e.g. `user.account.created`.
+  std::string type;
+  /// The payload: a map (decoding refuses anything else).
+  payload data = payload::object();
+
+  bool operator==(const publish_event&) const = default;
+};
+
+/// What the node says of one event it published.
+struct publish_ack {
+  /// The event's id (UUIDv7).
+  std::string id;
+  /// The node's stream, and the event's seq in it.
+  std::string stream;
+  uint64_t seq = 0;
+
+  bool operator==(const publish_ack&) const = default;
+};
+
+struct publish_reply;
+
+/// `publish`: events appended to the node's own stream, acknowledged once
+/// durable.
+///
+/// The node answers when the last event appended is durable (group
+/// commit: milliseconds with `fsync: batch`), never blocking its
+/// transport thread meanwhile. It remembers the replies of recent
+/// `request_id`s: the last `remembered_requests` (4,096) ids, at most
+/// `remembered_acks` (65,536) acks in all (about 5 MiB) and none older
+/// than `remember_for` (10 minutes), whichever bound is reached first,
+/// oldest forgotten first. A request whose `request_id` it remembers
+/// publishes nothing: it gets the first request's reply (once that is
+/// durable, if it still is in flight), or, when its events differ, an
+/// error reply naming the request id. A client that re-sends a request
+/// after a timeout with the same `request_id` therefore publishes it once
+/// as long as the re-send comes within that window.
+struct publish_request {
+  /// The reply this request gets (an `error_reply` instead when refused).
+  using reply_type = publish_reply;
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// Chosen by the sender; the reply echoes it. Default: 0.
+  uint64_t id = 0;
+  /// Chosen by the sender, unique per batch of events it publishes (e.g.
+  /// a UUID and a batch number), kept when it re-sends the batch.
+  /// REQUIRES: 1 to `max_request_id` bytes.
+  std::string request_id;
+  /// The events, in the order they are to be published. REQUIRES: 1 to
+  /// `max_publish_events` of them.
+  std::vector<publish_event> events;
+
+  bool operator==(const publish_request&) const = default;
+};
+
+/// The answer to a `publish_request`.
+struct publish_reply {
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// The request's id.
+  uint64_t id = 0;
+  /// The request's `request_id`.
+  std::string request_id;
+  /// The events published and durable, in request order.
+  std::vector<publish_ack> acks;
+  /// The index of the first event not published (refused or not stored),
+  /// when there is one; then `acks` holds the events before it.
+  std::optional<uint64_t> refused;
+  /// Why `refused`: the event, the field and the rule. Empty otherwise.
+  std::string reason;
+
+  bool operator==(const publish_reply&) const = default;
+};
+
 // --- errors, heartbeats ----------------------------------------------------
 
 /// The answer to any request the node refused.
@@ -401,8 +517,9 @@ struct heartbeat {
 // --- encode and decode -----------------------------------------------------
 
 /// Any request a node serves.
-using request = std::variant<replay_request, dlq_list_request, dlq_show_request,
-                             dlq_redrive_request, dlq_purge_request>;
+using request =
+  std::variant<replay_request, dlq_list_request, dlq_show_request,
+               dlq_redrive_request, dlq_purge_request, publish_request>;
 
 /// A reply as read: the one asked for, or the node's refusal.
 template <class Reply> using answer = std::variant<Reply, error_reply>;
@@ -419,6 +536,8 @@ std::string encode(const dlq_redrive_request& m);
 std::string encode(const dlq_redrive_reply& m);
 std::string encode(const dlq_purge_request& m);
 std::string encode(const dlq_purge_reply& m);
+std::string encode(const publish_request& m);
+std::string encode(const publish_reply& m);
 std::string encode(const error_reply& m);
 std::string encode(const heartbeat& m);
 /// Encodes whichever request `m` holds.
@@ -436,7 +555,8 @@ caf::expected<request> decode_request(std::string_view bytes,
 /// Decodes a reply: an `error_reply` when the frame has `error`, else a
 /// `Reply` (the `reply_type` of the request sent, one of
 /// `replay_reply`, `dlq_list_reply`, `dlq_show_reply`,
-/// `dlq_redrive_reply`, `dlq_purge_reply`). Any version is read; `id` and
+/// `dlq_redrive_reply`, `dlq_purge_reply`, `publish_reply`). Any version
+/// is read; `id` and
 /// an error reply's `stream` may be absent (0, empty). Fails with
 /// `errc::decode_error` naming the field that is missing or wrong-typed.
 /// Never throws.

@@ -87,6 +87,10 @@ public:
   caf::expected<control::dlq_redrive_reply>
   call(control::dlq_redrive_request req);
   caf::expected<control::dlq_purge_reply> call(control::dlq_purge_request req);
+  /// A `publish` reply is no error when the node refused one of the events:
+  /// check `refused`. On a timeout, call again with the same `request_id`:
+  /// the node publishes the events once (see `control::publish_request`).
+  caf::expected<control::publish_reply> call(control::publish_request req);
 
   /// The endpoint this client talks to.
   const std::string& endpoint() const noexcept;

@@ -18,14 +18,21 @@
 /// envelope); an I/O error is a ZeroMQ operation that failed (a socket
 /// call, a poll). Neither stops the pump.
 ///
-/// Thread safety: `send_all`, `request`, `subscribe` and the getters may be
-/// called from any thread; they enqueue a command the pump thread executes
-/// in order. The listener is called on the pump thread only.
+/// Control requests are answered by the listener: at once, with the reply
+/// `on_control_request` returns, or later (e.g. once what the request asked
+/// for is durable), with `pump::reply` and the `control_peer` the request
+/// came with. The pump thread never waits for a deferred reply.
+///
+/// Thread safety: `send_all`, `request`, `reply`, `subscribe` and the
+/// getters may be called from any thread; they enqueue a command the pump
+/// thread executes in order. The listener is called on the pump thread
+/// only.
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -66,6 +73,16 @@ struct pump_config {
 /// subscription selects it by accident.
 inline constexpr std::string_view heartbeat_topic = "_hb";
 
+/// The sender of a control request, to answer it later with `pump::reply`:
+/// the control ROUTER's routing id of the peer's connection. Copyable; it
+/// names that connection only while it lasts.
+struct control_peer {
+  /// The routing id, as ZeroMQ gave it.
+  std::string routing_id;
+
+  bool operator==(const control_peer&) const = default;
+};
+
 /// Receives what the pump reads. Called on the pump thread; must not block.
 class pump_listener {
 public:
@@ -80,8 +97,12 @@ public:
   virtual void on_io_error(const caf::error& why) = 0;
   /// A stream heartbeat from a peer (the body as sent).
   virtual void on_heartbeat(std::string_view body) = 0;
-  /// A control request from a peer; returns the reply to send back.
-  virtual std::string on_control_request(std::string_view request) = 0;
+  /// A control request from `from`. Returns the reply to send back now, or
+  /// nothing to answer later: the listener then keeps `from` and calls
+  /// `pump::reply(from, reply)` (from any thread) when the answer is
+  /// ready. Must not wait for that answer.
+  virtual std::optional<std::string>
+  on_control_request(std::string_view request, const control_peer& from) = 0;
   /// A reply to a request this node sent to `endpoint`.
   virtual void on_control_reply(std::string_view endpoint,
                                 std::string_view reply) = 0;
@@ -137,6 +158,12 @@ public:
   /// DEALER socket to it on first use). The reply reaches
   /// `pump_listener::on_control_reply`.
   void request(std::string endpoint, std::string request);
+
+  /// Queues `reply` to the peer `to` of a control request whose answer
+  /// `pump_listener::on_control_request` deferred. Never blocks. A peer
+  /// that disconnected meanwhile gets nothing: the reply is dropped (the
+  /// requester's timeout asks again).
+  void reply(const control_peer& to, std::string reply);
 
   /// The endpoint the control ROUTER socket is bound to.
   const std::string& control_endpoint() const noexcept {
