@@ -72,6 +72,63 @@ CLI::Validator at_least(double min) {
     fmt::format(">={:g}", min));
 }
 
+std::optional<int64_t> parse_since(std::string_view text, int64_t now_us) {
+  if (auto at = parse_timestamp(text))
+    return at;
+  // One or more <digits><unit>, e.g. 1h30m.
+  constexpr int64_t max_micros = int64_t{1} << 60; // 36,000 years
+  int64_t micros = 0;
+  size_t pos = 0;
+  if (text.empty())
+    return std::nullopt;
+  while (pos < text.size()) {
+    int64_t n = 0;
+    auto start = pos;
+    while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
+      n = n * 10 + (text[pos] - '0');
+      if (n > max_micros)
+        return std::nullopt;
+      ++pos;
+    }
+    if (pos == start)
+      return std::nullopt;
+    int64_t unit = 0;
+    auto rest = text.substr(pos);
+    if (rest.starts_with("ms")) {
+      unit = 1'000;
+      pos += 2;
+    } else if (rest.starts_with("s")) {
+      unit = 1'000'000;
+      ++pos;
+    } else if (rest.starts_with("m")) {
+      unit = 60'000'000;
+      ++pos;
+    } else if (rest.starts_with("h")) {
+      unit = 3'600'000'000;
+      ++pos;
+    } else if (rest.starts_with("d")) {
+      unit = 86'400'000'000;
+      ++pos;
+    } else {
+      return std::nullopt;
+    }
+    if (n > (max_micros - micros) / unit)
+      return std::nullopt;
+    micros += n * unit;
+  }
+  return now_us - micros;
+}
+
+CLI::Validator since_value() {
+  return CLI::Validator(
+    [](std::string& text) -> std::string {
+      if (parse_since(text, 0))
+        return {};
+      return fmt::format("'{}' is no time: give {}", text, since_forms);
+    },
+    "DURATION|RFC3339");
+}
+
 void add_node_options(CLI::App& app, node_options& opts,
                       bool with_endpoint_file) {
   app.add_option("--config", opts.config, "node configuration file (YAML)")

@@ -65,6 +65,22 @@ std::chrono::milliseconds from_seconds(double seconds);
 /// the largest double).
 CLI::Validator at_least(double min);
 
+/// What `--since` accepts, for usage errors and help: a duration back
+/// from now or an RFC 3339 time.
+inline constexpr std::string_view since_forms =
+  "a duration back from now (a number and a unit, ms, s, m, h or d, "
+  "repeated: 30s, 5m, 2h, 1d, 1h30m) or an RFC 3339 time "
+  "(2024-05-01T12:00:00Z, 2024-05-01T14:00:00.5+02:00)";
+
+/// Parses a `--since` value into microseconds since the epoch: an RFC
+/// 3339 time as is, a duration (`30s`, `5m`, `1h30m`; units ms, s, m, h,
+/// d) as `now_us` minus it. Nothing when `text` is neither.
+std::optional<int64_t> parse_since(std::string_view text, int64_t now_us);
+
+/// A CLI11 check that the value is a `--since` value; its message names
+/// the value and the accepted forms.
+CLI::Validator since_value();
+
 /// The options of every program that runs a node.
 struct node_options {
   /// The node configuration file (`--config`). Required.

@@ -8,7 +8,8 @@
 /// herald publish --control tcp://127.0.0.1:5701 user.account.created
 ///   --file users.jsonl
 /// herald tail --config config/email_service.yaml --peer tcp://127.0.0.1:5600
-/// 'user.>' herald catalog check config/events.yaml
+///   --from-start 'user.>'
+/// herald catalog check config/events.yaml
 /// herald dlq list --control tcp://127.0.0.1:5701
 /// ```
 ///
@@ -44,6 +45,9 @@ struct tail_args {
   cli::node_options node;
   std::optional<uint64_t> count;
   std::optional<double> timeout;
+  bool from_start = false;
+  std::string since;
+  std::string format = "json";
   std::string pattern;
 };
 
@@ -76,15 +80,24 @@ int run_tail(const tail_args& args) {
   });
   if (!n)
     return cli::fail(prog, herald::message_of(n.error()));
+  herald::observe_options start;
+  start.from_start = args.from_start;
+  if (!args.since.empty())
+    // Checked when parsed: a duration counts back from now.
+    start.since_us = cli::parse_since(args.since, herald::now_us());
+  bool cloudevents = args.format == "cloudevents";
   std::atomic<uint64_t> seen{0};
   // Called by one actor at a time: check and increment need no lock.
-  auto observed =
-    (*n)->bus().observe(args.pattern, [&](const herald::event& ev) {
+  auto observed = (*n)->bus().observe(
+    args.pattern,
+    [&](const herald::event& ev) {
       if (args.count && seen >= *args.count)
         return;
-      cli::print_line(ev.to_json().dump());
+      cli::print_line(cloudevents ? ev.to_cloudevent().dump()
+                                  : ev.to_json().dump());
       ++seen;
-    });
+    },
+    start);
   if (observed)
     return cli::fail(prog, herald::message_of(observed));
   if (auto err = cli::write_endpoint_file(**n, args.node))
@@ -133,9 +146,34 @@ int main(int argc, char** argv) {
 
   tail_args tail;
   auto* tail_cmd = app.add_subcommand(
-    "tail", "Print every event a pattern selects, one JSON line each.");
+    "tail",
+    "Print the events a pattern selects, one JSON line each, from every "
+    "stream this node hears of (the producers named by --peer). Without "
+    "--from-start or --since: live events only, from the first that "
+    "arrives. With them: first each stream's events read back from its "
+    "producer's log, from its oldest retained event or from a time, then "
+    "its live events, none missed or printed twice.");
   tail.node.log_level = "warn";
   cli::add_node_options(*tail_cmd, tail.node);
+  auto* from_start =
+    tail_cmd->add_flag("--from-start", tail.from_start,
+                       "first print every retained event of each stream "
+                       "(its producer's log), then follow live events");
+  tail_cmd
+    ->add_option("--since", tail.since,
+                 fmt::format("first print each stream's events from the "
+                             "first one published at or after this time, "
+                             "then follow live events; {}",
+                             cli::since_forms))
+    ->check(cli::since_value())
+    ->excludes(from_start);
+  tail_cmd
+    ->add_option("--format", tail.format,
+                 "json: the envelope (event_type, timestamp, data, id, "
+                 "...); cloudevents: CloudEvents 1.0 structured JSON "
+                 "(type, time, subject = key, data, heraldstream, heraldseq)")
+    ->capture_default_str()
+    ->check(CLI::IsMember({"json", "cloudevents"}));
   tail_cmd->add_option("--count", tail.count, "exit 0 after N events");
   tail_cmd
     ->add_option("--timeout", tail.timeout,

@@ -70,6 +70,11 @@ struct stream_state {
   /// Live events that arrived while catching up, checked again once the
   /// catch-up ends (bounded; what does not fit the log brings again).
   event_batch held;
+  /// An observer's `since_us` until its first replay of the stream starts
+  /// there: sent with the replay requests; when the producer does not
+  /// apply it (an older node), replayed events older than it are dropped
+  /// here up to the first that is not.
+  std::optional<int64_t> since;
 };
 
 struct consumer_state {
@@ -152,7 +157,7 @@ void request_ready(consumer_actor* self) {
 }
 
 // Calls the handlers of an observer (`herald tail`): in order, no retries.
-void observe(consumer_actor* self, const event& ev) {
+void observe(consumer_actor* self, const event& ev, bool live) {
   auto& st = self->state;
   auto o = detail::call_handlers(st.subs, ev);
   if (!o.ok)
@@ -160,14 +165,29 @@ void observe(consumer_actor* self, const event& ev) {
                         "none (an observer)");
   (o.ok ? st.setup.stats->handled : st.setup.stats->failed)
     .fetch_add(1, std::memory_order_relaxed);
-  st.setup.stats->live_done.fetch_add(1, std::memory_order_relaxed);
+  if (live)
+    st.setup.stats->live_done.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Whether the consumer keeps per-stream positions: a durable consumer, or
+// an observer that replays before it follows.
+bool tracks_streams(consumer_actor* self) {
+  auto& setup = self->state.setup;
+  return setup.durable || setup.start.replays();
 }
 
 // Hands `ev` to the shard its key hashes onto (sent at the end of the
-// current message, see `send_work`).
+// current message, see `send_work`); an observer's handlers are called
+// here and now, in stream order.
 void deliver(consumer_actor* self, stream_state& ss, const event& ev,
              bool live) {
   auto& st = self->state;
+  if (!st.setup.durable) {
+    ss.accepted = ev.seq();
+    ss.handled = ev.seq();
+    observe(self, ev, live);
+    return;
+  }
   auto i = detail::shard_of(ev.key(), st.shards.size());
   st.outgoing[i].push_back({ev, ss.index, 0, live});
   ss.accepted = ev.seq();
@@ -230,8 +250,9 @@ bool accept(consumer_actor* self, stream_state& ss, const event& ev,
 void request_next(consumer_actor* self, const std::string& stream) {
   auto& st = self->state;
   auto& ss = st.streams[stream];
-  auto id = st.setup.replay(stream, ss.cursor, st.setup.replay_batch,
-                            st.patterns, caf::actor_cast<caf::actor>(self));
+  auto id =
+    st.setup.replay(stream, ss.cursor, st.setup.replay_batch, st.patterns,
+                    ss.since, caf::actor_cast<caf::actor>(self));
   ss.request = id;
   // No reply in time (or no endpoint known yet): ask again.
   auto wait =
@@ -274,6 +295,8 @@ void load_offset_later(consumer_actor* self, const std::string& stream,
 std::optional<uint64_t> load_offset(consumer_actor* self,
                                     const std::string& stream) {
   auto& st = self->state;
+  if (!st.setup.durable)
+    return uint64_t{0}; // an observer keeps no offsets: the log's start
   if (st.unreadable.count(stream) > 0)
     return std::nullopt;
   auto offset = st.setup.offsets.load(stream);
@@ -302,7 +325,11 @@ stream_state& start_stream(consumer_actor* self, const std::string& stream,
   ss.handled = offset;
   ss.committed = offset;
   ss.positioned = offset > 0;
-  if (next_seq != offset + 1)
+  if (!st.setup.durable && !st.setup.start.from_start)
+    ss.since = st.setup.start.since_us;
+  // From a time, the event that made the contact says nothing of where the
+  // replay starts: the producer's log does.
+  if (next_seq != offset + 1 || ss.since)
     start_catch_up(self, stream, offset + 1);
   else
     ss.synced = offset;
@@ -356,8 +383,8 @@ void on_live(consumer_actor* self, const event& ev) {
     stats.skipped.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  if (!st.setup.durable) {
-    observe(self, ev);
+  if (!tracks_streams(self)) {
+    observe(self, ev, true);
     return;
   }
   std::string stream{ev.stream()};
@@ -398,7 +425,7 @@ void on_live(consumer_actor* self, const event& ev) {
 
 void on_heartbeat(consumer_actor* self, const stream_heartbeat& hb) {
   auto& st = self->state;
-  if (!st.setup.durable || !has_handlers(self))
+  if (!tracks_streams(self) || !has_handlers(self))
     return;
   {
     auto& stats = *st.setup.stats;
@@ -473,9 +500,19 @@ void on_reply(consumer_actor* self, replay_reply& r) {
     }
     ss.cursor = r.first;
   }
-  for (auto& ev : r.events)
+  if (ss.since && r.start)
+    ss.since.reset(); // the producer started the read there
+  for (auto& ev : r.events) {
+    if (ss.since) {
+      // A producer that ignored `since`: drop what is older, up to the
+      // first event that is not.
+      if (ev.timestamp_us() < *ss.since)
+        continue;
+      ss.since.reset();
+    }
     if (accept(self, ss, ev, false))
       st.setup.stats->replayed.fetch_add(1, std::memory_order_relaxed);
+  }
   ss.cursor = std::max(ss.cursor, r.next);
   if (ss.pauses > 0)
     return; // reads on once the entity that paused the stream drains
@@ -490,6 +527,7 @@ void on_reply(consumer_actor* self, replay_reply& r) {
         tp.type_seq = head;
     }
     ss.catching_up = false;
+    ss.since.reset(); // live events are newer
     // After the replayed events counted in `unfinished`: `drain` reads
     // this first.
     st.setup.stats->catching_up.fetch_sub(1);

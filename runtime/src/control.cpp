@@ -22,6 +22,8 @@ constexpr const char* stream = "stream";
 constexpr const char* from = "from";
 constexpr const char* max = "max";
 constexpr const char* patterns = "patterns";
+constexpr const char* since = "since";
+constexpr const char* start = "start";
 constexpr const char* head = "head";
 constexpr const char* first = "first";
 constexpr const char* next = "next";
@@ -111,6 +113,14 @@ const char* read(payload& j, bool& out) {
   if (!j.is_boolean())
     return "a boolean";
   out = j.get<bool>();
+  return nullptr;
+}
+
+const char* read(payload& j, std::optional<uint64_t>& out) {
+  uint64_t n = 0;
+  if (auto* expected = read(j, n))
+    return expected;
+  out = n;
   return nullptr;
 }
 
@@ -380,6 +390,8 @@ void write(payload& j, const replay_request& m) {
   j[key::from] = m.from;
   j[key::max] = m.max;
   j[key::patterns] = m.patterns;
+  if (m.since)
+    j[key::since] = *m.since;
 }
 
 void read(fields& f, replay_request& m) {
@@ -387,6 +399,7 @@ void read(fields& f, replay_request& m) {
   f.req(key::from, m.from);
   f.req(key::max, m.max);
   f.req_list(key::patterns, m.patterns);
+  f.opt(key::since, m.since);
 }
 
 std::string_view name_of(const replay_reply&) {
@@ -400,6 +413,8 @@ void write(payload& j, const replay_reply& m) {
   j[key::next] = m.next;
   j[key::type_heads] = m.type_heads;
   j[key::events] = payload::binary(m.events);
+  if (m.start)
+    j[key::start] = *m.start;
 }
 
 void read(fields& f, replay_reply& m) {
@@ -409,6 +424,7 @@ void read(fields& f, replay_reply& m) {
   f.req(key::next, m.next);
   f.req_counters(key::type_heads, m.type_heads);
   f.req(key::events, m.events);
+  f.opt(key::start, m.start);
 }
 
 std::string_view name_of(const dlq_list_request&) {

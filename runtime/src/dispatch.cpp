@@ -159,10 +159,12 @@ consumer_entry& node::impl::consumer(const std::string& name) {
   setup.dead_letters = dead_letter_actor;
   if (setup.durable && setup.policy.on_dead_letter == dead_letter_policy::park)
     setup.parked = parked_entities(name);
+  if (!setup.durable)
+    setup.start = observer_start;
   setup.replay = [this](const std::string& s, uint64_t from, size_t max,
                         const std::vector<pattern>& patterns,
-                        const caf::actor& to) {
-    return request_replay(s, from, max, patterns, to);
+                        std::optional<int64_t> since_us, const caf::actor& to) {
+    return request_replay(s, from, max, patterns, since_us, to);
   };
   setup.offsets.load = [this, name](const std::string& s) {
     return log_store->offset(name, s);

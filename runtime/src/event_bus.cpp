@@ -1,6 +1,8 @@
 // The event bus: publishing into the node's stream, and subscribing the
 // node's consumers (and observers) to patterns.
 
+#include <algorithm>
+
 #include <caf/send.hpp>
 #include <fmt/format.h>
 
@@ -67,18 +69,20 @@ caf::expected<publish_receipt> event_bus::publish(std::string_view type,
 }
 
 caf::error event_bus::observe(std::string_view pattern_text,
-                              std::function<void(const event&)> fn) {
+                              std::function<void(const event&)> fn,
+                              const observe_options& opts) {
   return add_handler(
     pattern_text,
     [f = std::move(fn)](const event& ev) {
       f(ev);
       return caf::error{};
     },
-    observer_name, false);
+    observer_name, false, &opts);
 }
 
 caf::error event_bus::add_handler(std::string_view pattern_text, handler_fn fn,
-                                  std::string_view consumer, bool check) {
+                                  std::string_view consumer, bool check,
+                                  const observe_options* start) {
   auto& p = *node_->impl_;
   auto pat = pattern::parse(pattern_text);
   if (!pat)
@@ -94,6 +98,22 @@ caf::error event_bus::add_handler(std::string_view pattern_text, handler_fn fn,
       return err;
   {
     std::unique_lock<std::shared_mutex> guard{p.consumers_mtx};
+    if (start != nullptr) {
+      // The observer's start is fixed when its actor is made.
+      bool exists = std::any_of(p.consumers.begin(), p.consumers.end(),
+                                [&](const consumer_entry& c) {
+                                  return c.name == name;
+                                });
+      if (!exists)
+        p.observer_start = *start;
+      else if (!(p.observer_start == *start))
+        return make_error(errc::invalid_argument,
+                          fmt::format("cannot observe '{}' from another start "
+                                      "than the node's observer already has; "
+                                      "observe every pattern with the same "
+                                      "options",
+                                      pattern_text));
+    }
     auto& c = p.consumer(name);
     c.patterns.push_back(*pat);
     // The actor learns the handler before the pump subscribes: no event

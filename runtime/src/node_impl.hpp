@@ -157,6 +157,9 @@ struct node::impl : transport::pump_listener {
   std::vector<caf::actor> services;
   /// Prefixes subscribed on the SUB socket.
   std::set<std::string> prefixes;
+  /// Where the observer (`observer_name`) starts; set by the first
+  /// `observe` call, before the observer's actor is made.
+  observe_options observer_start;
 
   // --- Guarded by redrive_mtx -----------------------------------------------
   // Dead letters handed back to their consumer and not finished yet: a
@@ -203,12 +206,14 @@ struct node::impl : transport::pump_listener {
   void on_control_reply(std::string_view endpoint,
                         std::string_view body) override;
   std::string replay_reply_bytes(uint64_t id, uint64_t from, uint64_t max,
-                                 const std::vector<pattern>& patterns);
+                                 const std::vector<pattern>& patterns,
+                                 std::optional<uint64_t> since);
   size_t transport_max_batch() const;
   caf::expected<replay_reply> parse_reply(std::string_view body);
   void deliver_reply(replay_reply r);
   uint64_t request_replay(const std::string& req_stream, uint64_t from,
                           size_t max, const std::vector<pattern>& patterns,
+                          std::optional<int64_t> since_us,
                           const caf::actor& reply_to);
 
   // dead_letter_admin.cpp: `herald dlq` requests and parked entities.

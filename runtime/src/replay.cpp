@@ -3,6 +3,7 @@
 // this node's log, and asking other nodes' logs for what a consumer missed.
 // The dead-letter operations are served in dead_letter_admin.cpp.
 
+#include <algorithm>
 #include <limits>
 #include <type_traits>
 #include <variant>
@@ -120,13 +121,18 @@ std::string node::impl::serve(const control::replay_request& r) {
       return refuse(r.id, r.stream, message_of(p.error()));
     patterns.push_back(std::move(*p));
   }
-  return replay_reply_bytes(
-    r.id, r.from, std::min(r.max, control::max_replay_events), patterns);
+  return replay_reply_bytes(r.id, r.from,
+                            std::min(r.max, control::max_replay_events),
+                            patterns, r.since);
 }
 
-std::string
-node::impl::replay_reply_bytes(uint64_t id, uint64_t from, uint64_t max,
-                               const std::vector<pattern>& patterns) {
+// A replay reply (or an error reply) for events of this node's stream
+// from `from` on, or from the first event at or after `since` when that
+// is later.
+std::string node::impl::replay_reply_bytes(uint64_t id, uint64_t from,
+                                           uint64_t max,
+                                           const std::vector<pattern>& patterns,
+                                           std::optional<uint64_t> since) {
   auto error = [&](std::string why) {
     control::error_reply e;
     e.id = id;
@@ -140,6 +146,15 @@ node::impl::replay_reply_bytes(uint64_t id, uint64_t from, uint64_t max,
   // Heads first, then the read: the heads never count an event the read
   // could not see.
   auto heads = log_store->type_heads();
+  std::optional<uint64_t> start;
+  if (since) {
+    auto at = log_store->seq_at_or_after(static_cast<int64_t>(
+      std::min<uint64_t>(*since, std::numeric_limits<int64_t>::max())));
+    if (!at)
+      return error(message_of(at.error()));
+    from = std::max(from, *at);
+    start = from;
+  }
   auto r = log_store->read(from, std::numeric_limits<uint64_t>::max(), max,
                            transport_max_batch(), [&](std::string_view type) {
                              return any_matches(patterns, type);
@@ -153,6 +168,7 @@ node::impl::replay_reply_bytes(uint64_t id, uint64_t from, uint64_t max,
   reply.first = r->first;
   reply.next = r->next;
   reply.type_heads = std::move(heads);
+  reply.start = start;
   for (auto& ev : r->events)
     reply.events.insert(reply.events.end(), ev.envelope.begin(),
                         ev.envelope.end());
@@ -204,6 +220,7 @@ caf::expected<replay_reply> node::impl::parse_reply(std::string_view body) {
   r.first = m.first;
   r.next = m.next;
   r.type_heads = std::move(m.type_heads);
+  r.start = m.start;
   // The events refer into the received bytes, moved, not copied.
   auto owner = std::make_shared<std::vector<uint8_t>>(std::move(m.events));
   std::string_view bytes{reinterpret_cast<const char*>(owner->data()),
@@ -222,7 +239,12 @@ caf::expected<replay_reply> node::impl::parse_reply(std::string_view body) {
 uint64_t node::impl::request_replay(const std::string& req_stream,
                                     uint64_t from, size_t max,
                                     const std::vector<pattern>& patterns,
+                                    std::optional<int64_t> since_us,
                                     const caf::actor& reply_to) {
+  // On the wire a time is unsigned: one before the epoch is the epoch.
+  std::optional<uint64_t> since;
+  if (since_us)
+    since = static_cast<uint64_t>(std::max<int64_t>(*since_us, 0));
   std::string endpoint;
   uint64_t id;
   {
@@ -238,7 +260,7 @@ uint64_t node::impl::request_replay(const std::string& req_stream,
   }
   if (req_stream == stream) {
     // This node's own stream: read the log here.
-    auto bytes = replay_reply_bytes(id, from, max, patterns);
+    auto bytes = replay_reply_bytes(id, from, max, patterns, since);
     if (auto r = parse_reply(bytes))
       deliver_reply(std::move(*r));
     return id;
@@ -250,6 +272,7 @@ uint64_t node::impl::request_replay(const std::string& req_stream,
   req.max = max;
   for (auto& pat : patterns)
     req.patterns.push_back(pat.text());
+  req.since = since;
   pump->request(endpoint, control::encode(req));
   return id;
 }

@@ -227,4 +227,54 @@ caf::expected<read_result> event_log::read(
   return res;
 }
 
+caf::expected<uint64_t> event_log::seq_at_or_after(int64_t time_us) const {
+  auto& self = *impl_;
+  auto end = head() + 1;
+  // The answer lies in [lo, hi]; `found` is the first event at or after
+  // `time_us` of the lowest group known to reach it.
+  uint64_t lo = first();
+  uint64_t hi = end;
+  uint64_t found = end;
+  auto ro = self.read_options();
+  std::unique_ptr<rocksdb::Iterator> it{
+    self.db->NewIterator(ro, self.cf_events)};
+  while (lo < hi) {
+    auto mid = lo + (hi - lo) / 2;
+    // The group holding `mid` starts at or before it.
+    it->SeekForPrev(be64{mid}.slice());
+    if (!it->Valid()) {
+      if (!it->status().ok())
+        return read_error(self.opts.dir, it->status());
+      lo = mid + 1; // nothing retained at or before `mid`
+      continue;
+    }
+    auto key = it->key();
+    if (key.size() != 8)
+      return corrupt_error(self.opts.dir, "an events key is not 8 bytes");
+    auto group = get_be64(key.data());
+    group_reader g{group, it->value().ToStringView()};
+    entry_view e;
+    uint64_t reached = 0; // the group's first event at or after time_us
+    while (g.next(e))
+      if (reached == 0 && e.timestamp_us >= time_us)
+        reached = e.seq;
+    if (g.corrupt())
+      return corrupt_error(self.opts.dir,
+                           fmt::format("the group of events at seq {} is "
+                                       "malformed",
+                                       group));
+    if (reached == 0) {
+      // All of the group is older (and `mid` is in it or in a hole after
+      // it): the answer comes later.
+      lo = std::max(g.end_seq(), mid + 1);
+    } else {
+      // The group reaches the time: the answer is here or in an earlier
+      // group.
+      found = reached;
+      hi = group;
+    }
+  }
+  return found;
+}
+
 } // namespace herald::store

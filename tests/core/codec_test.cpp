@@ -1,8 +1,10 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <msgpack.hpp>
 
@@ -249,4 +251,80 @@ TEST_CASE("a frame carrying several envelopes decodes one after another",
     CHECK(alone->seq() == got[i].seq());
     CHECK(alone->data() == got[i].data());
   }
+}
+
+TEST_CASE("an event maps onto a CloudEvents 1.0 structured JSON object",
+          "[core][codec][cloudevents]") {
+  auto h = make_header("user.account.created");
+  h.timestamp_us = 1'704'067'200'000'001; // 2024-01-01T00:00:00.000001Z
+  h.seq = 5'000'000'000;                  // past CloudEvents' 32-bit integers
+  payload data{{"user_id", "u-1"}, {"email", "u1@example.com"}};
+  SECTION("every required and optional attribute, in order") {
+    auto ev = decode(encode_one(h, data));
+    REQUIRE(ev);
+    auto j = ev->to_cloudevent();
+    std::vector<std::string> keys;
+    for (auto& [k, v] : j.items())
+      keys.push_back(k);
+    CHECK(keys
+          == std::vector<std::string>{
+            "specversion", "id", "source", "type", "time", "subject",
+            "datacontenttype", "heraldstream", "heraldseq", "heraldtypeseq",
+            "heraldschemaversion", "data"});
+    CHECK(j["specversion"] == "1.0");
+    CHECK(j["id"] == h.id);
+    CHECK(j["source"] == "UserService");
+    CHECK(j["type"] == "user.account.created");
+    CHECK(j["time"] == "2024-01-01T00:00:00.000001Z");
+    CHECK(j["subject"] == "k-1");
+    CHECK(j["datacontenttype"] == "application/json");
+    CHECK(j["heraldstream"] == h.stream);
+    CHECK(j["heraldseq"] == "5000000000");
+    CHECK(j["heraldtypeseq"] == "7");
+    CHECK(j["heraldschemaversion"] == 3);
+    CHECK(j["data"] == data);
+    // Extension names are lower-case letters and digits, at most 20.
+    for (auto& k : keys) {
+      CHECK(k.size() <= 20);
+      CHECK(k.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789")
+            == std::string::npos);
+    }
+  }
+  SECTION("a trace context travels as the distributed-tracing extension") {
+    h.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    auto ev = decode(encode_one(h, data));
+    REQUIRE(ev);
+    CHECK(ev->to_cloudevent()["traceparent"] == h.traceparent);
+  }
+}
+
+TEST_CASE("RFC 3339 times parse to microseconds since the epoch",
+          "[core][codec]") {
+  struct row {
+    const char* text;
+    std::optional<int64_t> micros;
+  };
+  for (auto& r : std::vector<row>{
+         {"1970-01-01T00:00:00Z", 0},
+         {"2024-01-01T00:00:00.000001Z", 1'704'067'200'000'001},
+         {"2024-01-01t00:00:00z", 1'704'067'200'000'000},
+         {"2024-02-29T12:30:15.5Z", 1'709'209'815'500'000},
+         {"2024-01-01T02:00:00+02:00", 1'704'067'200'000'000},
+         {"2023-12-31T19:00:00.1234569-05:00", 1'704'067'200'123'456},
+         {"1969-12-31T23:59:59Z", -1'000'000},
+         {"2023-02-29T00:00:00Z", std::nullopt},
+         {"2024-01-01 00:00:00Z", std::nullopt},
+         {"2024-01-01T00:00:00", std::nullopt},
+         {"2024-01-01T00:00:00.Z", std::nullopt},
+         {"2024-01-01T24:00:00Z", std::nullopt},
+         {"2024-01-01T00:00:00+0200", std::nullopt},
+         {"30s", std::nullopt},
+         {"", std::nullopt},
+       }) {
+    INFO(r.text);
+    CHECK(parse_timestamp(r.text) == r.micros);
+  }
+  // What format_timestamp writes reads back.
+  CHECK(parse_timestamp(format_timestamp(1'772'355'600'123'456))
+        == 1'772'355'600'123'456);
 }

@@ -280,6 +280,18 @@ TEST_CASE("every control message reads back as it was written",
     m.dead_letter.event_error = "truncated envelope";
     check_reply_round_trip(m);
   }
+  SECTION("a replay from a time, and its reply saying where it started") {
+    auto req = replay_req();
+    req.since = 1'772'355'600'000'000;
+    check_request_round_trip(req);
+    CHECK(frame_of(control::encode(req)).at("since") == *req.since);
+    auto rep = replay_rep();
+    rep.start = 17;
+    check_reply_round_trip(rep);
+    // Without them (and from older nodes) the fields are not sent.
+    CHECK_FALSE(frame_of(control::encode(replay_req())).contains("since"));
+    CHECK_FALSE(frame_of(control::encode(replay_rep())).contains("start"));
+  }
   SECTION("the defaults") {
     check_request_round_trip(control::dlq_list_request{});
     check_request_round_trip(control::dlq_redrive_request{});

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <set>
 #include <string>
@@ -402,6 +403,72 @@ TEST_CASE("retention deletes exactly the expired commit groups", "[store]") {
   auto res = log->read(1, 1000, 1000, 1 << 20);
   REQUIRE(res);
   CHECK(seqs_of(*res) == std::vector<uint64_t>{101});
+}
+
+TEST_CASE("seq_at_or_after finds the first event at or after a time",
+          "[store][since]") {
+  herald::test::temp_dir dir;
+  auto now = std::make_shared<std::atomic<int64_t>>(1'000'000);
+  log_options opts;
+  opts.dir = dir.path().string();
+  opts.retention = std::chrono::microseconds{1'000'000};
+  opts.clock = [now] {
+    return now->load();
+  };
+  auto log = open_log(opts);
+  // An empty log: nothing is that recent.
+  auto empty = log->seq_at_or_after(0);
+  REQUIRE(empty);
+  CHECK(*empty == 1);
+
+  // Ten appends of 10 events (ten commit groups at least), seq s at
+  // t = 1'000'000 + 100 * s, except that seq 55 steps back by 130 us,
+  // behind 54 (a publisher that waited for the stream lock).
+  for (uint64_t g = 0; g < 10; ++g) {
+    std::shared_ptr<const herald::store::commit_ticket> last;
+    for (uint64_t seq = g * 10 + 1; seq <= g * 10 + 10; ++seq) {
+      auto ts = 1'000'000 + 100 * int64_t(seq) - (seq == 55 ? 130 : 0);
+      last = log->append(make_record(seq, ts));
+    }
+    REQUIRE(last->wait_for(deadline).has_value());
+  }
+  struct row {
+    int64_t time;
+    uint64_t seq;
+  };
+  for (auto [time, seq] : std::vector<row>{
+         {0, 1},           // older than everything: the oldest
+         {1'000'100, 1},   // exactly the first event's time
+         {1'000'101, 2},   // between two events: the later one
+         {1'001'000, 10},  // the last event of a group
+         {1'001'001, 11},  // the first of the next group
+         {1'005'350, 54},  // 55 comes after 54, stepped back
+         {1'005'401, 56},  // 55 is older than that: skipped
+         {1'005'000, 50},  // a group's last event
+         {1'005'001, 51},  // the next group's first
+         {1'007'777, 78},  //
+         {1'010'000, 100}, // the newest event
+         {1'010'001, 101}, // newer than everything: head + 1
+         {std::numeric_limits<int64_t>::max(), 101},
+       }) {
+    INFO("time " << time);
+    auto found = log->seq_at_or_after(time);
+    REQUIRE(found);
+    CHECK(*found == seq);
+  }
+
+  // Retention deleted the first three groups: an old time gives the oldest
+  // retained event.
+  now->store(1'003'001 + 1'000'000);
+  auto deleted = log->enforce_retention();
+  REQUIRE(deleted);
+  REQUIRE(*deleted == 30);
+  auto oldest = log->seq_at_or_after(0);
+  REQUIRE(oldest);
+  CHECK(*oldest == 31);
+  auto later = log->seq_at_or_after(1'006'050);
+  REQUIRE(later);
+  CHECK(*later == 61);
 }
 
 namespace {

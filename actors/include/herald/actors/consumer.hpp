@@ -36,6 +36,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -148,13 +149,42 @@ struct consumer_stats {
 };
 
 /// Sends a replay request for `stream` from seq `from` on, asking for at
-/// most `max` events whose type one of `patterns` (parsed already) selects;
-/// the reply comes
-/// back to the consumer actor as `(replay_atom, replay_reply)`. Returns the
-/// request id, or 0 when the stream's control endpoint is not known yet.
+/// most `max` events whose type one of `patterns` (parsed already) selects,
+/// and, with `since_us`, none before the first event at or after that time
+/// (microseconds since the epoch); the reply comes back to the consumer
+/// actor as `(replay_atom, replay_reply)`. Returns the request id, or 0
+/// when the stream's control endpoint is not known yet.
 using replay_fn = std::function<uint64_t(
   const std::string& stream, uint64_t from, size_t max,
-  const std::vector<pattern>& patterns, const caf::actor& reply_to)>;
+  const std::vector<pattern>& patterns, std::optional<int64_t> since_us,
+  const caf::actor& reply_to)>;
+
+/// Where an observer (a consumer without offsets, `herald tail`) starts in
+/// each stream it follows, on first contact with it (its first live event
+/// or heartbeat). By default it prints live events only, from the first
+/// that arrives, and repairs no gap. With a replay start it reads the
+/// stream's log from there, then follows live events with the gap
+/// machinery of durable consumers: live events that arrive during the
+/// replay are held and checked against it, so none is missed or handed
+/// over twice, and later gaps are replayed too.
+struct observe_options {
+  /// Replay each stream from its oldest retained event first.
+  /// Default: false.
+  bool from_start = false;
+  /// Replay each stream from its first event whose timestamp is at or
+  /// after this time (microseconds since the epoch, the producer's clock;
+  /// see `event_log::seq_at_or_after`) first. Ignored with `from_start`.
+  /// A time after a stream's newest event replays nothing of it.
+  /// Default: none.
+  std::optional<int64_t> since_us;
+
+  /// Whether the observer replays before it follows.
+  bool replays() const noexcept {
+    return from_start || since_us.has_value();
+  }
+
+  bool operator==(const observe_options&) const = default;
+};
 
 /// Loads (`load`) and stores (`store`) the consumer's offset in a stream:
 /// every selected event with seq <= offset was handled. Both are called on
@@ -183,9 +213,13 @@ struct consumer_setup {
   std::vector<pattern> service_patterns;
   /// Counters shared with the node.
   std::shared_ptr<consumer_stats> stats;
-  /// Whether the consumer tracks streams (gap repair, replay, offsets).
-  /// Observers (`herald tail`) only see what arrives live. Default: true.
+  /// Whether the consumer tracks streams (gap repair, replay, offsets) and
+  /// hands events to shards (retries, dead letters). Observers (`herald
+  /// tail`) are not durable: they call their handlers in the consumer
+  /// actor, in order, once, and see what `start` says. Default: true.
   bool durable = true;
+  /// Where an observer starts (not read when `durable`). Default: live.
+  observe_options start;
   /// Sends replay requests. Required when `durable`.
   replay_fn replay;
   /// Offsets. Required when `durable`.

@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -164,6 +165,9 @@ struct replay_reply {
   std::unordered_map<std::string, uint64_t> type_heads;
   /// The events found, in seq order.
   event_batch events;
+  /// Where the read started when the request had `since_us` and the
+  /// producer applied it; none from a producer that does not know it.
+  std::optional<uint64_t> start;
 };
 
 } // namespace herald

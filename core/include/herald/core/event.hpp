@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -106,6 +107,18 @@ public:
   /// The whole envelope as JSON: event_type, timestamp, data, then id,
   /// source, key, stream, seq, type_seq, schema_version (and traceparent).
   nlohmann::ordered_json to_json() const;
+  /// The event as a CloudEvents 1.0 structured-mode JSON object
+  /// (`herald tail --format cloudevents`), a plain mapping of the
+  /// envelope: `specversion` "1.0", `id`, `source`, `type` (the event
+  /// type), `time` (RFC 3339 UTC, microseconds), `subject` (the key),
+  /// `datacontenttype` "application/json", then the extensions
+  /// `heraldstream`, `heraldseq`, `heraldtypeseq`, `heraldschemaversion`
+  /// and, when set, `traceparent` (the distributed-tracing extension),
+  /// then `data`. `heraldseq` and `heraldtypeseq` are decimal strings:
+  /// CloudEvents integers are 32-bit and a stream's positions outgrow
+  /// them. The schema version is an extension, not `dataschema`, which
+  /// must be a URI the catalog does not have.
+  nlohmann::ordered_json to_cloudevent() const;
 
 private:
   std::shared_ptr<const detail::event_state> state_;
@@ -118,6 +131,11 @@ using event_batch = std::vector<event>;
 /// Formats microseconds since the epoch as RFC 3339 UTC, e.g.
 /// `2024-01-01T00:00:00.000000Z`.
 std::string format_timestamp(int64_t micros_since_epoch);
+
+/// Parses an RFC 3339 time, `YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)`
+/// (`t` and `z` too), into microseconds since the epoch; digits of the
+/// fraction past the sixth are dropped. Nothing when `text` is not one.
+std::optional<int64_t> parse_timestamp(std::string_view text);
 
 /// Microseconds since the Unix epoch, from the system clock.
 int64_t now_us() noexcept;

@@ -21,6 +21,17 @@
 ///   the next request starts; `type_heads` are the per-type heads taken
 ///   before the read; `events` the envelopes found, back to back in seq
 ///   order.
+///
+///   Reading from a time: `replay {..., since?: uint}` → `{..., start?:
+///   uint}`. With `since` (microseconds since the epoch) the read starts at
+///   the later of `from` and the first retained event whose timestamp is
+///   at or after `since` (`event_log::seq_at_or_after`); the reply's
+///   `start` says where that was, and is sent only then. `herald tail
+///   --since` asks so on first contact with a stream. A node older than
+///   the field ignores it and replies without `start`: the asker then
+///   reads from `from` and drops, itself, the events older than `since`
+///   up to the first that is not (the same events, read at the cost of
+///   the older ones crossing the network). Added without a new version.
 /// - `dlq.list {consumer?, type?, key?: str, after?: uint [0], limit?:
 ///   uint [100]}` → `{dead_letters: [DL], more: bool}`. At most `limit`
 ///   dead letters matching every filter given, with ids above `after`
@@ -152,6 +163,9 @@ struct replay_request {
   uint64_t max = 0;
   /// Pattern texts (e.g. `user.>`); an event is read when one selects it.
   std::vector<std::string> patterns;
+  /// Start no earlier than the first event at or after this time,
+  /// microseconds since the epoch; sent only when set. Default: none.
+  std::optional<uint64_t> since;
 
   bool operator==(const replay_request&) const = default;
 };
@@ -175,6 +189,9 @@ struct replay_reply {
   /// The envelopes found, MessagePack back to back, in seq order (decode
   /// them with `decode_next`).
   std::vector<uint8_t> events;
+  /// Where the read started, when the request had `since` and the node
+  /// knows it; absent otherwise (and from older nodes). Default: none.
+  std::optional<uint64_t> start;
 
   bool operator==(const replay_reply&) const = default;
 };

@@ -107,15 +107,26 @@ public:
 
   /// Like `subscribe`, for tools that watch the bus (e.g. `herald tail`):
   /// the observer is not a catalog consumer, so any pattern is allowed.
-  /// `fn` takes `const herald::event&` and returns void.
+  /// `fn` takes `const herald::event&` and returns void; it is called on
+  /// one actor at a time, in stream order per stream, once per event.
+  /// The observer keeps no offsets. By default (`opts` empty) it sees live
+  /// events only, from the first that arrives; with `opts.from_start` or
+  /// `opts.since_us` it first reads each stream it hears of from the
+  /// producer's log, from there, then follows live events with none
+  /// missed or repeated between the two (see `observe_options`). The
+  /// options belong to the node's one observer: the first `observe` call
+  /// sets them, and a later call with other options fails with
+  /// `errc::invalid_argument`.
   caf::error observe(std::string_view pattern_text,
-                     std::function<void(const event&)> fn);
+                     std::function<void(const event&)> fn,
+                     const observe_options& opts = {});
 
 private:
   friend class node;
   explicit event_bus(node* owner) : node_(owner) {}
   caf::error add_handler(std::string_view pattern_text, handler_fn fn,
-                         std::string_view consumer, bool check = true);
+                         std::string_view consumer, bool check = true,
+                         const observe_options* start = nullptr);
   node* node_;
 };
 

@@ -178,6 +178,21 @@ public:
   read(uint64_t from, uint64_t to, size_t max_count, size_t max_bytes,
        const std::function<bool(std::string_view type)>& accept = {}) const;
 
+  /// The seq of the first retained event whose timestamp is at or after
+  /// `time_us` (microseconds since the epoch): where a reader that wants
+  /// the events "since" a time starts. `head() + 1` when no retained event
+  /// is that recent; `first()` when every retained one is.
+  ///
+  /// Events are in seq order; their timestamps are taken before the
+  /// publisher's stream lock, so they rise with seq but may step back by a
+  /// lock wait (microseconds). The search is a binary search over the
+  /// commit groups (a few RocksDB seeks whatever the log's size), taking
+  /// the first group whose newest event is at or after `time_us`, then the
+  /// first such event in it: exact where timestamps rise with seq, and off
+  /// by at most the events of one such step-back around `time_us`.
+  /// Fails like `read` (`errc::corrupt_log`, `errc::io_error`).
+  caf::expected<uint64_t> seq_at_or_after(int64_t time_us) const;
+
   /// Deletes every event older than the retention, in whole ranges from the
   /// oldest. Returns how many were deleted. Dead letters are never deleted.
   /// Fails with `errc::io_error` naming the data directory when the events
