@@ -28,7 +28,15 @@ void node::impl::on_commit(std::vector<store::record>& group,
   if (err) {
     log->error("{} events were not stored and are not sent: {}", group.size(),
                message_of(err));
+    std::lock_guard<std::mutex> guard{health_mtx};
+    log_write_error = message_of(err);
+    log_write_failed.store(true, std::memory_order_relaxed);
     return;
+  }
+  if (log_write_failed.load(std::memory_order_relaxed)) {
+    std::lock_guard<std::mutex> guard{health_mtx};
+    log_write_error.clear();
+    log_write_failed.store(false, std::memory_order_relaxed);
   }
   event_batch local;
   {

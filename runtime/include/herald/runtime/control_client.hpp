@@ -87,6 +87,7 @@ public:
   caf::expected<control::dlq_redrive_reply>
   call(control::dlq_redrive_request req);
   caf::expected<control::dlq_purge_reply> call(control::dlq_purge_request req);
+  caf::expected<control::status_reply> call(control::status_request req);
 
   /// The endpoint this client talks to.
   const std::string& endpoint() const noexcept;
