@@ -3,7 +3,10 @@
 // ZeroMQ, pump, consumer actor, handler).
 //
 //   herald_e2e_bench [--events N] [--rate EVENTS_PER_S] [--users U]
-//                    [--shards S] [--poison PERCENT]
+//                    [--shards S] [--poison PERCENT] [--log-level L]
+//                    [--fsync always|batch|os] [--dir DATA_DIR]
+//
+// --help prints the usage; an unknown option is an error (exit 2).
 //
 // --shards sets the consumer's ordering shards (default 8). --poison makes
 // the handler fail for that share of the events (chosen by a hash of the
@@ -32,6 +35,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli_common.hpp"
 #include "herald/core/errc.hpp"
 #include "herald/runtime/node.hpp"
 
@@ -54,41 +58,50 @@ struct options {
   std::string log_level = "warn";
 };
 
-options parse(int argc, char** argv) {
-  options o;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string k = argv[i];
-    std::string v = argv[i + 1];
-    if (k == "--role")
-      o.role = v;
-    else if (k == "--peer")
-      o.peer = v;
-    else if (k == "--fsync")
-      o.fsync = v;
-    else if (k == "--dir")
-      o.dir = v;
-    else if (k == "--events")
-      o.events = std::stoull(v);
-    else if (k == "--rate")
-      o.rate = std::stoull(v);
-    else if (k == "--users")
-      o.users = std::stoi(v);
-    else if (k == "--shards")
-      o.shards = std::stoul(v);
-    else if (k == "--poison")
-      o.poison = std::stod(v);
-    else if (k == "--log-level")
-      o.log_level = v;
-    else {
-      std::fprintf(stderr,
-                   "usage: %s [--events N] [--rate R] [--users U] "
-                   "[--shards S] [--poison PERCENT] [--log-level L] "
-                   "[--fsync always|batch|os] [--dir DATA_DIR]\n",
-                   argv[0]);
-      std::exit(2);
-    }
-  }
-  return o;
+// Parses the command line into `o`. Returns nothing when the run should
+// go on, else the exit code: 0 after --help, 2 after a bad command line
+// (an unknown option is named).
+std::optional<int> parse(options& o, int argc, char** argv) {
+  CLI::App app{"End-to-end benchmark: one producer and one consumer process "
+               "over TCP loopback through herald's whole path; prints one "
+               "JSON line with the figures.",
+               "herald_e2e_bench"};
+  app.add_option("--events", o.events, "events to publish")
+    ->capture_default_str()
+    ->check(CLI::PositiveNumber);
+  app
+    .add_option("--rate", o.rate,
+                "events per second (steady load, for latency); 0: as fast "
+                "as possible (throughput)")
+    ->capture_default_str();
+  app.add_option("--users", o.users, "distinct entity keys")
+    ->capture_default_str()
+    ->check(CLI::PositiveNumber);
+  app.add_option("--shards", o.shards, "the consumer's ordering shards")
+    ->capture_default_str()
+    ->check(CLI::PositiveNumber);
+  app
+    .add_option("--poison", o.poison,
+                "percent of the events whose handler always fails (they "
+                "end as dead letters)")
+    ->capture_default_str()
+    ->check(CLI::Range(0.0, 100.0));
+  app.add_option("--log-level", o.log_level, "the nodes' log level")
+    ->capture_default_str()
+    ->check(CLI::IsMember(
+      {"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app.add_option("--fsync", o.fsync, "the log's fsync policy")
+    ->capture_default_str()
+    ->check(CLI::IsMember({"always", "batch", "os"}));
+  app.add_option("--dir", o.dir,
+                 "data directory of both nodes. Default: a fresh temporary "
+                 "one, removed after the run");
+  // How the driver starts the consumer process: not for users.
+  app.add_option("--role", o.role)
+    ->check(CLI::IsMember({"driver", "consumer"}))
+    ->group("");
+  app.add_option("--peer", o.peer)->group("");
+  return herald::cli::parse(app, argc, argv);
 }
 
 herald::node_config config(const options& o, std::string name,
@@ -303,7 +316,9 @@ int run_driver(const options& o, const char* self) {
 } // namespace
 
 int main(int argc, char** argv) {
-  auto o = parse(argc, argv);
+  options o;
+  if (auto rc = parse(o, argc, argv))
+    return *rc;
   if (o.dir.empty()) {
     // A fresh data directory per run, so every run starts empty.
     auto tmpl =

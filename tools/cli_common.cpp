@@ -1,5 +1,6 @@
 #include "cli_common.hpp"
 
+#include <cctype>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "herald/core/errc.hpp"
 #include "herald/runtime/signals.hpp"
@@ -18,6 +20,57 @@ namespace herald::cli {
 namespace {
 
 std::mutex stdout_mtx;
+
+// `app`'s name as typed: `herald dlq list`.
+std::string command_path(const CLI::App& app) {
+  std::string path = app.get_name();
+  for (auto* p = app.get_parent(); p != nullptr; p = p->get_parent())
+    path = p->get_name() + " " + path;
+  return path;
+}
+
+// Whether `arg` looks like an option (`-x`, `--name`, `--name=value`) and
+// not like a value (`-`, `-1.5`).
+bool looks_like_option(const std::string& arg) {
+  if (arg.size() < 2 || arg[0] != '-')
+    return false;
+  auto c = arg[1];
+  return c == '-' ? arg.size() > 2 : !(std::isdigit(c) || c == '.');
+}
+
+// The first argument that `app` or a subcommand chosen under it could not
+// place, as the usage error that names it: an unknown option, or an
+// unknown command where `app` expects one. CLI11 reports such an argument
+// only after its other checks, and meanwhile takes the option's value for
+// the next positional argument, so its own error would blame that one.
+std::optional<CLI::ExtrasError> unplaced_argument(const CLI::App& app) {
+  auto chosen = app.get_subcommands();
+  for (auto& arg : app.remaining(false)) {
+    if (looks_like_option(arg))
+      return CLI::ExtrasError(fmt::format("{}: unknown option '{}'; see '{} "
+                                          "--help' for the options",
+                                          command_path(app), arg,
+                                          command_path(app)),
+                              CLI::ExitCodes::ExtrasError);
+    auto commands = app.get_subcommands([](const CLI::App* sub) {
+      return !sub->get_name().empty();
+    });
+    if (chosen.empty() && !commands.empty()) {
+      std::vector<std::string> names;
+      for (auto* sub : commands)
+        names.push_back(sub->get_name());
+      return CLI::ExtrasError(fmt::format("{}: unknown command '{}'; the "
+                                          "commands are {}",
+                                          command_path(app), arg,
+                                          fmt::join(names, ", ")),
+                              CLI::ExitCodes::ExtrasError);
+    }
+  }
+  for (auto* sub : chosen)
+    if (auto e = unplaced_argument(*sub))
+      return e;
+  return std::nullopt;
+}
 
 } // namespace
 
@@ -40,6 +93,12 @@ std::optional<int> parse(CLI::App& app, int argc, char** argv) {
     app.parse(argc, argv);
     return std::nullopt;
   } catch (const CLI::ParseError& e) {
+    // An argument no option or command took explains the error best.
+    if (e.get_exit_code() != 0)
+      if (auto unplaced = unplaced_argument(app)) {
+        app.exit(*unplaced);
+        return exit_usage;
+      }
     // `exit` prints help and version on stdout, usage errors on stderr.
     return app.exit(e) == 0 ? exit_ok : exit_usage;
   }

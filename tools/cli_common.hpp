@@ -50,7 +50,10 @@ int fail(std::string_view prog, std::string_view message);
 /// Parses the command line with `app`. Returns nothing when the program
 /// should go on, else the exit code to return: 0 after `--help` or
 /// `--version` (printed on stdout), `exit_usage` after a usage error
-/// (printed on stderr).
+/// (printed on stderr). An argument that no option, positional or command
+/// took is the error reported, naming it (`herald publish: unknown option
+/// '--bogus'`, `herald: unknown command 'frobnicate'; the commands are
+/// ...`), whatever else went wrong after it.
 std::optional<int> parse(CLI::App& app, int argc, char** argv);
 
 /// Prints `line` and a newline on stdout and flushes, so that lines of

@@ -13,10 +13,10 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_common.hpp"
-#include "herald/core/config.hpp"
 #include "herald/core/errc.hpp"
 #include "herald/runtime/control.hpp"
-#include "herald/runtime/control_client.hpp"
+#include "node_control.hpp"
+#include "text_output.hpp"
 
 namespace herald::cli {
 
@@ -26,13 +26,6 @@ constexpr std::string_view prog = "herald";
 
 // Longest reason the list shows; `show` prints it whole.
 constexpr size_t max_reason_width = 60;
-
-// How every dlq command finds the node.
-struct endpoint_options {
-  std::string control;
-  std::string config;
-  double timeout = 5;
-};
 
 // What selects dead letters in list, redrive and purge.
 struct filter_options {
@@ -58,73 +51,12 @@ struct dlq_state {
   CLI::App* purge = nullptr;
 };
 
-CLI::Validator positive_seconds() {
-  return CLI::Validator(
-    [](std::string& text) -> std::string {
-      try {
-        if (std::stod(text) > 0)
-          return {};
-      } catch (const std::exception&) {
-        return {}; // not a number: the conversion reports it
-      }
-      return fmt::format("{} is not a positive number of seconds", text);
-    },
-    ">0");
-}
-
 CLI::Validator not_empty() {
   return CLI::Validator(
     [](std::string& text) -> std::string {
       return text.empty() ? "must not be empty" : "";
     },
     "");
-}
-
-CLI::Validator control_endpoint() {
-  return CLI::Validator(
-    [](std::string& text) -> std::string {
-      for (std::string_view scheme : {"tcp://", "ipc://"})
-        if (text.starts_with(scheme) && text.size() > scheme.size())
-          return {};
-      return fmt::format("'{}' is not a control endpoint; use "
-                         "tcp://HOST:PORT or ipc://PATH",
-                         text);
-    },
-    "ENDPOINT");
-}
-
-// Adds --control, --config and --timeout to `cmd`, and makes it refuse a
-// command line without one of --control and --config (exit 2) or without
-// what `extra_check` wants.
-void add_endpoint_options(CLI::App& cmd, endpoint_options& opts,
-                          std::function<void()> extra_check = {}) {
-  auto* control =
-    cmd
-      .add_option("--control", opts.control,
-                  "the node's control endpoint, e.g. tcp://127.0.0.1:5701: "
-                  "the control= of the line the node logs at start")
-      ->check(control_endpoint());
-  auto* config =
-    cmd
-      .add_option("--config", opts.config,
-                  "the node's configuration file (YAML), to read its "
-                  "'control' endpoint from")
-      ->check(CLI::ExistingFile);
-  control->excludes(config);
-  cmd
-    .add_option("--timeout", opts.timeout,
-                "seconds to wait for the node's answer")
-    ->capture_default_str()
-    ->check(positive_seconds());
-  cmd.callback([control, config, check = std::move(extra_check)] {
-    if (control->count() == 0 && config->count() == 0)
-      throw CLI::RequiredError(
-        "which node? pass its control endpoint with --control ENDPOINT or "
-        "its configuration with --config NODE.yaml",
-        CLI::ExitCodes::RequiredError);
-    if (check)
-      check();
-  });
 }
 
 void add_filter_options(CLI::App& cmd, filter_options& opts,
@@ -148,141 +80,12 @@ void add_filter_options(CLI::App& cmd, filter_options& opts,
     ->check(not_empty());
 }
 
-// The endpoint to connect to: --control, or the config's `control` with a
-// wildcard host replaced by the loopback address. Fails when the config
-// leaves the port to the node (`*`): only the node's log knows it then.
-caf::expected<std::string> resolve_endpoint(const endpoint_options& opts) {
-  if (!opts.control.empty())
-    return opts.control;
-  auto cfg = node_config::load_file(opts.config);
-  if (!cfg)
-    return std::move(cfg.error());
-  std::string ep = cfg->control;
-  constexpr std::string_view tcp = "tcp://";
-  if (!ep.starts_with(tcp))
-    return ep;
-  auto colon = ep.rfind(':');
-  if (colon == std::string::npos || colon < tcp.size())
-    return ep;
-  auto host = ep.substr(tcp.size(), colon - tcp.size());
-  auto port = ep.substr(colon + 1);
-  if (port == "*")
-    return make_error(errc::invalid_config,
-                      fmt::format("{}: the control endpoint is '{}', a port "
-                                  "the node picks when it starts; pass "
-                                  "--control with the port the node logged "
-                                  "at start (control=... in its 'started' "
-                                  "line)",
-                                  opts.config, ep));
-  if (host == "*" || host == "0.0.0.0")
-    return fmt::format("tcp://127.0.0.1:{}", port);
-  return ep;
-}
-
-// Resolves the endpoint and asks the node; the one path every command
-// takes. Fails on no answer, a malformed reply or an error reply, whose
-// message it returns.
-template <class Request>
-caf::expected<typename Request::reply_type>
-ask_node(const endpoint_options& opts, Request request) {
-  auto ep = resolve_endpoint(opts);
-  if (!ep)
-    return std::move(ep.error());
-  control_client_options co;
-  co.timeout =
-    std::max(from_seconds(opts.timeout), std::chrono::milliseconds{1});
-  auto client = control_client::connect(std::move(*ep), std::move(co));
-  if (!client)
-    return std::move(client.error());
-  return client->call(std::move(request));
-}
-
 control::dlq_filter filter_of(const filter_options& f) {
   control::dlq_filter out;
   out.consumer = f.consumer.value_or("");
   out.type = f.type.value_or("");
   out.key = f.key.value_or("");
   return out;
-}
-
-// JSON text that never throws on strings that are not UTF-8.
-std::string dump(const payload& j, int indent = -1) {
-  return j.dump(indent, ' ', false, payload::error_handler_t::replace);
-}
-
-// `s` on one line: control characters escaped as in JSON.
-std::string one_line(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c == '\n')
-      out += "\\n";
-    else if (c == '\r')
-      out += "\\r";
-    else if (c == '\t')
-      out += "\\t";
-    else if (c < 0x20 || c == 0x7F)
-      out += fmt::format("\\u{:04x}", c);
-    else
-      out += ch;
-  }
-  return out;
-}
-
-// A value as text: strings as they are, anything else as JSON, nothing
-// for null; on one line.
-std::string text_of(const payload& j) {
-  if (j.is_null())
-    return {};
-  if (j.is_string())
-    return one_line(j.get_ref<const std::string&>());
-  return one_line(dump(j));
-}
-
-// Columns are measured in characters, not bytes.
-size_t width_of(std::string_view s) {
-  return static_cast<size_t>(std::count_if(s.begin(), s.end(), [](char c) {
-    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-  }));
-}
-
-// `s` cut to at most `max` characters, "..." marking a cut.
-std::string shorten(std::string s, size_t max) {
-  if (width_of(s) <= max)
-    return s;
-  size_t chars = 0, i = 0;
-  for (; i < s.size(); ++i)
-    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80 && chars++ == max - 3)
-      break;
-  s.resize(i);
-  return s + "...";
-}
-
-std::string pad(const std::string& s, size_t width) {
-  auto w = width_of(s);
-  return w >= width ? s : s + std::string(width - w, ' ');
-}
-
-void print_table(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> widths;
-  for (auto& row : rows)
-    for (size_t i = 0; i < row.size(); ++i) {
-      widths.resize(std::max(widths.size(), row.size()));
-      widths[i] = std::max(widths[i], width_of(row[i]));
-    }
-  for (auto& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      if (i + 1 == row.size()) {
-        line += row[i];
-      } else {
-        line += pad(row[i], widths[i]);
-        line += "  ";
-      }
-    }
-    print_line(line);
-  }
 }
 
 int run_list(const dlq_state& st) {

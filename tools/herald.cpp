@@ -1,5 +1,5 @@
 /// The `herald` command: publish an event, watch the bus, check a catalog,
-/// manage a node's dead letters.
+/// manage a node's dead letters, show where a node stands.
 ///
 /// ```sh
 /// herald publish --control tcp://127.0.0.1:5701 user.account.created
@@ -11,10 +11,11 @@
 ///   --from-start 'user.>'
 /// herald catalog check config/events.yaml
 /// herald dlq list --control tcp://127.0.0.1:5701
+/// herald status --control tcp://127.0.0.1:5701 --json
 /// ```
 ///
 /// Exit codes: 0 success, 1 runtime error (`herald: <message>` on stderr),
-/// 2 bad command line.
+/// 2 bad command line (naming the unknown option or command, if any).
 
 #include <algorithm>
 #include <atomic>
@@ -30,6 +31,7 @@
 #include "dlq.hpp"
 #include "herald/core/errc.hpp"
 #include "publish.hpp"
+#include "status.hpp"
 
 #ifndef HERALD_VERSION
 #define HERALD_VERSION "unknown"
@@ -137,7 +139,7 @@ int run_catalog_check(const std::string& file) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Publish, watch and check the events of a herald deployment, "
-               "and manage its dead letters.",
+               "manage its dead letters and show where a node stands.",
                "herald"};
   app.set_version_flag("--version", "herald " HERALD_VERSION);
   app.require_subcommand(1);
@@ -196,6 +198,7 @@ int main(int argc, char** argv) {
     ->required();
 
   auto dlq = cli::add_dlq_commands(app);
+  auto status = cli::add_status_command(app);
 
   if (auto rc = cli::parse(app, argc, argv))
     return *rc;
@@ -203,6 +206,8 @@ int main(int argc, char** argv) {
     return dlq.run();
   if (*publish.app)
     return publish.run();
+  if (*status.app)
+    return status.run();
   if (*tail_cmd)
     return run_tail(tail);
   return run_catalog_check(catalog_file);

@@ -287,6 +287,9 @@ void load_offset_later(consumer_actor* self, const std::string& stream,
     "{}; reading nothing of the stream (not replaying it from 0) "
     "and trying again in {} ms",
     st.setup.name, stream, message_of(err), it->second.count());
+  st.setup.stats->update_position(stream, [&](auto& pos) {
+    pos.offset_error = message_of(err);
+  });
   self->delayed_send(self, it->second, load_offset_atom::value, stream);
 }
 
@@ -314,11 +317,10 @@ stream_state& start_stream(consumer_actor* self, const std::string& stream,
                            uint64_t offset, uint64_t next_seq = 0) {
   auto& st = self->state;
   auto& ss = st.streams[stream];
-  {
-    auto& stats = *st.setup.stats;
-    std::lock_guard<std::mutex> guard{stats.positions_mtx};
-    stats.positions[stream].offset = offset;
-  }
+  st.setup.stats->update_position(stream, [&](auto& pos) {
+    pos.offset = offset;
+    pos.offset_error.clear();
+  });
   ss.index = static_cast<uint32_t>(st.stream_ids.size());
   st.stream_ids.push_back(stream);
   ss.accepted = offset;
@@ -497,6 +499,11 @@ void on_reply(consumer_actor* self, replay_reply& r) {
         "{}..{} expired before they were handled; continuing "
         "from {}",
         st.setup.name, r.stream, ss.cursor, r.first - 1, r.first);
+      st.setup.stats->update_position(r.stream, [&](auto& pos) {
+        if (pos.expired_from == 0)
+          pos.expired_from = ss.cursor;
+        pos.expired_to = r.first - 1;
+      });
     }
     ss.cursor = r.first;
   }
@@ -528,6 +535,9 @@ void on_reply(consumer_actor* self, replay_reply& r) {
     }
     ss.catching_up = false;
     ss.since.reset(); // live events are newer
+    st.setup.stats->update_position(r.stream, [](auto& pos) {
+      pos.expired_from = pos.expired_to = 0;
+    });
     // After the replayed events counted in `unfinished`: `drain` reads
     // this first.
     st.setup.stats->catching_up.fetch_sub(1);
@@ -553,11 +563,15 @@ void on_pause(consumer_actor* self, uint32_t index) {
   auto& stream = self->state.stream_ids[index];
   auto& ss = self->state.streams[stream];
   self->state.setup.stats->pauses.fetch_add(1, std::memory_order_relaxed);
-  if (ss.pauses++ == 0)
+  if (ss.pauses++ == 0) {
     self->state.setup.log->warn(
       "consumer={} stream={}: paused: an entity's queue is full "
       "behind a retry; reading again from the log once it drains",
       self->state.setup.name, stream);
+    self->state.setup.stats->update_position(stream, [](auto& pos) {
+      pos.paused = true;
+    });
+  }
   start_catch_up(self, stream, ss.accepted + 1);
 }
 
@@ -566,8 +580,12 @@ void on_resume(consumer_actor* self, uint32_t index) {
     return;
   auto& stream = self->state.stream_ids[index];
   auto& ss = self->state.streams[stream];
-  if (ss.pauses > 0 && --ss.pauses == 0 && ss.catching_up && ss.request == 0
-      && may_read(self))
+  if (ss.pauses == 0 || --ss.pauses > 0)
+    return;
+  self->state.setup.stats->update_position(stream, [](auto& pos) {
+    pos.paused = false;
+  });
+  if (ss.catching_up && ss.request == 0 && may_read(self))
     request_next(self, stream);
 }
 

@@ -62,6 +62,16 @@ constexpr const char* request_id = "request_id";
 constexpr const char* data = "data";
 constexpr const char* acks = "acks";
 constexpr const char* refused = "refused";
+// The status reply's, beyond stream, head, first, consumer and dead_letters.
+constexpr const char* service = "service";
+constexpr const char* first_time = "first_time";
+constexpr const char* health = "health";
+constexpr const char* consumers = "consumers";
+constexpr const char* name = "name";
+constexpr const char* streams = "streams";
+constexpr const char* offset = "offset";
+constexpr const char* lag = "lag";
+constexpr const char* paused = "paused";
 } // namespace key
 
 namespace op {
@@ -71,6 +81,7 @@ constexpr std::string_view dlq_show = "dlq.show";
 constexpr std::string_view dlq_redrive = "dlq.redrive";
 constexpr std::string_view dlq_purge = "dlq.purge";
 constexpr std::string_view publish = "publish";
+constexpr std::string_view status = "status";
 } // namespace op
 
 // A dead letter's scalar fields in the order the protocol lists them.
@@ -141,14 +152,6 @@ const char* read(payload& j, std::vector<uint8_t>& out) {
 
 const char* read(payload& j, std::optional<payload>& out) {
   out = std::move(j);
-  return nullptr;
-}
-
-const char* read(payload& j, std::optional<uint64_t>& out) {
-  uint64_t n = 0;
-  if (auto* expected = read(j, n))
-    return expected;
-  out = n;
   return nullptr;
 }
 
@@ -554,6 +557,98 @@ void read(fields& f, dlq_purge_reply& m) {
   f.opt(key::dry_run, m.dry_run);
 }
 
+// --- status ------------------------------------------------------------------
+
+std::string_view name_of(const status_request&) {
+  return op::status;
+}
+
+void write(payload&, const status_request&) {}
+
+void read(fields&, status_request&) {}
+
+std::string_view name_of(const status_reply&) {
+  return op::status;
+}
+
+payload status_stream_json(const status_stream& s) {
+  return {{key::stream, s.stream},
+          {key::offset, s.offset},
+          {key::head, s.head},
+          {key::lag, s.lag},
+          {key::paused, s.paused}};
+}
+
+payload status_consumer_json(const status_consumer& c) {
+  auto streams = payload::array();
+  for (auto& s : c.streams)
+    streams.push_back(status_stream_json(s));
+  return {{key::name, c.name},
+          {key::patterns, c.patterns},
+          {key::streams, std::move(streams)},
+          {key::dead_letters, c.dead_letters},
+          {key::health, c.health}};
+}
+
+void write(payload& j, const status_reply& m) {
+  j[key::node] = m.node;
+  j[key::service] = m.service;
+  j[key::stream] = m.stream;
+  j[key::head] = m.head;
+  j[key::first] = m.first;
+  if (m.first_time)
+    j[key::first_time] = *m.first_time;
+  j[key::health] = m.health;
+  auto consumers = payload::array();
+  for (auto& c : m.consumers)
+    consumers.push_back(status_consumer_json(c));
+  j[key::consumers] = std::move(consumers);
+}
+
+// Reads the map `j` at `path` of the message `where` with `read_fields`.
+template <class F>
+caf::error read_nested(payload& j, const std::string& where,
+                       const std::string& path, F read_fields) {
+  if (!j.is_object())
+    return make_error(errc::decode_error,
+                      fmt::format("{}: field '{}': expected a map, got {}",
+                                  where, path, j.type_name()));
+  fields f{j, where, path};
+  read_fields(f);
+  return f.take();
+}
+
+void read(fields& f, status_reply& m) {
+  f.req(key::node, m.node);
+  f.req(key::service, m.service);
+  f.req(key::stream, m.stream);
+  f.req(key::head, m.head);
+  f.req(key::first, m.first);
+  f.opt(key::first_time, m.first_time);
+  f.req_list(key::health, m.health);
+  f.req_each(
+    key::consumers, m.consumers,
+    [&](payload& c, const std::string& path, status_consumer& out) {
+      return read_nested(c, f.where(), path, [&](fields& cf) {
+        cf.req(key::name, out.name);
+        cf.req_list(key::patterns, out.patterns);
+        cf.req_each(
+          key::streams, out.streams,
+          [&](payload& s, const std::string& spath, status_stream& so) {
+            return read_nested(s, f.where(), spath, [&](fields& sf) {
+              sf.req(key::stream, so.stream);
+              sf.req(key::offset, so.offset);
+              sf.req(key::head, so.head);
+              sf.req(key::lag, so.lag);
+              sf.req(key::paused, so.paused);
+            });
+          });
+        cf.req(key::dead_letters, out.dead_letters);
+        cf.req_list(key::health, out.health);
+      });
+    });
+}
+
 // --- publish ---------------------------------------------------------------
 
 caf::error read_publish_event(payload& j, const std::string& where,
@@ -750,6 +845,15 @@ shown_fields(const dead_letter_record& r) {
   return out;
 }
 
+// --- status as shown
+// ----------------------------------------------------------
+
+payload to_json(const status_reply& r) {
+  auto j = payload::object();
+  write(j, r);
+  return j;
+}
+
 // --- encode
 // -------------------------------------------------------------------
 
@@ -787,6 +891,12 @@ std::string encode(const publish_request& m) {
   return encode_request(m);
 }
 std::string encode(const publish_reply& m) {
+  return encode_reply(m);
+}
+std::string encode(const status_request& m) {
+  return encode_request(m);
+}
+std::string encode(const status_reply& m) {
   return encode_reply(m);
 }
 std::string encode(const error_reply& m) {
@@ -848,6 +958,8 @@ caf::expected<request> decode_request(std::string_view bytes,
     return read_request<dlq_show_request>(*j, v);
   if (name == op::dlq_redrive)
     return read_request<dlq_redrive_request>(*j, v);
+  if (name == op::status)
+    return read_request<status_request>(*j, v);
   if (name == op::dlq_purge) {
     auto r = read_request<dlq_purge_request>(*j, v);
     if (!r)
@@ -868,7 +980,8 @@ caf::expected<request> decode_request(std::string_view bytes,
                     fmt::format("unknown operation '{}'; expected {}, {}, {}, "
                                 "{}, {} or {}",
                                 name, op::replay, op::dlq_list, op::dlq_show,
-                                op::dlq_redrive, op::dlq_purge, op::publish));
+                                op::dlq_redrive, op::dlq_purge, op::publish,
+                                op::status));
 }
 
 template <class Reply>
@@ -912,6 +1025,8 @@ template caf::expected<answer<dlq_purge_reply>>
 decode_reply<dlq_purge_reply>(std::string_view, const decode_limits&);
 template caf::expected<answer<publish_reply>>
 decode_reply<publish_reply>(std::string_view, const decode_limits&);
+template caf::expected<answer<status_reply>>
+decode_reply<status_reply>(std::string_view, const decode_limits&);
 
 caf::expected<heartbeat> decode_heartbeat(std::string_view bytes,
                                           const decode_limits& limits) {

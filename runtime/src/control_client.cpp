@@ -174,6 +174,11 @@ control_client::call(control::publish_request req) {
   return call_typed(req);
 }
 
+caf::expected<control::status_reply>
+control_client::call(control::status_request req) {
+  return call_typed(req);
+}
+
 const std::string& control_client::endpoint() const noexcept {
   return impl_->endpoint;
 }

@@ -156,10 +156,8 @@ caf::error start_http(node::impl& p) {
     [raw] {
       return raw->render_metrics();
     },
-    [raw]() -> std::pair<bool, std::string> {
-      if (!raw->running)
-        return {false, "the node is stopping"};
-      return {true, "ok"};
+    [raw] {
+      return raw->health();
     });
   if (!http)
     return std::move(http.error());

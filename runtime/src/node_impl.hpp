@@ -14,6 +14,8 @@
 /// |                         | remember request ids (`publish_admin`)        |
 /// | `alerts.cpp`            | raising an alert and its hook                 |
 /// | `node_metrics.cpp`      | `/metrics` in Prometheus' text format         |
+/// | `status.cpp`            | `herald status` and `/healthz`: positions and |
+/// |                         | what is degraded now                          |
 ///
 /// Thread safety. A node is used from the caller's threads (publish,
 /// subscribe, dlq operations), the transport pump thread (events,
@@ -28,13 +30,14 @@
 /// consumer's `consumer_stats::positions_mtx`; `retention_mtx` before
 /// `store_mtx`; `publish_mtx` before the mutex of `publisher` (with fsync
 /// `os` the log may call `on_commit` inside `append`). Every other mutex
-/// here is a leaf: nothing else of the node's is locked while it is held.
-/// `publish_mtx` is held while the event log takes its own queue lock
-/// (`event_log::append`), and `consumers_mtx` while the pump takes its
-/// command lock (`pump::subscribe`); neither of those calls back into the
-/// node but for that `on_commit`.
+/// here (`health_mtx` included) is a leaf: nothing else of the node's is
+/// locked while it is held. `publish_mtx` is held while the event log takes
+/// its own queue lock (`event_log::append`), and `consumers_mtx` while the
+/// pump takes its command lock (`pump::subscribe`); neither of those calls
+/// back into the node but for that `on_commit`.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -147,6 +150,9 @@ struct node::impl : transport::pump_listener {
   std::mutex peers_mtx;
   /// Streams of peers: their control endpoints, learned from heartbeats.
   std::unordered_map<std::string, std::string> peer_control;
+  /// When each peer stream's last heartbeat arrived (monotonic clock).
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point>
+    peer_heard;
   /// Replay requests in flight: id -> the consumer actor to answer.
   std::unordered_map<uint64_t, caf::actor> pending;
   uint64_t next_request = 0;
@@ -166,6 +172,14 @@ struct node::impl : transport::pump_listener {
   // second redrive does not send them twice.
   std::mutex redrive_mtx;
   std::set<uint64_t> redriving;
+
+  // --- Guarded by health_mtx -----------------------------------------------
+  // Why the log's last commit group failed; cleared by the next one that
+  // succeeds. `log_write_failed` says whether it is set, so that a healthy
+  // commit costs one relaxed load, not a lock.
+  std::mutex health_mtx;
+  std::string log_write_error;
+  std::atomic<bool> log_write_failed{false};
 
   // --- Guarded by retention_mtx ---------------------------------------------
   // Retention runs on its own thread, woken to stop.
@@ -232,6 +246,11 @@ struct node::impl : transport::pump_listener {
 
   // node_metrics.cpp.
   std::string render_metrics();
+
+  // status.cpp: `herald status` and `/healthz`.
+  control::status_reply status(bool count_dead_letters);
+  std::string serve(const control::status_request& r);
+  std::pair<bool, std::string> health();
 };
 
 } // namespace herald

@@ -63,6 +63,7 @@ void node::impl::on_heartbeat(std::string_view body) {
   {
     std::lock_guard<std::mutex> guard{peers_mtx};
     peer_control[hb->stream] = hb->control;
+    peer_heard[hb->stream] = std::chrono::steady_clock::now();
   }
   broadcast_heartbeat(to_stream_heartbeat(std::move(*hb)));
 }

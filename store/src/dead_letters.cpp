@@ -295,6 +295,27 @@ event_log::dead_letters(const dead_letter_filter& filter) const {
   return out;
 }
 
+caf::expected<std::map<std::string, uint64_t, std::less<>>>
+event_log::dead_letter_counts() const {
+  auto& self = *impl_;
+  std::map<std::string, uint64_t, std::less<>> counts;
+  std::unique_ptr<rocksdb::Iterator> it{
+    self.db->NewIterator(self.read_options(), self.cf_dead_letters)};
+  std::string why;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (it->key().size() != 8)
+      return corrupt_error(self.opts.dir, "a dead_letters key is not 8 bytes");
+    auto dl = decode_dead_letter(it->value().ToStringView(), why);
+    if (!dl)
+      return corrupt_dead_letter(self.opts.dir, get_be64(it->key().data()),
+                                 why);
+    ++counts[dl->consumer];
+  }
+  if (!it->status().ok())
+    return read_error(self.opts.dir, it->status());
+  return counts;
+}
+
 caf::expected<std::optional<dead_letter>>
 event_log::find_dead_letter(uint64_t id) const {
   auto& self = *impl_;

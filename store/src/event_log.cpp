@@ -144,6 +144,37 @@ uint64_t event_log::first() const noexcept {
   return impl_->first.load(std::memory_order_acquire);
 }
 
+caf::expected<std::optional<int64_t>> event_log::first_timestamp() const {
+  auto& self = *impl_;
+  auto from = first();
+  if (from > head())
+    return std::optional<int64_t>{};
+  std::unique_ptr<rocksdb::Iterator> it{
+    self.db->NewIterator(self.read_options(), self.cf_events)};
+  // The group holding `from` starts at or before it.
+  it->SeekForPrev(be64{from}.slice());
+  if (!it->Valid() && it->status().ok())
+    it->Seek(be64{from}.slice());
+  for (; it->Valid(); it->Next()) {
+    auto key = it->key();
+    if (key.size() != 8)
+      return corrupt_error(self.opts.dir, "an events key is not 8 bytes");
+    group_reader g{get_be64(key.data()), it->value().ToStringView()};
+    entry_view e;
+    while (g.next(e))
+      if (e.seq >= from)
+        return std::optional<int64_t>{e.timestamp_us};
+    if (g.corrupt())
+      return corrupt_error(self.opts.dir,
+                           fmt::format("the group of events at seq {} is "
+                                       "malformed",
+                                       get_be64(key.data())));
+  }
+  if (!it->status().ok())
+    return read_error(self.opts.dir, it->status());
+  return std::optional<int64_t>{};
+}
+
 std::unordered_map<std::string, uint64_t> event_log::type_heads() const {
   std::lock_guard<std::mutex> guard{impl_->heads_mtx};
   return impl_->type_heads;

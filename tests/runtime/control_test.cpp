@@ -669,3 +669,118 @@ TEST_CASE("control_client reads a running node's replay replies",
     CHECK_THAT(message_of(refused.error()), Catch::Contains("unknown stream"));
   }
 }
+
+// --- status ------------------------------------------------------------------
+
+namespace {
+
+control::status_reply status_rep() {
+  control::status_reply m;
+  m.id = 12;
+  m.node = "email-node";
+  m.service = "EmailService";
+  m.stream = "0d6c6f0e-0000-4000-8000-000000000000";
+  m.head = 4;
+  m.first = 2;
+  m.first_time = "2026-03-01T09:00:00.000000Z";
+  m.health = {"the node is stopping"};
+  control::status_consumer c;
+  c.name = "EmailService";
+  c.patterns = {"user.account.created", "user.>"};
+  c.streams = {{"3f1c9a4e-0000-4000-8000-000000000000", 17, 20, 3, true},
+               {"5a2b0c1d-0000-4000-8000-000000000000", 9, 9, 0, false}};
+  c.dead_letters = 6;
+  c.health = {"6 dead letters, at or above the alert threshold of 5"};
+  m.consumers = {c, control::status_consumer{}};
+  return m;
+}
+
+} // namespace
+
+TEST_CASE("a status request and its reply read back as written",
+          "[runtime][control][status]") {
+  control::status_request req;
+  req.id = 12;
+  check_request_round_trip(req);
+  CHECK(control::op_name(control::request{req}) == "status");
+  check_reply_round_trip(status_rep());
+  SECTION("a node that retains no event sends no first_time") {
+    control::status_reply empty;
+    empty.first = 1;
+    check_reply_round_trip(empty);
+    CHECK_FALSE(frame_of(control::encode(empty)).contains("first_time"));
+    CHECK(empty.healthy());
+    CHECK_FALSE(status_rep().healthy());
+  }
+  SECTION("a missing field inside a consumer's stream is named") {
+    auto j = frame_of(control::encode(status_rep()));
+    j["consumers"][0]["streams"][1].erase("lag");
+    auto r = control::decode_reply<control::status_reply>(bytes_of(j));
+    REQUIRE_FALSE(r);
+    CHECK_THAT(message_of(r.error()),
+               Catch::Contains("status reply")
+                 && Catch::Contains("consumers[0].streams[1].lag")
+                 && Catch::Contains("missing"));
+  }
+  SECTION("a wrong-typed consumer field is named") {
+    auto j = frame_of(control::encode(status_rep()));
+    j["consumers"][1]["dead_letters"] = "six";
+    auto r = control::decode_reply<control::status_reply>(bytes_of(j));
+    REQUIRE_FALSE(r);
+    CHECK_THAT(message_of(r.error()),
+               Catch::Contains("consumers[1].dead_letters")
+                 && Catch::Contains("unsigned integer"));
+  }
+}
+
+TEST_CASE("a running node's status: its head and oldest event, and a "
+          "consumer's offset and lag once it handled every event",
+          "[runtime][control][status]") {
+  auto cfg = make_config("status", "UserService");
+  cfg.consumers.push_back(make_consumer("EmailService", {"user.>"}));
+  auto n = start(cfg);
+  std::atomic<int> handled{0};
+  REQUIRE_FALSE(n->bus().subscribe(
+    "user.account.created",
+    [&](const event&) {
+      ++handled;
+    },
+    "EmailService"));
+  constexpr int events = 5;
+  std::optional<publish_receipt> last;
+  for (int i = 1; i <= events; ++i)
+    last = *n->bus().publish("user.account.created", created(i));
+  REQUIRE_FALSE(last->wait());
+  auto client = connect(n->control_endpoint());
+  // Settled: the offset is committed every 50 ms, the head comes with the
+  // stream heartbeat every 200 ms.
+  caf::expected<control::status_reply> s{control::status_reply{}};
+  auto settled = [&] {
+    s = client.call(control::status_request{});
+    return s && s->consumers.size() == 1 && s->consumers[0].streams.size() == 1
+           && s->consumers[0].streams[0].offset == events
+           && s->consumers[0].streams[0].head == events
+           && s->consumers[0].streams[0].lag == 0;
+  };
+  REQUIRE(test::wait_until(settled, 10s, 20ms));
+  CHECK(handled == events);
+  CHECK(s->node == "status");
+  CHECK(s->service == "UserService");
+  CHECK(s->stream == n->stream());
+  CHECK(s->head == events);
+  CHECK(s->first == 1);
+  REQUIRE(s->first_time);
+  CHECK_THAT(*s->first_time, Catch::EndsWith("Z"));
+  CHECK(s->health.empty());
+  auto& c = s->consumers[0];
+  CHECK(c.name == "EmailService");
+  CHECK(c.patterns
+        == std::vector<std::string>{"user.>", "user.account.created"});
+  CHECK(c.dead_letters == 0);
+  CHECK(c.health.empty());
+  auto& st = c.streams[0];
+  CHECK(st.stream == n->stream());
+  CHECK(st.head == events);
+  CHECK_FALSE(st.paused);
+  CHECK(s->healthy());
+}

@@ -27,7 +27,8 @@
 /// can (see `offset_store::load`): a read error is never taken for offset
 /// 0, which would replay the stream from its start.
 ///
-/// Thread safety: the stats are atomics, readable from any thread.
+/// Thread safety: the stats are atomics, readable from any thread; the
+/// stream positions are guarded by `consumer_stats::positions_mtx`.
 
 #include <atomic>
 #include <chrono>
@@ -117,16 +118,34 @@ struct consumer_stats {
   /// Per event type; fixed when the stats are made.
   std::vector<std::unique_ptr<type_stats>> per_type;
 
-  /// Where the consumer stands in one producer's stream.
+  /// Where the consumer stands in one producer's stream, and what holds it
+  /// back now (what `herald status` and `/healthz` report).
   struct stream_position {
     /// The last seq the producer reported durable (its heartbeats).
     uint64_t head = 0;
     /// The consumer's committed offset.
     uint64_t offset = 0;
+    /// Whether an entity's full queue holds the stream paused now.
+    bool paused = false;
+    /// Why the stored offset cannot be read now (nothing of the stream is
+    /// read until it can); empty when it can.
+    std::string offset_error;
+    /// The events the running catch-up found expired before they were
+    /// handled (behind the producer's retention), `[expired_from,
+    /// expired_to]`; both 0 when none. Cleared once the catch-up ends.
+    uint64_t expired_from = 0;
+    uint64_t expired_to = 0;
   };
-  /// Per stream id; updated with each heartbeat and offset commit.
+  /// Per stream id; updated with each heartbeat, offset commit, pause and
+  /// resume, failed or successful offset load, and expired catch-up.
   std::map<std::string, stream_position> positions;
   mutable std::mutex positions_mtx;
+
+  /// Applies `change` to the position of `stream` under `positions_mtx`.
+  template <class F> void update_position(const std::string& stream, F change) {
+    std::lock_guard<std::mutex> guard{positions_mtx};
+    change(positions[stream]);
+  }
 
   /// The counters of `type`, or null for a type not made at the start.
   type_stats* of_type(std::string_view type) const noexcept {

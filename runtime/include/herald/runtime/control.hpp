@@ -67,6 +67,18 @@
 ///   sender times out). A store failure is reported like a refusal
 ///   (`refused` = the first event not stored); later events of the same
 ///   request may or may not be stored then.
+/// - `status {}` → `{node, service, stream: str, head, first: uint,
+///   first_time?: str, health: [str], consumers: [{name: str, patterns:
+///   [str], streams: [{stream: str, offset, head, lag: uint, paused:
+///   bool}], dead_letters: uint, health: [str]}]}`. Where the node stands:
+///   its stream's last durable seq `head`, the oldest seq it retains
+///   `first` (head + 1 when none) and that event's time `first_time` (RFC
+///   3339 UTC; absent when none is retained); per consumer its patterns,
+///   per stream it reads the committed offset, the producer's head as of
+///   its last heartbeat, `lag` (head - offset, 0 when the offset is ahead)
+///   and whether the stream is paused, and the dead letters it has on this
+///   node. `health` lists what is degraded now, one sentence each (the node
+///   itself, then per consumer); empty lists mean healthy.
 ///
 /// Replies carry no op: the sender knows what it asked. Empty filters, `after`
 /// 0, `dead_letter` 0 and `all` false are not sent.
@@ -499,6 +511,95 @@ struct publish_reply {
   bool operator==(const publish_reply&) const = default;
 };
 
+// --- status ----------------------------------------------------------------
+
+struct status_reply;
+
+/// `status`: where the node, its stream and its consumers stand.
+struct status_request {
+  /// The reply this request gets (an `error_reply` instead when refused).
+  using reply_type = status_reply;
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// Chosen by the sender; the reply echoes it. Default: 0.
+  uint64_t id = 0;
+
+  bool operator==(const status_request&) const = default;
+};
+
+/// Where one consumer stands in one producer's stream.
+struct status_stream {
+  /// The stream id.
+  std::string stream;
+  /// The consumer's committed offset: every selected event up to it is
+  /// handled or dead-lettered.
+  uint64_t offset = 0;
+  /// The stream's head as of the producer's last heartbeat.
+  uint64_t head = 0;
+  /// `head - offset`, 0 when the offset is ahead of the last heartbeat.
+  uint64_t lag = 0;
+  /// Whether an entity's full queue holds the stream paused now.
+  bool paused = false;
+
+  bool operator==(const status_stream&) const = default;
+};
+
+/// One consumer of the node.
+struct status_consumer {
+  /// The consumer's name, e.g. `EmailService`.
+  std::string name;
+  /// Its subscription patterns, e.g. `user.>`.
+  std::vector<std::string> patterns;
+  /// The streams it reads, by stream id.
+  std::vector<status_stream> streams;
+  /// How many dead letters of it this node stores.
+  uint64_t dead_letters = 0;
+  /// What is degraded about it now, one sentence each; empty: healthy.
+  std::vector<std::string> health;
+
+  bool operator==(const status_consumer&) const = default;
+};
+
+/// The answer to a `status_request`.
+struct status_reply {
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// The request's id.
+  uint64_t id = 0;
+  /// The node's name and the service it runs.
+  std::string node;
+  std::string service;
+  /// The node's stream id.
+  std::string stream;
+  /// The stream's last durable seq; 0 for an empty stream.
+  uint64_t head = 0;
+  /// The oldest seq the node retains; head + 1 when it retains none.
+  uint64_t first = 0;
+  /// When the event `first` was published, RFC 3339 UTC with
+  /// microseconds; absent when the node retains no event.
+  std::optional<std::string> first_time;
+  /// What is degraded about the node itself now; empty: healthy.
+  std::vector<std::string> health;
+  /// The node's consumers, by name.
+  std::vector<status_consumer> consumers;
+
+  /// Whether nothing is degraded: no reason for the node or any consumer.
+  bool healthy() const noexcept {
+    if (!health.empty())
+      return false;
+    for (auto& c : consumers)
+      if (!c.health.empty())
+        return false;
+    return true;
+  }
+
+  bool operator==(const status_reply&) const = default;
+};
+
+/// `r` as the JSON object the wire carries without `v` and `id` (what
+/// `herald status --json` prints).
+payload to_json(const status_reply& r);
+
 // --- errors, heartbeats ----------------------------------------------------
 
 /// The answer to any request the node refused.
@@ -534,9 +635,9 @@ struct heartbeat {
 // --- encode and decode -----------------------------------------------------
 
 /// Any request a node serves.
-using request =
-  std::variant<replay_request, dlq_list_request, dlq_show_request,
-               dlq_redrive_request, dlq_purge_request, publish_request>;
+using request = std::variant<replay_request, dlq_list_request, dlq_show_request,
+                             dlq_redrive_request, dlq_purge_request,
+                             publish_request, status_request>;
 
 /// A reply as read: the one asked for, or the node's refusal.
 template <class Reply> using answer = std::variant<Reply, error_reply>;
@@ -555,6 +656,8 @@ std::string encode(const dlq_purge_request& m);
 std::string encode(const dlq_purge_reply& m);
 std::string encode(const publish_request& m);
 std::string encode(const publish_reply& m);
+std::string encode(const status_request& m);
+std::string encode(const status_reply& m);
 std::string encode(const error_reply& m);
 std::string encode(const heartbeat& m);
 /// Encodes whichever request `m` holds.
@@ -572,11 +675,10 @@ caf::expected<request> decode_request(std::string_view bytes,
 /// Decodes a reply: an `error_reply` when the frame has `error`, else a
 /// `Reply` (the `reply_type` of the request sent, one of
 /// `replay_reply`, `dlq_list_reply`, `dlq_show_reply`,
-/// `dlq_redrive_reply`, `dlq_purge_reply`, `publish_reply`). Any version
-/// is read; `id` and
-/// an error reply's `stream` may be absent (0, empty). Fails with
-/// `errc::decode_error` naming the field that is missing or wrong-typed.
-/// Never throws.
+/// `dlq_redrive_reply`, `dlq_purge_reply`, `publish_reply`, `status_reply`).
+/// Any version is read; `id` and an error reply's `stream` may be absent (0,
+/// empty). Fails with `errc::decode_error` naming the field that is missing or
+/// wrong-typed. Never throws.
 template <class Reply>
 caf::expected<answer<Reply>> decode_reply(std::string_view bytes,
                                           const decode_limits& limits = {});

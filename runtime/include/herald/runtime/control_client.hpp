@@ -91,6 +91,7 @@ public:
   /// check `refused`. On a timeout, call again with the same `request_id`:
   /// the node publishes the events once (see `control::publish_request`).
   caf::expected<control::publish_reply> call(control::publish_request req);
+  caf::expected<control::status_reply> call(control::status_request req);
 
   /// The endpoint this client talks to.
   const std::string& endpoint() const noexcept;

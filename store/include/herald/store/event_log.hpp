@@ -32,6 +32,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -158,6 +159,11 @@ public:
   /// The oldest retained seq; head() + 1 when none is retained.
   uint64_t first() const noexcept;
 
+  /// When the oldest retained event (seq `first()`) was published, in
+  /// microseconds since the epoch; std::nullopt when none is retained.
+  /// Fails as `read` does.
+  caf::expected<std::optional<int64_t>> first_timestamp() const;
+
   /// The last type_seq of every type, as of the last durable append.
   std::unordered_map<std::string, uint64_t> type_heads() const;
 
@@ -245,6 +251,12 @@ public:
 
   /// How many dead letters are stored now.
   uint64_t dead_letter_count() const noexcept;
+
+  /// How many dead letters each consumer has, by consumer name (consumers
+  /// without any are absent). Reads every letter, keeping none. Errors as
+  /// for `dead_letters`.
+  caf::expected<std::map<std::string, uint64_t, std::less<>>>
+  dead_letter_counts() const;
 
   /// The state behind the log (private: store/src/event_log_impl.hpp).
   struct impl;

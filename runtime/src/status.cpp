@@ -1,0 +1,176 @@
+// Where the node stands, for `herald status` (the control op `status`) and
+// `/healthz`: its stream's head and oldest retained event, its consumers'
+// positions and dead letters, and what is degraded now. A reason is listed
+// only while the node can see its cause, so each clears by itself.
+
+#include <algorithm>
+#include <chrono>
+
+#include <fmt/format.h>
+
+#include "herald/core/errc.hpp"
+#include "node_impl.hpp"
+
+namespace herald {
+
+namespace {
+
+using std::chrono::steady_clock;
+
+// A peer stream whose heartbeats stopped this long ago is reported silent:
+// ten heartbeat intervals, at least 2 s, so that a busy machine does not
+// raise it.
+std::chrono::milliseconds silent_after(const node_config& cfg) {
+  return std::max(cfg.transport.stream_heartbeat * 10,
+                  std::chrono::milliseconds{2000});
+}
+
+// The dead-letter threshold of consumer `name`'s alert rule; 0 for none.
+uint64_t alert_threshold(const node_config& cfg, std::string_view name) {
+  for (auto& c : cfg.consumers)
+    if (c.name == name)
+      return c.alert.dead_letters;
+  return 0;
+}
+
+// What holds one consumer back in one stream now, one sentence each.
+void stream_reasons(const std::string& stream,
+                    const consumer_stats::stream_position& pos,
+                    std::optional<std::chrono::milliseconds> silent_for,
+                    std::vector<std::string>& out) {
+  if (!pos.offset_error.empty())
+    out.push_back(fmt::format("stream {}: the committed offset cannot be "
+                              "read ({}); nothing of the stream is read "
+                              "until it can",
+                              stream, pos.offset_error));
+  if (pos.paused)
+    out.push_back(fmt::format("stream {} is paused: an entity's queue is "
+                              "full behind a retry; the stream is read again "
+                              "from the log once it drains",
+                              stream));
+  if (pos.expired_to != 0)
+    out.push_back(fmt::format("stream {}: events {}..{} expired before they "
+                              "were handled (behind the producer's "
+                              "retention)",
+                              stream, pos.expired_from, pos.expired_to));
+  if (silent_for)
+    out.push_back(
+      fmt::format("stream {}: no heartbeat from its producer for "
+                  "{:.1f}s; the producer is down, stopped or cut "
+                  "off",
+                  stream, static_cast<double>(silent_for->count()) / 1000.0));
+}
+
+} // namespace
+
+// Locks one at a time (store, health, peers, then consumers and each
+// consumer's positions, in the lock order): no two of the leaves nest.
+control::status_reply node::impl::status(bool count_dead_letters) {
+  control::status_reply r;
+  r.node = cfg.name;
+  r.service = cfg.service;
+  r.stream = stream;
+  if (!running)
+    r.health.emplace_back("the node is stopping");
+  if (log_write_failed.load(std::memory_order_relaxed)) {
+    std::lock_guard<std::mutex> guard{health_mtx};
+    if (!log_write_error.empty())
+      r.health.push_back(fmt::format("the event log cannot be written: {}; "
+                                     "publishing fails until a write "
+                                     "succeeds",
+                                     log_write_error));
+  }
+  std::map<std::string, uint64_t, std::less<>> dead_letters;
+  {
+    std::shared_lock<std::shared_mutex> guard{store_mtx};
+    if (log_store) {
+      r.head = log_store->head();
+      r.first = log_store->first();
+      if (auto t = log_store->first_timestamp(); !t)
+        r.health.push_back(fmt::format("cannot read the oldest retained "
+                                       "event: {}",
+                                       message_of(t.error())));
+      else if (*t)
+        r.first_time = format_timestamp(**t);
+      if (count_dead_letters) {
+        if (auto counts = log_store->dead_letter_counts(); !counts)
+          r.health.push_back(fmt::format("cannot count the dead letters: {}",
+                                         message_of(counts.error())));
+        else
+          dead_letters = std::move(*counts);
+      }
+    }
+  }
+  std::unordered_map<std::string, steady_clock::time_point> heard;
+  {
+    std::lock_guard<std::mutex> guard{peers_mtx};
+    heard = peer_heard;
+  }
+  auto now = steady_clock::now();
+  auto silent = silent_after(cfg);
+  std::shared_lock<std::shared_mutex> guard{consumers_mtx};
+  for (auto& e : consumers) {
+    auto& c = r.consumers.emplace_back();
+    c.name = e.name;
+    // A pattern both configured and subscribed to is listed once.
+    for (auto& p : e.patterns)
+      if (std::find(c.patterns.begin(), c.patterns.end(), p.text())
+          == c.patterns.end())
+        c.patterns.emplace_back(p.text());
+    {
+      std::lock_guard<std::mutex> pguard{e.stats->positions_mtx};
+      for (auto& [id, pos] : e.stats->positions) {
+        c.streams.push_back({id, pos.offset, pos.head,
+                             pos.head > pos.offset ? pos.head - pos.offset : 0,
+                             pos.paused});
+        std::optional<std::chrono::milliseconds> silent_for;
+        if (auto it = heard.find(id); it != heard.end() && id != stream) {
+          auto quiet = std::chrono::duration_cast<std::chrono::milliseconds>(
+            now - it->second);
+          if (quiet >= silent)
+            silent_for = quiet;
+        }
+        stream_reasons(id, pos, silent_for, c.health);
+      }
+    }
+    if (auto it = dead_letters.find(e.name); it != dead_letters.end())
+      c.dead_letters = it->second;
+    auto threshold = alert_threshold(cfg, e.name);
+    if (count_dead_letters && threshold > 0 && c.dead_letters >= threshold)
+      c.health.push_back(fmt::format("{} dead letters, at or above the alert "
+                                     "threshold of {}; see herald dlq list "
+                                     "--consumer {}",
+                                     c.dead_letters, threshold, e.name));
+  }
+  std::sort(r.consumers.begin(), r.consumers.end(),
+            [](const auto& a, const auto& b) {
+              return a.name < b.name;
+            });
+  return r;
+}
+
+std::string node::impl::serve(const control::status_request& r) {
+  auto reply = status(true);
+  reply.id = r.id;
+  return control::encode(reply);
+}
+
+// 200 `ok`, or 503 with one reason per line: the node's, then each
+// consumer's prefixed with its name. Dead letters are counted (a read of
+// every letter) only when some consumer has an alert threshold.
+std::pair<bool, std::string> node::impl::health() {
+  bool any_threshold = std::any_of(cfg.consumers.begin(), cfg.consumers.end(),
+                                   [](const consumer_config& c) {
+                                     return c.alert.dead_letters > 0;
+                                   });
+  auto s = status(any_threshold);
+  if (s.healthy())
+    return {true, "ok"};
+  std::vector<std::string> lines = s.health;
+  for (auto& c : s.consumers)
+    for (auto& why : c.health)
+      lines.push_back(fmt::format("consumer {}: {}", c.name, why));
+  return {false, fmt::format("{}", fmt::join(lines, "\n"))};
+}
+
+} // namespace herald
