@@ -158,6 +158,8 @@ caf::error start_http(node::impl& p) {
     [raw]() -> std::pair<bool, std::string> {
       if (!raw->running)
         return {false, "the node is stopping"};
+      if (auto problems = raw->peer_problems(); !problems.empty())
+        return {false, fmt::format("{}", fmt::join(problems, "; "))};
       return {true, "ok"};
     });
   if (!http)

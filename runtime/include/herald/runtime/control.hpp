@@ -15,7 +15,8 @@
 ///   `{stream: str, head, first, next: uint, type_heads: {type: uint},
 ///   events: bin}`. Reads the node's own stream `stream` from seq `from`,
 ///   at most `max` events (capped at `max_replay_events`, 4096, and at
-///   about half the node's `transport.max_message_size` of envelopes), of
+///   about half the node's `transport.max_message_size` of envelopes; the
+///   whole reply always fits `transport.max_message_size`), of
 ///   the types some pattern in `patterns` selects. `head` is the stream's
 ///   last durable seq, `first` the oldest it still retains, `next` where
 ///   the next request starts; `type_heads` are the per-type heads taken
@@ -38,6 +39,15 @@
 ///   filters, else every one when `all` is true; a purge that selects
 ///   nothing of these is refused, so deleting everything is explicit.
 ///
+/// - `hello {stream: str, max_message_size: uint}` → `{stream: str,
+///   max_message_size: uint}`. The handshake a node sends a peer's control
+///   endpoint when it first hears that peer's stream heartbeat (and every
+///   5 s while their limits differ): `stream` and `max_message_size` are
+///   the sender's own (its `transport.max_message_size`), the reply the
+///   serving node's. A node whose limit differs from the sender's logs an
+///   error naming both values, counts it and shows it in `/healthz`, and
+///   still answers, so both sides learn of it.
+///
 /// Replies carry no op: the sender knows what it asked. Empty filters, `after`
 /// 0, `dead_letter` 0 and `all` false are not sent.
 ///
@@ -56,9 +66,11 @@
 /// letter it does not have, and a failing store.
 ///
 /// The stream heartbeat, published every `transport.stream_heartbeat`:
-/// `{v, stream: str, head: uint, control: str, types: {type: uint}}`:
-/// the stream, its last sent seq, the node's control endpoint and the
-/// last sent type_seq of each type.
+/// `{v, stream: str, head: uint, control: str, types: {type: uint},
+/// max_message_size?: uint, pub?: str}`: the stream, its last sent seq,
+/// the node's control endpoint, the last sent type_seq of each type, the
+/// node's `transport.max_message_size` (every node of a deployment must
+/// share it) and its PUB endpoint as peers connect to it.
 ///
 /// **Versions.** `v` changes only when a message changes in a way an older
 /// reader would misread (a field's meaning or type changes, a required
@@ -366,6 +378,41 @@ struct dlq_purge_reply {
   bool operator==(const dlq_purge_reply&) const = default;
 };
 
+// --- hello: the handshake on the frame limit -----------------------------
+
+struct hello_reply;
+
+/// `hello`: the sender's stream and frame limit, sent to a peer it met.
+struct hello_request {
+  /// The reply this request gets (an `error_reply` from a node that does
+  /// not know the op).
+  using reply_type = hello_reply;
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// Chosen by the sender; the reply echoes it. Default: 0.
+  uint64_t id = 0;
+  /// The sender's own stream.
+  std::string stream;
+  /// The sender's `transport.max_message_size`.
+  uint64_t max_message_size = 0;
+
+  bool operator==(const hello_request&) const = default;
+};
+
+/// The answer to a `hello_request`: the serving node's stream and limit.
+struct hello_reply {
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// The request's id.
+  uint64_t id = 0;
+  /// The serving node's stream.
+  std::string stream;
+  /// The serving node's `transport.max_message_size`.
+  uint64_t max_message_size = 0;
+
+  bool operator==(const hello_reply&) const = default;
+};
+
 // --- errors, heartbeats ----------------------------------------------------
 
 /// The answer to any request the node refused.
@@ -394,6 +441,12 @@ struct heartbeat {
   std::string control;
   /// The last type_seq of each type, as of `head`.
   std::unordered_map<std::string, uint64_t> types;
+  /// The node's `transport.max_message_size`; 0 from a node that does not
+  /// say.
+  uint64_t max_message_size = 0;
+  /// The node's PUB endpoint as peers connect to it; empty from a node
+  /// that does not say.
+  std::string pub;
 
   bool operator==(const heartbeat&) const = default;
 };
@@ -401,8 +454,9 @@ struct heartbeat {
 // --- encode and decode -----------------------------------------------------
 
 /// Any request a node serves.
-using request = std::variant<replay_request, dlq_list_request, dlq_show_request,
-                             dlq_redrive_request, dlq_purge_request>;
+using request =
+  std::variant<replay_request, dlq_list_request, dlq_show_request,
+               dlq_redrive_request, dlq_purge_request, hello_request>;
 
 /// A reply as read: the one asked for, or the node's refusal.
 template <class Reply> using answer = std::variant<Reply, error_reply>;
@@ -419,6 +473,8 @@ std::string encode(const dlq_redrive_request& m);
 std::string encode(const dlq_redrive_reply& m);
 std::string encode(const dlq_purge_request& m);
 std::string encode(const dlq_purge_reply& m);
+std::string encode(const hello_request& m);
+std::string encode(const hello_reply& m);
 std::string encode(const error_reply& m);
 std::string encode(const heartbeat& m);
 /// Encodes whichever request `m` holds.
@@ -436,8 +492,8 @@ caf::expected<request> decode_request(std::string_view bytes,
 /// Decodes a reply: an `error_reply` when the frame has `error`, else a
 /// `Reply` (the `reply_type` of the request sent, one of
 /// `replay_reply`, `dlq_list_reply`, `dlq_show_reply`,
-/// `dlq_redrive_reply`, `dlq_purge_reply`). Any version is read; `id` and
-/// an error reply's `stream` may be absent (0, empty). Fails with
+/// `dlq_redrive_reply`, `dlq_purge_reply`, `hello_reply`). Any version is read;
+/// `id` and an error reply's `stream` may be absent (0, empty). Fails with
 /// `errc::decode_error` naming the field that is missing or wrong-typed.
 /// Never throws.
 template <class Reply>
