@@ -93,6 +93,13 @@ void read_transport(const entry& e, problems& out, transport_config& cfg) {
   constexpr std::string_view ctx = "transport: ";
   read_positive(hwm, ctx, "messages", out, cfg.hwm);
   read_positive(max_message_size, ctx, "bytes", out, cfg.max_message_size);
+  if (max_message_size && cfg.max_message_size < min_max_message_size)
+    out.add(max_message_size.line,
+            fmt::format("{}'max_message_size' must be at least {} bytes (64 "
+                        "KiB), not {}: a live batch of events is up to 64 KiB "
+                        "and every node must take it; use the same value on "
+                        "every node",
+                        ctx, min_max_message_size, cfg.max_message_size));
   int64_t ms = cfg.heartbeat.count();
   read_positive(heartbeat_ms, ctx, "milliseconds", out, ms);
   cfg.heartbeat = std::chrono::milliseconds{ms};

@@ -43,6 +43,8 @@ constexpr const char* all = "all";
 constexpr const char* purged = "purged";
 constexpr const char* control = "control";
 constexpr const char* types = "types";
+constexpr const char* max_message_size = "max_message_size";
+constexpr const char* pub = "pub";
 // A dead letter's fields, beyond id, consumer, stream and key.
 constexpr const char* node = "node";
 constexpr const char* event_type = "event_type";
@@ -82,6 +84,7 @@ constexpr std::string_view dlq_redrive = "dlq.redrive";
 constexpr std::string_view dlq_purge = "dlq.purge";
 constexpr std::string_view publish = "publish";
 constexpr std::string_view status = "status";
+constexpr std::string_view hello = "hello";
 } // namespace op
 
 // A dead letter's scalar fields in the order the protocol lists them.
@@ -407,6 +410,40 @@ void read(fields& f, replay_request& m) {
 
 std::string_view name_of(const replay_reply&) {
   return op::replay;
+}
+
+std::string_view name_of(const hello_request&) {
+  return op::hello;
+}
+
+std::string_view name_of(const hello_reply&) {
+  return op::hello;
+}
+
+template <class Hello> void write_hello(payload& j, const Hello& m) {
+  j[key::stream] = m.stream;
+  j[key::max_message_size] = m.max_message_size;
+}
+
+template <class Hello> void read_hello(fields& f, Hello& m) {
+  f.req(key::stream, m.stream);
+  f.req(key::max_message_size, m.max_message_size);
+}
+
+void write(payload& j, const hello_request& m) {
+  write_hello(j, m);
+}
+
+void read(fields& f, hello_request& m) {
+  read_hello(f, m);
+}
+
+void write(payload& j, const hello_reply& m) {
+  write_hello(j, m);
+}
+
+void read(fields& f, hello_reply& m) {
+  read_hello(f, m);
 }
 
 void write(payload& j, const replay_reply& m) {
@@ -899,6 +936,12 @@ std::string encode(const status_request& m) {
 std::string encode(const status_reply& m) {
   return encode_reply(m);
 }
+std::string encode(const hello_request& m) {
+  return encode_request(m);
+}
+std::string encode(const hello_reply& m) {
+  return encode_reply(m);
+}
 std::string encode(const error_reply& m) {
   return encode_reply(m);
 }
@@ -909,6 +952,10 @@ std::string encode(const heartbeat& m) {
             {key::head, m.head},
             {key::control, m.control},
             {key::types, m.types}};
+  if (m.max_message_size != 0)
+    j[key::max_message_size] = m.max_message_size;
+  if (!m.pub.empty())
+    j[key::pub] = m.pub;
   return encode_payload(j);
 }
 
@@ -960,6 +1007,8 @@ caf::expected<request> decode_request(std::string_view bytes,
     return read_request<dlq_redrive_request>(*j, v);
   if (name == op::status)
     return read_request<status_request>(*j, v);
+  if (name == op::hello)
+    return read_request<hello_request>(*j, v);
   if (name == op::dlq_purge) {
     auto r = read_request<dlq_purge_request>(*j, v);
     if (!r)
@@ -978,10 +1027,10 @@ caf::expected<request> decode_request(std::string_view bytes,
     return read_request<publish_request>(*j, v);
   return make_error(errc::decode_error,
                     fmt::format("unknown operation '{}'; expected {}, {}, {}, "
-                                "{}, {} or {}",
+                                "{}, {}, {}, {} or {}",
                                 name, op::replay, op::dlq_list, op::dlq_show,
                                 op::dlq_redrive, op::dlq_purge, op::publish,
-                                op::status));
+                                op::status, op::hello));
 }
 
 template <class Reply>
@@ -1027,6 +1076,8 @@ template caf::expected<answer<publish_reply>>
 decode_reply<publish_reply>(std::string_view, const decode_limits&);
 template caf::expected<answer<status_reply>>
 decode_reply<status_reply>(std::string_view, const decode_limits&);
+template caf::expected<answer<hello_reply>>
+decode_reply<hello_reply>(std::string_view, const decode_limits&);
 
 caf::expected<heartbeat> decode_heartbeat(std::string_view bytes,
                                           const decode_limits& limits) {
@@ -1044,6 +1095,8 @@ caf::expected<heartbeat> decode_heartbeat(std::string_view bytes,
   f.req(key::head, hb.head);
   f.req(key::control, hb.control);
   f.req_counters(key::types, hb.types);
+  f.opt(key::max_message_size, hb.max_message_size);
+  f.opt(key::pub, hb.pub);
   if (f.failed())
     return f.take();
   return hb;

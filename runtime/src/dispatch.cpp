@@ -12,7 +12,10 @@
 namespace herald {
 
 void node::impl::on_events(event_batch& batch) {
-  dispatch(std::move(batch));
+  if (refused_streams.load(std::memory_order_relaxed) > 0)
+    drop_refused(batch);
+  if (!batch.empty())
+    dispatch(std::move(batch));
 }
 
 void node::impl::on_bad_frame(const caf::error& why) {

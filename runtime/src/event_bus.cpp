@@ -62,6 +62,21 @@ caf::expected<publish_receipt> event_bus::publish(std::string_view type,
   rec.timestamp_us = h.timestamp_us;
   rec.envelope.reserve(320);
   encode(h, data, rec.envelope);
+  if (rec.envelope.size() > p.cfg.transport.max_envelope_size()) {
+    // Nothing was written: the stream takes the positions back.
+    --p.seq;
+    --p.type_seqs[idx];
+    return make_error(
+      errc::frame_too_large,
+      fmt::format("event '{}': the envelope is {} bytes, over the {} bytes an "
+                  "envelope may take under transport.max_message_size {} "
+                  "(less {} bytes for a replay reply's fields); send a "
+                  "smaller payload (e.g. a reference to the data) or raise "
+                  "transport.max_message_size on every node",
+                  type, rec.envelope.size(),
+                  p.cfg.transport.max_envelope_size(),
+                  p.cfg.transport.max_message_size, frame_reserve));
+  }
   // Sent to consumers once durable, by the log's commit callback.
   auto ticket = p.log_store->append(std::move(rec));
   p.published[idx].fetch_add(1, std::memory_order_relaxed);

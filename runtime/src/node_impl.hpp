@@ -9,6 +9,7 @@
 /// | `dispatch.cpp`          | commit callback, live events to consumers,    |
 /// |                         | the consumer actors                           |
 /// | `replay.cpp`            | heartbeats, control requests, replays         |
+/// | `peers.cpp`             | peers: frame limit, silence, disconnects      |
 /// | `dead_letter_admin.cpp` | dlq requests, list, redrive, purge, parking   |
 /// | `publish_admin.cpp`     | `publish` requests: append, ack once durable, |
 /// |                         | remember request ids (`publish_admin`)        |
@@ -91,6 +92,29 @@ struct consumer_entry {
 caf::error check_subscription(const catalog& cat, const pattern& p,
                               std::string_view consumer);
 
+/// What a node knows of a peer stream from its heartbeats.
+struct peer_stream {
+  /// Its PUB endpoint, as its heartbeat says; empty if it does not.
+  std::string pub;
+  /// Its `transport.max_message_size`; 0 if its heartbeat does not say.
+  uint64_t max_message_size = 0;
+  std::chrono::steady_clock::time_point last_heartbeat;
+  /// When this node last sent it a `hello`.
+  std::chrono::steady_clock::time_point last_hello;
+  /// Its limit differs from this node's: its events and heartbeats are
+  /// not taken, and no replay is asked of it.
+  bool refused = false;
+  /// Its heartbeats stopped (logged once, until they resume).
+  bool silent = false;
+};
+
+/// A peer's `hello` that named another `max_message_size` than this
+/// node's.
+struct hello_mismatch {
+  uint64_t max_message_size = 0;
+  std::chrono::steady_clock::time_point last;
+};
+
 struct node::impl : transport::pump_listener {
   // --- Set at start, read-only afterwards -------------------------------
   node_config cfg;
@@ -120,6 +144,12 @@ struct node::impl : transport::pump_listener {
   // --- Atomics ------------------------------------------------------------
   std::atomic<bool> running{false};
   std::atomic<uint64_t> control_errors{0};
+  /// Peers met whose `transport.max_message_size` differs from this node's.
+  std::atomic<uint64_t> limit_mismatches{0};
+  /// Peer streams refused for their limit (the fast path of `on_events`).
+  std::atomic<size_t> refused_streams{0};
+  /// Connections peers made to this node that ended.
+  std::atomic<uint64_t> inbound_disconnects{0};
   /// Events published, per catalog event (index as in `cat.events()`).
   std::unique_ptr<std::atomic<uint64_t>[]> published;
 
@@ -150,12 +180,16 @@ struct node::impl : transport::pump_listener {
   std::mutex peers_mtx;
   /// Streams of peers: their control endpoints, learned from heartbeats.
   std::unordered_map<std::string, std::string> peer_control;
-  /// When each peer stream's last heartbeat arrived (monotonic clock).
-  std::unordered_map<std::string, std::chrono::steady_clock::time_point>
-    peer_heard;
   /// Replay requests in flight: id -> the consumer actor to answer.
   std::unordered_map<uint64_t, caf::actor> pending;
   uint64_t next_request = 0;
+  /// Peer streams heard from, by stream id.
+  std::unordered_map<std::string, peer_stream, string_hash, std::equal_to<>>
+    peer_streams;
+  /// Peers whose hello named another limit, by their stream.
+  std::map<std::string, hello_mismatch> hello_mismatches;
+  /// Connections this node made that ended, by the peer's endpoint.
+  std::map<std::string, uint64_t> peer_disconnects;
 
   // --- Guarded by consumers_mtx (shared to read, exclusive to change) -------
   mutable std::shared_mutex consumers_mtx;
@@ -230,6 +264,16 @@ struct node::impl : transport::pump_listener {
                           std::optional<int64_t> since_us,
                           const caf::actor& reply_to);
 
+  // peers.cpp: agreement on the frame limit, silent peers, connections.
+  bool note_heartbeat(const control::heartbeat& hb);
+  std::string serve(const control::hello_request& r);
+  bool on_hello_reply(std::string_view body);
+  void drop_refused(event_batch& batch);
+  void check_peers();
+  std::vector<std::string> peer_problems();
+  void on_disconnect(const transport::peer_event& e) override;
+  std::chrono::steady_clock::duration silence_after() const;
+
   // dead_letter_admin.cpp: `herald dlq` requests and parked entities.
   std::string serve(const control::dlq_list_request& r);
   std::string serve(const control::dlq_show_request& r);
@@ -251,6 +295,7 @@ struct node::impl : transport::pump_listener {
   control::status_reply status(bool count_dead_letters);
   std::string serve(const control::status_request& r);
   std::pair<bool, std::string> health();
+  void write_peer_metrics(metrics::text_writer& w);
 };
 
 } // namespace herald

@@ -99,6 +99,36 @@ void write_positions(metrics::text_writer& w,
 
 } // namespace
 
+// The connections to peers and their agreement on the frame limit.
+void node::impl::write_peer_metrics(metrics::text_writer& w) {
+  auto& disconnects = w.family("herald_peer_disconnects_total",
+                               "Connections this node made to a peer (SUB, "
+                               "control DEALER) that ended; each is "
+                               "recreated.",
+                               metric_type::counter);
+  size_t silent = 0;
+  {
+    std::lock_guard<std::mutex> guard{peers_mtx};
+    for (auto& [peer, n] : peer_disconnects)
+      disconnects.sample({{"peer", peer}}, n);
+    auto now = std::chrono::steady_clock::now();
+    for (auto& [id, peer] : peer_streams)
+      silent += now - peer.last_heartbeat > silence_after() ? 1 : 0;
+  }
+  w.counter("herald_peer_reconnects_total",
+            "Connections to peers the transport recreated.", {},
+            pump->stats().reconnects.load());
+  w.counter("herald_inbound_disconnects_total",
+            "Connections peers made to this node that ended.", {},
+            inbound_disconnects.load());
+  w.counter("herald_frame_limit_mismatches_total",
+            "Peers met whose transport.max_message_size differs from this "
+            "node's.",
+            {}, limit_mismatches.load());
+  w.gauge("herald_peers_silent", "Peer streams whose heartbeats stopped.", {},
+          static_cast<double>(silent));
+}
+
 // The node's own counters, then its consumers'.
 std::string node::impl::render_metrics() {
   metrics::text_writer w;
@@ -117,6 +147,7 @@ std::string node::impl::render_metrics() {
             "ZeroMQ operations of the transport that failed (not frames "
             "from peers).",
             {}, pump->stats().io_errors.load());
+  write_peer_metrics(w);
   w.counter("herald_control_errors_total",
             "Control requests, replies and heartbeats refused as "
             "malformed or unknown.",

@@ -19,6 +19,9 @@ namespace herald {
 
 namespace {
 
+// The most a MessagePack bin header takes (bin 32).
+constexpr size_t reply_bin_header = 5;
+
 stream_heartbeat to_stream_heartbeat(control::heartbeat hb) {
   stream_heartbeat out;
   out.stream = std::move(hb.stream);
@@ -39,6 +42,10 @@ std::string node::impl::make_heartbeat() {
     hb.control = pump ? pump->control_endpoint() : std::string{};
     hb.types.insert(sent_type_heads.begin(), sent_type_heads.end());
   }
+  hb.max_message_size = cfg.transport.max_message_size;
+  if (pump)
+    hb.pub = cfg.advertise.empty() ? pump->endpoint() : cfg.advertise;
+  check_peers();
   auto body = control::encode(hb);
   // Local consumers hear their own node's heartbeat directly.
   broadcast_heartbeat(to_stream_heartbeat(std::move(hb)));
@@ -60,11 +67,8 @@ void node::impl::on_heartbeat(std::string_view body) {
   }
   if (hb->stream == stream)
     return;
-  {
-    std::lock_guard<std::mutex> guard{peers_mtx};
-    peer_control[hb->stream] = hb->control;
-    peer_heard[hb->stream] = std::chrono::steady_clock::now();
-  }
+  if (!note_heartbeat(*hb))
+    return;
   broadcast_heartbeat(to_stream_heartbeat(std::move(*hb)));
 }
 
@@ -146,34 +150,52 @@ std::string node::impl::replay_reply_bytes(uint64_t id, uint64_t from,
     return error("the node is stopping");
   // Heads first, then the read: the heads never count an event the read
   // could not see.
-  auto heads = log_store->type_heads();
-  std::optional<uint64_t> start;
+  control::replay_reply reply;
+  reply.id = id;
+  reply.stream = stream;
+  reply.head = reply.first = reply.next = std::numeric_limits<uint64_t>::max();
+  reply.type_heads = log_store->type_heads();
   if (since) {
     auto at = log_store->seq_at_or_after(static_cast<int64_t>(
       std::min<uint64_t>(*since, std::numeric_limits<int64_t>::max())));
     if (!at)
       return error(message_of(at.error()));
     from = std::max(from, *at);
-    start = from;
+    reply.start = std::numeric_limits<uint64_t>::max();
   }
+  // The reply is one frame: its fields (measured with the widest
+  // positions) and its envelopes together stay within max_message_size.
+  auto fields = control::encode(reply).size() + reply_bin_header;
+  auto limit = cfg.transport.max_message_size;
+  auto budget = fields < limit ? limit - fields : 0;
+  if (since)
+    reply.start = from;
   auto r = log_store->read(from, std::numeric_limits<uint64_t>::max(), max,
-                           transport_max_batch(), [&](std::string_view type) {
+                           std::min(transport_max_batch(), budget),
+                           [&](std::string_view type) {
                              return any_matches(patterns, type);
                            });
   if (!r)
     return error(message_of(r.error()));
-  control::replay_reply reply;
-  reply.id = id;
-  reply.stream = stream;
   reply.head = r->head;
   reply.first = r->first;
   reply.next = r->next;
-  reply.type_heads = std::move(heads);
-  reply.start = start;
   for (auto& ev : r->events)
     reply.events.insert(reply.events.end(), ev.envelope.begin(),
                         ev.envelope.end());
-  return control::encode(reply);
+  auto bytes = control::encode(reply);
+  if (bytes.size() > limit) {
+    // Only an envelope published under a larger limit (or type heads
+    // beyond frame_reserve) gets here: the log read returns a first event
+    // whatever its size.
+    log->error("replay of stream {} from seq {}: the reply would be {} bytes, "
+               "over transport.max_message_size {}; not sent",
+               stream, from, bytes.size(), limit);
+    return error(fmt::format("the replay reply from seq {} would be {} bytes, "
+                             "over this node's transport.max_message_size {}",
+                             from, bytes.size(), limit));
+  }
+  return bytes;
 }
 
 size_t node::impl::transport_max_batch() const {
@@ -183,6 +205,8 @@ size_t node::impl::transport_max_batch() const {
 void node::impl::on_control_reply(std::string_view, std::string_view body) {
   auto r = parse_reply(body);
   if (!r) {
+    if (on_hello_reply(body))
+      return;
     control_errors.fetch_add(1, std::memory_order_relaxed);
     log->warn("dropped a malformed replay reply: {}", message_of(r.error()));
     return;

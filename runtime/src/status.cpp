@@ -17,14 +17,6 @@ namespace {
 
 using std::chrono::steady_clock;
 
-// A peer stream whose heartbeats stopped this long ago is reported silent:
-// ten heartbeat intervals, at least 2 s, so that a busy machine does not
-// raise it.
-std::chrono::milliseconds silent_after(const node_config& cfg) {
-  return std::max(cfg.transport.stream_heartbeat * 10,
-                  std::chrono::milliseconds{2000});
-}
-
 // The dead-letter threshold of consumer `name`'s alert rule; 0 for none.
 uint64_t alert_threshold(const node_config& cfg, std::string_view name) {
   for (auto& c : cfg.consumers)
@@ -101,13 +93,18 @@ control::status_reply node::impl::status(bool count_dead_letters) {
       }
     }
   }
+  // Peers that disagree on the frame limit, then when each peer stream
+  // was heard last (peers.cpp keeps both).
+  for (auto& why : peer_problems())
+    r.health.push_back(std::move(why));
   std::unordered_map<std::string, steady_clock::time_point> heard;
   {
     std::lock_guard<std::mutex> guard{peers_mtx};
-    heard = peer_heard;
+    for (auto& [id, peer] : peer_streams)
+      heard.emplace(id, peer.last_heartbeat);
   }
   auto now = steady_clock::now();
-  auto silent = silent_after(cfg);
+  auto silent = silence_after();
   std::shared_lock<std::shared_mutex> guard{consumers_mtx};
   for (auto& e : consumers) {
     auto& c = r.consumers.emplace_back();

@@ -189,6 +189,10 @@ TEST_CASE("each configuration error names the key, the file and the line",
     {"node: n\ncatalog: e.yaml\ntransport: {max_message_size: 1MB}\n",
      "n.yaml:3: transport: 'max_message_size' must be a positive integer "
      "(bytes), not '1MB'"},
+    // Below a live batch, nothing would ever be delivered.
+    {"node: n\ncatalog: e.yaml\ntransport:\n  max_message_size: 200\n",
+     "n.yaml:4: transport: 'max_message_size' must be at least 65536 bytes "
+     "(64 KiB), not 200"},
     {"node: n\ncatalog: e.yaml\ntransport: {heartbeat_ms: [1]}\n",
      "n.yaml:3: transport: 'heartbeat_ms' must be a positive integer "
      "(milliseconds), not a list or map"},

@@ -149,6 +149,24 @@ control::heartbeat hb() {
   m.head = 42;
   m.control = "tcp://127.0.0.1:5701";
   m.types = {{"user.account.created", 30}};
+  m.max_message_size = 1048576;
+  m.pub = "tcp://127.0.0.1:5700";
+  return m;
+}
+
+control::hello_request hello_req() {
+  control::hello_request m;
+  m.id = 17;
+  m.stream = "3f1c9a4e-0000-4000-8000-000000000000";
+  m.max_message_size = 65536;
+  return m;
+}
+
+control::hello_reply hello_rep() {
+  control::hello_reply m;
+  m.id = 17;
+  m.stream = "5e2d1b3c-0000-4000-8000-000000000000";
+  m.max_message_size = 1048576;
   return m;
 }
 
@@ -228,7 +246,15 @@ std::vector<sample> samples() {
      control::encode(error_rep()),
      reply_error_of<control::dlq_show_reply>,
      {"v", "id", "stream"}},
-    {"heartbeat", control::encode(hb()), heartbeat_error_of, {"v"}},
+    {"heartbeat",
+     control::encode(hb()),
+     heartbeat_error_of,
+     {"v", "max_message_size", "pub"}},
+    {"hello request", control::encode(hello_req()), req(hello_req()), {"v"}},
+    {"hello reply",
+     control::encode(hello_rep()),
+     reply_error_of<control::hello_reply>,
+     {"v", "id"}},
   };
 }
 
@@ -257,7 +283,9 @@ TEST_CASE("every control message reads back as it was written",
   check_request_round_trip(show_req());
   check_request_round_trip(redrive_req());
   check_request_round_trip(purge_req());
+  check_request_round_trip(hello_req());
   check_reply_round_trip(replay_rep());
+  check_reply_round_trip(hello_rep());
   check_reply_round_trip(list_rep());
   check_reply_round_trip(show_rep());
   check_reply_round_trip(redrive_rep());
@@ -273,6 +301,14 @@ TEST_CASE("every control message reads back as it was written",
     auto r = control::decode_heartbeat(control::encode(hb()));
     REQUIRE(r);
     CHECK(*r == hb());
+  }
+  SECTION("a heartbeat of a node that does not say its frame limit") {
+    auto old = hb();
+    old.max_message_size = 0;
+    old.pub.clear();
+    auto r = control::decode_heartbeat(control::encode(old));
+    REQUIRE(r);
+    CHECK(*r == old);
   }
   SECTION("a dead letter whose event could not be decoded") {
     auto m = show_rep();

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <numeric>
@@ -175,6 +176,42 @@ TEST_CASE("publish rejects what breaks the catalog and sends nothing",
   REQUIRE(n->drain(5s));
   CHECK(got.emails == std::vector<std::string>{"user2@example.com"});
   CHECK(got.seqs == std::vector<uint64_t>{1});
+}
+
+TEST_CASE("a 2 MiB payload is refused by publish, naming its size and "
+          "transport.max_message_size, and nothing is stored",
+          "[runtime][node][frames]") {
+  // Sent, it would be a frame over every receiver's ZMQ_MAXMSGSIZE: libzmq
+  // would drop the connection for good.
+  auto cfg = make_config("big", "UserService");
+  std::filesystem::create_directories(cfg.data_dir);
+  cfg.catalog = cfg.data_dir + "/events.yaml";
+  std::ofstream{cfg.catalog} << "version: 1\n"
+                                "events:\n"
+                                "  user.profile.updated:\n"
+                                "    trigger: A user edited their profile\n"
+                                "    producer: UserService\n"
+                                "    key: user_id\n"
+                                "    payload:\n"
+                                "      user_id: {type: uuid}\n"
+                                "      bio: {type: string}\n"
+                                "    consumers: {EmailService: Re-render}\n";
+  auto n = start(std::move(cfg));
+  payload p{{"user_id", "00000000-0000-4000-8000-000000000001"},
+            {"bio", std::string(2 * 1024 * 1024, 'x')}};
+  auto r = n->bus().publish("user.profile.updated", p);
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), errc::frame_too_large));
+  CHECK_THAT(message_of(r.error()),
+             Catch::Contains("user.profile.updated")
+               && Catch::Contains("the envelope is 2097")
+               && Catch::Contains("transport.max_message_size 1048576"));
+  // The stream took nothing: the next event is its first.
+  p["bio"] = "short";
+  auto ok = n->bus().publish("user.profile.updated", p);
+  REQUIRE(ok);
+  CHECK(ok->seq == 1);
+  CHECK_FALSE(ok->wait());
 }
 
 TEST_CASE("a consumer the catalog does not list cannot subscribe",

@@ -3,6 +3,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -34,6 +35,8 @@ struct recording_listener : transport::pump_listener {
   std::vector<caf::error> io;
   bool defer = false;
   std::vector<std::pair<transport::control_peer, std::string>> deferred;
+  std::vector<std::string> disconnects; // "SOCKET ENDPOINT: WHAT"
+  std::atomic<int> heartbeats{0};
 
   void on_events(event_batch&) override {}
   void on_bad_frame(const caf::error& why) override {
@@ -44,7 +47,15 @@ struct recording_listener : transport::pump_listener {
     std::lock_guard<std::mutex> guard{mtx};
     io.push_back(why);
   }
-  void on_heartbeat(std::string_view) override {}
+  void on_heartbeat(std::string_view) override {
+    ++heartbeats;
+  }
+  void on_disconnect(const transport::peer_event& e) override {
+    std::lock_guard<std::mutex> guard{mtx};
+    disconnects.push_back(std::string{e.socket} + " " + std::string{e.endpoint}
+                          + ": " + std::string{e.what});
+    CHECK(e.reconnect_in.count() > 0);
+  }
   std::optional<std::string>
   on_control_request(std::string_view request,
                      const transport::control_peer& from) override {
@@ -66,6 +77,18 @@ void send_parts(zmq::socket_t& sock, const std::vector<std::string>& parts) {
     auto flags =
       i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
     REQUIRE(sock.send(msg, flags));
+  }
+}
+
+// Waits until `peer` (an XPUB) sees the subscription to `topic`.
+void wait_for_subscription(zmq::socket_t& peer, std::string_view topic) {
+  auto deadline = steady::now() + 5s;
+  std::string expected = std::string{"\x01"} + std::string{topic};
+  for (bool subscribed = false; !subscribed;) {
+    REQUIRE(steady::now() < deadline);
+    zmq::message_t sub;
+    if (peer.recv(sub))
+      subscribed = sub.to_string_view() == expected;
   }
 }
 
@@ -173,4 +196,50 @@ TEST_CASE("a deferred control reply reaches the peer that asked",
   REQUIRE(b.recv(got));
   CHECK(got.to_string_view() == "answer to from b");
   (*p)->stop();
+}
+
+TEST_CASE("a SUB connection cut by a frame over ZMQ_MAXMSGSIZE is noticed, "
+          "counted and made anew",
+          "[transport][pump][frames]") {
+  // libzmq drops a connection that carries a frame over ZMQ_MAXMSGSIZE as
+  // a protocol error and never reconnects it: without the pump's repair,
+  // nothing from this peer would arrive again.
+  zmq::context_t ctx;
+  zmq::socket_t peer{ctx, zmq::socket_type::xpub};
+  peer.set(zmq::sockopt::linger, 0);
+  peer.set(zmq::sockopt::rcvtimeo, 100);
+  peer.bind("tcp://127.0.0.1:*");
+  auto endpoint = peer.get(zmq::sockopt::last_endpoint);
+  recording_listener listener;
+  transport::pump_config pc;
+  pc.peers = {endpoint};
+  pc.max_message_size = 64 * 1024;
+  auto p = transport::pump::start(pc, &listener);
+  REQUIRE(p);
+  wait_for_subscription(peer, transport::heartbeat_topic);
+  send_parts(peer, {std::string{transport::heartbeat_topic},
+                    std::string(100 * 1024, 'x')});
+  REQUIRE(herald::test::wait_until(
+    [&] {
+      return (*p)->stats().disconnects.load() >= 1;
+    },
+    5s));
+  {
+    std::lock_guard<std::mutex> guard{listener.mtx};
+    REQUIRE_FALSE(listener.disconnects.empty());
+    CHECK(listener.disconnects[0] == "SUB " + endpoint + ": disconnected");
+  }
+  CHECK(listener.heartbeats.load() == 0);
+  // The connection is made anew: its subscriptions come again, and what
+  // the peer sends then arrives.
+  wait_for_subscription(peer, transport::heartbeat_topic);
+  REQUIRE(herald::test::wait_until(
+    [&] {
+      send_parts(peer, {std::string{transport::heartbeat_topic}, "small"});
+      return listener.heartbeats.load() > 0;
+    },
+    5s, 20ms));
+  CHECK((*p)->stats().reconnects.load() >= 1);
+  (*p)->stop();
+  CHECK((*p)->stats().io_errors.load() == 0);
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -28,6 +29,31 @@ struct command {
   std::string b;          // request or reply body
 };
 
+// A socket's monitor: the PAIR end of `zmq_socket_monitor`, read on the
+// pump thread.
+struct watched {
+  std::string_view socket; // SUB, DEALER, XPUB or ROUTER
+  std::string endpoint;    // a DEALER's control endpoint; else empty
+  zmq::socket_t monitor;
+};
+
+// A connection of the pump's own to recreate.
+struct repair {
+  std::string_view socket; // SUB or DEALER
+  std::string endpoint;
+  std::chrono::steady_clock::time_point due;
+};
+
+// How soon a connection is recreated: `delay` grows while recreated
+// connections keep ending soon after.
+struct backoff {
+  std::chrono::milliseconds delay{0};
+  std::chrono::steady_clock::time_point last_repair;
+};
+
+constexpr auto first_repair_delay = std::chrono::milliseconds{100};
+constexpr auto max_repair_delay = std::chrono::milliseconds{5000};
+
 } // namespace
 
 struct pump::impl {
@@ -52,6 +78,11 @@ struct pump::impl {
   std::mutex sub_mtx; // guards nothing but pairs with sub_cv
   std::condition_variable sub_cv;
   bool stopped = false;
+  // Connection watching, pump thread only.
+  std::vector<watched> watches;
+  std::vector<repair> repairs;
+  std::map<std::string, backoff, std::less<>> backoffs;
+  int next_monitor = 0;
 
   ~impl() {
     if (wake_fd >= 0)
@@ -174,6 +205,7 @@ struct pump::impl {
     zmq::socket_t sock{ctx, zmq::socket_type::dealer};
     set_common(sock);
     sock.set(zmq::sockopt::linger, 0);
+    watch(sock, "DEALER", endpoint);
     sock.connect(endpoint);
     dealers.emplace_back(endpoint, std::move(sock));
     return dealers.back().second;
@@ -331,6 +363,141 @@ struct pump::impl {
     }
   }
 
+  // --- Watching connections ------------------------------------------------
+
+  // Starts monitoring `sock` (before it binds or connects, so no event is
+  // missed). `endpoint` names a DEALER's control endpoint.
+  void watch(zmq::socket_t& sock, std::string_view role,
+             std::string endpoint = {}) {
+    auto address = fmt::format("inproc://herald.monitor.{}", next_monitor++);
+    auto events = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                  | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                  | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                  | ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
+    if (zmq_socket_monitor(sock.handle(), address.c_str(), events) != 0)
+      throw zmq::error_t{};
+    zmq::socket_t mon{ctx, zmq::socket_type::pair};
+    mon.set(zmq::sockopt::linger, 0);
+    mon.connect(address);
+    watches.push_back({role, std::move(endpoint), std::move(mon)});
+  }
+
+  // Reads the events of watch `k`: reports ended connections and
+  // schedules the repair of this node's own.
+  void read_monitor(size_t k) {
+    auto& w = watches[k];
+    zmq::message_t head;
+    zmq::message_t address;
+    while (w.monitor.recv(head, zmq::recv_flags::dontwait)) {
+      if (!head.more() || !w.monitor.recv(address, zmq::recv_flags::dontwait)
+          || head.size() < 6)
+        continue;
+      uint16_t event = 0;
+      uint32_t value = 0;
+      std::memcpy(&event, head.data(), sizeof(event));
+      std::memcpy(&value, static_cast<const char*>(head.data()) + 2,
+                  sizeof(value));
+      // A DEALER has one endpoint; a SUB names the peer it lost.
+      auto endpoint =
+        w.endpoint.empty() ? peer_of(address.to_string()) : w.endpoint;
+      if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+        continue;
+      std::string what =
+        event == ZMQ_EVENT_DISCONNECTED ? std::string{"disconnected"}
+        : event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+          ? fmt::format("handshake failed (protocol error {:#x})", value)
+        : event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+          ? fmt::format("handshake failed (authentication, status {})", value)
+          : fmt::format("handshake failed ({})",
+                        zmq_strerror(static_cast<int>(value)));
+      peer_event e{w.socket, endpoint, what, {}};
+      if (w.socket == "SUB" || w.socket == "DEALER")
+        e.reconnect_in = schedule_repair(w.socket, endpoint);
+      stats.disconnects.fetch_add(1, std::memory_order_relaxed);
+      listener->on_disconnect(e);
+    }
+  }
+
+  // The configured peer a SUB event's address names: libzmq may spell it
+  // otherwise (a resolved host), so a unique port match counts too.
+  std::string peer_of(const std::string& address) const {
+    const std::string* match = nullptr;
+    auto port = address.substr(address.rfind(':') + 1);
+    for (auto& p : cfg.peers) {
+      if (p == address)
+        return p;
+      if (p.substr(p.rfind(':') + 1) == port)
+        match = match ? nullptr : &p;
+    }
+    return match ? *match : address;
+  }
+
+  // Schedules the recreation of a connection of this node's; returns in
+  // how long.
+  std::chrono::milliseconds schedule_repair(std::string_view role,
+                                            const std::string& endpoint) {
+    auto now = std::chrono::steady_clock::now();
+    for (auto& r : repairs)
+      if (r.socket == role && r.endpoint == endpoint)
+        return std::max(
+          std::chrono::milliseconds{1},
+          std::chrono::duration_cast<std::chrono::milliseconds>(r.due - now));
+    auto& b = backoffs[fmt::format("{} {}", role, endpoint)];
+    // A connection recreated less than 5 s ago that ended again waits
+    // twice as long as the last time.
+    b.delay = (b.delay.count() == 0 || now - b.last_repair > max_repair_delay)
+                ? first_repair_delay
+                : std::min(b.delay * 2, max_repair_delay);
+    repairs.push_back({role, endpoint, now + b.delay});
+    return b.delay;
+  }
+
+  // Recreates the connections whose time came: libzmq does not reconnect
+  // after a protocol error, and a disconnect + connect is harmless after a
+  // connection error, so every ended connection is made anew.
+  void run_repairs(std::chrono::steady_clock::time_point now) {
+    for (size_t i = 0; i < repairs.size();) {
+      if (repairs[i].due > now) {
+        ++i;
+        continue;
+      }
+      auto r = std::move(repairs[i]);
+      repairs.erase(repairs.begin() + static_cast<std::ptrdiff_t>(i));
+      backoffs[fmt::format("{} {}", r.socket, r.endpoint)].last_repair = now;
+      zmq::socket_t* sock = &sub;
+      if (r.socket == "DEALER") {
+        sock = nullptr;
+        for (auto& [ep, d] : dealers)
+          if (ep == r.endpoint)
+            sock = &d;
+      }
+      if (sock == nullptr)
+        continue;
+      try {
+        try {
+          sock->disconnect(r.endpoint);
+        } catch (const zmq::error_t&) {
+          // ENOENT: libzmq dropped the connection already.
+        }
+        sock->connect(r.endpoint);
+        stats.reconnects.fetch_add(1, std::memory_order_relaxed);
+      } catch (const zmq::error_t& e) {
+        count_io(make_error(errc::io_error,
+                            fmt::format("cannot reconnect the {} socket to "
+                                        "'{}': {}",
+                                        r.socket, r.endpoint, e.what())));
+      }
+    }
+  }
+
+  // When the next repair is due; `far` when none is.
+  std::chrono::steady_clock::time_point
+  next_repair(std::chrono::steady_clock::time_point far) const {
+    for (auto& r : repairs)
+      far = std::min(far, r.due);
+    return far;
+  }
+
   // A message arrived and could not be decoded.
   void count_bad(const caf::error& err) {
     stats.bad_frames.fetch_add(1, std::memory_order_relaxed);
@@ -355,7 +522,11 @@ struct pump::impl {
         items.push_back({router.handle(), 0, ZMQ_POLLIN, 0});
         for (auto& d : dealers)
           items.push_back({d.second.handle(), 0, ZMQ_POLLIN, 0});
+        auto watches_at = items.size();
+        for (auto& w : watches)
+          items.push_back({w.monitor.handle(), 0, ZMQ_POLLIN, 0});
         auto now = std::chrono::steady_clock::now();
+        run_repairs(now);
         if (now >= next_heartbeat) {
           // The heartbeat counts events handed to the pump before it was
           // made; sending what is queued before it keeps it behind them on
@@ -367,7 +538,7 @@ struct pump::impl {
           next_heartbeat = now + cfg.stream_heartbeat;
         }
         auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
-          next_heartbeat - now);
+          next_repair(next_heartbeat) - now);
         zmq::poll(items.data(), items.size(),
                   std::max(wait, std::chrono::milliseconds{1}));
         if (items[1].revents & ZMQ_POLLIN)
@@ -376,9 +547,12 @@ struct pump::impl {
           read_events();
         if (items[3].revents & ZMQ_POLLIN)
           read_requests();
-        for (size_t k = 4; k < items.size(); ++k)
+        for (size_t k = 4; k < watches_at; ++k)
           if (items[k].revents & ZMQ_POLLIN)
             read_replies(k - 4);
+        for (size_t k = watches_at; k < items.size(); ++k)
+          if (items[k].revents & ZMQ_POLLIN)
+            read_monitor(k - watches_at);
         if ((items[0].revents & ZMQ_POLLIN) && !run_commands())
           break;
       } catch (const zmq::error_t& e) {
@@ -389,6 +563,7 @@ struct pump::impl {
             make_error(errc::io_error, fmt::format("transport: {}", e.what())));
       }
     }
+    watches.clear();
     pub.close();
     sub.close();
     router.close();
@@ -407,6 +582,9 @@ caf::expected<std::unique_ptr<pump>> pump::start(pump_config cfg,
   if (p->wake_fd < 0)
     return make_error(errc::io_error, "cannot create the pump's eventfd");
   try {
+    p->watch(p->pub, "XPUB");
+    p->watch(p->sub, "SUB");
+    p->watch(p->router, "ROUTER");
     p->set_common(p->pub);
     p->pub.set(zmq::sockopt::sndhwm, p->cfg.hwm);
     p->pub.set(zmq::sockopt::xpub_verbose, 1);

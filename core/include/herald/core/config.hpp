@@ -28,8 +28,9 @@
 ///   retention_check: 1m            # how often expired events are deleted
 /// transport:
 ///   hwm: 100000                    # SNDHWM/RCVHWM in messages. Default 100000
-///   max_message_size: 1048576      # ZMQ_MAXMSGSIZE and max frame. Default 1
-///   MiB heartbeat_ms: 1000             # ZMTP heartbeat interval. Default 1000
+///   max_message_size: 1048576      # the largest frame; one value on every
+///                                  # node. Default 1 MiB, at least 64 KiB
+///   heartbeat_ms: 1000             # ZMTP heartbeat interval. Default 1000
 ///   stream_heartbeat_ms: 200       # stream head heartbeat. Default 200
 /// consumers:
 ///   EmailService:
@@ -60,13 +61,34 @@
 
 namespace herald {
 
+/// The smallest `transport.max_message_size` a config may set: 64 KiB, the
+/// size of the pump's live batches.
+inline constexpr size_t min_max_message_size = 64 * 1024;
+
+/// Room kept in every frame for the fields of a replay reply around its
+/// envelopes: an envelope may be at most `max_message_size` minus this.
+inline constexpr size_t frame_reserve = 16 * 1024;
+
 /// The transport settings of a node.
 struct transport_config {
   /// ZMQ_SNDHWM and ZMQ_RCVHWM, in messages. Default: 100000.
   int hwm = 100000;
-  /// ZMQ_MAXMSGSIZE and the decoder's maximum frame, in bytes.
-  /// Default: 1 MiB.
+  /// The largest frame a node sends or takes, in bytes: ZMQ_MAXMSGSIZE of
+  /// every socket and the decoder's maximum frame. One PUB frame goes to
+  /// every subscriber, so this is one value every node of a deployment
+  /// shares: heartbeats carry it, and a node that hears a different value
+  /// refuses that peer (see docs/operations.md). Publishing refuses an
+  /// envelope over `max_envelope_size()`. Default: 1 MiB.
+  /// REQUIRES: at least `min_max_message_size`.
   size_t max_message_size = 1024 * 1024;
+
+  /// The largest envelope `publish` accepts: `max_message_size` minus
+  /// `frame_reserve`, so that a replay reply carrying it fits one frame.
+  size_t max_envelope_size() const noexcept {
+    return max_message_size > frame_reserve ? max_message_size - frame_reserve
+                                            : 0;
+  }
+
   /// ZMTP heartbeat interval (ZMQ_HEARTBEAT_IVL); timeout is three times it.
   /// Default: 1000 ms.
   std::chrono::milliseconds heartbeat{1000};

@@ -37,7 +37,8 @@ enum class errc : uint8_t {
   /// Bytes received from another process do not decode as the message
   /// expected there: a frame, an envelope, a control request or reply.
   decode_error,
-  /// A frame exceeds the maximum frame size.
+  /// A frame exceeds the maximum frame size, or an event to publish would
+  /// not fit one (`transport.max_message_size`).
   frame_too_large,
   /// An operation of the operating system or of a library on a file, a
   /// socket, a database or a thread failed (open, read, write, bind,

@@ -15,7 +15,8 @@
 ///   `{stream: str, head, first, next: uint, type_heads: {type: uint},
 ///   events: bin}`. Reads the node's own stream `stream` from seq `from`,
 ///   at most `max` events (capped at `max_replay_events`, 4096, and at
-///   about half the node's `transport.max_message_size` of envelopes), of
+///   about half the node's `transport.max_message_size` of envelopes; the
+///   whole reply always fits `transport.max_message_size`), of
 ///   the types some pattern in `patterns` selects. `head` is the stream's
 ///   last durable seq, `first` the oldest it still retains, `next` where
 ///   the next request starts; `type_heads` are the per-type heads taken
@@ -80,6 +81,15 @@
 ///   node. `health` lists what is degraded now, one sentence each (the node
 ///   itself, then per consumer); empty lists mean healthy.
 ///
+/// - `hello {stream: str, max_message_size: uint}` → `{stream: str,
+///   max_message_size: uint}`. The handshake a node sends a peer's control
+///   endpoint when it first hears that peer's stream heartbeat (and every
+///   5 s while their limits differ): `stream` and `max_message_size` are
+///   the sender's own (its `transport.max_message_size`), the reply the
+///   serving node's. A node whose limit differs from the sender's logs an
+///   error naming both values, counts it and shows it in `/healthz`, and
+///   still answers, so both sides learn of it.
+///
 /// Replies carry no op: the sender knows what it asked. Empty filters, `after`
 /// 0, `dead_letter` 0 and `all` false are not sent.
 ///
@@ -99,9 +109,11 @@
 /// `request_id` it remembers with other events (naming the request id).
 ///
 /// The stream heartbeat, published every `transport.stream_heartbeat`:
-/// `{v, stream: str, head: uint, control: str, types: {type: uint}}`:
-/// the stream, its last sent seq, the node's control endpoint and the
-/// last sent type_seq of each type.
+/// `{v, stream: str, head: uint, control: str, types: {type: uint},
+/// max_message_size?: uint, pub?: str}`: the stream, its last sent seq,
+/// the node's control endpoint, the last sent type_seq of each type, the
+/// node's `transport.max_message_size` (every node of a deployment must
+/// share it) and its PUB endpoint as peers connect to it.
 ///
 /// **Versions.** `v` changes only when a message changes in a way an older
 /// reader would misread (a field's meaning or type changes, a required
@@ -600,6 +612,41 @@ struct status_reply {
 /// `herald status --json` prints).
 payload to_json(const status_reply& r);
 
+// --- hello: the handshake on the frame limit -----------------------------
+
+struct hello_reply;
+
+/// `hello`: the sender's stream and frame limit, sent to a peer it met.
+struct hello_request {
+  /// The reply this request gets (an `error_reply` from a node that does
+  /// not know the op).
+  using reply_type = hello_reply;
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// Chosen by the sender; the reply echoes it. Default: 0.
+  uint64_t id = 0;
+  /// The sender's own stream.
+  std::string stream;
+  /// The sender's `transport.max_message_size`.
+  uint64_t max_message_size = 0;
+
+  bool operator==(const hello_request&) const = default;
+};
+
+/// The answer to a `hello_request`: the serving node's stream and limit.
+struct hello_reply {
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// The request's id.
+  uint64_t id = 0;
+  /// The serving node's stream.
+  std::string stream;
+  /// The serving node's `transport.max_message_size`.
+  uint64_t max_message_size = 0;
+
+  bool operator==(const hello_reply&) const = default;
+};
+
 // --- errors, heartbeats ----------------------------------------------------
 
 /// The answer to any request the node refused.
@@ -628,6 +675,12 @@ struct heartbeat {
   std::string control;
   /// The last type_seq of each type, as of `head`.
   std::unordered_map<std::string, uint64_t> types;
+  /// The node's `transport.max_message_size`; 0 from a node that does not
+  /// say.
+  uint64_t max_message_size = 0;
+  /// The node's PUB endpoint as peers connect to it; empty from a node
+  /// that does not say.
+  std::string pub;
 
   bool operator==(const heartbeat&) const = default;
 };
@@ -637,7 +690,7 @@ struct heartbeat {
 /// Any request a node serves.
 using request = std::variant<replay_request, dlq_list_request, dlq_show_request,
                              dlq_redrive_request, dlq_purge_request,
-                             publish_request, status_request>;
+                             publish_request, status_request, hello_request>;
 
 /// A reply as read: the one asked for, or the node's refusal.
 template <class Reply> using answer = std::variant<Reply, error_reply>;
@@ -658,6 +711,8 @@ std::string encode(const publish_request& m);
 std::string encode(const publish_reply& m);
 std::string encode(const status_request& m);
 std::string encode(const status_reply& m);
+std::string encode(const hello_request& m);
+std::string encode(const hello_reply& m);
 std::string encode(const error_reply& m);
 std::string encode(const heartbeat& m);
 /// Encodes whichever request `m` holds.
@@ -675,10 +730,10 @@ caf::expected<request> decode_request(std::string_view bytes,
 /// Decodes a reply: an `error_reply` when the frame has `error`, else a
 /// `Reply` (the `reply_type` of the request sent, one of
 /// `replay_reply`, `dlq_list_reply`, `dlq_show_reply`,
-/// `dlq_redrive_reply`, `dlq_purge_reply`, `publish_reply`, `status_reply`).
-/// Any version is read; `id` and an error reply's `stream` may be absent (0,
-/// empty). Fails with `errc::decode_error` naming the field that is missing or
-/// wrong-typed. Never throws.
+/// `dlq_redrive_reply`, `dlq_purge_reply`, `publish_reply`, `status_reply`,
+/// `hello_reply`). Any version is read; `id` and an error reply's `stream` may
+/// be absent (0, empty). Fails with `errc::decode_error` naming the field that
+/// is missing or wrong-typed. Never throws.
 template <class Reply>
 caf::expected<answer<Reply>> decode_reply(std::string_view bytes,
                                           const decode_limits& limits = {});

@@ -13,6 +13,15 @@
 /// starts; peers are not added later (a node learns no endpoints at run
 /// time: its peers come from its config).
 ///
+/// Every socket is watched (`zmq_socket_monitor`): a connection that ends
+/// (disconnected, handshake failed) is reported to the listener with the
+/// peer's endpoint and counted. libzmq reconnects by itself after a
+/// connection error, but not after a protocol error (a frame over
+/// `ZMQ_MAXMSGSIZE`, a failed handshake): it drops the connection for
+/// good. So the pump recreates every connection of its own (SUB to a
+/// peer, DEALER to a control endpoint) that ended: 100 ms after it ended,
+/// doubling up to 5 s while recreated connections keep failing within 5 s.
+///
 /// What goes wrong is counted apart: a bad frame is a message that arrived
 /// and could not be decoded (wrong frame count, malformed or oversized
 /// envelope); an I/O error is a ZeroMQ operation that failed (a socket
@@ -53,7 +62,8 @@ struct pump_config {
   std::vector<std::string> peers;
   /// ZMQ_SNDHWM / ZMQ_RCVHWM in messages. Default: 100000.
   int hwm = 100000;
-  /// ZMQ_MAXMSGSIZE and the decoder's maximum frame. Default: 1 MiB.
+  /// ZMQ_MAXMSGSIZE and the decoder's maximum frame; live batches stay
+  /// within it. Default: 1 MiB.
   size_t max_message_size = 1024 * 1024;
   /// ZMTP heartbeat interval; the timeout is three intervals.
   std::chrono::milliseconds heartbeat{1000};
@@ -67,6 +77,22 @@ struct pump_config {
   /// How often the stream heartbeat goes out on the PUB socket.
   /// Default: 200 ms.
   std::chrono::milliseconds stream_heartbeat{200};
+};
+
+/// A connection of a pump's socket that ended, as reported by libzmq.
+struct peer_event {
+  /// Which socket: `SUB` (to a peer's PUB), `DEALER` (to a peer's control
+  /// endpoint), `XPUB` or `ROUTER` (a peer's connection to this node).
+  std::string_view socket;
+  /// The endpoint libzmq names: the peer's, for a connection this node
+  /// made; this node's bound endpoint, for one a peer made.
+  std::string_view endpoint;
+  /// What happened, e.g. `disconnected` or `handshake failed (protocol
+  /// error 0x10000001)`.
+  std::string_view what;
+  /// When the pump recreates the connection; zero when it does not (a
+  /// peer's connection to this node: that peer reconnects).
+  std::chrono::milliseconds reconnect_in{0};
 };
 
 /// The topic of stream heartbeats. Not a valid event name, so no event
@@ -108,6 +134,11 @@ public:
                                 std::string_view reply) = 0;
   /// The body of this node's next heartbeat; empty for none.
   virtual std::string make_heartbeat() = 0;
+  /// A connection ended (see `peer_event`); counted in
+  /// `pump_stats::disconnects`. Default: does nothing.
+  virtual void on_disconnect(const peer_event& e) {
+    (void)e;
+  }
 };
 
 /// Counters of a pump. Read with relaxed loads.
@@ -123,6 +154,10 @@ struct pump_stats {
   std::atomic<uint64_t> io_errors{0};
   /// Subscriptions seen minus unsubscriptions, over all subscribers.
   std::atomic<int64_t> subscriptions{0};
+  /// Connections that ended (see `peer_event`).
+  std::atomic<uint64_t> disconnects{0};
+  /// Connections the pump recreated after they ended.
+  std::atomic<uint64_t> reconnects{0};
 };
 
 /// The transport thread of a node.
