@@ -16,10 +16,14 @@
 /// Threads are started when work needs them, up to `threads`, and live
 /// until `stop`: one at first, then, whenever work is queued while every
 /// thread is in a call that has run for 500 µs or more (waiting, not
-/// computing), one per queued job. Quick handlers so run on a few threads,
-/// handlers that wait on as many as the work and `threads` allow. The queue is not bounded here: the consumer's own flow
-/// control bounds it (one event per entity, entities bounded by the events
-/// the node hands the consumer and by its replay window).
+/// computing), one per queued job; and one more, up to the cores, while
+/// quick calls queue up faster than the threads take them. Quick handlers
+/// so run on a few threads, handlers that wait on as many as the work and
+/// `threads` allow.
+///
+/// The queue is not bounded here: the consumer's own flow control bounds
+/// it (one event per entity, entities bounded by the events the node hands
+/// the consumer and by its replay window).
 ///
 /// Thread safety: every member is safe to call from any thread.
 
