@@ -4,6 +4,7 @@
 //
 //   herald_e2e_bench [--events N] [--rate EVENTS_PER_S] [--users U]
 //                    [--shards S] [--poison PERCENT] [--log-level L]
+//                    [--handler-wait-ms MS] [--concurrency C]
 //                    [--fsync always|batch|os] [--dir DATA_DIR]
 //
 // --help prints the usage; an unknown option is an error (exit 2).
@@ -14,6 +15,12 @@
 // (1 ms, then 2 ms later: the backoff is configurable, the point here is
 // the cost of the machinery) and dead-lettered.
 //
+// --handler-wait-ms makes the handler wait that long per event, as one that
+// sends an email or calls an HTTP API does (a sleep: the thread waits, the
+// core is free). --concurrency sets the consumer's handler calls at once
+// (default 64; 0 runs handlers on the shards). Then events_per_s is bounded
+// by concurrency / wait, and max_running says how many calls overlapped.
+//
 // The driver is the producer; it starts the consumer as a child process
 // (the same binary with --role consumer) and prints one JSON line with the
 // figures. --rate 0 publishes as fast as possible (throughput); a rate gives
@@ -21,6 +28,7 @@
 // the machine's one clock.
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -55,6 +63,8 @@ struct options {
   int users = 1000;
   size_t shards = 8;
   double poison = 0;
+  uint64_t wait_ms = 0;
+  size_t concurrency = 64;
   std::string log_level = "warn";
 };
 
@@ -86,6 +96,16 @@ std::optional<int> parse(options& o, int argc, char** argv) {
                 "end as dead letters)")
     ->capture_default_str()
     ->check(CLI::Range(0.0, 100.0));
+  app
+    .add_option("--handler-wait-ms", o.wait_ms,
+                "milliseconds the handler waits per event, as one that "
+                "calls a mail server does; 0: it returns at once")
+    ->capture_default_str();
+  app
+    .add_option("--concurrency", o.concurrency,
+                "the consumer's handler calls at once (consumers.NAME."
+                "concurrency); 0: handlers run on the shards")
+    ->capture_default_str();
   app.add_option("--log-level", o.log_level, "the nodes' log level")
     ->capture_default_str()
     ->check(CLI::IsMember(
@@ -140,6 +160,7 @@ int run_consumer(const options& o) {
   // the producer's log).
   email.name = "EmailService";
   email.shards = o.shards;
+  email.concurrency = o.concurrency;
   email.retry.initial = milliseconds{1};
   email.retry.max = milliseconds{10};
   cfg.consumers.push_back(email);
@@ -153,11 +174,20 @@ int run_consumer(const options& o) {
   std::vector<uint64_t> last_seq(static_cast<size_t>(o.users) + 1, 0);
   auto poison_cut =
     static_cast<uint64_t>(o.poison / 100.0 * static_cast<double>(UINT32_MAX));
+  std::atomic<uint64_t> running{0}, max_running{0};
   auto err = n->bus().subscribe(
     "user.account.created",
     [&](const herald::event& ev) -> caf::error {
       if (std::hash<std::string_view>{}(ev.id()) % UINT32_MAX < poison_cut)
         return herald::make_error(herald::errc::handler_failed, "poison");
+      if (o.wait_ms > 0) {
+        auto now = running.fetch_add(1) + 1;
+        auto most = max_running.load();
+        while (now > most && !max_running.compare_exchange_weak(most, now)) {
+        }
+        std::this_thread::sleep_for(milliseconds{o.wait_ms});
+        running.fetch_sub(1);
+      }
       auto now = herald::now_us();
       auto i = got.fetch_add(1);
       if (i == 0)
@@ -203,12 +233,14 @@ int run_consumer(const options& o) {
     return lat.empty() ? 0 : lat[static_cast<size_t>(p * (lat.size() - 1))];
   };
   double secs = (last_us - first_us) / 1e6;
-  std::printf("{\"shards\":%zu,\"poison_pct\":%g,\"received\":%lu,"
+  std::printf("{\"shards\":%zu,\"concurrency\":%zu,\"handler_wait_ms\":%lu,"
+              "\"max_running\":%lu,\"poison_pct\":%g,\"received\":%lu,"
               "\"dead_lettered\":%lu,\"retried\":%lu,\"lost\":%lu,"
               "\"out_of_order\":%lu,\"events_per_s\":%.0f,\"p50_us\":%ld,"
               "\"p99_us\":%ld,\"p999_us\":%ld,\"max_us\":%ld,\"gaps\":%lu,"
               "\"replayed\":%lu,\"skipped\":%lu,\"shed\":%lu,\"pauses\":%lu}\n",
-              o.shards, o.poison, received, dead, st->retried.load(),
+              o.shards, o.concurrency, o.wait_ms, max_running.load(), o.poison,
+              received, dead, st->retried.load(),
               o.events - std::min(o.events, received + dead),
               out_of_order.load(), secs > 0 ? (received + dead) / secs : 0.0,
               pct(0.50), pct(0.99), pct(0.999), lat.empty() ? 0 : lat.back(),
@@ -230,6 +262,8 @@ int run_driver(const options& o, const char* self) {
   auto users = std::to_string(o.users);
   auto shards = std::to_string(o.shards);
   auto poison = fmt::format("{}", o.poison);
+  auto wait_ms = std::to_string(o.wait_ms);
+  auto concurrency = std::to_string(o.concurrency);
   int fds[2];
   if (pipe(fds) != 0)
     return 1;
@@ -256,6 +290,10 @@ int run_driver(const options& o, const char* self) {
                         users.c_str(),
                         "--log-level",
                         o.log_level.c_str(),
+                        "--handler-wait-ms",
+                        wait_ms.c_str(),
+                        "--concurrency",
+                        concurrency.c_str(),
                         nullptr};
   pid_t pid;
   if (posix_spawn(&pid, self, &fa, nullptr, const_cast<char**>(args), environ)

@@ -8,7 +8,11 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
+#include <caf/system_messages.hpp>
+#include <fmt/format.h>
 #include <spdlog/logger.h>
 #include <spdlog/spdlog.h>
 
@@ -79,7 +83,14 @@ struct stream_state {
 
 struct consumer_state {
   consumer_setup setup;
+  /// Starts the service actor; empty when none is attached.
+  service_fn factory;
+  /// The running service actor; null while paused.
   caf::actor service;
+  /// When the service was restarted, within the restart window.
+  std::deque<std::chrono::steady_clock::time_point> restarts;
+  /// The service kept dying: nothing is read or asked until it restarts.
+  bool service_paused = false;
   std::vector<subscription> subs;
   /// Every pattern of the consumer, for replay requests.
   std::vector<pattern> patterns;
@@ -103,6 +114,13 @@ struct consumer_state {
   std::vector<store::dead_letter> waiting_redrive;
   bool flush_scheduled = false;
   static inline const char* name = "herald.consumer";
+
+  // The service goes with its consumer (the node stops consumers, and the
+  // consumer restarts the service: the node never knows the current one).
+  ~consumer_state() {
+    if (service)
+      caf::anon_send_exit(service, caf::exit_reason::user_shutdown);
+  }
 };
 
 using consumer_actor = caf::stateful_actor<consumer_state>;
@@ -335,6 +353,11 @@ stream_state& start_stream(consumer_actor* self, const std::string& stream,
     start_catch_up(self, stream, offset + 1);
   else
     ss.synced = offset;
+  if (st.service_paused) {
+    // Read later, once the service is back.
+    ++ss.pauses;
+    start_catch_up(self, stream, ss.accepted + 1);
+  }
   return ss;
 }
 
@@ -375,7 +398,7 @@ void on_load_offset(consumer_actor* self, const std::string& stream) {
 // the consumer's position past an event nobody handled. The first handler
 // starts the stream from the stored offset.
 bool has_handlers(consumer_actor* self) {
-  return !self->state.subs.empty() || self->state.service;
+  return !self->state.subs.empty() || self->state.factory;
 }
 
 void on_live(consumer_actor* self, const event& ev) {
@@ -575,11 +598,8 @@ void on_pause(consumer_actor* self, uint32_t index) {
   start_catch_up(self, stream, ss.accepted + 1);
 }
 
-void on_resume(consumer_actor* self, uint32_t index) {
-  if (index >= self->state.stream_ids.size())
-    return;
-  auto& stream = self->state.stream_ids[index];
-  auto& ss = self->state.streams[stream];
+void resume_stream(consumer_actor* self, const std::string& stream,
+                   stream_state& ss) {
   if (ss.pauses == 0 || --ss.pauses > 0)
     return;
   self->state.setup.stats->update_position(stream, [](auto& pos) {
@@ -587,6 +607,89 @@ void on_resume(consumer_actor* self, uint32_t index) {
   });
   if (ss.catching_up && ss.request == 0 && may_read(self))
     request_next(self, stream);
+}
+
+void on_resume(consumer_actor* self, uint32_t index) {
+  if (index >= self->state.stream_ids.size())
+    return;
+  auto& stream = self->state.stream_ids[index];
+  resume_stream(self, stream, self->state.streams[stream]);
+}
+
+// Spawns the service actor from its factory, watches it, and tells the
+// shards whom to ask.
+void start_service(consumer_actor* self) {
+  auto& st = self->state;
+  st.service = detail::spawn_service(self, st.factory);
+  self->monitor(st.service);
+  for (auto& shard : st.shards)
+    self->send(shard, attach_atom::value, st.service,
+               st.setup.service_patterns);
+}
+
+// The service died once more than its restarts allow: read nothing new and
+// ask nothing (events already handed to shards wait there) until it is
+// started again, `within` later.
+void pause_service(consumer_actor* self, const std::string& cause) {
+  auto& st = self->state;
+  auto& policy = st.setup.policy.restarts;
+  st.service_paused = true;
+  auto why = fmt::format(
+    "paused: the service actor died {} times within {} (restarts: max {}); "
+    "last cause: {}; starting it again in {}",
+    st.restarts.size() + 1, format_duration(policy.within), policy.max, cause,
+    format_duration(policy.within));
+  st.setup.log->error("consumer={}: {}", st.setup.name, why);
+  st.setup.stats->set_paused(std::move(why));
+  for (auto& shard : st.shards)
+    self->send(shard, detail::service_paused_atom::value);
+  for (auto& [stream, ss] : st.streams) {
+    ++ss.pauses;
+    start_catch_up(self, stream, ss.accepted + 1);
+  }
+  self->delayed_send(self, policy.within, detail::service_restart_atom::value);
+}
+
+// A service actor ended: started again unless it died too often.
+void on_service_down(consumer_actor* self, const caf::down_msg& msg) {
+  auto& st = self->state;
+  if (!st.service || msg.source != st.service.address())
+    return; // an instance replaced already
+  st.service = nullptr;
+  auto cause = msg.reason ? message_of(msg.reason)
+                          : std::string{"it ended without an error"};
+  auto& policy = st.setup.policy.restarts;
+  auto now = std::chrono::steady_clock::now();
+  while (!st.restarts.empty() && now - st.restarts.front() > policy.within)
+    st.restarts.pop_front();
+  if (st.restarts.size() >= static_cast<size_t>(policy.max)) {
+    pause_service(self, cause);
+    return;
+  }
+  st.restarts.push_back(now);
+  st.setup.stats->service_restarts.fetch_add(1, std::memory_order_relaxed);
+  st.setup.log->warn("consumer={}: the service actor died: {}; restarting it "
+                     "(restart {} of at most {} within {})",
+                     st.setup.name, cause, st.restarts.size(), policy.max,
+                     format_duration(policy.within));
+  start_service(self);
+}
+
+// The pause is over: the service starts again with a fresh restart count,
+// and the streams are read again from where they stopped.
+void on_service_restart(consumer_actor* self) {
+  auto& st = self->state;
+  if (!st.service_paused)
+    return;
+  st.service_paused = false;
+  st.restarts.clear();
+  st.setup.stats->set_paused({});
+  st.setup.stats->service_restarts.fetch_add(1, std::memory_order_relaxed);
+  st.setup.log->warn("consumer={}: starting the paused service actor again",
+                     st.setup.name);
+  start_service(self);
+  for (auto& [stream, ss] : st.streams)
+    resume_stream(self, stream, ss);
 }
 
 // Hands dead letters back to the shards, in their order (per entity, the
@@ -637,6 +740,8 @@ void spawn_shards(consumer_actor* self) {
     ss.stats = st.setup.stats;
     ss.owner = caf::actor_cast<caf::actor>(self);
     ss.dead_letters = st.setup.dead_letters;
+    if (st.setup.pool)
+      ss.pool = st.setup.pool->core();
     for (auto& parked : st.setup.parked)
       if (detail::shard_of(parked.first, n) == i)
         ss.parked.push_back(parked);
@@ -654,6 +759,9 @@ caf::behavior consumer(consumer_actor* self, consumer_setup setup) {
   st.patterns = st.setup.service_patterns;
   if (st.setup.durable)
     spawn_shards(self);
+  self->set_down_handler([self](caf::down_msg& msg) {
+    on_service_down(self, msg);
+  });
   return {
     [self](const event_batch& batch) {
       for (auto& ev : batch)
@@ -713,12 +821,20 @@ caf::behavior consumer(consumer_actor* self, consumer_setup setup) {
         self->send(shard, subscribe_atom::value, sub);
       redrive_waiting(self);
     },
-    [self](attach_atom, const caf::actor& service) {
-      self->state.service = service;
-      for (auto& shard : self->state.shards)
-        self->send(shard, attach_atom::value, service,
-                   self->state.setup.service_patterns);
+    [self](attach_atom, service_fn& factory) {
+      auto& st = self->state;
+      if (st.service) {
+        // Replaced: the old one is not restarted.
+        self->demonitor(st.service);
+        self->send_exit(st.service, caf::exit_reason::user_shutdown);
+      }
+      st.factory = std::move(factory);
+      if (!st.service_paused)
+        start_service(self);
       redrive_waiting(self);
+    },
+    [self](detail::service_restart_atom) {
+      on_service_restart(self);
     },
   };
 }

@@ -1,5 +1,6 @@
 #include "shard.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <exception>
@@ -8,6 +9,7 @@
 
 #include <caf/event_based_actor.hpp>
 #include <caf/local_actor.hpp>
+#include <caf/sec.hpp>
 #include <caf/stateful_actor.hpp>
 #include <fmt/format.h>
 #include <spdlog/logger.h>
@@ -15,6 +17,7 @@
 #include "herald/core/catalog.hpp"
 #include "herald/core/errc.hpp"
 #include "herald/core/logging.hpp"
+#include "pool.hpp"
 
 namespace herald::detail {
 
@@ -30,9 +33,21 @@ struct entity_state {
   std::vector<store::dead_letter_attempt> attempts;
   /// A retry timer or a service reply is pending for the front event.
   bool waiting = false;
-  /// Matches the pending retry timer to this wait.
+  /// Matches the pending retry timer or service reply to this wait.
   uint64_t wait_id = 0;
-  /// When the front's current attempt started (service actor replies).
+  /// A call of the function handlers on the front runs in the pool (it
+  /// may have timed out: the next attempt waits for it all the same, so
+  /// that an entity never has two events, or one twice, in handlers).
+  bool running = false;
+  /// Matches the pool's outcome to the call.
+  uint64_t run_id = 0;
+  /// The front's attempt waits for a pool call or a service reply whose
+  /// outcome counts: the event is moving, not held (see `shard_state`).
+  bool in_attempt = false;
+  /// The function handlers succeeded in the front's current attempt; the
+  /// service actor is next.
+  bool handlers_ok = false;
+  /// When the front's current attempt started.
   steady_clock::time_point started;
   /// Parked behind this dead letter (policy park); 0 when not parked.
   uint64_t parked_behind = 0;
@@ -52,15 +67,30 @@ struct entity_state {
 
 struct shard_state {
   shard_setup setup;
-  std::vector<subscription> subs;
+  /// Replaced, never changed in place: pool calls under way keep theirs.
+  std::shared_ptr<const std::vector<subscription>> subs =
+    std::make_shared<const std::vector<subscription>>();
   std::vector<pattern> service_patterns;
+  /// A service was attached: events its patterns select wait for it.
+  bool has_service = false;
+  /// The service actor to ask; null while the consumer is paused.
   caf::actor service;
   std::unordered_map<std::string, entity_state, string_hash, std::equal_to<>>
     entities;
-  /// Events in entity queues: reported to the consumer actor, which does
-  /// not count them against its replay window.
+  /// Events in entity queues. Those whose attempt is under way
+  /// (`attempting`) move; the rest (waiting for a retry, or behind an
+  /// entity's busy front) are reported to the consumer actor as held,
+  /// which it does not count against its replay window.
   uint64_t held = 0;
+  uint64_t attempting = 0;
   uint64_t reported_held = 0;
+  /// This shard as a handle, for the pool's replies.
+  caf::actor self_handle;
+  /// Pool calls gathered while handling one message, submitted at its end.
+  std::vector<pool_job> submits;
+  /// Pool calls not returned yet (timed out ones included).
+  uint64_t calls = 0;
+  bool tick_scheduled = false;
   uint64_t next_wait = 0;
   /// Counts `work_batch` messages.
   uint64_t batch_no = 0;
@@ -95,19 +125,33 @@ void count(shard_actor* self, std::string_view type,
 }
 
 bool wants_service(shard_actor* self, const event& ev) {
-  return self->state.service
+  return self->state.has_service
          && any_matches(self->state.service_patterns, ev.type());
 }
 
-// Tells the consumer actor what finished and how many events wait in
-// entity queues, in one message.
+// Whether a function handler selects `type`: the pool calls them then.
+bool wants_pool(shard_actor* self, std::string_view type) {
+  if (!self->state.setup.pool)
+    return false;
+  for (auto& s : *self->state.subs)
+    if (s.selector.matches(type))
+      return true;
+  return false;
+}
+
+// Hands the pool the calls gathered, and tells the consumer actor what
+// finished and how many events are held in entity queues, in one message.
+// Ends the handling of every message that may start or finish an attempt.
 void report(shard_actor* self) {
   auto& st = self->state;
-  if (st.done.empty() && st.held == st.reported_held)
+  if (!st.submits.empty())
+    submit(*st.setup.pool, st.submits);
+  auto held = st.held - st.attempting;
+  if (st.done.empty() && held == st.reported_held)
     return;
-  st.reported_held = st.held;
+  st.reported_held = held;
   self->send(st.setup.owner, done_atom::value, std::move(st.done),
-             st.setup.index, st.held);
+             st.setup.index, held);
   st.done.clear();
 }
 
@@ -180,8 +224,11 @@ bool on_failure(shard_actor* self, const std::string& key, entity_state& e,
                 outcome o) {
   auto& st = self->state;
   auto& w = e.queue.front();
+  e.handlers_ok = false;
   timed(self, e.started);
   count(self, w.ev.type(), &consumer_stats::failed, &type_stats::failed);
+  if (o.error_class == "timeout")
+    st.setup.stats->timeouts.fetch_add(1, std::memory_order_relaxed);
   e.attempts.push_back({now_us(), o.error, o.error_class});
   auto n = e.attempts.size();
   auto& policy = st.setup.policy.retry_for(w.ev.type());
@@ -227,62 +274,185 @@ bool on_failure(shard_actor* self, const std::string& key, entity_state& e,
   return false;
 }
 
+// The front of `e` is handled: counted, reported, popped.
+void finish_front(shard_actor* self, entity_state& e) {
+  finished(self, e.queue.front(), e.started);
+  e.attempts.clear();
+  e.handlers_ok = false;
+  e.queue.pop_front();
+  --self->state.held;
+}
+
+// Looks for timed-out pool calls every so often while calls run: a tenth
+// of the timeout, between 5 ms and 1 s.
+void schedule_tick(shard_actor* self) {
+  auto& st = self->state;
+  if (st.tick_scheduled)
+    return;
+  st.tick_scheduled = true;
+  auto period = std::clamp<std::chrono::microseconds>(
+    st.setup.policy.handler_timeout / 10, std::chrono::milliseconds{5},
+    std::chrono::seconds{1});
+  self->delayed_send(self, period, tick_atom::value);
+}
+
+// Hands the front of `key` to the pool (submitted at the end of the
+// message, see `report`).
+void start_call(shard_actor* self, const std::string& key, entity_state& e) {
+  auto& st = self->state;
+  e.running = true;
+  e.in_attempt = true;
+  e.run_id = ++st.next_wait;
+  ++st.attempting;
+  ++st.calls;
+  st.submits.push_back(
+    {st.self_handle, st.subs, e.queue.front().ev, key, e.run_id});
+  schedule_tick(self);
+}
+
+void on_service_reply(shard_actor* self, const std::string& key, uint64_t id,
+                      const caf::error* err);
+
+// Asks the service actor to handle the front of `key`.
+void start_request(shard_actor* self, const std::string& key, entity_state& e) {
+  auto& st = self->state;
+  e.waiting = true;
+  e.in_attempt = true;
+  ++st.attempting;
+  auto id = e.wait_id = ++st.next_wait;
+  auto timeout = std::max(std::chrono::duration_cast<std::chrono::milliseconds>(
+                            st.setup.policy.handler_timeout),
+                          std::chrono::milliseconds{1});
+  self->request(st.service, timeout, e.queue.front().ev)
+    .then(
+      [self, key, id] {
+        on_service_reply(self, key, id, nullptr);
+      },
+      [self, key, id](caf::error& err) {
+        on_service_reply(self, key, id, &err);
+      });
+}
+
 // Handles the events of `key` from the front of its queue until one has to
-// wait (retry or service reply) or the queue is empty; then forgets an idle
-// entity.
+// wait (a retry, a pool call, a service reply, a paused service) or the
+// queue is empty; then forgets an idle entity. An attempt calls the
+// function handlers that select the event (on the pool, or here), then the
+// service actor; the first failure ends it.
 void attempt(shard_actor* self, const std::string& key) {
   auto& st = self->state;
   auto it = st.entities.find(key);
   if (it == st.entities.end())
     return;
   auto& e = it->second;
-  while (!e.queue.empty() && !e.waiting) {
+  while (!e.queue.empty() && !e.waiting && !e.running) {
     auto& w = e.queue.front();
-    e.started = steady_clock::now();
-    auto o = call_handlers(self->state.subs, w.ev);
-    if (o.ok && wants_service(self, w.ev)) {
-      e.waiting = true;
-      auto id = e.wait_id = ++st.next_wait;
-      self->request(st.service, caf::infinite, w.ev)
-        .then(
-          [self, key, id] {
-            auto it = self->state.entities.find(key);
-            if (it == self->state.entities.end() || it->second.wait_id != id)
-              return;
-            auto& e = it->second;
-            e.waiting = false;
-            finished(self, e.queue.front(), e.started);
-            e.attempts.clear();
-            e.queue.pop_front();
-            --self->state.held;
-            attempt(self, key);
-            report(self);
-          },
-          [self, key, id](caf::error& err) {
-            auto it = self->state.entities.find(key);
-            if (it == self->state.entities.end() || it->second.wait_id != id)
-              return;
-            auto& e = it->second;
-            e.waiting = false;
-            if (!on_failure(self, key, e, failure_of(err)))
-              attempt(self, key);
-            report(self);
-          });
+    if (!e.handlers_ok) {
+      e.started = steady_clock::now();
+      if (wants_pool(self, w.ev.type())) {
+        start_call(self, key, e);
+        return;
+      }
+      auto o = call_handlers(*st.subs, w.ev);
+      if (!o.ok) {
+        if (on_failure(self, key, e, std::move(o)))
+          return;
+        continue;
+      }
+      e.handlers_ok = true;
+    }
+    if (wants_service(self, w.ev)) {
+      if (!st.service)
+        break; // paused: attached again later
+      start_request(self, key, e);
       return;
     }
-    if (o.ok) {
-      finished(self, w, e.started);
-      e.attempts.clear();
-      e.queue.pop_front();
-      --st.held;
-    } else if (on_failure(self, key, e, std::move(o))) {
-      return;
-    }
+    finish_front(self, e);
   }
   if (e.queue.size() < st.setup.policy.entity_buffer / 2 + 1)
     resume_streams(self, e);
-  if (e.queue.empty() && !e.waiting && !e.parked())
+  if (e.queue.empty() && !e.waiting && !e.running && !e.parked())
     st.entities.erase(it);
+}
+
+// The service answered the front of `key` (`err` null for success).
+void on_service_reply(shard_actor* self, const std::string& key, uint64_t id,
+                      const caf::error* err) {
+  auto& st = self->state;
+  auto it = st.entities.find(key);
+  if (it == st.entities.end() || !it->second.waiting
+      || it->second.wait_id != id)
+    return;
+  auto& e = it->second;
+  e.waiting = false;
+  e.in_attempt = false;
+  --st.attempting;
+  if (err == nullptr)
+    finish_front(self, e);
+  else if (on_failure(self, key, e,
+                      failure_of(*err, st.setup.policy.handler_timeout)))
+    return report(self);
+  attempt(self, key);
+  report(self);
+}
+
+// Outcomes of pool calls.
+void on_handled(shard_actor* self, pool_results& results) {
+  auto& st = self->state;
+  for (auto& r : results) {
+    auto it = st.entities.find(r.key);
+    if (it == st.entities.end() || !it->second.running
+        || it->second.run_id != r.id)
+      continue;
+    --st.calls;
+    auto& e = it->second;
+    e.running = false;
+    if (!e.in_attempt) {
+      // It timed out before: the attempt failed then; the entity goes on.
+      attempt(self, r.key);
+      continue;
+    }
+    e.in_attempt = false;
+    --st.attempting;
+    if (r.result.ok)
+      e.handlers_ok = true;
+    else if (on_failure(self, r.key, e, std::move(r.result)))
+      continue;
+    attempt(self, r.key);
+  }
+  report(self);
+}
+
+// Fails the attempts whose pool call ran past `handler_timeout`. The call
+// is not interrupted (a thread cannot be): the entity's next attempt waits
+// until it returns.
+void on_tick(shard_actor* self) {
+  auto& st = self->state;
+  st.tick_scheduled = false;
+  auto limit = st.setup.policy.handler_timeout;
+  auto now = steady_clock::now();
+  std::vector<std::string> overdue;
+  for (auto& [key, e] : st.entities)
+    if (e.running && e.in_attempt && now - e.started >= limit)
+      overdue.push_back(key);
+  for (auto& key : overdue) {
+    auto& e = st.entities.find(key)->second;
+    e.in_attempt = false;
+    --st.attempting;
+    outcome o{false, true,
+              fmt::format("the handler did not return within {} "
+                          "(handler_timeout); its call goes on, and the "
+                          "next attempt waits until it returns",
+                          format_duration(limit)),
+              "timeout"};
+    if (!on_failure(self, key, e, std::move(o)))
+      attempt(self, key);
+  }
+  if (st.calls > 0) {
+    // Calls that hang do not stop the pool from growing.
+    nudge(*st.setup.pool);
+    schedule_tick(self);
+  }
+  report(self);
 }
 
 // Queues `w` behind the busy entity `e`, pausing its stream when the queue
@@ -322,17 +492,17 @@ void on_work(shard_actor* self, work_batch& batch) {
             true);
           continue;
         }
-        if (!e.queue.empty() || e.waiting) {
+        if (!e.queue.empty() || e.waiting || e.running) {
           enqueue(self, e, std::move(w));
           continue;
         }
         st.entities.erase(it); // unparked and idle
       }
     }
-    if (!wants_service(self, w.ev)) {
-      // The common case: seed-style handlers on an idle entity, no state.
+    if (!wants_service(self, w.ev) && !wants_pool(self, w.ev.type())) {
+      // Seed-style handlers on the shard, on an idle entity: no state.
       auto started = steady_clock::now();
-      auto o = call_handlers(self->state.subs, w.ev);
+      auto o = call_handlers(*self->state.subs, w.ev);
       if (o.ok) {
         finished(self, w, started);
         continue;
@@ -358,16 +528,23 @@ void on_work(shard_actor* self, work_batch& batch) {
 caf::behavior shard(shard_actor* self, shard_setup setup) {
   auto& st = self->state;
   st.setup = std::move(setup);
+  st.self_handle = caf::actor_cast<caf::actor>(self);
   for (auto& [key, id] : st.setup.parked)
     st.entities[key].parked_behind = id;
   return {
+    [self](handled_atom, pool_results& results) {
+      on_handled(self, results);
+    },
+    [self](tick_atom) {
+      on_tick(self);
+    },
     [self](work_batch& batch) {
       on_work(self, batch);
     },
     [self](retry_atom, const std::string& key, uint64_t id) {
       auto it = self->state.entities.find(key);
       if (it == self->state.entities.end() || !it->second.waiting
-          || it->second.wait_id != id)
+          || it->second.wait_id != id || it->second.in_attempt)
         return;
       it->second.waiting = false;
       attempt(self, key);
@@ -387,24 +564,55 @@ caf::behavior shard(shard_actor* self, shard_setup setup) {
       if (it != self->state.entities.end() && it->second.parked()) {
         it->second.parked_behind = 0;
         it->second.parking = false;
-        if (it->second.queue.empty() && !it->second.waiting)
+        if (it->second.queue.empty() && !it->second.waiting
+            && !it->second.running)
           self->state.entities.erase(it);
       }
     },
     [self](subscribe_atom, const subscription& sub) {
-      self->state.subs.push_back(sub);
+      auto subs =
+        std::make_shared<std::vector<subscription>>(*self->state.subs);
+      subs->push_back(sub);
+      self->state.subs = std::move(subs);
     },
     [self](attach_atom, const caf::actor& service,
            const std::vector<pattern>& patterns) {
-      self->state.service = service;
-      self->state.service_patterns = patterns;
+      auto& st = self->state;
+      st.has_service = true;
+      st.service = service;
+      st.service_patterns = patterns;
+      // Entities that waited for the service while it was paused.
+      std::vector<std::string> ready;
+      for (auto& [key, e] : st.entities)
+        if (!e.queue.empty() && !e.waiting && !e.running)
+          ready.push_back(key);
+      for (auto& key : ready)
+        attempt(self, key);
+      report(self);
+    },
+    [self](service_paused_atom) {
+      self->state.service = nullptr;
     },
   };
 }
 
 } // namespace
 
-outcome failure_of(const caf::error& err) {
+outcome failure_of(const caf::error& err,
+                   std::chrono::microseconds handler_timeout) {
+  if (err.category() == caf::atom("system")) {
+    if (err.code() == static_cast<uint8_t>(caf::sec::request_timeout))
+      return {false, true,
+              fmt::format("the service actor did not answer within {} "
+                          "(handler_timeout)",
+                          format_duration(handler_timeout)),
+              "timeout"};
+    if (err.code() == static_cast<uint8_t>(caf::sec::request_receiver_down))
+      return {false, true,
+              "the service actor died before it answered "
+              "(request_receiver_down); it is being restarted",
+              "error"};
+  }
   bool permanent = is(err, errc::non_retryable);
   return {false, !permanent, message_of(err),
           permanent ? "non_retryable" : "error"};

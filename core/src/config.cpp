@@ -152,12 +152,52 @@ void read_retry(const YAML::Node& map, const std::string& ctx, problems& out,
   }
 }
 
-void read_consumer_policy(const std::string& ctx, entry& shards,
-                          entry& entity_buffer, entry& retry,
-                          entry& dead_letter, entry& alert, problems& out,
-                          consumer_config& c) {
+// The most handler threads one consumer may have.
+constexpr int64_t max_concurrency = 1024;
+
+// Reads `concurrency`: 0 (handlers on the shards) up to max_concurrency.
+void read_concurrency(const entry& e, std::string_view ctx, problems& out,
+                      size_t& target) {
+  if (!e)
+    return;
+  auto value = detail::int_of(e.value);
+  if (value && *value >= 0 && *value <= max_concurrency)
+    target = static_cast<size_t>(*value);
+  else
+    out.add(e.line, fmt::format("{}'concurrency' must be an integer from 0 "
+                                "(handlers on the shards, for handlers that "
+                                "never block) to {} (handler calls at once), "
+                                "not {}",
+                                ctx, max_concurrency, describe(e.value)));
+}
+
+void read_restarts(const entry& e, const std::string& ctx, problems& out,
+                   restart_policy& policy) {
+  if (!e || !is_map(e, ctx, "max, within, e.g. {max: 5, within: 1m}", out))
+    return;
+  entry max{"max"}, within{"within"};
+  auto rctx = ctx + "restarts: ";
+  detail::read_map(e.value, rctx, {&max, &within}, out);
+  read_positive(max, rctx, "restarts within the period", out, policy.max);
+  read_duration(within, out, policy.within, rctx);
+}
+
+// The consumer keys besides `subscribe`.
+struct consumer_keys {
+  entry shards{"shards"}, entity_buffer{"entity_buffer"}, retry{"retry"},
+    dead_letter{"dead_letter"}, alert{"alert"}, concurrency{"concurrency"},
+    handler_timeout{"handler_timeout"}, restarts{"restarts"};
+};
+
+void read_consumer_policy(const std::string& ctx, consumer_keys& keys,
+                          problems& out, consumer_config& c) {
+  auto& [shards, entity_buffer, retry, dead_letter, alert, concurrency,
+         handler_timeout, restarts] = keys;
   read_positive(shards, ctx, "ordering shards", out, c.shards);
   read_positive(entity_buffer, ctx, "events", out, c.entity_buffer);
+  read_concurrency(concurrency, ctx, out, c.concurrency);
+  read_duration(handler_timeout, out, c.handler_timeout, ctx);
+  read_restarts(restarts, ctx, out, c.restarts);
   if (retry
       && is_map(retry, ctx, "attempts, initial, max, jitter, types", out)) {
     entry types{"types"};
@@ -246,17 +286,17 @@ void read_consumers(const entry& e, problems& out,
                           "created]}");
         return;
       }
-      entry subscribe{"subscribe"}, shards{"shards"},
-        entity_buffer{"entity_buffer"}, retry{"retry"},
-        dead_letter{"dead_letter"}, alert{"alert"};
-      detail::read_map(
-        node, ctx,
-        {&subscribe, &shards, &entity_buffer, &retry, &dead_letter, &alert},
-        out);
+      entry subscribe{"subscribe"};
+      consumer_keys keys;
+      detail::read_map(node, ctx,
+                       {&subscribe, &keys.shards, &keys.entity_buffer,
+                        &keys.retry, &keys.dead_letter, &keys.alert,
+                        &keys.concurrency, &keys.handler_timeout,
+                        &keys.restarts},
+                       out);
       consumer_config consumer;
       consumer.name = name;
-      read_consumer_policy(ctx, shards, entity_buffer, retry, dead_letter,
-                           alert, out, consumer);
+      read_consumer_policy(ctx, keys, out, consumer);
       if (!detail::require(subscribe, line, ctx,
                            "a list of patterns, e.g. [user.account.created]",
                            out))

@@ -3,8 +3,10 @@
 #include <utility>
 
 #include <caf/atom.hpp>
+#include <caf/exit_reason.hpp>
 #include <caf/make_message.hpp>
 #include <caf/message.hpp>
+#include <caf/sec.hpp>
 #include <fmt/format.h>
 
 namespace herald {
@@ -23,8 +25,20 @@ std::string message_of(const caf::error& err) {
     return fmt::format("herald error {}",
                        to_string(static_cast<errc>(err.code())));
   }
-  return fmt::format("error {} in category {}", err.code(),
-                     caf::to_string(err.category()));
+  // CAF's own errors by name (`request_timeout`, not "error 4 in category
+  // system"), with what CAF attached to them.
+  std::string name;
+  if (err.category() == caf::atom("system"))
+    name = caf::to_string(static_cast<caf::sec>(err.code()));
+  else if (err.category() == caf::atom("exit"))
+    name = caf::to_string(static_cast<caf::exit_reason>(err.code()));
+  else
+    name = fmt::format("error {}", err.code());
+  auto text =
+    fmt::format("{} (category {})", name, caf::to_string(err.category()));
+  if (!err.context().empty())
+    text += ": " + caf::to_string(err.context());
+  return text;
 }
 
 bool is(const caf::error& err, errc code) {

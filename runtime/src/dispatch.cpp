@@ -187,6 +187,9 @@ consumer_entry& node::impl::consumer(const std::string& name) {
   };
   if (auto it = service_patterns.find(name); it != service_patterns.end())
     setup.service_patterns = it->second;
+  if (setup.durable && setup.policy.concurrency > 0)
+    entry.pool = setup.pool =
+      std::make_shared<handler_pool>(setup.policy.concurrency, name);
   entry.patterns = setup.service_patterns;
   entry.actor = spawn_consumer(*sys, std::move(setup));
   consumers.push_back(std::move(entry));

@@ -240,8 +240,6 @@ void node::impl::shutdown() {
       std::unique_lock<std::shared_mutex> guard{consumers_mtx};
       for (auto& c : consumers)
         caf::anon_send_exit(c.actor, caf::exit_reason::user_shutdown);
-      for (auto& s : services)
-        caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
     }
     // Letters not stored yet leave their events unfinished: the offsets
     // do not pass them, and they are handled again after a restart.
@@ -249,6 +247,12 @@ void node::impl::shutdown() {
       if (a)
         caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     sys->await_all_actors_done();
+    // Handler calls in progress return before the actor system goes (they
+    // send their outcome through it); calls not started are dropped.
+    std::shared_lock<std::shared_mutex> guard{consumers_mtx};
+    for (auto& c : consumers)
+      if (c.pool)
+        c.pool->stop();
   }
   {
     std::unique_lock<std::shared_mutex> guard{store_mtx};
@@ -326,13 +330,10 @@ caf::error node::attach(std::string_view consumer, service_fn fn) {
                                   "config has no consumer of that name; add "
                                   "it under 'consumers'",
                                   name));
-  auto service =
-    impl_->sys->spawn([fn = std::move(fn)](caf::event_based_actor* self) {
-      return fn(self);
-    });
+  // The consumer spawns the service from `fn`, and again after it died.
   std::unique_lock<std::shared_mutex> guard{impl_->consumers_mtx};
-  impl_->services.push_back(service);
-  caf::anon_send(impl_->consumer(name).actor, attach_atom::value, service);
+  caf::anon_send(impl_->consumer(name).actor, attach_atom::value,
+                 std::move(fn));
   return {};
 }
 

@@ -84,6 +84,8 @@ struct consumer_entry {
   std::vector<pattern> patterns;
   caf::actor actor;
   std::shared_ptr<consumer_stats> stats;
+  /// Where its function handlers run; null with `concurrency: 0`.
+  std::shared_ptr<handler_pool> pool;
 };
 
 /// Checks that `consumer` may subscribe to `p`: for an exact event name,
@@ -194,7 +196,6 @@ struct node::impl : transport::pump_listener {
   // --- Guarded by consumers_mtx (shared to read, exclusive to change) -------
   mutable std::shared_mutex consumers_mtx;
   std::vector<consumer_entry> consumers;
-  std::vector<caf::actor> services;
   /// Prefixes subscribed on the SUB socket.
   std::set<std::string> prefixes;
   /// Where the observer (`observer_name`) starts; set by the first

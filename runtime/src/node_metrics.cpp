@@ -39,12 +39,31 @@ void write_consumer_counters(metrics::text_writer& w,
      "Times an entity's full queue paused a stream (read again from the "
      "log later).",
      &consumer_stats::pauses},
+    {"herald_handler_timeouts_total",
+     "Handler attempts that failed because they took longer than "
+     "handler_timeout.",
+     &consumer_stats::timeouts},
+    {"herald_service_restarts_total",
+     "Times the consumer's service actor died and was started again.",
+     &consumer_stats::service_restarts},
   };
   for (auto& c : counters) {
     auto& f = w.family(c.name, c.help, metric_type::counter);
     for (auto& e : consumers)
       f.sample({{"consumer", e.name}}, ((*e.stats).*c.field).load());
   }
+  auto& paused = w.family("herald_consumer_paused",
+                          "1 while the consumer is paused because its "
+                          "service actor kept dying (see /healthz).",
+                          metric_type::gauge);
+  for (auto& e : consumers)
+    paused.sample({{"consumer", e.name}}, e.stats->paused.load() ? 1 : 0);
+  auto& running = w.family("herald_handler_calls_running",
+                           "Function handler calls in progress on the "
+                           "consumer's pool.",
+                           metric_type::gauge);
+  for (auto& e : consumers)
+    running.sample({{"consumer", e.name}}, e.pool ? e.pool->running() : 0);
 }
 
 // Counters kept per consumer and event type.

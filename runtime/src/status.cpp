@@ -132,6 +132,9 @@ control::status_reply node::impl::status(bool count_dead_letters) {
     }
     if (auto it = dead_letters.find(e.name); it != dead_letters.end())
       c.dead_letters = it->second;
+    // The service actor died more often than its restarts allow.
+    if (e.stats->paused.load())
+      c.health.push_back(e.stats->pause_reason());
     auto threshold = alert_threshold(cfg, e.name);
     if (count_dead_letters && threshold > 0 && c.dead_letters >= threshold)
       c.health.push_back(fmt::format("{} dead letters, at or above the alert "

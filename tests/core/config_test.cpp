@@ -172,7 +172,29 @@ TEST_CASE("each configuration error names the key, the file and the line",
     {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
      "    retries: 3\n",
      "n.yaml:6: consumer 'A': unknown key 'retries' (allowed: subscribe, "
-     "shards, entity_buffer, retry, dead_letter, alert)"},
+     "shards, entity_buffer, retry, dead_letter, alert, concurrency, "
+     "handler_timeout, restarts)"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
+     "    concurrency: -1\n",
+     "n.yaml:6: consumer 'A': 'concurrency' must be an integer from 0 "
+     "(handlers on the shards, for handlers that never block) to 1024 "
+     "(handler calls at once), not '-1'"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
+     "    concurrency: 5000\n",
+     "consumer 'A': 'concurrency' must be an integer from 0"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
+     "    handler_timeout: 0s\n",
+     "n.yaml:6: consumer 'A': 'handler_timeout': '0s' is not a positive "
+     "duration"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
+     "    restarts: 5\n",
+     "n.yaml:6: consumer 'A': 'restarts' must be a map with max, within"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
+     "    restarts: {max: 0}\n",
+     "n.yaml:6: consumer 'A': restarts: 'max' must be a positive integer"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
+     "    restarts: {max: 3, in: 1m}\n",
+     "consumer 'A': restarts: unknown key 'in' (allowed: max, within)"},
     {"catalog: e.yaml\n",
      "n.yaml:1: missing 'node' (the node's name, e.g. node: email-node)"},
     {"node: n\n", "n.yaml:1: missing 'catalog' (the path of the event "
@@ -315,6 +337,9 @@ consumers:
         user.account.deleted: {attempts: 2}
     dead_letter: park
     alert: {dead_letters: 10, window: 5m, command: notify.sh}
+    concurrency: 16
+    handler_timeout: 5s
+    restarts: {max: 3, within: 30s}
   BillingService:
     subscribe: [user.account.deleted]
 )",
@@ -334,6 +359,10 @@ consumers:
   CHECK(c.alert.dead_letters == 10);
   CHECK(c.alert.window == std::chrono::minutes{5});
   CHECK(c.alert.command == "notify.sh");
+  CHECK(c.concurrency == 16);
+  CHECK(c.handler_timeout == std::chrono::seconds{5});
+  CHECK(c.restarts.max == 3);
+  CHECK(c.restarts.within == std::chrono::seconds{30});
   // A per-type override keeps the consumer's other settings.
   auto& deleted = c.retry_for("user.account.deleted");
   CHECK(deleted.attempts == 2);
@@ -349,6 +378,19 @@ consumers:
   CHECK(b.retry.jitter == Approx(0.2));
   CHECK(b.on_dead_letter == dead_letter_policy::continue_);
   CHECK(b.alert.dead_letters == 0);
+  CHECK(b.concurrency == 64);
+  CHECK(b.handler_timeout == std::chrono::seconds{30});
+  CHECK(b.restarts.max == 5);
+  CHECK(b.restarts.within == std::chrono::minutes{1});
+}
+
+TEST_CASE("concurrency 0 is allowed: handlers on the shards",
+          "[core][config]") {
+  auto cfg = node_config::parse("node: n\ncatalog: e.yaml\nconsumers:\n"
+                                "  A: {subscribe: [a.b.c], concurrency: 0}\n",
+                                "n.yaml");
+  REQUIRE(cfg);
+  CHECK(cfg->consumers.at(0).concurrency == 0);
 }
 
 TEST_CASE("retry delays double from initial, spread by jitter, capped by max",

@@ -185,6 +185,10 @@ TEST_CASE("herald errors carry their code and message", "[core][errc]") {
   CHECK(herald::message_of(caf::error{}).empty());
   CHECK(std::string{herald::to_string(errc::invalid_payload)}
         == "invalid_payload");
+  // CAF's errors by name (see errc_test.cpp); others by code and category.
   auto foreign = caf::error{3, caf::atom("system")};
-  CHECK(herald::message_of(foreign) == "error 3 in category system");
+  CHECK(herald::message_of(foreign)
+        == "request_receiver_down (category system)");
+  auto other = caf::error{7, caf::atom("mylib")};
+  CHECK(herald::message_of(other) == "error 7 (category mylib)");
 }

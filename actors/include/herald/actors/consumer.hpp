@@ -16,9 +16,25 @@
 /// `retry_policy`), then the event goes to the dead-letter actor with every
 /// attempt. The entity then goes on (`continue`) or is parked (`park`).
 ///
-/// Handlers are seed-style functions (`subscription`), called inside the
-/// shard, and/or a service actor whose CAF behavior handles `herald::event`,
-/// asked with one request per event.
+/// Handlers are seed-style functions (`subscription`) and/or a service
+/// actor whose CAF behavior handles `herald::event`. A shard never waits
+/// for either:
+///
+/// - Function handlers run on the consumer's `handler_pool` (up to
+///   `consumer_config::concurrency` calls at once); the shard hands an
+///   event over and gets the outcome back as a message. With no pool
+///   (concurrency 0) they run on the shard itself.
+/// - The service actor is asked with one request per event, answered now
+///   or later (a response promise), within `handler_timeout`. The consumer
+///   spawns it from its `service_fn` and supervises it: an exception in its
+///   behavior is that event's failed attempt and the actor lives on; an
+///   actor that dies anyway is spawned again, at most `restarts.max` times
+///   within `restarts.within`; one more death pauses the consumer (it reads
+///   nothing new and asks nothing) for `restarts.within`, then it starts
+///   the service again.
+///
+/// Either way an entity has one event in a handler at a time, so per-entity
+/// order holds however many calls run at once.
 ///
 /// Offsets: per stream, every event up to the committed seq is finished
 /// (handled or durably dead-lettered); events finish out of order across
@@ -46,6 +62,7 @@
 #include <caf/fwd.hpp>
 #include <spdlog/fwd.h>
 
+#include "herald/actors/handler_pool.hpp"
 #include "herald/actors/messages.hpp"
 #include "herald/core/config.hpp"
 #include "herald/core/histogram.hpp"
@@ -111,6 +128,14 @@ struct consumer_stats {
   /// Times the consumer found its position older than the producer's
   /// retention and skipped to the oldest retained event.
   std::atomic<uint64_t> behind_retention{0};
+  /// Attempts that failed because a handler took longer than
+  /// `handler_timeout`.
+  std::atomic<uint64_t> timeouts{0};
+  /// Times the service actor died and was started again.
+  std::atomic<uint64_t> service_restarts{0};
+  /// Whether the consumer is paused because its service actor kept dying
+  /// (see `pause_reason`).
+  std::atomic<bool> paused{false};
   /// How long one attempt of the handlers took.
   histogram handler_latency;
   /// From publish (the event's timestamp) to the end of its handling.
@@ -155,6 +180,19 @@ struct consumer_stats {
     return nullptr;
   }
 
+  /// Why the consumer is paused, naming the service's last cause of
+  /// death and when it is started again; empty when it is not paused.
+  std::string pause_reason() const {
+    std::lock_guard<std::mutex> guard{pause_mtx};
+    return paused_because;
+  }
+  /// Sets `paused` and `pause_reason`; an empty `why` resumes.
+  void set_paused(std::string why) {
+    std::lock_guard<std::mutex> guard{pause_mtx};
+    paused.store(!why.empty());
+    paused_because = std::move(why);
+  }
+
   /// Live events (sent by the node, not read from a log or redriven)
   /// handled or stored as dead letters.
   std::atomic<uint64_t> live_done{0};
@@ -165,6 +203,10 @@ struct consumer_stats {
     return live_done.load(std::memory_order_relaxed)
            + skipped.load(std::memory_order_relaxed);
   }
+
+private:
+  mutable std::mutex pause_mtx;
+  std::string paused_because;
 };
 
 /// Sends a replay request for `stream` from seq `from` on, asking for at
@@ -255,9 +297,14 @@ struct consumer_setup {
   /// nodes in one process keep their lines apart. Default: null, spdlog's
   /// default logger as of the spawn.
   std::shared_ptr<spdlog::logger> log;
-  /// Shards, entity buffer, retries and dead-letter policy (`name`,
-  /// `subscribe` and `alert` are not read here).
+  /// Shards, entity buffer, retries, dead-letter policy, handler timeout
+  /// and service restarts (`name`, `subscribe`, `alert` and `concurrency`
+  /// are not read here).
   consumer_config policy;
+  /// Where function handlers run (made with `policy.concurrency` threads);
+  /// the caller stops it once the actor system is done with the consumer.
+  /// Default: null, on the shards.
+  std::shared_ptr<handler_pool> pool;
   /// The dead-letter actor (`spawn_dead_letters`). Required when durable.
   caf::actor dead_letters;
   /// Entities parked when the consumer starts (policy `park`, dead letters
@@ -269,7 +316,8 @@ struct consumer_setup {
 /// `event_batch` (live events, in stream order per stream);
 /// `(heartbeat_atom, stream_heartbeat)`; `(replay_atom, replay_reply)`;
 /// `(subscribe_atom, subscription)` adds a seed-style handler;
-/// `(attach_atom, caf::actor)` sets the service actor; `(flush_atom)`
+/// `(attach_atom, service_fn)` starts (or replaces) the service actor;
+/// `(flush_atom)`
 /// commits offsets; `(redrive_atom, std::vector<store::dead_letter>)` hands
 /// dead letters back to the handlers, in order per entity;
 /// `(unpark_atom, std::string key)` lets a parked entity go on.

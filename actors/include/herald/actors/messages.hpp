@@ -15,7 +15,9 @@
 #include <caf/actor.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
+#include <caf/behavior.hpp>
 #include <caf/error.hpp>
+#include <caf/fwd.hpp>
 
 #include "herald/core/errc.hpp"
 #include "herald/core/event.hpp"
@@ -41,6 +43,12 @@ inline caf::error non_retryable(std::string why) {
   return make_error(errc::non_retryable, std::move(why));
 }
 
+/// A service written as a CAF behavior that handles `const herald::event&`
+/// and returns `void` (success) or a `caf::error` (failure), at once or
+/// later through a response promise. The consumer calls it to start the
+/// service's actor, and again to restart it after it died.
+using service_fn = std::function<caf::behavior(caf::event_based_actor*)>;
+
 /// A handler bound to the pattern it was subscribed with.
 struct subscription {
   pattern selector;
@@ -50,7 +58,8 @@ struct subscription {
 /// Adds a subscription to a consumer actor.
 using subscribe_atom = caf::atom_constant<caf::atom("hsubscr")>;
 
-/// Sets the service actor of a consumer actor.
+/// Gives a consumer actor its service (`service_fn`); from the consumer to
+/// its shards, the service actor to ask.
 using attach_atom = caf::atom_constant<caf::atom("hattach")>;
 
 /// Carries a stream heartbeat to a consumer actor.
@@ -175,6 +184,7 @@ struct replay_reply {
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::event)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::event_batch)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::subscription)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::service_fn)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::stream_heartbeat)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::replay_reply)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<herald::pattern>)

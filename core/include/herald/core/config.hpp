@@ -45,6 +45,14 @@
 ///       types:                     # per event type, over the above
 ///         user.account.deleted: {attempts: 5}
 ///     dead_letter: continue        # continue|park. Default continue
+///     concurrency: 64              # handler calls at once, on the
+///                                  # consumer's own threads; 0 runs them
+///                                  # on the shards. Default 64
+///     handler_timeout: 30s         # an attempt that takes longer fails.
+///                                  # Default 30s
+///     restarts: {max: 5, within: 1m}  # a dead service actor is restarted
+///                                  # at most max times within; then the
+///                                  # consumer pauses for `within`
 ///     alert: {dead_letters: 10, window: 5m, command: notify-oncall.sh}
 /// ```
 ///
@@ -155,6 +163,18 @@ struct alert_rule {
 /// unit that divides it: `7d`, `5m`, `1500ms`.
 std::string format_duration(std::chrono::microseconds d);
 
+/// How often a consumer restarts its service actor (`node::attach`) when
+/// it dies: at most `max` restarts within `within`. One more death within
+/// that period pauses the consumer (it reads nothing and calls no handler)
+/// for `within`; then the service is started again.
+struct restart_policy {
+  /// Restarts allowed within `within`. Default: 5.
+  int max = 5;
+  /// The period restarts are counted in, and how long the consumer pauses
+  /// once they are exceeded. Default: 1 minute.
+  std::chrono::microseconds within = std::chrono::minutes{1};
+};
+
 /// One consumer of a node.
 struct consumer_config {
   /// The consumer (service) name, e.g. `EmailService`.
@@ -175,6 +195,23 @@ struct consumer_config {
   dead_letter_policy on_dead_letter = dead_letter_policy::continue_;
   /// Default: none.
   alert_rule alert;
+  /// Function handlers (`bus().subscribe`) called at once at most, each on
+  /// a thread of the consumer's own pool, never on the actor system's
+  /// threads: a handler that waits on I/O (SMTP, HTTP, a database) holds
+  /// one of them and nothing else. One entity still has at most one event
+  /// in a handler at a time. 0 calls the handlers on the consumer's shards
+  /// instead: the fastest way for handlers that never block, and the way
+  /// to stall the node with one that does. REQUIRES: at most 1024.
+  /// Default: 64.
+  size_t concurrency = 64;
+  /// How long one attempt may take: a function handler that has not
+  /// returned, or a service actor that has not answered, by then fails the
+  /// attempt (retried as any failure). A function handler's call is not
+  /// interrupted: the entity's next attempt waits until it returns, and
+  /// what it returns is ignored. Default: 30 s.
+  std::chrono::microseconds handler_timeout = std::chrono::seconds{30};
+  /// Restarts of the service actor. Default: 5 within 1 minute.
+  restart_policy restarts;
 
   /// The retry policy for events of `type`.
   const retry_policy& retry_for(std::string_view type) const;

@@ -62,10 +62,6 @@ struct publish_options {
   std::string traceparent;
 };
 
-/// A service written as a CAF behavior that handles `const herald::event&`
-/// and returns `void` (success) or a `caf::error` (failure).
-using service_fn = std::function<caf::behavior(caf::event_based_actor*)>;
-
 class node;
 
 /// Publishing and subscribing, in the seed's words. Obtained from a node.
@@ -153,10 +149,17 @@ public:
     return bus_;
   }
 
-  /// Runs `fn` as the CAF actor of the configured consumer `consumer`: it
-  /// receives every event the consumer's `subscribe` patterns select, in
-  /// order. Fails with `errc::invalid_config` for a consumer not in the
-  /// node's configuration.
+  /// Runs `fn` (see `service_fn`) as the CAF actor of the configured
+  /// consumer `consumer`: it receives every event the consumer's
+  /// `subscribe` patterns select, one entity's in order, one request per
+  /// event. It is supervised like a function handler: an exception in its
+  /// behavior fails that event's attempt (`non_retryable_error` dead-letters
+  /// it at once) and the actor lives on; an answer that does not come
+  /// within the consumer's `handler_timeout` fails the attempt; an actor
+  /// that dies anyway is started again from `fn`, at most
+  /// `restarts.max` times within `restarts.within`, after which the
+  /// consumer pauses (see `consumer_stats::pause_reason`). Fails with
+  /// `errc::invalid_config` for a consumer not in the node's configuration.
   caf::error attach(std::string_view consumer, service_fn fn);
 
   /// The actor system of this node.
