@@ -29,6 +29,8 @@ CLI::Validator positive_seconds() {
     ">0");
 }
 
+} // namespace
+
 CLI::Validator control_endpoint() {
   return CLI::Validator(
     [](std::string& text) -> std::string {
@@ -41,8 +43,6 @@ CLI::Validator control_endpoint() {
     },
     "ENDPOINT");
 }
-
-} // namespace
 
 void add_endpoint_options(CLI::App& cmd, endpoint_options& opts,
                           std::function<void()> extra_check) {

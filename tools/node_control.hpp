@@ -30,6 +30,10 @@ struct endpoint_options {
   double timeout = 5;
 };
 
+/// A CLI11 check of a control endpoint: `tcp://HOST:PORT` or `ipc://PATH`;
+/// its message names the value and both forms.
+CLI::Validator control_endpoint();
+
 /// Adds `--control`, `--config` and `--timeout` to `cmd`, and makes it
 /// refuse a command line without exactly one of `--control` and
 /// `--config` (exit 2), or that `extra_check` refuses (it throws a

@@ -21,6 +21,7 @@
 #include "herald/core/event.hpp"
 #include "herald/runtime/control.hpp"
 #include "herald/runtime/control_client.hpp"
+#include "node_control.hpp"
 
 namespace herald::cli {
 
@@ -72,19 +73,6 @@ CLI::Validator json_object_or_stdin() {
       }
     },
     "JSON");
-}
-
-CLI::Validator control_endpoint() {
-  return CLI::Validator(
-    [](std::string& text) -> std::string {
-      for (std::string_view scheme : {"tcp://", "ipc://"})
-        if (text.starts_with(scheme) && text.size() > scheme.size())
-          return {};
-      return fmt::format("'{}' is not a control endpoint; use "
-                         "tcp://HOST:PORT or ipc://PATH",
-                         text);
-    },
-    "ENDPOINT");
 }
 
 // --- through a running node -------------------------------------------------
@@ -148,18 +136,17 @@ public:
       auto msg = message_of(reply.error());
       if (!is(reply.error(), errc::timeout))
         return fmt::format("{}{}", msg, published_note());
-      auto what = b.lines.front() == 0
-                    ? std::string{"the event"}
-                    : fmt::format("the {} events of lines {} to {}",
-                                  b.lines.size(), b.lines.front(),
-                                  b.lines.back());
+      auto what =
+        b.lines.front() == 0
+          ? std::string{"the event"}
+          : fmt::format("the {} events of lines {} to {}", b.lines.size(),
+                        b.lines.front(), b.lines.back());
       return fmt::format("{} (sent {} times); {} may or may not be "
                          "published: run the same command again with "
                          "--request-id {} within 10 minutes to publish "
                          "{} once{}",
                          msg, st_.retries + 1, what, base_,
-                         b.lines.size() == 1 ? "it" : "them",
-                         published_note());
+                         b.lines.size() == 1 ? "it" : "them", published_note());
     }
     auto& acks = reply->acks;
     for (auto& a : acks) {

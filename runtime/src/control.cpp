@@ -319,17 +319,26 @@ caf::error expect_map(const payload& j, std::string_view where) {
                                                     where, j.type_name()));
 }
 
-caf::error read_attempt(payload& j, const std::string& where,
-                        const std::string& path, dead_letter_attempt& out) {
+// Reads the map `j` at `path` of the message `where` with `read_fields`.
+template <class F>
+caf::error read_nested(payload& j, const std::string& where,
+                       const std::string& path, F read_fields) {
   if (!j.is_object())
     return make_error(errc::decode_error,
                       fmt::format("{}: field '{}': expected a map, got {}",
                                   where, path, j.type_name()));
   fields f{j, where, path};
-  f.req(key::time, out.time);
-  f.req(key::error, out.error);
-  f.req(key::error_class, out.error_class);
+  read_fields(f);
   return f.take();
+}
+
+caf::error read_attempt(payload& j, const std::string& where,
+                        const std::string& path, dead_letter_attempt& out) {
+  return read_nested(j, where, path, [&](fields& f) {
+    f.req(key::time, out.time);
+    f.req(key::error, out.error);
+    f.req(key::error_class, out.error_class);
+  });
 }
 
 caf::error read_record(payload& j, const std::string& where,
@@ -642,19 +651,6 @@ void write(payload& j, const status_reply& m) {
   j[key::consumers] = std::move(consumers);
 }
 
-// Reads the map `j` at `path` of the message `where` with `read_fields`.
-template <class F>
-caf::error read_nested(payload& j, const std::string& where,
-                       const std::string& path, F read_fields) {
-  if (!j.is_object())
-    return make_error(errc::decode_error,
-                      fmt::format("{}: field '{}': expected a map, got {}",
-                                  where, path, j.type_name()));
-  fields f{j, where, path};
-  read_fields(f);
-  return f.take();
-}
-
 void read(fields& f, status_reply& m) {
   f.req(key::node, m.node);
   f.req(key::service, m.service);
@@ -690,27 +686,19 @@ void read(fields& f, status_reply& m) {
 
 caf::error read_publish_event(payload& j, const std::string& where,
                               const std::string& path, publish_event& out) {
-  if (!j.is_object())
-    return make_error(errc::decode_error,
-                      fmt::format("{}: field '{}': expected a map, got {}",
-                                  where, path, j.type_name()));
-  fields f{j, where, path};
-  f.req(key::type, out.type);
-  f.req(key::data, out.data);
-  return f.take();
+  return read_nested(j, where, path, [&](fields& f) {
+    f.req(key::type, out.type);
+    f.req(key::data, out.data);
+  });
 }
 
 caf::error read_publish_ack(payload& j, const std::string& where,
                             const std::string& path, publish_ack& out) {
-  if (!j.is_object())
-    return make_error(errc::decode_error,
-                      fmt::format("{}: field '{}': expected a map, got {}",
-                                  where, path, j.type_name()));
-  fields f{j, where, path};
-  f.req(key::id, out.id);
-  f.req(key::stream, out.stream);
-  f.req(key::seq, out.seq);
-  return f.take();
+  return read_nested(j, where, path, [&](fields& f) {
+    f.req(key::id, out.id);
+    f.req(key::stream, out.stream);
+    f.req(key::seq, out.seq);
+  });
 }
 
 std::string_view name_of(const publish_request&) {
