@@ -104,18 +104,6 @@ void event_log::impl::hand_out(const std::shared_ptr<const commit_callback>& cb,
 caf::error event_log::impl::write_group(std::vector<record>& group) {
   if (group.empty())
     return {};
-  if (needs_resume) {
-    // After a failed write (e.g. disk full) RocksDB refuses writes until the
-    // background error is cleared; if the cause is gone this clears it.
-    // While it is not, nothing is written: writing through a WAL that
-    // failed is not allowed.
-    // Busy: RocksDB's own recovery runs; the write below tells whether it
-    // is done.
-    auto resumed = db->Resume();
-    if (!resumed.ok() && !resumed.IsBusy())
-      return write_error(opts.dir, resumed);
-    needs_resume = false;
-  }
   batch.Clear();
   group_heads.clear();
   encode_group(group, value);
@@ -132,11 +120,9 @@ caf::error event_log::impl::write_group(std::vector<record>& group) {
   }
   auto last = group.back().seq;
   batch.Put(cf_meta, meta_last_seq, be64{last}.slice());
-  auto st = db->Write(durable_write_options(), &batch);
-  if (!st.ok()) {
-    needs_resume = true;
+  auto st = write(durable_write_options(), batch);
+  if (!st.ok())
     return write_error(opts.dir, st);
-  }
   {
     std::lock_guard<std::mutex> guard{heads_mtx};
     for (auto& [type, type_seq] : group_heads) {

@@ -226,18 +226,7 @@ bool selects(const dead_letter_filter& filter, const dead_letter& dl) {
 // Writes a change of the dead letters durably. REQUIRES: dead_letters_mtx.
 rocksdb::Status
 event_log::impl::write_dead_letters(rocksdb::WriteBatch& change) {
-  if (dead_letters_need_resume) {
-    // As in write_group: after a failed write RocksDB refuses writes until
-    // its background error is cleared, which this does once the cause is
-    // gone.
-    auto resumed = db->Resume();
-    if (!resumed.ok() && !resumed.IsBusy())
-      return resumed;
-    dead_letters_need_resume = false;
-  }
-  auto s = db->Write(durable_write_options(), &change);
-  dead_letters_need_resume = !s.ok();
-  return s;
+  return write(durable_write_options(), change);
 }
 
 caf::expected<std::vector<uint64_t>>

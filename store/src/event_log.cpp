@@ -48,6 +48,37 @@ caf::error write_error(const std::string& dir, const rocksdb::Status& st) {
 
 using namespace detail;
 
+// -- writes -----------------------------------------------------------------
+
+rocksdb::Status event_log::impl::write(const rocksdb::WriteOptions& wo,
+                                       rocksdb::WriteBatch& batch) {
+  if (write_failed.load(std::memory_order_acquire)) {
+    std::lock_guard<std::mutex> guard{resume_mtx};
+    // Cleared before the resume: a write that fails meanwhile sets it
+    // again, so its error is resumed from too.
+    if (write_failed.exchange(false, std::memory_order_acq_rel)) {
+      // Cheap when RocksDB has no background error; otherwise it flushes
+      // the memtables and clears the error, or fails while the cause (no
+      // space) lasts. Nothing is written then: writing through a WAL that
+      // failed is not allowed.
+      auto resumed = db->Resume();
+      if (!resumed.ok()) {
+        write_failed.store(true, std::memory_order_release);
+        // Busy: RocksDB's own recovery from another kind of error runs
+        // (the one from a full disk is turned off, see open_db). Not a
+        // success: the write below tells whether it is done, and the next
+        // write resumes again.
+        if (!resumed.IsBusy())
+          return resumed;
+      }
+    }
+  }
+  auto s = db->Write(wo, &batch);
+  if (!s.ok())
+    write_failed.store(true, std::memory_order_release);
+  return s;
+}
+
 // -- commit_ticket ----------------------------------------------------------
 
 caf::error commit_ticket::wait() const {

@@ -8,18 +8,20 @@
 // Thread safety: every field is in one of the sections below, which names
 // what guards it. Set by `open` and read-only afterwards: no lock (RocksDB's
 // `DB` is thread-safe). Atomics: no lock; each says who writes it.
-// `heads_mtx`, `retention_mtx`, `dead_letters_mtx` and `queue_mtx` guard
-// their sections. The writer's section has no mutex: it belongs to whoever
-// set `busy` under `queue_mtx` (the committer thread, or a publisher writing
-// its own record), and `busy` lets one writer at a time in.
+// `heads_mtx`, `retention_mtx`, `dead_letters_mtx`, `queue_mtx` and
+// `resume_mtx` guard their sections. The writer's section has no mutex: it
+// belongs to whoever set `busy` under `queue_mtx` (the committer thread, or a
+// publisher writing its own record), and `busy` lets one writer at a time in.
 //
-// Lock order: the four mutexes are leaves; no path holds two of them at
-// once. The one nesting is `queue_mtx`, then a new `commit_ticket`'s own
-// mutex (an append refused under the queue lock completes its ticket
-// there); a ticket's mutex is never held while taking one of these. The
-// commit callback and every RocksDB write of events run with no mutex held;
-// dead-letter writes run under `dead_letters_mtx` and the retention delete
-// under `retention_mtx`.
+// Lock order: `resume_mtx` comes last (a dead-letter write takes it under
+// `dead_letters_mtx`, a retention delete under `retention_mtx`) and only
+// after a failed write. The other four are leaves; no path holds two of
+// them at once. The other nesting is `queue_mtx`, then a new
+// `commit_ticket`'s own mutex (an append refused under the queue lock
+// completes its ticket there); a ticket's mutex is never held while taking
+// one of these. The commit callback and every RocksDB write of events run
+// with none of the four held; dead-letter writes run under
+// `dead_letters_mtx` and the retention delete under `retention_mtx`.
 
 #include <atomic>
 #include <chrono>
@@ -138,8 +140,16 @@ struct event_log::impl {
   std::mutex dead_letters_mtx;
   /// The last dead-letter id assigned.
   uint64_t last_dead_letter = 0;
-  /// Like `needs_resume`, for the writers of dead letters.
-  bool dead_letters_need_resume = false;
+
+  // -- write errors: `write_failed` atomic, the rest under resume_mtx --------
+
+  /// Whether a write failed since RocksDB last resumed: after a failed write
+  /// (e.g. disk full) RocksDB refuses every write until `DB::Resume` clears
+  /// its background error, so the next writer of any kind resumes it first
+  /// (see `write`). Set by any writer; cleared under `resume_mtx`.
+  std::atomic<bool> write_failed{false};
+  /// Serializes `DB::Resume`: two at once would make one of them Busy.
+  std::mutex resume_mtx;
 
   // -- guarded by queue_mtx: the committer's queue ---------------------------
 
@@ -173,8 +183,6 @@ struct event_log::impl {
   /// The group value being built.
   std::string value;
   std::unordered_map<std::string_view, uint64_t> group_heads;
-  /// Whether the last write failed: RocksDB must resume before the next.
-  bool needs_resume = false;
 
   // -- the committer thread: started by open, joined by ~impl ----------------
 
@@ -197,6 +205,14 @@ struct event_log::impl {
     wo.sync = opts.fsync != fsync_policy::os;
     return wo;
   }
+
+  /// Writes `batch`; every write of the store goes through here. After a
+  /// failed write it first resumes RocksDB (clears its background error),
+  /// which succeeds once the cause is gone, e.g. space was freed: the first
+  /// write after that works, whatever its kind. Returns the error of the
+  /// resume or of the write. Thread-safe (event_log.cpp).
+  rocksdb::Status write(const rocksdb::WriteOptions& wo,
+                        rocksdb::WriteBatch& batch);
 
   /// The committer thread's loop (committer.cpp).
   void run();

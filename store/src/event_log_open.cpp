@@ -8,11 +8,13 @@
 #include <cstdio>
 #include <exception>
 #include <filesystem>
+#include <memory>
 #include <system_error>
 #include <utility>
 
 #include <fmt/format.h>
 #include <rocksdb/iterator.h>
+#include <rocksdb/listener.h>
 
 #include "event_log_impl.hpp"
 #include "group_format.hpp"
@@ -36,6 +38,24 @@ public:
     std::fputs("rocksdb: ", stderr);
     std::vfprintf(stderr, format, ap);
     std::fputc('\n', stderr);
+  }
+};
+
+// Turns off RocksDB's own recovery from a full disk. It waits until the
+// disk has as much free space as the largest write buffer (64 MiB by
+// default), polling every 5 seconds, and while it waits `DB::Resume`
+// answers Busy: on a disk smaller than that, or one that stays fuller, the
+// log would refuse writes until a restart. Instead the next write resumes
+// (`event_log::impl::write`), which works as soon as the flush of the
+// memtables fits.
+class no_space_listener : public rocksdb::EventListener {
+public:
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason,
+                            rocksdb::Status bg_error,
+                            bool* auto_recovery) override {
+    if (bg_error.IsNoSpace()
+        || bg_error.subcode() == rocksdb::Status::kSpaceLimit)
+      *auto_recovery = false;
   }
 };
 
@@ -74,6 +94,7 @@ caf::error open_db(event_log::impl& self) {
   options.recycle_log_file_num = 4;
   options.keep_log_file_num = 4;
   options.max_background_jobs = 2;
+  options.listeners.push_back(std::make_shared<no_space_listener>());
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs{
     {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions{options}},
     {"events", rocksdb::ColumnFamilyOptions{options}},

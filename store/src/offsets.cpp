@@ -42,7 +42,9 @@ caf::error event_log::commit_offset(std::string_view consumer,
   auto key = offset_key(consumer, stream);
   rocksdb::WriteOptions wo;
   wo.sync = false;
-  auto s = self.db->Put(wo, self.cf_offsets, key, be64{seq}.slice());
+  rocksdb::WriteBatch batch;
+  batch.Put(self.cf_offsets, key, be64{seq}.slice());
+  auto s = self.write(wo, batch);
   if (!s.ok())
     return write_error(self.opts.dir, s);
   return {};

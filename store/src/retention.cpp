@@ -61,8 +61,9 @@ caf::expected<uint64_t> event_log::enforce_retention() {
   if (count == 0)
     return uint64_t{0};
   rocksdb::WriteOptions wo;
-  auto s = self.db->DeleteRange(wo, self.cf_events, be64{first}.slice(),
-                                be64{end}.slice());
+  rocksdb::WriteBatch batch;
+  batch.DeleteRange(self.cf_events, be64{first}.slice(), be64{end}.slice());
+  auto s = self.write(wo, batch);
   if (!s.ok())
     return write_error(self.opts.dir, s);
   // Without an unexpired event the oldest retained one is the next append,
