@@ -22,6 +22,7 @@
 #include "herald/core/errc.hpp"
 #include "process.hpp"
 #include "store_support.hpp"
+#include "tmpfs.hpp"
 
 using namespace std::chrono_literals;
 using herald::store::dead_letter;
@@ -29,30 +30,12 @@ using herald::store::dead_letter_filter;
 using herald::store::fsync_policy;
 using herald::store::record;
 using herald::store::test::open_log;
+using herald::test::tmpfs_mount;
 namespace fs = std::filesystem;
 
 namespace {
 
 constexpr auto deadline = std::chrono::milliseconds{10000};
-
-// A tmpfs of `size` mounted at `at` for one test, unmounted whatever
-// happens. Needs root (CI runs the tests as root).
-struct tmpfs_mount {
-  fs::path at;
-  bool mounted = false;
-  tmpfs_mount(fs::path where, const char* size) : at(std::move(where)) {
-    fs::create_directories(at);
-    auto opts = std::string{"size="} + size;
-    mounted = ::geteuid() == 0
-              && ::mount("tmpfs", at.c_str(), "tmpfs", 0, opts.c_str()) == 0;
-  }
-  ~tmpfs_mount() {
-    if (mounted)
-      ::umount2(at.c_str(), MNT_DETACH);
-  }
-  tmpfs_mount(const tmpfs_mount&) = delete;
-  tmpfs_mount& operator=(const tmpfs_mount&) = delete;
-};
 
 record make_record(uint64_t seq) {
   record r;
