@@ -72,6 +72,28 @@ std::optional<CLI::ExtrasError> unplaced_argument(const CLI::App& app) {
   return std::nullopt;
 }
 
+// The command that needs a subcommand and got none (`herald`, `herald
+// dlq`), as an error that lists its subcommands; none when every chosen
+// command has what it needs.
+std::optional<CLI::RequiredError> missing_command(const CLI::App& app) {
+  auto chosen = app.get_subcommands();
+  for (auto* sub : chosen)
+    if (auto e = missing_command(*sub))
+      return e;
+  if (!chosen.empty() || app.get_require_subcommand_min() == 0)
+    return std::nullopt;
+  std::vector<std::string> names;
+  for (auto* sub : app.get_subcommands([](const CLI::App* s) {
+         return !s->get_name().empty();
+       }))
+    names.push_back(sub->get_name());
+  return CLI::RequiredError(
+    fmt::format("{}: which command? the commands "
+                "are {}; see '{} --help'",
+                command_path(app), fmt::join(names, ", "), command_path(app)),
+    CLI::ExitCodes::RequiredError);
+}
+
 } // namespace
 
 void install_signal_handlers() {
@@ -97,6 +119,11 @@ std::optional<int> parse(CLI::App& app, int argc, char** argv) {
     if (e.get_exit_code() != 0)
       if (auto unplaced = unplaced_argument(app)) {
         app.exit(*unplaced);
+        return exit_usage;
+      }
+    if (e.get_exit_code() != 0)
+      if (auto missing = missing_command(app)) {
+        app.exit(*missing);
         return exit_usage;
       }
     // `exit` prints help and version on stdout, usage errors on stderr.

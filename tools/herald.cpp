@@ -30,6 +30,7 @@
 #include "cli_common.hpp"
 #include "dlq.hpp"
 #include "herald/core/errc.hpp"
+#include "herald/core/names.hpp"
 #include "publish.hpp"
 #include "status.hpp"
 
@@ -186,7 +187,13 @@ int main(int argc, char** argv) {
     ->add_option("PATTERN", tail.pattern,
                  "event pattern: a name, a prefix ending in '.', or "
                  "wildcards ('user.*.deleted', 'user.>')")
-    ->required();
+    ->required()
+    ->check(CLI::Validator(
+      [](std::string& text) -> std::string {
+        auto p = herald::pattern::parse(text);
+        return p ? std::string{} : herald::message_of(p.error());
+      },
+      "PATTERN"));
 
   std::string catalog_file;
   auto* catalog_cmd = app.add_subcommand("catalog", "Work with the catalog.");

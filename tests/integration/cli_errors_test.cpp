@@ -41,6 +41,28 @@ TEST_CASE("an unknown command is named, with the commands there are",
   }
 }
 
+TEST_CASE("a missing command is asked for, with the commands there are",
+          "[integration][cli][errors]") {
+  auto r = run(herald_cmd(""), 10s);
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("herald: which command?")
+                      && Catch::Contains("publish, tail, catalog, dlq, "
+                                         "status"));
+  auto dlq = run(herald_cmd("dlq"), 10s);
+  CHECK(dlq.exit_code == 2);
+  CHECK_THAT(dlq.err, Catch::Contains("herald dlq: which command?")
+                        && Catch::Contains("list, show, redrive, purge"));
+}
+
+TEST_CASE("a malformed tail pattern is a usage error naming the pattern",
+          "[integration][cli][errors]") {
+  auto r = run(herald_cmd("tail --config " HERALD_SOURCE_DIR
+                          "/config/email_service.yaml 'user..'"),
+               10s);
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("PATTERN") && Catch::Contains("user.."));
+}
+
 TEST_CASE("an unknown option is named, not the arguments it shifted",
           "[integration][cli][errors]") {
   SECTION("before the positional arguments") {
