@@ -31,8 +31,8 @@ const std::vector<std::string> all_column_families{"default", "events", "meta",
                                                    "offsets", "dead_letters"};
 constexpr size_t offsets_cf = 3;
 
-/// Requires `offset` to be a corrupt_log error naming the consumer, the stream, the
-/// data directory and the corruption.
+/// Requires `offset` to be a corrupt_log error naming the consumer, the stream,
+/// the data directory and the corruption.
 void require_offset_error(const caf::expected<uint64_t>& offset,
                           const fs::path& data) {
   // Before, a read error came back as offset 0: a consumer replayed the
