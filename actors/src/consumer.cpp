@@ -150,7 +150,9 @@ void flush_offsets(consumer_actor* self) {
       self->state.setup.offsets.store(stream, st.handled);
       st.committed = st.handled;
       std::lock_guard<std::mutex> guard{stats.positions_mtx};
-      stats.positions[stream].offset = st.handled;
+      auto& pos = stats.positions[stream];
+      pos.offset = st.handled;
+      pos.offset_moved = std::chrono::steady_clock::now();
     }
 }
 
@@ -338,6 +340,7 @@ stream_state& start_stream(consumer_actor* self, const std::string& stream,
   st.setup.stats->update_position(stream, [&](auto& pos) {
     pos.offset = offset;
     pos.offset_error.clear();
+    pos.offset_moved = std::chrono::steady_clock::now();
   });
   ss.index = static_cast<uint32_t>(st.stream_ids.size());
   st.stream_ids.push_back(stream);

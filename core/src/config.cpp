@@ -186,17 +186,19 @@ void read_restarts(const entry& e, const std::string& ctx, problems& out,
 struct consumer_keys {
   entry shards{"shards"}, entity_buffer{"entity_buffer"}, retry{"retry"},
     dead_letter{"dead_letter"}, alert{"alert"}, concurrency{"concurrency"},
-    handler_timeout{"handler_timeout"}, restarts{"restarts"};
+    handler_timeout{"handler_timeout"}, restarts{"restarts"},
+    stall_after{"stall_after"};
 };
 
 void read_consumer_policy(const std::string& ctx, consumer_keys& keys,
                           problems& out, consumer_config& c) {
   auto& [shards, entity_buffer, retry, dead_letter, alert, concurrency,
-         handler_timeout, restarts] = keys;
+         handler_timeout, restarts, stall_after] = keys;
   read_positive(shards, ctx, "ordering shards", out, c.shards);
   read_positive(entity_buffer, ctx, "events", out, c.entity_buffer);
   read_concurrency(concurrency, ctx, out, c.concurrency);
   read_duration(handler_timeout, out, c.handler_timeout, ctx);
+  read_duration(stall_after, out, c.stall_after, ctx);
   read_restarts(restarts, ctx, out, c.restarts);
   if (retry
       && is_map(retry, ctx, "attempts, initial, max, jitter, types", out)) {
@@ -292,7 +294,7 @@ void read_consumers(const entry& e, problems& out,
                        {&subscribe, &keys.shards, &keys.entity_buffer,
                         &keys.retry, &keys.dead_letter, &keys.alert,
                         &keys.concurrency, &keys.handler_timeout,
-                        &keys.restarts},
+                        &keys.restarts, &keys.stall_after},
                        out);
       consumer_config consumer;
       consumer.name = name;

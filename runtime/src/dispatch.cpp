@@ -36,15 +36,7 @@ void node::impl::on_commit(std::vector<store::record>& group,
                message_of(err));
     if (publisher)
       publisher->on_commit(first, last, err);
-    std::lock_guard<std::mutex> guard{health_mtx};
-    log_write_error = message_of(err);
-    log_write_failed.store(true, std::memory_order_relaxed);
     return;
-  }
-  if (log_write_failed.load(std::memory_order_relaxed)) {
-    std::lock_guard<std::mutex> guard{health_mtx};
-    log_write_error.clear();
-    log_write_failed.store(false, std::memory_order_relaxed);
   }
   event_batch local;
   {

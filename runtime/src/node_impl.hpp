@@ -31,7 +31,7 @@
 /// consumer's `consumer_stats::positions_mtx`; `retention_mtx` before
 /// `store_mtx`; `publish_mtx` before the mutex of `publisher` (with fsync
 /// `os` the log may call `on_commit` inside `append`). Every other mutex
-/// here (`health_mtx` included) is a leaf: nothing else of the node's is
+/// here is a leaf: nothing else of the node's is
 /// locked while it is held. `publish_mtx` is held while the event log takes
 /// its own queue lock (`event_log::append`), and `consumers_mtx` while the
 /// pump takes its command lock (`pump::subscribe`); neither of those calls
@@ -207,14 +207,6 @@ struct node::impl : transport::pump_listener {
   // second redrive does not send them twice.
   std::mutex redrive_mtx;
   std::set<uint64_t> redriving;
-
-  // --- Guarded by health_mtx -----------------------------------------------
-  // Why the log's last commit group failed; cleared by the next one that
-  // succeeds. `log_write_failed` says whether it is set, so that a healthy
-  // commit costs one relaxed load, not a lock.
-  std::mutex health_mtx;
-  std::string log_write_error;
-  std::atomic<bool> log_write_failed{false};
 
   // --- Guarded by retention_mtx ---------------------------------------------
   // Retention runs on its own thread, woken to stop.

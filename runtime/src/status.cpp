@@ -17,18 +17,28 @@ namespace {
 
 using std::chrono::steady_clock;
 
-// The dead-letter threshold of consumer `name`'s alert rule; 0 for none.
-uint64_t alert_threshold(const node_config& cfg, std::string_view name) {
+// The configuration of consumer `name`; null for one only subscribed to
+// in code (it has the defaults).
+const consumer_config* config_of(const node_config& cfg,
+                                 std::string_view name) {
   for (auto& c : cfg.consumers)
     if (c.name == name)
-      return c.alert.dead_letters;
-  return 0;
+      return &c;
+  return nullptr;
+}
+
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+
+double seconds_of(steady_clock::duration d) {
+  return static_cast<double>(duration_cast<milliseconds>(d).count()) / 1000.0;
 }
 
 // What holds one consumer back in one stream now, one sentence each.
 void stream_reasons(const std::string& stream,
                     const consumer_stats::stream_position& pos,
                     std::optional<std::chrono::milliseconds> silent_for,
+                    std::optional<steady_clock::duration> stalled_for,
                     std::vector<std::string>& out) {
   if (!pos.offset_error.empty())
     out.push_back(fmt::format("stream {}: the committed offset cannot be "
@@ -45,12 +55,19 @@ void stream_reasons(const std::string& stream,
                               "were handled (behind the producer's "
                               "retention)",
                               stream, pos.expired_from, pos.expired_to));
+  if (stalled_for)
+    out.push_back(fmt::format("stream {}: stalled: the committed offset {} "
+                              "has not moved for {:.1f}s while {} events "
+                              "wait; a handler may hang or fail every "
+                              "attempt (see herald status, the handler "
+                              "metrics and the node's log)",
+                              stream, pos.offset, seconds_of(*stalled_for),
+                              pos.head - pos.offset));
   if (silent_for)
-    out.push_back(
-      fmt::format("stream {}: no heartbeat from its producer for "
-                  "{:.1f}s; the producer is down, stopped or cut "
-                  "off",
-                  stream, static_cast<double>(silent_for->count()) / 1000.0));
+    out.push_back(fmt::format("stream {}: no heartbeat from its producer for "
+                              "{:.1f}s; the producer is down, stopped or cut "
+                              "off",
+                              stream, seconds_of(*silent_for)));
 }
 
 } // namespace
@@ -64,18 +81,18 @@ control::status_reply node::impl::status(bool count_dead_letters) {
   r.stream = stream;
   if (!running)
     r.health.emplace_back("the node is stopping");
-  if (log_write_failed.load(std::memory_order_relaxed)) {
-    std::lock_guard<std::mutex> guard{health_mtx};
-    if (!log_write_error.empty())
-      r.health.push_back(fmt::format("the event log cannot be written: {}; "
-                                     "publishing fails until a write "
-                                     "succeeds",
-                                     log_write_error));
-  }
   std::map<std::string, uint64_t, std::less<>> dead_letters;
   {
     std::shared_lock<std::shared_mutex> guard{store_mtx};
     if (log_store) {
+      // Cleared as soon as the store resumes, with nothing written.
+      if (auto err = log_store->writable())
+        r.health.push_back(fmt::format("the event log cannot be written: {}; "
+                                       "publishing, offset commits and dead "
+                                       "letters fail until it can; free disk "
+                                       "space or make the data directory "
+                                       "writable",
+                                       message_of(err)));
       r.head = log_store->head();
       r.first = log_store->first();
       if (auto t = log_store->first_timestamp(); !t)
@@ -107,6 +124,9 @@ control::status_reply node::impl::status(bool count_dead_letters) {
   auto silent = silence_after();
   std::shared_lock<std::shared_mutex> guard{consumers_mtx};
   for (auto& e : consumers) {
+    auto* config = config_of(cfg, e.name);
+    auto stall_after =
+      config ? config->stall_after : consumer_config{}.stall_after;
     auto& c = r.consumers.emplace_back();
     c.name = e.name;
     // A pattern both configured and subscribed to is listed once.
@@ -127,7 +147,12 @@ control::status_reply node::impl::status(bool count_dead_letters) {
           if (quiet >= silent)
             silent_for = quiet;
         }
-        stream_reasons(id, pos, silent_for, c.health);
+        std::optional<steady_clock::duration> stalled_for;
+        if (pos.head > pos.offset
+            && pos.offset_moved != steady_clock::time_point{}
+            && now - pos.offset_moved >= stall_after)
+          stalled_for = now - pos.offset_moved;
+        stream_reasons(id, pos, silent_for, stalled_for, c.health);
       }
     }
     if (auto it = dead_letters.find(e.name); it != dead_letters.end())
@@ -135,7 +160,7 @@ control::status_reply node::impl::status(bool count_dead_letters) {
     // The service actor died more often than its restarts allow.
     if (e.stats->paused.load())
       c.health.push_back(e.stats->pause_reason());
-    auto threshold = alert_threshold(cfg, e.name);
+    auto threshold = config ? config->alert.dead_letters : 0;
     if (count_dead_letters && threshold > 0 && c.dead_letters >= threshold)
       c.health.push_back(fmt::format("{} dead letters, at or above the alert "
                                      "threshold of {}; see herald dlq list "

@@ -50,33 +50,64 @@ using namespace detail;
 
 // -- writes -----------------------------------------------------------------
 
+void event_log::impl::note_write_failure(const rocksdb::Status& st) {
+  {
+    std::lock_guard<std::mutex> guard{write_error_mtx};
+    write_error_text = st.ToString();
+  }
+  write_failed.store(true, std::memory_order_release);
+}
+
+rocksdb::Status event_log::impl::resume_locked() {
+  // Cleared before the resume: a write that fails meanwhile sets it
+  // again, so its error is resumed from too.
+  if (!write_failed.exchange(false, std::memory_order_acq_rel))
+    return rocksdb::Status::OK();
+  // Cheap when RocksDB has no background error; otherwise it flushes the
+  // memtables and clears the error, or fails while the cause (no space)
+  // lasts.
+  auto resumed = db->Resume();
+  if (!resumed.ok()) {
+    write_failed.store(true, std::memory_order_release);
+    return resumed;
+  }
+  std::lock_guard<std::mutex> guard{write_error_mtx};
+  write_error_text.clear();
+  return resumed;
+}
+
 rocksdb::Status event_log::impl::write(const rocksdb::WriteOptions& wo,
                                        rocksdb::WriteBatch& batch) {
   if (write_failed.load(std::memory_order_acquire)) {
     std::lock_guard<std::mutex> guard{resume_mtx};
-    // Cleared before the resume: a write that fails meanwhile sets it
-    // again, so its error is resumed from too.
-    if (write_failed.exchange(false, std::memory_order_acq_rel)) {
-      // Cheap when RocksDB has no background error; otherwise it flushes
-      // the memtables and clears the error, or fails while the cause (no
-      // space) lasts. Nothing is written then: writing through a WAL that
-      // failed is not allowed.
-      auto resumed = db->Resume();
-      if (!resumed.ok()) {
-        write_failed.store(true, std::memory_order_release);
-        // Busy: RocksDB's own recovery from another kind of error runs
-        // (the one from a full disk is turned off, see open_db). Not a
-        // success: the write below tells whether it is done, and the next
-        // write resumes again.
-        if (!resumed.IsBusy())
-          return resumed;
-      }
-    }
+    // Nothing is written while the resume fails: writing through a WAL
+    // that failed is not allowed. Busy: RocksDB's own recovery from
+    // another kind of error runs (the one from a full disk is turned off,
+    // see open_db). Not a success: the write below tells whether it is
+    // done, and the next write resumes again.
+    if (auto resumed = resume_locked(); !resumed.ok() && !resumed.IsBusy())
+      return resumed;
   }
   auto s = db->Write(wo, &batch);
   if (!s.ok())
-    write_failed.store(true, std::memory_order_release);
+    note_write_failure(s);
   return s;
+}
+
+caf::error event_log::writable() {
+  auto& self = *impl_;
+  if (self.write_failed.load(std::memory_order_acquire)) {
+    std::unique_lock<std::mutex> guard{self.resume_mtx, std::try_to_lock};
+    if (guard.owns_lock())
+      self.resume_locked();
+  }
+  if (!self.write_failed.load(std::memory_order_acquire))
+    return {};
+  std::lock_guard<std::mutex> guard{self.write_error_mtx};
+  return make_error(errc::io_error,
+                    fmt::format("{}: cannot write the event log ({})",
+                                dir_prefix(self.opts.dir),
+                                self.write_error_text));
 }
 
 // -- commit_ticket ----------------------------------------------------------

@@ -150,6 +150,20 @@ struct event_log::impl {
   std::atomic<bool> write_failed{false};
   /// Serializes `DB::Resume`: two at once would make one of them Busy.
   std::mutex resume_mtx;
+  /// Why the last failed write or background job failed (RocksDB's
+  /// status text); kept until a resume succeeds. Guarded by
+  /// `write_error_mtx`, a leaf taken under no other lock of the store.
+  std::string write_error_text;
+  mutable std::mutex write_error_mtx;
+
+  /// Marks the store failed with `st`: set by a failed write and by
+  /// RocksDB's background error callback (a failed flush or compaction
+  /// makes every later write fail too).
+  void note_write_failure(const rocksdb::Status& st);
+  /// Resumes RocksDB after a failure; must hold `resume_mtx`. Whether
+  /// the store can be written again (Busy is not a success: RocksDB's
+  /// own recovery still runs).
+  rocksdb::Status resume_locked();
 
   // -- guarded by queue_mtx: the committer's queue ---------------------------
 

@@ -41,15 +41,18 @@ public:
   }
 };
 
-// Turns off RocksDB's own recovery from a full disk. It waits until the
+// Watches RocksDB's background errors. First, it turns off RocksDB's own
+// recovery from a full disk. That recovery waits until the
 // disk has as much free space as the largest write buffer (64 MiB by
 // default), polling every 5 seconds, and while it waits `DB::Resume`
 // answers Busy: on a disk smaller than that, or one that stays fuller, the
 // log would refuse writes until a restart. Instead the next write resumes
 // (`event_log::impl::write`), which works as soon as the flush of the
-// memtables fits.
-class no_space_listener : public rocksdb::EventListener {
+// memtables fits. Second, it marks the store failed on any background
+// error, so that health shows it before a write fails.
+class store_error_listener : public rocksdb::EventListener {
 public:
+  explicit store_error_listener(event_log::impl& log) : log_(log) {}
   void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason,
                             rocksdb::Status bg_error,
                             bool* auto_recovery) override {
@@ -57,6 +60,17 @@ public:
         || bg_error.subcode() == rocksdb::Status::kSpaceLimit)
       *auto_recovery = false;
   }
+  // A failed flush or compaction stops every later write as a failed
+  // write does: the store's health says so at once, and the next write
+  // (or `event_log::writable`) resumes.
+  void OnBackgroundError(rocksdb::BackgroundErrorReason,
+                         rocksdb::Status* bg_error) override {
+    if (bg_error && !bg_error->ok())
+      log_.note_write_failure(*bg_error);
+  }
+
+private:
+  event_log::impl& log_;
 };
 
 // Checks the options, fills in their defaults and creates the directory.
@@ -94,7 +108,7 @@ caf::error open_db(event_log::impl& self) {
   options.recycle_log_file_num = 4;
   options.keep_log_file_num = 4;
   options.max_background_jobs = 2;
-  options.listeners.push_back(std::make_shared<no_space_listener>());
+  options.listeners.push_back(std::make_shared<store_error_listener>(self));
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs{
     {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions{options}},
     {"events", rocksdb::ColumnFamilyOptions{options}},

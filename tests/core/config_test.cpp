@@ -173,7 +173,7 @@ TEST_CASE("each configuration error names the key, the file and the line",
      "    retries: 3\n",
      "n.yaml:6: consumer 'A': unknown key 'retries' (allowed: subscribe, "
      "shards, entity_buffer, retry, dead_letter, alert, concurrency, "
-     "handler_timeout, restarts)"},
+     "handler_timeout, restarts, stall_after)"},
     {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
      "    concurrency: -1\n",
      "n.yaml:6: consumer 'A': 'concurrency' must be an integer from 0 "
@@ -185,6 +185,10 @@ TEST_CASE("each configuration error names the key, the file and the line",
     {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
      "    handler_timeout: 0s\n",
      "n.yaml:6: consumer 'A': 'handler_timeout': '0s' is not a positive "
+     "duration"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
+     "    stall_after: never\n",
+     "n.yaml:6: consumer 'A': 'stall_after': 'never' is not a positive "
      "duration"},
     {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
      "    restarts: 5\n",
@@ -340,6 +344,7 @@ consumers:
     concurrency: 16
     handler_timeout: 5s
     restarts: {max: 3, within: 30s}
+    stall_after: 90s
   BillingService:
     subscribe: [user.account.deleted]
 )",
@@ -363,6 +368,7 @@ consumers:
   CHECK(c.handler_timeout == std::chrono::seconds{5});
   CHECK(c.restarts.max == 3);
   CHECK(c.restarts.within == std::chrono::seconds{30});
+  CHECK(c.stall_after == std::chrono::seconds{90});
   // A per-type override keeps the consumer's other settings.
   auto& deleted = c.retry_for("user.account.deleted");
   CHECK(deleted.attempts == 2);
@@ -382,6 +388,7 @@ consumers:
   CHECK(b.handler_timeout == std::chrono::seconds{30});
   CHECK(b.restarts.max == 5);
   CHECK(b.restarts.within == std::chrono::minutes{1});
+  CHECK(b.stall_after == std::chrono::minutes{5});
 }
 
 TEST_CASE("concurrency 0 is allowed: handlers on the shards",

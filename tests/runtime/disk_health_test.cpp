@@ -4,14 +4,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
-#include <httplib.h>
-
 #include "deadline.hpp"
+#include "health.hpp"
 #include "herald/core/errc.hpp"
 #include "herald/runtime/node.hpp"
 #include "node_support.hpp"
@@ -22,8 +22,27 @@ using namespace herald;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
+namespace {
+
+// Fills the file system of `dir` with a file of its own until at most
+// `leave` bytes (and less than one 16 KiB chunk more) are free, as
+// another process would; the file's path.
+fs::path fill(const fs::path& dir, size_t leave) {
+  auto filler = dir / "filler";
+  std::string chunk(size_t{16} << 10, 'x');
+  std::ofstream out{filler, std::ios::binary};
+  while (fs::space(dir).available > leave + chunk.size()) {
+    out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    out.flush();
+    REQUIRE(out);
+  }
+  return filler;
+}
+
+} // namespace
+
 TEST_CASE("a full disk shows in /healthz and clears once space is freed, "
-          "without a restart",
+          "with nothing written and without a restart",
           "[runtime][disk_full]") {
   test::temp_dir dir;
   test::tmpfs_mount disk{dir.path() / "disk", "8m"};
@@ -35,26 +54,11 @@ TEST_CASE("a full disk shows in /healthz and clears once space is freed, "
   cfg.data_dir = (disk.at / "data").string();
   cfg.metrics_listen = "127.0.0.1:0";
   auto n = start(cfg);
-  httplib::Client http{"127.0.0.1", n->metrics_port()};
-  http.set_read_timeout(5s);
-  auto health = [&] {
-    auto r = http.Get("/healthz");
-    REQUIRE(r);
-    return std::make_pair(r->status, r->body);
-  };
+  test::healthz health{n->metrics_port()};
   REQUIRE(health().first == 200);
 
   // Another process fills the disk but for about 100 KiB.
-  auto filler = disk.at / "filler";
-  {
-    std::string chunk(size_t{16} << 10, 'x');
-    std::ofstream out{filler, std::ios::binary};
-    while (fs::space(disk.at).available > (size_t{100} << 10) + chunk.size()) {
-      out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
-      out.flush();
-      REQUIRE(out);
-    }
-  }
+  auto filler = fill(disk.at, size_t{100} << 10);
   // Publish until one is not stored.
   caf::error failure;
   int i = 0;
@@ -70,7 +74,13 @@ TEST_CASE("a full disk shows in /healthz and clears once space is freed, "
   CHECK_THAT(sick.second, Catch::Contains("the event log cannot be written"));
 
   fs::remove(filler);
-  // The next publish is stored, and health is back, with no restart.
+  // Health clears by itself, with nothing published meanwhile.
+  CHECK(test::wait_until(
+    [&] {
+      return health().first == 200;
+    },
+    15s, 100ms));
+  // The next publish is stored, with no restart.
   REQUIRE(test::wait_until(
     [&] {
       auto r = n->bus().publish("user.account.created", created(++i));
@@ -81,4 +91,54 @@ TEST_CASE("a full disk shows in /healthz and clears once space is freed, "
   CHECK(well.first == 200);
   CHECK(well.second == "ok\n");
   n->stop();
+}
+
+TEST_CASE("a consumer whose offsets cannot be committed on a full disk "
+          "shows it in /healthz, and clears once space is freed",
+          "[runtime][disk_full]") {
+  test::temp_dir dir;
+  test::tmpfs_mount disk{dir.path() / "disk", "8m"};
+  if (!disk.mounted) {
+    WARN("cannot mount a tmpfs (needs root; CI runs as root): skipped");
+    return;
+  }
+  // The producer's disk has room; only the consumer's fills up.
+  auto producer = start(make_config("user-node", "UserService"));
+  auto cfg = make_config("email-node", "EmailService");
+  cfg.data_dir = (disk.at / "data").string();
+  cfg.metrics_listen = "127.0.0.1:0";
+  cfg.peers.push_back(producer->endpoint());
+  auto consumer = start(cfg);
+  std::atomic<int> handled{0};
+  REQUIRE_FALSE(
+    consumer->bus().subscribe("user.account.created", [&](const event&) {
+      ++handled;
+    }));
+  REQUIRE(producer->wait_for_subscribers(1, 10s));
+  test::healthz health{consumer->metrics_port()};
+  REQUIRE(health().first == 200);
+
+  auto filler = fill(disk.at, 0);
+  // Events keep coming; their offsets cannot be committed.
+  int i = 0;
+  auto sick = test::wait_until(
+    [&] {
+      for (int k = 0; k < 200; ++k)
+        REQUIRE(producer->bus().publish("user.account.created", created(++i)));
+      return health().first == 503;
+    },
+    30s, 100ms);
+  REQUIRE(sick);
+  CHECK_THAT(health().second, Catch::Contains("the event log cannot be "
+                                              "written")
+                                && Catch::Contains(cfg.data_dir));
+
+  fs::remove(filler);
+  CHECK(test::wait_until(
+    [&] {
+      return health().first == 200;
+    },
+    15s, 100ms));
+  consumer->stop();
+  producer->stop();
 }

@@ -20,6 +20,7 @@
 #include <caf/response_promise.hpp>
 
 #include "deadline.hpp"
+#include "health.hpp"
 #include "herald/core/errc.hpp"
 #include "herald/runtime/node.hpp"
 #include "node_support.hpp"
@@ -424,4 +425,63 @@ TEST_CASE("a service actor that dies is restarted from its factory and the "
   CHECK(stats->service_restarts == 1);
   CHECK(started == 2);
   CHECK_FALSE(stats->paused.load());
+}
+
+TEST_CASE("a consumer whose offset stays put while events wait is reported "
+          "stalled, and the report clears when it moves",
+          "[runtime][handlers][stalled]") {
+  auto cfg = make_config("stalling", "UserService");
+  cfg.metrics_listen = "127.0.0.1:0";
+  auto email = make_consumer("EmailService", {"user.account.created"});
+  email.stall_after = 500ms;
+  email.handler_timeout = 60s;
+  cfg.consumers.push_back(email);
+  auto n = start(cfg);
+  std::mutex mtx;
+  std::condition_variable cv;
+  bool hold = true;
+  std::atomic<int> handled{0};
+  REQUIRE_FALSE(n->bus().subscribe(
+    "user.account.created",
+    [&](const event&) {
+      std::unique_lock<std::mutex> guard{mtx};
+      cv.wait(guard, [&] {
+        return !hold;
+      });
+      ++handled;
+    },
+    "EmailService"));
+  test::healthz health{n->metrics_port()};
+  auto release = [&] {
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      hold = false;
+    }
+    cv.notify_all();
+  };
+  // One event a user, all held in their handlers.
+  for (int i = 0; i < 5; ++i)
+    if (!n->bus().publish("user.account.created", created(i))) {
+      release();
+      FAIL("publish refused");
+    }
+  auto stalled = test::wait_until(
+    [&] {
+      return health().second.find("stalled") != std::string::npos;
+    },
+    15s, 100ms);
+  auto sick = health();
+  release();
+  REQUIRE(stalled);
+  CHECK(sick.first == 503);
+  CHECK_THAT(sick.second, Catch::Contains("consumer EmailService: stream")
+                            && Catch::Contains("has not moved")
+                            && Catch::Contains("5 events wait"));
+  // Handled and committed: the report clears by itself.
+  CHECK(test::wait_until(
+    [&] {
+      return health().first == 200;
+    },
+    15s, 100ms));
+  CHECK(handled == 5);
 }

@@ -160,6 +160,9 @@ struct consumer_stats {
     /// expired_to]`; both 0 when none. Cleared once the catch-up ends.
     uint64_t expired_from = 0;
     uint64_t expired_to = 0;
+    /// When `offset` last moved, or the stream was first tracked (monotonic
+    /// clock); the epoch until then. Tells a stalled consumer.
+    std::chrono::steady_clock::time_point offset_moved{};
   };
   /// Per stream id; updated with each heartbeat, offset commit, pause and
   /// resume, failed or successful offset load, and expired catch-up.

@@ -212,6 +212,14 @@ struct consumer_config {
   std::chrono::microseconds handler_timeout = std::chrono::seconds{30};
   /// Restarts of the service actor. Default: 5 within 1 minute.
   restart_policy restarts;
+  /// How long a stream's committed offset may stay put while events of it
+  /// wait before the consumer is reported stalled (`/healthz` 503 and
+  /// `herald status`; it clears when the offset moves). Longer than an
+  /// event takes through its retries by default (3 attempts of up to
+  /// `handler_timeout`, 30 s, with delays of at most 10 s); set it above
+  /// that worst case when `retry` or `handler_timeout` are raised.
+  /// REQUIRES: positive. Default: 5 minutes.
+  std::chrono::microseconds stall_after = std::chrono::minutes{5};
 
   /// The retry policy for events of `type`.
   const retry_policy& retry_for(std::string_view type) const;

@@ -156,6 +156,18 @@ public:
   /// The last durable seq.
   uint64_t head() const noexcept;
 
+  /// Whether the log can be written now: none when it can, otherwise
+  /// why not (`errc::io_error` naming the data directory and the last
+  /// failed write's or background flush's cause, e.g. no space left).
+  /// Any writer's failure counts: events, offsets, dead letters,
+  /// retention. After a failure it first resumes the store as the next
+  /// write would (`DB::Resume`, see RocksDB's wiki "Background Error
+  /// Handling"), so the answer clears once the cause is gone, with
+  /// nothing written meanwhile. Thread safety: any thread; while a resume
+  /// runs on another thread it answers with the last error at once
+  /// instead of waiting. The resume may flush memtables (milliseconds).
+  caf::error writable();
+
   /// The oldest retained seq; head() + 1 when none is retained.
   uint64_t first() const noexcept;
 
