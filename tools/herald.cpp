@@ -12,6 +12,7 @@
 /// herald catalog check config/events.yaml
 /// herald dlq list --control tcp://127.0.0.1:5701
 /// herald status --control tcp://127.0.0.1:5701 --json
+/// herald harness run harness/scenarios/consumer-kill.yaml --seed 7
 /// ```
 ///
 /// Exit codes: 0 success, 1 runtime error (`herald: <message>` on stderr),
@@ -29,6 +30,7 @@
 
 #include "cli_common.hpp"
 #include "dlq.hpp"
+#include "harness/command.hpp"
 #include "herald/core/errc.hpp"
 #include "herald/core/names.hpp"
 #include "publish.hpp"
@@ -206,6 +208,7 @@ int main(int argc, char** argv) {
 
   auto dlq = cli::add_dlq_commands(app);
   auto status = cli::add_status_command(app);
+  auto harness = cli::add_harness_command(app, argv[0]);
 
   if (auto rc = cli::parse(app, argc, argv))
     return *rc;
@@ -215,6 +218,8 @@ int main(int argc, char** argv) {
     return publish.run();
   if (*status.app)
     return status.run();
+  if (*harness.app)
+    return harness.run();
   if (*tail_cmd)
     return run_tail(tail);
   return run_catalog_check(catalog_file);

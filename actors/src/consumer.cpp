@@ -196,6 +196,8 @@ bool tracks_streams(consumer_actor* self) {
   return setup.durable || setup.start.replays();
 }
 
+void on_done(consumer_actor* self, const done_batch& done);
+
 // Hands `ev` to the shard its key hashes onto (sent at the end of the
 // current message, see `send_work`); an observer's handlers are called
 // here and now, in stream order.
@@ -213,6 +215,8 @@ void deliver(consumer_actor* self, stream_state& ss, const event& ev,
   ss.accepted = ev.seq();
   ss.in_flight.emplace_back(ev.seq(), false);
   st.setup.stats->unfinished.fetch_add(1);
+  if (st.setup.commit_before_handle)
+    on_done(self, {{ss.index, ev.seq()}}); // wrong on purpose: a test hook
 }
 
 void send_work(consumer_actor* self) {
@@ -743,6 +747,7 @@ void spawn_shards(consumer_actor* self) {
     ss.stats = st.setup.stats;
     ss.owner = caf::actor_cast<caf::actor>(self);
     ss.dead_letters = st.setup.dead_letters;
+    ss.history = st.setup.history;
     if (st.setup.pool)
       ss.pool = st.setup.pool->core();
     for (auto& parked : st.setup.parked)

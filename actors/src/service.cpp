@@ -12,10 +12,12 @@
 #include <caf/detail/invoke_result_visitor.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/local_actor.hpp>
+#include <caf/message_handler.hpp>
 #include <caf/message_view.hpp>
 #include <caf/result.hpp>
 #include <caf/skip.hpp>
 
+#include "herald/actors/history.hpp"
 #include "herald/core/errc.hpp"
 #include "shard.hpp"
 
@@ -66,6 +68,34 @@ struct captured_result : caf::detail::invoke_result_visitor {
   }
 };
 
+// Invokes `inner` on `msg` inside a try block: what its handler returned
+// (a value, an error, a response promise to deliver later) or the error
+// its exception becomes.
+caf::result<caf::message> invoke_guarded(caf::behavior& inner,
+                                         caf::message& msg) {
+  captured_result r;
+  try {
+    switch (inner(r, msg)) {
+    case caf::match_case::no_match:
+      return caf::sec::unexpected_message;
+    case caf::match_case::skip:
+      return caf::skip();
+    case caf::match_case::match:
+      break;
+    }
+  } catch (...) {
+    return error_of(std::current_exception());
+  }
+  switch (r.kind) {
+  case captured_result::failure:
+    return std::move(r.err);
+  case captured_result::later:
+    return caf::delegated<caf::message>{};
+  default:
+    return std::move(r.msg);
+  }
+}
+
 caf::behavior supervised(caf::event_based_actor* self, service_fn factory) {
   // Exceptions outside a message handler (in the factory, in a response
   // handler) end the actor with the exception's text as its exit reason.
@@ -78,27 +108,7 @@ caf::behavior supervised(caf::event_based_actor* self, service_fn factory) {
     [inner](caf::scheduled_actor*,
             caf::message_view& x) mutable -> caf::result<caf::message> {
       auto msg = x.move_content_to_message();
-      captured_result r;
-      try {
-        switch (inner(r, msg)) {
-        case caf::match_case::no_match:
-          return caf::sec::unexpected_message;
-        case caf::match_case::skip:
-          return caf::skip();
-        case caf::match_case::match:
-          break;
-        }
-      } catch (...) {
-        return error_of(std::current_exception());
-      }
-      switch (r.kind) {
-      case captured_result::failure:
-        return std::move(r.err);
-      case captured_result::later:
-        return caf::delegated<caf::message>{};
-      default:
-        return std::move(r.msg);
-      }
+      return invoke_guarded(inner, msg);
     });
   return {
     [](keep_alive_atom) {
@@ -114,3 +124,18 @@ caf::actor spawn_service(caf::local_actor* parent, const service_fn& factory) {
 }
 
 } // namespace herald::detail
+
+namespace herald {
+
+caf::behavior behind(caf::behavior inner, before_handling before) {
+  caf::message_handler gate{
+    [inner, before](const event& ev) mutable -> caf::result<caf::message> {
+      if (auto err = before(ev))
+        return err;
+      auto msg = caf::make_message(ev);
+      return detail::invoke_guarded(inner, msg);
+    }};
+  return gate.or_else(inner);
+}
+
+} // namespace herald

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <deque>
 #include <exception>
+#include <optional>
 #include <random>
 #include <unordered_map>
 
@@ -163,10 +164,29 @@ void timed(shard_actor* self, steady_clock::time_point started) {
       .count());
 }
 
+// Tells the history, if any, how `w` ended; `started` is when its last
+// attempt began (none for an event dead-lettered unattempted).
+void record(shard_actor* self, const work_item& w, handling_outcome outcome,
+            uint64_t attempt, std::optional<steady_clock::time_point> started) {
+  auto& history = self->state.setup.history;
+  if (!history)
+    return;
+  handling h{self->state.setup.consumer, w.ev, outcome, attempt};
+  if (started) {
+    h.end_us = now_us();
+    h.start_us = h.end_us
+                 - std::chrono::duration_cast<std::chrono::microseconds>(
+                     steady_clock::now() - *started)
+                     .count();
+  }
+  history->finished(h);
+}
+
 void finished(shard_actor* self, const work_item& w,
-              steady_clock::time_point started) {
+              steady_clock::time_point started, uint64_t attempt) {
   auto& st = self->state;
   auto& stats = *st.setup.stats;
+  record(self, w, handling_outcome::handled, attempt, started);
   timed(self, started);
   stats.end_to_end_latency.observe_us(now_us() - w.ev.timestamp_us());
   count(self, w.ev.type(), &consumer_stats::handled, &type_stats::handled);
@@ -184,8 +204,10 @@ void finished(shard_actor* self, const work_item& w,
 // once the letter is stored.
 void dead_letter(shard_actor* self, const work_item& w,
                  std::vector<store::dead_letter_attempt> attempts,
-                 std::string reason, bool parked, bool parks = false) {
+                 std::string reason, bool parked, bool parks = false,
+                 std::optional<steady_clock::time_point> started = {}) {
   auto& st = self->state;
+  record(self, w, handling_outcome::dead_lettered, attempts.size(), started);
   dead_letter_request req;
   auto& l = req.letter;
   l.consumer = st.setup.consumer;
@@ -251,7 +273,8 @@ bool on_failure(shard_actor* self, const std::string& key, entity_state& e,
   log_failure(*st.setup.log, st.setup.consumer, w.ev, n, o,
               "dead letter: " + reason);
   dead_letter(self, w, std::move(e.attempts), reason, false,
-              st.setup.policy.on_dead_letter == dead_letter_policy::park);
+              st.setup.policy.on_dead_letter == dead_letter_policy::park,
+              e.started);
   e.attempts.clear();
   e.queue.pop_front();
   --st.held;
@@ -276,7 +299,7 @@ bool on_failure(shard_actor* self, const std::string& key, entity_state& e,
 
 // The front of `e` is handled: counted, reported, popped.
 void finish_front(shard_actor* self, entity_state& e) {
-  finished(self, e.queue.front(), e.started);
+  finished(self, e.queue.front(), e.started, e.attempts.size() + 1);
   e.attempts.clear();
   e.handlers_ok = false;
   e.queue.pop_front();
@@ -504,7 +527,7 @@ void on_work(shard_actor* self, work_batch& batch) {
       auto started = steady_clock::now();
       auto o = call_handlers(*self->state.subs, w.ev);
       if (o.ok) {
-        finished(self, w, started);
+        finished(self, w, started, 1);
         continue;
       }
       auto& e = st.entities[std::string{key}];

@@ -15,6 +15,7 @@
 #include <spdlog/fwd.h>
 
 #include "herald/actors/consumer.hpp"
+#include "herald/actors/history.hpp"
 
 namespace herald::detail {
 
@@ -83,6 +84,8 @@ struct shard_setup {
   std::shared_ptr<pool_core> pool;
   /// Entities parked at start, with the dead letter each is parked behind.
   std::vector<std::pair<std::string, uint64_t>> parked;
+  /// Told of every finished event before it is reported done; null: none.
+  std::shared_ptr<handling_history> history;
 };
 
 /// Spawns a shard linked to `parent`. Messages: `work_batch`;

@@ -320,6 +320,44 @@ void read_consumers(const entry& e, problems& out,
     });
 }
 
+void read_test_hooks(const entry& e, problems& out, test_hooks_config& cfg) {
+  cfg.enabled = true;
+  if (e.value.IsNull())
+    return; // `test_hooks:` alone enables the control op
+  if (!is_map(e, "", "fail_keys, slow_keys, commit_before_handle", out))
+    return;
+  entry fail{"fail_keys"}, slow{"slow_keys"}, early{"commit_before_handle"};
+  constexpr std::string_view ctx = "test_hooks: ";
+  detail::read_map(e.value, ctx, {&fail, &slow, &early}, out);
+  if (fail && !fail.value.IsSequence())
+    out.add(fail.line, "test_hooks: 'fail_keys' must be a list of entity "
+                       "keys, e.g. [00000000-0000-4000-8000-000000000001]");
+  else if (fail)
+    for (const auto& item : fail.value)
+      if (auto key = detail::text_of({"fail_keys", detail::line_of(item), item},
+                                     ctx, "an entity key", out))
+        cfg.fail_keys.push_back(std::move(*key));
+  if (slow
+      && is_map(slow, ctx, "entity keys and delays, e.g. {KEY: 200ms}", out))
+    for (const auto& kv : slow.value) {
+      auto key = kv.first.Scalar();
+      entry one{key, detail::line_of(kv.first), kv.second};
+      std::chrono::microseconds d{0};
+      read_duration(one, out, d, "test_hooks: slow_keys: ");
+      if (d.count() > 0)
+        cfg.slow_keys.emplace_back(key, d);
+    }
+  if (early) {
+    try {
+      cfg.commit_before_handle = early.value.as<bool>();
+    } catch (const YAML::Exception&) {
+      out.add(early.line, fmt::format("test_hooks: 'commit_before_handle' "
+                                      "must be true or false, not {}",
+                                      describe(early.value)));
+    }
+  }
+}
+
 void read_log_level(const entry& e, std::string_view context, problems& out,
                     node_config& cfg) {
   if (!e)
@@ -346,11 +384,12 @@ void read_config(const YAML::Node& root, const std::string& base_dir,
   entry node{"node"}, service{"service"}, bind{"bind"}, advertise{"advertise"},
     peers{"peers"}, catalog{"catalog"}, log_level{"log_level"},
     transport{"transport"}, consumers{"consumers"}, data_dir{"data_dir"},
-    control{"control"}, store{"store"}, log{"log"}, metrics{"metrics"};
+    control{"control"}, store{"store"}, log{"log"}, metrics{"metrics"},
+    record{"record"}, test_hooks{"test_hooks"};
   detail::read_map(root, "",
                    {&node, &service, &bind, &advertise, &peers, &catalog,
                     &log_level, &transport, &consumers, &data_dir, &control,
-                    &store, &log, &metrics},
+                    &store, &log, &metrics, &record, &test_hooks},
                    out);
   auto top = detail::line_of(root);
   if (detail::require(node, top, "", "the node's name, e.g. node: email-node",
@@ -417,6 +456,12 @@ void read_config(const YAML::Node& root, const std::string& base_dir,
     read_transport(transport, out, cfg.transport);
   if (consumers)
     read_consumers(consumers, out, cfg.consumers);
+  if (record)
+    cfg.record =
+      detail::text_of(record, "", "the path of the history file", out)
+        .value_or("");
+  if (test_hooks)
+    read_test_hooks(test_hooks, out, cfg.test_hooks);
 }
 
 } // namespace

@@ -74,6 +74,9 @@ constexpr const char* streams = "streams";
 constexpr const char* offset = "offset";
 constexpr const char* lag = "lag";
 constexpr const char* paused = "paused";
+// The test.hooks op's.
+constexpr const char* fail_keys = "fail_keys";
+constexpr const char* slow_keys = "slow_keys";
 } // namespace key
 
 namespace op {
@@ -85,6 +88,7 @@ constexpr std::string_view dlq_purge = "dlq.purge";
 constexpr std::string_view publish = "publish";
 constexpr std::string_view status = "status";
 constexpr std::string_view hello = "hello";
+constexpr std::string_view test_hooks = "test.hooks";
 } // namespace op
 
 // A dead letter's scalar fields in the order the protocol lists them.
@@ -603,6 +607,43 @@ void read(fields& f, dlq_purge_reply& m) {
   f.opt(key::dry_run, m.dry_run);
 }
 
+// --- test.hooks
+// ---------------------------------------------------------------
+
+std::string_view name_of(const test_hooks_request&) {
+  return op::test_hooks;
+}
+
+std::string_view name_of(const test_hooks_reply&) {
+  return op::test_hooks;
+}
+
+template <class Hooks> void write_hooks(payload& j, const Hooks& m) {
+  j[key::fail_keys] = m.fail_keys;
+  j[key::slow_keys] = m.slow_keys;
+}
+
+template <class Hooks> void read_hooks(fields& f, Hooks& m) {
+  f.req_list(key::fail_keys, m.fail_keys);
+  f.req_counters(key::slow_keys, m.slow_keys);
+}
+
+void write(payload& j, const test_hooks_request& m) {
+  write_hooks(j, m);
+}
+
+void read(fields& f, test_hooks_request& m) {
+  read_hooks(f, m);
+}
+
+void write(payload& j, const test_hooks_reply& m) {
+  write_hooks(j, m);
+}
+
+void read(fields& f, test_hooks_reply& m) {
+  read_hooks(f, m);
+}
+
 // --- status ------------------------------------------------------------------
 
 std::string_view name_of(const status_request&) {
@@ -930,6 +971,12 @@ std::string encode(const hello_request& m) {
 std::string encode(const hello_reply& m) {
   return encode_reply(m);
 }
+std::string encode(const test_hooks_request& m) {
+  return encode_request(m);
+}
+std::string encode(const test_hooks_reply& m) {
+  return encode_reply(m);
+}
 std::string encode(const error_reply& m) {
   return encode_reply(m);
 }
@@ -997,6 +1044,8 @@ caf::expected<request> decode_request(std::string_view bytes,
     return read_request<status_request>(*j, v);
   if (name == op::hello)
     return read_request<hello_request>(*j, v);
+  if (name == op::test_hooks)
+    return read_request<test_hooks_request>(*j, v);
   if (name == op::dlq_purge) {
     auto r = read_request<dlq_purge_request>(*j, v);
     if (!r)
@@ -1015,10 +1064,10 @@ caf::expected<request> decode_request(std::string_view bytes,
     return read_request<publish_request>(*j, v);
   return make_error(errc::decode_error,
                     fmt::format("unknown operation '{}'; expected {}, {}, {}, "
-                                "{}, {}, {}, {} or {}",
+                                "{}, {}, {}, {}, {} or {}",
                                 name, op::replay, op::dlq_list, op::dlq_show,
                                 op::dlq_redrive, op::dlq_purge, op::publish,
-                                op::status, op::hello));
+                                op::status, op::hello, op::test_hooks));
 }
 
 template <class Reply>
@@ -1066,6 +1115,8 @@ template caf::expected<answer<status_reply>>
 decode_reply<status_reply>(std::string_view, const decode_limits&);
 template caf::expected<answer<hello_reply>>
 decode_reply<hello_reply>(std::string_view, const decode_limits&);
+template caf::expected<answer<test_hooks_reply>>
+decode_reply<test_hooks_reply>(std::string_view, const decode_limits&);
 
 caf::expected<heartbeat> decode_heartbeat(std::string_view bytes,
                                           const decode_limits& limits) {

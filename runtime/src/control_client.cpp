@@ -179,6 +179,11 @@ control_client::call(control::status_request req) {
   return call_typed(req);
 }
 
+caf::expected<control::test_hooks_reply>
+control_client::call(control::test_hooks_request req) {
+  return call_typed(req);
+}
+
 const std::string& control_client::endpoint() const noexcept {
   return impl_->endpoint;
 }

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "herald/core/errc.hpp"
+#include "history.hpp"
 #include "node_impl.hpp"
 #include "publish_admin.hpp"
 
@@ -176,7 +177,13 @@ consumer_entry& node::impl::consumer(const std::string& name) {
     if (auto err = log_store->commit_offset(name, s, seq))
       log->error("consumer={} stream={}: cannot store offset {}: {}", name, s,
                  seq, message_of(err));
+    else if (history)
+      history->committed(name, s, seq);
   };
+  if (setup.durable) {
+    setup.history = history;
+    setup.commit_before_handle = cfg.test_hooks.commit_before_handle;
+  }
   if (auto it = service_patterns.find(name); it != service_patterns.end())
     setup.service_patterns = it->second;
   if (setup.durable && setup.policy.concurrency > 0)

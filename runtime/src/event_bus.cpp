@@ -9,6 +9,7 @@
 #include "herald/core/errc.hpp"
 #include "herald/core/event.hpp"
 #include "node_impl.hpp"
+#include "test_hooks.hpp"
 
 namespace herald {
 
@@ -131,6 +132,8 @@ caf::error event_bus::add_handler(std::string_view pattern_text, handler_fn fn,
     }
     auto& c = p.consumer(name);
     c.patterns.push_back(*pat);
+    if (p.hooks && start == nullptr)
+      fn = p.hooks->wrap(std::move(fn));
     // The actor learns the handler before the pump subscribes: no event
     // can arrive ahead of its handler.
     caf::anon_send(c.actor, subscribe_atom::value,

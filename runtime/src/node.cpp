@@ -12,8 +12,10 @@
 
 #include "herald/core/errc.hpp"
 #include "herald/core/logging.hpp"
+#include "history.hpp"
 #include "node_impl.hpp"
 #include "publish_admin.hpp"
+#include "test_hooks.hpp"
 
 namespace herald {
 
@@ -88,6 +90,35 @@ caf::error open_log(node::impl& p) {
     [raw = &p](std::vector<store::record>& group, const caf::error& err) {
       raw->on_commit(group, err);
     });
+  return {};
+}
+
+// Raises the incarnation, opens the history (`record`) and arms the test
+// hooks, warning that they are on.
+caf::error start_recording(node::impl& p) {
+  auto incarnation = raise_incarnation(p.cfg.data_dir);
+  if (!incarnation)
+    return std::move(incarnation.error());
+  p.incarnation = *incarnation;
+  if (!p.cfg.record.empty()) {
+    auto history =
+      history_file::open(p.cfg.record, p.cfg, p.stream, p.incarnation, p.log);
+    if (!history)
+      return std::move(history.error());
+    p.history = std::move(*history);
+  }
+  if (p.cfg.test_hooks.enabled) {
+    p.hooks = std::make_shared<test_hooks>(p.cfg.test_hooks);
+    p.log->warn("test hooks are on (config 'test_hooks'): handling fails for "
+                "{} key(s) and is slow for {}{}; the control op test.hooks "
+                "may change them; never run a production node so",
+                p.cfg.test_hooks.fail_keys.size(),
+                p.cfg.test_hooks.slow_keys.size(),
+                p.cfg.test_hooks.commit_before_handle
+                  ? ", and offsets are committed BEFORE handlers run "
+                    "(commit_before_handle): events are lost on a crash"
+                  : "");
+  }
   return {};
 }
 
@@ -287,8 +318,8 @@ node::start(node_config cfg, std::function<int64_t()> clock) {
     cfg.service = cfg.name;
   p->cfg = std::move(cfg);
   p->limits.max_frame = p->cfg.transport.max_message_size;
-  for (auto step :
-       {load_catalog, make_node_logger, check_subscriptions, open_log})
+  for (auto step : {load_catalog, make_node_logger, check_subscriptions,
+                    open_log, start_recording})
     if (auto err = step(*p))
       return err;
   start_actors(*p);
@@ -332,6 +363,8 @@ caf::error node::attach(std::string_view consumer, service_fn fn) {
                                   name));
   // The consumer spawns the service from `fn`, and again after it died.
   std::unique_lock<std::shared_mutex> guard{impl_->consumers_mtx};
+  if (impl_->hooks)
+    fn = impl_->hooks->wrap(std::move(fn));
   caf::anon_send(impl_->consumer(name).actor, attach_atom::value,
                  std::move(fn));
   return {};

@@ -73,6 +73,8 @@
 namespace herald {
 
 class publish_admin;
+class history_file;
+class test_hooks;
 
 /// The consumer name of tools that watch the bus (`event_bus::observe`).
 inline constexpr std::string_view observer_name = "herald.observer";
@@ -142,6 +144,13 @@ struct node::impl : transport::pump_listener {
   /// Serves `publish` control requests (made before the pump starts; it
   /// guards its own state).
   std::unique_ptr<publish_admin> publisher;
+  /// This start's incarnation (`raise_incarnation`).
+  uint64_t incarnation = 0;
+  /// Where the history goes (config `record`); null when off. Thread-safe.
+  std::shared_ptr<history_file> history;
+  /// The test hooks (config `test_hooks`); null when off. Guards its own
+  /// state.
+  std::shared_ptr<test_hooks> hooks;
 
   // --- Atomics ------------------------------------------------------------
   std::atomic<bool> running{false};
@@ -260,6 +269,7 @@ struct node::impl : transport::pump_listener {
   // peers.cpp: agreement on the frame limit, silent peers, connections.
   bool note_heartbeat(const control::heartbeat& hb);
   std::string serve(const control::hello_request& r);
+  std::string serve(const control::test_hooks_request& r);
   bool on_hello_reply(std::string_view body);
   void drop_refused(event_batch& batch);
   void check_peers();

@@ -131,7 +131,14 @@ TEST_CASE("each configuration error names the key, the file and the line",
     {"node: n\ncatalog: e.yaml\nnod: x\n",
      "n.yaml:3: unknown key 'nod' (allowed: node, service, bind, advertise, "
      "peers, catalog, log_level, transport, consumers, data_dir, control, "
-     "store, log, metrics)"},
+     "store, log, metrics, record, test_hooks)"},
+    {"node: n\ncatalog: e.yaml\ntest_hooks: {slow_keys: {k1: soon}}\n",
+     "n.yaml:3: test_hooks: slow_keys: 'k1': 'soon' is not a positive "
+     "duration"},
+    {"node: n\ncatalog: e.yaml\ntest_hooks:\n  commit_before_handle: maybe\n",
+     "n.yaml:4: test_hooks: 'commit_before_handle' must be true or false"},
+    {"node: n\ncatalog: e.yaml\ntest_hooks: {fail_key: [a]}\n",
+     "n.yaml:3: test_hooks: unknown key 'fail_key'"},
     {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
      "    retry: 3\n",
      "n.yaml:6: consumer 'A': 'retry' must be a map with attempts, initial, "
@@ -436,4 +443,28 @@ TEST_CASE("durations format the way they parse", "[core][config]") {
   CHECK(format_duration(minutes{5}) == "5m");
   CHECK(format_duration(hours{24 * 7}) == "7d");
   CHECK(format_duration(milliseconds{1500}) == "1500ms");
+}
+
+TEST_CASE("record and test_hooks are read; test_hooks alone enables them",
+          "[core][config]") {
+  auto cfg = node_config::parse(
+    "node: n\ncatalog: e.yaml\nrecord: out/n.jsonl\ntest_hooks:\n"
+    "  fail_keys: [a, b]\n  slow_keys: {c: 250ms}\n"
+    "  commit_before_handle: true\n",
+    "n.yaml");
+  REQUIRE(cfg);
+  CHECK(cfg->record == "out/n.jsonl");
+  CHECK(cfg->test_hooks.enabled);
+  CHECK(cfg->test_hooks.fail_keys == std::vector<std::string>{"a", "b"});
+  REQUIRE(cfg->test_hooks.slow_keys.size() == 1);
+  CHECK(cfg->test_hooks.slow_keys[0].second == std::chrono::milliseconds{250});
+  CHECK(cfg->test_hooks.commit_before_handle);
+  auto bare =
+    node_config::parse("node: n\ncatalog: e.yaml\ntest_hooks:\n", "n.yaml");
+  REQUIRE(bare);
+  CHECK(bare->test_hooks.enabled);
+  auto none = node_config::parse("node: n\ncatalog: e.yaml\n", "n.yaml");
+  REQUIRE(none);
+  CHECK_FALSE(none->test_hooks.enabled);
+  CHECK(none->record.empty());
 }

@@ -63,6 +63,7 @@
 #include <spdlog/fwd.h>
 
 #include "herald/actors/handler_pool.hpp"
+#include "herald/actors/history.hpp"
 #include "herald/actors/messages.hpp"
 #include "herald/core/config.hpp"
 #include "herald/core/histogram.hpp"
@@ -313,6 +314,14 @@ struct consumer_setup {
   /// Entities parked when the consumer starts (policy `park`, dead letters
   /// not redriven yet), with the dead letter each is parked behind.
   std::vector<std::pair<std::string, uint64_t>> parked;
+  /// Told of every event the consumer finishes (handled or sent to the
+  /// dead-letter actor) before it counts as done. Default: null, none.
+  std::shared_ptr<handling_history> history;
+  /// A deliberately wrong consumer, for tests (see
+  /// `test_hooks_config::commit_before_handle`): an event counts as
+  /// finished when it is handed to a shard, so its offset may be committed
+  /// before its handler ran. Default: false.
+  bool commit_before_handle = false;
 };
 
 /// Spawns a consumer actor and its shards. Messages it takes:

@@ -54,6 +54,14 @@
 ///                                  # at most max times within; then the
 ///                                  # consumer pauses for `within`
 ///     alert: {dead_letters: 10, window: 5m, command: notify-oncall.sh}
+/// record: out/history/email-node.jsonl  # append what each consumer
+///                                  # handled and its offset commits (the
+///                                  # harness' history, docs/harness.md).
+///                                  # Default: off
+/// test_hooks:                      # faults for tests; never in production.
+///   fail_keys: [KEY]               # handling events of these keys fails
+///   slow_keys: {KEY: 200ms}        # handling them waits first
+///   commit_before_handle: false    # a deliberately wrong consumer
 /// ```
 ///
 /// Unknown keys and bad values are errors naming the key and the file.
@@ -175,6 +183,30 @@ struct restart_policy {
   std::chrono::microseconds within = std::chrono::minutes{1};
 };
 
+/// Faults a node injects into its own handling, for tests and the harness
+/// (`herald harness`, docs/harness.md). A node whose config has
+/// `test_hooks` (even empty) logs a warning at start and accepts the
+/// control op `test.hooks`, which replaces `fail_keys` and `slow_keys` while
+/// it runs; any other node refuses that op. Applied to every consumer of
+/// the node, to function handlers (`bus().subscribe`) and service actors
+/// (`node::attach`) alike, before the handler sees the event.
+struct test_hooks_config {
+  /// Whether the config has `test_hooks` at all. Default: false.
+  bool enabled = false;
+  /// Entity keys whose every attempt fails (the event ends as a dead
+  /// letter: a poison event). Default: none.
+  std::vector<std::string> fail_keys;
+  /// Entity keys whose every attempt waits this long before the handler is
+  /// called (on a pool thread; a service actor is blocked meanwhile).
+  /// Default: none.
+  std::vector<std::pair<std::string, std::chrono::microseconds>> slow_keys;
+  /// A deliberately wrong consumer: each event counts as finished, and
+  /// its offset may be committed, as soon as it is handed to a shard,
+  /// before its handler runs. A kill then loses events; the harness must
+  /// catch it. Default: false.
+  bool commit_before_handle = false;
+};
+
 /// One consumer of a node.
 struct consumer_config {
   /// The consumer (service) name, e.g. `EmailService`.
@@ -261,6 +293,13 @@ struct node_config {
   store_config store;
   /// The consumers on this node.
   std::vector<consumer_config> consumers;
+  /// Where the node appends its history (JSON Lines, format in
+  /// docs/harness.md): one line per event a consumer finished (handled or
+  /// dead-lettered), written before the event counts as done, and one per
+  /// offset commit. Default: empty, no history.
+  std::string record;
+  /// Faults for tests. Default: none.
+  test_hooks_config test_hooks;
 
   /// Loads `path`; relative catalog paths are resolved against its folder.
   static caf::expected<node_config> load_file(const std::string& path);

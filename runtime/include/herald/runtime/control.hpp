@@ -90,6 +90,14 @@
 ///   error naming both values, counts it and shows it in `/healthz`, and
 ///   still answers, so both sides learn of it.
 ///
+/// - `test.hooks {fail_keys: [str], slow_keys: {key: uint}}` →
+///   `{fail_keys: [str], slow_keys: {key: uint}}`. Replaces the node's
+///   test hooks (`test_hooks_config`): handling events of the keys in
+///   `fail_keys` fails, of those in `slow_keys` waits that many
+///   milliseconds first; the reply lists the hooks now in effect. Served
+///   only by a node whose config has `test_hooks`; any other refuses it
+///   naming that key. For tests and `herald harness`, never production.
+///
 /// Replies carry no op: the sender knows what it asked. Empty filters, `after`
 /// 0, `dead_letter` 0 and `all` false are not sent.
 ///
@@ -647,6 +655,39 @@ struct hello_reply {
   bool operator==(const hello_reply&) const = default;
 };
 
+// --- test.hooks: faults for tests -------------------------------------------
+
+struct test_hooks_reply;
+
+/// `test.hooks`: replaces the fail and slow keys of a node with test hooks.
+struct test_hooks_request {
+  /// The reply this request gets (an `error_reply` when refused).
+  using reply_type = test_hooks_reply;
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// Chosen by the sender; the reply echoes it. Default: 0.
+  uint64_t id = 0;
+  /// Entity keys whose handling fails from now on. Default: none.
+  std::vector<std::string> fail_keys;
+  /// Entity keys whose handling waits first, in milliseconds (> 0).
+  /// Default: none.
+  std::unordered_map<std::string, uint64_t> slow_keys;
+
+  bool operator==(const test_hooks_request&) const = default;
+};
+
+/// The answer to a `test_hooks_request`: the hooks now in effect.
+struct test_hooks_reply {
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// The request's id.
+  uint64_t id = 0;
+  std::vector<std::string> fail_keys;
+  std::unordered_map<std::string, uint64_t> slow_keys;
+
+  bool operator==(const test_hooks_reply&) const = default;
+};
+
 // --- errors, heartbeats ----------------------------------------------------
 
 /// The answer to any request the node refused.
@@ -688,9 +729,10 @@ struct heartbeat {
 // --- encode and decode -----------------------------------------------------
 
 /// Any request a node serves.
-using request = std::variant<replay_request, dlq_list_request, dlq_show_request,
-                             dlq_redrive_request, dlq_purge_request,
-                             publish_request, status_request, hello_request>;
+using request =
+  std::variant<replay_request, dlq_list_request, dlq_show_request,
+               dlq_redrive_request, dlq_purge_request, publish_request,
+               status_request, hello_request, test_hooks_request>;
 
 /// A reply as read: the one asked for, or the node's refusal.
 template <class Reply> using answer = std::variant<Reply, error_reply>;
@@ -713,6 +755,8 @@ std::string encode(const status_request& m);
 std::string encode(const status_reply& m);
 std::string encode(const hello_request& m);
 std::string encode(const hello_reply& m);
+std::string encode(const test_hooks_request& m);
+std::string encode(const test_hooks_reply& m);
 std::string encode(const error_reply& m);
 std::string encode(const heartbeat& m);
 /// Encodes whichever request `m` holds.
@@ -731,9 +775,9 @@ caf::expected<request> decode_request(std::string_view bytes,
 /// `Reply` (the `reply_type` of the request sent, one of
 /// `replay_reply`, `dlq_list_reply`, `dlq_show_reply`,
 /// `dlq_redrive_reply`, `dlq_purge_reply`, `publish_reply`, `status_reply`,
-/// `hello_reply`). Any version is read; `id` and an error reply's `stream` may
-/// be absent (0, empty). Fails with `errc::decode_error` naming the field that
-/// is missing or wrong-typed. Never throws.
+/// `hello_reply`, `test_hooks_reply`). Any version is read; `id` and an error
+/// reply's `stream` may be absent (0, empty). Fails with `errc::decode_error`
+/// naming the field that is missing or wrong-typed. Never throws.
 template <class Reply>
 caf::expected<answer<Reply>> decode_reply(std::string_view bytes,
                                           const decode_limits& limits = {});

@@ -92,6 +92,8 @@ public:
   /// the node publishes the events once (see `control::publish_request`).
   caf::expected<control::publish_reply> call(control::publish_request req);
   caf::expected<control::status_reply> call(control::status_request req);
+  caf::expected<control::test_hooks_reply>
+  call(control::test_hooks_request req);
 
   /// The endpoint this client talks to.
   const std::string& endpoint() const noexcept;

@@ -1,0 +1,70 @@
+#pragma once
+
+// A node's history for the harness (config key `record`), and its
+// incarnation. The format is documented in docs/harness.md.
+//
+// Thread safety: `history_file` is called from every shard and consumer of
+// the node at once; each record is one write(2) to a file opened with
+// O_APPEND, so records never interleave and each that was written
+// survives a kill -9 of the process (the kernel has it).
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <caf/expected.hpp>
+#include <spdlog/fwd.h>
+
+#include "herald/actors/history.hpp"
+#include "herald/core/config.hpp"
+
+namespace herald {
+
+/// The version of the history format written (`"v"` of every record).
+inline constexpr int history_version = 1;
+
+/// Raises the incarnation kept in `data_dir` (the file `incarnation`; 0
+/// when absent) by one, durably (written aside, synced, renamed), and
+/// returns the new value: 1 on a new data directory. A node raises it at
+/// every start, so it tells the runs of one node (and one stream) apart.
+/// Fails with `errc::io_error` naming the file, or `errc::corrupt_log`
+/// when the file holds no number.
+caf::expected<uint64_t> raise_incarnation(const std::string& data_dir);
+
+/// Appends the history records of one node to a file.
+class history_file final : public handling_history {
+public:
+  /// Opens (creating) `path` to append, and writes the `start` record
+  /// naming the node, its stream, incarnation and test hooks. Fails with
+  /// `errc::io_error` naming the file and the `record` key.
+  static caf::expected<std::shared_ptr<history_file>>
+  open(const std::string& path, const node_config& cfg,
+       const std::string& stream, uint64_t incarnation,
+       std::shared_ptr<spdlog::logger> log);
+
+  ~history_file() override;
+  history_file(const history_file&) = delete;
+  history_file& operator=(const history_file&) = delete;
+
+  /// A `handling` record.
+  void finished(const handling& h) noexcept override;
+
+  /// An `offset` record: `consumer` committed `offset` in `stream`.
+  void committed(std::string_view consumer, std::string_view stream,
+                 uint64_t offset) noexcept;
+
+private:
+  history_file(int fd, std::string path, std::string node, uint64_t incarnation,
+               std::shared_ptr<spdlog::logger> log);
+  void append(std::string line) noexcept;
+  template <class Make> void write(Make make) noexcept;
+
+  int fd_;
+  std::string path_;
+  std::string node_;
+  uint64_t incarnation_;
+  std::shared_ptr<spdlog::logger> log_;
+};
+
+} // namespace herald

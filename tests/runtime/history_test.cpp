@@ -1,0 +1,195 @@
+// A node's history (config `record`), its incarnation and its test hooks
+// (config `test_hooks`, control op `test.hooks`): what the harness relies
+// on, seen from a node in the test process.
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <caf/event_based_actor.hpp>
+
+#include "deadline.hpp"
+#include "herald/core/errc.hpp"
+#include "herald/runtime/control_client.hpp"
+#include "node_support.hpp"
+
+using namespace herald;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::vector<payload> read_records(const std::string& path) {
+  std::ifstream in{path};
+  std::vector<payload> out;
+  for (std::string line; std::getline(in, line);)
+    out.push_back(payload::parse(line));
+  return out;
+}
+
+std::vector<payload> records_of(const std::string& path,
+                                const std::string& kind) {
+  std::vector<payload> out;
+  for (auto& r : read_records(path))
+    if (r["record"] == kind)
+      out.push_back(r);
+  return out;
+}
+
+// The node runs EmailService (`bus().subscribe` is its consumer) and
+// publishes as UserService, the events' producer.
+node_config recording(const std::string& name, const std::string& record) {
+  auto cfg = make_config(name, "EmailService");
+  cfg.consumers.push_back(
+    make_consumer("EmailService", {"user.account.created"}));
+  cfg.record = record;
+  return cfg;
+}
+
+caf::expected<publish_receipt> publish(node& n, int user) {
+  publish_options as_producer;
+  as_producer.source = "UserService";
+  return n.bus().publish("user.account.created", created(user), as_producer);
+}
+
+} // namespace
+
+TEST_CASE("a recording node writes what each consumer handled before its "
+          "offset passes it, and its offset commits",
+          "[runtime][history]") {
+  auto record = temp_data_dir("history") + ".jsonl";
+  auto n = start(recording("rec", record));
+  std::atomic<int> calls{0};
+  REQUIRE_FALSE(n->bus().subscribe("user.account.created", [&](const event&) {
+    ++calls;
+  }));
+  for (int i = 0; i < 20; ++i)
+    REQUIRE(publish(*n, i % 4));
+  REQUIRE_WITHIN(10s, records_of(record, "handling").size() == 20
+                        && !records_of(record, "offset").empty()
+                        && records_of(record, "offset").back()["offset"] == 20);
+  auto all = read_records(record);
+  REQUIRE(all.front()["record"] == "start");
+  CHECK(all.front()["v"] == 1);
+  CHECK(all.front()["incarnation"] == 1);
+  auto h = records_of(record, "handling").front();
+  CHECK(h["consumer"] == "EmailService");
+  CHECK(h["node"] == "rec");
+  CHECK(h["outcome"] == "handled");
+  CHECK(h["attempt"] == 1);
+  CHECK(h["stream"] == n->stream());
+  CHECK(h["partition"].is_null());
+  CHECK(h["end_us"].get<int64_t>() >= h["start_us"].get<int64_t>());
+  // Every offset record comes after the records of the events it covers.
+  std::vector<uint64_t> handled;
+  for (auto& r : all) {
+    if (r["record"] == "handling")
+      handled.push_back(r["seq"].get<uint64_t>());
+    if (r["record"] == "offset")
+      for (uint64_t s = 1; s <= r["offset"].get<uint64_t>(); ++s)
+        CHECK(std::find(handled.begin(), handled.end(), s) != handled.end());
+  }
+  n->stop();
+}
+
+TEST_CASE("the incarnation rises at every start of a node",
+          "[runtime][history]") {
+  auto record = temp_data_dir("incarnation") + ".jsonl";
+  auto cfg = recording("inc", record);
+  for (int i = 0; i < 3; ++i)
+    start(cfg)->stop();
+  auto starts = records_of(record, "start");
+  REQUIRE(starts.size() == 3);
+  CHECK(starts[0]["incarnation"] == 1);
+  CHECK(starts[2]["incarnation"] == 3);
+  std::ifstream in{cfg.data_dir + "/incarnation"};
+  int n = 0;
+  in >> n;
+  CHECK(n == 3);
+}
+
+TEST_CASE("test hooks make chosen keys fail, for function handlers and "
+          "services alike",
+          "[runtime][history][test_hooks]") {
+  auto record = temp_data_dir("hooks") + ".jsonl";
+  auto cfg = recording("hooks", record);
+  cfg.consumers.push_back(
+    make_consumer("AnalyticsService", {"user.account.created"}));
+  for (auto& c : cfg.consumers) {
+    c.retry.attempts = 2;
+    c.retry.initial = 1ms;
+  }
+  cfg.test_hooks.enabled = true;
+  cfg.test_hooks.fail_keys = {user_id(1)};
+  auto n = start(cfg);
+  std::atomic<int> email_calls{0}, service_calls{0};
+  REQUIRE_FALSE(n->bus().subscribe("user.account.created", [&](const event&) {
+    ++email_calls;
+  }));
+  REQUIRE_FALSE(n->attach("AnalyticsService", [&](caf::event_based_actor*) {
+    return caf::behavior{[&](const event&) {
+      ++service_calls;
+    }};
+  }));
+  for (int i = 0; i < 4; ++i)
+    REQUIRE(publish(*n, i));
+  REQUIRE_WITHIN(10s, records_of(record, "handling").size() == 8);
+  int dead = 0;
+  for (auto& r : records_of(record, "handling"))
+    if (r["outcome"] == "dead_lettered") {
+      ++dead;
+      CHECK(r["key"] == user_id(1));
+      CHECK(r["attempt"] == 2);
+    }
+  CHECK(dead == 2); // one per consumer
+  // The poisoned key never reached either handler.
+  CHECK(email_calls == 3);
+  CHECK(service_calls == 3);
+  n->stop();
+}
+
+TEST_CASE("test.hooks changes the slow keys of a node with test hooks, and "
+          "is refused by one without, naming the key",
+          "[runtime][history][test_hooks]") {
+  auto cfg = recording("slow", temp_data_dir("slow") + ".jsonl");
+  SECTION("without test_hooks") {
+    auto n = start(cfg);
+    control_client_options opts;
+    opts.timeout = 10s;
+    auto client = control_client::connect(n->control_endpoint(), opts);
+    REQUIRE(client);
+    auto reply = client->call(control::test_hooks_request{});
+    REQUIRE_FALSE(reply);
+    CHECK(is(reply.error(), errc::remote_error));
+    CHECK_THAT(message_of(reply.error()), Catch::Contains("'test_hooks'"));
+    n->stop();
+  }
+  SECTION("with test_hooks") {
+    cfg.test_hooks.enabled = true;
+    auto n = start(cfg);
+    std::atomic<int> calls{0};
+    REQUIRE_FALSE(n->bus().subscribe("user.account.created", [&](const event&) {
+      ++calls;
+    }));
+    control_client_options opts;
+    opts.timeout = 10s;
+    auto client = control_client::connect(n->control_endpoint(), opts);
+    REQUIRE(client);
+    control::test_hooks_request req;
+    req.slow_keys[user_id(1)] = 300;
+    auto reply = client->call(req);
+    REQUIRE(reply);
+    CHECK(reply->slow_keys.at(user_id(1)) == 300);
+    auto t0 = std::chrono::steady_clock::now();
+    REQUIRE(publish(*n, 1));
+    REQUIRE_WITHIN(10s, calls == 1);
+    // The slow key waited at least the hook's 300 ms before its handler.
+    CHECK(std::chrono::steady_clock::now() - t0 >= 300ms);
+    n->stop();
+  }
+}

@@ -1,0 +1,615 @@
+#include "run.hpp"
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "checker.hpp"
+#include "herald/core/catalog.hpp"
+#include "herald/core/errc.hpp"
+#include "herald/runtime/control_client.hpp"
+#include "process.hpp"
+#include "schedule.hpp"
+#include "workload.hpp"
+
+namespace herald::harness {
+
+namespace fs = std::filesystem;
+using steady = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::string_view prog = "herald harness";
+
+void say(std::string_view line) {
+  fmt::print("{}\n", line);
+  std::fflush(stdout);
+}
+
+int fail(std::string_view message) {
+  fmt::print(stderr, "{}: {}\n", prog, message);
+  return 1;
+}
+
+// One launched node instance.
+struct node_run {
+  std::string name;
+  const node_spec* spec = nullptr;
+  std::string host;
+  std::map<std::string, uint16_t> ports;
+  std::string dir, data_dir, config, record, out, err;
+  std::vector<std::string> argv;
+  child proc;
+  bool started = false;
+  bool paused = false;
+  /// The test hooks its config sets (restored after a slow fault).
+  bool has_fail_keys = false, has_slow_keys = false;
+
+  std::string control() const {
+    return fmt::format("tcp://{}:{}", host, ports.at("control"));
+  }
+};
+
+// The `{{port:NAME}}` names a template uses.
+std::set<std::string> port_names(const std::string& text) {
+  std::set<std::string> names;
+  static const std::regex re{R"(\{\{port:([A-Za-z0-9_]+)\}\})"};
+  for (std::sregex_iterator it{text.begin(), text.end(), re}, end; it != end;
+       ++it)
+    names.insert((*it)[1]);
+  return names;
+}
+
+std::string yaml_list(const std::vector<std::string>& items) {
+  std::vector<std::string> quoted;
+  for (auto& i : items)
+    quoted.push_back(fmt::format("'{}'", i));
+  return fmt::format("[{}]", fmt::join(quoted, ", "));
+}
+
+// Replaces every `{{NAME}}` of `text` with `vars[NAME]`; an unknown one is
+// an error naming it and `where`.
+caf::expected<std::string>
+render(const std::string& text, const std::map<std::string, std::string>& vars,
+       std::string_view where) {
+  std::string out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    auto open = text.find("{{", pos);
+    if (open == std::string::npos) {
+      out += text.substr(pos);
+      break;
+    }
+    auto close = text.find("}}", open);
+    if (close == std::string::npos)
+      return make_error(errc::invalid_config,
+                        fmt::format("{}: '{{{{' without '}}}}'", where));
+    out += text.substr(pos, open - pos);
+    auto name = text.substr(open + 2, close - open - 2);
+    auto it = vars.find(name);
+    if (it == vars.end()) {
+      std::vector<std::string> known;
+      for (auto& [k, v] : vars)
+        if (k.find(':') == std::string::npos)
+          known.push_back(k);
+      return make_error(errc::invalid_config,
+                        fmt::format("{}: unknown template variable '{{{{{}}}}}'"
+                                    "; use {{{{port:NAME}}}}, "
+                                    "{{{{endpoint:NODE:PORT}}}} or one of {}",
+                                    where, name, fmt::join(known, ", ")));
+    }
+    out += it->second;
+    pos = close + 2;
+  }
+  return out;
+}
+
+struct run_state {
+  const scenario& sc;
+  plan& p;
+  std::string out;
+  std::vector<node_run> nodes;
+  steady::time_point t0;
+
+  node_run* find(const std::string& name) {
+    for (auto& n : nodes)
+      if (n.name == name)
+        return &n;
+    return nullptr;
+  }
+
+  std::string stamp() const {
+    auto t = std::chrono::duration<double>(steady::now() - t0).count();
+    return fmt::format("[{:7.3f}s]", t);
+  }
+};
+
+// Lays out the instances: ports, paths, rendered configs and commands.
+caf::error prepare(run_state& rs, const std::vector<std::string>& search) {
+  for (auto& in : instances_of(rs.sc)) {
+    node_run n;
+    n.name = in.name;
+    n.spec = &rs.sc.nodes[in.node];
+    n.host = n.spec->host;
+    auto names = port_names(n.spec->config);
+    for (auto& word : n.spec->command)
+      names.merge(port_names(word));
+    if (names.count("control") == 0)
+      return make_error(errc::invalid_config,
+                        fmt::format("{}:{}: node '{}': its config must bind "
+                                    "its control endpoint on "
+                                    "{{{{port:control}}}} (control: "
+                                    "tcp://{{{{host}}}}:{{{{port:control}}}}"
+                                    "): the harness publishes, asks and "
+                                    "changes test hooks there",
+                                    rs.sc.file, n.spec->line, n.spec->name));
+    for (auto& name : names) {
+      auto port = free_port(n.host);
+      if (!port)
+        return std::move(port.error());
+      n.ports[name] = *port;
+    }
+    n.dir = (fs::path{rs.out} / "nodes" / n.name).string();
+    n.data_dir = (fs::path{n.dir} / "data").string();
+    n.config = (fs::path{n.dir} / "config.yaml").string();
+    n.out = (fs::path{n.dir} / "stdout.log").string();
+    n.err = (fs::path{n.dir} / "stderr.log").string();
+    n.record = (fs::path{rs.out} / "history" / (n.name + ".jsonl")).string();
+    n.has_fail_keys = n.spec->config.find("{{fail_keys}}") != std::string::npos;
+    n.has_slow_keys = n.spec->config.find("{{slow_keys}}") != std::string::npos;
+    fs::create_directories(n.dir);
+    rs.nodes.push_back(std::move(n));
+  }
+  std::vector<std::string> slow;
+  for (auto& k : rs.p.slow_keys)
+    slow.push_back(
+      fmt::format("'{}': {}ms", k, rs.sc.workload.slow.delay.count()));
+  for (auto& n : rs.nodes) {
+    std::map<std::string, std::string> vars{
+      {"node", n.name},
+      {"host", n.host},
+      {"data_dir", fs::absolute(n.data_dir).string()},
+      {"record", fs::absolute(n.record).string()},
+      {"catalog", rs.sc.catalog},
+      {"config", fs::absolute(n.config).string()},
+      {"fail_keys", yaml_list(rs.p.poison_keys)},
+      {"slow_keys", fmt::format("{{{}}}", fmt::join(slow, ", "))}};
+    std::vector<std::string> peers;
+    for (auto& other : rs.nodes) {
+      for (auto& [port, number] : other.ports)
+        vars[fmt::format("endpoint:{}:{}", other.name, port)] =
+          fmt::format("tcp://{}:{}", other.host, number);
+      if (&other != &n && other.ports.count("pub") > 0)
+        peers.push_back(
+          fmt::format("tcp://{}:{}", other.host, other.ports.at("pub")));
+    }
+    vars["peers"] = fmt::format("{}", fmt::join(peers, ", "));
+    for (auto& [port, number] : n.ports)
+      vars["port:" + port] = std::to_string(number);
+    auto where =
+      fmt::format("{}:{}: node '{}'", rs.sc.file, n.spec->line, n.spec->name);
+    auto config = render(n.spec->config, vars, where + ": config");
+    if (!config)
+      return std::move(config.error());
+    std::ofstream{n.config} << *config;
+    for (auto& word : n.spec->command) {
+      auto w = render(word, vars, where + ": command");
+      if (!w)
+        return std::move(w.error());
+      n.argv.push_back(std::move(*w));
+    }
+    auto exe = find_executable(n.argv.front(), search);
+    if (!exe)
+      return make_error(errc::invalid_config,
+                        fmt::format("{}: command '{}' is not an executable "
+                                    "in {} or PATH; give its path or add its "
+                                    "folder with --path",
+                                    where, n.argv.front(),
+                                    fmt::join(search, ", ")));
+    n.argv.front() = *exe;
+  }
+  return {};
+}
+
+// The last lines of `path`, for an error message.
+std::string tail_of(const std::string& path, size_t lines = 5) {
+  std::ifstream in{path};
+  std::vector<std::string> all;
+  for (std::string line; std::getline(in, line);)
+    all.push_back(line);
+  auto from = all.size() > lines ? all.size() - lines : 0;
+  std::vector<std::string> last(all.begin() + static_cast<long>(from),
+                                all.end());
+  return fmt::format("{}", fmt::join(last, "\n  "));
+}
+
+// Starts `n` and waits (bounded) until its control endpoint answers.
+caf::error launch(run_state& rs, node_run& n, std::chrono::milliseconds wait) {
+  auto c = child::start(n.argv, n.out, n.err);
+  if (!c)
+    return std::move(c.error());
+  n.proc = std::move(*c);
+  n.started = true;
+  n.paused = false;
+  {
+    std::ofstream pids{(fs::path{rs.out} / "pids").string(), std::ios::app};
+    pids << n.proc.pid() << ' ' << n.argv.front() << '\n';
+  }
+  control_client_options opts;
+  opts.timeout = 500ms;
+  auto client = control_client::connect(n.control(), opts);
+  if (!client)
+    return std::move(client.error());
+  auto deadline = steady::now() + wait;
+  while (steady::now() < deadline) {
+    if (!n.proc.running())
+      return make_error(errc::io_error,
+                        fmt::format("node {} ended (status {}) before it was "
+                                    "ready; the end of {}:\n  {}",
+                                    n.name, n.proc.status().value_or(-1), n.err,
+                                    tail_of(n.err)));
+    if (client->call(control::status_request{}))
+      return {};
+  }
+  return make_error(errc::timeout,
+                    fmt::format("node {} did not answer on {} within {} ms; "
+                                "see {}",
+                                n.name, n.control(), wait.count(), n.err));
+}
+
+// Sets the test hooks of `n`: its config's, plus `extra` slow keys.
+caf::error set_hooks(run_state& rs, node_run& n,
+                     const std::vector<std::string>& extra,
+                     std::chrono::milliseconds delay) {
+  control::test_hooks_request req;
+  if (n.has_fail_keys)
+    req.fail_keys = rs.p.poison_keys;
+  if (n.has_slow_keys)
+    for (auto& k : rs.p.slow_keys)
+      req.slow_keys[k] =
+        static_cast<uint64_t>(rs.sc.workload.slow.delay.count());
+  for (auto& k : extra)
+    req.slow_keys[k] = static_cast<uint64_t>(delay.count());
+  control_client_options opts;
+  opts.timeout = 2s;
+  auto client = control_client::connect(n.control(), opts);
+  if (!client)
+    return std::move(client.error());
+  auto reply = client->call(req);
+  return reply ? caf::error{} : std::move(reply.error());
+}
+
+// A fault's start or its heal, due at `at`.
+struct step {
+  std::chrono::milliseconds at;
+  const action* fault;
+  bool heal;
+};
+
+void apply(run_state& rs, const step& s) {
+  auto& a = *s.fault;
+  auto* n = rs.find(a.target);
+  auto what = std::string{to_string(a.kind)};
+  if (n == nullptr || !n->started) {
+    say(fmt::format("{} skipped: {} {}: the node is not started", rs.stamp(),
+                    what, a.target));
+    return;
+  }
+  switch (a.kind) {
+  case fault_kind::kill:
+    if (!s.heal) {
+      auto pid = n->proc.pid();
+      n->proc.kill();
+      say(fmt::format("{} applied: kill -9 {} (pid {})", rs.stamp(), n->name,
+                      pid));
+    } else if (auto err = launch(rs, *n, 30s)) {
+      say(fmt::format("{} heal failed: restart {}: {}", rs.stamp(), n->name,
+                      message_of(err)));
+    } else {
+      say(fmt::format("{} healed: restarted {} (pid {})", rs.stamp(), n->name,
+                      n->proc.pid()));
+    }
+    break;
+  case fault_kind::pause:
+    n->proc.signal(s.heal ? SIGCONT : SIGSTOP);
+    n->paused = !s.heal;
+    say(fmt::format("{} {}: {} {} (pid {})", rs.stamp(),
+                    s.heal ? "healed" : "applied",
+                    s.heal ? "SIGCONT" : "SIGSTOP", n->name, n->proc.pid()));
+    break;
+  case fault_kind::slow: {
+    auto err =
+      s.heal ? set_hooks(rs, *n, {}, {}) : set_hooks(rs, *n, a.keys, a.delay);
+    if (err)
+      say(fmt::format("{} {} failed: slow {}: {}", rs.stamp(),
+                      s.heal ? "heal" : "fault", n->name, message_of(err)));
+    else
+      say(fmt::format("{} {}: {} handling on {} for [{}]", rs.stamp(),
+                      s.heal ? "healed" : "applied",
+                      s.heal ? "normal"
+                             : fmt::format("{} ms slower", a.delay.count()),
+                      n->name, fmt::join(a.keys, ", ")));
+    break;
+  }
+  }
+}
+
+// The consumers of every started node, from their status.
+std::vector<consumer_info> consumers_of(run_state& rs) {
+  std::vector<consumer_info> out;
+  for (auto& n : rs.nodes) {
+    if (!n.started)
+      continue;
+    control_client_options opts;
+    opts.timeout = 2s;
+    auto client = control_client::connect(n.control(), opts);
+    if (!client)
+      continue;
+    auto st = client->call(control::status_request{});
+    if (!st)
+      continue;
+    for (auto& c : st->consumers)
+      if (!c.name.starts_with("herald."))
+        out.push_back({n.name, c.name, c.patterns});
+  }
+  return out;
+}
+
+std::string read_all(const std::string& path) {
+  std::ifstream in{path, std::ios::binary};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Judges what is recorded now.
+verdict judge_now(run_state& rs, const std::vector<consumer_info>& consumers) {
+  auto pub_path = (fs::path{rs.out} / "publishes.jsonl").string();
+  auto publishes = parse_publishes(read_all(pub_path), pub_path);
+  std::vector<std::pair<std::string, history>> histories;
+  for (auto& n : rs.nodes)
+    histories.emplace_back(n.name, parse_history(read_all(n.record), n.record));
+  return judge(publishes ? *publishes : std::vector<published>{}, histories,
+               consumers, rs.sc.checks);
+}
+
+void write_json(const std::string& path, const payload& j) {
+  std::ofstream{path} << j.dump(2) << '\n';
+}
+
+int run_scenario(const run_options& opts, scenario& sc) {
+  auto cat = catalog::load_file(sc.catalog);
+  if (!cat)
+    return fail(message_of(cat.error()));
+  if (opts.duration)
+    sc.workload.duration =
+      std::chrono::milliseconds{static_cast<int64_t>(*opts.duration * 1000.0)};
+  uint64_t seed = opts.seed ? *opts.seed : std::random_device{}() % 1000000;
+  auto p = make_plan(sc, *cat, seed);
+  if (!p)
+    return fail(message_of(p.error()));
+  for (auto& line : describe(*p, sc))
+    say(line);
+  auto out =
+    opts.out.empty()
+      ? (fs::path{"harness-runs"} / fmt::format("{}-seed{}", sc.name, seed))
+          .string()
+      : opts.out;
+  std::error_code ec;
+  if (fs::exists(out) && !fs::is_empty(out, ec)) {
+    if (!fs::exists(fs::path{out} / "run.json"))
+      return fail(fmt::format("'{}' exists and holds no harness run; give "
+                              "another --out",
+                              out));
+    fs::remove_all(out, ec);
+  }
+  fs::create_directories(fs::path{out} / "history", ec);
+  if (ec)
+    return fail(fmt::format("cannot create '{}': {}", out, ec.message()));
+  write_json((fs::path{out} / "run.json").string(),
+             {{"scenario", fs::absolute(sc.file).string()},
+              {"name", sc.name},
+              {"seed", seed},
+              {"digest", fmt::format("{:016x}", p->digest())},
+              {"poison_keys", p->poison_keys},
+              {"duplicates_fail", sc.checks.duplicates_fail},
+              {"cross_type_fail", sc.checks.cross_type_fail}});
+  say(fmt::format("out: {}", out));
+
+  std::vector<std::string> search = opts.path;
+  search.insert(search.end(), sc.path.begin(), sc.path.end());
+  if (!opts.self.empty()) {
+    auto bin = fs::path{opts.self}.parent_path();
+    for (auto d : {bin, bin / ".." / "examples", bin / ".." / "tests"})
+      search.push_back(d.lexically_normal().string());
+  }
+  run_state rs{sc, *p, out, {}, steady::now()};
+  if (auto err = prepare(rs, search))
+    return fail(message_of(err));
+  std::vector<node_run*> late;
+  for (auto& n : rs.nodes) {
+    if (n.spec->start_after.count() > 0) {
+      late.push_back(&n);
+      continue;
+    }
+    if (auto err = launch(rs, n, 30s))
+      return fail(message_of(err));
+    say(fmt::format("started {} (pid {}), control {}", n.name, n.proc.pid(),
+                    n.control()));
+  }
+
+  // The workload and the faults, on one clock.
+  auto* producer = rs.find(sc.workload.publish_to);
+  if (producer == nullptr)
+    producer = rs.find(sc.workload.publish_to + "-1");
+  std::vector<step> steps;
+  for (auto& a : p->faults) {
+    steps.push_back({a.at, &a, false});
+    steps.push_back({a.at + a.hold, &a, true});
+  }
+  std::stable_sort(steps.begin(), steps.end(), [](auto& a, auto& b) {
+    return a.at < b.at;
+  });
+  rs.t0 = steady::now();
+  publisher pub{producer->control(), *p,
+                (fs::path{out} / "publishes.jsonl").string(), sc.workload.batch,
+                2s};
+  pub.start(rs.t0);
+  size_t next = 0;
+  auto last_progress = rs.t0;
+  auto end = rs.t0 + sc.workload.duration;
+  while (next < steps.size() || steady::now() < end || !late.empty()) {
+    auto now = steady::now();
+    while (next < steps.size() && rs.t0 + steps[next].at <= now)
+      apply(rs, steps[next++]);
+    for (auto it = late.begin(); it != late.end();)
+      if (rs.t0 + (*it)->spec->start_after <= now) {
+        auto* n = *it;
+        if (auto err = launch(rs, *n, 30s))
+          return fail(message_of(err));
+        say(fmt::format("{} started late joiner {} (pid {})", rs.stamp(),
+                        n->name, n->proc.pid()));
+        it = late.erase(it);
+      } else {
+        ++it;
+      }
+    if (now - last_progress >= 1s) {
+      last_progress = now;
+      say(fmt::format("{} published {} of {}: {} acknowledged, {} unknown, "
+                      "{} refused; faults {} of {}",
+                      rs.stamp(), pub.sent.load(), p->events.size(),
+                      pub.acked.load(), pub.unknown.load(), pub.refused.load(),
+                      (next + 1) / 2, p->faults.size()));
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  pub.join();
+  // Heal whatever is still faulty (a kill without its restart cannot be:
+  // every hold ends within the workload).
+  for (auto& n : rs.nodes)
+    if (n.paused) {
+      n.proc.signal(SIGCONT);
+      n.paused = false;
+    }
+  say(fmt::format("{} workload done: {} acknowledged, {} unknown, {} "
+                  "refused; settling (at most {} ms)",
+                  rs.stamp(), pub.acked.load(), pub.unknown.load(),
+                  pub.refused.load(), sc.settle.count()));
+
+  // Settle: every consumer recorded every acknowledged event it selects.
+  auto consumers = consumers_of(rs);
+  auto settle_end = steady::now() + sc.settle;
+  bool settled = false;
+  while (steady::now() < settle_end) {
+    auto v = judge_now(rs, consumers);
+    uint64_t lost = 0;
+    for (auto& c : v.consumers)
+      lost += c.lost;
+    if (lost == 0 && !consumers.empty()) {
+      settled = true;
+      break;
+    }
+    std::this_thread::sleep_for(250ms);
+    consumers = consumers_of(rs);
+  }
+  // Late duplicates and offset commits come in too.
+  std::this_thread::sleep_for(500ms);
+  say(fmt::format("{} {}; stopping the nodes", rs.stamp(),
+                  settled ? "settled" : "did not settle in time"));
+  payload cons = payload::array();
+  for (auto& c : consumers)
+    cons.push_back(
+      {{"node", c.node}, {"consumer", c.consumer}, {"patterns", c.patterns}});
+  write_json((fs::path{out} / "consumers.json").string(), cons);
+  for (auto& n : rs.nodes)
+    if (n.started) {
+      auto st = n.proc.stop(10s);
+      if (st != 0)
+        say(fmt::format("{} exited with status {}; see {}", n.name, st, n.err));
+    }
+  auto v = check_dir(out);
+  if (!v)
+    return fail(message_of(v.error()));
+  write_json((fs::path{out} / "result.json").string(), to_json(*v));
+  for (auto& line : table(*v))
+    say(line);
+  say(fmt::format("seed {}: reproduce with herald harness run {} --seed {}{}",
+                  seed, sc.file, seed,
+                  opts.duration
+                    ? fmt::format(" --duration {:g}", *opts.duration)
+                    : std::string{}));
+  return v->ok() ? 0 : 1;
+}
+
+} // namespace
+
+int run(const run_options& opts) {
+  // A SIGINT or SIGTERM ends the harness; its children die with it.
+  auto sc = load_scenario(opts.scenario);
+  if (!sc)
+    return fail(message_of(sc.error()));
+  return run_scenario(opts, *sc);
+}
+
+int check(const std::string& dir) {
+  auto v = check_dir(dir);
+  if (!v)
+    return fail(message_of(v.error()));
+  write_json((fs::path{dir} / "result.json").string(), to_json(*v));
+  for (auto& line : table(*v))
+    say(line);
+  return v->ok() ? 0 : 1;
+}
+
+int clean(const std::vector<std::string>& dirs, bool all) {
+  int rc = 0;
+  auto roots = dirs.empty() ? std::vector<std::string>{"harness-runs"} : dirs;
+  for (auto& root : roots) {
+    std::error_code ec;
+    std::vector<fs::path> runs;
+    if (fs::exists(fs::path{root} / "run.json"))
+      runs.push_back(root);
+    else
+      for (auto& e : fs::directory_iterator{root, ec})
+        if (fs::exists(e.path() / "run.json"))
+          runs.push_back(e.path());
+    for (auto& r : runs) {
+      std::ifstream pids{(r / "pids").string()};
+      pid_t pid = 0;
+      std::string exe;
+      while (pids >> pid >> exe) {
+        // Only a process still running that command: pids are reused.
+        std::ifstream cmd{fmt::format("/proc/{}/cmdline", pid)};
+        std::string argv0;
+        std::getline(cmd, argv0, '\0');
+        if (argv0 == exe && ::kill(pid, SIGKILL) == 0)
+          say(fmt::format("killed {} (pid {}) of {}", exe, pid, r.string()));
+      }
+      if (all) {
+        fs::remove_all(r, ec);
+        say(fmt::format("removed {}", r.string()));
+      } else {
+        for (auto& n : fs::directory_iterator{r / "nodes", ec})
+          if (fs::remove_all(n.path() / "data", ec) > 0)
+            say(fmt::format("removed {}", (n.path() / "data").string()));
+      }
+      if (ec) {
+        say(fmt::format("cannot clean {}: {}", r.string(), ec.message()));
+        rc = 1;
+      }
+    }
+  }
+  return rc;
+}
+
+} // namespace herald::harness

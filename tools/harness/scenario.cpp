@@ -1,0 +1,449 @@
+#include "scenario.hpp"
+
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "herald/core/config.hpp"
+#include "herald/core/errc.hpp"
+#include "yaml_util.hpp"
+
+namespace herald::harness {
+
+namespace {
+
+using detail::entry;
+using detail::problems;
+
+constexpr std::string_view fault_kinds = "kill, pause or slow";
+
+std::optional<fault_kind> kind_of(std::string_view text) {
+  if (text == "kill")
+    return fault_kind::kill;
+  if (text == "pause")
+    return fault_kind::pause;
+  if (text == "slow")
+    return fault_kind::slow;
+  return std::nullopt;
+}
+
+// Reads a positive duration (`500ms`, `2s`) into `out`.
+void read_ms(const entry& e, std::string_view ctx, problems& out,
+             milliseconds& target, bool zero_ok = false) {
+  if (!e)
+    return;
+  auto text = e.value.IsScalar() ? e.value.Scalar() : std::string{};
+  auto d = parse_duration(text);
+  if (d && (d->count() > 0 || zero_ok)) {
+    target = std::chrono::duration_cast<milliseconds>(*d);
+    return;
+  }
+  out.add(e.line, fmt::format("{}'{}': '{}' is not a {}duration; use a "
+                              "number and a unit: ms, s, m (e.g. 500ms, 2s)",
+                              ctx, e.key, text, zero_ok ? "" : "positive "));
+}
+
+// Reads a count >= `min` into `target`.
+template <class T>
+void read_count(const entry& e, std::string_view ctx, problems& out, T& target,
+                int64_t min = 1) {
+  if (!e)
+    return;
+  auto n = detail::int_of(e.value);
+  if (n && *n >= min)
+    target = static_cast<T>(*n);
+  else
+    out.add(e.line, fmt::format("{}'{}' must be an integer of at least {}, "
+                                "not '{}'",
+                                ctx, e.key, min,
+                                e.value.IsScalar() ? e.value.Scalar()
+                                                   : "a list or map"));
+}
+
+void read_number(const entry& e, std::string_view ctx, problems& out,
+                 double& target, double min_exclusive) {
+  if (!e)
+    return;
+  double v = -1;
+  try {
+    v = e.value.as<double>();
+  } catch (const YAML::Exception&) {
+  }
+  if (v > min_exclusive)
+    target = v;
+  else
+    out.add(e.line, fmt::format("{}'{}' must be a number above {}, not '{}'",
+                                ctx, e.key, min_exclusive,
+                                e.value.IsScalar() ? e.value.Scalar()
+                                                   : "a list or map"));
+}
+
+// Reads a list of strings.
+std::vector<std::string> read_strings(const entry& e, std::string_view ctx,
+                                      std::string_view what, problems& out) {
+  std::vector<std::string> result;
+  if (!e)
+    return result;
+  if (!e.value.IsSequence()) {
+    out.add(e.line,
+            fmt::format("{}'{}' must be a list of {}", ctx, e.key, what));
+    return result;
+  }
+  for (const auto& item : e.value)
+    if (auto text =
+          detail::text_of({e.key, detail::line_of(item), item}, ctx, what, out))
+      result.push_back(std::move(*text));
+  return result;
+}
+
+std::vector<fault_kind> read_kinds(const entry& e, std::string_view ctx,
+                                   problems& out) {
+  std::vector<fault_kind> kinds;
+  for (auto& text : read_strings(e, ctx, fault_kinds, out))
+    if (auto k = kind_of(text))
+      kinds.push_back(*k);
+    else
+      out.add(e.line, fmt::format("{}'{}': '{}' is not a fault; use {}", ctx,
+                                  e.key, text, fault_kinds));
+  return kinds;
+}
+
+void read_node(const YAML::Node& n, size_t i, problems& out, scenario& sc) {
+  auto ctx = fmt::format("nodes[{}]: ", i);
+  if (!n.IsMap()) {
+    out.add(detail::line_of(n),
+            ctx + "must be a map with name, command and config");
+    return;
+  }
+  entry name{"name"}, command{"command"}, config{"config"}, count{"count"},
+    host{"host"}, start_after{"start_after"};
+  detail::read_map(
+    n, ctx, {&name, &command, &config, &count, &host, &start_after}, out);
+  node_spec spec;
+  spec.line = detail::line_of(n);
+  if (detail::require(name, spec.line, ctx, "the node's name, e.g. email", out))
+    spec.name = detail::text_of(name, ctx, "a name", out).value_or("");
+  if (detail::require(command, spec.line, ctx,
+                      "the executable and its arguments, e.g. "
+                      "[email_service, --config, '{{config}}']",
+                      out))
+    spec.command = read_strings(command, ctx, "words", out);
+  if (command && spec.command.empty() && command.value.IsSequence())
+    out.add(command.line, ctx + "'command' must name an executable");
+  if (detail::require(config, spec.line, ctx,
+                      "the node config template (a YAML block: config: |)",
+                      out))
+    spec.config = detail::text_of(config, ctx, "a text", out).value_or("");
+  read_count(count, ctx, out, spec.count);
+  if (host)
+    spec.host = detail::text_of(host, ctx, "an address", out).value_or("");
+  read_ms(start_after, ctx, out, spec.start_after, true);
+  if (sc.find(spec.name) != nullptr)
+    out.add(spec.line, fmt::format("{}node '{}' is named twice; give each "
+                                   "node its own name",
+                                   ctx, spec.name));
+  sc.nodes.push_back(std::move(spec));
+}
+
+void read_workload(const entry& e, problems& out, workload_spec& w) {
+  constexpr std::string_view ctx = "workload: ";
+  if (!e.value.IsMap()) {
+    out.add(e.line, "'workload' must be a map with publish_to, types, "
+                    "entities, rate, duration");
+    return;
+  }
+  entry publish_to{"publish_to"}, types{"types"}, entities{"entities"},
+    rate{"rate"}, duration{"duration"}, poison{"poison"}, slow{"slow"},
+    batch{"batch"};
+  detail::read_map(
+    e.value, ctx,
+    {&publish_to, &types, &entities, &rate, &duration, &poison, &slow, &batch},
+    out);
+  if (detail::require(publish_to, e.line, ctx,
+                      "the node that publishes, e.g. publish_to: user", out))
+    w.publish_to =
+      detail::text_of(publish_to, ctx, "a node name", out).value_or("");
+  if (detail::require(types, e.line, ctx,
+                      "the event types to publish, e.g. "
+                      "[user.account.created]",
+                      out))
+    w.types = read_strings(types, ctx, "event types", out);
+  read_count(entities, ctx, out, w.entities);
+  read_number(rate, ctx, out, w.rate, 0);
+  read_ms(duration, ctx, out, w.duration);
+  read_count(poison, ctx, out, w.poison, 0);
+  read_count(batch, ctx, out, w.batch);
+  if (w.batch > 256)
+    out.add(batch.line, "workload: 'batch' must be at most 256 (a publish "
+                        "request's limit)");
+  if (slow && slow.value.IsMap()) {
+    entry n{"entities"}, delay{"delay"};
+    detail::read_map(slow.value, "workload: slow: ", {&n, &delay}, out);
+    read_count(n, "workload: slow: ", out, w.slow.entities, 0);
+    read_ms(delay, "workload: slow: ", out, w.slow.delay);
+  } else if (slow) {
+    out.add(slow.line, "workload: 'slow' must be a map like {entities: 2, "
+                       "delay: 200ms}");
+  }
+  if (w.poison + w.slow.entities > w.entities)
+    out.add(e.line, fmt::format("workload: poison ({}) and slow ({}) "
+                                "entities are more than 'entities' ({})",
+                                w.poison, w.slow.entities, w.entities));
+}
+
+void read_fault(const YAML::Node& n, size_t i, problems& out,
+                std::vector<fault_spec>& faults) {
+  auto ctx = fmt::format("faults[{}]: ", i);
+  if (!n.IsMap()) {
+    out.add(detail::line_of(n), ctx
+                                  + "must be a map like {at: 2s, kill: "
+                                    "email, restart_after: 1s}");
+    return;
+  }
+  entry at{"at"}, kill{"kill"}, pause{"pause"}, slow{"slow"},
+    restart_after{"restart_after"}, for_{"for"}, delay{"delay"}, keys{"keys"};
+  detail::read_map(
+    n, ctx, {&at, &kill, &pause, &slow, &restart_after, &for_, &delay, &keys},
+    out);
+  fault_spec f;
+  f.line = detail::line_of(n);
+  int kinds = 0;
+  for (auto* e : {&kill, &pause, &slow})
+    if (*e) {
+      ++kinds;
+      f.kind = *kind_of(e->key);
+      f.target = detail::text_of(*e, ctx, "a node name", out).value_or("");
+    }
+  if (kinds != 1)
+    out.add(f.line, ctx
+                      + "needs exactly one of kill, pause, slow, naming "
+                        "the node, e.g. kill: email");
+  if (detail::require(at, f.line, ctx,
+                      "when, from the workload's start, e.g. at: 2s", out))
+    read_ms(at, ctx, out, f.at, true);
+  if (restart_after && f.kind != fault_kind::kill)
+    out.add(restart_after.line, ctx
+                                  + "'restart_after' goes with kill; use "
+                                    "'for' with pause and slow");
+  if (for_ && f.kind == fault_kind::kill)
+    out.add(for_.line, ctx
+                         + "'for' goes with pause and slow; use "
+                           "'restart_after' with kill");
+  read_ms(restart_after, ctx, out, f.hold);
+  read_ms(for_, ctx, out, f.hold);
+  if ((delay || keys) && f.kind != fault_kind::slow)
+    out.add(f.line, ctx + "'delay' and 'keys' go with slow");
+  read_ms(delay, ctx, out, f.delay);
+  read_count(keys, ctx, out, f.keys);
+  faults.push_back(std::move(f));
+}
+
+void read_random(const entry& e, problems& out, random_spec& r) {
+  constexpr std::string_view ctx = "random: ";
+  if (!e.value.IsMap()) {
+    out.add(e.line, "'random' must be a map like {rate: 0.5, kinds: [kill, "
+                    "pause], min_gap: 2s}");
+    return;
+  }
+  entry rate{"rate"}, kinds{"kinds"}, min_gap{"min_gap"}, nodes{"nodes"},
+    restart_after{"restart_after"}, pause_for{"pause_for"},
+    slow_for{"slow_for"}, slow_delay{"slow_delay"};
+  detail::read_map(e.value, ctx,
+                   {&rate, &kinds, &min_gap, &nodes, &restart_after, &pause_for,
+                    &slow_for, &slow_delay},
+                   out);
+  if (detail::require(rate, e.line, ctx, "faults per second, e.g. rate: 0.5",
+                      out))
+    read_number(rate, ctx, out, r.rate, 0);
+  if (kinds) {
+    r.kinds = read_kinds(kinds, ctx, out);
+    if (r.kinds.empty())
+      out.add(kinds.line, "random: 'kinds' must list at least one of kill, "
+                          "pause, slow");
+  }
+  read_ms(min_gap, ctx, out, r.min_gap);
+  r.nodes = read_strings(nodes, ctx, "node names", out);
+  read_ms(restart_after, ctx, out, r.restart_after);
+  read_ms(pause_for, ctx, out, r.pause_for);
+  read_ms(slow_for, ctx, out, r.slow_for);
+  read_ms(slow_delay, ctx, out, r.slow_delay);
+}
+
+void read_checks(const entry& e, problems& out, checks_spec& c) {
+  constexpr std::string_view ctx = "checks: ";
+  if (!e.value.IsMap()) {
+    out.add(e.line, "'checks' must be a map like {duplicates: allowed, "
+                    "cross_type_order: report}");
+    return;
+  }
+  entry dups{"duplicates"}, cross{"cross_type_order"};
+  detail::read_map(e.value, ctx, {&dups, &cross}, out);
+  auto word = [&](const entry& x, std::string_view pass,
+                  std::string_view fail) {
+    auto text = detail::text_of(x, ctx, "a word", out).value_or("");
+    if (text == fail)
+      return true;
+    if (text != pass)
+      out.add(x.line, fmt::format("{}'{}': '{}' is not a choice; use {} or {}",
+                                  ctx, x.key, text, pass, fail));
+    return false;
+  };
+  if (dups)
+    c.duplicates_fail = word(dups, "allowed", "fail");
+  if (cross)
+    c.cross_type_fail = word(cross, "report", "fail");
+}
+
+// Checks what refers to nodes.
+void check_refs(scenario& sc, int top, problems& out) {
+  auto names = [&] {
+    std::vector<std::string> n;
+    for (auto& node : sc.nodes)
+      n.push_back(node.name);
+    return fmt::format("{}", fmt::join(n, ", "));
+  };
+  // A node name, or an instance name NAME-I of a node with count >= I.
+  auto known = [&](const std::string& target) {
+    if (sc.find(target))
+      return true;
+    auto dash = target.rfind('-');
+    if (dash == std::string::npos)
+      return false;
+    auto* node = sc.find(target.substr(0, dash));
+    auto i = std::atoi(target.c_str() + dash + 1);
+    return node && node->count > 1 && i >= 1 && i <= node->count;
+  };
+  if (!sc.workload.publish_to.empty() && !sc.find(sc.workload.publish_to))
+    out.add(top, fmt::format("workload: 'publish_to': node '{}' is not among "
+                             "the nodes ({})",
+                             sc.workload.publish_to, names()));
+  for (size_t i = 0; i < sc.faults.size(); ++i) {
+    auto& f = sc.faults[i];
+    if (!f.target.empty() && !known(f.target))
+      out.add(f.line, fmt::format("faults[{}]: '{}': node '{}' is not among "
+                                  "the nodes ({})",
+                                  i, to_string(f.kind), f.target, names()));
+    if (f.at + f.hold > sc.workload.duration)
+      out.add(f.line, fmt::format("faults[{}]: it ends at {} ms, after the "
+                                  "workload's {} ms; move it earlier or "
+                                  "lengthen workload.duration",
+                                  i, (f.at + f.hold).count(),
+                                  sc.workload.duration.count()));
+  }
+  for (auto& target : sc.random.nodes)
+    if (!known(target))
+      out.add(top, fmt::format("random: 'nodes': node '{}' is not among the "
+                               "nodes ({})",
+                               target, names()));
+}
+
+void read_scenario(const YAML::Node& root, problems& out, scenario& sc) {
+  if (!root.IsMap()) {
+    out.add(detail::line_of(root),
+            "a scenario must be a map with name, catalog, nodes, workload");
+    return;
+  }
+  entry name{"name"}, catalog{"catalog"}, path{"path"}, nodes{"nodes"},
+    workload{"workload"}, faults{"faults"}, random{"random"}, checks{"checks"},
+    settle{"settle"};
+  detail::read_map(root, "",
+                   {&name, &catalog, &path, &nodes, &workload, &faults, &random,
+                    &checks, &settle},
+                   out);
+  auto top = detail::line_of(root);
+  if (name)
+    sc.name = detail::text_of(name, "", "a name", out).value_or(sc.name);
+  if (detail::require(catalog, top, "",
+                      "the event catalog, e.g. catalog: "
+                      "../../config/events.yaml",
+                      out))
+    if (auto p = detail::text_of(catalog, "", "a path", out)) {
+      std::filesystem::path cp{*p};
+      sc.catalog = std::filesystem::absolute(
+                     cp.is_relative() ? std::filesystem::path{sc.dir} / cp : cp)
+                     .lexically_normal()
+                     .string();
+    }
+  for (auto& dir : read_strings(path, "", "folders", out)) {
+    std::filesystem::path d{dir};
+    sc.path.push_back(std::filesystem::absolute(
+                        d.is_relative() ? std::filesystem::path{sc.dir} / d : d)
+                        .lexically_normal()
+                        .string());
+  }
+  if (detail::require(nodes, top, "", "a list of nodes to launch", out)) {
+    if (!nodes.value.IsSequence() || nodes.value.size() == 0)
+      out.add(nodes.line, "'nodes' must be a list of nodes, each {name, "
+                          "command, config}");
+    else
+      for (size_t i = 0; i < nodes.value.size(); ++i)
+        read_node(nodes.value[i], i, out, sc);
+  }
+  if (detail::require(workload, top, "",
+                      "what to publish: {publish_to, types, rate, duration}",
+                      out))
+    read_workload(workload, out, sc.workload);
+  if (faults && !faults.value.IsSequence())
+    out.add(faults.line, "'faults' must be a list of faults, each like {at: "
+                         "2s, kill: email, restart_after: 1s}");
+  else if (faults)
+    for (size_t i = 0; i < faults.value.size(); ++i)
+      read_fault(faults.value[i], i, out, sc.faults);
+  if (random)
+    read_random(random, out, sc.random);
+  if (checks)
+    read_checks(checks, out, sc.checks);
+  read_ms(settle, "", out, sc.settle);
+  check_refs(sc, top, out);
+}
+
+} // namespace
+
+std::string_view to_string(fault_kind k) {
+  switch (k) {
+  case fault_kind::kill:
+    return "kill";
+  case fault_kind::pause:
+    return "pause";
+  case fault_kind::slow:
+    return "slow";
+  }
+  return "?";
+}
+
+const node_spec* scenario::find(std::string_view n) const {
+  for (auto& node : nodes)
+    if (node.name == n)
+      return &node;
+  return nullptr;
+}
+
+caf::expected<scenario> parse_scenario(std::string_view yaml,
+                                       const std::string& file) {
+  problems out{file};
+  scenario sc;
+  sc.file = file;
+  sc.dir = std::filesystem::path{file}.parent_path().string();
+  if (sc.dir.empty())
+    sc.dir = ".";
+  sc.name = std::filesystem::path{file}.stem().string();
+  try {
+    if (auto root = detail::load(yaml, out))
+      read_scenario(*root, out, sc);
+  } catch (const std::exception& ex) {
+    out.add(0, fmt::format("cannot read the scenario: {}", ex.what()));
+  }
+  if (!out.empty())
+    return out.to_error(errc::invalid_config);
+  return sc;
+}
+
+caf::expected<scenario> load_scenario(const std::string& path) {
+  auto text = detail::read_file(path, "scenario file");
+  if (!text)
+    return std::move(text.error());
+  return parse_scenario(*text, path);
+}
+
+} // namespace herald::harness

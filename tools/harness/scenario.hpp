@@ -1,0 +1,160 @@
+#pragma once
+
+/// A harness scenario, read from YAML (format in docs/harness.md): the
+/// nodes to launch and their config templates, the workload, the faults,
+/// and the checks.
+///
+/// Errors name the file, the line and the key: `consumer-kill.yaml:12:
+/// faults[0]: 'kill': node 'mail' is not among the nodes (user, email)`.
+/// Every problem of a file is listed at once.
+///
+/// Thread safety: a scenario is a plain value.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+namespace herald::harness {
+
+using std::chrono::milliseconds;
+
+/// One kind of node, launched `count` times.
+struct node_spec {
+  /// Its name; instances are named `NAME` (count 1) or `NAME-1`..`NAME-N`.
+  std::string name;
+  /// The command, a template; its first word is an executable, looked up
+  /// (without a slash) in the harness' search path.
+  std::vector<std::string> command;
+  /// The node's config, a template (see `render`).
+  std::string config;
+  /// Instances. Default: 1.
+  int count = 1;
+  /// The address it binds to (`{{host}}`). Default: 127.0.0.1.
+  std::string host = "127.0.0.1";
+  /// When it starts, after the others are ready: a late (slow) joiner.
+  /// Default: 0, with the others.
+  milliseconds start_after{0};
+  /// Line of its entry in the file.
+  int line = 0;
+};
+
+/// The slow entities of the workload: their handling waits `delay`.
+struct slow_spec {
+  size_t entities = 0;
+  milliseconds delay{200};
+};
+
+/// What the harness publishes.
+struct workload_spec {
+  /// The node whose control endpoint takes the publishes (its first
+  /// instance). REQUIRES: a node name.
+  std::string publish_to;
+  /// Event types, chosen uniformly per event. REQUIRES: in the catalog,
+  /// produced by that node's service.
+  std::vector<std::string> types;
+  /// Distinct entity keys, chosen uniformly per event. Default: 20.
+  size_t entities = 20;
+  /// Events per second. Default: 100.
+  double rate = 100;
+  /// How long the workload runs. Default: 10 s.
+  milliseconds duration{10000};
+  /// Entities whose every event is poison: their handling fails
+  /// (`{{fail_keys}}`). Default: 0.
+  size_t poison = 0;
+  /// Entities whose handling is slow (`{{slow_keys}}`). Default: none.
+  slow_spec slow;
+  /// Most events per publish request. Default: 64.
+  size_t batch = 64;
+};
+
+/// What a fault does.
+enum class fault_kind { kill, pause, slow };
+
+/// The spelling of `k` in a scenario: kill, pause or slow.
+std::string_view to_string(fault_kind k);
+
+/// One timed fault.
+struct fault_spec {
+  fault_kind kind = fault_kind::kill;
+  /// A node name (one of its instances is chosen from the seed) or an
+  /// instance name.
+  std::string target;
+  /// When, from the workload's start.
+  milliseconds at{0};
+  /// kill: the restart comes this much later; pause: SIGCONT this much
+  /// later; slow: the slow keys are restored this much later.
+  milliseconds hold{1000};
+  /// slow: how long each handling of its keys waits. Default: 200 ms.
+  milliseconds delay{200};
+  /// slow: how many entity keys it slows. Default: a quarter of them.
+  size_t keys = 0;
+  int line = 0;
+};
+
+/// Faults drawn from the seed during the workload.
+struct random_spec {
+  /// Faults per second on average; 0: none. Default: 0.
+  double rate = 0;
+  /// Which kinds, chosen uniformly. Default: kill, pause.
+  std::vector<fault_kind> kinds{fault_kind::kill, fault_kind::pause};
+  /// At least this long between two faults, and from one fault's heal to
+  /// the next fault. Default: 2 s.
+  milliseconds min_gap{2000};
+  /// Targets (node or instance names). Default: every node but
+  /// `workload.publish_to`.
+  std::vector<std::string> nodes;
+  /// Holds, as in `fault_spec`. Defaults: 1 s, 1 s, 2 s.
+  milliseconds restart_after{1000};
+  milliseconds pause_for{1000};
+  milliseconds slow_for{2000};
+  milliseconds slow_delay{200};
+};
+
+/// Which checks fail the run, beyond those that always do (lost events,
+/// inversions within a type, unexpected dead letters).
+struct checks_spec {
+  /// Duplicates fail the run. Default: false (counted, at-least-once).
+  bool duplicates_fail = false;
+  /// Order inversions across the types of one key fail the run. Default:
+  /// false (reported: the documented limit).
+  bool cross_type_fail = false;
+};
+
+struct scenario {
+  std::string name;
+  /// The file and its folder (relative paths in it are relative to it).
+  std::string file;
+  std::string dir;
+  /// The catalog (absolute once loaded).
+  std::string catalog;
+  /// Extra folders where commands are looked up.
+  std::vector<std::string> path;
+  std::vector<node_spec> nodes;
+  workload_spec workload;
+  std::vector<fault_spec> faults;
+  random_spec random;
+  checks_spec checks;
+  /// Longest wait, after the workload and the heal, for every consumer to
+  /// have handled what it should. Default: 30 s.
+  milliseconds settle{30000};
+
+  /// The node named `name`, or null.
+  const node_spec* find(std::string_view name) const;
+};
+
+/// Parses scenario YAML; `file` names it in errors and resolves relative
+/// paths. Fails with `errc::invalid_config` listing every problem as
+/// `FILE:LINE: KEY: what is wrong; what to do`.
+caf::expected<scenario> parse_scenario(std::string_view yaml,
+                                       const std::string& file);
+
+/// Reads and parses the scenario file `path`; fails with `errc::io_error`
+/// naming it when it cannot be read.
+caf::expected<scenario> load_scenario(const std::string& path);
+
+} // namespace herald::harness

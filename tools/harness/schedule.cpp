@@ -1,0 +1,240 @@
+#include "schedule.hpp"
+
+#include <algorithm>
+#include <random>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "herald/core/errc.hpp"
+#include "payloads.hpp"
+
+namespace herald::harness {
+
+namespace {
+
+// Instances of `target`: itself when it names an instance, else its node's.
+std::vector<std::string> instances_named(const scenario& sc,
+                                         const std::vector<instance>& all,
+                                         const std::string& target) {
+  std::vector<std::string> out;
+  for (auto& in : all)
+    if (in.name == target || sc.nodes[in.node].name == target)
+      out.push_back(in.name);
+  return out;
+}
+
+// Picks `n` distinct keys of `keys` not in `taken`, which gets them too.
+std::vector<std::string> pick_keys(std::mt19937_64& rng,
+                                   const std::vector<std::string>& keys,
+                                   std::vector<std::string>& taken, size_t n) {
+  std::vector<std::string> free;
+  for (auto& k : keys)
+    if (std::find(taken.begin(), taken.end(), k) == taken.end())
+      free.push_back(k);
+  std::shuffle(free.begin(), free.end(), rng);
+  free.resize(std::min(n, free.size()));
+  taken.insert(taken.end(), free.begin(), free.end());
+  return free;
+}
+
+std::vector<std::string> slow_fault_keys(std::mt19937_64& rng, const plan& p,
+                                         size_t n) {
+  // Any key but the poison ones: slowing a poison key shows nothing.
+  auto taken = p.poison_keys;
+  return pick_keys(rng, p.keys, taken,
+                   n > 0 ? n : std::max<size_t>(1, p.keys.size() / 4));
+}
+
+void plan_random(const scenario& sc, const std::vector<instance>& all,
+                 std::mt19937_64& rng, plan& p) {
+  auto& r = sc.random;
+  if (r.rate <= 0)
+    return;
+  std::vector<std::string> targets;
+  if (r.nodes.empty()) {
+    for (auto& in : all)
+      if (sc.nodes[in.node].name != sc.workload.publish_to)
+        targets.push_back(in.name);
+  } else {
+    for (auto& t : r.nodes)
+      for (auto& name : instances_named(sc, all, t))
+        targets.push_back(name);
+  }
+  if (targets.empty())
+    return;
+  std::exponential_distribution<double> gap{r.rate};
+  auto end = sc.workload.duration;
+  // The first fault no earlier than min_gap: the nodes settle in first.
+  milliseconds free_from = r.min_gap;
+  milliseconds t{0};
+  for (;;) {
+    t += milliseconds{static_cast<int64_t>(gap(rng) * 1000.0)};
+    t = std::max(t, free_from);
+    action a;
+    a.at = t;
+    a.origin = "random";
+    a.kind = r.kinds[std::uniform_int_distribution<size_t>{0, r.kinds.size()
+                                                                - 1}(rng)];
+    a.target = targets[std::uniform_int_distribution<size_t>{0, targets.size()
+                                                                  - 1}(rng)];
+    switch (a.kind) {
+    case fault_kind::kill:
+      a.hold = r.restart_after;
+      break;
+    case fault_kind::pause:
+      a.hold = r.pause_for;
+      break;
+    case fault_kind::slow:
+      a.hold = r.slow_for;
+      a.delay = r.slow_delay;
+      a.keys = slow_fault_keys(rng, p, 0);
+      break;
+    }
+    if (a.at + a.hold > end)
+      break;
+    free_from = a.at + a.hold + r.min_gap;
+    p.faults.push_back(std::move(a));
+  }
+}
+
+uint64_t fnv1a(std::string_view text, uint64_t h) {
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+} // namespace
+
+std::vector<instance> instances_of(const scenario& sc) {
+  std::vector<instance> out;
+  for (size_t i = 0; i < sc.nodes.size(); ++i) {
+    auto& n = sc.nodes[i];
+    for (int k = 1; k <= n.count; ++k)
+      out.push_back(
+        {n.count == 1 ? n.name : fmt::format("{}-{}", n.name, k), i});
+  }
+  return out;
+}
+
+uint64_t plan::digest() const {
+  uint64_t h = 14695981039346656037ull;
+  for (auto& k : keys)
+    h = fnv1a(k, h);
+  for (auto& e : events)
+    h = fnv1a(
+      fmt::format("{}|{}|{}|{}", e.at.count(), e.type, e.entity, e.data.dump()),
+      h);
+  for (auto& a : faults)
+    h = fnv1a(fmt::format("{}|{}|{}|{}|{}|{}", a.at.count(), to_string(a.kind),
+                          a.target, a.hold.count(), a.delay.count(),
+                          fmt::join(a.keys, ",")),
+              h);
+  return h;
+}
+
+caf::expected<plan> make_plan(const scenario& sc, const catalog& cat,
+                              uint64_t seed) {
+  plan p;
+  p.seed = seed;
+  std::mt19937_64 rng{seed};
+  auto& w = sc.workload;
+  std::vector<const event_spec*> specs;
+  for (auto& type : w.types) {
+    auto* spec = cat.find(type);
+    if (spec == nullptr)
+      return make_error(errc::invalid_config,
+                        fmt::format("{}: workload: type '{}' is not in the "
+                                    "catalog {}",
+                                    sc.file, type, cat.source()));
+    specs.push_back(spec);
+  }
+  // One key type for all types: they share the entities.
+  auto key_type = key_type_of(*specs.front());
+  if (!key_type)
+    return make_error(
+      errc::invalid_config,
+      fmt::format("{}: workload: {}", sc.file, message_of(key_type.error())));
+  for (size_t i = 0; i < w.entities; ++i)
+    p.keys.push_back(make_key(*key_type, seed, i));
+  std::vector<std::string> taken;
+  p.poison_keys = pick_keys(rng, p.keys, taken, w.poison);
+  p.slow_keys = pick_keys(rng, p.keys, taken, w.slow.entities);
+  // Events at a steady pace: event k at k / rate.
+  auto total = static_cast<size_t>(
+    w.rate * static_cast<double>(w.duration.count()) / 1000.0);
+  std::uniform_int_distribution<size_t> pick_type{0, specs.size() - 1};
+  std::uniform_int_distribution<size_t> pick_entity{0, w.entities - 1};
+  for (size_t k = 0; k < total; ++k) {
+    planned_event ev;
+    ev.at = milliseconds{
+      static_cast<int64_t>(static_cast<double>(k) * 1000.0 / w.rate)};
+    auto* spec = specs[pick_type(rng)];
+    ev.type = spec->name;
+    ev.entity = pick_entity(rng);
+    ev.data = make_payload(*spec, p.keys[ev.entity], rng);
+    p.events.push_back(std::move(ev));
+  }
+  auto all = instances_of(sc);
+  for (auto& f : sc.faults) {
+    auto targets = instances_named(sc, all, f.target);
+    action a;
+    a.at = f.at;
+    a.kind = f.kind;
+    a.target = targets[std::uniform_int_distribution<size_t>{0, targets.size()
+                                                                  - 1}(rng)];
+    a.hold = f.hold;
+    a.delay = f.delay;
+    a.origin = "timed";
+    if (f.kind == fault_kind::slow)
+      a.keys = slow_fault_keys(rng, p, f.keys);
+    p.faults.push_back(std::move(a));
+  }
+  plan_random(sc, all, rng, p);
+  std::stable_sort(p.faults.begin(), p.faults.end(),
+                   [](const action& a, const action& b) {
+                     return a.at < b.at;
+                   });
+  return p;
+}
+
+std::vector<std::string> describe(const plan& p, const scenario& sc) {
+  std::vector<std::string> lines;
+  lines.push_back(fmt::format("schedule of '{}', seed {}:", sc.name, p.seed));
+  for (auto& a : p.faults) {
+    std::string what;
+    switch (a.kind) {
+    case fault_kind::kill:
+      what = fmt::format("kill -9 {}, restart {} ms later", a.target,
+                         a.hold.count());
+      break;
+    case fault_kind::pause:
+      what = fmt::format("pause (SIGSTOP) {}, SIGCONT {} ms later", a.target,
+                         a.hold.count());
+      break;
+    case fault_kind::slow:
+      what = fmt::format("slow handling on {} by {} ms for keys [{}], {} ms "
+                         "long",
+                         a.target, a.delay.count(), fmt::join(a.keys, ", "),
+                         a.hold.count());
+      break;
+    }
+    lines.push_back(fmt::format("  at {:>7.3f}s  {} ({})",
+                                static_cast<double>(a.at.count()) / 1000.0,
+                                what, a.origin));
+  }
+  if (p.faults.empty())
+    lines.push_back("  no faults");
+  lines.push_back(fmt::format(
+    "  workload: {} events of [{}] over {} entities at {}/s to {}; poison "
+    "keys [{}]; slow keys [{}]",
+    p.events.size(), fmt::join(sc.workload.types, ", "), p.keys.size(),
+    sc.workload.rate, sc.workload.publish_to, fmt::join(p.poison_keys, ", "),
+    fmt::join(p.slow_keys, ", ")));
+  lines.push_back(fmt::format("  plan digest {:016x}", p.digest()));
+  return lines;
+}
+
+} // namespace herald::harness

@@ -1,0 +1,84 @@
+#pragma once
+
+/// The schedule of a run, made from the scenario and the seed alone: the
+/// entity keys (poison, slow, the rest), every event to publish and when,
+/// and every fault and when. The same seed gives the same schedule.
+///
+/// Thread safety: plain values and pure functions.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "herald/core/catalog.hpp"
+#include "scenario.hpp"
+
+namespace herald::harness {
+
+/// One instance of a node of the scenario.
+struct instance {
+  /// `NAME` or `NAME-I`.
+  std::string name;
+  /// Its node's index in `scenario::nodes`.
+  size_t node = 0;
+};
+
+/// The instances of `sc`, in node order.
+std::vector<instance> instances_of(const scenario& sc);
+
+/// One fault as scheduled.
+struct action {
+  /// From the workload's start.
+  milliseconds at{0};
+  fault_kind kind = fault_kind::kill;
+  /// The instance it hits.
+  std::string target;
+  /// Until it is healed (restart, SIGCONT, slow keys restored).
+  milliseconds hold{0};
+  /// slow: the wait per handling, and the keys.
+  milliseconds delay{0};
+  std::vector<std::string> keys;
+  /// `timed` (from `faults`) or `random`.
+  std::string origin;
+};
+
+/// One event to publish.
+struct planned_event {
+  milliseconds at{0};
+  std::string type;
+  /// The entity's index in `plan::keys`.
+  size_t entity = 0;
+  payload data;
+};
+
+struct plan {
+  uint64_t seed = 0;
+  /// The entity keys, one per entity.
+  std::vector<std::string> keys;
+  /// Those whose handling fails, and those whose handling is slow.
+  std::vector<std::string> poison_keys;
+  std::vector<std::string> slow_keys;
+  std::vector<planned_event> events;
+  /// Faults by time.
+  std::vector<action> faults;
+
+  /// A digest of the whole plan (FNV-1a of its text): equal plans, equal
+  /// digests; printed so that two runs can be compared at a glance.
+  uint64_t digest() const;
+};
+
+/// Makes the plan of `sc` for `seed`, with payloads valid under `cat`.
+/// Fails with `errc::invalid_config` naming the scenario's file when a
+/// workload type is not in the catalog, is not produced by the service of
+/// `workload.publish_to`'s config, or has a key field whose type cannot
+/// be generated as a key (string, uuid or email).
+caf::expected<plan> make_plan(const scenario& sc, const catalog& cat,
+                              uint64_t seed);
+
+/// The schedule as printed before a run: one line per fault, then the
+/// workload's size, keys and digest.
+std::vector<std::string> describe(const plan& p, const scenario& sc);
+
+} // namespace herald::harness
