@@ -3,6 +3,8 @@
 // What shards and the handler pool pass each other. Private to the actors
 // part; see handler_pool.hpp for the contract.
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -23,22 +25,27 @@
 
 namespace herald::detail {
 
+/// Where a shard's calls report and which handlers they call. A shard makes
+/// a new one when its handlers change; calls under way keep theirs.
+struct pool_source {
+  /// The shard that gets the outcomes.
+  caf::actor reply_to;
+  std::shared_ptr<const std::vector<subscription>> subs;
+};
+
 /// One call of the function handlers on an event.
 struct pool_job {
-  /// The shard that gets the outcome.
-  caf::actor reply_to;
-  /// The handlers; shared so that a later subscription does not change a
-  /// call under way.
-  std::shared_ptr<const std::vector<subscription>> subs;
-  event ev;
-  /// The event's entity and the shard's id of this call.
-  std::string key;
+  /// Kept by the shard until it has the outcome; read-only here.
+  const event* ev = nullptr;
+  /// The shard's entry of the event's entity, opaque to the pool, and the
+  /// shard's id of this call.
+  void* entity = nullptr;
   uint64_t id = 0;
 };
 
 /// How a call ended.
 struct pool_result {
-  std::string key;
+  void* entity = nullptr;
   uint64_t id = 0;
   outcome result;
 };
@@ -48,26 +55,51 @@ using pool_results = std::vector<pool_result>;
 /// Outcomes of calls, from a pool thread to a shard.
 using handled_atom = caf::atom_constant<caf::atom("hhandled")>;
 
+/// Jobs a shard handed over at once; threads take them one at a time.
+struct pool_batch {
+  std::shared_ptr<const pool_source> source;
+  std::vector<pool_job> jobs;
+  /// The next job not taken.
+  size_t next = 0;
+};
+
 /// The state the pool's threads share; guarded by `mtx`, apart from the
 /// atomics.
 struct pool_core {
+  using clock = std::chrono::steady_clock;
+
   std::string name;
   size_t max_threads = 0;
   std::mutex mtx;
   std::condition_variable wake;
-  std::deque<pool_job> queue;
+  std::deque<pool_batch> queue;
+  /// Jobs in `queue` not taken yet.
+  size_t queued = 0;
   std::vector<std::thread> threads;
-  /// Per thread, when its call in progress started; `max()` between calls.
-  std::vector<std::chrono::steady_clock::time_point> call_since;
+  /// Per thread, its id in the kernel (0 until it runs).
+  std::vector<pid_t> tids;
+  /// Per thread, when its call in progress started
+  /// (`clock::duration::rep`); `idle_since` between calls. Written by the
+  /// thread without the lock.
+  std::unique_ptr<std::atomic<clock::rep>[]> call_since;
   /// Threads waiting for work.
   size_t idle = 0;
+  /// The last call that ended was quick: wake threads for work as it
+  /// queues up, not one per job.
+  bool quick = false;
+  /// When the kernel was last asked whether the threads wait.
+  clock::time_point last_probe;
   bool stopping = false;
   std::atomic<size_t> running{0};
 };
 
-/// Queues `jobs` (emptied) and wakes or starts threads for them. Never
-/// waits for a call.
-void submit(pool_core& core, std::vector<pool_job>& jobs);
+/// `call_since` of a thread between calls.
+constexpr auto idle_since = std::chrono::steady_clock::rep{-1};
+
+/// Queues `jobs` (emptied) of `source` and wakes or starts threads for
+/// them. Never waits for a call.
+void submit(pool_core& core, const std::shared_ptr<const pool_source>& source,
+            std::vector<pool_job>& jobs);
 
 /// Starts threads if queued work waits while every thread is in a call
 /// that waits: called by shards while their calls run, so that a pool

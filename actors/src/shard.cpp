@@ -42,6 +42,10 @@ struct entity_state {
   bool running = false;
   /// Matches the pool's outcome to the call.
   uint64_t run_id = 0;
+  /// The event of that call: the pool reads it here, so that its thread
+  /// never touches the event's reference count, and it stays when a
+  /// timed-out attempt dead-letters the front while the call goes on.
+  event in_call;
   /// The front's attempt waits for a pool call or a service reply whose
   /// outcome counts: the event is moving, not held (see `shard_state`).
   bool in_attempt = false;
@@ -64,7 +68,45 @@ struct entity_state {
   bool parked() const noexcept {
     return parked_behind != 0 || parking;
   }
+
+  /// Back to a new entity's state, keeping the memory of the queue and
+  /// the vectors. REQUIRES: `idle()`.
+  void reset() noexcept {
+    attempts.clear();
+    waiting = false;
+    wait_id = 0;
+    running = false;
+    run_id = 0;
+    in_attempt = false;
+    handlers_ok = false;
+    started = {};
+    park_batch = 0;
+    paused.clear();
+  }
+
+  /// Nothing pending: the entity needs no entry.
+  bool idle() const noexcept {
+    return queue.empty() && !waiting && !running && !parked();
+  }
 };
+
+using entity_map =
+  std::unordered_map<std::string, entity_state, string_hash, std::equal_to<>>;
+
+/// An entity's key and state. Its address is stable while it is in the
+/// map, and an entry with a pool call running is never removed (it is not
+/// idle), so a pool call carries the entry's address and its outcome finds
+/// the entry without a lookup.
+using entity_entry = entity_map::value_type;
+
+// A shard that hands events to the pool or a service needs an entry for
+// nearly every event: it keeps the entries of idle entities for their next
+// events (one lookup per event, no allocation) until they number
+// `kept_entries` or twice the busy ones; then the idle ones are removed,
+// and up to `spare_entries` of them kept for new entities (key, queue and
+// vectors keep their memory).
+constexpr size_t kept_entries = 256;
+constexpr size_t spare_entries = 64;
 
 struct shard_state {
   shard_setup setup;
@@ -76,8 +118,12 @@ struct shard_state {
   bool has_service = false;
   /// The service actor to ask; null while the consumer is paused.
   caf::actor service;
-  std::unordered_map<std::string, entity_state, string_hash, std::equal_to<>>
-    entities;
+  entity_map entities;
+  /// Entries of entities that went idle, for reuse (at most
+  /// `spare_entries`).
+  std::vector<entity_map::node_type> spare;
+  /// The size of `entities` at which idle entries are removed.
+  size_t sweep_at = kept_entries;
   /// Events in entity queues. Those whose attempt is under way
   /// (`attempting`) move; the rest (waiting for a retry, or behind an
   /// entity's busy front) are reported to the consumer actor as held,
@@ -85,8 +131,9 @@ struct shard_state {
   uint64_t held = 0;
   uint64_t attempting = 0;
   uint64_t reported_held = 0;
-  /// This shard as a handle, for the pool's replies.
-  caf::actor self_handle;
+  /// This shard and its handlers, as the pool's calls see them; replaced
+  /// with `subs`.
+  std::shared_ptr<const pool_source> source;
   /// Pool calls gathered while handling one message, submitted at its end.
   std::vector<pool_job> submits;
   /// Pool calls not returned yet (timed out ones included).
@@ -146,7 +193,7 @@ bool wants_pool(shard_actor* self, std::string_view type) {
 void report(shard_actor* self) {
   auto& st = self->state;
   if (!st.submits.empty())
-    submit(*st.setup.pool, st.submits);
+    submit(*st.setup.pool, st.source, st.submits);
   auto held = st.held - st.attempting;
   if (st.done.empty() && held == st.reported_held)
     return;
@@ -238,7 +285,65 @@ void resume_streams(shard_actor* self, entity_state& e) {
   e.paused.clear();
 }
 
-void attempt(shard_actor* self, const std::string& key);
+// Removes the entries of idle entities, keeping some for reuse.
+void sweep(shard_actor* self) {
+  auto& st = self->state;
+  for (auto it = st.entities.begin(); it != st.entities.end();) {
+    if (!it->second.idle()) {
+      ++it;
+      continue;
+    }
+    auto node = st.entities.extract(it++);
+    if (st.spare.size() < spare_entries) {
+      node.mapped().reset();
+      st.spare.push_back(std::move(node));
+    }
+  }
+  st.sweep_at = std::max(kept_entries, 2 * st.entities.size());
+}
+
+// The entry of `key`, made (from a spare one if there is one) when the
+// entity has none.
+entity_entry& claim(shard_actor* self, std::string_view key) {
+  auto& st = self->state;
+  if (auto it = st.entities.find(key); it != st.entities.end())
+    return *it;
+  if (st.entities.size() >= st.sweep_at)
+    sweep(self);
+  if (st.spare.empty())
+    return *st.entities.try_emplace(std::string{key}).first;
+  auto node = std::move(st.spare.back());
+  st.spare.pop_back();
+  node.key().assign(key);
+  return *st.entities.insert(std::move(node)).position;
+}
+
+// Removes the idle entity of `entry`, keeping its entry for reuse.
+void release(shard_actor* self, entity_entry& entry) {
+  auto& st = self->state;
+  auto node = st.entities.extract(entry.first);
+  if (st.spare.size() >= spare_entries)
+    return;
+  node.mapped().reset();
+  st.spare.push_back(std::move(node));
+}
+
+// Whether the shard keeps the entries of idle entities (see
+// `kept_entries`): when it hands events to the pool or a service. A shard
+// that calls its handlers itself makes entries only for failures.
+bool keeps_entries(shard_actor* self) {
+  return self->state.setup.pool != nullptr || self->state.has_service;
+}
+
+// The entity of `entry` has nothing pending.
+void settle(shard_actor* self, entity_entry& entry) {
+  if (keeps_entries(self))
+    entry.second.reset();
+  else
+    release(self, entry);
+}
+
+void attempt(shard_actor* self, entity_entry& entry);
 
 // The front event of `key` failed with `o`: retry it later, or dead-letter
 // it. Returns whether the entity waits now (a retry is scheduled).
@@ -319,17 +424,18 @@ void schedule_tick(shard_actor* self) {
   self->delayed_send(self, period, tick_atom::value);
 }
 
-// Hands the front of `key` to the pool (submitted at the end of the
+// Hands the front of `entry` to the pool (submitted at the end of the
 // message, see `report`).
-void start_call(shard_actor* self, const std::string& key, entity_state& e) {
+void start_call(shard_actor* self, entity_entry& entry) {
   auto& st = self->state;
+  auto& e = entry.second;
   e.running = true;
   e.in_attempt = true;
   e.run_id = ++st.next_wait;
   ++st.attempting;
   ++st.calls;
-  st.submits.push_back(
-    {st.self_handle, st.subs, e.queue.front().ev, key, e.run_id});
+  e.in_call = e.queue.front().ev;
+  st.submits.push_back({&e.in_call, &entry, e.run_id});
   schedule_tick(self);
 }
 
@@ -356,23 +462,20 @@ void start_request(shard_actor* self, const std::string& key, entity_state& e) {
       });
 }
 
-// Handles the events of `key` from the front of its queue until one has to
-// wait (a retry, a pool call, a service reply, a paused service) or the
+// Handles the events of `entry` from the front of its queue until one has
+// to wait (a retry, a pool call, a service reply, a paused service) or the
 // queue is empty; then forgets an idle entity. An attempt calls the
 // function handlers that select the event (on the pool, or here), then the
 // service actor; the first failure ends it.
-void attempt(shard_actor* self, const std::string& key) {
+void attempt(shard_actor* self, entity_entry& entry) {
   auto& st = self->state;
-  auto it = st.entities.find(key);
-  if (it == st.entities.end())
-    return;
-  auto& e = it->second;
+  auto& [key, e] = entry;
   while (!e.queue.empty() && !e.waiting && !e.running) {
     auto& w = e.queue.front();
     if (!e.handlers_ok) {
       e.started = steady_clock::now();
       if (wants_pool(self, w.ev.type())) {
-        start_call(self, key, e);
+        start_call(self, entry);
         return;
       }
       auto o = call_handlers(*st.subs, w.ev);
@@ -393,8 +496,8 @@ void attempt(shard_actor* self, const std::string& key) {
   }
   if (e.queue.size() < st.setup.policy.entity_buffer / 2 + 1)
     resume_streams(self, e);
-  if (e.queue.empty() && !e.waiting && !e.running && !e.parked())
-    st.entities.erase(it);
+  if (e.idle())
+    settle(self, entry);
 }
 
 // The service answered the front of `key` (`err` null for success).
@@ -414,7 +517,7 @@ void on_service_reply(shard_actor* self, const std::string& key, uint64_t id,
   else if (on_failure(self, key, e,
                       failure_of(*err, st.setup.policy.handler_timeout)))
     return report(self);
-  attempt(self, key);
+  attempt(self, *it);
   report(self);
 }
 
@@ -422,25 +525,27 @@ void on_service_reply(shard_actor* self, const std::string& key, uint64_t id,
 void on_handled(shard_actor* self, pool_results& results) {
   auto& st = self->state;
   for (auto& r : results) {
-    auto it = st.entities.find(r.key);
-    if (it == st.entities.end() || !it->second.running
-        || it->second.run_id != r.id)
+    // The entry is there: it was running, and running entries stay. The
+    // id tells this call from an earlier one of an entry since reused.
+    auto& entry = *static_cast<entity_entry*>(r.entity);
+    auto& e = entry.second;
+    if (!e.running || e.run_id != r.id)
       continue;
     --st.calls;
-    auto& e = it->second;
     e.running = false;
+    e.in_call = {};
     if (!e.in_attempt) {
       // It timed out before: the attempt failed then; the entity goes on.
-      attempt(self, r.key);
+      attempt(self, entry);
       continue;
     }
     e.in_attempt = false;
     --st.attempting;
     if (r.result.ok)
       e.handlers_ok = true;
-    else if (on_failure(self, r.key, e, std::move(r.result)))
+    else if (on_failure(self, entry.first, e, std::move(r.result)))
       continue;
-    attempt(self, r.key);
+    attempt(self, entry);
   }
   report(self);
 }
@@ -453,12 +558,15 @@ void on_tick(shard_actor* self) {
   st.tick_scheduled = false;
   auto limit = st.setup.policy.handler_timeout;
   auto now = steady_clock::now();
-  std::vector<std::string> overdue;
-  for (auto& [key, e] : st.entities)
+  std::vector<entity_entry*> overdue;
+  for (auto& entry : st.entities) {
+    auto& e = entry.second;
     if (e.running && e.in_attempt && now - e.started >= limit)
-      overdue.push_back(key);
-  for (auto& key : overdue) {
-    auto& e = st.entities.find(key)->second;
+      overdue.push_back(&entry);
+  }
+  // Each stays: its call still runs.
+  for (auto* entry : overdue) {
+    auto& e = entry->second;
     e.in_attempt = false;
     --st.attempting;
     outcome o{false, true,
@@ -467,8 +575,8 @@ void on_tick(shard_actor* self) {
                           "next attempt waits until it returns",
                           format_duration(limit)),
               "timeout"};
-    if (!on_failure(self, key, e, std::move(o)))
-      attempt(self, key);
+    if (!on_failure(self, entry->first, e, std::move(o)))
+      attempt(self, *entry);
   }
   if (st.calls > 0) {
     // Calls that hang do not stop the pool from growing.
@@ -492,58 +600,71 @@ void enqueue(shard_actor* self, entity_state& e, work_item w) {
   ++st.held;
 }
 
+// Seed-style handlers on the shard, for an entity with nothing pending:
+// no entry unless the attempt fails.
+void handle_here(shard_actor* self, std::string_view key, work_item& w) {
+  auto& st = self->state;
+  auto started = steady_clock::now();
+  auto o = call_handlers(*st.subs, w.ev);
+  if (o.ok) {
+    finished(self, w, started, 1);
+    return;
+  }
+  auto& entry = claim(self, key);
+  auto& e = entry.second;
+  e.started = started;
+  e.queue.push_back(std::move(w));
+  ++st.held;
+  if (!on_failure(self, entry.first, e, std::move(o)))
+    attempt(self, entry);
+}
+
 void on_work(shard_actor* self, work_batch& batch) {
   auto& st = self->state;
   ++st.batch_no;
   for (auto& w : batch) {
     auto key = w.ev.key();
-    if (!st.entities.empty()) {
-      if (auto it = st.entities.find(key); it != st.entities.end()) {
-        auto& e = it->second;
-        if (w.dead_letter != 0 && e.parked() && e.park_batch != st.batch_no) {
-          // A redrive unparks the entity: its dead letters come first, in
-          // their order, then what arrives after them.
-          e.parked_behind = 0;
-          e.parking = false;
-        }
-        if (e.parked()) {
-          dead_letter(
-            self, w, {},
-            e.parked_behind != 0
-              ? fmt::format("parked behind dead letter {}", e.parked_behind)
-              : std::string{"parked behind an earlier dead letter"},
-            true);
-          continue;
-        }
-        if (!e.queue.empty() || e.waiting || e.running) {
-          enqueue(self, e, std::move(w));
-          continue;
-        }
-        st.entities.erase(it); // unparked and idle
-      }
+    // Events for the pool or the service get an entry (they wait for an
+    // outcome); the others only look whether their entity is busy.
+    bool here = !wants_service(self, w.ev) && !wants_pool(self, w.ev.type());
+    entity_entry* entry = nullptr;
+    if (!here) {
+      entry = &claim(self, key);
+    } else if (!st.entities.empty()) {
+      if (auto it = st.entities.find(key); it != st.entities.end())
+        entry = &*it;
     }
-    if (!wants_service(self, w.ev) && !wants_pool(self, w.ev.type())) {
-      // Seed-style handlers on the shard, on an idle entity: no state.
-      auto started = steady_clock::now();
-      auto o = call_handlers(*self->state.subs, w.ev);
-      if (o.ok) {
-        finished(self, w, started, 1);
+    if (entry != nullptr) {
+      auto& e = entry->second;
+      if (w.dead_letter != 0 && e.parked() && e.park_batch != st.batch_no) {
+        // A redrive unparks the entity: its dead letters come first, in
+        // their order, then what arrives after them.
+        e.parked_behind = 0;
+        e.parking = false;
+      }
+      if (e.parked()) {
+        dead_letter(
+          self, w, {},
+          e.parked_behind != 0
+            ? fmt::format("parked behind dead letter {}", e.parked_behind)
+            : std::string{"parked behind an earlier dead letter"},
+          true);
         continue;
       }
-      auto& e = st.entities[std::string{key}];
-      e.started = started;
-      e.queue.push_back(std::move(w));
-      ++st.held;
-      std::string k{key};
-      if (!on_failure(self, k, e, std::move(o)))
-        attempt(self, k);
+      if (!e.idle()) {
+        enqueue(self, e, std::move(w));
+        continue;
+      }
+    }
+    if (here) {
+      if (entry != nullptr && !keeps_entries(self))
+        release(self, *entry); // unparked and idle
+      handle_here(self, key, w);
       continue;
     }
-    std::string k{key};
-    auto& e = st.entities[k];
-    e.queue.push_back(std::move(w));
+    entry->second.queue.push_back(std::move(w));
     ++st.held;
-    attempt(self, k);
+    attempt(self, *entry);
   }
   report(self);
 }
@@ -551,7 +672,8 @@ void on_work(shard_actor* self, work_batch& batch) {
 caf::behavior shard(shard_actor* self, shard_setup setup) {
   auto& st = self->state;
   st.setup = std::move(setup);
-  st.self_handle = caf::actor_cast<caf::actor>(self);
+  st.source = std::make_shared<const pool_source>(
+    pool_source{caf::actor_cast<caf::actor>(self), st.subs});
   for (auto& [key, id] : st.setup.parked)
     st.entities[key].parked_behind = id;
   return {
@@ -570,7 +692,7 @@ caf::behavior shard(shard_actor* self, shard_setup setup) {
           || it->second.wait_id != id || it->second.in_attempt)
         return;
       it->second.waiting = false;
-      attempt(self, key);
+      attempt(self, *it);
       report(self);
     },
     [self](dead_letter_atom, const std::string& key, uint64_t id) {
@@ -587,16 +709,17 @@ caf::behavior shard(shard_actor* self, shard_setup setup) {
       if (it != self->state.entities.end() && it->second.parked()) {
         it->second.parked_behind = 0;
         it->second.parking = false;
-        if (it->second.queue.empty() && !it->second.waiting
-            && !it->second.running)
-          self->state.entities.erase(it);
+        if (it->second.idle())
+          settle(self, *it);
       }
     },
     [self](subscribe_atom, const subscription& sub) {
-      auto subs =
-        std::make_shared<std::vector<subscription>>(*self->state.subs);
+      auto& st = self->state;
+      auto subs = std::make_shared<std::vector<subscription>>(*st.subs);
       subs->push_back(sub);
-      self->state.subs = std::move(subs);
+      st.subs = std::move(subs);
+      st.source = std::make_shared<const pool_source>(
+        pool_source{st.source->reply_to, st.subs});
     },
     [self](attach_atom, const caf::actor& service,
            const std::vector<pattern>& patterns) {
@@ -604,13 +727,15 @@ caf::behavior shard(shard_actor* self, shard_setup setup) {
       st.has_service = true;
       st.service = service;
       st.service_patterns = patterns;
-      // Entities that waited for the service while it was paused.
-      std::vector<std::string> ready;
-      for (auto& [key, e] : st.entities)
-        if (!e.queue.empty() && !e.waiting && !e.running)
-          ready.push_back(key);
-      for (auto& key : ready)
-        attempt(self, key);
+      // Entities that waited for the service while it was paused; each
+      // attempt may release its own entry, never another's.
+      std::vector<entity_entry*> ready;
+      for (auto& entry : st.entities)
+        if (!entry.second.queue.empty() && !entry.second.waiting
+            && !entry.second.running)
+          ready.push_back(&entry);
+      for (auto* entry : ready)
+        attempt(self, *entry);
       report(self);
     },
     [self](service_paused_atom) {

@@ -14,12 +14,31 @@
 /// has at most one event in the pool at a time).
 ///
 /// Threads are started when work needs them, up to `threads`, and live
-/// until `stop`: one at first, then, whenever work is queued while every
-/// thread is in a call that has run for 500 µs or more (waiting, not
-/// computing), one per queued job; and one more, up to the cores, while
-/// quick calls queue up faster than the threads take them. Quick handlers
-/// so run on a few threads, handlers that wait on as many as the work and
-/// `threads` allow.
+/// until `stop`: one at first; then, whenever work is queued while every
+/// thread is in a call that waits (has run for 500 µs or more *and*
+/// sleeps: on I/O, a lock, a timer), one per queued job; and one more, up
+/// to the cores, while quick calls queue up faster than the threads take
+/// them. "Sleeps" is the kernel's view, not the clock's: on a loaded
+/// machine a quick call preempted half-way has run as long, and counting
+/// it as waiting started every thread for a handler that does nothing. A
+/// call in progress is asked about through its thread's state in
+/// /proc/self/task/TID/stat (proc(5); at most once per millisecond per
+/// pool, and only once the clock says 500 µs), a call that just ended
+/// through its thread's voluntary context switches (getrusage(2),
+/// RUSAGE_THREAD; counted only around calls after a slow one). Without
+/// procfs the clock alone decides, as before. Quick handlers so run on
+/// few threads, handlers that wait on as many as the work and `threads`
+/// allow.
+///
+/// A shard hands over the events it has for the pool as one batch (one
+/// lock, at most one wake-up); while calls are quick, a submit wakes only
+/// the threads the backlog needs. The pool reads each event from the
+/// shard, which keeps it until the outcome is back, so its threads touch
+/// no reference count. A thread takes one job at a time (it never holds
+/// work behind a call that waits) and reports a quick call's outcome
+/// together with the next ones (up to 64, or when the queue is empty), a
+/// slow call's (100 µs or more) at once: a handler that does nothing
+/// costs one message per batch, not per event.
 ///
 /// The queue is not bounded here: the consumer's own flow control bounds
 /// it (one event per entity, entities bounded by the events the node hands
