@@ -92,15 +92,10 @@ TEST_CASE("a minimal node configuration gets the defaults", "[core][config]") {
 
 TEST_CASE("the bound on events queued for the disk and the publish wait load",
           "[core][config][backpressure]") {
-  auto cfg = node_config::parse("node: n
-                                catalog
-                                : e.yaml store
-                                : "
-                                  "  max_pending_bytes: 1048576
-                                  "
-                                  "  publish_timeout: 0s
-                                  ",
-                                  "n.yaml");
+  auto cfg = node_config::parse("node: n\ncatalog: e.yaml\nstore:\n"
+                                "  max_pending_bytes: 1048576\n"
+                                "  publish_timeout: 0s\n",
+                                "n.yaml");
   INFO((cfg ? "" : herald::message_of(cfg.error())));
   REQUIRE(cfg);
   CHECK(cfg->store.max_pending_bytes == 1024 * 1024);

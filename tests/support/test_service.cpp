@@ -113,7 +113,7 @@ public:
         std::string stream;
         uint64_t seq = 0;
         // A line cut short (a full disk) is no event seen.
-        if (fields >> stream >> seq && seen_[stream].insert(seq).second)
+        if (fields >> stream >> seq && seen_[stream].insert(seq))
           distinct_.fetch_add(1, std::memory_order_relaxed);
       }
     }
@@ -141,7 +141,7 @@ public:
       line = fmt::format("{} {} {} {} {}\n", ev.stream(), ev.seq(), ev.key(),
                          ev.redelivered() ? 1 : 0, ev.id());
     std::lock_guard<std::mutex> guard{mtx_};
-    if (seen_[std::string{ev.stream()}].insert(ev.seq()).second)
+    if (seen_[std::string{ev.stream()}].insert(ev.seq()))
       distinct_.fetch_add(1, std::memory_order_relaxed);
     else
       duplicates_.fetch_add(1, std::memory_order_relaxed);
