@@ -6,6 +6,7 @@
 //                    [--shards S] [--poison PERCENT] [--log-level L]
 //                    [--handler-wait-ms MS] [--concurrency C]
 //                    [--fsync always|batch|os] [--dir DATA_DIR]
+//                    [--memory [--idle-s S]] [--service-actor]
 //
 // --help prints the usage; an unknown option is an error (exit 2).
 //
@@ -17,9 +18,22 @@
 //
 // --handler-wait-ms makes the handler wait that long per event, as one that
 // sends an email or calls an HTTP API does (a sleep: the thread waits, the
-// core is free). --concurrency sets the consumer's handler calls at once
+// core is free). --service-actor makes the handler a CAF behavior
+// (`node::attach`) that reads the payload, as the example services do.
+// --concurrency sets the consumer's handler calls at once
 // (default 64; 0 runs handlers on the shards). Then events_per_s is bounded
 // by concurrency / wait, and max_running says how many calls overlapped.
+//
+// --memory measures memory instead of speed, as a service that publishes a
+// large backlog and one that replays it would see it: the producer
+// publishes --events as fast as it can with no consumer running, waits
+// until they are durable and then --idle-s seconds; then a consumer
+// process starts and replays them all from the producer's log, and waits
+// --idle-s seconds once done. The JSON line gives, in MiB from
+// /proc/PID/status, the producer's peak resident set while publishing
+// (VmHWM), its resident set once idle (VmRSS), its peak while serving the
+// replay (VmHWM reset before it), and the consumer's peak and idle figures.
+// The handler only counts: nothing is kept per event.
 //
 // The driver is the producer; it starts the consumer as a child process
 // (the same binary with --role consumer) and prints one JSON line with the
@@ -38,6 +52,7 @@
 #include <thread>
 #include <vector>
 
+#include <caf/event_based_actor.hpp>
 #include <fmt/format.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -66,6 +81,9 @@ struct options {
   uint64_t wait_ms = 0;
   size_t concurrency = 64;
   std::string log_level = "warn";
+  bool memory = false;
+  bool service_actor = false;
+  uint64_t idle_s = 5;
 };
 
 // Parses the command line into `o`. Returns nothing when the run should
@@ -116,6 +134,20 @@ std::optional<int> parse(options& o, int argc, char** argv) {
   app.add_option("--dir", o.dir,
                  "data directory of both nodes. Default: a fresh temporary "
                  "one, removed after the run");
+  app.add_flag("--memory", o.memory,
+               "measure peak and idle resident memory of the producer "
+               "(publishing with no consumer, then serving a replay) and "
+               "of a consumer replaying the whole backlog, instead of "
+               "speed");
+  app.add_flag("--service-actor", o.service_actor,
+               "the consumer's handler is a CAF behavior (node::attach) "
+               "that reads the payload, as the example services' are; "
+               "default: a function handler that does not");
+  app
+    .add_option("--idle-s", o.idle_s,
+                "with --memory: seconds each process stays idle before its "
+                "idle resident memory is read")
+    ->capture_default_str();
   // How the driver starts the consumer process: not for users.
   app.add_option("--role", o.role)
     ->check(CLI::IsMember({"driver", "consumer"}))
@@ -146,6 +178,39 @@ std::unique_ptr<herald::node> start(herald::node_config cfg) {
   return std::move(*n);
 }
 
+// A field of /proc/self/status in KiB (VmHWM: peak resident set, VmRSS:
+// resident set now); 0 when absent.
+uint64_t status_kib(std::string_view field) {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr)
+    return 0;
+  char line[256];
+  uint64_t kib = 0;
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    std::string_view l{line};
+    if (l.starts_with(field) && l.size() > field.size()
+        && l[field.size()] == ':') {
+      kib = std::strtoull(line + field.size() + 1, nullptr, 10);
+      break;
+    }
+  }
+  std::fclose(f);
+  return kib;
+}
+
+double status_mib(std::string_view field) {
+  return static_cast<double>(status_kib(field)) / 1024.0;
+}
+
+// Starts a new peak: VmHWM becomes the resident set now (Linux
+// proc(5), clear_refs "5").
+void reset_peak() {
+  if (std::FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
+    std::fputs("5", f);
+    std::fclose(f);
+  }
+}
+
 // The user index in a key made by `user_id`.
 size_t user_of(std::string_view key) {
   return std::stoul(std::string{key.substr(key.size() - 12)}, nullptr, 16);
@@ -163,10 +228,13 @@ int run_consumer(const options& o) {
   email.concurrency = o.concurrency;
   email.retry.initial = milliseconds{1};
   email.retry.max = milliseconds{10};
+  if (o.service_actor)
+    email.subscribe.push_back("user.account.created");
   cfg.consumers.push_back(email);
   auto n = start(cfg);
   // Handlers run on several shards at once: each writes its own slots.
-  std::vector<int64_t> lat(o.events);
+  // Nothing is kept per event with --memory: the figures are herald's.
+  std::vector<int64_t> lat(o.memory ? 0 : o.events);
   std::atomic<uint64_t> got{0};
   std::atomic<int64_t> first_us{0}, last_us{0};
   std::atomic<uint64_t> out_of_order{0};
@@ -175,33 +243,45 @@ int run_consumer(const options& o) {
   auto poison_cut =
     static_cast<uint64_t>(o.poison / 100.0 * static_cast<double>(UINT32_MAX));
   std::atomic<uint64_t> running{0}, max_running{0};
-  auto err = n->bus().subscribe(
-    "user.account.created",
-    [&](const herald::event& ev) -> caf::error {
-      if (std::hash<std::string_view>{}(ev.id()) % UINT32_MAX < poison_cut)
-        return herald::make_error(herald::errc::handler_failed, "poison");
-      if (o.wait_ms > 0) {
-        auto now = running.fetch_add(1) + 1;
-        auto most = max_running.load();
-        while (now > most && !max_running.compare_exchange_weak(most, now)) {
-        }
-        std::this_thread::sleep_for(milliseconds{o.wait_ms});
-        running.fetch_sub(1);
+  auto on_event = [&](const herald::event& ev) -> caf::error {
+    if (std::hash<std::string_view>{}(ev.id()) % UINT32_MAX < poison_cut)
+      return herald::make_error(herald::errc::handler_failed, "poison");
+    if (o.wait_ms > 0) {
+      auto now = running.fetch_add(1) + 1;
+      auto most = max_running.load();
+      while (now > most && !max_running.compare_exchange_weak(most, now)) {
       }
-      auto now = herald::now_us();
-      auto i = got.fetch_add(1);
-      if (i == 0)
-        first_us = now;
-      last_us = now;
-      if (i < lat.size())
-        lat[i] = now - ev.timestamp_us();
-      auto& last = last_seq[std::min(user_of(ev.key()), last_seq.size() - 1)];
-      if (ev.seq() <= last)
-        out_of_order.fetch_add(1);
-      last = ev.seq();
-      return {};
-    },
-    "EmailService");
+      std::this_thread::sleep_for(milliseconds{o.wait_ms});
+      running.fetch_sub(1);
+    }
+    auto now = herald::now_us();
+    auto i = got.fetch_add(1);
+    if (i == 0)
+      first_us = now;
+    last_us = now;
+    if (i < lat.size())
+      lat[i] = now - ev.timestamp_us();
+    auto& last = last_seq[std::min(user_of(ev.key()), last_seq.size() - 1)];
+    if (ev.seq() <= last)
+      out_of_order.fetch_add(1);
+    last = ev.seq();
+    return {};
+  };
+  caf::error err;
+  if (o.service_actor) {
+    // As the example services do: a CAF behavior that reads the payload.
+    err = n->attach("EmailService", [&](caf::event_based_actor*) {
+      return caf::behavior{[&](const herald::event& ev) -> caf::result<void> {
+        if (ev.data().at("email").get_ref<const std::string&>().empty())
+          return herald::make_error(herald::errc::handler_failed, "no email");
+        if (auto e = on_event(ev))
+          return e;
+        return caf::unit;
+      }};
+    });
+  } else {
+    err = n->bus().subscribe("user.account.created", on_event, "EmailService");
+  }
   if (err)
     return 1;
   auto st = n->stats("EmailService");
@@ -225,6 +305,21 @@ int run_consumer(const options& o) {
     }
   }
   n->drain(seconds{5});
+  if (o.memory) {
+    auto peak = status_mib("VmHWM");
+    std::this_thread::sleep_for(seconds{o.idle_s});
+    std::printf(
+      "{\"received\":%lu,\"dead_lettered\":%lu,\"lost\":%lu,"
+      "\"out_of_order\":%lu,\"replay_per_s\":%.0f,"
+      "\"consumer_peak_mib\":%.1f,\"consumer_idle_mib\":%.1f}\n",
+      got.load(), st->dead_lettered.load(),
+      o.events - std::min(o.events, got.load() + st->dead_lettered.load()),
+      out_of_order.load(),
+      last_us > first_us ? got.load() / ((last_us - first_us) / 1e6) : 0.0,
+      peak, status_mib("VmRSS"));
+    std::fflush(stdout);
+    return 0;
+  }
   auto received = got.load();
   auto dead = st->dead_lettered.load();
   lat.resize(std::min<size_t>(received, lat.size()));
@@ -254,64 +349,106 @@ std::string user_id(int i) {
   return fmt::format("00000000-0000-4000-8000-{:012x}", i);
 }
 
-int run_driver(const options& o, const char* self) {
-  auto n = start(config(o, "bench-producer", "UserService"));
-  auto endpoint = n->endpoint();
+// A consumer process (this binary, --role consumer) for the producer at
+// `endpoint`, its stdout on a pipe. Returns its pid and the pipe's read
+// end, or pid -1.
+std::pair<pid_t, int> spawn_consumer(const options& o, const char* self,
+                                     const std::string& endpoint) {
   auto events = std::to_string(o.events);
-  auto dir = o.dir;
   auto users = std::to_string(o.users);
   auto shards = std::to_string(o.shards);
   auto poison = fmt::format("{}", o.poison);
   auto wait_ms = std::to_string(o.wait_ms);
   auto concurrency = std::to_string(o.concurrency);
+  auto idle_s = std::to_string(o.idle_s);
   int fds[2];
   if (pipe(fds) != 0)
-    return 1;
+    return {-1, -1};
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
   posix_spawn_file_actions_addclose(&fa, fds[0]);
-  const char* args[] = {self,
-                        "--role",
-                        "consumer",
-                        "--peer",
-                        endpoint.c_str(),
-                        "--events",
-                        events.c_str(),
-                        "--dir",
-                        dir.c_str(),
-                        "--fsync",
-                        o.fsync.c_str(),
-                        "--shards",
-                        shards.c_str(),
-                        "--poison",
-                        poison.c_str(),
-                        "--users",
-                        users.c_str(),
-                        "--log-level",
-                        o.log_level.c_str(),
-                        "--handler-wait-ms",
-                        wait_ms.c_str(),
-                        "--concurrency",
-                        concurrency.c_str(),
-                        nullptr};
+  std::vector<const char*> args = {self,
+                                   "--role",
+                                   "consumer",
+                                   "--peer",
+                                   endpoint.c_str(),
+                                   "--events",
+                                   events.c_str(),
+                                   "--dir",
+                                   o.dir.c_str(),
+                                   "--fsync",
+                                   o.fsync.c_str(),
+                                   "--shards",
+                                   shards.c_str(),
+                                   "--poison",
+                                   poison.c_str(),
+                                   "--users",
+                                   users.c_str(),
+                                   "--log-level",
+                                   o.log_level.c_str(),
+                                   "--handler-wait-ms",
+                                   wait_ms.c_str(),
+                                   "--concurrency",
+                                   concurrency.c_str(),
+                                   "--idle-s",
+                                   idle_s.c_str()};
+  if (o.memory)
+    args.push_back("--memory");
+  if (o.service_actor)
+    args.push_back("--service-actor");
+  args.push_back(nullptr);
   pid_t pid;
-  if (posix_spawn(&pid, self, &fa, nullptr, const_cast<char**>(args), environ)
-      != 0)
-    return 1;
+  auto rc = posix_spawn(&pid, self, &fa, nullptr,
+                        const_cast<char**>(args.data()), environ);
+  posix_spawn_file_actions_destroy(&fa);
   close(fds[1]);
+  if (rc != 0) {
+    close(fds[0]);
+    return {-1, -1};
+  }
+  return {pid, fds[0]};
+}
+
+// The consumer's JSON line, once it exited; empty if it printed none.
+std::string consumer_result(pid_t pid, int fd) {
+  std::string out;
+  char buf[4096];
+  ssize_t k;
+  while ((k = read(fd, buf, sizeof(buf))) > 0)
+    out.append(buf, static_cast<size_t>(k));
+  close(fd);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  while (!out.empty() && out.back() == '\n')
+    out.pop_back();
+  if (out.empty() || out.front() != '{')
+    return {};
+  return out;
+}
+
+// The benchmark's payloads, made up front: it measures herald, not the
+// building of JSON by the caller.
+std::vector<herald::payload> make_payloads(int users) {
+  std::vector<herald::payload> payloads;
+  static const char* sources[] = {"web", "api", "oauth"};
+  for (int i = 0; i < users; ++i)
+    payloads.push_back({{"user_id", user_id(i)},
+                        {"email", fmt::format("user{}@example.com", i)},
+                        {"registration_source", sources[i % 3]}});
+  return payloads;
+}
+
+int run_driver(const options& o, const char* self) {
+  auto n = start(config(o, "bench-producer", "UserService"));
+  auto [pid, fd] = spawn_consumer(o, self, n->endpoint());
+  if (pid < 0)
+    return 1;
   if (!n->wait_for_subscribers(1, seconds{10})) {
     std::fprintf(stderr, "bench: consumer did not subscribe in 10 s\n");
     return 1;
   }
-  // Payloads prepared up front: the benchmark measures herald, not the
-  // building of JSON by the caller.
-  std::vector<herald::payload> payloads;
-  static const char* sources[] = {"web", "api", "oauth"};
-  for (int i = 0; i < o.users; ++i)
-    payloads.push_back({{"user_id", user_id(i)},
-                        {"email", fmt::format("user{}@example.com", i)},
-                        {"registration_source", sources[i % 3]}});
+  auto payloads = make_payloads(o.users);
   std::optional<herald::publish_receipt> last;
   auto t0 = steady_clock::now();
   for (uint64_t i = 0; i < o.events; ++i) {
@@ -335,19 +472,53 @@ int run_driver(const options& o, const char* self) {
   if (last)
     last->wait(); // publish_per_s counts acknowledged (durable) events
   double pub_secs = duration<double>(steady_clock::now() - t0).count();
-  std::string out;
-  char buf[4096];
-  ssize_t k;
-  while ((k = read(fds[0], buf, sizeof(buf))) > 0)
-    out.append(buf, static_cast<size_t>(k));
-  int status = 0;
-  waitpid(pid, &status, 0);
-  while (!out.empty() && out.back() == '\n')
-    out.pop_back();
-  if (out.empty() || out.front() != '{')
+  auto out = consumer_result(pid, fd);
+  if (out.empty())
     return 1;
   std::printf("{\"events\":%lu,\"rate\":%lu,\"publish_per_s\":%.0f,%s\n",
               o.events, o.rate, o.events / pub_secs, out.c_str() + 1);
+  return 0;
+}
+
+// --memory: publish the backlog with no consumer, stay idle, then serve a
+// consumer that replays it all (see the top of this file).
+int run_memory_driver(const options& o, const char* self) {
+  auto n = start(config(o, "bench-producer", "UserService"));
+  auto payloads = make_payloads(o.users);
+  std::optional<herald::publish_receipt> last;
+  auto t0 = steady_clock::now();
+  for (uint64_t i = 0; i < o.events; ++i) {
+    auto r =
+      n->bus().publish("user.account.created", payloads[i % payloads.size()]);
+    if (!r) {
+      std::fprintf(stderr, "bench: %s\n",
+                   herald::message_of(r.error()).c_str());
+      return 1;
+    }
+    last = std::move(*r);
+  }
+  if (last)
+    if (auto err = last->wait()) {
+      std::fprintf(stderr, "bench: %s\n", herald::message_of(err).c_str());
+      return 1;
+    }
+  double pub_secs = duration<double>(steady_clock::now() - t0).count();
+  auto publish_peak = status_mib("VmHWM");
+  std::this_thread::sleep_for(seconds{o.idle_s});
+  auto idle = status_mib("VmRSS");
+  reset_peak();
+  auto [pid, fd] = spawn_consumer(o, self, n->endpoint());
+  if (pid < 0)
+    return 1;
+  auto out = consumer_result(pid, fd);
+  if (out.empty())
+    return 1;
+  std::printf("{\"events\":%lu,\"publish_per_s\":%.0f,"
+              "\"producer_publish_peak_mib\":%.1f,"
+              "\"producer_idle_mib\":%.1f,\"producer_serve_peak_mib\":%.1f,"
+              "%s\n",
+              o.events, o.events / pub_secs, publish_peak, idle,
+              status_mib("VmHWM"), out.c_str() + 1);
   return 0;
 }
 
@@ -364,11 +535,11 @@ int main(int argc, char** argv) {
     if (::mkdtemp(tmpl.data()) == nullptr)
       return 1;
     o.dir = tmpl;
-    auto rc = run_driver(o, argv[0]);
+    auto rc = o.memory ? run_memory_driver(o, argv[0]) : run_driver(o, argv[0]);
     std::filesystem::remove_all(tmpl);
     return rc;
   }
   if (o.role == "consumer")
     return run_consumer(o);
-  return run_driver(o, argv[0]);
+  return o.memory ? run_memory_driver(o, argv[0]) : run_driver(o, argv[0]);
 }

@@ -159,13 +159,17 @@ void flush_offsets(consumer_actor* self) {
 void request_next(consumer_actor* self, const std::string& stream);
 
 // Whether a catch-up may ask for its next batch: the events handed to
-// shards and not finished, apart from those waiting behind a retrying
-// entity, are fewer than a batch.
+// shards and not finished, apart from those waiting behind a busy entity,
+// are fewer than a batch (a retrying entity does not stall the others),
+// and all of them together are at most `max_unfinished`. Without the
+// second bound, entities that wait (a slow service actor, many retries)
+// let a catch-up read on until their queues held the whole backlog.
 bool may_read(consumer_actor* self) {
   auto& st = self->state;
   auto in_flight = st.setup.stats->unfinished.load();
   auto moving = in_flight - std::min(in_flight, st.held_total);
-  return moving <= st.setup.replay_batch;
+  return moving <= st.setup.replay_batch
+         && in_flight <= st.setup.max_unfinished;
 }
 
 void request_ready(consumer_actor* self) {

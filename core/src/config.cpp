@@ -110,17 +110,20 @@ void read_transport(const entry& e, problems& out, transport_config& cfg) {
 
 void read_duration(const entry& e, problems& out,
                    std::chrono::microseconds& value,
-                   std::string_view context = "") {
+                   std::string_view context = "", bool allow_zero = false) {
   if (!e)
     return;
   auto text = e.value.IsScalar() ? e.value.Scalar() : std::string{};
-  if (auto d = parse_duration(text); d && d->count() > 0)
+  if (auto d = parse_duration(text);
+      d && (d->count() > 0 || (allow_zero && d->count() == 0)))
     value = *d;
   else
-    out.add(e.line, fmt::format("{}'{}': '{}' is not a positive duration; use "
+    out.add(e.line, fmt::format("{}'{}': '{}' is not a {} duration; use "
                                 "a number and a unit: d, h, m, s, ms or us "
-                                "(e.g. 7d, 500ms)",
-                                context, e.key, text));
+                                "(e.g. 7d, 500ms{})",
+                                context, e.key, text,
+                                allow_zero ? "non-negative" : "positive",
+                                allow_zero ? ", 0s" : ""));
 }
 
 /// Reads the keys of a retry map into `policy` (unset keys keep its
@@ -251,13 +254,17 @@ void read_consumer_policy(const std::string& ctx, consumer_keys& keys,
 void read_store(const entry& e, problems& out, store_config& cfg) {
   if (!e.value.IsMap()) {
     out.add(e.line, "'store' must be a map with fsync, retention, "
-                    "retention_check");
+                    "retention_check, max_pending_bytes, publish_timeout");
     return;
   }
   entry fsync{"fsync"}, retention{"retention"},
-    retention_check{"retention_check"};
-  detail::read_map(e.value, "store: ", {&fsync, &retention, &retention_check},
-                   out);
+    retention_check{"retention_check"}, max_pending{"max_pending_bytes"},
+    publish_timeout{"publish_timeout"};
+  constexpr std::string_view ctx = "store: ";
+  detail::read_map(
+    e.value, ctx,
+    {&fsync, &retention, &retention_check, &max_pending, &publish_timeout},
+    out);
   if (fsync) {
     auto text = fsync.value.IsScalar() ? fsync.value.Scalar() : std::string{};
     if (text == "always" || text == "batch" || text == "os")
@@ -269,6 +276,14 @@ void read_store(const entry& e, problems& out, store_config& cfg) {
   }
   read_duration(retention, out, cfg.retention);
   read_duration(retention_check, out, cfg.retention_check);
+  read_positive(max_pending, ctx, "bytes", out, cfg.max_pending_bytes);
+  if (max_pending && cfg.max_pending_bytes < min_max_pending_bytes)
+    out.add(max_pending.line,
+            fmt::format("{}'max_pending_bytes' must be at least {} bytes, "
+                        "not {}: it bounds the events queued for the disk; "
+                        "use a few MiB or more (default 64 MiB)",
+                        ctx, min_max_pending_bytes, cfg.max_pending_bytes));
+  read_duration(publish_timeout, out, cfg.publish_timeout, ctx, true);
 }
 
 void read_consumers(const entry& e, problems& out,

@@ -84,6 +84,8 @@ const char* to_string(errc code) {
     return "not_found";
   case errc::handler_failed:
     return "handler_failed";
+  case errc::would_block:
+    return "would_block";
   }
   return "unknown";
 }

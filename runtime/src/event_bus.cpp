@@ -3,7 +3,9 @@
 
 #include <algorithm>
 
+#include <caf/actor_system_config.hpp>
 #include <caf/send.hpp>
+#include <caf/thread_hook.hpp>
 #include <fmt/format.h>
 
 #include "herald/core/errc.hpp"
@@ -12,6 +14,63 @@
 #include "test_hooks.hpp"
 
 namespace herald {
+
+namespace {
+
+// Whether the calling thread is one of an actor system's own (scheduler
+// workers, its timer): set by `actor_thread_marker`.
+thread_local bool actor_thread = false;
+
+// Marks the threads an actor system starts: `publish` never blocks them.
+class actor_thread_marker : public caf::thread_hook {
+public:
+  void init(caf::actor_system&) override {
+    // nop
+  }
+  void thread_started() override {
+    actor_thread = true;
+  }
+  void thread_terminates() override {
+    actor_thread = false;
+  }
+};
+
+// The error of a publish that found no room in the log's queue.
+caf::error would_block(const node::impl& p, std::string_view type,
+                       std::chrono::microseconds waited) {
+  auto limit = p.cfg.store.max_pending_bytes;
+  if (waited.count() == 0)
+    return make_error(
+      errc::would_block,
+      fmt::format("cannot publish '{}' now: node '{}' has {} bytes of events "
+                  "queued for its disk, at store.max_pending_bytes {} (the "
+                  "disk is slower than publishing); nothing was published. "
+                  "Retry later{}, or raise store.max_pending_bytes",
+                  type, p.cfg.name, p.log_store->pending_bytes(), limit,
+                  on_actor_thread()
+                    ? " (on an actor's thread publish never waits: retry "
+                      "from a delayed message to yourself)"
+                    : ""));
+  return make_error(
+    errc::would_block,
+    fmt::format("cannot publish '{}': node '{}' still had {} bytes of events "
+                "queued for its disk, at store.max_pending_bytes {}, after "
+                "waiting {} (store.publish_timeout); nothing was published. "
+                "The disk is slower than publishing or stalled: retry later, "
+                "check the disk, or raise store.max_pending_bytes",
+                type, p.cfg.name, p.log_store->pending_bytes(), limit,
+                format_duration(waited)));
+}
+
+} // namespace
+
+void mark_actor_threads(caf::actor_system_config& cfg) {
+  cfg.add_thread_hook<actor_thread_marker>();
+}
+
+bool on_actor_thread() noexcept {
+  return actor_thread;
+}
 
 caf::expected<publish_receipt> event_bus::publish(std::string_view type,
                                                   const payload& data,
@@ -37,15 +96,13 @@ caf::expected<publish_receipt> event_bus::publish(std::string_view type,
                                   "from {} or change its producer there",
                                   type, spec->producer, p.cat.source(), source,
                                   spec->producer));
-  // One clock read serves the id and the timestamp. Taken before the
-  // stream lock, so timestamps may step back by the lock wait; seq, not
-  // time, is the stream's order.
-  auto now = now_us();
-  auto id = make_uuid_v7(now);
+  // An actor's thread never waits: it runs every actor of the node.
+  auto wait = on_actor_thread()
+                ? std::chrono::microseconds{0}
+                : opts.max_wait.value_or(p.cfg.store.publish_timeout);
+  auto deadline = std::chrono::steady_clock::now() + wait;
   envelope_header h;
-  h.timestamp_us = now;
   h.event_type = spec->name;
-  h.id = id;
   h.source = source;
   // Validated above: the key field is a required string.
   h.key = data.find(spec->key)->get_ref<const std::string&>();
@@ -53,35 +110,56 @@ caf::expected<publish_receipt> event_bus::publish(std::string_view type,
   h.schema_version = spec->schema_version;
   h.traceparent = opts.traceparent;
   auto idx = static_cast<size_t>(spec - p.cat.events().data());
-  std::lock_guard<std::mutex> guard{p.publish_mtx};
-  h.seq = ++p.seq;
-  h.type_seq = ++p.type_seqs[idx];
   store::record rec;
-  rec.seq = h.seq;
   rec.type = spec->name;
-  rec.type_seq = h.type_seq;
-  rec.timestamp_us = h.timestamp_us;
-  rec.envelope.reserve(320);
-  encode(h, data, rec.envelope);
-  if (rec.envelope.size() > p.cfg.transport.max_envelope_size()) {
-    // Nothing was written: the stream takes the positions back.
+  for (;;) {
+    // One clock read serves the id and the timestamp. Taken before the
+    // stream lock, so timestamps may step back by the lock wait; seq, not
+    // time, is the stream's order.
+    auto now = now_us();
+    auto id = make_uuid_v7(now);
+    h.timestamp_us = now;
+    h.id = id;
+    std::unique_lock<std::mutex> guard{p.publish_mtx};
+    h.seq = ++p.seq;
+    h.type_seq = ++p.type_seqs[idx];
+    rec.seq = h.seq;
+    rec.type_seq = h.type_seq;
+    rec.timestamp_us = h.timestamp_us;
+    rec.envelope.clear();
+    rec.envelope.reserve(320);
+    encode(h, data, rec.envelope);
+    if (rec.envelope.size() > p.cfg.transport.max_envelope_size()) {
+      // Nothing was written: the stream takes the positions back.
+      --p.seq;
+      --p.type_seqs[idx];
+      return make_error(
+        errc::frame_too_large,
+        fmt::format("event '{}': the envelope is {} bytes, over the {} bytes "
+                    "an envelope may take under transport.max_message_size "
+                    "{} (less {} bytes for a replay reply's fields); send a "
+                    "smaller payload (e.g. a reference to the data) or raise "
+                    "transport.max_message_size on every node",
+                    type, rec.envelope.size(),
+                    p.cfg.transport.max_envelope_size(),
+                    p.cfg.transport.max_message_size, frame_reserve));
+    }
+    // Sent to consumers once durable, by the log's commit callback.
+    if (auto ticket = p.log_store->try_append(rec)) {
+      guard.unlock();
+      p.published[idx].fetch_add(1, std::memory_order_relaxed);
+      return publish_receipt{std::move(id), h.seq, std::move(ticket)};
+    }
+    // The log's queue is full: give the positions back, wait for room
+    // outside the stream lock (other publishers may refuse meanwhile), and
+    // make the event again with new positions and time.
     --p.seq;
     --p.type_seqs[idx];
-    return make_error(
-      errc::frame_too_large,
-      fmt::format("event '{}': the envelope is {} bytes, over the {} bytes an "
-                  "envelope may take under transport.max_message_size {} "
-                  "(less {} bytes for a replay reply's fields); send a "
-                  "smaller payload (e.g. a reference to the data) or raise "
-                  "transport.max_message_size on every node",
-                  type, rec.envelope.size(),
-                  p.cfg.transport.max_envelope_size(),
-                  p.cfg.transport.max_message_size, frame_reserve));
+    guard.unlock();
+    auto bytes = rec.envelope.size() + rec.type.size();
+    if (wait.count() == 0 || !p.log_store->wait_for_room(bytes, deadline))
+      return would_block(p, type, wait);
   }
-  // Sent to consumers once durable, by the log's commit callback.
-  auto ticket = p.log_store->append(std::move(rec));
-  p.published[idx].fetch_add(1, std::memory_order_relaxed);
-  return publish_receipt{std::move(id), h.seq, std::move(ticket)};
 }
 
 caf::error event_bus::observe(std::string_view pattern_text,

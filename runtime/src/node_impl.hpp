@@ -90,6 +90,14 @@ struct consumer_entry {
   std::shared_ptr<handler_pool> pool;
 };
 
+/// Makes the threads the actor system of `cfg` starts (its scheduler's
+/// workers and timer) known as actor threads (event_bus.cpp).
+void mark_actor_threads(caf::actor_system_config& cfg);
+
+/// Whether the calling thread is one an actor system started (see
+/// `mark_actor_threads`): `publish` never waits for room there.
+bool on_actor_thread() noexcept;
+
 /// Checks that `consumer` may subscribe to `p`: for an exact event name,
 /// the catalog must know the event and list the consumer. Fails with
 /// `errc::unknown_event` or `errc::catalog_violation` naming both.
@@ -218,11 +226,19 @@ struct node::impl : transport::pump_listener {
   std::set<uint64_t> redriving;
 
   // --- Guarded by retention_mtx ---------------------------------------------
-  // Retention runs on its own thread, woken to stop.
+  // Retention (and giving memory back when idle) runs on its own thread,
+  // woken to stop.
   std::mutex retention_mtx;
   std::condition_variable retention_cv;
   bool retention_stop = false;
   std::thread retention_thread;
+  /// What `trim_when_idle` saw last (events published, received and
+  /// finished, summed), and at which such sum it last trimmed.
+  uint64_t last_activity = 0;
+  uint64_t trimmed_at = 0;
+
+  /// How often the node looks whether it is idle, to give memory back.
+  static constexpr std::chrono::seconds idle_trim_period{1};
 
   /// Most live events waiting in one consumer's mailbox.
   static constexpr uint64_t max_backlog = 16384;
@@ -232,6 +248,7 @@ struct node::impl : transport::pump_listener {
   // node.cpp: stopping and retention.
   void shutdown();
   void run_retention();
+  void trim_when_idle();
 
   // dispatch.cpp: live events to the consumers, and the consumer actors.
   void on_events(event_batch& batch) override;

@@ -86,7 +86,11 @@ publish_admin::serve(const control::publish_request& r,
     auto& ev = r.events[i];
     auto receipt = [&]() -> caf::expected<publish_receipt> {
       try {
-        return node_.front->bus().publish(ev.type, ev.data);
+        // The pump thread runs this: it never waits for room in the log
+        // (a full log refuses the event; the client retries later).
+        publish_options no_wait;
+        no_wait.max_wait = std::chrono::microseconds{0};
+        return node_.front->bus().publish(ev.type, ev.data, no_wait);
       } catch (const std::exception& ex) {
         return make_error(
           errc::invalid_argument,

@@ -48,7 +48,6 @@ void event_log::impl::run() {
       // was written (and synced) goes next; nothing waits for a timer, so
       // a record waits at most for the groups ahead of it.
       pending.swap(queue);
-      queued_bytes = 0;
     }
     // A group is capped (one record with `always`): a replay reads whole
     // groups, so a huge one would make every replay request slow.
@@ -81,7 +80,15 @@ void event_log::impl::run() {
       t->complete(err);
     group.clear();
     guard.lock();
+    release_pending(bytes);
   }
+}
+
+void event_log::impl::release_pending(size_t bytes) {
+  pending_bytes -= std::min(bytes, pending_bytes);
+  pending_bytes_seen.store(pending_bytes, std::memory_order_relaxed);
+  if (room_waiters > 0)
+    room_cv.notify_all();
 }
 
 // Calls the commit callback. It hands the events to the transport, and runs
@@ -165,7 +172,8 @@ bool event_log::impl::take_lead() {
 }
 
 std::shared_ptr<const commit_ticket> event_log::impl::enqueue(record r) {
-  queued_bytes += r.envelope.size() + r.type.size();
+  pending_bytes += r.envelope.size() + r.type.size();
+  pending_bytes_seen.store(pending_bytes, std::memory_order_relaxed);
   auto seq = r.seq;
   queue.push_back(std::move(r));
   // A ticket covers at most a group's worth of records, so it completes as
@@ -196,7 +204,38 @@ std::shared_ptr<const commit_ticket> event_log::impl::write_own(
 }
 
 std::shared_ptr<const commit_ticket> event_log::append(record r) {
+  return impl_->append(r, false);
+}
+
+std::shared_ptr<const commit_ticket> event_log::try_append(record& r) {
+  return impl_->append(r, true);
+}
+
+bool event_log::wait_for_room(
+  size_t bytes, std::chrono::steady_clock::time_point deadline) const {
   auto& self = *impl_;
+  std::unique_lock<std::mutex> guard{self.queue_mtx};
+  ++self.room_waiters;
+  self.room_cv.wait_until(guard, deadline, [&] {
+    return self.stop || self.has_room(bytes);
+  });
+  bool room = !self.stop && self.has_room(bytes);
+  if (--self.room_waiters == 0 && self.stop)
+    self.room_cv.notify_all(); // the destructor waits for the last one
+  return room;
+}
+
+size_t event_log::pending_bytes() const noexcept {
+  return impl_->pending_bytes_seen.load(std::memory_order_relaxed);
+}
+
+size_t event_log::max_pending_bytes() const noexcept {
+  return impl_->opts.max_pending_bytes;
+}
+
+std::shared_ptr<const commit_ticket> event_log::impl::append(record& r,
+                                                             bool bounded) {
+  auto& self = *this;
   if (r.type.size() > std::numeric_limits<uint16_t>::max())
     return completed_ticket(
       make_error(errc::invalid_argument,
@@ -217,6 +256,8 @@ std::shared_ptr<const commit_ticket> event_log::append(record r) {
                                "the last seq {}; assign seq under "
                                "the stream lock",
                                dir_prefix(self.opts.dir), r.seq, last)));
+    if (bounded && !self.has_room(r.envelope.size() + r.type.size()))
+      return nullptr; // not taken: the caller keeps `r` and its seq
     self.last_seq.store(last + 1, std::memory_order_release);
     lead = self.take_lead();
     if (lead) {

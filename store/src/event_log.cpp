@@ -166,8 +166,14 @@ caf::expected<fsync_policy> parse_fsync_policy(std::string_view text) {
 
 event_log::impl::~impl() {
   {
-    std::lock_guard<std::mutex> guard{queue_mtx};
+    std::unique_lock<std::mutex> guard{queue_mtx};
     stop = true;
+    // Publishers waiting for room give up; none may still be inside
+    // `wait_for_room` once the log is gone.
+    room_cv.notify_all();
+    room_cv.wait(guard, [this] {
+      return room_waiters == 0;
+    });
   }
   queue_cv.notify_all();
   if (committer.joinable())

@@ -121,6 +121,8 @@ struct event_log::impl {
   std::atomic<uint64_t> first{1};
   /// Dead letters stored; written under `dead_letters_mtx`.
   std::atomic<uint64_t> dead_letter_count{0};
+  /// `pending_bytes`, written with it under `queue_mtx`.
+  std::atomic<size_t> pending_bytes_seen{0};
 
   // -- guarded by heads_mtx --------------------------------------------------
 
@@ -171,7 +173,14 @@ struct event_log::impl {
   /// Wakes the committer: records queued, the writer is free, or stop.
   std::condition_variable queue_cv;
   std::vector<record> queue;
-  size_t queued_bytes = 0;
+  /// Wakes publishers waiting for room (`wait_for_room`) when a group was
+  /// handed out or the log closes; notified only while `room_waiters` > 0.
+  mutable std::condition_variable room_cv;
+  mutable size_t room_waiters = 0;
+  /// Bytes appended to the queue and not yet written and handed out
+  /// (queued, or taken by the committer and not written yet); mirrored in
+  /// `pending_bytes_seen` for readers that take no lock.
+  size_t pending_bytes = 0;
   /// An open ticket, with the last seq it covers.
   struct open_ticket {
     std::shared_ptr<commit_ticket> ticket;
@@ -242,6 +251,21 @@ struct event_log::impl {
   /// Queues `r` for the committer; returns the ticket covering it.
   /// REQUIRES: queue_mtx.
   std::shared_ptr<const commit_ticket> enqueue(record r);
+
+  /// Whether `bytes` more fit within `max_pending_bytes` (always when
+  /// nothing is pending). REQUIRES: queue_mtx.
+  bool has_room(size_t bytes) const noexcept {
+    return pending_bytes == 0
+           || pending_bytes + bytes <= opts.max_pending_bytes;
+  }
+
+  /// Takes `bytes` written and handed out off the pending bytes and wakes
+  /// the publishers waiting for room. REQUIRES: queue_mtx.
+  void release_pending(size_t bytes);
+
+  /// `append` and `try_append`: appends `r` (moved from only when taken);
+  /// with `bounded`, only when it fits (returns null otherwise).
+  std::shared_ptr<const commit_ticket> append(record& r, bool bounded);
 
   /// Writes `r` on the calling thread after `take_lead`, hands it out, frees
   /// the writer; sets `wake` when the committer has work. Returns its

@@ -13,8 +13,10 @@
 #include <utility>
 
 #include <fmt/format.h>
+#include <rocksdb/cache.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/listener.h>
+#include <rocksdb/table.h>
 
 #include "event_log_impl.hpp"
 #include "group_format.hpp"
@@ -109,6 +111,16 @@ caf::error open_db(event_log::impl& self) {
   options.keep_log_file_num = 4;
   options.max_background_jobs = 2;
   options.listeners.push_back(std::make_shared<store_error_listener>(self));
+  // Memory bounded by these, not by the work: memtables of 16 MiB (two per
+  // column family at most) and 32 MiB in all before the largest is
+  // flushed (RocksDB's defaults are 64 MiB each, no total), and one block
+  // cache of 8 MiB for every column family. An append-only log reads each
+  // block about once (a replay), so a larger cache buys little.
+  options.write_buffer_size = size_t{16} << 20;
+  options.db_write_buffer_size = size_t{32} << 20;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(size_t{8} << 20);
+  options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs{
     {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions{options}},
     {"events", rocksdb::ColumnFamilyOptions{options}},

@@ -85,7 +85,21 @@ TEST_CASE("a minimal node configuration gets the defaults", "[core][config]") {
   CHECK(cfg->transport.hwm == 100000);
   CHECK(cfg->transport.max_message_size == 1024 * 1024);
   CHECK(cfg->transport.heartbeat == std::chrono::milliseconds{1000});
+  CHECK(cfg->store.max_pending_bytes == 64 * 1024 * 1024);
+  CHECK(cfg->store.publish_timeout == std::chrono::seconds{10});
   CHECK(cfg->consumers.empty());
+}
+
+TEST_CASE("the bound on events queued for the disk and the publish wait load",
+          "[core][config][backpressure]") {
+  auto cfg = node_config::parse("node: n\ncatalog: e.yaml\nstore:\n"
+                                "  max_pending_bytes: 1048576\n"
+                                "  publish_timeout: 0s\n",
+                                "n.yaml");
+  INFO((cfg ? "" : herald::message_of(cfg.error())));
+  REQUIRE(cfg);
+  CHECK(cfg->store.max_pending_bytes == 1024 * 1024);
+  CHECK(cfg->store.publish_timeout == std::chrono::microseconds{0});
 }
 
 TEST_CASE("a relative catalog is resolved against the config's folder",
@@ -222,6 +236,12 @@ TEST_CASE("each configuration error names the key, the file and the line",
     {"node: n\ncatalog: e.yaml\ntransport: {max_message_size: 1MB}\n",
      "n.yaml:3: transport: 'max_message_size' must be a positive integer "
      "(bytes), not '1MB'"},
+    {"node: n\ncatalog: e.yaml\nstore:\n  max_pending_bytes: 100\n",
+     "n.yaml:4: store: 'max_pending_bytes' must be at least 4096 bytes, not "
+     "100"},
+    {"node: n\ncatalog: e.yaml\nstore: {publish_timeout: -1s}\n",
+     "n.yaml:3: store: 'publish_timeout': '-1s' is not a non-negative "
+     "duration"},
     // Below a live batch, nothing would ever be delivered.
     {"node: n\ncatalog: e.yaml\ntransport:\n  max_message_size: 200\n",
      "n.yaml:4: transport: 'max_message_size' must be at least 65536 bytes "

@@ -4,14 +4,15 @@
 //
 //   herald_test_producer --config F --batch N [--batch N]... --go PATH
 //     [--timeout S] [--endpoint-file P] [--data-dir D] [--log-level L]
+//     [--users U]
 //
 // Publishes the first batch of user.account.created events at once, then,
 // before each later batch k (from 2), waits until the file `PATH.k`
 // exists (at most --timeout seconds, default 60; exit 1 after). Event i of
-// the run (from 0) is for user i: id 00000000-0000-4000-8000-<i in 12 hex
-// digits>, email user<i>@example.com. Once a batch is durable it prints
-// `batch <k>: seq <first>..<last>`. After the last batch it stays up,
-// serving replays, until SIGINT/SIGTERM (exit 0).
+// the run (from 0) is for user i (i modulo U with `--users U`): id
+// 00000000-0000-4000-8000-<i in 12 hex digits>, email user<i>@example.com. Once
+// a batch is durable it prints `batch <k>: seq <first>..<last>`. After the last
+// batch it stays up, serving replays, until SIGINT/SIGTERM (exit 0).
 
 #include <cstdint>
 #include <filesystem>
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
   std::vector<uint64_t> batches;
   std::string go;
   double timeout = 60;
+  uint64_t users = 0;
   CLI::App app{"A producer for the integration tests: publishes batches of "
                "user.account.created events, each after the test says go, "
                "and serves its log until stopped.",
@@ -63,6 +65,9 @@ int main(int argc, char** argv) {
                 "seconds to wait for each go file; exit 1 after")
     ->capture_default_str()
     ->check(at_least(0));
+  app.add_option("--users", users,
+                 "event i is for user i modulo U (U entities); default: "
+                 "every event for a user of its own");
   if (auto rc = parse(app, argc, argv))
     return *rc;
   install_signal_handlers();
@@ -89,7 +94,9 @@ int main(int argc, char** argv) {
     }
     std::optional<publish_receipt> first, last;
     for (uint64_t i = 0; i < batches[k - 1]; ++i) {
-      auto r = (*n)->bus().publish("user.account.created", user(next_user++));
+      auto u = next_user++;
+      auto r = (*n)->bus().publish("user.account.created",
+                                   user(users > 0 ? u % users : u));
       if (!r)
         return fail(prog, message_of(r.error()));
       if (!first)

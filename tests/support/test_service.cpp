@@ -6,6 +6,7 @@
 //     [--expect N] [--timeout S] [--quiet] [--record PATH]
 //     [--slow-first N --slow-us US] [--fail-all] [--endpoint-file PATH]
 //     [--control-file PATH] [--data-dir D] [--log-level L]
+//     [--print-peak-rss]
 //
 // It runs the consumer `--service` of the config with one seed-style
 // handler per `subscribe` pattern of its entry. With `--expect N` it waits
@@ -24,7 +25,8 @@
 // each of its first N events; `--fail-all` fails every call (before
 // recording it) with the error "failing on purpose (--fail-all)".
 //
-// The last two lines on stdout are always `<service>: <D> duplicates` and
+// `--print-peak-rss` prints `<service>: peak rss <K> KiB` (VmHWM) before
+// them. The last two lines on stdout are always `<service>: <D> duplicates` and
 // `<service>: handled <N> events` (N distinct, D calls with an event seen
 // before).
 
@@ -39,11 +41,11 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include <fmt/format.h>
@@ -64,6 +66,28 @@ namespace {
 // Thread safety: `on_event` may run on several threads at once (a consumer
 // calls its handlers one at a time, but nothing here relies on it); the
 // counters are atomics, readable from any thread.
+// The seqs of one stream seen so far, in memory that does not grow with
+// their number: everything below `below_` is seen, and `above_` holds the
+// seen ones past the first gap (events finish out of order across
+// entities, within the consumer's bounded window).
+class seq_set {
+public:
+  // Adds `seq`; returns whether it was new.
+  bool insert(uint64_t seq) {
+    if (seq < below_ || !above_.insert(seq).second)
+      return false;
+    while (!above_.empty() && *above_.begin() == below_) {
+      above_.erase(above_.begin());
+      ++below_;
+    }
+    return true;
+  }
+
+private:
+  uint64_t below_ = 1;
+  std::set<uint64_t> above_;
+};
+
 class event_recorder {
 public:
   event_recorder(uint64_t slow_first, std::chrono::microseconds slow,
@@ -89,7 +113,7 @@ public:
         std::string stream;
         uint64_t seq = 0;
         // A line cut short (a full disk) is no event seen.
-        if (fields >> stream >> seq && seen_[stream].insert(seq).second)
+        if (fields >> stream >> seq && seen_[stream].insert(seq))
           distinct_.fetch_add(1, std::memory_order_relaxed);
       }
     }
@@ -117,7 +141,7 @@ public:
       line = fmt::format("{} {} {} {} {}\n", ev.stream(), ev.seq(), ev.key(),
                          ev.redelivered() ? 1 : 0, ev.id());
     std::lock_guard<std::mutex> guard{mtx_};
-    if (seen_[std::string{ev.stream()}].insert(ev.seq()).second)
+    if (seen_[std::string{ev.stream()}].insert(ev.seq()))
       distinct_.fetch_add(1, std::memory_order_relaxed);
     else
       duplicates_.fetch_add(1, std::memory_order_relaxed);
@@ -151,7 +175,7 @@ private:
   std::string path_;
   int fd_ = -1;
   std::mutex mtx_;
-  std::unordered_map<std::string, std::unordered_set<uint64_t>> seen_;
+  std::unordered_map<std::string, seq_set> seen_;
   std::atomic<uint64_t> calls_{0};
   std::atomic<uint64_t> distinct_{0};
   std::atomic<uint64_t> duplicates_{0};
@@ -200,6 +224,17 @@ caf::error add_recorder(node& n, const std::string& name,
 
 } // namespace
 
+// The peak resident set of this process in KiB (VmHWM of
+// /proc/self/status, proc(5)); 0 when it cannot be read.
+uint64_t peak_rss_kib() {
+  std::ifstream in{"/proc/self/status"};
+  std::string line;
+  while (std::getline(in, line))
+    if (line.starts_with("VmHWM:"))
+      return std::strtoull(line.c_str() + 6, nullptr, 10);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   std::string name;
   node_options nopts;
@@ -210,6 +245,7 @@ int main(int argc, char** argv) {
   uint64_t slow_first = 0;
   int64_t slow_us = 0;
   bool fail_all = false;
+  bool print_peak_rss = false;
   CLI::App app{"A consumer for the integration tests: handles the events "
                "the config subscribes the consumer --service to, counts and "
                "records them.",
@@ -250,6 +286,9 @@ int main(int argc, char** argv) {
   app.add_flag("--fail-all", fail_all,
                "fail every handler call (before recording it): exercises "
                "retries and dead letters");
+  app.add_flag("--print-peak-rss", print_peak_rss,
+               "before the counts, print '<service>: peak rss <K> KiB', the "
+               "process's peak resident set (VmHWM)");
   if (auto rc = parse(app, argc, argv))
     return *rc;
   install_signal_handlers();
@@ -290,6 +329,8 @@ int main(int argc, char** argv) {
   (*n)->stop();
   uint64_t handled = rec->distinct();
   uint64_t failed = stats->failed;
+  if (print_peak_rss)
+    print_line(fmt::format("{}: peak rss {} KiB", name, peak_rss_kib()));
   print_line(fmt::format("{}: {} duplicates", name, rec->duplicates()));
   print_line(fmt::format("{}: handled {} events", name, handled));
   if (!expecting || res == wait_result::done)

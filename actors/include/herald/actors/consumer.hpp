@@ -290,8 +290,15 @@ struct consumer_setup {
   /// Offsets. Required when `durable`.
   offset_store offsets;
   /// Events asked for per replay request: bounds the consumer's memory
-  /// whatever the backlog. Default: 2048.
+  /// whatever the backlog. A catch-up asks for the next batch while at
+  /// most one batch is moving (in a handler call or a service request)
+  /// and at most `max_unfinished` are handed to shards and not finished,
+  /// those waiting in entity queues included. Default: 2048.
   size_t replay_batch = 2048;
+  /// The most events a catch-up leaves handed to shards and not finished
+  /// (see `replay_batch`); the node's live backlog per consumer has the
+  /// same bound. Default: 16,384.
+  size_t max_unfinished = 16384;
   /// How long to wait for a replay reply before asking again.
   /// Default: 2 s.
   std::chrono::milliseconds replay_timeout{2000};

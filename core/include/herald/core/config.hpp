@@ -26,6 +26,11 @@
 ///   fsync: batch                   # always|batch|os. Default batch
 ///   retention: 7d                  # how long events are kept. Default 7d
 ///   retention_check: 1m            # how often expired events are deleted
+///   max_pending_bytes: 67108864    # events queued for the disk, in bytes;
+///                                  # publish waits or refuses beyond it.
+///                                  # Default 64 MiB, at least 4 KiB
+///   publish_timeout: 10s           # how long publish on a plain thread
+///                                  # waits for room; 0: never. Default 10s
 /// transport:
 ///   hwm: 100000                    # SNDHWM/RCVHWM in messages. Default 100000
 ///   max_message_size: 1048576      # the largest frame; one value on every
@@ -122,7 +127,22 @@ struct store_config {
   std::chrono::microseconds retention = std::chrono::hours{24 * 7};
   /// How often expired events are deleted. Default: 1 minute.
   std::chrono::microseconds retention_check = std::chrono::minutes{1};
+  /// The most bytes of events published and not yet written to the log
+  /// (envelopes queued for the disk): the bound that keeps a publisher
+  /// faster than the disk from growing the node's memory. At the bound,
+  /// `publish` waits for room on a plain thread (at most
+  /// `publish_timeout`) and fails at once with `errc::would_block` on the
+  /// node's actor threads and its control endpoint. Default: 64 MiB.
+  /// REQUIRES: at least `min_max_pending_bytes`.
+  size_t max_pending_bytes = size_t{64} << 20;
+  /// How long `publish` on a plain thread waits for room under
+  /// `max_pending_bytes` before it fails with `errc::would_block`; 0 never
+  /// waits. Default: 10 s.
+  std::chrono::microseconds publish_timeout = std::chrono::seconds{10};
 };
+
+/// The smallest `store.max_pending_bytes` a config may set: 4 KiB.
+inline constexpr size_t min_max_pending_bytes = 4096;
 
 /// Parses a duration such as `7d`, `12h`, `30m`, `45s`, `500ms` or
 /// `250us`. Fails with `errc::invalid_config` naming the text.

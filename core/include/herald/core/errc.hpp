@@ -66,6 +66,11 @@ enum class errc : uint8_t {
   /// then dead-lettered. Any code other than `non_retryable` is retried;
   /// this one says nothing more than that.
   handler_failed,
+  /// Not now: the operation would have to wait (e.g. for room in the
+  /// node's log queue, `store.max_pending_bytes`) and its caller may not
+  /// wait, or waited as long as it may. Nothing was done; the same call
+  /// later may succeed.
+  would_block,
 };
 
 /// The category atom of herald's errors.

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -60,6 +61,11 @@ struct publish_options {
   std::string source;
   /// W3C trace context to carry along. Default: none.
   std::string traceparent;
+  /// How long `publish` may wait for room when the node's log queue is at
+  /// `store.max_pending_bytes`; 0 never waits. Default: the node's
+  /// `store.publish_timeout`. On a thread of an actor system (an actor's
+  /// handler, a CAF behavior) `publish` never waits, whatever this says.
+  std::optional<std::chrono::microseconds> max_wait;
 };
 
 class node;
@@ -71,10 +77,23 @@ public:
   /// stream and seq, and appends the event to the node's durable log. Once
   /// durable (`receipt.wait()`), it goes to every subscriber: consumers on
   /// other nodes over ZeroMQ, consumers on this node directly. Never waits
-  /// for consumers; never waits for the disk either (call `wait`).
+  /// for consumers, nor for the disk to make the event durable (call
+  /// `wait`).
+  ///
+  /// Backpressure: the events queued for the disk are bounded by
+  /// `store.max_pending_bytes` (default 64 MiB). When one more does not
+  /// fit, `publish` on a plain thread waits for room, at most
+  /// `opts.max_wait` (default `store.publish_timeout`, 10 s); on an actor
+  /// system's thread (any actor's handler) it never waits, so a scheduler
+  /// thread is never blocked. Either way, if there is still no room it
+  /// fails with `errc::would_block`, publishing nothing: the caller may
+  /// retry the same call later (an actor, e.g., from a delayed message to
+  /// itself).
+  ///
   /// Fails, sending nothing, with `errc::unknown_event`,
   /// `errc::invalid_payload` (naming event, field and rule),
-  /// `errc::catalog_violation` (wrong producer) or `errc::not_running`.
+  /// `errc::catalog_violation` (wrong producer), `errc::frame_too_large`,
+  /// `errc::would_block` or `errc::not_running`. Thread-safe.
   caf::expected<publish_receipt> publish(std::string_view type,
                                          const payload& data,
                                          const publish_options& opts = {});

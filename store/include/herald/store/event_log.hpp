@@ -74,6 +74,12 @@ struct log_options {
   /// The clock retention reads, microseconds since the epoch. Default: the
   /// system clock. Tests inject their own.
   std::function<int64_t()> clock;
+  /// The most bytes (envelopes and type names) appended and not yet written
+  /// and handed to the commit callback: the bound `try_append` keeps, so a
+  /// publisher faster than the disk cannot grow the queue without limit.
+  /// A record larger than the bound is taken when nothing is pending.
+  /// Default: 64 MiB. REQUIRES: > 0.
+  size_t max_pending_bytes = size_t{64} << 20;
 };
 
 /// One record to append. `envelope` is the encoded envelope (it contains
@@ -182,9 +188,35 @@ public:
   /// Sets the callback (before the first append).
   void on_commit(commit_callback cb);
 
-  /// Queues `r` and returns the ticket of its group. Never blocks on I/O.
+  /// Queues `r` and returns the ticket of its group. Never blocks on I/O
+  /// and ignores `max_pending_bytes` (see `try_append`).
   /// REQUIRES: r.seq == last_seq() + 1.
   std::shared_ptr<const commit_ticket> append(record r);
+
+  /// Like `append`, within the bound: queues `r` (moved from) and returns
+  /// the ticket of its group when the bytes pending (see `pending_bytes`)
+  /// plus `r`'s stay within `max_pending_bytes`, or nothing is pending.
+  /// Otherwise returns null at once, leaves `r` as it was and appends
+  /// nothing (`last_seq()` does not move): the caller gives the seq back
+  /// and tries again later, e.g. after `wait_for_room`. Never blocks on
+  /// I/O. REQUIRES: r.seq == last_seq() + 1.
+  std::shared_ptr<const commit_ticket> try_append(record& r);
+
+  /// Blocks the calling thread until a record of `bytes` (envelope and type
+  /// name) would fit within `max_pending_bytes`, at most until `deadline`.
+  /// Returns whether it would. Another thread may take the room first: a
+  /// `try_append` after it may still return null. Returns false at once
+  /// when the log is closing.
+  bool wait_for_room(size_t bytes,
+                     std::chrono::steady_clock::time_point deadline) const;
+
+  /// Bytes (envelopes and type names) appended and not yet written and
+  /// handed to the commit callback; at most `max_pending_bytes` plus one
+  /// record, unless `append` was used.
+  size_t pending_bytes() const noexcept;
+
+  /// The bound `try_append` keeps (`log_options::max_pending_bytes`).
+  size_t max_pending_bytes() const noexcept;
 
   /// Reads events with seq in [from, to] (inclusive), oldest first, at most
   /// `max_count` of them and about `max_bytes` of envelopes, keeping those
