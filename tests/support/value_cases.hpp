@@ -193,7 +193,7 @@ inline const std::vector<value_case>& value_cases() {
     {"int", "v", "1.5", refused,
      "1.5 is not an integer: it has a fractional part"},
     {"int", "v", "9223372036854775808", refused,
-     "it is above 9223372036854775807"},
+     "it is outside -9223372036854775808 to 9223372036854775807"},
     {"int", "v", "1e19", refused,
      "it is outside -9223372036854775808 to 9223372036854775807"},
     {"int", "v", R"("1")", refused, "\"1\" is not an integer"},
