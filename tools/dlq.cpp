@@ -1,8 +1,10 @@
 #include "dlq.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <string>
@@ -11,6 +13,7 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 
 #include "cli_common.hpp"
 #include "herald/core/errc.hpp"
@@ -42,6 +45,7 @@ struct dlq_state {
   std::optional<uint64_t> after;
   bool json = false;
   bool dry_run = false;
+  std::string by;
   uint64_t show_id = 0;
   std::optional<uint64_t> purge_id;
   bool purge_all = false;
@@ -117,7 +121,7 @@ int run_list(const dlq_state& st) {
   }
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"ID", "CONSUMER", "TYPE", "KEY", "STREAM:SEQ", "ATTEMPTS",
-                  "REASON", "CREATED"});
+                  "REDRIVES", "REASON", "CREATED"});
   for (auto& dl : letters)
     rows.push_back({
       std::to_string(dl.id),
@@ -126,6 +130,7 @@ int run_list(const dlq_state& st) {
       one_line(dl.key),
       fmt::format("{}:{}", one_line(dl.stream), dl.seq),
       std::to_string(dl.attempts.size()),
+      std::to_string(dl.redrives.size()),
       shorten(one_line(dl.reason), max_reason_width),
       one_line(dl.created),
     });
@@ -154,12 +159,33 @@ int run_show(const dlq_state& st) {
   for (auto& [name, value] : fields)
     print_line(
       fmt::format("{}  {}", pad(name + ":", width + 1), text_of(value)));
+  auto attempt_line = [](const control::dead_letter_attempt& a) {
+    return fmt::format("{}  {}  [{}]  {}", one_line(a.time),
+                       a.node.empty() ? "-" : one_line(a.node),
+                       one_line(a.error_class), one_line(a.error));
+  };
+  if (!dl.attempts.empty())
+    print_line(fmt::format("{}  {}", pad("first failure:", width + 1),
+                           attempt_line(dl.attempts.front())));
   print_line(
     fmt::format("{}  {}", pad("attempts:", width + 1), dl.attempts.size()));
-  size_t n = 0;
-  for (auto& a : dl.attempts)
-    print_line(fmt::format("  {}. {}  [{}]  {}", ++n, one_line(a.time),
-                           one_line(a.error_class), one_line(a.error)));
+  print_line(
+    fmt::format("{}  {}", pad("redrives:", width + 1), dl.redrives.size()));
+  // The history in time order: each attempt, and each redrive between
+  // them (RFC 3339 UTC times of one width compare as text).
+  size_t n = 0, r = 0;
+  while (n < dl.attempts.size() || r < dl.redrives.size()) {
+    if (r < dl.redrives.size()
+        && (n == dl.attempts.size()
+            || dl.redrives[r].time <= dl.attempts[n].time)) {
+      auto& rd = dl.redrives[r++];
+      print_line(fmt::format("  redrive {}: {}  by {}", r, one_line(rd.time),
+                             one_line(rd.by)));
+      continue;
+    }
+    print_line(fmt::format("  {}. {}", n + 1, attempt_line(dl.attempts[n])));
+    ++n;
+  }
   if (!dl.event || dl.event->is_null()) {
     print_line("event:     none in the reply");
     return exit_ok;
@@ -186,10 +212,25 @@ int report_ids(const dlq_state& st, const std::vector<uint64_t>& ids,
   return exit_ok;
 }
 
+// Who runs this command, as a redrive records it: USER@HOST.
+std::string who_asks() {
+  std::string user = "unknown";
+  for (const char* var : {"USER", "LOGNAME"})
+    if (const char* v = std::getenv(var); v != nullptr && *v != '\0') {
+      user = v;
+      break;
+    }
+  std::array<char, 256> host{};
+  if (gethostname(host.data(), host.size() - 1) != 0 || host[0] == '\0')
+    return user;
+  return fmt::format("{}@{}", user, host.data());
+}
+
 int run_redrive(const dlq_state& st) {
   control::dlq_redrive_request request;
   request.filter = filter_of(st.filter);
   request.dry_run = st.dry_run;
+  request.by = st.by.empty() ? who_asks() : st.by;
   auto reply = ask_node(st.endpoint, std::move(request));
   if (!reply)
     return fail(prog, message_of(reply.error()));
@@ -220,7 +261,8 @@ dlq_command add_dlq_commands(CLI::App& app) {
 
   st->list = dlq->add_subcommand(
     "list", "List the dead letters that match the filters as a table: id, "
-            "consumer, type, key, stream:seq, attempts, reason, created.");
+            "consumer, type, key, stream:seq, attempts and redrives (counts "
+            "over the letter's whole history), reason, created.");
   add_endpoint_options(*st->list, st->endpoint);
   add_filter_options(*st->list, st->filter, "list");
   st->list->add_option("--limit", st->limit, "list at most N dead letters")
@@ -232,8 +274,10 @@ dlq_command add_dlq_commands(CLI::App& app) {
                      "print the dead letters as one JSON array instead");
 
   st->show = dlq->add_subcommand(
-    "show", "Show one dead letter: every field, each attempt on a line of "
-            "its own, and the event it holds.");
+    "show", "Show one dead letter: every field, its first failure, its "
+            "whole history (every attempt with its time, node, class and "
+            "error, and every redrive with its time and who asked), and the "
+            "event it holds.");
   add_endpoint_options(*st->show, st->endpoint);
   st->show->add_option("ID", st->show_id, "the dead letter's id")->required();
   st->show->add_flag("--json", st->json,
@@ -241,12 +285,19 @@ dlq_command add_dlq_commands(CLI::App& app) {
 
   st->redrive = dlq->add_subcommand(
     "redrive", "Hand the dead letters that match the filters (all of them "
-               "without one) back to their consumers, and print their ids.");
+               "without one) back to their consumers, each entity's in "
+               "publish order (stream, seq), and print their ids. Each "
+               "letter's record keeps the redrive (time, --by).");
   add_endpoint_options(*st->redrive, st->endpoint);
   add_filter_options(*st->redrive, st->filter, "redrive");
   st->redrive->add_flag(
     "--dry-run", st->dry_run,
     "only print which dead letters would be redriven; change nothing");
+  st->redrive
+    ->add_option("--by", st->by,
+                 "who redrives, as each dead letter's record keeps it; "
+                 "default: USER@HOST of this command")
+    ->check(not_empty());
 
   st->purge = dlq->add_subcommand(
     "purge", "Delete dead letters for good: one by ID, those matching "

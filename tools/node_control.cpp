@@ -91,13 +91,14 @@ caf::expected<std::string> resolve_endpoint(const endpoint_options& opts) {
   auto host = ep.substr(tcp.size(), colon - tcp.size());
   auto port = ep.substr(colon + 1);
   if (port == "*")
-    return make_error(errc::invalid_config,
-                      fmt::format("{}: the control endpoint is '{}', a port "
-                                  "the node picks when it starts; pass "
-                                  "--control with the port the node logged "
-                                  "at start (control=... in its 'started' "
-                                  "line)",
-                                  opts.config, ep));
+    return cfg->origin.locate(
+      "control", ep,
+      make_error(errc::invalid_config,
+                 fmt::format("the control endpoint is '{}', a port the node "
+                             "picks when it starts; pass --control with the "
+                             "port the node logged at start (control=... in "
+                             "its 'started' line)",
+                             ep)));
   if (host == "*" || host == "0.0.0.0")
     return fmt::format("tcp://127.0.0.1:{}", port);
   return ep;

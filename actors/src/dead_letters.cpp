@@ -45,8 +45,11 @@ void write(dead_letter_actor* self) {
   if (!st.pending.empty()) {
     std::vector<store::dead_letter> letters;
     letters.reserve(st.pending.size());
-    for (auto& req : st.pending)
+    for (auto& req : st.pending) {
       letters.push_back(req.letter);
+      // A redriven letter that failed again grows under its id.
+      letters.back().id = req.redriven_from;
+    }
     auto ids = st.setup.add(letters);
     if (!ids) {
       st.setup.log->error(
@@ -59,7 +62,7 @@ void write(dead_letter_actor* self) {
     }
     // One done message per consumer actor, in order.
     std::unordered_map<caf::actor, done_batch> done;
-    std::vector<uint64_t> replaced;
+    std::vector<uint64_t> failed_again;
     for (size_t i = 0; i < st.pending.size(); ++i) {
       auto& req = st.pending[i];
       auto& l = letters[i];
@@ -84,7 +87,7 @@ void write(dead_letter_actor* self) {
                                                : l.attempts.back().error}});
       if (req.redriven_from != 0) {
         stats.redriven.fetch_add(1, std::memory_order_relaxed);
-        replaced.push_back(req.redriven_from);
+        failed_again.push_back(req.redriven_from);
       } else if (req.done.stream != no_stream) {
         done[req.consumer].push_back(req.done);
       }
@@ -96,7 +99,8 @@ void write(dead_letter_actor* self) {
     for (auto& [consumer, batch] : done)
       self->send(consumer, done_atom::value, std::move(batch));
     st.pending.clear();
-    st.handled.insert(st.handled.end(), replaced.begin(), replaced.end());
+    if (!failed_again.empty() && st.setup.redrive_finished)
+      st.setup.redrive_finished(failed_again);
   }
   if (!st.handled.empty()) {
     if (auto n = st.setup.remove(st.handled); !n) {

@@ -356,7 +356,7 @@ bool on_failure(shard_actor* self, const std::string& key, entity_state& e,
   count(self, w.ev.type(), &consumer_stats::failed, &type_stats::failed);
   if (o.error_class == "timeout")
     st.setup.stats->timeouts.fetch_add(1, std::memory_order_relaxed);
-  e.attempts.push_back({now_us(), o.error, o.error_class});
+  e.attempts.push_back({now_us(), o.error, o.error_class, st.setup.node});
   auto n = e.attempts.size();
   auto& policy = st.setup.policy.retry_for(w.ev.type());
   if (o.retryable && n < static_cast<size_t>(policy.attempts)) {

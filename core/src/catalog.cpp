@@ -2,13 +2,17 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
+#include <cmath>
 #include <limits>
 #include <optional>
+#include <type_traits>
 
 #include <fmt/format.h>
 
 #include "herald/core/errc.hpp"
 #include "herald/core/names.hpp"
+#include "values.hpp"
 #include "yaml_util.hpp"
 
 namespace herald {
@@ -230,86 +234,10 @@ std::string render(const path_node* p) {
   return result;
 }
 
-bool is_hex(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
-         || (c >= 'A' && c <= 'F');
-}
-
-bool is_uuid(std::string_view s) {
-  if (s.size() != 36)
-    return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? s[i] != '-' : !is_hex(s[i]))
-      return false;
-  }
-  return true;
-}
-
-bool is_email(std::string_view s) {
-  auto at = s.find('@');
-  if (at == 0 || at == std::string_view::npos
-      || s.find('@', at + 1) != std::string_view::npos)
-    return false;
-  for (unsigned char c : s)
-    if (c <= ' ' || c == 0x7f)
-      return false;
-  auto domain = s.substr(at + 1);
-  auto dot = domain.find('.');
-  return dot != std::string_view::npos && dot > 0 && domain.back() != '.'
-         && domain.find("..") == std::string_view::npos;
-}
-
-/// Reads `n` digits of `s` at `pos` into `out`.
-bool digits(std::string_view s, size_t pos, size_t n, int& out) {
-  out = 0;
-  for (size_t i = pos; i < pos + n; ++i) {
-    if (s[i] < '0' || s[i] > '9')
-      return false;
-    out = out * 10 + (s[i] - '0');
-  }
-  return true;
-}
-
-int days_in(int year, int month) {
-  constexpr int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-  return month == 2 && leap ? 29 : days[month - 1];
-}
-
-/// Checks RFC 3339 `YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)`.
-bool is_timestamp(std::string_view s) {
-  int year, month, day, hour, minute, second;
-  if (s.size() < 20 || !digits(s, 0, 4, year) || s[4] != '-'
-      || !digits(s, 5, 2, month) || s[7] != '-' || !digits(s, 8, 2, day)
-      || (s[10] != 'T' && s[10] != 't') || !digits(s, 11, 2, hour)
-      || s[13] != ':' || !digits(s, 14, 2, minute) || s[16] != ':'
-      || !digits(s, 17, 2, second))
-    return false;
-  if (month < 1 || month > 12 || day < 1 || day > days_in(year, month)
-      || hour > 23 || minute > 59 || second > 60)
-    return false;
-  size_t pos = 19;
-  if (s[pos] == '.') {
-    auto start = ++pos;
-    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9')
-      ++pos;
-    if (pos == start || pos == s.size())
-      return false;
-  }
-  if (s[pos] == 'Z' || s[pos] == 'z')
-    return pos + 1 == s.size();
-  int off_hour, off_minute;
-  return (s[pos] == '+' || s[pos] == '-') && s.size() == pos + 6
-         && digits(s, pos + 1, 2, off_hour) && s[pos + 3] == ':'
-         && digits(s, pos + 4, 2, off_minute) && off_hour <= 23
-         && off_minute <= 59;
-}
-
 /// Renders `value` for a message, shortened when long.
 std::string show(const payload& value) {
   constexpr size_t max = 60;
-  auto text = value.dump();
+  auto text = value.dump(-1, ' ', false, payload::error_handler_t::replace);
   if (text.size() > max)
     text = text.substr(0, max) + "...";
   return text;
@@ -347,68 +275,196 @@ caf::error invalid(const event_spec& ev, std::string_view problem) {
                     fmt::format("event '{}': {}", ev.name, problem));
 }
 
-caf::error check_object(const event_spec& ev,
-                        const std::vector<field_spec>& fields,
-                        const payload& object, const path_node* parent);
+// A payload is walked twice at most: checked as given (`P` is `const
+// payload`); then, only when some value is spelled otherwise than
+// canonically, walked again over a copy whose values are rewritten (`P` is
+// `payload`), which cannot fail. A canonical payload costs no copy.
+struct walk {
+  const event_spec& ev;
+  /// Some value differs from its canonical form.
+  bool changed = false;
+};
 
-caf::error check_value(const event_spec& ev, const field_spec& f,
-                       const payload& value, const path_node* path) {
-  auto text = [&]() -> std::string_view {
-    return value.get_ref<const std::string&>();
+template <class P> constexpr bool rewrites = !std::is_const_v<P>;
+
+caf::error bad_value(const walk& w, const field_spec& f, const payload& value,
+                     const path_node* path, std::string_view why = {}) {
+  return invalid(w.ev, fmt::format("field '{}': {} is not {}{}{}", render(path),
+                                   show(value), describe(f),
+                                   why.empty() ? "" : ": ", why));
+}
+
+// Rewrites `value` to `canonical` (on the second walk).
+template <class P, class T>
+void canonicalize(walk& w, P& value, T&& canonical) {
+  w.changed = true;
+  if constexpr (rewrites<P>)
+    value = std::forward<T>(canonical);
+}
+
+// A text type's rule (uuid, email, timestamp) applied to `value`.
+template <class P>
+caf::error check_text(walk& w, const field_spec& f, P& value,
+                      const path_node* path,
+                      detail::verdict (*rule)(std::string_view)) {
+  if (!value.is_string())
+    return bad_value(w, f, value, path);
+  auto v = rule(value.template get_ref<const std::string&>());
+  if (!v.ok())
+    return bad_value(w, f, value, path, v.problem);
+  if (v.canonical)
+    canonicalize(w, value, std::move(*v.canonical));
+  return {};
+}
+
+// The bounds of int, a signed 64-bit integer, as doubles: -2^63 and 2^63;
+// and 2^64, past the largest unsigned 64-bit integer.
+constexpr double int_low = -9223372036854775808.0;
+constexpr double int_high = 9223372036854775808.0;
+constexpr double uint_high = 18446744073709551616.0;
+
+template <class P>
+caf::error check_integer(walk& w, const field_spec& f, P& value,
+                         const path_node* path) {
+  // One message for out of range, however the number came: MessagePack
+  // (herald publish --control) carries an integral 1e19 as an integer.
+  constexpr std::string_view out_of_range =
+    "it is outside -9223372036854775808 to 9223372036854775807 (a signed "
+    "64-bit integer)";
+  if (value.is_number_unsigned()) {
+    if (value.template get<uint64_t>()
+        > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+      return bad_value(w, f, value, path, out_of_range);
+    return {};
+  }
+  if (value.is_number_integer())
+    return {};
+  if (!value.is_number_float())
+    return bad_value(w, f, value, path);
+  auto d = value.template get<double>();
+  if (!std::isfinite(d))
+    return bad_value(w, f, value, path, "it is not a finite number");
+  if (std::trunc(d) != d)
+    return bad_value(w, f, value, path,
+                     "it has a fractional part (a number without one, like "
+                     "1.0 or 1e3, is taken as that integer)");
+  if (d < int_low || d >= int_high)
+    return bad_value(w, f, value, path, out_of_range);
+  canonicalize(w, value, static_cast<int64_t>(d));
+  return {};
+}
+
+// A float's one form: an integral value in the 64-bit integer range is
+// that integer, as MessagePack carries it (msgpack-c packs an integral
+// double as an integer, so a handler could not tell 2.0 from 2 anyway);
+// any other finite number is a double.
+template <class P>
+caf::error check_floating(walk& w, const field_spec& f, P& value,
+                          const path_node* path) {
+  if (value.is_number_integer())
+    return {};
+  if (!value.is_number_float())
+    return bad_value(w, f, value, path);
+  auto d = value.template get<double>();
+  if (!std::isfinite(d))
+    return bad_value(w, f, value, path,
+                     "it is not a finite number (JSON has no NaN or "
+                     "infinity)");
+  if (std::trunc(d) != d)
+    return {};
+  if (d >= 0 && d < uint_high)
+    canonicalize(w, value, static_cast<uint64_t>(d));
+  else if (d < 0 && d >= int_low)
+    canonicalize(w, value, static_cast<int64_t>(d));
+  return {};
+}
+
+template <class P>
+caf::error check_object(walk& w, const std::vector<field_spec>& fields,
+                        P& object, const path_node* parent);
+
+// For an enum value that is one of `f`'s values but for case: says so.
+std::string case_hint(const field_spec& f, std::string_view value) {
+  auto same = [&](const std::string& v) {
+    return std::equal(v.begin(), v.end(), value.begin(), value.end(),
+                      [](char x, char y) {
+                        return std::tolower(static_cast<unsigned char>(x))
+                               == std::tolower(static_cast<unsigned char>(y));
+                      });
   };
-  bool ok = false;
+  auto it = std::find_if(f.values.begin(), f.values.end(), same);
+  if (it == f.values.end())
+    return {};
+  return fmt::format("enum values are exact, case included (did you mean "
+                     "'{}'?)",
+                     *it);
+}
+
+template <class P>
+caf::error check_value(walk& w, const field_spec& f, P& value,
+                       const path_node* path) {
   switch (f.type) {
   case field_type::string:
-    ok = value.is_string();
-    break;
+    if (!value.is_string())
+      return bad_value(w, f, value, path);
+    if (auto why =
+          detail::check_utf8(value.template get_ref<const std::string&>());
+        !why.empty())
+      return bad_value(w, f, value, path, why);
+    return {};
   case field_type::uuid:
-    ok = value.is_string() && is_uuid(text());
-    break;
+    return check_text(w, f, value, path, detail::check_uuid);
   case field_type::email:
-    ok = value.is_string() && is_email(text());
-    break;
+    return check_text(w, f, value, path, detail::check_email);
   case field_type::integer:
-    ok = value.is_number_integer();
-    break;
+    return check_integer(w, f, value, path);
   case field_type::floating:
-    ok = value.is_number();
-    break;
+    return check_floating(w, f, value, path);
   case field_type::boolean:
-    ok = value.is_boolean();
-    break;
+    if (!value.is_boolean())
+      return bad_value(w, f, value, path);
+    return {};
   case field_type::timestamp:
-    ok = value.is_string() && is_timestamp(text());
-    break;
+    return check_text(w, f, value, path, detail::check_timestamp);
   case field_type::enumeration:
-    ok =
-      value.is_string()
-      && std::find(f.values.begin(), f.values.end(), text()) != f.values.end();
-    break;
+    if (!value.is_string())
+      return bad_value(w, f, value, path);
+    if (std::find(f.values.begin(), f.values.end(),
+                  value.template get_ref<const std::string&>())
+        == f.values.end())
+      return bad_value(
+        w, f, value, path,
+        case_hint(f, value.template get_ref<const std::string&>()));
+    return {};
   case field_type::array:
     if (!value.is_array())
-      break;
+      return bad_value(w, f, value, path);
     if (f.items.empty())
       return {};
     for (size_t i = 0; i < value.size(); ++i) {
       path_node element{path, {}, i};
-      if (auto err = check_value(ev, f.items.front(), value[i], &element))
+      auto& item = value[i];
+      if (item.is_null())
+        return invalid(w.ev,
+                       fmt::format("field '{}': null, which herald takes as "
+                                   "an absent value, and an array element "
+                                   "cannot be absent; remove it",
+                                   render(&element)));
+      if (auto err = check_value(w, f.items.front(), item, &element))
         return err;
     }
     return {};
   case field_type::object:
     if (!value.is_object())
-      break;
-    return check_object(ev, f.fields, value, path);
+      return bad_value(w, f, value, path);
+    return check_object(w, f.fields, value, path);
   }
-  if (ok)
-    return {};
-  return invalid(ev, fmt::format("field '{}': {} is not {}", render(path),
-                                 show(value), describe(f)));
+  return bad_value(w, f, value, path);
 }
 
-caf::error check_object(const event_spec& ev,
-                        const std::vector<field_spec>& fields,
-                        const payload& object, const path_node* parent) {
+template <class P>
+caf::error check_object(walk& w, const std::vector<field_spec>& fields,
+                        P& object, const path_node* parent) {
   size_t known = 0;
   for (const auto& f : fields) {
     path_node here{parent, f.name, 0};
@@ -416,16 +472,28 @@ caf::error check_object(const event_spec& ev,
     if (i == object.end()) {
       if (!f.optional)
         return invalid(
-          ev, fmt::format("missing required field '{}'", render(&here)));
+          w.ev, fmt::format("missing required field '{}'", render(&here)));
       continue;
     }
     ++known;
-    if (f.optional && i->is_null())
-      continue; // null stands for an absent optional field
-    if (auto err = check_value(ev, f, *i, &here))
+    // null is absent, for every type: an optional field is dropped, a
+    // required one missing.
+    if (i->is_null()) {
+      if (!f.optional)
+        return invalid(w.ev, fmt::format("missing required field '{}': it is "
+                                         "null, which herald takes as "
+                                         "absent; send a value",
+                                         render(&here)));
+      w.changed = true;
+      if constexpr (rewrites<P>)
+        object.erase(i);
+      continue;
+    }
+    if (auto err = check_value(w, f, *i, &here))
       return err;
   }
-  if (known == object.size())
+  // The first walk checked for fields the schema does not name.
+  if (rewrites<P> || known == object.size())
     return {};
   for (const auto& [name, value] : object.items()) {
     auto declared =
@@ -434,10 +502,10 @@ caf::error check_object(const event_spec& ev,
       });
     if (!declared) {
       path_node here{parent, name, 0};
-      return invalid(ev, fmt::format("unexpected field '{}' (the catalog's "
-                                     "schema has no such field; add it to "
-                                     "config/events.yaml or remove it)",
-                                     render(&here)));
+      return invalid(w.ev, fmt::format("unexpected field '{}' (the catalog's "
+                                       "schema has no such field; add it to "
+                                       "config/events.yaml or remove it)",
+                                       render(&here)));
     }
   }
   return {};
@@ -563,11 +631,25 @@ caf::error catalog::validate(std::string_view type, const payload& data) const {
 }
 
 caf::error catalog::validate(const event_spec& spec, const payload& data) {
+  auto canonical = canonical_form(spec, data);
+  return canonical ? caf::error{} : std::move(canonical.error());
+}
+
+caf::expected<std::optional<payload>>
+catalog::canonical_form(const event_spec& spec, const payload& data) {
   if (!data.is_object())
     return invalid(spec, fmt::format("the payload must be a JSON object, not "
                                      "{}",
                                      show(data)));
-  return check_object(spec, spec.payload, data, nullptr);
+  walk w{spec};
+  if (auto err = check_object(w, spec.payload, data, nullptr))
+    return err;
+  if (!w.changed)
+    return std::optional<payload>{};
+  auto copy = data;
+  walk again{spec};
+  check_object(again, spec.payload, copy, nullptr); // checked above
+  return std::optional<payload>{std::move(copy)};
 }
 
 } // namespace herald

@@ -31,20 +31,56 @@ constexpr std::pair<std::string_view, int64_t> duration_units[] = {
 constexpr std::string_view endpoint_forms =
   "use tcp://HOST:PORT, ipc://PATH or inproc://NAME";
 
-bool is_endpoint(std::string_view text) {
-  for (std::string_view scheme : {"tcp://", "ipc://", "inproc://"})
-    if (text.starts_with(scheme) && text.size() > scheme.size())
-      return true;
-  return false;
+/// Whether an endpoint is bound (a port may be `*`) or connected to.
+enum class endpoint_use { bind, connect };
+
+/// Why `text` is not a ZeroMQ endpoint for `use` (zmq_tcp(7), zmq_ipc(7),
+/// zmq_inproc(7)); empty when it is one.
+std::string endpoint_problem(std::string_view text, endpoint_use use) {
+  for (std::string_view scheme : {"ipc://", "inproc://"})
+    if (text.starts_with(scheme))
+      return text.size() > scheme.size()
+               ? std::string{}
+               : fmt::format("nothing follows '{}'", scheme);
+  if (!text.starts_with("tcp://"))
+    return "it does not start with tcp://, ipc:// or inproc://";
+  auto rest = text.substr(6);
+  auto colon = rest.rfind(':');
+  if (colon == std::string_view::npos)
+    return "it has no ':PORT'";
+  auto host = rest.substr(0, colon);
+  auto port = rest.substr(colon + 1);
+  if (host.empty())
+    return "the host before ':PORT' is empty (use * for every interface)";
+  if (host.find_first_of(" \t/") != std::string_view::npos)
+    return fmt::format("the host '{}' holds a space or '/'", host);
+  if (port == "*")
+    return use == endpoint_use::bind
+             ? std::string{}
+             : std::string{"a port of '*' can be bound, not connected to; "
+                           "give the port"};
+  bool digits = !port.empty() && port.size() <= 5
+                && std::all_of(port.begin(), port.end(), [](char c) {
+                     return c >= '0' && c <= '9';
+                   });
+  if (!digits || std::stoul(std::string{port}) > 65535
+      || (use == endpoint_use::connect && std::stoul(std::string{port}) == 0))
+    return fmt::format("the port '{}' is not {}", port,
+                       use == endpoint_use::bind ? "a number 0-65535 or *"
+                                                 : "a number 1-65535");
+  return {};
 }
 
 /// Returns the endpoint `e` holds, or reports why it is none.
-std::optional<std::string> endpoint_of(const entry& e, problems& out) {
+std::optional<std::string> endpoint_of(const entry& e, endpoint_use use,
+                                       problems& out) {
   auto text =
     detail::text_of(e, "", fmt::format("an endpoint; {}", endpoint_forms), out);
-  if (text && !is_endpoint(*text)) {
-    out.add(e.line, fmt::format("'{}': '{}' is not a ZeroMQ endpoint; {}",
-                                e.key, *text, endpoint_forms));
+  if (!text)
+    return text;
+  if (auto why = endpoint_problem(*text, use); !why.empty()) {
+    out.add(e.line, fmt::format("'{}': '{}' is not a ZeroMQ endpoint: {}; {}",
+                                e.key, *text, why, endpoint_forms));
     return std::nullopt;
   }
   return text;
@@ -287,7 +323,8 @@ void read_store(const entry& e, problems& out, store_config& cfg) {
 }
 
 void read_consumers(const entry& e, problems& out,
-                    std::vector<consumer_config>& consumers) {
+                    std::vector<consumer_config>& consumers,
+                    config_origin& origin) {
   if (!e.value.IsMap()) {
     out.add(e.line, "'consumers' must be a map from consumer name to "
                     "{subscribe: [patterns]}");
@@ -326,9 +363,12 @@ void read_consumers(const entry& e, problems& out,
       }
       for (const auto& item : subscribe.value) {
         auto text = item.IsScalar() ? item.Scalar() : std::string{};
-        if (auto p = pattern::parse(text))
+        if (auto p = pattern::parse(text)) {
+          origin.settings.push_back(
+            {fmt::format("consumers.{}.subscribe", name), text,
+             detail::line_of(item)});
           consumer.subscribe.push_back(std::move(text));
-        else
+        } else
           out.add(detail::line_of(item), ctx + message_of(p.error()));
       }
       consumers.push_back(std::move(consumer));
@@ -413,17 +453,31 @@ void read_config(const YAML::Node& root, const std::string& base_dir,
   cfg.service = service
                   ? detail::text_of(service, "", "a name", out).value_or("")
                   : cfg.name;
+  // Records where a setting the node uses only at start was read.
+  auto remember = [&](std::string_view key, const std::string& value,
+                      int line) {
+    cfg.origin.settings.push_back({std::string{key}, value, line});
+  };
   if (bind)
-    cfg.bind = endpoint_of(bind, out).value_or(cfg.bind);
+    if (auto ep = endpoint_of(bind, endpoint_use::bind, out)) {
+      cfg.bind = *ep;
+      remember("bind", *ep, bind.line);
+    }
   if (advertise)
-    cfg.advertise = endpoint_of(advertise, out).value_or("");
+    if (auto ep = endpoint_of(advertise, endpoint_use::connect, out)) {
+      cfg.advertise = *ep;
+      remember("advertise", *ep, advertise.line);
+    }
   if (peers && !peers.value.IsSequence())
     out.add(peers.line, "'peers' must be a list of endpoints, e.g. "
                         "[tcp://127.0.0.1:5600]");
   else if (peers)
     for (const auto& item : peers.value)
-      if (auto peer = endpoint_of({"peers", detail::line_of(item), item}, out))
+      if (auto peer = endpoint_of({"peers", detail::line_of(item), item},
+                                  endpoint_use::connect, out)) {
+        remember("peers", *peer, detail::line_of(item));
         cfg.peers.push_back(std::move(*peer));
+      }
   if (detail::require(catalog, top, "",
                       "the path of the event catalog, e.g. catalog: "
                       "events.yaml",
@@ -434,6 +488,7 @@ void read_config(const YAML::Node& root, const std::string& base_dir,
         p.is_relative() && !base_dir.empty()
           ? (std::filesystem::path{base_dir} / p).lexically_normal().string()
           : *path;
+      remember("catalog", cfg.catalog, catalog.line);
     }
   read_log_level(log_level, "", out, cfg);
   if (log && is_map(log, "", "level, format", out)) {
@@ -458,19 +513,27 @@ void read_config(const YAML::Node& root, const std::string& base_dir,
                         "HOST:PORT to serve /metrics on, e.g. "
                         "127.0.0.1:9464",
                         out))
-      cfg.metrics_listen =
-        detail::text_of(listen, "metrics: ", "HOST:PORT", out).value_or("");
+      if (auto text = detail::text_of(listen, "metrics: ", "HOST:PORT", out)) {
+        cfg.metrics_listen = *text;
+        remember("metrics.listen", *text, listen.line);
+      }
   }
   if (data_dir)
-    cfg.data_dir = detail::text_of(data_dir, "", "a path", out).value_or("");
+    if (auto dir = detail::text_of(data_dir, "", "a path", out)) {
+      cfg.data_dir = *dir;
+      remember("data_dir", *dir, data_dir.line);
+    }
   if (control)
-    cfg.control = endpoint_of(control, out).value_or(cfg.control);
+    if (auto ep = endpoint_of(control, endpoint_use::bind, out)) {
+      cfg.control = *ep;
+      remember("control", *ep, control.line);
+    }
   if (store)
     read_store(store, out, cfg.store);
   if (transport)
     read_transport(transport, out, cfg.transport);
   if (consumers)
-    read_consumers(consumers, out, cfg.consumers);
+    read_consumers(consumers, out, cfg.consumers, cfg.origin);
   if (record)
     cfg.record =
       detail::text_of(record, "", "the path of the history file", out)
@@ -526,6 +589,29 @@ std::string format_duration(std::chrono::microseconds d) {
   return fmt::format("{}us", n);
 }
 
+std::string config_origin::place(std::string_view key,
+                                 std::string_view value) const {
+  if (file.empty())
+    return {};
+  for (auto& s : settings)
+    if (s.key == key && s.value == value)
+      return fmt::format("{}:{}: ", file, s.line);
+  return fmt::format("{}: ", file);
+}
+
+caf::error config_origin::locate(std::string_view key, std::string_view value,
+                                 const caf::error& err) const {
+  auto code = err.category() == error_category ? static_cast<errc>(err.code())
+                                               : errc::invalid_config;
+  auto message = message_of(err);
+  // A message that starts with the key already names it.
+  bool named = message.starts_with(key) && message.size() > key.size()
+               && (message[key.size()] == ' ' || message[key.size()] == ':');
+  return make_error(
+    code, named ? place(key, value) + message
+                : fmt::format("{}{}: {}", place(key, value), key, message));
+}
+
 caf::expected<node_config> node_config::load_file(const std::string& path) {
   auto text = detail::read_file(path, "config file");
   if (!text)
@@ -538,6 +624,7 @@ caf::expected<node_config> node_config::parse(std::string_view yaml,
                                               const std::string& base_dir) {
   problems out{source_name};
   node_config cfg;
+  cfg.origin.file = source_name;
   try {
     if (auto root = detail::load(yaml, out))
       read_config(*root, base_dir, out, cfg);

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "event_state.hpp"
+#include "values.hpp"
 
 namespace herald {
 
@@ -102,81 +103,16 @@ nlohmann::ordered_json event::to_cloudevent() const {
   return j;
 }
 
-namespace {
-
-// Days from 1970-01-01 to the given civil date (proleptic Gregorian), after
-// Howard Hinnant's `days_from_civil`.
-int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2 ? 1 : 0;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<int64_t>(doe) - 719468;
-}
-
-// Reads `n` digits of `s` at `pos` into `out`.
-bool read_digits(std::string_view s, size_t pos, size_t n, int& out) {
-  if (pos + n > s.size())
-    return false;
-  out = 0;
-  for (size_t i = pos; i < pos + n; ++i) {
-    if (s[i] < '0' || s[i] > '9')
-      return false;
-    out = out * 10 + (s[i] - '0');
-  }
-  return true;
-}
-
-} // namespace
-
 std::optional<int64_t> parse_timestamp(std::string_view s) {
-  int year, month, day, hour, minute, second;
-  if (!read_digits(s, 0, 4, year) || s.size() < 20 || s[4] != '-'
-      || !read_digits(s, 5, 2, month) || s[7] != '-'
-      || !read_digits(s, 8, 2, day) || (s[10] != 'T' && s[10] != 't')
-      || !read_digits(s, 11, 2, hour) || s[13] != ':'
-      || !read_digits(s, 14, 2, minute) || s[16] != ':'
-      || !read_digits(s, 17, 2, second))
+  // One reading of RFC 3339 for payloads and for times given to tools.
+  std::string why;
+  auto t = detail::parse_rfc3339(s, why);
+  if (!t)
     return std::nullopt;
-  static constexpr int days_in[] = {31, 28, 31, 30, 31, 30,
-                                    31, 31, 30, 31, 30, 31};
-  bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-  if (month < 1 || month > 12 || day < 1
-      || day > (month == 2 && leap ? 29 : days_in[month - 1]) || hour > 23
-      || minute > 59 || second > 60)
-    return std::nullopt;
-  size_t pos = 19;
-  int64_t micros = 0;
-  if (s[pos] == '.') {
-    auto start = ++pos;
-    int64_t scale = 100'000;
-    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
-      micros += (s[pos] - '0') * scale;
-      scale /= 10;
-      ++pos;
-    }
-    if (pos == start || pos == s.size())
-      return std::nullopt;
-  }
-  int64_t offset_minutes = 0;
-  if (s[pos] == 'Z' || s[pos] == 'z') {
-    if (pos + 1 != s.size())
-      return std::nullopt;
-  } else {
-    int off_hour, off_minute;
-    if ((s[pos] != '+' && s[pos] != '-') || s.size() != pos + 6
-        || !read_digits(s, pos + 1, 2, off_hour) || s[pos + 3] != ':'
-        || !read_digits(s, pos + 4, 2, off_minute) || off_hour > 23
-        || off_minute > 59)
-      return std::nullopt;
-    offset_minutes = (s[pos] == '-' ? -1 : 1) * (off_hour * 60 + off_minute);
-  }
-  auto days = days_from_civil(year, static_cast<unsigned>(month),
-                              static_cast<unsigned>(day));
-  auto secs =
-    days * 86'400 + hour * 3'600 + minute * 60 + second - offset_minutes * 60;
-  return secs * 1'000'000 + micros;
+  int64_t micros = 0, scale = 100'000;
+  for (size_t i = 0; i < t->fraction.size() && i < 6; ++i, scale /= 10)
+    micros += (t->fraction[i] - '0') * scale;
+  return t->epoch_seconds * 1'000'000 + micros;
 }
 
 std::string format_timestamp(int64_t micros) {

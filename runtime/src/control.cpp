@@ -56,9 +56,11 @@ constexpr const char* created = "created";
 constexpr const char* attempts = "attempts";
 constexpr const char* event = "event";
 constexpr const char* event_error = "event_error";
-// An attempt's.
+// An attempt's (and `node`), a redrive's.
 constexpr const char* time = "time";
 constexpr const char* error_class = "class";
+constexpr const char* redrives = "redrives";
+constexpr const char* by = "by";
 // publish's (besides events, type, id, stream and seq).
 constexpr const char* request_id = "request_id";
 constexpr const char* data = "data";
@@ -214,7 +216,19 @@ public:
   // out.emplace_back())`, which returns a problem or none.
   template <class T, class F>
   void req_each(const char* name, std::vector<T>& out, F read_one) {
-    auto* value = find(name, true);
+    each(name, out, std::move(read_one), true);
+  }
+
+  // Reads the array `name` as `req_each` does, when present; `out` keeps
+  // its value otherwise.
+  template <class T, class F>
+  void opt_each(const char* name, std::vector<T>& out, F read_one) {
+    each(name, out, std::move(read_one), false);
+  }
+
+  template <class T, class F>
+  void each(const char* name, std::vector<T>& out, F read_one, bool required) {
+    auto* value = find(name, required);
     if (value == nullptr)
       return;
     if (!value->is_array())
@@ -342,6 +356,15 @@ caf::error read_attempt(payload& j, const std::string& where,
     f.req(key::time, out.time);
     f.req(key::error, out.error);
     f.req(key::error_class, out.error_class);
+    f.opt(key::node, out.node);
+  });
+}
+
+caf::error read_redrive(payload& j, const std::string& where,
+                        const std::string& path, dead_letter_redrive& out) {
+  return read_nested(j, where, path, [&](fields& f) {
+    f.req(key::time, out.time);
+    f.req(key::by, out.by);
   });
 }
 
@@ -367,6 +390,10 @@ caf::error read_record(payload& j, const std::string& where,
              [&](payload& a, const std::string& p, dead_letter_attempt& o) {
                return read_attempt(a, where, p, o);
              });
+  f.opt_each(key::redrives, out.redrives,
+             [&](payload& r, const std::string& p, dead_letter_redrive& o) {
+               return read_redrive(r, where, p, o);
+             });
   f.opt(key::event, out.event);
   f.opt(key::event_error, out.event_error);
   if (f.failed())
@@ -374,7 +401,8 @@ caf::error read_record(payload& j, const std::string& where,
   // Whatever a newer node added, kept to be shown.
   out.extra = payload::object();
   for (auto& [k, value] : j.items()) {
-    bool known = k == key::attempts || k == key::event || k == key::event_error
+    bool known = k == key::attempts || k == key::redrives || k == key::event
+                 || k == key::event_error
                  || std::find(record_keys.begin(), record_keys.end(), k)
                       != record_keys.end();
     if (!known)
@@ -550,11 +578,14 @@ std::string_view name_of(const dlq_redrive_request&) {
 void write(payload& j, const dlq_redrive_request& m) {
   write_filter(j, m.filter);
   j[key::dry_run] = m.dry_run;
+  if (!m.by.empty())
+    j[key::by] = m.by;
 }
 
 void read(fields& f, dlq_redrive_request& m) {
   read_filter(f, m.filter);
   f.opt(key::dry_run, m.dry_run);
+  f.opt(key::by, m.by);
 }
 
 std::string_view name_of(const dlq_redrive_reply&) {
@@ -861,7 +892,10 @@ dead_letter_record to_record(const store::dead_letter& l, bool with_event) {
   r.parked = l.parked;
   r.created = format_timestamp(l.created_us);
   for (auto& a : l.attempts)
-    r.attempts.push_back({format_timestamp(a.time_us), a.error, a.error_class});
+    r.attempts.push_back(
+      {format_timestamp(a.time_us), a.error, a.error_class, a.node});
+  for (auto& rd : l.redrives)
+    r.redrives.push_back({format_timestamp(rd.time_us), rd.by});
   if (with_event) {
     if (auto ev = decode(l.envelope))
       r.event = payload(ev->to_json());
@@ -885,11 +919,23 @@ payload to_json(const dead_letter_record& r) {
   j[key::parked] = r.parked;
   j[key::created] = r.created;
   auto attempts = payload::array();
-  for (auto& a : r.attempts)
-    attempts.push_back({{key::time, a.time},
-                        {key::error, a.error},
-                        {key::error_class, a.error_class}});
+  for (auto& a : r.attempts) {
+    payload one{{key::time, a.time},
+                {key::error, a.error},
+                {key::error_class, a.error_class}};
+    if (!a.node.empty())
+      one[key::node] = a.node;
+    attempts.push_back(std::move(one));
+  }
   j[key::attempts] = std::move(attempts);
+  // Optional fields are sent only when there is something to say: a record
+  // from a node that kept no history reads back (and prints) as it came.
+  if (!r.redrives.empty()) {
+    auto redrives = payload::array();
+    for (auto& rd : r.redrives)
+      redrives.push_back({{key::time, rd.time}, {key::by, rd.by}});
+    j[key::redrives] = std::move(redrives);
+  }
   if (r.event)
     j[key::event] = *r.event;
   if (r.event_error)
@@ -904,7 +950,7 @@ shown_fields(const dead_letter_record& r) {
   for (auto* k : record_keys)
     out.emplace_back(k, j[k]);
   for (auto& [k, value] : j.items())
-    if (k != key::attempts && k != key::event
+    if (k != key::attempts && k != key::redrives && k != key::event
         && std::find(record_keys.begin(), record_keys.end(), k)
              == record_keys.end())
       out.emplace_back(k, value);

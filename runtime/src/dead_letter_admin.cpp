@@ -1,8 +1,10 @@
 // Dead letters as an operator sees them: the `herald dlq` requests, list,
 // show, redrive and purge, and the entities parked behind dead letters.
 
+#include <algorithm>
 #include <map>
 #include <optional>
+#include <tuple>
 
 #include <caf/send.hpp>
 #include <fmt/format.h>
@@ -60,7 +62,7 @@ std::string node::impl::serve(const control::dlq_show_request& r) {
 }
 
 std::string node::impl::serve(const control::dlq_redrive_request& r) {
-  auto ids = front->redrive(filter_of(r.filter), r.dry_run);
+  auto ids = front->redrive(filter_of(r.filter), r.dry_run, r.by);
   if (!ids)
     return refuse(r.id, {}, message_of(ids.error()));
   control::dlq_redrive_reply reply;
@@ -81,6 +83,17 @@ std::string node::impl::serve(const control::dlq_purge_request& r) {
   reply.purged = std::move(*ids);
   reply.dry_run = r.dry_run;
   return control::encode(reply);
+}
+
+// Adds a redrive by `by` to the records of the letters `ids`.
+caf::error node::impl::record_redrive(const std::vector<uint64_t>& ids,
+                                      std::string_view by) {
+  std::shared_lock<std::shared_mutex> guard{store_mtx};
+  if (!log_store)
+    return make_error(errc::not_running, "the node is stopping");
+  auto n = log_store->record_redrive(
+    ids, now_us(), by.empty() ? std::string{"unknown"} : std::string{by});
+  return n ? caf::error{} : std::move(n.error());
 }
 
 // Deletes `letters` (or says which it would), unparking entities left
@@ -154,10 +167,18 @@ node::dead_letters(const store::dead_letter_filter& filter) const {
 }
 
 caf::expected<std::vector<uint64_t>>
-node::redrive(const store::dead_letter_filter& filter, bool dry_run) {
+node::redrive(const store::dead_letter_filter& filter, bool dry_run,
+              std::string_view by) {
   auto letters = dead_letters(filter);
   if (!letters)
     return std::move(letters.error());
+  // Publish order per entity is (stream, seq); letter ids and times are
+  // not: a letter keeps its id when it fails again after a redrive.
+  std::stable_sort(
+    letters->begin(), letters->end(),
+    [](const store::dead_letter& x, const store::dead_letter& y) {
+      return std::tie(x.stream, x.seq) < std::tie(y.stream, y.seq);
+    });
   std::vector<uint64_t> ids;
   std::map<std::string, std::vector<store::dead_letter>> by_consumer;
   {
@@ -171,8 +192,14 @@ node::redrive(const store::dead_letter_filter& filter, bool dry_run) {
       by_consumer[l.consumer].push_back(std::move(l));
     }
   }
-  if (dry_run)
+  if (dry_run || ids.empty())
     return ids;
+  if (auto err = impl_->record_redrive(ids, by)) {
+    std::lock_guard<std::mutex> guard{impl_->redrive_mtx};
+    for (auto id : ids)
+      impl_->redriving.erase(id);
+    return err;
+  }
   std::shared_lock<std::shared_mutex> guard{impl_->consumers_mtx};
   for (auto& [name, batch] : by_consumer) {
     auto c = std::find_if(impl_->consumers.begin(), impl_->consumers.end(),

@@ -86,8 +86,12 @@ caf::expected<publish_receipt> event_bus::publish(std::string_view type,
                       fmt::format("unknown event type '{}': not in the "
                                   "catalog {}; add it there first",
                                   type, p.cat.source()));
-  if (auto err = catalog::validate(*spec, data))
-    return err;
+  // The canonical form is what is stored, delivered and keyed; a payload
+  // that already is canonical is used as given.
+  auto canonical = catalog::canonical_form(*spec, data);
+  if (!canonical)
+    return std::move(canonical.error());
+  const auto& body = *canonical ? **canonical : data;
   const auto& source = opts.source.empty() ? p.cfg.service : opts.source;
   if (source != spec->producer)
     return make_error(errc::catalog_violation,
@@ -104,8 +108,8 @@ caf::expected<publish_receipt> event_bus::publish(std::string_view type,
   envelope_header h;
   h.event_type = spec->name;
   h.source = source;
-  // Validated above: the key field is a required string.
-  h.key = data.find(spec->key)->get_ref<const std::string&>();
+  // Validated above: the key field is a required string, canonical.
+  h.key = body.find(spec->key)->get_ref<const std::string&>();
   h.stream = p.stream;
   h.schema_version = spec->schema_version;
   h.traceparent = opts.traceparent;
@@ -128,7 +132,7 @@ caf::expected<publish_receipt> event_bus::publish(std::string_view type,
     rec.timestamp_us = h.timestamp_us;
     rec.envelope.clear();
     rec.envelope.reserve(320);
-    encode(h, data, rec.envelope);
+    encode(h, body, rec.envelope);
     if (rec.envelope.size() > p.cfg.transport.max_envelope_size()) {
       // Nothing was written: the stream takes the positions back.
       --p.seq;

@@ -28,7 +28,7 @@ namespace {
 caf::error load_catalog(node::impl& p) {
   auto cat = catalog::load_file(p.cfg.catalog);
   if (!cat)
-    return std::move(cat.error());
+    return p.cfg.origin.locate("catalog", p.cfg.catalog, cat.error());
   p.cat = std::move(*cat);
   p.type_seqs.resize(p.cat.events().size());
   p.published =
@@ -54,9 +54,11 @@ caf::error check_subscriptions(node::impl& p) {
     for (auto& text : cc.subscribe) {
       auto pat = pattern::parse(text);
       if (!pat)
-        return std::move(pat.error());
+        return p.cfg.origin.locate(
+          fmt::format("consumers.{}.subscribe", cc.name), text, pat.error());
       if (auto err = check_subscription(p.cat, *pat, cc.name))
-        return err;
+        return p.cfg.origin.locate(
+          fmt::format("consumers.{}.subscribe", cc.name), text, err);
       parsed.push_back(std::move(*pat));
     }
   }
@@ -78,7 +80,7 @@ caf::error open_log(node::impl& p) {
   lo.max_pending_bytes = p.cfg.store.max_pending_bytes;
   auto opened = store::event_log::open(std::move(lo));
   if (!opened)
-    return std::move(opened.error());
+    return p.cfg.origin.locate("data_dir", p.cfg.data_dir, opened.error());
   p.log_store = std::move(*opened);
   p.stream = p.log_store->stream_id();
   p.seq = p.log_store->last_seq();
@@ -169,6 +171,7 @@ caf::error start_pump(node::impl& p) {
   pc.heartbeat = p.cfg.transport.heartbeat;
   pc.stream_heartbeat = p.cfg.transport.stream_heartbeat;
   pc.control_bind = p.cfg.control;
+  pc.origin = p.cfg.origin;
   auto pump = transport::pump::start(std::move(pc), &p);
   if (!pump)
     return std::move(pump.error());
@@ -194,7 +197,8 @@ caf::error start_http(node::impl& p) {
       return raw->health();
     });
   if (!http)
-    return std::move(http.error());
+    return p.cfg.origin.locate("metrics.listen", p.cfg.metrics_listen,
+                               http.error());
   p.http = std::move(*http);
   return {};
 }

@@ -301,6 +301,8 @@ struct node::impl : transport::pump_listener {
   std::string serve(const control::dlq_purge_request& r);
   caf::expected<std::vector<uint64_t>>
   purge_letters(const std::vector<store::dead_letter>& letters, bool dry_run);
+  caf::error record_redrive(const std::vector<uint64_t>& ids,
+                            std::string_view by);
   std::vector<std::pair<std::string, uint64_t>>
   parked_entities(const std::string& consumer);
 

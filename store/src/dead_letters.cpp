@@ -25,7 +25,9 @@ namespace {
 
 // A dead letter's value is a MessagePack map with these keys; the id is the
 // key of the value. Unknown keys are ignored, so that a newer version can
-// add fields.
+// add fields. Added later, and optional when read (letters stored before
+// them read back without them): an attempt's `node` (read as the letter's)
+// and `redrives`.
 constexpr const char* dl_consumer = "consumer";
 constexpr const char* dl_node = "node";
 constexpr const char* dl_event_type = "event_type";
@@ -41,13 +43,19 @@ constexpr const char* dl_created_us = "created_us";
 constexpr const char* dl_time_us = "time_us";
 constexpr const char* dl_error = "error";
 constexpr const char* dl_error_class = "error_class";
+constexpr const char* dl_redrives = "redrives";
+constexpr const char* dl_by = "by";
 
 std::string encode_dead_letter(const dead_letter& dl) {
   auto attempts = payload::array();
   for (auto& a : dl.attempts)
     attempts.push_back(payload{{dl_time_us, a.time_us},
                                {dl_error, a.error},
-                               {dl_error_class, a.error_class}});
+                               {dl_error_class, a.error_class},
+                               {dl_node, a.node}});
+  auto redrives = payload::array();
+  for (auto& r : dl.redrives)
+    redrives.push_back(payload{{dl_time_us, r.time_us}, {dl_by, r.by}});
   payload doc{
     {dl_consumer, dl.consumer},
     {dl_node, dl.node},
@@ -59,6 +67,7 @@ std::string encode_dead_letter(const dead_letter& dl) {
     {dl_envelope, payload::binary(std::vector<uint8_t>(dl.envelope.begin(),
                                                        dl.envelope.end()))},
     {dl_attempts, std::move(attempts)},
+    {dl_redrives, std::move(redrives)},
     {dl_reason, dl.reason},
     {dl_parked, dl.parked},
     {dl_created_us, dl.created_us},
@@ -187,10 +196,28 @@ std::optional<dead_letter> decode_dead_letter(std::string_view value,
       return std::nullopt;
     }
     auto& out = dl.attempts.emplace_back();
+    out.node = dl.node;
     if (!read_field(a, dl_time_us, out.time_us, why)
         || !read_field(a, dl_error, out.error, why)
-        || !read_field(a, dl_error_class, out.error_class, why)) {
+        || !read_field(a, dl_error_class, out.error_class, why)
+        || (a.contains(dl_node) && !read_field(a, dl_node, out.node, why))) {
       why = "attempt " + std::to_string(dl.attempts.size()) + ": " + why;
+      return std::nullopt;
+    }
+  }
+  if (!doc->contains(dl_redrives))
+    return dl;
+  auto& redrives = (*doc)[dl_redrives];
+  if (!redrives.is_array()) {
+    wrong_type(dl_redrives, "an array", why);
+    return std::nullopt;
+  }
+  for (auto& r : redrives) {
+    auto& out = dl.redrives.emplace_back();
+    if (!r.is_object() || !read_field(r, dl_time_us, out.time_us, why)
+        || !read_field(r, dl_by, out.by, why)) {
+      why = fmt::format("redrive {}: {}", dl.redrives.size(),
+                        r.is_object() ? why : "not a map");
       return std::nullopt;
     }
   }
@@ -229,6 +256,22 @@ event_log::impl::write_dead_letters(rocksdb::WriteBatch& change) {
   return write(durable_write_options(), change);
 }
 
+caf::expected<std::optional<dead_letter>>
+event_log::impl::stored_dead_letter(uint64_t id) const {
+  rocksdb::PinnableSlice value;
+  auto s = db->Get(read_options(), cf_dead_letters, be64{id}.slice(), &value);
+  if (s.IsNotFound())
+    return std::optional<dead_letter>{};
+  if (!s.ok())
+    return read_error(opts.dir, s);
+  std::string why;
+  auto dl = decode_dead_letter(value.ToStringView(), why);
+  if (!dl)
+    return corrupt_dead_letter(opts.dir, id, why);
+  dl->id = id;
+  return dl;
+}
+
 caf::expected<std::vector<uint64_t>>
 event_log::add_dead_letters(std::vector<dead_letter>& letters) {
   auto& self = *impl_;
@@ -239,9 +282,32 @@ event_log::add_dead_letters(std::vector<dead_letter>& letters) {
   rocksdb::WriteBatch batch;
   std::lock_guard<std::mutex> guard{self.dead_letters_mtx};
   auto id = self.last_dead_letter;
+  size_t added = 0;
   for (auto& dl : letters) {
-    ids.push_back(++id);
-    batch.Put(self.cf_dead_letters, be64{id}.slice(), encode_dead_letter(dl));
+    if (dl.id == 0) {
+      ids.push_back(++id);
+      ++added;
+      batch.Put(self.cf_dead_letters, be64{id}.slice(), encode_dead_letter(dl));
+      continue;
+    }
+    // A redriven letter failed again: its record grows.
+    auto stored = self.stored_dead_letter(dl.id);
+    if (!stored)
+      return std::move(stored.error());
+    ids.push_back(dl.id);
+    if (!*stored) {
+      ++added;
+      batch.Put(self.cf_dead_letters, be64{dl.id}.slice(),
+                encode_dead_letter(dl));
+      continue;
+    }
+    auto& grown = **stored;
+    grown.attempts.insert(grown.attempts.end(), dl.attempts.begin(),
+                          dl.attempts.end());
+    grown.reason = dl.reason;
+    grown.parked = dl.parked;
+    batch.Put(self.cf_dead_letters, be64{dl.id}.slice(),
+              encode_dead_letter(grown));
   }
   // In the same write: an id is never reused, even once its letter is gone.
   batch.Put(self.cf_meta, meta_last_dead_letter, be64{id}.slice());
@@ -250,10 +316,38 @@ event_log::add_dead_letters(std::vector<dead_letter>& letters) {
     return dead_letters_write_error(
       self.opts.dir, fmt::format("store {} dead letter(s)", letters.size()), s);
   self.last_dead_letter = id;
-  self.dead_letter_count.fetch_add(letters.size(), std::memory_order_release);
+  self.dead_letter_count.fetch_add(added, std::memory_order_release);
   for (size_t i = 0; i < letters.size(); ++i)
     letters[i].id = ids[i];
   return ids;
+}
+
+caf::expected<size_t>
+event_log::record_redrive(const std::vector<uint64_t>& ids, int64_t time_us,
+                          const std::string& by) {
+  auto& self = *impl_;
+  rocksdb::WriteBatch batch;
+  size_t found = 0;
+  std::lock_guard<std::mutex> guard{self.dead_letters_mtx};
+  for (auto id : ids) {
+    auto stored = self.stored_dead_letter(id);
+    if (!stored)
+      return std::move(stored.error());
+    if (!*stored)
+      continue;
+    (*stored)->redrives.push_back({time_us, by});
+    batch.Put(self.cf_dead_letters, be64{id}.slice(),
+              encode_dead_letter(**stored));
+    ++found;
+  }
+  if (found == 0)
+    return found;
+  auto s = self.write_dead_letters(batch);
+  if (!s.ok())
+    return dead_letters_write_error(
+      self.opts.dir,
+      fmt::format("record the redrive of {} dead letter(s)", found), s);
+  return found;
 }
 
 caf::expected<std::vector<dead_letter>>
@@ -307,20 +401,7 @@ event_log::dead_letter_counts() const {
 
 caf::expected<std::optional<dead_letter>>
 event_log::find_dead_letter(uint64_t id) const {
-  auto& self = *impl_;
-  rocksdb::PinnableSlice value;
-  auto s = self.db->Get(self.read_options(), self.cf_dead_letters,
-                        be64{id}.slice(), &value);
-  if (s.IsNotFound())
-    return std::optional<dead_letter>{};
-  if (!s.ok())
-    return read_error(self.opts.dir, s);
-  std::string why;
-  auto dl = decode_dead_letter(value.ToStringView(), why);
-  if (!dl)
-    return corrupt_dead_letter(self.opts.dir, id, why);
-  dl->id = id;
-  return dl;
+  return impl_->stored_dead_letter(id);
 }
 
 caf::expected<size_t>

@@ -31,6 +31,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -281,6 +282,11 @@ struct event_log::impl {
   /// Writes a change of the dead letters durably (dead_letters.cpp).
   /// REQUIRES: dead_letters_mtx.
   rocksdb::Status write_dead_letters(rocksdb::WriteBatch& change);
+  /// The stored dead letter `id` (with its id set), nothing when none is
+  /// stored under it; errors as `event_log::dead_letters`. Takes no lock:
+  /// a writer that extends the letter holds dead_letters_mtx.
+  caf::expected<std::optional<dead_letter>>
+  stored_dead_letter(uint64_t id) const;
 };
 
 } // namespace herald::store

@@ -1,3 +1,4 @@
+#include <limits>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -7,6 +8,7 @@
 
 #include "herald/core/catalog.hpp"
 #include "herald/core/errc.hpp"
+#include "value_cases.hpp"
 
 using herald::catalog;
 using herald::errc;
@@ -158,7 +160,7 @@ TEST_CASE("a bad payload names the event, the field and the rule",
   auto bad_email = good;
   bad_email["email"] = "x";
   check(bad_email, "event 'user.account.created': field 'email': \"x\" is not "
-                   "an email address");
+                   "an email address: it has no '@'");
   auto bad_source = good;
   bad_source["registration_source"] = "fax";
   check(bad_source, "event 'user.account.created': field "
@@ -204,7 +206,9 @@ TEST_CASE("every field type accepts its values and rejects others",
     // string
     {"/name", "", ""},
     {"/name", 42, "field 'name': 42 is not a string"},
-    {"/name", nullptr, "field 'name': null is not a string"},
+    {"/name", nullptr,
+     "missing required field 'name': it is null, which herald takes as "
+     "absent"},
     // uuid
     {"/id", "0190A5B2-7C3E-7D4F-8A1B-2C3D4E5F6A7B", ""},
     {"/id", "not-a-uuid",
@@ -482,4 +486,218 @@ TEST_CASE("field types have their catalog spelling", "[core][catalog]") {
   CHECK(std::string{herald::to_string(field_type::boolean)} == "bool");
   CHECK(std::string{herald::to_string(field_type::enumeration)} == "enum");
   CHECK(std::string{herald::to_string(field_type::object)} == "object");
+}
+
+namespace {
+
+catalog value_catalog() {
+  auto cat = catalog::parse(herald::test::value_catalog_yaml(), "values.yaml");
+  INFO(message_of(cat));
+  REQUIRE(cat);
+  return std::move(*cat);
+}
+
+/// The canonical form of `data` as `test.value.TYPE`: the payload as it is
+/// published, or the error.
+caf::expected<payload> published_as(const catalog& cat, std::string_view type,
+                                    const payload& data) {
+  const auto* spec = cat.find("test.value." + std::string{type});
+  REQUIRE(spec != nullptr);
+  auto canonical = catalog::canonical_form(*spec, data);
+  if (!canonical)
+    return std::move(canonical.error());
+  return *canonical ? **canonical : data;
+}
+
+} // namespace
+
+TEST_CASE("every value type has one canonical form: the conformance table",
+          "[core][catalog][values]") {
+  using herald::test::verdict;
+  auto cat = value_catalog();
+  size_t n = 0;
+  for (const auto& c : herald::test::value_cases()) {
+    INFO(herald::test::describe(c));
+    auto data = herald::test::value_payload(c, "row-" + std::to_string(n++));
+    auto got = published_as(cat, c.type, data);
+    if (c.outcome == verdict::refused) {
+      REQUIRE_FALSE(got);
+      CHECK(herald::is(got.error(), errc::invalid_payload));
+      CHECK_THAT(
+        herald::message_of(got.error()),
+        Catch::StartsWith("event 'test.value." + std::string{c.type} + "': ")
+          && Catch::Contains(std::string{c.expect}));
+      // validate gives the same verdict.
+      CHECK(herald::message_of(
+              cat.validate("test.value." + std::string{c.type}, data))
+            == herald::message_of(got.error()));
+      continue;
+    }
+    INFO(message_of(got));
+    REQUIRE(got);
+    CHECK_FALSE(cat.validate("test.value." + std::string{c.type}, data));
+    herald::test::check_published(c, data, *got, nullptr, "");
+    if (c.outcome == verdict::same)
+      CHECK(*got == data);
+    // The canonical form is a fixed point: published again, it stays.
+    CHECK_FALSE(*catalog::canonical_form(
+      *cat.find("test.value." + std::string{c.type}), *got));
+  }
+}
+
+TEST_CASE("a canonical payload is used as given, without a copy",
+          "[core][catalog][values]") {
+  auto cat = load_seed();
+  auto canonical = catalog::canonical_form(
+    *cat.find("user.account.created"),
+    payload{{"user_id", "0190b6d2-3c4e-7a00-8000-000000000001"},
+            {"email", "Ada@example.com"},
+            {"registration_source", "web"}});
+  REQUIRE(canonical);
+  CHECK_FALSE(*canonical);
+}
+
+TEST_CASE("a user_id in upper case is published in lower case, the entity "
+          "key's spelling",
+          "[core][catalog][values]") {
+  auto cat = load_seed();
+  auto canonical = catalog::canonical_form(
+    *cat.find("user.account.created"),
+    payload{{"user_id", "0190B6D2-3C4E-7A00-8000-000000000001"},
+            {"email", "ada@example.com"},
+            {"registration_source", "web"}});
+  REQUIRE(canonical);
+  REQUIRE(*canonical);
+  CHECK((**canonical)["user_id"] == "0190b6d2-3c4e-7a00-8000-000000000001");
+}
+
+TEST_CASE("emails with a dot at the start or end of the local part, or two "
+          "in a row, are refused naming the local part",
+          "[core][catalog][values]") {
+  auto cat = load_seed();
+  const std::pair<std::string_view, std::string_view> rows[] = {
+    {"john.doe.@example.com", "the local part 'john.doe.' ends with a dot"},
+    {".john@example.com", "the local part '.john' starts with a dot"},
+    {"a..b@example.com", "the local part 'a..b' has two dots in a row"},
+  };
+  for (auto [email, why] : rows) {
+    INFO(email);
+    auto err =
+      cat.validate("user.account.created",
+                   payload{{"user_id", "0190b6d2-3c4e-7a00-8000-000000000001"},
+                           {"email", email},
+                           {"registration_source", "web"}});
+    CHECK(herald::is(err, errc::invalid_payload));
+    CHECK_THAT(
+      herald::message_of(err),
+      Catch::Contains("field 'email': \"" + std::string{email}
+                      + "\" is not an email address: " + std::string{why}));
+  }
+}
+
+TEST_CASE("email length limits: local part 64, domain 255, whole 254",
+          "[core][catalog][values]") {
+  auto cat = value_catalog();
+  // `local` characters, '@', a domain of `domain` (at least 10)
+  // characters: labels of 50, then one of the rest, then "com".
+  auto email_of = [](size_t local, size_t domain) {
+    std::string d;
+    while (domain - d.size() > 60)
+      d += std::string(50, 'd') + ".";
+    d += std::string(domain - d.size() - 4, 'e') + ".com";
+    return std::string(local, 'l') + "@" + d;
+  };
+  auto verdict_of = [&](const std::string& email) {
+    return herald::message_of(
+      cat.validate("test.value.email", payload{{"k", "x"}, {"v", email}}));
+  };
+  CHECK(verdict_of(email_of(64, 20)).empty());
+  CHECK_THAT(verdict_of(email_of(65, 20)),
+             Catch::Contains("the local part has 65 characters; at most 64"));
+  auto longest = email_of(64, 189); // 64 + 1 + 189 = 254
+  REQUIRE(longest.size() == 254);
+  CHECK(verdict_of(longest).empty());
+  CHECK_THAT(verdict_of(email_of(64, 190)),
+             Catch::Contains("it has 255 characters; at most 254"));
+  CHECK_THAT(verdict_of(email_of(1, 256)),
+             Catch::Contains("the domain has 256 characters; at most 255"));
+}
+
+TEST_CASE("an optional field sent as null is left out, a required one is "
+          "missing",
+          "[core][catalog][values]") {
+  auto cat = catalog::parse(all_types_yaml, "types.yaml");
+  REQUIRE(cat);
+  auto data = all_types_payload();
+  data["note"] = nullptr;
+  data["address"]["zip"] = nullptr;
+  auto canonical = catalog::canonical_form(*cat->find("test.all.types"), data);
+  REQUIRE(canonical);
+  REQUIRE(*canonical);
+  CHECK_FALSE((*canonical)->contains("note"));
+  CHECK_FALSE((**canonical)["address"].contains("zip"));
+  // What a handler then reads: the default, not a null that throws.
+  CHECK((*canonical)->value("note", "") == "");
+  data["email"] = nullptr;
+  CHECK_THAT(herald::message_of(cat->validate("test.all.types", data)),
+             Catch::Contains("missing required field 'email': it is null, "
+                             "which herald takes as absent; send a value"));
+}
+
+TEST_CASE("a second of 60 is a leap second, taken only at 23:59:60 UTC on a "
+          "day that had one",
+          "[core][catalog][values]") {
+  auto cat = value_catalog();
+  auto message = [&](std::string_view at) {
+    return herald::message_of(
+      cat.validate("test.value.timestamp", payload{{"k", "x"}, {"v", at}}));
+  };
+  CHECK_THAT(message("2020-01-01T00:00:60Z"),
+             Catch::Contains("second 60 is a leap second, valid only as "
+                             "23:59:60 UTC at the end of a day that had one "
+                             "(RFC 3339 §5.7"));
+  CHECK_THAT(message("2020-06-30T23:59:60Z"), Catch::Contains("leap second"));
+  CHECK(message("1972-06-30T23:59:60Z").empty());
+  CHECK(message("2016-12-31T23:59:60Z").empty());
+  CHECK(message("2017-01-01T08:59:60+09:00").empty());
+  // herald tail --since reads times by the same rule.
+  CHECK_FALSE(herald::parse_timestamp("2020-01-01T00:00:60Z"));
+  CHECK(herald::parse_timestamp("2016-12-31T23:59:60Z")
+        == herald::parse_timestamp("2017-01-01T00:00:00Z"));
+}
+
+TEST_CASE("int takes 1.0 as the integer 1 and refuses 1.5",
+          "[core][catalog][values]") {
+  auto cat = value_catalog();
+  const auto* spec = cat.find("test.value.int");
+  auto one = catalog::canonical_form(*spec, payload{{"k", "x"}, {"v", 1.0}});
+  REQUIRE(one);
+  REQUIRE(*one);
+  CHECK((**one)["v"].is_number_integer());
+  CHECK((**one)["v"].dump() == "1");
+  CHECK_THAT(herald::message_of(
+               cat.validate("test.value.int", payload{{"k", "x"}, {"v", 1.5}})),
+             Catch::Contains("1.5 is not an integer: it has a fractional "
+                             "part"));
+}
+
+TEST_CASE("values the C++ API can hold and JSON cannot are refused",
+          "[core][catalog][values]") {
+  auto cat = value_catalog();
+  auto message = [&](std::string_view type, payload v) {
+    return herald::message_of(cat.validate("test.value." + std::string{type},
+                                           payload{{"k", "x"}, {"v", v}}));
+  };
+  CHECK_THAT(message("float", std::numeric_limits<double>::quiet_NaN()),
+             Catch::Contains("it is not a finite number"));
+  CHECK_THAT(message("float", std::numeric_limits<double>::infinity()),
+             Catch::Contains("it is not a finite number"));
+  CHECK_THAT(message("int", std::numeric_limits<double>::infinity()),
+             Catch::Contains("it is not a finite number"));
+  CHECK_THAT(message("string", "bad \xff byte"),
+             Catch::Contains("byte 5 (0xff) does not begin a valid UTF-8 "
+                             "sequence (RFC 3629)"));
+  CHECK_THAT(message("string", "\xed\xa0\x80"), // a surrogate
+             Catch::Contains("byte 1 (0xed)"));
+  CHECK(message("string", "\xf0\x9f\x98\x80").empty()); // U+1F600
 }

@@ -259,8 +259,9 @@ TEST_CASE("each configuration error names the key, the file and the line",
      "[tcp://127.0.0.1:5600]"},
     {"node: n\ncatalog: e.yaml\npeers:\n  - tcp://127.0.0.1:5600\n"
      "  - 127.0.0.1:5601\n",
-     "n.yaml:5: 'peers': '127.0.0.1:5601' is not a ZeroMQ endpoint; use "
-     "tcp://HOST:PORT, ipc://PATH or inproc://NAME"},
+     "n.yaml:5: 'peers': '127.0.0.1:5601' is not a ZeroMQ endpoint: it "
+     "does not start with tcp://, ipc:// or inproc://; use tcp://HOST:PORT, "
+     "ipc://PATH or inproc://NAME"},
     {"node: n\ncatalog: e.yaml\nbind: udp://0.0.0.0:1\n",
      "n.yaml:3: 'bind': 'udp://0.0.0.0:1' is not a ZeroMQ endpoint"},
     {"node: n\ncatalog: e.yaml\nadvertise: tcp://\n",
@@ -487,4 +488,81 @@ TEST_CASE("record and test_hooks are read; test_hooks alone enables them",
   REQUIRE(none);
   CHECK_FALSE(none->test_hooks.enabled);
   CHECK(none->record.empty());
+}
+
+TEST_CASE("a bad bind value is reported with the config file and line",
+          "[core][config]") {
+  struct row {
+    std::string_view yaml;
+    std::string_view message;
+  };
+  const std::vector<row> rows = {
+    {"node: n\ncatalog: e.yaml\nbind: tcp://127.0.0.1:notaport\n",
+     "n.yaml:3: 'bind': 'tcp://127.0.0.1:notaport' is not a ZeroMQ endpoint: "
+     "the port 'notaport' is not a number 0-65535 or *"},
+    {"node: n\ncatalog: e.yaml\nbind: tcp://127.0.0.1:65536\n",
+     "n.yaml:3: 'bind': 'tcp://127.0.0.1:65536' is not a ZeroMQ endpoint: "
+     "the port '65536' is not a number 0-65535 or *"},
+    {"node: n\ncatalog: e.yaml\nbind: tcp://127.0.0.1\n",
+     "n.yaml:3: 'bind': 'tcp://127.0.0.1' is not a ZeroMQ endpoint: it has "
+     "no ':PORT'"},
+    {"node: n\ncatalog: e.yaml\nbind: tcp://:5600\n",
+     "n.yaml:3: 'bind': 'tcp://:5600' is not a ZeroMQ endpoint: the host "
+     "before ':PORT' is empty (use * for every interface)"},
+    {"node: n\ncatalog: e.yaml\nbind: ipc://\n",
+     "n.yaml:3: 'bind': 'ipc://' is not a ZeroMQ endpoint: nothing follows "
+     "'ipc://'"},
+    {"node: n\ncatalog: e.yaml\ncontrol: tcp://127.0.0.1:x\n",
+     "n.yaml:3: 'control': 'tcp://127.0.0.1:x' is not a ZeroMQ endpoint"},
+    {"node: n\ncatalog: e.yaml\npeers: [tcp://127.0.0.1:*]\n",
+     "n.yaml:3: 'peers': 'tcp://127.0.0.1:*' is not a ZeroMQ endpoint: a "
+     "port of '*' can be bound, not connected to; give the port"},
+    {"node: n\ncatalog: e.yaml\nadvertise: tcp://127.0.0.1:0\n",
+     "n.yaml:3: 'advertise': 'tcp://127.0.0.1:0' is not a ZeroMQ endpoint: "
+     "the port '0' is not a number 1-65535"},
+  };
+  for (const auto& r : rows) {
+    INFO(r.yaml);
+    CHECK_THAT(error_of(r.yaml), Catch::Contains(std::string{r.message}));
+  }
+  // What binds: a wildcard port and interface, ipc and inproc.
+  for (auto ok :
+       {"tcp://*:*", "tcp://127.0.0.1:0", "tcp://eth0:5600", "tcp://[::1]:5600",
+        "ipc:///tmp/herald.sock", "inproc://node"}) {
+    INFO(ok);
+    auto cfg = node_config::parse(
+      "node: n\ncatalog: e.yaml\nbind: " + std::string{ok} + "\n", "n.yaml");
+    CHECK(cfg);
+  }
+}
+
+TEST_CASE("a config remembers where its settings were read", "[core][config]") {
+  auto cfg = node_config::parse("node: n\n"
+                                "catalog: events.yaml\n"
+                                "bind: tcp://127.0.0.1:5600\n"
+                                "peers:\n"
+                                "  - tcp://127.0.0.1:5601\n"
+                                "data_dir: /var/lib/herald\n"
+                                "consumers:\n"
+                                "  A:\n"
+                                "    subscribe: [a.b.c]\n",
+                                "/etc/herald/n.yaml", "/etc/herald");
+  REQUIRE(cfg);
+  auto& o = cfg->origin;
+  CHECK(o.file == "/etc/herald/n.yaml");
+  CHECK(o.place("catalog", "/etc/herald/events.yaml")
+        == "/etc/herald/n.yaml:2: ");
+  CHECK(o.place("bind", "tcp://127.0.0.1:5600") == "/etc/herald/n.yaml:3: ");
+  CHECK(o.place("peers", "tcp://127.0.0.1:5601") == "/etc/herald/n.yaml:5: ");
+  CHECK(o.place("data_dir", "/var/lib/herald") == "/etc/herald/n.yaml:6: ");
+  CHECK(o.place("consumers.A.subscribe", "a.b.c") == "/etc/herald/n.yaml:9: ");
+  // A value changed since (e.g. --data-dir), or not set there.
+  CHECK(o.place("data_dir", "/tmp/other") == "/etc/herald/n.yaml: ");
+  CHECK(o.place("control", "tcp://127.0.0.1:*") == "/etc/herald/n.yaml: ");
+  auto err = o.locate("bind", "tcp://127.0.0.1:5600",
+                      herald::make_error(errc::io_error, "cannot bind"));
+  CHECK(herald::is(err, errc::io_error));
+  CHECK(herald::message_of(err) == "/etc/herald/n.yaml:3: bind: cannot bind");
+  // A config made in code has no file.
+  CHECK(herald::node_config{}.origin.place("bind", "x").empty());
 }

@@ -155,3 +155,34 @@ TEST_CASE("herald_e2e_bench: --help prints the usage without running, an "
   CHECK_THAT(bad.err, Catch::Contains("--fsync"));
 }
 #endif
+
+TEST_CASE("herald names the config file and line of a missing catalog and of "
+          "a bind it cannot use",
+          "[integration][cli][errors]") {
+  herald::test::temp_dir dir;
+  auto config = (dir / "node.yaml").string();
+  herald::test::write_text(config, "node: n\nservice: UserService\n"
+                                   "catalog: missing.yaml\n");
+  auto missing = run(herald_cmd("publish --standalone --config "
+                                + shell_quote(config)
+                                + " user.account.deleted '{}'"),
+                     20s);
+  CHECK(missing.exit_code == 1);
+  CHECK_THAT(missing.err,
+             Catch::Contains(config + ":3: catalog: cannot read catalog '"
+                             + (dir / "missing.yaml").string() + "'"));
+  herald::test::write_text(config, "node: n\nservice: UserService\n"
+                                   "catalog: " + config_dir
+                                     + "/events.yaml\n"
+                                       "bind: tcp://127.0.0.1:notaport\n");
+  auto bind = run(herald_cmd("publish --standalone --config "
+                             + shell_quote(config)
+                             + " user.account.deleted '{}'"),
+                  20s);
+  CHECK(bind.exit_code == 1);
+  CHECK_THAT(bind.err,
+             Catch::Contains(config + ":4: 'bind': 'tcp://127.0.0.1:notaport' "
+                                      "is not a ZeroMQ endpoint: the port "
+                                      "'notaport' is not a number 0-65535 or "
+                                      "*"));
+}

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -133,6 +134,34 @@ payload letters() {
   return payload::array({email_letter(), billing_letter()});
 }
 
+// A letter failed 3 attempts, redriven, failed 3 more, redriven again and
+// failed 3 more: its whole history, as a node of this version sends it.
+payload redriven_letter() {
+  auto dl = email_letter();
+  auto attempts = payload::array();
+  auto redrives = payload::array();
+  const char* minutes[] = {"00", "10", "20"};
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 3; ++i) {
+      auto a = attempt(std::string{"2026-03-01T09:"} + minutes[round] + ":0"
+                         + std::to_string(i) + ".000000Z",
+                       "smtp down (" + std::to_string(round * 3 + i + 1) + ")",
+                       "error");
+      a["node"] = round == 1 ? "email-node-2" : "email-node";
+      attempts.push_back(a);
+    }
+    if (round < 2)
+      redrives.push_back(
+        {{"time", std::string{"2026-03-01T09:"} + (round == 0 ? "05" : "15")
+                    + ":30.000000Z"},
+         {"by", round == 0 ? "ada@ops-host" : "grace@ops-host"}});
+  }
+  dl["attempts"] = attempts;
+  dl["redrives"] = redrives;
+  dl["reason"] = "3 attempts failed";
+  return dl;
+}
+
 // The one line of `text` that contains `needle`, or "".
 std::string line_with(const std::string& text, const std::string& needle) {
   std::istringstream in{text};
@@ -166,11 +195,11 @@ TEST_CASE("dlq list prints a table and sends the filters",
   CHECK(r.err.empty());
   CHECK_THAT(line_with(r.out, "ID"),
              Catch::Matches("ID +CONSUMER +TYPE +KEY +STREAM:SEQ +ATTEMPTS "
-                            "+REASON +CREATED"));
+                            "+REDRIVES +REASON +CREATED"));
   CHECK_THAT(line_with(r.out, "EmailService"),
              Catch::Matches("7 +EmailService +user\\.account\\.created +u-1 "
-                            "+user-node:17 +3 +failed 3 attempts: smtp down "
-                            "+2026-03-01T09:00:03\\.000000Z"));
+                            "+user-node:17 +3 +0 +failed 3 attempts: smtp "
+                            "down +2026-03-01T09:00:03\\.000000Z"));
   CHECK_THAT(line_with(r.out, "BillingService"),
              Catch::Contains("user-node:21") && Catch::Contains("\"plan\""));
   auto reqs = node.requests();
@@ -249,7 +278,7 @@ TEST_CASE("dlq show prints every field, the attempts and the event",
   CHECK_THAT(line_starting(r.out, "attempts:"), Catch::EndsWith("3"));
   CHECK_THAT(
     line_starting(r.out, "  1. "),
-    Catch::Contains("2026-03-01T09:00:00.000000Z  [transient]  smtp down"));
+    Catch::Contains("2026-03-01T09:00:00.000000Z  -  [transient]  smtp down"));
   CHECK_THAT(line_starting(r.out, "  2. "), Catch::Contains("smtp still down"));
   CHECK_THAT(line_starting(r.out, "  3. "),
              Catch::Contains("smtp down for good"));
@@ -263,6 +292,73 @@ TEST_CASE("dlq show prints every field, the attempts and the event",
   REQUIRE(reqs.size() == 1);
   CHECK(reqs[0].at("op") == "dlq.show");
   CHECK(reqs[0].at("dead_letter") == 7);
+}
+
+TEST_CASE("dlq list counts every attempt and every redrive of a letter's "
+          "history",
+          "[integration][cli][dlq]") {
+  fake_node node{[](const payload&) {
+    return payload{{"dead_letters", payload::array({redriven_letter()})},
+                   {"more", false}};
+  }};
+  auto r = run(herald_cmd("dlq list --control " + node.endpoint()), 10s);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(line_with(r.out, "EmailService"),
+             Catch::Matches("7 +EmailService +user\\.account\\.created +u-1 "
+                            "+user-node:17 +9 +2 +3 attempts failed .*"));
+}
+
+TEST_CASE("dlq show of a letter redriven twice prints attempts 1 to 9, both "
+          "redrives and the first failure",
+          "[integration][cli][dlq]") {
+  fake_node node{[](const payload&) {
+    return payload{{"dead_letter", redriven_letter()}};
+  }};
+  auto r = run(herald_cmd("dlq show 7 --control " + node.endpoint()), 10s);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(line_starting(r.out, "first failure:"),
+             Catch::Contains("2026-03-01T09:00:00.000000Z  email-node  "
+                             "[error]  smtp down (1)"));
+  CHECK_THAT(line_starting(r.out, "attempts:"), Catch::EndsWith(" 9"));
+  CHECK_THAT(line_starting(r.out, "redrives:"), Catch::EndsWith(" 2"));
+  // The history in time order: 3 attempts, a redrive, 3, a redrive, 3.
+  std::vector<std::string> history;
+  std::istringstream in{r.out};
+  for (std::string line; std::getline(in, line);)
+    if (line.starts_with("  ") && !line.starts_with("   "))
+      history.push_back(line);
+  REQUIRE(history.size() >= 11);
+  CHECK_THAT(history[0], Catch::StartsWith("  1. 2026-03-01T09:00:00"));
+  CHECK_THAT(history[3],
+             Catch::Equals("  redrive 1: 2026-03-01T09:05:30.000000Z  by "
+                           "ada@ops-host"));
+  CHECK_THAT(history[4], Catch::Contains("4. 2026-03-01T09:10:00.000000Z  "
+                                         "email-node-2  [error]  smtp down "
+                                         "(4)"));
+  CHECK_THAT(history[7],
+             Catch::Equals("  redrive 2: 2026-03-01T09:15:30.000000Z  by "
+                           "grace@ops-host"));
+  CHECK_THAT(history[10], Catch::Contains("9. 2026-03-01T09:20:02.000000Z  "
+                                          "email-node  [error]  smtp down "
+                                          "(9)"));
+}
+
+TEST_CASE("dlq redrive says who redrives: USER@HOST, or --by",
+          "[integration][cli][dlq]") {
+  fake_node node{[](const payload&) {
+    return payload{{"redriven", {7}}, {"dry_run", false}};
+  }};
+  auto r = run(
+    "USER=ada " + herald_cmd("dlq redrive --control " + node.endpoint()), 10s);
+  REQUIRE(r.exit_code == 0);
+  r = run(
+    herald_cmd("dlq redrive --by 'ticket OPS-12' --control " + node.endpoint()),
+    10s);
+  REQUIRE(r.exit_code == 0);
+  auto reqs = node.requests();
+  REQUIRE(reqs.size() == 2);
+  CHECK_THAT(reqs[0].at("by").get<std::string>(), Catch::StartsWith("ada@"));
+  CHECK(reqs[1].at("by") == "ticket OPS-12");
 }
 
 TEST_CASE("dlq redrive sends dry_run and prints the ids",
@@ -446,6 +542,63 @@ payload list_letters(const std::string& control) {
   }
 }
 
+// A UserService node publishing `created` user.account.created events of
+// `users` users once an EmailService consumer listens, and the config of
+// that consumer with `policy` (its retry and dead-letter lines), in `dir`.
+struct real_nodes {
+  real_nodes(const herald::test::temp_dir& dir, const std::string& policy,
+             int created, int users)
+      : dir_(dir) {
+    using herald::test::write_text;
+    const std::string src = HERALD_SOURCE_DIR;
+    write_text(dir / "user.yaml",
+               "node: user-node\nservice: UserService\ncatalog: " + src
+                 + "/config/events.yaml\ndata_dir: "
+                 + (dir / "user.data").string() + "\n");
+    write_text(dir / "email.yaml",
+               "node: email-node\nservice: EmailService\ncatalog: " + src
+                 + "/config/events.yaml\ndata_dir: "
+                 + (dir / "email.data").string()
+                 + "\nconsumers:\n  EmailService:\n"
+                   "    subscribe: [user.account.created]\n"
+                 + policy);
+    producer = std::make_unique<herald::test::child>(
+      "exec " + bin + "/examples/user_service --config "
+        + shell_quote((dir / "user.yaml").string()) + " --created "
+        + std::to_string(created) + " --deleted 0 --users "
+        + std::to_string(users)
+        + " --rate 0 --wait-subscribers 1 --wait-timeout 30 "
+          "--linger-ms 120000",
+      dir / "user.out", dir / "user.err");
+    auto ep = herald::test::wait_for_line(*producer, "publishing on ", 20s);
+    REQUIRE(ep);
+    endpoint = *ep;
+  }
+
+  // The EmailService consumer's command with `args`; it writes its control
+  // endpoint to email.control.
+  std::string consumer_cmd(const std::string& args) const {
+    return "exec " + bin
+           + "/tests/herald_test_service --service EmailService --config "
+           + shell_quote((dir_ / "email.yaml").string()) + " --peer "
+           + shell_quote(endpoint) + " --quiet --control-file "
+           + shell_quote((dir_ / "email.control").string()) + " --record "
+           + shell_quote((dir_ / "email.record").string()) + " " + args;
+  }
+
+  // The control endpoint the running consumer wrote.
+  std::string control() const {
+    auto text = herald::test::wait_for_file(dir_ / "email.control", 20s);
+    REQUIRE(text);
+    return text->substr(0, text->size() - 1);
+  }
+
+  const std::string bin = HERALD_BINARY_DIR;
+  const herald::test::temp_dir& dir_;
+  std::unique_ptr<herald::test::child> producer;
+  std::string endpoint;
+};
+
 } // namespace
 
 TEST_CASE("dlq against a real node: failed events wait parked, and a redrive "
@@ -453,48 +606,18 @@ TEST_CASE("dlq against a real node: failed events wait parked, and a redrive "
           "[integration][cli][dlq][failure]") {
   using herald::test::child;
   using herald::test::temp_dir;
-  using herald::test::wait_for_file;
-  using herald::test::write_text;
-  const std::string bin = HERALD_BINARY_DIR;
-  const std::string src = HERALD_SOURCE_DIR;
   temp_dir dir;
-  write_text(dir / "user.yaml",
-             "node: user-node\nservice: UserService\ncatalog: " + src
-               + "/config/events.yaml\ndata_dir: "
-               + (dir / "user.data").string() + "\n");
-  write_text(dir / "email.yaml",
-             "node: email-node\nservice: EmailService\ncatalog: " + src
-               + "/config/events.yaml\ndata_dir: "
-               + (dir / "email.data").string()
-               + "\nconsumers:\n  EmailService:\n"
-                 "    subscribe: [user.account.created]\n"
-                 "    retry: {attempts: 2, initial: 10ms}\n"
-                 "    dead_letter: park\n");
-  child producer{"exec " + bin + "/examples/user_service --config "
-                   + shell_quote((dir / "user.yaml").string())
-                   + " --created 6 --deleted 0 --users 2 --rate 0 "
-                     "--wait-subscribers 1 --wait-timeout 30 "
-                     "--linger-ms 120000",
-                 dir / "user.out", dir / "user.err"};
-  auto endpoint = herald::test::wait_for_line(producer, "publishing on ", 20s);
-  REQUIRE(endpoint);
-  auto consumer_cmd = [&](const std::string& args) {
-    return "exec " + bin
-           + "/tests/herald_test_service --service EmailService --config "
-           + shell_quote((dir / "email.yaml").string()) + " --peer "
-           + shell_quote(*endpoint) + " --quiet --control-file "
-           + shell_quote((dir / "email.control").string()) + " --record "
-           + shell_quote((dir / "email.record").string()) + " " + args;
-  };
+  real_nodes nodes{dir,
+                   "    retry: {attempts: 2, initial: 10ms}\n"
+                   "    dead_letter: park\n",
+                   6, 2};
   std::string control;
   {
     // Every handler call fails: each user's first event is tried twice,
     // the two after it are parked behind it.
-    child failing{consumer_cmd("--fail-all"), dir / "email1.out",
+    child failing{nodes.consumer_cmd("--fail-all"), dir / "email1.out",
                   dir / "email1.err"};
-    auto text = wait_for_file(dir / "email.control", 20s);
-    REQUIRE(text);
-    control = text->substr(0, text->size() - 1);
+    control = nodes.control();
     payload letters = payload::array();
     (void)herald::test::wait_until(
       [&] {
@@ -536,10 +659,8 @@ TEST_CASE("dlq against a real node: failed events wait parked, and a redrive "
   // The fix is deployed: a consumer that handles them. Its entities are
   // still parked (restored from the dead letters) until the redrive.
   std::filesystem::remove(dir / "email.control");
-  child fixed{consumer_cmd(""), dir / "email2.out", dir / "email2.err"};
-  auto text = wait_for_file(dir / "email.control", 20s);
-  REQUIRE(text);
-  control = text->substr(0, text->size() - 1); // a new port
+  child fixed{nodes.consumer_cmd(""), dir / "email2.out", dir / "email2.err"};
+  control = nodes.control(); // a new port
   CHECK(list_letters(control).size() == 6);
   auto redrive = run(herald_cmd("dlq redrive --consumer EmailService "
                                 "--control "
@@ -558,7 +679,7 @@ TEST_CASE("dlq against a real node: failed events wait parked, and a redrive "
   CHECK(list_letters(control).empty());
   fixed.kill();
   CHECK(fixed.wait_for(5s) == 0);
-  producer.kill();
+  nodes.producer->kill();
   // Each user's three events were handled in the order they were
   // published.
   std::map<std::string, std::vector<uint64_t>> seqs_of;
@@ -574,4 +695,77 @@ TEST_CASE("dlq against a real node: failed events wait parked, and a redrive "
     CHECK(seqs.size() == 3);
     CHECK(std::is_sorted(seqs.begin(), seqs.end()));
   }
+}
+
+TEST_CASE("a dead letter redriven twice keeps all 9 attempts and both "
+          "redrives under its id",
+          "[integration][cli][dlq][failure]") {
+  herald::test::temp_dir dir;
+  real_nodes nodes{dir, "    retry: {attempts: 3, initial: 10ms}\n", 1, 1};
+  herald::test::child failing{nodes.consumer_cmd("--fail-all"),
+                              dir / "email.out", dir / "email.err"};
+  auto control = nodes.control();
+  INFO("consumer stderr: " << failing.err());
+  // Waits until the one letter has `attempts` attempts; returns it.
+  auto letter_with = [&](size_t attempts) {
+    payload letters = payload::array();
+    (void)herald::test::wait_until(
+      [&] {
+        letters = list_letters(control);
+        return letters.size() == 1 && letters[0]["attempts"].size() == attempts;
+      },
+      30s, 50ms);
+    REQUIRE(letters.size() == 1);
+    REQUIRE(letters[0]["attempts"].size() == attempts);
+    return letters[0];
+  };
+  auto first = letter_with(3);
+  auto id = first["id"].get<uint64_t>();
+  for (int round = 1; round <= 2; ++round) {
+    // A letter that failed again is free for a redrive just after it is
+    // stored.
+    (void)herald::test::wait_until(
+      [&] {
+        auto dry = run(
+          herald_cmd("dlq redrive --dry-run --control " + shell_quote(control)),
+          10s);
+        return dry.out.find("1 dead letter would be redriven")
+               != std::string::npos;
+      },
+      10s, 20ms);
+    auto redrive =
+      run(herald_cmd("dlq redrive --by ops-" + std::to_string(round)
+                     + " --control " + shell_quote(control)),
+          10s);
+    REQUIRE(redrive.exit_code == 0);
+    CHECK_THAT(redrive.out, Catch::Contains("1 dead letter redriven: "
+                                            + std::to_string(id)));
+    auto grown = letter_with(3 + 3 * static_cast<size_t>(round));
+    CHECK(grown["id"] == id);
+    CHECK(grown["redrives"].size() == static_cast<size_t>(round));
+    CHECK(grown["created"] == first["created"]);
+  }
+  auto list =
+    run(herald_cmd("dlq list --control " + shell_quote(control)), 10s);
+  CHECK_THAT(line_with(list.out, "EmailService"),
+             Catch::Matches(std::to_string(id)
+                            + " +EmailService +user\\.account\\.created .* "
+                              "+9 +2 +3 attempts failed .*"));
+  auto show = run(herald_cmd("dlq show " + std::to_string(id) + " --control "
+                             + shell_quote(control)),
+                  10s);
+  REQUIRE(show.exit_code == 0);
+  CHECK_THAT(line_starting(show.out, "attempts:"), Catch::EndsWith(" 9"));
+  CHECK_THAT(line_starting(show.out, "redrives:"), Catch::EndsWith(" 2"));
+  CHECK_THAT(line_starting(show.out, "first failure:"),
+             Catch::Contains("email-node  [error]  failing on purpose"));
+  for (int n = 1; n <= 9; ++n)
+    CHECK_THAT(line_starting(show.out, "  " + std::to_string(n) + ". "),
+               Catch::Contains("email-node  [error]"));
+  CHECK_THAT(line_starting(show.out, "  redrive 1: "),
+             Catch::EndsWith("by ops-1"));
+  CHECK_THAT(line_starting(show.out, "  redrive 2: "),
+             Catch::EndsWith("by ops-2"));
+  failing.kill();
+  nodes.producer->kill();
 }

@@ -43,8 +43,11 @@ control::dead_letter_record record(uint64_t id) {
   r.reason = "failed 3 attempts: smtp down";
   r.parked = id % 2 == 0;
   r.created = "2026-03-01T09:00:03.000000Z";
-  r.attempts = {{"2026-03-01T09:00:00.000000Z", "smtp down", "exception"},
-                {"2026-03-01T09:00:01.000000Z", "smtp still down", "error"}};
+  r.attempts = {{"2026-03-01T09:00:00.000000Z", "smtp down", "exception",
+                 "email-node"},
+                {"2026-03-01T09:10:01.000000Z", "smtp still down", "error",
+                 "email-node-2"}};
+  r.redrives = {{"2026-03-01T09:10:00.000000Z", "ada@ops-host"}};
   return r;
 }
 
@@ -316,6 +319,27 @@ TEST_CASE("every control message reads back as it was written",
     m.dead_letter.event_error = "truncated envelope";
     check_reply_round_trip(m);
   }
+  SECTION("a dead letter from a node that kept no history: no attempt "
+          "nodes, no redrives") {
+    auto j = frame_of(control::encode(show_rep()));
+    j["dead_letter"].erase("redrives");
+    for (auto& a : j["dead_letter"]["attempts"])
+      a.erase("node");
+    auto r = control::decode_reply<control::dlq_show_reply>(bytes_of(j));
+    REQUIRE(r);
+    auto& dl = std::get<control::dlq_show_reply>(*r).dead_letter;
+    CHECK(dl.redrives.empty());
+    REQUIRE(dl.attempts.size() == 2);
+    CHECK(dl.attempts[0].node.empty());
+    CHECK(dl.extra.empty());
+  }
+  SECTION("a redrive says who asked; without, nothing is sent") {
+    auto req = redrive_req();
+    req.by = "ada@ops-host";
+    check_request_round_trip(req);
+    CHECK(frame_of(control::encode(req)).at("by") == "ada@ops-host");
+    CHECK_FALSE(frame_of(control::encode(redrive_req())).contains("by"));
+  }
   SECTION("a replay from a time, and its reply saying where it started") {
     auto req = replay_req();
     req.since = 1'772'355'600'000'000;
@@ -505,7 +529,8 @@ TEST_CASE("a dead letter is shown as stored", "[runtime][control]") {
   l.stream = "s-1";
   l.seq = 9;
   l.envelope = "not an envelope";
-  l.attempts = {{1772355600000000, "smtp down", "exception"}};
+  l.attempts = {{1772355600000000, "smtp down", "exception", "node-2"}};
+  l.redrives = {{1772355602000000, "ada@ops-host"}};
   l.reason = "attempts exhausted";
   l.created_us = 1772355601000000;
   auto r = control::to_record(l, false);
@@ -514,6 +539,10 @@ TEST_CASE("a dead letter is shown as stored", "[runtime][control]") {
   REQUIRE(r.attempts.size() == 1);
   CHECK(r.attempts[0].time == "2026-03-01T09:00:00.000000Z");
   CHECK(r.attempts[0].error_class == "exception");
+  CHECK(r.attempts[0].node == "node-2");
+  REQUIRE(r.redrives.size() == 1);
+  CHECK(r.redrives[0].time == "2026-03-01T09:00:02.000000Z");
+  CHECK(r.redrives[0].by == "ada@ops-host");
   CHECK_FALSE(r.event);
   CHECK_FALSE(r.event_error);
   auto shown = control::to_record(l, true);

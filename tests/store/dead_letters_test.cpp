@@ -54,7 +54,7 @@ dead_letter letter(const std::string& consumer, const std::string& type,
   dl.stream = "stream-" + key;
   dl.seq = 7;
   dl.envelope = "env:" + dl.event_id;
-  dl.attempts.push_back({1'000, "boom " + key, "exception"});
+  dl.attempts.push_back({1'000, "boom " + key, "exception", dl.node});
   dl.reason = "attempts exhausted";
   dl.created_us = 2'000;
   return dl;
@@ -113,6 +113,13 @@ void check_same(const dead_letter& got, const dead_letter& want) {
     CHECK(got.attempts[i].time_us == want.attempts[i].time_us);
     CHECK(got.attempts[i].error == want.attempts[i].error);
     CHECK(got.attempts[i].error_class == want.attempts[i].error_class);
+    CHECK(got.attempts[i].node == want.attempts[i].node);
+  }
+  REQUIRE(got.redrives.size() == want.redrives.size());
+  for (size_t i = 0; i < want.redrives.size(); ++i) {
+    INFO("redrive " << i);
+    CHECK(got.redrives[i].time_us == want.redrives[i].time_us);
+    CHECK(got.redrives[i].by == want.redrives[i].by);
   }
 }
 
@@ -146,7 +153,6 @@ TEST_CASE("dead letters read back in id order with every field intact",
   // Every field set, an envelope of arbitrary bytes (NULs included) and
   // several attempts.
   auto& full = letters[0];
-  full.id = 999; // ignored: ids are assigned
   full.consumer = "billing";
   full.node = "node-b";
   full.event_type = "user.account.created";
@@ -156,9 +162,11 @@ TEST_CASE("dead letters read back in id order with every field intact",
   full.seq = std::numeric_limits<uint64_t>::max();
   full.envelope = "\x8b\x00\xa3key\x00\xff\xc1\x00"s;
   full.attempts = {
-    {1'700'000'000'000'000, "connection refused", "error"},
-    {-5, "", "timeout"},
-    {std::numeric_limits<int64_t>::max(), "bad\0bytes"s, "exception"}};
+    {1'700'000'000'000'000, "connection refused", "error", "node-b"},
+    {-5, "", "timeout", ""},
+    {std::numeric_limits<int64_t>::max(), "bad\0bytes"s, "exception",
+     "node-c"}};
+  full.redrives = {{1'700'000'000'000'001, "ops@host"}, {-1, ""}};
   full.reason = "attempts exhausted";
   full.parked = false;
   full.created_us = std::numeric_limits<int64_t>::min();
@@ -472,7 +480,7 @@ TEST_CASE("retention deletes events but never dead letters",
       auto dl = letter("billing", "user.account.created", "k");
       dl.seq = seq;
       dl.created_us = 1'000'000;
-      dl.attempts = {{1'000'000, "boom", "exception"}};
+      dl.attempts = {{1'000'000, "boom", "exception", dl.node}};
       letters.push_back(std::move(dl));
     }
     REQUIRE(log->add_dead_letters(letters));
@@ -537,6 +545,14 @@ TEST_CASE("a corrupt dead letter is an error naming its id and the directory",
      with("attempts", herald::payload::parse(
                         R"([{"time_us":1,"error_class":"timeout"}])"))},
     {"created_us out of range", with("created_us", UINT64_MAX)},
+    {"an attempt's node of another type",
+     with("attempts", herald::payload::parse(
+                        R"([{"time_us":1,"error":"e","error_class":"x",
+                             "node":7}])"))},
+    {"redrives not an array", with("redrives", "none")},
+    {"a redrive not a map", with("redrives", herald::payload::array({1}))},
+    {"a redrive without who asked",
+     with("redrives", herald::payload::parse(R"([{"time_us":1}])"))},
   };
   herald::test::temp_dir dir;
   auto data = dir / "data";
@@ -580,4 +596,101 @@ TEST_CASE("a corrupt dead letter is an error naming its id and the directory",
     CHECK(*removed == 1);
     CHECK(ids_of(list(*log)) == std::vector<uint64_t>{1, 3});
   }
+}
+
+TEST_CASE("a redriven letter that fails again grows under its id",
+          "[store][dead_letters]") {
+  herald::test::temp_dir dir;
+  auto log = open_log(dir.path());
+  auto first = letter("email", "user.account.created", "u-1");
+  first.attempts = {{10, "smtp down", "error", "node-a"},
+                    {20, "smtp down", "error", "node-a"}};
+  add(*log, {first, letter("email", "user.account.created", "u-2")});
+  REQUIRE(log->record_redrive({1, 99}, 30, "ada@ops") == size_t{1});
+  // The redrive fails again on another node: the same id, a longer record.
+  auto again = letter("email", "user.account.created", "u-1");
+  again.id = 1;
+  again.attempts = {{40, "smtp refused", "exception", "node-b"}};
+  again.reason = "1 attempts failed";
+  again.created_us = 999; // kept as first stored
+  std::vector<dead_letter> batch{
+    again, letter("email", "user.account.created", "u-3")};
+  auto ids = log->add_dead_letters(batch);
+  REQUIRE(ids);
+  CHECK(*ids == std::vector<uint64_t>{1, 3}); // a new letter gets the next id
+  CHECK(log->dead_letter_count() == 3);
+  REQUIRE(log->record_redrive({1}, 50, "grace@ops") == size_t{1});
+  auto got = log->find_dead_letter(1);
+  REQUIRE(got);
+  REQUIRE(*got);
+  auto& dl = **got;
+  REQUIRE(dl.attempts.size() == 3);
+  CHECK(dl.attempts[0].time_us == 10); // the first failure
+  CHECK(dl.attempts[2].error == "smtp refused");
+  CHECK(dl.attempts[2].node == "node-b");
+  REQUIRE(dl.redrives.size() == 2);
+  CHECK(dl.redrives[0].time_us == 30);
+  CHECK(dl.redrives[0].by == "ada@ops");
+  CHECK(dl.redrives[1].by == "grace@ops");
+  CHECK(dl.reason == "1 attempts failed");
+  CHECK(dl.created_us == first.created_us);
+
+  // A letter purged while it was redriven is stored again under its id.
+  REQUIRE(log->remove_dead_letters({2}) == size_t{1});
+  auto purged = letter("email", "user.account.created", "u-2");
+  purged.id = 2;
+  std::vector<dead_letter> back{purged};
+  REQUIRE(log->add_dead_letters(back) == std::vector<uint64_t>{2});
+  CHECK(log->dead_letter_count() == 3);
+  CHECK(ids_of(list(*log)) == std::vector<uint64_t>{1, 2, 3});
+}
+
+TEST_CASE("a dead letter stored before attempts named their node and "
+          "redrives were kept still lists, shows and grows",
+          "[store][dead_letters]") {
+  // The value an older version wrote: no `node` per attempt, no
+  // `redrives`.
+  auto old = herald::payload::parse(R"({"consumer":"email","node":"old-node",
+    "event_type":"user.account.created","event_id":"e-1","key":"u-1",
+    "stream":"s","seq":4,"attempts":[
+      {"time_us":10,"error":"smtp down","error_class":"error"},
+      {"time_us":20,"error":"smtp down","error_class":"error"}],
+    "reason":"2 attempts failed","parked":false,"created_us":21})");
+  old["envelope"] = herald::payload::binary(std::vector<uint8_t>{1, 2, 3});
+  herald::test::temp_dir dir;
+  auto data = dir / "data";
+  {
+    auto log = open_log(data);
+    add(*log, {letter("email", "a.b.c", "first")});
+  }
+  {
+    raw_db db{data,
+              {rocksdb::kDefaultColumnFamilyName, "events", "meta", "offsets",
+               "dead_letters"}};
+    db.put(4, be64(1), herald::encode_payload(old));
+  }
+  auto log = open_log(data);
+  auto listed = list(*log);
+  REQUIRE(listed.size() == 1);
+  auto& dl = listed[0];
+  CHECK(dl.consumer == "email");
+  CHECK(dl.seq == 4);
+  REQUIRE(dl.attempts.size() == 2);
+  CHECK(dl.attempts[0].node == "old-node"); // the letter's node
+  CHECK(dl.redrives.empty());
+  CHECK(dl.envelope == "\x01\x02\x03");
+  // Redriven and failed again, it grows in the new format.
+  REQUIRE(log->record_redrive({1}, 30, "ada@ops") == size_t{1});
+  auto again = dl;
+  again.attempts = {{40, "smtp down", "error", "new-node"}};
+  std::vector<dead_letter> batch{again};
+  REQUIRE(log->add_dead_letters(batch) == std::vector<uint64_t>{1});
+  auto got = log->find_dead_letter(1);
+  REQUIRE(got);
+  REQUIRE(*got);
+  REQUIRE((*got)->attempts.size() == 3);
+  CHECK((*got)->attempts[0].node == "old-node");
+  CHECK((*got)->attempts[2].node == "new-node");
+  REQUIRE((*got)->redrives.size() == 1);
+  CHECK((*got)->redrives[0].by == "ada@ops");
 }

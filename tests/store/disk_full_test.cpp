@@ -64,7 +64,7 @@ dead_letter make_letter() {
   dl.stream = "users";
   dl.seq = 1;
   dl.envelope = "env-1";
-  dl.attempts.push_back({1'000, "boom", "exception"});
+  dl.attempts.push_back({1'000, "boom", "exception", "node-1"});
   dl.reason = "attempts exhausted";
   return dl;
 }

@@ -597,33 +597,39 @@ caf::expected<std::unique_ptr<pump>> pump::start(pump_config cfg,
     return make_error(errc::io_error,
                       fmt::format("cannot set socket options: {}", e.what()));
   }
-  // Binds `sock` to `where`; returns the endpoint with the port resolved.
-  auto bind = [](zmq::socket_t& sock, const std::string& where,
-                 const char* what) -> caf::expected<std::string> {
+  // Binds `sock` to `where`, the setting `key`; returns the endpoint with
+  // the port resolved.
+  auto bind = [&origin = p->cfg.origin](
+                zmq::socket_t& sock, const std::string& where, const char* key,
+                const char* what) -> caf::expected<std::string> {
     try {
       sock.bind(where);
       return sock.get(zmq::sockopt::last_endpoint);
     } catch (const zmq::error_t& e) {
-      return make_error(errc::io_error,
-                        fmt::format("cannot bind the {} endpoint '{}': {}; "
-                                    "check the address and that the port is "
-                                    "free",
-                                    what, where, e.what()));
+      return origin.locate(
+        key, where,
+        make_error(errc::io_error,
+                   fmt::format("cannot bind the {} endpoint '{}': {}; "
+                               "check the address and that the port is "
+                               "free",
+                               what, where, e.what())));
     }
   };
-  auto endpoint = bind(p->pub, p->cfg.bind, "PUB");
+  auto endpoint = bind(p->pub, p->cfg.bind, "bind", "PUB");
   if (!endpoint)
     return std::move(endpoint.error());
-  auto control = bind(p->router, p->cfg.control_bind, "control");
+  auto control = bind(p->router, p->cfg.control_bind, "control", "control");
   if (!control)
     return std::move(control.error());
   for (auto& peer : p->cfg.peers) {
     try {
       p->sub.connect(peer);
     } catch (const zmq::error_t& e) {
-      return make_error(
-        errc::io_error,
-        fmt::format("cannot connect to peer '{}': {}", peer, e.what()));
+      return p->cfg.origin.locate(
+        "peers", peer,
+        make_error(errc::io_error, fmt::format("cannot connect to peer '{}': "
+                                               "{}",
+                                               peer, e.what())));
     }
   }
   auto* raw = p.get();

@@ -35,11 +35,11 @@ struct dead_letter_setup {
   std::function<caf::expected<std::vector<uint64_t>>(
     std::vector<store::dead_letter>&)>
     add;
-  /// Removes letters (redriven ones, once handled or stored again).
-  /// Required.
+  /// Removes letters (redriven ones, once handled). Required.
   std::function<caf::expected<size_t>(const std::vector<uint64_t>&)> remove;
-  /// Called with the ids of redriven letters that are gone (handled, or
-  /// stored again under a new id). Optional.
+  /// Called with the ids of redriven letters whose redrive is over:
+  /// handled and removed, or failed again and stored under the same id
+  /// with their new attempts. Optional.
   std::function<void(const std::vector<uint64_t>&)> redrive_finished;
   /// Receives `(alert_atom, consumer, count)` per stored letter. Optional.
   caf::actor alerts;

@@ -132,8 +132,8 @@ struct dead_letter_request {
   store::dead_letter letter;
   /// The stream position it finishes (`stream == no_stream` for none).
   work_done done;
-  /// The dead letter it was redriven from; 0 for none. Removed once the
-  /// new one is stored.
+  /// The dead letter it was redriven from; 0 for none. The letter is
+  /// stored under that id again, its new attempts added to its record.
   uint64_t redriven_from = 0;
   /// The event came live (see `work_item::live`).
   bool live = false;

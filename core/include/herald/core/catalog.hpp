@@ -26,7 +26,15 @@
 /// Types: string, uuid, email, int, float, bool, timestamp (RFC 3339), enum
 /// (`values`), array (`items`), object (`fields`). Every field is required
 /// unless `optional: true`; a payload with a field the schema does not name
-/// is rejected. `int` accepts integral JSON numbers; `float` any number.
+/// is rejected. Every value has one canonical form, which publishing
+/// stores and delivers (`canonical_form`): a uuid in lower case, an email
+/// with its domain in lower case, a timestamp in UTC (`Z`) without trailing
+/// fraction zeros, an int or float from `1.0` as `1` (MessagePack carries
+/// an integral double as an integer);
+/// `null` is the same as absent for every type (an optional field is
+/// dropped, a required one is missing). `docs/events.md` ("Values") gives
+/// each type's rule, its source (RFC 3339, RFC 4122, RFC 5321/5322 and the
+/// subset herald takes) and examples.
 ///
 /// Every catalog also holds herald's own events (`herald.alert.raised`);
 /// the domain `herald` is reserved for them.
@@ -37,6 +45,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -140,6 +149,18 @@ public:
 
   /// Checks `data` against `spec` (see `validate`).
   static caf::error validate(const event_spec& spec, const payload& data);
+
+  /// Checks `data` against `spec` and returns its canonical form: the
+  /// payload with every value spelled canonically and optional fields sent
+  /// as `null` left out (see the file comment). Returns nothing when `data`
+  /// already is canonical (then no copy is made: the common case costs one
+  /// walk). Fails as `validate`, with `errc::invalid_payload` naming the
+  /// event, the field, the rule and the part of the value that breaks it,
+  /// e.g. `event 'user.account.created': field 'email':
+  /// "john.doe.@example.com" is not an email address: the local part
+  /// 'john.doe.' ends with a dot (RFC 5322 §3.4.1 dot-atom)`. Thread-safe.
+  static caf::expected<std::optional<payload>>
+  canonical_form(const event_spec& spec, const payload& data);
 
   /// The file the catalog was loaded from (or the `source_name`).
   const std::string& source() const noexcept {

@@ -277,6 +277,44 @@ struct consumer_config {
   const retry_policy& retry_for(std::string_view type) const;
 };
 
+/// Where the settings of a node config were read: the file and each
+/// setting's line, so that an error found only when the node uses a
+/// setting (a catalog file that cannot be read, an endpoint that cannot be
+/// bound, a data directory that cannot be opened) names the file and line
+/// as a problem found while loading does. Plain value: no thread safety of
+/// its own.
+struct config_origin {
+  /// One setting as read from the file.
+  struct setting {
+    /// Its key path: `bind`, `advertise`, `control`, `peers` (one setting
+    /// per endpoint), `catalog` (the path as resolved), `data_dir`,
+    /// `metrics.listen`, `consumers.NAME.subscribe` (one per pattern).
+    std::string key;
+    /// The value read.
+    std::string value;
+    /// Its line in `file`, from 1.
+    int line = 0;
+  };
+
+  /// The config file; empty for a config made in code. Default: empty.
+  std::string file;
+  /// The settings read from it. Default: none.
+  std::vector<setting> settings;
+
+  /// `FILE:LINE: ` where `key` was set to `value`; `FILE: ` when the file
+  /// does not set it so; empty for a config made in code. A value changed
+  /// since it was read (e.g. `--data-dir`) is not the file's: `FILE: ` then
+  /// too.
+  std::string place(std::string_view key, std::string_view value) const;
+
+  /// `err` (same code; `errc::invalid_config` for an error of another
+  /// category) with its place in front: `FILE:LINE: KEY: message`, or
+  /// `KEY: message` for a config made in code; `KEY: ` is left out when
+  /// the message starts with the key already.
+  caf::error locate(std::string_view key, std::string_view value,
+                    const caf::error& err) const;
+};
+
 /// The configuration of one node.
 struct node_config {
   /// The node's name. REQUIRES: not empty.
@@ -320,6 +358,8 @@ struct node_config {
   std::string record;
   /// Faults for tests. Default: none.
   test_hooks_config test_hooks;
+  /// Where the settings were read (set by `load_file` and `parse`).
+  config_origin origin;
 
   /// Loads `path`; relative catalog paths are resolved against its folder.
   static caf::expected<node_config> load_file(const std::string& path);

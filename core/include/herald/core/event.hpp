@@ -134,7 +134,10 @@ std::string format_timestamp(int64_t micros_since_epoch);
 
 /// Parses an RFC 3339 time, `YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)`
 /// (`t` and `z` too), into microseconds since the epoch; digits of the
-/// fraction past the sixth are dropped. Nothing when `text` is not one.
+/// fraction past the sixth are dropped. Nothing when `text` is not one: the
+/// rule of the catalog's `timestamp` type (a leap second only as 23:59:60
+/// UTC on a day that had one, RFC 3339 §5.7, counted as the next second;
+/// years 0000-9999 in UTC).
 std::optional<int64_t> parse_timestamp(std::string_view text);
 
 /// Microseconds since the Unix epoch, from the system clock.

@@ -40,10 +40,12 @@
 ///   must fit the client's `max_reply` (64 MiB by default).
 /// - `dlq.show {dead_letter: uint}` → `{dead_letter: DL + event}`. One
 ///   dead letter with the event it holds.
-/// - `dlq.redrive {consumer?, type?, key?: str, dry_run?: bool [false]}` →
-///   `{redriven: [uint], dry_run: bool}`. Hands the matching dead letters
-///   back to their consumers (all of them without a filter) and lists
-///   their ids; a dry run only lists them.
+/// - `dlq.redrive {consumer?, type?, key?: str, dry_run?: bool [false],
+///   by?: str}` → `{redriven: [uint], dry_run: bool}`. Hands the matching
+///   dead letters back to their consumers (all of them without a filter),
+///   by (stream, seq), and lists their ids; a dry run only lists them.
+///   Each letter's record gets the redrive (time, `by`: who asked;
+///   "unknown" when absent; added without a new version).
 /// - `dlq.purge {dead_letter?: uint, consumer?, type?, key?: str, all?:
 ///   bool [false], dry_run?: bool [false]}` → `{purged: [uint], dry_run:
 ///   bool}`. Deletes one dead letter by id, else those matching the
@@ -103,9 +105,15 @@
 ///
 /// DL, a dead letter as shown: `{id: uint, consumer, node, event_type,
 /// event_id, key, stream: str, seq: uint, reason: str, parked: bool,
-/// created: str (RFC 3339 UTC), attempts: [{time, error, class: str}]}`;
-/// `dlq.show` adds `event` (the envelope as JSON) or, when the stored
-/// envelope cannot be decoded, `event_error: str`.
+/// created: str (RFC 3339 UTC), attempts: [{time, error, class: str,
+/// node?: str}], redrives?: [{time, by: str}]}`; `dlq.show` adds `event`
+/// (the envelope as JSON) or, when the stored envelope cannot be decoded,
+/// `event_error: str`. A record only grows: `attempts` holds every attempt
+/// across redrives (the first is the first failure), `redrives` every
+/// redrive, `created` the first dead-lettering; a letter keeps its id
+/// until its event is handled. `node` of an attempt and `redrives` were
+/// added without a new version and are sent only when not empty: a node
+/// that does not send them shows them empty.
 ///
 /// Any request may be answered by the error reply `{v, id, stream: str,
 /// error: str}` instead: `error` says what was wrong and what to do;
@@ -257,8 +265,20 @@ struct dead_letter_attempt {
   /// The kind of failure, e.g. `exception`, `error`, `non_retryable`,
   /// `timeout`.
   std::string error_class;
+  /// The node it ran on; empty from a node that did not say.
+  std::string node;
 
   bool operator==(const dead_letter_attempt&) const = default;
+};
+
+/// One redrive of a dead letter, as shown.
+struct dead_letter_redrive {
+  /// When, RFC 3339 UTC with microseconds.
+  std::string time;
+  /// Who asked (`dlq.redrive`'s `by`), "unknown" when it did not say.
+  std::string by;
+
+  bool operator==(const dead_letter_redrive&) const = default;
 };
 
 /// A dead letter as `dlq.list` and `dlq.show` show it.
@@ -278,10 +298,13 @@ struct dead_letter_record {
   std::string reason;
   /// Whether it waits behind an earlier dead letter of its entity.
   bool parked = false;
-  /// When it was dead-lettered, RFC 3339 UTC with microseconds.
+  /// When it was first dead-lettered, RFC 3339 UTC with microseconds.
   std::string created;
-  /// The attempts made, oldest first.
+  /// Every attempt made, oldest first, across redrives: the first is the
+  /// first failure.
   std::vector<dead_letter_attempt> attempts;
+  /// Every redrive, oldest first; empty from a node that did not say.
+  std::vector<dead_letter_redrive> redrives;
   /// The event as JSON (`dlq.show` only).
   std::optional<payload> event;
   /// Why the stored event could not be decoded (`dlq.show` only).
@@ -382,6 +405,10 @@ struct dlq_redrive_request {
   dlq_filter filter;
   /// Only say which would be redriven. Default: false.
   bool dry_run = false;
+  /// Who asks, recorded with the redrive in each letter's record, e.g.
+  /// `alice@ops-host`; not sent when empty (recorded as "unknown").
+  /// Default: empty.
+  std::string by;
 
   bool operator==(const dlq_redrive_request&) const = default;
 };

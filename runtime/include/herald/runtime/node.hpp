@@ -216,14 +216,21 @@ public:
   caf::expected<std::vector<store::dead_letter>>
   dead_letters(const store::dead_letter_filter& filter = {}) const;
 
-  /// Hands the dead letters `filter` selects back to their consumers, in id
-  /// order, so one entity's come in the order they were published; a
-  /// parked entity is unparked and its later events follow them. Each
-  /// letter is removed once handled, or replaced by a new one if it fails
-  /// again. Letters already being redriven are left out. Returns the ids
-  /// handed back; with `dry_run`, those that would be, changing nothing.
+  /// Hands the dead letters `filter` selects back to their consumers,
+  /// ordered by (stream, seq), so one entity's come in the order they were
+  /// published (never by letter id or time, which a redrive that failed
+  /// again does not keep in that order); a parked entity is unparked and
+  /// its later events follow them. Before they are handed back, each
+  /// letter's record durably gets a redrive (now, `by`: who asked, e.g.
+  /// `alice@ops-host`; empty is recorded as "unknown"). Each letter is
+  /// removed once handled; if it fails again its new attempts are added to
+  /// its record under the same id. Letters already being redriven are left
+  /// out. Returns the ids handed back, in that order; with `dry_run`,
+  /// those that would be, changing nothing. Fails with the store's error
+  /// (nothing is handed back) when the redrive cannot be recorded.
   caf::expected<std::vector<uint64_t>>
-  redrive(const store::dead_letter_filter& filter, bool dry_run = false);
+  redrive(const store::dead_letter_filter& filter, bool dry_run = false,
+          std::string_view by = {});
 
   /// Deletes the dead letters `filter` selects; an entity parked behind
   /// them goes on with its next event. Returns the ids deleted (with

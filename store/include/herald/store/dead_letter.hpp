@@ -24,13 +24,30 @@ struct dead_letter_attempt {
   /// The kind of failure, e.g. "exception", "error", "non_retryable",
   /// "timeout".
   std::string error_class;
+  /// The node the attempt ran on. Letters stored before attempts named
+  /// their node read back with the letter's `node`.
+  std::string node;
+};
+
+/// One redrive of a dead letter: handed back to its consumer.
+struct dead_letter_redrive {
+  /// When, microseconds since the epoch.
+  int64_t time_us = 0;
+  /// Who asked, as the request said (`herald dlq redrive` sends
+  /// `USER@HOST` or its `--by`); "unknown" when it did not say.
+  std::string by;
 };
 
 /// An event a consumer could not handle, with everything needed to
-/// understand and redrive it.
+/// understand and redrive it. Its record only grows: a redrive is added to
+/// `redrives`, and when the redriven event fails again its new attempts are
+/// added to `attempts` under the same id; the letter is removed only once
+/// its event is handled (or purged). So `attempts.front()` is the first
+/// failure and `created_us` when the event was first dead-lettered.
 struct dead_letter {
   /// Assigned by `add_dead_letters`: increasing from 1, never reused, also
-  /// not across restarts or after the letter is removed.
+  /// not across restarts or after the letter is removed. Kept across
+  /// redrives.
   uint64_t id = 0;
   /// The consumer that gave up.
   std::string consumer;
@@ -48,15 +65,17 @@ struct dead_letter {
   uint64_t seq = 0;
   /// The whole encoded envelope (MessagePack bytes), as received.
   std::string envelope;
-  /// The attempts made, oldest first.
+  /// Every attempt made, oldest first, across redrives.
   std::vector<dead_letter_attempt> attempts;
-  /// Why it was dead-lettered, e.g. "attempts exhausted", "non-retryable",
-  /// "parked behind dead letter 12".
+  /// Every redrive, oldest first.
+  std::vector<dead_letter_redrive> redrives;
+  /// Why it was dead-lettered the last time, e.g. "3 attempts failed",
+  /// "non-retryable error", "parked behind dead letter 12".
   std::string reason;
   /// Whether it was dead-lettered because its entity was parked (an earlier
   /// event of the same key is a dead letter) rather than for its own failure.
   bool parked = false;
-  /// When it was dead-lettered, microseconds since the epoch.
+  /// When it was first dead-lettered, microseconds since the epoch.
   int64_t created_us = 0;
 };
 

@@ -270,12 +270,26 @@ public:
   // -- dead letters ----------------------------------------------------------
 
   /// Stores `letters` durably in one write (synced unless the fsync policy
-  /// is `os`), assigning them increasing ids in their order, and sets each
-  /// letter's `id` (any `id` they carried is ignored). Returns the ids.
-  /// Fails with `errc::io_error` naming the data directory when the write
-  /// fails; nothing is stored and no `id` is set then.
+  /// is `os`) and returns their ids. A letter with `id` 0 is new: it gets
+  /// the next id, in the order of `letters`, and its `id` is set. A letter
+  /// with an `id` is a redriven one that was dead-lettered again: its
+  /// attempts are appended to those stored under that id, and its reason
+  /// and `parked` replace the stored ones (consumer, event, `created_us`
+  /// and `redrives` stay as stored); when nothing is stored under the id
+  /// (purged meanwhile), the letter is stored under it as it is. Fails with
+  /// `errc::io_error` naming the data directory when the write fails
+  /// (nothing is stored and no `id` is set then), and as `dead_letters`
+  /// when a stored letter to extend cannot be read.
   caf::expected<std::vector<uint64_t>>
   add_dead_letters(std::vector<dead_letter>& letters);
+
+  /// Records a redrive of the stored letters `ids` at `time_us` asked for
+  /// `by` (see `dead_letter_redrive`), durably in one write, before they
+  /// are handed back to their consumers. Ids not stored are skipped.
+  /// Returns how many letters were extended. Errors as for
+  /// `add_dead_letters`.
+  caf::expected<size_t> record_redrive(const std::vector<uint64_t>& ids,
+                                       int64_t time_us, const std::string& by);
 
   /// The dead letters `filter` selects, in id order. Fails naming the data
   /// directory with `errc::io_error` when a letter cannot be read, and with

@@ -50,6 +50,7 @@
 #include <caf/expected.hpp>
 
 #include "herald/core/codec.hpp"
+#include "herald/core/config.hpp"
 #include "herald/core/event.hpp"
 
 namespace herald::transport {
@@ -77,6 +78,10 @@ struct pump_config {
   /// How often the stream heartbeat goes out on the PUB socket.
   /// Default: 200 ms.
   std::chrono::milliseconds stream_heartbeat{200};
+  /// Where `bind`, `control_bind` and `peers` were configured: an endpoint
+  /// that cannot be bound or connected to is reported with its config
+  /// file and line (`FILE:LINE: bind: cannot bind ...`). Default: none.
+  config_origin origin;
 };
 
 /// A connection of a pump's socket that ended, as reported by libzmq.
