@@ -26,9 +26,9 @@
 ///   fsync: batch                   # always|batch|os. Default batch
 ///   retention: 7d                  # how long events are kept. Default 7d
 ///   retention_check: 1m            # how often expired events are deleted
-///   max_pending_bytes: 67108864    # events queued for the disk, in bytes;
+///   max_pending_bytes: 33554432    # events queued for the disk, in bytes;
 ///                                  # publish waits or refuses beyond it.
-///                                  # Default 64 MiB, at least 4 KiB
+///                                  # Default 32 MiB, at least 4 KiB
 ///   publish_timeout: 10s           # how long publish on a plain thread
 ///                                  # waits for room; 0: never. Default 10s
 /// transport:
@@ -134,7 +134,7 @@ struct store_config {
   /// `publish_timeout`) and fails at once with `errc::would_block` on the
   /// node's actor threads and its control endpoint. Default: 64 MiB.
   /// REQUIRES: at least `min_max_pending_bytes`.
-  size_t max_pending_bytes = size_t{64} << 20;
+  size_t max_pending_bytes = size_t{32} << 20;
   /// How long `publish` on a plain thread waits for room under
   /// `max_pending_bytes` before it fails with `errc::would_block`; 0 never
   /// waits. Default: 10 s.

@@ -81,7 +81,7 @@ public:
   /// `wait`).
   ///
   /// Backpressure: the events queued for the disk are bounded by
-  /// `store.max_pending_bytes` (default 64 MiB). When one more does not
+  /// `store.max_pending_bytes` (default 32 MiB). When one more does not
   /// fit, `publish` on a plain thread waits for room, at most
   /// `opts.max_wait` (default `store.publish_timeout`, 10 s); on an actor
   /// system's thread (any actor's handler) it never waits, so a scheduler

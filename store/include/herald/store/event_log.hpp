@@ -79,7 +79,7 @@ struct log_options {
   /// publisher faster than the disk cannot grow the queue without limit.
   /// A record larger than the bound is taken when nothing is pending.
   /// Default: 64 MiB. REQUIRES: > 0.
-  size_t max_pending_bytes = size_t{64} << 20;
+  size_t max_pending_bytes = size_t{32} << 20;
 };
 
 /// One record to append. `envelope` is the encoded envelope (it contains
