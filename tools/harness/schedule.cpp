@@ -68,14 +68,21 @@ void plan_random(const scenario& sc, const std::vector<instance>& all,
   // The first fault no earlier than min_gap: the nodes settle in first.
   milliseconds free_from = r.min_gap;
   milliseconds t{0};
+  std::vector<fault_kind> deck;
   for (;;) {
     t += milliseconds{static_cast<int64_t>(gap(rng) * 1000.0)};
     t = std::max(t, free_from);
     action a;
     a.at = t;
     a.origin = "random";
-    a.kind = r.kinds[std::uniform_int_distribution<size_t>{0, r.kinds.size()
-                                                                - 1}(rng)];
+    // Kinds are dealt from a shuffled deck of `kinds`, dealt again when
+    // empty: a short run still gets a mix of every kind.
+    if (deck.empty()) {
+      deck = r.kinds;
+      std::shuffle(deck.begin(), deck.end(), rng);
+    }
+    a.kind = deck.back();
+    deck.pop_back();
     a.target = targets[std::uniform_int_distribution<size_t>{0, targets.size()
                                                                   - 1}(rng)];
     switch (a.kind) {
