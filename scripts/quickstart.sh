@@ -24,7 +24,9 @@ packages=(build-essential cmake pkg-config libzmq3-dev cppzmq-dev
   librocksdb-dev libyaml-cpp-dev libcli11-dev libcpp-httplib-dev
   nlohmann-json3-dev libbenchmark-dev)
 if [[ $mode == test ]]; then
-  packages+=(prometheus)
+  # The harness' netns mode, partitions and clock faults (tests run as
+  # root): ip, nft and libfaketime.
+  packages+=(prometheus iproute2 nftables faketime)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -3,7 +3,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
+#include <set>
 
 #include "harness/scenario.hpp"
 #include "harness/schedule.hpp"
@@ -165,4 +167,97 @@ TEST_CASE("a workload type outside the catalog is refused, naming it",
   CHECK_THAT(herald::message_of(p.error()),
              Catch::Contains("type 'user.account.made' is not in the "
                              "catalog"));
+}
+
+TEST_CASE("partition, disk_full and clock faults are read and scheduled",
+          "[harness][scenario]") {
+  auto text = good;
+  text.replace(text.find("random: "), 0,
+               "  - {at: 6s, partition: [user, email-1], one_way: true, "
+               "for: 1s}\n"
+               "  - {at: 7s, disk_full: email-2, for: 1s}\n"
+               "  - {at: 8s, clock: user, jump: -30m, for: 1s}\n"
+               "mode: netns\n"
+               "disk_size: 16\n");
+  auto sc = parse_scenario(text, "dir/s.yaml");
+  REQUIRE(sc);
+  CHECK(sc->mode == run_mode::netns);
+  CHECK(sc->disk_size == 16u << 20);
+  REQUIRE(sc->faults.size() == 6);
+  CHECK(sc->faults[3].kind == fault_kind::partition);
+  CHECK(sc->faults[3].group == std::vector<std::string>{"user", "email-1"});
+  CHECK(sc->faults[3].one_way);
+  CHECK(sc->faults[4].kind == fault_kind::disk_full);
+  CHECK(sc->faults[5].jump == std::chrono::minutes{-30});
+  CHECK(needs_netns(fault_kind::partition));
+  CHECK_FALSE(needs_netns(fault_kind::clock));
+  auto p = make_plan(*sc, seed_catalog(), 3);
+  REQUIRE(p);
+  auto part = std::find_if(p->faults.begin(), p->faults.end(), [](auto& a) {
+    return a.kind == fault_kind::partition;
+  });
+  REQUIRE(part != p->faults.end());
+  CHECK(part->group == std::vector<std::string>{"user", "email-1"});
+  CHECK(part->one_way);
+}
+
+TEST_CASE("random faults of every kind come from the seed",
+          "[harness][schedule]") {
+  auto text = good;
+  auto line = text.find("random: ");
+  text.replace(line, text.find('\n', line) - line,
+               "random: {rate: 3, kinds: [partition, disk_full, clock], "
+               "min_gap: 200ms, clock_jump: 10m, partition_for: 300ms, "
+               "disk_full_for: 300ms, clock_for: 300ms}");
+  auto sc = parse_scenario(text, "dir/s.yaml");
+  REQUIRE(sc);
+  auto cat = seed_catalog();
+  auto a = make_plan(*sc, cat, 11);
+  auto b = make_plan(*sc, cat, 11);
+  REQUIRE(a);
+  REQUIRE(b);
+  CHECK(a->digest() == b->digest());
+  std::set<fault_kind> kinds;
+  for (auto& f : a->faults) {
+    if (f.origin != "random")
+      continue;
+    kinds.insert(f.kind);
+    if (f.kind == fault_kind::partition) {
+      // A minority of the three instances: one.
+      CHECK(f.group.size() == 1);
+    }
+    if (f.kind == fault_kind::clock)
+      CHECK(std::chrono::abs(f.jump) <= std::chrono::minutes{10});
+  }
+  CHECK(kinds.size() == 3);
+}
+
+TEST_CASE("errors of the new faults name the key and the rule",
+          "[harness][scenario]") {
+  SECTION("one_way without a partition") {
+    auto text = good;
+    text.replace(text.find("for: 500ms}"), 11, "for: 500ms, one_way: true}");
+    CHECK_THAT(error_of(text), Catch::Contains("'one_way' goes with "
+                                               "partition"));
+  }
+  SECTION("a bad jump") {
+    auto text = good;
+    text.replace(text.find("random: "), 0,
+                 "  - {at: 6s, clock: user, jump: later, for: 1s}\n");
+    CHECK_THAT(error_of(text), Catch::Contains("'jump': 'later' is not a "
+                                               "clock jump"));
+  }
+  SECTION("a partition of an unknown node") {
+    auto text = good;
+    text.replace(text.find("random: "), 0,
+                 "  - {at: 6s, partition: [user, mail], for: 1s}\n");
+    CHECK_THAT(error_of(text), Catch::Contains("'partition': node 'mail' "
+                                               "is not among the nodes"));
+  }
+  SECTION("an unknown mode") {
+    auto text = good + "mode: docker\n";
+    CHECK_THAT(error_of(text), Catch::Contains("'mode': 'docker' is not a "
+                                               "mode; use loopback or "
+                                               "netns"));
+  }
 }

@@ -383,10 +383,11 @@ std::vector<std::string> table(const verdict& v) {
       c.consumer, c.node, c.expected, c.handled, c.dead_lettered, c.lost,
       c.duplicates, c.inversions, c.cross_type_inversions, c.offset_violations,
       c.unknown_delivered, c.ok ? "ok" : "FAIL"));
-  lines.push_back(fmt::format("publishes: {} acknowledged, {} unknown "
-                              "outcome (timed out), {} refused; {} history "
-                              "record(s) cut short by a kill",
-                              v.acked, v.unknown, v.refused, v.truncated));
+  lines.push_back(
+    fmt::format("publishes: {} acknowledged, {} unknown "
+                "outcome (no answer, or not stored), {} refused; {} history "
+                "record(s) cut short by a kill",
+                v.acked, v.unknown, v.refused, v.truncated));
   for (auto& c : v.consumers)
     for (auto& e : c.examples)
       lines.push_back(fmt::format("  {} on {}: {}", c.consumer, c.node, e));

@@ -14,6 +14,7 @@ harness_command add_harness_command(CLI::App& app, std::string argv0) {
     harness::run_options run;
     std::optional<uint64_t> seed;
     std::optional<double> duration;
+    std::string mode;
     std::string check_dir;
     std::vector<std::string> clean_dirs;
     bool clean_all = false;
@@ -49,6 +50,13 @@ harness_command add_harness_command(CLI::App& app, std::string argv0) {
                  "the workload's length in seconds, instead of the "
                  "scenario's")
     ->check(CLI::PositiveNumber);
+  st->run_cmd
+    ->add_option("--mode", st->mode,
+                 "loopback: every node on 127.0.0.1 (or its host address); "
+                 "netns (root): one network namespace per host on a bridge "
+                 "made for the run, needed by partition faults. Default: "
+                 "the scenario's mode, else loopback")
+    ->check(CLI::IsMember({"loopback", "netns"}));
   st->run_cmd->add_option("--path", st->run.path,
                           "a folder to look node commands up in (before the "
                           "herald executable's, its ../examples, ../tests "
@@ -61,8 +69,10 @@ harness_command add_harness_command(CLI::App& app, std::string argv0) {
     ->required()
     ->check(CLI::ExistingDirectory);
   st->clean_cmd = cmd->add_subcommand(
-    "clean", "Kill the node processes left by killed runs and remove their "
-             "data directories.");
+    "clean", "Kill the node processes left by killed runs, remove the "
+             "network namespaces, bridges, veths and tmpfs mounts they made "
+             "(also those recorded in /run/herald-harness whose harness is "
+             "gone), and remove their data directories.");
   st->clean_cmd->add_option("DIR", st->clean_dirs,
                             "a run's folder, or a folder of runs. Default: "
                             "harness-runs");
@@ -73,6 +83,8 @@ harness_command add_harness_command(CLI::App& app, std::string argv0) {
             if (*st->run_cmd) {
               st->run.seed = st->seed;
               st->run.duration = st->duration;
+              if (!st->mode.empty())
+                st->run.mode = harness::parse_mode(st->mode);
               return harness::run(st->run);
             }
             if (*st->check_cmd)

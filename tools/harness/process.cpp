@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -112,13 +113,37 @@ child::~child() {
 
 caf::expected<child> child::start(const std::vector<std::string>& argv,
                                   const std::string& out,
-                                  const std::string& err) {
+                                  const std::string& err,
+                                  const std::vector<std::string>& env,
+                                  const std::string& netns) {
   // Everything the child needs is made before the fork: after it, only
   // async-signal-safe calls.
   std::vector<char*> args;
   for (auto& a : argv)
     args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view var{*e};
+    auto name = var.substr(0, var.find('=') + 1);
+    bool replaced = false;
+    for (auto& extra : env)
+      replaced = replaced || std::string_view{extra}.starts_with(name);
+    if (!replaced)
+      envp.push_back(*e);
+  }
+  for (auto& extra : env)
+    envp.push_back(const_cast<char*>(extra.c_str()));
+  envp.push_back(nullptr);
+  int ns_fd = -1;
+  if (!netns.empty()) {
+    ns_fd = ::open(netns.c_str(), O_RDONLY | O_CLOEXEC);
+    if (ns_fd < 0)
+      return make_error(errc::io_error,
+                        fmt::format("cannot open the network namespace {} "
+                                    "for '{}': {}",
+                                    netns, argv.front(), std::strerror(errno)));
+  }
   int out_fd =
     ::open(out.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   int err_fd =
@@ -129,6 +154,8 @@ caf::expected<child> child::start(const std::vector<std::string>& argv,
       ::close(out_fd);
     if (err_fd >= 0)
       ::close(err_fd);
+    if (ns_fd >= 0)
+      ::close(ns_fd);
     return make_error(errc::io_error,
                       fmt::format("cannot open the output files of '{}': {}",
                                   argv.front(), why));
@@ -138,6 +165,8 @@ caf::expected<child> child::start(const std::vector<std::string>& argv,
   if (pid < 0) {
     ::close(out_fd);
     ::close(err_fd);
+    if (ns_fd >= 0)
+      ::close(ns_fd);
     return make_error(
       errc::io_error,
       fmt::format("cannot start '{}': {}", argv.front(), std::strerror(errno)));
@@ -157,11 +186,15 @@ caf::expected<child> child::start(const std::vector<std::string>& argv,
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::signal(SIGINT, SIG_DFL);
     ::signal(SIGTERM, SIG_DFL);
-    ::execv(args[0], args.data());
+    if (ns_fd >= 0 && ::setns(ns_fd, CLONE_NEWNET) != 0)
+      ::_exit(126);
+    ::execve(args[0], args.data(), envp.data());
     ::_exit(127);
   }
   ::close(out_fd);
   ::close(err_fd);
+  if (ns_fd >= 0)
+    ::close(ns_fd);
   return child{pid};
 }
 

@@ -39,10 +39,16 @@ public:
   ~child();
 
   /// Starts `argv` (argv[0] a path) with stdout and stderr appended to
-  /// `out` and `err`. Fails with `errc::io_error` naming the command.
+  /// `out` and `err`, with the harness' environment plus `env`
+  /// (`NAME=VALUE` each, replacing a variable of that name), and, when
+  /// `netns` names a network namespace (`/run/netns/NAME`), inside it
+  /// (`setns(2)` before the exec). Fails with `errc::io_error` naming the
+  /// command (or the namespace).
   static caf::expected<child> start(const std::vector<std::string>& argv,
                                     const std::string& out,
-                                    const std::string& err);
+                                    const std::string& err,
+                                    const std::vector<std::string>& env = {},
+                                    const std::string& netns = {});
 
   pid_t pid() const noexcept {
     return pid_;

@@ -1,6 +1,9 @@
 #include "run.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -10,6 +13,8 @@
 #include <sstream>
 #include <thread>
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -17,6 +22,7 @@
 #include "herald/core/catalog.hpp"
 #include "herald/core/errc.hpp"
 #include "herald/runtime/control_client.hpp"
+#include "netns.hpp"
 #include "process.hpp"
 #include "schedule.hpp"
 #include "workload.hpp"
@@ -30,6 +36,19 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr std::string_view prog = "herald harness";
+
+// libfaketime's multithreaded variant (Debian: libfaketime, pulled in by
+// faketime).
+constexpr std::string_view faketime_lib =
+  "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+// Set by SIGINT and SIGTERM: the run stops its nodes, removes what it
+// made and ends.
+std::atomic<bool> interrupted{false};
+
+extern "C" void on_interrupt(int) {
+  interrupted = true;
+}
 
 void say(std::string_view line) {
   fmt::print("{}\n", line);
@@ -49,6 +68,14 @@ struct node_run {
   std::map<std::string, uint16_t> ports;
   std::string dir, data_dir, config, record, out, err;
   std::vector<std::string> argv;
+  /// Netns mode: its host's label and namespace.
+  std::string host_label, netns;
+  /// Added to its environment (libfaketime for clock faults).
+  std::vector<std::string> env;
+  /// clock faults: the file libfaketime reads the offset from.
+  std::string faketime_file;
+  /// disk_full: the file that fills its data directory's tmpfs.
+  std::string fill_file;
   child proc;
   bool started = false;
   bool paused = false;
@@ -118,6 +145,8 @@ struct run_state {
   const scenario& sc;
   plan& p;
   std::string out;
+  run_mode mode = run_mode::loopback;
+  testbed* bed = nullptr;
   std::vector<node_run> nodes;
   steady::time_point t0;
 
@@ -134,13 +163,85 @@ struct run_state {
   }
 };
 
+// Whether `n` may be the target of a fault of kind `k` in the plan.
+bool targeted(const run_state& rs, const node_run& n, fault_kind k) {
+  for (auto& a : rs.p.faults)
+    if (a.kind == k && a.target == n.name)
+      return true;
+  return false;
+}
+
+// Makes the run's network (netns mode), the tmpfs of each disk_full
+// target's data directory and the libfaketime setup of each clock target.
+caf::error make_testbed(run_state& rs) {
+  if (rs.mode == run_mode::netns) {
+    std::vector<std::string> hosts;
+    for (auto& n : rs.nodes)
+      if (std::find(hosts.begin(), hosts.end(), n.host_label) == hosts.end())
+        hosts.push_back(n.host_label);
+    if (auto err = rs.bed->make_network(hosts))
+      return err;
+    for (auto& n : rs.nodes) {
+      n.host = rs.bed->address(n.host_label);
+      n.netns = rs.bed->netns_path(n.host_label);
+    }
+  }
+  for (auto& n : rs.nodes) {
+    if (targeted(rs, n, fault_kind::disk_full)) {
+      if (auto err = rs.bed->mount_tmpfs(n.data_dir, rs.sc.disk_size))
+        return err;
+      n.fill_file = (fs::path{n.data_dir} / "harness-fill").string();
+    }
+    if (targeted(rs, n, fault_kind::clock)) {
+      n.faketime_file = fs::absolute(fs::path{n.dir} / "faketime").string();
+      std::ofstream{n.faketime_file} << "+0\n";
+      n.env = {fmt::format("LD_PRELOAD={}", faketime_lib),
+               "FAKETIME_TIMESTAMP_FILE=" + n.faketime_file,
+               // Timers, backoff and failure detection keep the real,
+               // monotonic clock: only the wall clock jumps.
+               "FAKETIME_DONT_FAKE_MONOTONIC=1",
+               // Read the offset again at most every second.
+               "FAKETIME_CACHE_DURATION=1"};
+    }
+  }
+  return {};
+}
+
+// Fills the tmpfs under `path` until it has no room left (ENOSPC).
+caf::error fill_disk(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (f == nullptr)
+    return make_error(errc::io_error, fmt::format("cannot create {}: {}", path,
+                                                  std::strerror(errno)));
+  std::vector<char> block(1 << 20, 'x');
+  for (size_t size : {size_t{1} << 20, size_t{4096}, size_t{1}})
+    while (std::fwrite(block.data(), 1, size, f) == size
+           && std::fflush(f) == 0) {
+    }
+  std::fclose(f);
+  return {};
+}
+
+// Sets the wall-clock offset libfaketime applies to a node (atomically:
+// it rereads the file).
+void set_clock(const node_run& n, std::chrono::milliseconds offset) {
+  auto tmp = n.faketime_file + ".tmp";
+  std::ofstream{tmp} << fmt::format(
+    "{:+}\n", static_cast<double>(offset.count()) / 1000.0);
+  fs::rename(tmp, n.faketime_file);
+}
+
 // Lays out the instances: ports, paths, rendered configs and commands.
 caf::error prepare(run_state& rs, const std::vector<std::string>& search) {
   for (auto& in : instances_of(rs.sc)) {
     node_run n;
     n.name = in.name;
     n.spec = &rs.sc.nodes[in.node];
-    n.host = n.spec->host;
+    n.host = n.spec->host.empty() ? "127.0.0.1" : n.spec->host;
+    if (rs.mode == run_mode::netns) {
+      n.host_label = n.spec->host.empty() ? n.name : n.spec->host;
+      n.host.clear(); // its address, once the network is made
+    }
     auto names = port_names(n.spec->config);
     for (auto& word : n.spec->command)
       names.merge(port_names(word));
@@ -153,11 +254,21 @@ caf::error prepare(run_state& rs, const std::vector<std::string>& search) {
                                     "): the harness publishes, asks and "
                                     "changes test hooks there",
                                     rs.sc.file, n.spec->line, n.spec->name));
-    for (auto& name : names) {
-      auto port = free_port(n.host);
-      if (!port)
-        return std::move(port.error());
-      n.ports[name] = *port;
+    if (rs.mode == run_mode::netns) {
+      // A fresh namespace per host: every port is free there.
+      uint16_t next = 7100;
+      for (auto& other : rs.nodes)
+        if (other.host_label == n.host_label)
+          next = static_cast<uint16_t>(next + other.ports.size());
+      for (auto& name : names)
+        n.ports[name] = next++;
+    } else {
+      for (auto& name : names) {
+        auto port = free_port(n.host);
+        if (!port)
+          return std::move(port.error());
+        n.ports[name] = *port;
+      }
     }
     n.dir = (fs::path{rs.out} / "nodes" / n.name).string();
     n.data_dir = (fs::path{n.dir} / "data").string();
@@ -170,6 +281,8 @@ caf::error prepare(run_state& rs, const std::vector<std::string>& search) {
     fs::create_directories(n.dir);
     rs.nodes.push_back(std::move(n));
   }
+  if (auto err = make_testbed(rs))
+    return err;
   std::vector<std::string> slow;
   for (auto& k : rs.p.slow_keys)
     slow.push_back(
@@ -235,7 +348,7 @@ std::string tail_of(const std::string& path, size_t lines = 5) {
 
 // Starts `n` and waits (bounded) until its control endpoint answers.
 caf::error launch(run_state& rs, node_run& n, std::chrono::milliseconds wait) {
-  auto c = child::start(n.argv, n.out, n.err);
+  auto c = child::start(n.argv, n.out, n.err, n.env, n.netns);
   if (!c)
     return std::move(c.error());
   n.proc = std::move(*c);
@@ -251,7 +364,7 @@ caf::error launch(run_state& rs, node_run& n, std::chrono::milliseconds wait) {
   if (!client)
     return std::move(client.error());
   auto deadline = steady::now() + wait;
-  while (steady::now() < deadline) {
+  while (steady::now() < deadline && !interrupted) {
     if (!n.proc.running())
       return make_error(errc::io_error,
                         fmt::format("node {} ended (status {}) before it was "
@@ -296,10 +409,42 @@ struct step {
   bool heal;
 };
 
+// The hosts of instances `names`.
+std::vector<std::string> hosts_of(run_state& rs,
+                                  const std::vector<std::string>& names) {
+  std::vector<std::string> hosts;
+  for (auto& name : names)
+    if (auto* n = rs.find(name);
+        n != nullptr
+        && std::find(hosts.begin(), hosts.end(), n->host_label) == hosts.end())
+      hosts.push_back(n->host_label);
+  return hosts;
+}
+
 void apply(run_state& rs, const step& s) {
   auto& a = *s.fault;
   auto* n = rs.find(a.target);
   auto what = std::string{to_string(a.kind)};
+  if (a.kind == fault_kind::partition) {
+    auto hosts = hosts_of(rs, a.group);
+    auto err =
+      s.heal ? rs.bed->heal_partitions() : rs.bed->partition(hosts, a.one_way);
+    if (err)
+      say(fmt::format("{} {} failed: partition: {}", rs.stamp(),
+                      s.heal ? "heal" : "fault", message_of(err)));
+    else if (s.heal)
+      say(fmt::format("{} healed: partition of [{}]", rs.stamp(),
+                      fmt::join(a.group, ", ")));
+    else
+      say(fmt::format("{} applied: partition: hosts [{}] ({}) cut from the "
+                      "others{}",
+                      rs.stamp(), fmt::join(hosts, ", "),
+                      fmt::join(a.group, ", "),
+                      a.one_way ? ", one way: what the others send them is "
+                                  "dropped"
+                                : ", both ways"));
+    return;
+  }
   if (n == nullptr || !n->started) {
     say(fmt::format("{} skipped: {} {}: the node is not started", rs.stamp(),
                     what, a.target));
@@ -341,7 +486,93 @@ void apply(run_state& rs, const step& s) {
                       n->name, fmt::join(a.keys, ", ")));
     break;
   }
+  case fault_kind::disk_full: {
+    std::error_code ec;
+    if (s.heal) {
+      fs::remove(n->fill_file, ec);
+      say(fmt::format("{} healed: freed the data disk of {}", rs.stamp(),
+                      n->name));
+    } else if (auto err = fill_disk(n->fill_file)) {
+      say(fmt::format("{} fault failed: disk_full {}: {}", rs.stamp(), n->name,
+                      message_of(err)));
+    } else {
+      auto space = fs::space(n->data_dir, ec);
+      say(fmt::format("{} applied: filled the data disk of {} ({} bytes "
+                      "free)",
+                      rs.stamp(), n->name, ec ? 0 : space.available));
+    }
+    break;
   }
+  case fault_kind::clock:
+    set_clock(*n, s.heal ? std::chrono::milliseconds{0} : a.jump);
+    say(fmt::format(
+      "{} {}: wall clock of {} {}", rs.stamp(), s.heal ? "healed" : "applied",
+      n->name,
+      s.heal ? std::string{"back to the real time"}
+             : fmt::format("jumped by {:+} s",
+                           static_cast<double>(a.jump.count()) / 1000.0)));
+    break;
+  case fault_kind::partition:
+    break;
+  }
+}
+
+// Heals every fault still applied when the workload ends or the run is
+// interrupted.
+void heal_all(run_state& rs) {
+  for (auto& n : rs.nodes) {
+    if (n.paused) {
+      n.proc.signal(SIGCONT);
+      n.paused = false;
+    }
+    std::error_code ec;
+    if (!n.fill_file.empty())
+      fs::remove(n.fill_file, ec);
+    if (!n.faketime_file.empty())
+      set_clock(n, std::chrono::milliseconds{0});
+  }
+  if (rs.bed != nullptr)
+    if (auto err = rs.bed->heal_partitions())
+      say(fmt::format("cannot heal the partitions: {}", message_of(err)));
+}
+
+// Refuses what the mode or the machine cannot do, naming the fault.
+caf::error check_mode(const scenario& sc, const plan& p, run_mode mode) {
+  std::vector<std::string> problems;
+  if (mode == run_mode::netns && ::geteuid() != 0)
+    problems.push_back("--mode netns needs root (it makes network "
+                       "namespaces, a bridge and veths); run it as root, or "
+                       "use --mode loopback");
+  for (size_t i = 0; i < sc.faults.size(); ++i)
+    if (needs_netns(sc.faults[i].kind) && mode != run_mode::netns)
+      problems.push_back(fmt::format(
+        "{}:{}: faults[{}]: '{}' needs --mode netns (one network namespace "
+        "per host); run with --mode netns as root, or set mode: netns",
+        sc.file, sc.faults[i].line, i, to_string(sc.faults[i].kind)));
+  if (sc.random.rate > 0)
+    for (auto k : sc.random.kinds)
+      if (needs_netns(k) && mode != run_mode::netns)
+        problems.push_back(fmt::format(
+          "{}: random: kind '{}' needs --mode netns (one network namespace "
+          "per host); run with --mode netns as root, or remove it",
+          sc.file, to_string(k)));
+  bool disk = false, clock = false;
+  for (auto& a : p.faults) {
+    disk = disk || a.kind == fault_kind::disk_full;
+    clock = clock || a.kind == fault_kind::clock;
+  }
+  if (disk && ::geteuid() != 0)
+    problems.push_back(fmt::format("{}: disk_full needs root (it mounts a "
+                                   "tmpfs on the node's data directory)",
+                                   sc.file));
+  if (clock && !fs::exists(faketime_lib))
+    problems.push_back(fmt::format("{}: clock needs libfaketime ({}); "
+                                   "install the Debian package faketime",
+                                   sc.file, faketime_lib));
+  if (problems.empty())
+    return {};
+  return make_error(errc::invalid_config,
+                    fmt::format("{}", fmt::join(problems, "\n")));
 }
 
 // The consumers of every started node, from their status; the nodes
@@ -402,6 +633,9 @@ int run_scenario(const run_options& opts, scenario& sc) {
   auto p = make_plan(sc, *cat, seed);
   if (!p)
     return fail(message_of(p.error()));
+  auto mode = opts.mode.value_or(sc.mode);
+  if (auto err = check_mode(sc, *p, mode))
+    return fail(message_of(err));
   for (auto& line : describe(*p, sc))
     say(line);
   auto out =
@@ -415,6 +649,8 @@ int run_scenario(const run_options& opts, scenario& sc) {
       return fail(fmt::format("'{}' exists and holds no harness run; give "
                               "another --out",
                               out));
+    // What a killed run there left (mounts under it first).
+    clean_records({out});
     fs::remove_all(out, ec);
   }
   fs::create_directories(fs::path{out} / "history", ec);
@@ -437,7 +673,12 @@ int run_scenario(const run_options& opts, scenario& sc) {
     for (auto d : {bin, bin / ".." / "examples", bin / ".." / "tests"})
       search.push_back(d.lexically_normal().string());
   }
-  run_state rs{sc, *p, out, {}, steady::now()};
+  // Declared before the nodes: removed after they are stopped, whatever
+  // happens.
+  testbed bed{(fs::path{out} / "netns.record").string()};
+  run_state rs{sc, *p, out, mode, &bed, {}, steady::now()};
+  if (mode == run_mode::netns)
+    say(fmt::format("mode netns: run id {}", bed.id()));
   if (auto err = prepare(rs, search))
     return fail(message_of(err));
   std::vector<node_run*> late;
@@ -469,10 +710,26 @@ int run_scenario(const run_options& opts, scenario& sc) {
                 (fs::path{out} / "publishes.jsonl").string(), sc.workload.batch,
                 2s};
   pub.start(rs.t0);
+  // Stops the publisher and the nodes on SIGINT or SIGTERM; `bed` then
+  // removes the network and the mounts.
+  auto abort_run = [&] {
+    pub.stop();
+    pub.join();
+    heal_all(rs);
+    say(fmt::format("{} interrupted: stopping the nodes, removing the run's "
+                    "network and mounts",
+                    rs.stamp()));
+    for (auto& n : rs.nodes)
+      if (n.started)
+        n.proc.stop(2s);
+    return 130;
+  };
   size_t next = 0;
   auto last_progress = rs.t0;
   auto end = rs.t0 + sc.workload.duration;
   while (next < steps.size() || steady::now() < end || !late.empty()) {
+    if (interrupted)
+      return abort_run();
     auto now = steady::now();
     while (next < steps.size() && rs.t0 + steps[next].at <= now)
       apply(rs, steps[next++]);
@@ -500,11 +757,7 @@ int run_scenario(const run_options& opts, scenario& sc) {
   pub.join();
   // Heal whatever is still faulty (a kill without its restart cannot be:
   // every hold ends within the workload).
-  for (auto& n : rs.nodes)
-    if (n.paused) {
-      n.proc.signal(SIGCONT);
-      n.paused = false;
-    }
+  heal_all(rs);
   say(fmt::format("{} workload done: {} acknowledged, {} unknown, {} "
                   "refused; settling (at most {} ms)",
                   rs.stamp(), pub.acked.load(), pub.unknown.load(),
@@ -516,6 +769,8 @@ int run_scenario(const run_options& opts, scenario& sc) {
   auto settle_end = steady::now() + sc.settle;
   bool settled = false;
   while (steady::now() < settle_end) {
+    if (interrupted)
+      return abort_run();
     auto v = judge_now(rs, consumers);
     uint64_t lost = 0;
     for (auto& c : v.consumers)
@@ -564,7 +819,12 @@ int run_scenario(const run_options& opts, scenario& sc) {
 } // namespace
 
 int run(const run_options& opts) {
-  // A SIGINT or SIGTERM ends the harness; its children die with it.
+  // A SIGINT or SIGTERM stops the run: its nodes are stopped, and what it
+  // made (namespaces, bridge, mounts) removed.
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
   auto sc = load_scenario(opts.scenario);
   if (!sc)
     return fail(message_of(sc.error()));
@@ -584,6 +844,18 @@ int check(const std::string& dir) {
 int clean(const std::vector<std::string>& dirs, bool all) {
   int rc = 0;
   auto roots = dirs.empty() ? std::vector<std::string>{"harness-runs"} : dirs;
+  // Mounts, namespaces and links first: data directories may be mounts.
+  {
+    std::vector<std::string> run_dirs;
+    std::error_code ec;
+    for (auto& root : roots) {
+      run_dirs.push_back(root);
+      for (auto& e : fs::directory_iterator{root, ec})
+        run_dirs.push_back(e.path().string());
+    }
+    if (!clean_records(run_dirs))
+      rc = 1;
+  }
   for (auto& root : roots) {
     std::error_code ec;
     std::vector<fs::path> runs;

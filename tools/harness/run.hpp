@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "scenario.hpp"
+
 namespace herald::harness {
 
 struct run_options {
@@ -31,6 +33,8 @@ struct run_options {
   std::vector<std::string> path;
   /// The `herald` executable's own path (argv[0] resolved).
   std::string self;
+  /// Overrides the scenario's `mode`. netns needs root.
+  std::optional<run_mode> mode;
 };
 
 /// Runs; returns the exit code: 0 when every check held, 1 when one failed
@@ -42,9 +46,11 @@ int run(const run_options& opts);
 int check(const std::string& dir);
 
 /// `herald harness clean [DIR...]`: kills what is left of killed runs
-/// under each DIR (default `harness-runs`) and removes their nodes' data
-/// directories; with `all`, removes the runs' folders. Returns 0, or 1
-/// when something could not be removed.
+/// under each DIR (default `harness-runs`), removes the network
+/// namespaces, links and mounts their records name (and those of every
+/// record in `/run/herald-harness` whose harness is gone), and removes
+/// their nodes' data directories; with `all`, removes the runs' folders.
+/// Returns 0, or 1 when something could not be removed.
 int clean(const std::vector<std::string>& dirs, bool all);
 
 } // namespace herald::harness

@@ -16,16 +16,40 @@ namespace {
 using detail::entry;
 using detail::problems;
 
-constexpr std::string_view fault_kinds = "kill, pause or slow";
+constexpr std::string_view fault_kinds =
+  "kill, pause, slow, partition, disk_full or clock";
+
+constexpr fault_kind all_kinds[] = {
+  fault_kind::kill,      fault_kind::pause,     fault_kind::slow,
+  fault_kind::partition, fault_kind::disk_full, fault_kind::clock};
 
 std::optional<fault_kind> kind_of(std::string_view text) {
-  if (text == "kill")
-    return fault_kind::kill;
-  if (text == "pause")
-    return fault_kind::pause;
-  if (text == "slow")
-    return fault_kind::slow;
+  for (auto k : all_kinds)
+    if (to_string(k) == text)
+      return k;
   return std::nullopt;
+}
+
+// Reads a signed duration (`+1h`, `-30m`, `90s`) into `target`.
+void read_jump(const entry& e, std::string_view ctx, problems& out,
+               milliseconds& target) {
+  if (!e)
+    return;
+  auto text = e.value.IsScalar() ? e.value.Scalar() : std::string{};
+  std::string_view body{text};
+  int sign = 1;
+  if (!body.empty() && (body.front() == '+' || body.front() == '-')) {
+    sign = body.front() == '-' ? -1 : 1;
+    body.remove_prefix(1);
+  }
+  auto d = parse_duration(body);
+  if (d && d->count() > 0) {
+    target = sign * std::chrono::duration_cast<milliseconds>(*d);
+    return;
+  }
+  out.add(e.line, fmt::format("{}'{}': '{}' is not a clock jump; use a "
+                              "signed duration, e.g. +1h or -30m",
+                              ctx, e.key, text));
 }
 
 // Reads a positive duration (`500ms`, `2s`) into `out`.
@@ -202,33 +226,60 @@ void read_fault(const YAML::Node& n, size_t i, problems& out,
     return;
   }
   entry at{"at"}, kill{"kill"}, pause{"pause"}, slow{"slow"},
-    restart_after{"restart_after"}, for_{"for"}, delay{"delay"}, keys{"keys"};
-  detail::read_map(
-    n, ctx, {&at, &kill, &pause, &slow, &restart_after, &for_, &delay, &keys},
-    out);
+    partition{"partition"}, disk_full{"disk_full"}, clock{"clock"},
+    restart_after{"restart_after"}, for_{"for"}, delay{"delay"}, keys{"keys"},
+    one_way{"one_way"}, jump{"jump"};
+  detail::read_map(n, ctx,
+                   {&at, &kill, &pause, &slow, &partition, &disk_full, &clock,
+                    &restart_after, &for_, &delay, &keys, &one_way, &jump},
+                   out);
   fault_spec f;
   f.line = detail::line_of(n);
   int kinds = 0;
-  for (auto* e : {&kill, &pause, &slow})
+  for (auto* e : {&kill, &pause, &slow, &partition, &disk_full, &clock})
     if (*e) {
       ++kinds;
       f.kind = *kind_of(e->key);
-      f.target = detail::text_of(*e, ctx, "a node name", out).value_or("");
+      if (e == &partition && e->value.IsSequence())
+        f.group = read_strings(*e, ctx, "node names", out);
+      else
+        f.target = detail::text_of(*e, ctx, "a node name", out).value_or("");
     }
   if (kinds != 1)
-    out.add(f.line, ctx
-                      + "needs exactly one of kill, pause, slow, naming "
-                        "the node, e.g. kill: email");
+    out.add(f.line, fmt::format("{}needs exactly one of {}, naming the node, "
+                                "e.g. kill: email",
+                                ctx, fault_kinds));
+  if (f.kind == fault_kind::partition) {
+    if (!f.target.empty())
+      f.group.push_back(f.target);
+    if (f.group.empty() && partition)
+      out.add(partition.line, ctx
+                                + "'partition' must name the nodes cut "
+                                  "from the others, e.g. [user, email]");
+    f.target = f.group.empty() ? std::string{} : f.group.front();
+  }
+  if (one_way) {
+    if (f.kind != fault_kind::partition)
+      out.add(one_way.line, ctx + "'one_way' goes with partition");
+    try {
+      f.one_way = one_way.value.as<bool>();
+    } catch (const YAML::Exception&) {
+      out.add(one_way.line, ctx + "'one_way' must be true or false");
+    }
+  }
+  if (jump && f.kind != fault_kind::clock)
+    out.add(jump.line, ctx + "'jump' goes with clock");
+  read_jump(jump, ctx, out, f.jump);
   if (detail::require(at, f.line, ctx,
                       "when, from the workload's start, e.g. at: 2s", out))
     read_ms(at, ctx, out, f.at, true);
   if (restart_after && f.kind != fault_kind::kill)
     out.add(restart_after.line, ctx
                                   + "'restart_after' goes with kill; use "
-                                    "'for' with pause and slow");
+                                    "'for' with the other faults");
   if (for_ && f.kind == fault_kind::kill)
     out.add(for_.line, ctx
-                         + "'for' goes with pause and slow; use "
+                         + "'for' goes with the faults but kill; use "
                            "'restart_after' with kill");
   read_ms(restart_after, ctx, out, f.hold);
   read_ms(for_, ctx, out, f.hold);
@@ -248,10 +299,13 @@ void read_random(const entry& e, problems& out, random_spec& r) {
   }
   entry rate{"rate"}, kinds{"kinds"}, min_gap{"min_gap"}, nodes{"nodes"},
     restart_after{"restart_after"}, pause_for{"pause_for"},
-    slow_for{"slow_for"}, slow_delay{"slow_delay"};
+    slow_for{"slow_for"}, slow_delay{"slow_delay"},
+    partition_for{"partition_for"}, disk_full_for{"disk_full_for"},
+    clock_for{"clock_for"}, clock_jump{"clock_jump"};
   detail::read_map(e.value, ctx,
                    {&rate, &kinds, &min_gap, &nodes, &restart_after, &pause_for,
-                    &slow_for, &slow_delay},
+                    &slow_for, &slow_delay, &partition_for, &disk_full_for,
+                    &clock_for, &clock_jump},
                    out);
   if (detail::require(rate, e.line, ctx, "faults per second, e.g. rate: 0.5",
                       out))
@@ -259,8 +313,9 @@ void read_random(const entry& e, problems& out, random_spec& r) {
   if (kinds) {
     r.kinds = read_kinds(kinds, ctx, out);
     if (r.kinds.empty())
-      out.add(kinds.line, "random: 'kinds' must list at least one of kill, "
-                          "pause, slow");
+      out.add(kinds.line, fmt::format("random: 'kinds' must list at least "
+                                      "one of {}",
+                                      fault_kinds));
   }
   read_ms(min_gap, ctx, out, r.min_gap);
   r.nodes = read_strings(nodes, ctx, "node names", out);
@@ -268,6 +323,10 @@ void read_random(const entry& e, problems& out, random_spec& r) {
   read_ms(pause_for, ctx, out, r.pause_for);
   read_ms(slow_for, ctx, out, r.slow_for);
   read_ms(slow_delay, ctx, out, r.slow_delay);
+  read_ms(partition_for, ctx, out, r.partition_for);
+  read_ms(disk_full_for, ctx, out, r.disk_full_for);
+  read_ms(clock_for, ctx, out, r.clock_for);
+  read_ms(clock_jump, ctx, out, r.clock_jump);
 }
 
 void read_checks(const entry& e, problems& out, checks_spec& c) {
@@ -320,10 +379,14 @@ void check_refs(scenario& sc, int top, problems& out) {
                              sc.workload.publish_to, names()));
   for (size_t i = 0; i < sc.faults.size(); ++i) {
     auto& f = sc.faults[i];
-    if (!f.target.empty() && !known(f.target))
-      out.add(f.line, fmt::format("faults[{}]: '{}': node '{}' is not among "
-                                  "the nodes ({})",
-                                  i, to_string(f.kind), f.target, names()));
+    auto targets = f.group;
+    if (f.kind != fault_kind::partition)
+      targets.push_back(f.target);
+    for (auto& t : targets)
+      if (!t.empty() && !known(t))
+        out.add(f.line, fmt::format("faults[{}]: '{}': node '{}' is not "
+                                    "among the nodes ({})",
+                                    i, to_string(f.kind), t, names()));
     if (f.at + f.hold > sc.workload.duration)
       out.add(f.line, fmt::format("faults[{}]: it ends at {} ms, after the "
                                   "workload's {} ms; move it earlier or "
@@ -346,11 +409,25 @@ void read_scenario(const YAML::Node& root, problems& out, scenario& sc) {
   }
   entry name{"name"}, catalog{"catalog"}, path{"path"}, nodes{"nodes"},
     workload{"workload"}, faults{"faults"}, random{"random"}, checks{"checks"},
-    settle{"settle"};
+    settle{"settle"}, mode{"mode"}, disk_size{"disk_size"};
   detail::read_map(root, "",
                    {&name, &catalog, &path, &nodes, &workload, &faults, &random,
-                    &checks, &settle},
+                    &checks, &settle, &mode, &disk_size},
                    out);
+  if (mode) {
+    auto text = detail::text_of(mode, "", "a mode", out).value_or("");
+    if (auto m = parse_mode(text))
+      sc.mode = *m;
+    else
+      out.add(mode.line, fmt::format("'mode': '{}' is not a mode; use "
+                                     "loopback or netns",
+                                     text));
+  }
+  if (disk_size) {
+    int64_t mib = 0;
+    read_count(disk_size, "", out, mib, 1);
+    sc.disk_size = static_cast<uint64_t>(mib) << 20;
+  }
   auto top = detail::line_of(root);
   if (name)
     sc.name = detail::text_of(name, "", "a name", out).value_or(sc.name);
@@ -408,8 +485,26 @@ std::string_view to_string(fault_kind k) {
     return "pause";
   case fault_kind::slow:
     return "slow";
+  case fault_kind::partition:
+    return "partition";
+  case fault_kind::disk_full:
+    return "disk_full";
+  case fault_kind::clock:
+    return "clock";
   }
   return "?";
+}
+
+std::optional<run_mode> parse_mode(std::string_view text) {
+  if (text == "loopback")
+    return run_mode::loopback;
+  if (text == "netns")
+    return run_mode::netns;
+  return std::nullopt;
+}
+
+bool needs_netns(fault_kind k) {
+  return k == fault_kind::partition;
 }
 
 const node_spec* scenario::find(std::string_view n) const {

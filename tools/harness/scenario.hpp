@@ -34,8 +34,11 @@ struct node_spec {
   std::string config;
   /// Instances. Default: 1.
   int count = 1;
-  /// The address it binds to (`{{host}}`). Default: 127.0.0.1.
-  std::string host = "127.0.0.1";
+  /// Loopback mode: the address it binds to (`{{host}}`). Default:
+  /// 127.0.0.1. Netns mode: the label of the host (network namespace) its
+  /// instances run on, whose private address `{{host}}` becomes; default:
+  /// each instance its own host, named after it.
+  std::string host;
   /// When it starts, after the others are ready: a late (slow) joiner.
   /// Default: 0, with the others.
   milliseconds start_after{0};
@@ -72,18 +75,44 @@ struct workload_spec {
   size_t batch = 64;
 };
 
-/// What a fault does.
-enum class fault_kind { kill, pause, slow };
+/// What a fault does. `partition` needs the netns mode; `disk_full`
+/// needs root (it mounts a tmpfs); `clock` needs libfaketime.
+enum class fault_kind { kill, pause, slow, partition, disk_full, clock };
 
-/// The spelling of `k` in a scenario: kill, pause or slow.
+/// The spelling of `k` in a scenario: kill, pause, slow, partition,
+/// disk_full or clock.
 std::string_view to_string(fault_kind k);
+
+/// How a run places its nodes.
+enum class run_mode {
+  /// Every node on the loopback interface (or its `host` address).
+  loopback,
+  /// One network namespace per host, on a bridge made for the run.
+  netns,
+};
+
+/// `loopback` or `netns`, else nothing.
+std::optional<run_mode> parse_mode(std::string_view text);
+
+/// Whether a fault of kind `k` needs the netns mode (partition does: it
+/// drops traffic between hosts, and loopback has one host).
+bool needs_netns(fault_kind k);
 
 /// One timed fault.
 struct fault_spec {
   fault_kind kind = fault_kind::kill;
   /// A node name (one of its instances is chosen from the seed) or an
-  /// instance name.
+  /// instance name. partition: the first of `group`.
   std::string target;
+  /// partition: the node or instance names whose hosts are cut from the
+  /// others (a node name: all its instances).
+  std::vector<std::string> group;
+  /// partition: only what the others send to `group` is dropped.
+  /// Default: false (both ways).
+  bool one_way = false;
+  /// clock: the jump of the node's wall clock (negative: back). Default:
+  /// +1 h.
+  milliseconds jump{3600000};
   /// When, from the workload's start.
   milliseconds at{0};
   /// kill: the restart comes this much later; pause: SIGCONT this much
@@ -113,6 +142,13 @@ struct random_spec {
   milliseconds pause_for{1000};
   milliseconds slow_for{2000};
   milliseconds slow_delay{200};
+  /// Holds of partition, disk_full and clock faults. Defaults: 2 s each.
+  milliseconds partition_for{2000};
+  milliseconds disk_full_for{2000};
+  milliseconds clock_for{2000};
+  /// clock: the largest jump; each is drawn in [-clock_jump, clock_jump].
+  /// Default: 1 h.
+  milliseconds clock_jump{3600000};
 };
 
 /// Which checks fail the run, beyond those that always do (lost events,
@@ -142,6 +178,12 @@ struct scenario {
   /// Longest wait, after the workload and the heal, for every consumer to
   /// have handled what it should. Default: 30 s.
   milliseconds settle{30000};
+  /// The mode the scenario asks for (`mode:`); `--mode` overrides it.
+  /// Default: loopback.
+  run_mode mode = run_mode::loopback;
+  /// The size of the tmpfs each disk_full target's data directory is
+  /// on, in bytes (`disk_size:` in MiB). Default: 64 MiB.
+  uint64_t disk_size = 64ull << 20;
 
   /// The node named `name`, or null.
   const node_spec* find(std::string_view name) const;

@@ -68,14 +68,21 @@ void plan_random(const scenario& sc, const std::vector<instance>& all,
   // The first fault no earlier than min_gap: the nodes settle in first.
   milliseconds free_from = r.min_gap;
   milliseconds t{0};
+  std::vector<fault_kind> deck;
   for (;;) {
     t += milliseconds{static_cast<int64_t>(gap(rng) * 1000.0)};
     t = std::max(t, free_from);
     action a;
     a.at = t;
     a.origin = "random";
-    a.kind = r.kinds[std::uniform_int_distribution<size_t>{0, r.kinds.size()
-                                                                - 1}(rng)];
+    // Kinds are dealt from a shuffled deck of `kinds`, dealt again when
+    // empty: a short run still gets a mix of every kind.
+    if (deck.empty()) {
+      deck = r.kinds;
+      std::shuffle(deck.begin(), deck.end(), rng);
+    }
+    a.kind = deck.back();
+    deck.pop_back();
     a.target = targets[std::uniform_int_distribution<size_t>{0, targets.size()
                                                                   - 1}(rng)];
     switch (a.kind) {
@@ -90,6 +97,31 @@ void plan_random(const scenario& sc, const std::vector<instance>& all,
       a.delay = r.slow_delay;
       a.keys = slow_fault_keys(rng, p, 0);
       break;
+    case fault_kind::partition: {
+      // A minority of all instances (the producer too), cut both ways or
+      // one way.
+      std::vector<std::string> everyone;
+      for (auto& in : all)
+        everyone.push_back(in.name);
+      std::shuffle(everyone.begin(), everyone.end(), rng);
+      auto n = std::uniform_int_distribution<size_t>{
+        1, std::max<size_t>(1, everyone.size() / 2)}(rng);
+      a.group.assign(everyone.begin(), everyone.begin() + static_cast<long>(n));
+      a.target = a.group.front();
+      a.one_way = std::uniform_int_distribution<int>{0, 1}(rng) == 1;
+      a.hold = r.partition_for;
+      break;
+    }
+    case fault_kind::disk_full:
+      a.hold = r.disk_full_for;
+      break;
+    case fault_kind::clock: {
+      auto max = r.clock_jump.count();
+      a.jump =
+        milliseconds{std::uniform_int_distribution<int64_t>{-max, max}(rng)};
+      a.hold = r.clock_for;
+      break;
+    }
     }
     if (a.at + a.hold > end)
       break;
@@ -128,9 +160,10 @@ uint64_t plan::digest() const {
       fmt::format("{}|{}|{}|{}", e.at.count(), e.type, e.entity, e.data.dump()),
       h);
   for (auto& a : faults)
-    h = fnv1a(fmt::format("{}|{}|{}|{}|{}|{}", a.at.count(), to_string(a.kind),
-                          a.target, a.hold.count(), a.delay.count(),
-                          fmt::join(a.keys, ",")),
+    h = fnv1a(fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", a.at.count(),
+                          to_string(a.kind), a.target, a.hold.count(),
+                          a.delay.count(), fmt::join(a.keys, ","),
+                          fmt::join(a.group, ","), a.one_way, a.jump.count()),
               h);
   return h;
 }
@@ -190,6 +223,17 @@ caf::expected<plan> make_plan(const scenario& sc, const catalog& cat,
     a.origin = "timed";
     if (f.kind == fault_kind::slow)
       a.keys = slow_fault_keys(rng, p, f.keys);
+    if (f.kind == fault_kind::partition) {
+      a.group.clear();
+      for (auto& g : f.group)
+        for (auto& name : instances_named(sc, all, g))
+          if (std::find(a.group.begin(), a.group.end(), name) == a.group.end())
+            a.group.push_back(name);
+      a.target = a.group.front();
+    }
+    a.one_way = f.one_way;
+    if (f.kind == fault_kind::clock)
+      a.jump = f.jump;
     p.faults.push_back(std::move(a));
   }
   plan_random(sc, all, rng, p);
@@ -218,6 +262,25 @@ std::vector<std::string> describe(const plan& p, const scenario& sc) {
       what = fmt::format("slow handling on {} by {} ms for keys [{}], {} ms "
                          "long",
                          a.target, a.delay.count(), fmt::join(a.keys, ", "),
+                         a.hold.count());
+      break;
+    case fault_kind::partition:
+      what = fmt::format("partition [{}] from the others{}, healed {} ms "
+                         "later",
+                         fmt::join(a.group, ", "),
+                         a.one_way ? " one way (the others' packets to them "
+                                     "dropped)"
+                                   : "",
+                         a.hold.count());
+      break;
+    case fault_kind::disk_full:
+      what = fmt::format("fill the data disk of {}, freed {} ms later",
+                         a.target, a.hold.count());
+      break;
+    case fault_kind::clock:
+      what = fmt::format("jump the wall clock of {} by {:+} s, back {} ms "
+                         "later",
+                         a.target, static_cast<double>(a.jump.count()) / 1000.0,
                          a.hold.count());
       break;
     }

@@ -40,6 +40,12 @@ struct action {
   /// slow: the wait per handling, and the keys.
   milliseconds delay{0};
   std::vector<std::string> keys;
+  /// partition: the instances cut from the others, and whether only what
+  /// the others send them is dropped.
+  std::vector<std::string> group;
+  bool one_way = false;
+  /// clock: the jump of the target's wall clock.
+  milliseconds jump{0};
   /// `timed` (from `faults`) or `random`.
   std::string origin;
 };
