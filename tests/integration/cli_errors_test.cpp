@@ -163,26 +163,28 @@ TEST_CASE("herald names the config file and line of a missing catalog and of "
   auto config = (dir / "node.yaml").string();
   herald::test::write_text(config, "node: n\nservice: UserService\n"
                                    "catalog: missing.yaml\n");
-  auto missing = run(herald_cmd("publish --standalone --config "
-                                + shell_quote(config)
-                                + " user.account.deleted '{}'"),
-                     20s);
+  auto missing =
+    run(herald_cmd("publish --standalone --config " + shell_quote(config)
+                   + " user.account.deleted '{}'"),
+        20s);
   CHECK(missing.exit_code == 1);
   CHECK_THAT(missing.err,
              Catch::Contains(config + ":3: catalog: cannot read catalog '"
                              + (dir / "missing.yaml").string() + "'"));
   herald::test::write_text(config, "node: n\nservice: UserService\n"
-                                   "catalog: " + config_dir
+                                   "catalog: "
+                                     + config_dir
                                      + "/events.yaml\n"
                                        "bind: tcp://127.0.0.1:notaport\n");
-  auto bind = run(herald_cmd("publish --standalone --config "
-                             + shell_quote(config)
-                             + " user.account.deleted '{}'"),
-                  20s);
+  auto bind =
+    run(herald_cmd("publish --standalone --config " + shell_quote(config)
+                   + " user.account.deleted '{}'"),
+        20s);
   CHECK(bind.exit_code == 1);
   CHECK_THAT(bind.err,
-             Catch::Contains(config + ":4: 'bind': 'tcp://127.0.0.1:notaport' "
-                                      "is not a ZeroMQ endpoint: the port "
-                                      "'notaport' is not a number 0-65535 or "
-                                      "*"));
+             Catch::Contains(config
+                             + ":4: 'bind': 'tcp://127.0.0.1:notaport' "
+                               "is not a ZeroMQ endpoint: the port "
+                               "'notaport' is not a number 0-65535 or "
+                               "*"));
 }

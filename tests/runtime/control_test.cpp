@@ -43,10 +43,10 @@ control::dead_letter_record record(uint64_t id) {
   r.reason = "failed 3 attempts: smtp down";
   r.parked = id % 2 == 0;
   r.created = "2026-03-01T09:00:03.000000Z";
-  r.attempts = {{"2026-03-01T09:00:00.000000Z", "smtp down", "exception",
-                 "email-node"},
-                {"2026-03-01T09:10:01.000000Z", "smtp still down", "error",
-                 "email-node-2"}};
+  r.attempts = {
+    {"2026-03-01T09:00:00.000000Z", "smtp down", "exception", "email-node"},
+    {"2026-03-01T09:10:01.000000Z", "smtp still down", "error",
+     "email-node-2"}};
   r.redrives = {{"2026-03-01T09:10:00.000000Z", "ada@ops-host"}};
   return r;
 }
