@@ -26,8 +26,10 @@ harness_command add_harness_command(CLI::App& app, std::string argv0) {
   st->run.self = std::move(argv0);
   auto* cmd = app.add_subcommand(
     "harness",
-    "Launch a topology of nodes, drive a workload, kill, pause and slow "
-    "nodes on a seeded schedule, and judge what every consumer handled "
+    "Launch a topology of nodes, drive a workload, inject faults on a "
+    "seeded schedule (kill, pause, slow handlers; with --mode netns also "
+    "partitions; disk full, clock jumps), and judge what every consumer "
+    "handled "
     "(lost, duplicated, reordered, dead-lettered). See docs/harness.md.");
   cmd->require_subcommand(1);
   st->run_cmd = cmd->add_subcommand(
