@@ -85,7 +85,7 @@ TEST_CASE("a minimal node configuration gets the defaults", "[core][config]") {
   CHECK(cfg->transport.hwm == 100000);
   CHECK(cfg->transport.max_message_size == 1024 * 1024);
   CHECK(cfg->transport.heartbeat == std::chrono::milliseconds{1000});
-  CHECK(cfg->store.max_pending_bytes == 64 * 1024 * 1024);
+  CHECK(cfg->store.max_pending_bytes == 32 * 1024 * 1024);
   CHECK(cfg->store.publish_timeout == std::chrono::seconds{10});
   CHECK(cfg->consumers.empty());
 }

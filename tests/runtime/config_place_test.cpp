@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include "herald/core/config.hpp"
@@ -34,6 +35,12 @@ struct config_file {
     if (!cfg)
       return message_of(cfg.error());
     cfg->log_level = "critical";
+    // A file without data_dir would put the node's data under the working
+    // directory: this test's folder takes it instead.
+    std::ifstream in{path};
+    std::string text{std::istreambuf_iterator<char>{in}, {}};
+    if (text.find("data_dir:") == std::string::npos)
+      cfg->data_dir = (dir / "data").string();
     auto n = node::start(std::move(*cfg));
     return n ? std::string{} : message_of(n.error());
   }
