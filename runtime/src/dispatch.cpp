@@ -27,18 +27,62 @@ void node::impl::on_io_error(const caf::error& why) {
   log->warn("transport I/O error: {}", message_of(why));
 }
 
+namespace {
+
+constexpr auto commit_failure_log_every = std::chrono::seconds{10};
+
+} // namespace
+
+void node::impl::log_commit_failure(size_t events, const caf::error& err) {
+  auto now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> guard{commit_failures_mtx};
+  ++unlogged_failed_groups;
+  unlogged_failed_events += events;
+  if (commit_failing.load(std::memory_order_relaxed)
+      && now - commit_failure_logged < commit_failure_log_every)
+    return;
+  if (!commit_failing.exchange(true, std::memory_order_relaxed))
+    log->error("{} events were not stored and are not sent: {}", events,
+               message_of(err));
+  else
+    log->error("{} events in {} commit groups were not stored and are not "
+               "sent in the last {}s: {}",
+               unlogged_failed_events, unlogged_failed_groups,
+               std::chrono::duration_cast<std::chrono::seconds>(
+                 now - commit_failure_logged)
+                 .count(),
+               message_of(err));
+  commit_failure_logged = now;
+  unlogged_failed_groups = 0;
+  unlogged_failed_events = 0;
+}
+
+void node::impl::log_commit_recovery() {
+  std::lock_guard<std::mutex> guard{commit_failures_mtx};
+  if (!commit_failing.exchange(false, std::memory_order_relaxed))
+    return;
+  if (unlogged_failed_groups > 0)
+    log->error("{} more events in {} commit groups were not stored and are "
+               "not sent before the event log could be written again",
+               unlogged_failed_events, unlogged_failed_groups);
+  log->info("the event log is written again");
+  unlogged_failed_groups = 0;
+  unlogged_failed_events = 0;
+}
+
 // Called by the log's committer after each group, in seq order.
 void node::impl::on_commit(std::vector<store::record>& group,
                            const caf::error& err) {
   auto first = group.front().seq;
   auto last = group.back().seq;
   if (err) {
-    log->error("{} events were not stored and are not sent: {}", group.size(),
-               message_of(err));
+    log_commit_failure(group.size(), err);
     if (publisher)
       publisher->on_commit(first, last, err);
     return;
   }
+  if (commit_failing.load(std::memory_order_relaxed))
+    log_commit_recovery();
   event_batch local;
   {
     std::shared_lock<std::shared_mutex> guard{consumers_mtx};

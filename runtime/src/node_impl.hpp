@@ -219,6 +219,18 @@ struct node::impl : transport::pump_listener {
   /// `observe` call, before the observer's actor is made.
   observe_options observer_start;
 
+  // --- Guarded by commit_failures_mtx ---------------------------------------
+  // Commit groups that failed and were not logged one by one: while the
+  // disk is full every group fails (hundreds a second), so the first
+  // failure is logged, then one summary line every `commit_failure_log_every`
+  // at most, and one when a group is written again. `commit_failing` tells
+  // a healthy commit that there is nothing to do without taking the lock.
+  std::mutex commit_failures_mtx;
+  std::atomic<bool> commit_failing{false};
+  std::chrono::steady_clock::time_point commit_failure_logged{};
+  uint64_t unlogged_failed_groups = 0;
+  uint64_t unlogged_failed_events = 0;
+
   // --- Guarded by redrive_mtx -----------------------------------------------
   // Dead letters handed back to their consumer and not finished yet: a
   // second redrive does not send them twice.
@@ -255,6 +267,11 @@ struct node::impl : transport::pump_listener {
   void on_bad_frame(const caf::error& why) override;
   void on_io_error(const caf::error& why) override;
   void on_commit(std::vector<store::record>& group, const caf::error& err);
+  // Logs a failed commit group of `events`, or counts it for the next
+  // summary line (see `commit_failures_mtx`).
+  void log_commit_failure(size_t events, const caf::error& err);
+  // Logs what was not logged of the failures, once a group commits again.
+  void log_commit_recovery();
   bool has_room(const consumer_entry& c, size_t n) const;
   void dispatch(event_batch&& batch);
   bool selected_locally(std::string_view type) const;

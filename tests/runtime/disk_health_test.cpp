@@ -8,7 +8,10 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
+
+#include <spdlog/sinks/ostream_sink.h>
 
 #include "deadline.hpp"
 #include "health.hpp"
@@ -53,6 +56,9 @@ TEST_CASE("a full disk shows in /healthz and clears once space is freed, "
   auto cfg = make_config("user-node", "UserService");
   cfg.data_dir = (disk.at / "data").string();
   cfg.metrics_listen = "127.0.0.1:0";
+  std::ostringstream log;
+  cfg.log_level = "info";
+  cfg.log_sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
   auto n = start(cfg);
   test::healthz health{n->metrics_port()};
   REQUIRE(health().first == 200);
@@ -69,6 +75,25 @@ TEST_CASE("a full disk shows in /healthz and clears once space is freed, "
   }
   REQUIRE(failure);
   CHECK_THAT(message_of(failure), Catch::Contains(cfg.data_dir));
+  // 100 more publishes fail, one commit group each: the log says so once,
+  // not once a group.
+  auto began = std::chrono::steady_clock::now();
+  for (int k = 0; k < 100; ++k) {
+    auto r = n->bus().publish("user.account.created", created(++i));
+    REQUIRE(r);
+    CHECK(test::get_within(*r->durable, 10s));
+  }
+  auto not_stored = [&] {
+    auto text = log.str();
+    size_t count = 0;
+    for (size_t at = 0; (at = text.find("not stored", at)) != std::string::npos;
+         ++at)
+      ++count;
+    return count;
+  };
+  // The first failure, then a summary every 10 s at most.
+  auto took = std::chrono::steady_clock::now() - began;
+  CHECK(not_stored() <= 2 + static_cast<size_t>(took / 10s));
   auto sick = health();
   CHECK(sick.first == 503);
   CHECK_THAT(sick.second, Catch::Contains("the event log cannot be written"));
@@ -91,6 +116,9 @@ TEST_CASE("a full disk shows in /healthz and clears once space is freed, "
   CHECK(well.first == 200);
   CHECK(well.second == "ok\n");
   n->stop();
+  // The failures not logged one by one are summed up once it recovered.
+  CHECK_THAT(log.str(), Catch::Contains("commit groups were not stored")
+                          && Catch::Contains("the event log is written again"));
 }
 
 TEST_CASE("a consumer whose offsets cannot be committed on a full disk "
