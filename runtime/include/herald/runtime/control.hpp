@@ -715,6 +715,203 @@ struct test_hooks_reply {
   bool operator==(const test_hooks_reply&) const = default;
 };
 
+// --- membership: gossip between the members of a cluster ----------------
+
+/// A member's status, as SWIM spreads it (memberlist's alive / suspect /
+/// dead / left, with Akka Cluster's joining):
+/// - `joining`: started, and no seed has answered it yet;
+/// - `up`: a member that answers;
+/// - `suspect`: some member did not hear it for `cluster.suspect_after`;
+/// - `down`: not heard for `cluster.down_after`: its connections are
+///   closed; it is still probed for `cluster.reconnect_window`;
+/// - `leaving`: it said it stops (SIGTERM); treated as down.
+/// A record of a higher incarnation overrides a lower one; at one
+/// incarnation the later status in this order overrides the earlier,
+/// `joining` = `up` < `suspect` < `down` < `leaving` (SWIM, section 4.2).
+enum class member_status : uint8_t { joining, up, suspect, down, leaving };
+
+/// `joining`, `up`, `suspect`, `down` or `leaving`.
+std::string_view to_string(member_status s) noexcept;
+
+/// The status named `text`; nothing for any other text.
+std::optional<member_status> parse_member_status(std::string_view text);
+
+/// One consumer a member runs.
+struct member_consumer {
+  /// The consumer's name, e.g. `EmailService`.
+  std::string name;
+  /// Its subscription patterns, e.g. `user.>`.
+  std::vector<std::string> patterns;
+
+  bool operator==(const member_consumer&) const = default;
+};
+
+/// What a member announces of itself, and the status others give it. The
+/// member alone changes its own fields but `status`; every change of its
+/// own raises `incarnation` first.
+struct cluster_member {
+  /// The node's name (config `node`); unique in the cluster.
+  std::string name;
+  /// Its stream id (the data dir's).
+  std::string stream;
+  /// Persisted in the member's data dir; raised by every start and by
+  /// every refutation of a rumour about it (SWIM's incarnation number).
+  uint64_t incarnation = 0;
+  member_status status = member_status::joining;
+  /// The service the node runs (config `service`); may be empty.
+  std::string service;
+  /// Its PUB endpoint as peers connect to it (config `advertise`, else the
+  /// bound one).
+  std::string pub;
+  /// Its control endpoint as peers connect to it.
+  std::string control;
+  /// Its `/metrics` address, `http://HOST:PORT`; empty when it serves none.
+  std::string metrics;
+  /// The event types whose catalog producer is its service.
+  std::vector<std::string> produces;
+  /// The consumers it runs.
+  std::vector<member_consumer> consumers;
+
+  bool operator==(const cluster_member&) const = default;
+};
+
+/// Request ids with this bit set are membership's own: the replies to them
+/// (gossip replies, or error replies refusing them) go to membership, every
+/// other reply to the replay protocol.
+inline constexpr uint64_t gossip_id_bit = uint64_t{1} << 63;
+
+struct gossip_sync_reply;
+struct gossip_ack;
+struct gossip_probe_reply;
+
+/// `gossip.sync`: push-pull of whole views (memberlist's push/pull), also
+/// how a node joins through a seed. The receiver merges `members` and
+/// `from`, and answers with its own view. Refused (`error_reply`) when
+/// `cluster` is not the receiver's, or when `from.name` belongs to another
+/// stream that is not down; both are logged on both sides.
+struct gossip_sync_request {
+  using reply_type = gossip_sync_reply;
+  /// Protocol version. Default: `version`.
+  uint32_t v = version;
+  /// Chosen by the sender, with `gossip_id_bit`; the reply echoes it.
+  uint64_t id = 0;
+  /// The sender's cluster name (config `cluster.name`).
+  std::string cluster;
+  /// The sender's own record.
+  cluster_member from;
+  /// The sender's view, itself included.
+  std::vector<cluster_member> members;
+
+  bool operator==(const gossip_sync_request&) const = default;
+};
+
+/// The answer to a `gossip_sync_request`: the receiver's view after the
+/// merge, itself included.
+struct gossip_sync_reply {
+  uint32_t v = version;
+  uint64_t id = 0;
+  std::string cluster;
+  std::vector<cluster_member> members;
+
+  bool operator==(const gossip_sync_reply&) const = default;
+};
+
+/// `gossip.ping`: a direct probe, with recent changes piggybacked (SWIM's
+/// dissemination component).
+struct gossip_ping {
+  using reply_type = gossip_ack;
+  uint32_t v = version;
+  uint64_t id = 0;
+  std::string cluster;
+  /// The sender's name and incarnation.
+  std::string from;
+  uint64_t incarnation = 0;
+  /// The name the sender means to probe: a receiver of another name (a
+  /// new node on an old endpoint) answers with an error.
+  std::string target;
+  /// Member records changed lately, as the sender knows them.
+  std::vector<cluster_member> updates;
+
+  bool operator==(const gossip_ping&) const = default;
+};
+
+/// The answer to a `gossip_ping`.
+struct gossip_ack {
+  uint32_t v = version;
+  uint64_t id = 0;
+  std::string cluster;
+  std::string from;
+  uint64_t incarnation = 0;
+  std::vector<cluster_member> updates;
+
+  bool operator==(const gossip_ack&) const = default;
+};
+
+/// `gossip.probe`: an indirect probe (SWIM's ping-req, answered from what
+/// the receiver heard itself): when did the receiver last hear `target`
+/// directly?
+struct gossip_probe {
+  using reply_type = gossip_probe_reply;
+  uint32_t v = version;
+  uint64_t id = 0;
+  std::string cluster;
+  std::string from;
+  std::string target;
+
+  bool operator==(const gossip_probe&) const = default;
+};
+
+/// The answer to a `gossip_probe`.
+struct gossip_probe_reply {
+  uint32_t v = version;
+  uint64_t id = 0;
+  std::string target;
+  /// Milliseconds since the receiver last heard `target` directly; absent
+  /// when it never did or does not know it.
+  std::optional<uint64_t> heard_ms_ago;
+
+  bool operator==(const gossip_probe_reply&) const = default;
+};
+
+struct members_reply;
+
+/// `members`: the cluster as the receiving node sees it (`herald members`,
+/// `herald status --cluster`).
+struct members_request {
+  using reply_type = members_reply;
+  uint32_t v = version;
+  uint64_t id = 0;
+
+  bool operator==(const members_request&) const = default;
+};
+
+/// One member in a `members_reply`.
+struct member_entry {
+  cluster_member member;
+  /// Milliseconds since the answering node last heard it directly (itself:
+  /// 0); absent when it never did.
+  std::optional<uint64_t> last_heard_ms;
+
+  bool operator==(const member_entry&) const = default;
+};
+
+/// The answer to a `members_request`.
+struct members_reply {
+  uint32_t v = version;
+  uint64_t id = 0;
+  /// The cluster's name and the answering node's name.
+  std::string cluster;
+  std::string self;
+  /// Every member known, the answering node included, by name.
+  std::vector<member_entry> members;
+
+  bool operator==(const members_reply&) const = default;
+};
+
+/// `r` as the JSON object `herald members --json` prints (without `v`,
+/// `id`).
+payload to_json(const members_reply& r);
+
 // --- errors, heartbeats ----------------------------------------------------
 
 /// The answer to any request the node refused.
@@ -759,7 +956,9 @@ struct heartbeat {
 using request =
   std::variant<replay_request, dlq_list_request, dlq_show_request,
                dlq_redrive_request, dlq_purge_request, publish_request,
-               status_request, hello_request, test_hooks_request>;
+               status_request, hello_request, test_hooks_request,
+               gossip_sync_request, gossip_ping, gossip_probe,
+               members_request>;
 
 /// A reply as read: the one asked for, or the node's refusal.
 template <class Reply> using answer = std::variant<Reply, error_reply>;
@@ -784,6 +983,14 @@ std::string encode(const hello_request& m);
 std::string encode(const hello_reply& m);
 std::string encode(const test_hooks_request& m);
 std::string encode(const test_hooks_reply& m);
+std::string encode(const gossip_sync_request& m);
+std::string encode(const gossip_sync_reply& m);
+std::string encode(const gossip_ping& m);
+std::string encode(const gossip_ack& m);
+std::string encode(const gossip_probe& m);
+std::string encode(const gossip_probe_reply& m);
+std::string encode(const members_request& m);
+std::string encode(const members_reply& m);
 std::string encode(const error_reply& m);
 std::string encode(const heartbeat& m);
 /// Encodes whichever request `m` holds.
@@ -802,7 +1009,8 @@ caf::expected<request> decode_request(std::string_view bytes,
 /// `Reply` (the `reply_type` of the request sent, one of
 /// `replay_reply`, `dlq_list_reply`, `dlq_show_reply`,
 /// `dlq_redrive_reply`, `dlq_purge_reply`, `publish_reply`, `status_reply`,
-/// `hello_reply`, `test_hooks_reply`). Any version is read; `id` and an error
+/// `hello_reply`, `test_hooks_reply`, `gossip_sync_reply`, `gossip_ack`,
+/// `gossip_probe_reply`, `members_reply`). Any version is read; `id` and an error
 /// reply's `stream` may be absent (0, empty). Fails with `errc::decode_error`
 /// naming the field that is missing or wrong-typed. Never throws.
 template <class Reply>
