@@ -227,6 +227,11 @@ void add_node_options(CLI::App& app, node_options& opts,
                 "config's peers (repeatable)")
     ->allow_extra_args(false);
   app
+    .add_option("--seed", opts.seeds,
+                "control endpoint of a cluster member to join through, in "
+                "addition to the config's cluster.seeds (repeatable)")
+    ->allow_extra_args(false);
+  app
     .add_option("--log-level", opts.log_level,
                 "log level on stderr, overriding the config's log_level")
     ->check(CLI::IsMember(
@@ -250,6 +255,8 @@ start_node(const node_options& opts,
   if (!cfg)
     return std::move(cfg.error());
   cfg->peers.insert(cfg->peers.end(), opts.peers.begin(), opts.peers.end());
+  cfg->cluster.seeds.insert(cfg->cluster.seeds.end(), opts.seeds.begin(),
+                            opts.seeds.end());
   if (!opts.log_level.empty())
     cfg->log_level = opts.log_level;
   if (!opts.data_dir.empty())

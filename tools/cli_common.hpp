@@ -90,6 +90,9 @@ struct node_options {
   std::string config;
   /// Endpoints added to the config's `peers` (`--peer`, repeatable).
   std::vector<std::string> peers;
+  /// Control endpoints added to the config's `cluster.seeds` (`--seed`,
+  /// repeatable).
+  std::vector<std::string> seeds;
   /// Where to write the node's endpoint once it is ready
   /// (`--endpoint-file`). Default: nowhere.
   std::string endpoint_file;
@@ -104,12 +107,13 @@ struct node_options {
   std::string data_dir;
 };
 
-/// Adds `--config`, `--peer`, `--log-level`, `--data-dir` and, when
+/// Adds `--config`, `--peer`, `--seed`, `--log-level`, `--data-dir` and, when
 /// `with_endpoint_file`, `--endpoint-file` and `--control-file` to `app`.
 void add_node_options(CLI::App& app, node_options& opts,
                       bool with_endpoint_file = true);
 
-/// Loads `opts.config`, appends `opts.peers` to its peers, lets `adjust`
+/// Loads `opts.config`, appends `opts.peers` to its peers and `opts.seeds`
+/// to its seeds, lets `adjust`
 /// change the result, and starts the node. Fails with the error of the step
 /// that failed, naming the file.
 caf::expected<std::unique_ptr<node>>

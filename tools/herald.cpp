@@ -25,6 +25,8 @@
 #include <optional>
 #include <string>
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -80,6 +82,8 @@ int run_tail(const tail_args& args) {
   } cleanup{temp_dir};
   auto n = cli::start_node(args.node, [&](herald::node_config& cfg) {
     cfg.consumers.clear();
+    // A member of its own: the config's node keeps its name in the cluster.
+    cfg.name = fmt::format("{}.tail.{}", cfg.name, ::getpid());
     if (!temp_dir.empty())
       cfg.data_dir = temp_dir;
   });
@@ -153,7 +157,9 @@ int main(int argc, char** argv) {
   auto* tail_cmd = app.add_subcommand(
     "tail",
     "Print the events a pattern selects, one JSON line each, from every "
-    "stream this node hears of (the producers named by --peer). Without "
+    "stream this node hears of (the producers named by --peer, or the "
+    "members producing what it selects, with --seed or cluster.seeds). "
+    "Without "
     "--from-start or --since: live events only, from the first that "
     "arrives. With them: first each stream's events read back from its "
     "producer's log, from its oldest retained event or from a time, then "
@@ -208,6 +214,7 @@ int main(int argc, char** argv) {
 
   auto dlq = cli::add_dlq_commands(app);
   auto status = cli::add_status_command(app);
+  auto members = cli::add_members_command(app);
   auto harness = cli::add_harness_command(app, argv[0]);
 
   if (auto rc = cli::parse(app, argc, argv))
@@ -218,6 +225,8 @@ int main(int argc, char** argv) {
     return publish.run();
   if (*status.app)
     return status.run();
+  if (*members.app)
+    return members.run();
   if (*harness.app)
     return harness.run();
   if (*tail_cmd)

@@ -23,7 +23,54 @@ constexpr std::string_view prog = "herald";
 struct status_state {
   endpoint_options endpoint;
   bool json = false;
+  bool cluster = false;
 };
+
+// How long ago, for a person: `0.4s`, `12s`, `3m20s`, `-` for never.
+std::string ago(const std::optional<uint64_t>& ms) {
+  if (!ms)
+    return "-";
+  if (*ms < 10'000)
+    return fmt::format("{:.1f}s", static_cast<double>(*ms) / 1000.0);
+  auto s = *ms / 1000;
+  if (s < 60)
+    return fmt::format("{}s", s);
+  if (s < 3600)
+    return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}h{:02}m", s / 3600, (s / 60) % 60);
+}
+
+// One row per member: the view of the node asked.
+void print_members(const control::members_reply& r) {
+  print_table({{"cluster:", one_line(r.cluster)},
+               {"seen by:", one_line(r.self)},
+               {"members:", std::to_string(r.members.size())}});
+  print_line("");
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back({"MEMBER", "STATUS", "INCARNATION", "STREAM", "PUB",
+                  "CONTROL", "METRICS", "PRODUCES", "CONSUMERS",
+                  "LAST HEARD"});
+  for (auto& e : r.members) {
+    auto& m = e.member;
+    std::vector<std::string> consumers;
+    for (auto& c : m.consumers)
+      consumers.push_back(
+        fmt::format("{}({})", c.name, fmt::join(c.patterns, ",")));
+    rows.push_back(
+      {one_line(m.name) + (m.name == r.self ? " *" : ""),
+       std::string{control::to_string(m.status)},
+       std::to_string(m.incarnation), one_line(m.stream), one_line(m.pub),
+       one_line(m.control), m.metrics.empty() ? "-" : one_line(m.metrics),
+       m.produces.empty() ? "-"
+                          : one_line(fmt::format("{}", fmt::join(m.produces,
+                                                                 ","))),
+       consumers.empty() ? "-"
+                         : one_line(fmt::format("{}", fmt::join(consumers,
+                                                                " "))),
+       ago(e.last_heard_ms)});
+  }
+  print_table(rows);
+}
 
 // The node's part: a label and a value per line.
 void print_node(const control::status_reply& r) {
@@ -88,9 +135,18 @@ int run_status(const status_state& st) {
   auto reply = ask_node(st.endpoint, control::status_request{});
   if (!reply)
     return fail(prog, message_of(reply.error()));
+  std::optional<control::members_reply> members;
+  if (st.cluster) {
+    auto m = ask_node(st.endpoint, control::members_request{});
+    if (!m)
+      return fail(prog, message_of(m.error()));
+    members = std::move(*m);
+  }
   if (st.json) {
     auto j = control::to_json(*reply);
     j["healthy"] = reply->healthy();
+    if (members)
+      j["cluster"] = control::to_json(*members);
     print_line(dump(j));
     return exit_ok;
   }
@@ -98,6 +154,21 @@ int run_status(const status_state& st) {
   print_line("");
   print_consumers(*reply);
   print_health(*reply);
+  if (members) {
+    print_line("");
+    print_members(*members);
+  }
+  return exit_ok;
+}
+
+int run_members(const status_state& st) {
+  auto reply = ask_node(st.endpoint, control::members_request{});
+  if (!reply)
+    return fail(prog, message_of(reply.error()));
+  if (st.json)
+    print_line(dump(control::to_json(*reply)));
+  else
+    print_members(*reply);
   return exit_ok;
 }
 
@@ -114,8 +185,27 @@ status_command add_status_command(CLI::App& app) {
   cmd->add_flag("--json", st->json,
                 "print one JSON object instead: the node's answer and "
                 "'healthy'");
+  cmd->add_flag("--cluster", st->cluster,
+                "also show the cluster's members as the node sees them (as "
+                "herald members does); under 'cluster' with --json");
   return {cmd, [st] {
             return run_status(*st);
+          }};
+}
+
+status_command add_members_command(CLI::App& app) {
+  auto st = std::make_shared<status_state>();
+  auto* cmd = app.add_subcommand(
+    "members", "Show the cluster's members as a running node sees them, "
+               "through its control endpoint: per member its status (joining, "
+               "up, suspect, down, leaving), incarnation, stream, endpoints, "
+               "the event types it produces, its consumers and when the node "
+               "last heard it. The node asked is marked '*'.");
+  add_endpoint_options(*cmd, st->endpoint);
+  cmd->add_flag("--json", st->json,
+                "print one JSON object instead: cluster, self and members");
+  return {cmd, [st] {
+            return run_members(*st);
           }};
 }
 

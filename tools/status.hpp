@@ -32,6 +32,12 @@ struct status_command {
 };
 
 /// Adds `status` to `app`. Its options are parsed into state `run` owns.
+/// `--cluster` adds the members (as `members` shows them).
 status_command add_status_command(CLI::App& app);
+
+/// Adds `members` to `app`: the cluster as the node asked sees it (the
+/// control op `members`), as a table or with `--json` as one object
+/// (`control::to_json(members_reply)`). Exit codes as for `status`.
+status_command add_members_command(CLI::App& app);
 
 } // namespace herald::cli

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <filesystem>
 #include <limits>
 #include <optional>
@@ -413,6 +414,69 @@ void read_test_hooks(const entry& e, problems& out, test_hooks_config& cfg) {
   }
 }
 
+void read_cluster(const entry& e, problems& out, config_origin& origin,
+                  cluster_config& cfg) {
+  if (!is_map(e, "",
+              "name, seeds, suspect_after, down_after, probe_interval, "
+              "sync_interval, reconnect_window",
+              out))
+    return;
+  entry name{"name"}, seeds{"seeds"}, suspect_after{"suspect_after"},
+    down_after{"down_after"}, probe_interval{"probe_interval"},
+    sync_interval{"sync_interval"}, reconnect_window{"reconnect_window"};
+  constexpr std::string_view ctx = "cluster: ";
+  detail::read_map(e.value, ctx,
+                   {&name, &seeds, &suspect_after, &down_after,
+                    &probe_interval, &sync_interval, &reconnect_window},
+                   out);
+  if (name)
+    if (auto text = detail::text_of(name, ctx, "a name", out)) {
+      auto ok = !text->empty() && text->size() <= 64
+                && std::all_of(text->begin(), text->end(), [](char c) {
+                     return std::isalnum(static_cast<unsigned char>(c))
+                            || c == '.' || c == '_' || c == '-';
+                   });
+      if (ok)
+        cfg.name = *text;
+      else
+        out.add(name.line,
+                fmt::format("{}'name': '{}' is not a cluster name; use 1 to "
+                            "64 letters, digits, '.', '_' or '-', the same on "
+                            "every node of the cluster",
+                            ctx, *text));
+    }
+  if (seeds && !seeds.value.IsSequence())
+    out.add(seeds.line, "cluster: 'seeds' must be a list of control "
+                        "endpoints of members, e.g. [tcp://10.0.0.1:7001]");
+  else if (seeds)
+    for (const auto& item : seeds.value)
+      if (auto seed = endpoint_of({"seeds", detail::line_of(item), item},
+                                  endpoint_use::connect, out)) {
+        origin.settings.push_back(
+          {"cluster.seeds", *seed, detail::line_of(item)});
+        cfg.seeds.push_back(std::move(*seed));
+      }
+  read_duration(suspect_after, out, cfg.suspect_after, ctx);
+  read_duration(down_after, out, cfg.down_after, ctx);
+  read_duration(probe_interval, out, cfg.probe_interval, ctx);
+  read_duration(sync_interval, out, cfg.sync_interval, ctx);
+  read_duration(reconnect_window, out, cfg.reconnect_window, ctx);
+  if (cfg.down_after <= cfg.suspect_after)
+    out.add(down_after ? down_after.line : e.line,
+            fmt::format("{}'down_after' ({}) must be more than "
+                        "'suspect_after' ({}): a member is suspected before "
+                        "it is taken down",
+                        ctx, format_duration(cfg.down_after),
+                        format_duration(cfg.suspect_after)));
+  if (cfg.probe_interval >= cfg.suspect_after)
+    out.add(probe_interval ? probe_interval.line : e.line,
+            fmt::format("{}'probe_interval' ({}) must be less than "
+                        "'suspect_after' ({}): a member is pinged several "
+                        "times before it is suspected",
+                        ctx, format_duration(cfg.probe_interval),
+                        format_duration(cfg.suspect_after)));
+}
+
 void read_log_level(const entry& e, std::string_view context, problems& out,
                     node_config& cfg) {
   if (!e)
@@ -440,11 +504,11 @@ void read_config(const YAML::Node& root, const std::string& base_dir,
     peers{"peers"}, catalog{"catalog"}, log_level{"log_level"},
     transport{"transport"}, consumers{"consumers"}, data_dir{"data_dir"},
     control{"control"}, store{"store"}, log{"log"}, metrics{"metrics"},
-    record{"record"}, test_hooks{"test_hooks"};
+    record{"record"}, test_hooks{"test_hooks"}, cluster{"cluster"};
   detail::read_map(root, "",
                    {&node, &service, &bind, &advertise, &peers, &catalog,
                     &log_level, &transport, &consumers, &data_dir, &control,
-                    &store, &log, &metrics, &record, &test_hooks},
+                    &store, &log, &metrics, &record, &test_hooks, &cluster},
                    out);
   auto top = detail::line_of(root);
   if (detail::require(node, top, "", "the node's name, e.g. node: email-node",
@@ -528,6 +592,8 @@ void read_config(const YAML::Node& root, const std::string& base_dir,
       cfg.control = *ep;
       remember("control", *ep, control.line);
     }
+  if (cluster)
+    read_cluster(cluster, out, cfg.origin, cfg.cluster);
   if (store)
     read_store(store, out, cfg.store);
   if (transport)

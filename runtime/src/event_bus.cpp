@@ -222,6 +222,9 @@ caf::error event_bus::add_handler(std::string_view pattern_text, handler_fn fn,
                    subscription{*pat, std::move(fn)});
     p.subscribe_prefix(pat->zmq_prefix());
   }
+  // Announce the subscription, and connect to the members producing what
+  // it selects, at the next tick.
+  p.self_changed = true;
   return {};
 }
 

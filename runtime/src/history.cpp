@@ -1,5 +1,6 @@
 #include "history.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -39,7 +40,8 @@ caf::error write_synced(const std::string& path, const std::string& text) {
 
 } // namespace
 
-caf::expected<uint64_t> raise_incarnation(const std::string& data_dir) {
+caf::expected<uint64_t> raise_incarnation(const std::string& data_dir,
+                                          uint64_t at_least) {
   auto path = (std::filesystem::path{data_dir} / "incarnation").string();
   uint64_t n = 0;
   if (std::filesystem::exists(path)) {
@@ -51,7 +53,7 @@ caf::expected<uint64_t> raise_incarnation(const std::string& data_dir) {
                                     "delete it to start again from 1",
                                     path));
   }
-  ++n;
+  n = std::max(n + 1, at_least);
   auto aside = path + ".new";
   if (auto err = write_synced(aside, fmt::format("{}\n", n)))
     return err;

@@ -28,9 +28,12 @@ inline constexpr int history_version = 1;
 /// when absent) by one, durably (written aside, synced, renamed), and
 /// returns the new value: 1 on a new data directory. A node raises it at
 /// every start, so it tells the runs of one node (and one stream) apart.
+/// With `at_least`, the new value is at least that (membership raises the
+/// incarnation it announces when it refutes a rumour about the node).
 /// Fails with `errc::io_error` naming the file, or `errc::corrupt_log`
 /// when the file holds no number.
-caf::expected<uint64_t> raise_incarnation(const std::string& data_dir);
+caf::expected<uint64_t> raise_incarnation(const std::string& data_dir,
+                                          uint64_t at_least = 0);
 
 /// Appends the history records of one node to a file.
 class history_file final : public handling_history {

@@ -14,6 +14,7 @@
 #include "herald/core/errc.hpp"
 #include "herald/core/logging.hpp"
 #include "history.hpp"
+#include "membership.hpp"
 #include "node_impl.hpp"
 #include "publish_admin.hpp"
 #include "test_hooks.hpp"
@@ -248,12 +249,15 @@ node::impl::~impl() {
   shutdown();
 }
 
-// Stops the node, in an order that loses nothing acknowledged: the
-// retention thread; the actors (after committing their offsets); the log
+// Stops the node, in an order that loses nothing acknowledged: telling the
+// cluster it leaves; the retention thread; the actors (after committing their offsets); the log
 // (its committer writes and hands out what is queued); the pump (it sends
 // what it was handed, up to the linger time); the actor system.
 // Idempotent.
 void node::impl::shutdown() {
+  // Members stop sending to this node's stream and close their
+  // connections to it while the rest stops.
+  leave_cluster();
   running = false;
   if (http)
     http->stop();
@@ -364,7 +368,7 @@ node::start(node_config cfg, std::function<int64_t()> clock) {
       return err;
   start_actors(*p);
   p->publisher = std::make_unique<publish_admin>(*p);
-  for (auto step : {start_pump, start_http})
+  for (auto step : {start_pump, start_http, start_membership})
     if (auto err = step(*p))
       return err;
   p->running = true;

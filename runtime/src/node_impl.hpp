@@ -90,6 +90,10 @@ struct consumer_entry {
   std::shared_ptr<handler_pool> pool;
 };
 
+/// Makes the node's membership (cluster.cpp): a step of `node::start`,
+/// after the pump and the HTTP server (their endpoints are announced).
+caf::error start_membership(node::impl& p);
+
 /// Makes the threads the actor system of `cfg` starts (its scheduler's
 /// workers and timer) known as actor threads (event_bus.cpp).
 void mark_actor_threads(caf::actor_system_config& cfg);
@@ -280,7 +284,7 @@ struct node::impl : transport::pump_listener {
 
   // replay.cpp: heartbeats, control requests and the replay protocol.
   std::string make_heartbeat() override;
-  void on_heartbeat(std::string_view body) override;
+  void on_heartbeat(std::string_view body, std::string_view from) override;
   void broadcast_heartbeat(const stream_heartbeat& hb);
   std::optional<std::string>
   on_control_request(std::string_view request,

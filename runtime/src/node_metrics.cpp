@@ -167,6 +167,7 @@ std::string node::impl::render_metrics() {
             "from peers).",
             {}, pump->stats().io_errors.load());
   write_peer_metrics(w);
+  write_cluster_metrics(w);
   w.counter("herald_control_errors_total",
             "Control requests, replies and heartbeats refused as "
             "malformed or unknown.",

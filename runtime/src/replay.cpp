@@ -58,7 +58,7 @@ void node::impl::broadcast_heartbeat(const stream_heartbeat& hb) {
     caf::anon_send(c.actor, heartbeat_atom::value, hb);
 }
 
-void node::impl::on_heartbeat(std::string_view body) {
+void node::impl::on_heartbeat(std::string_view body, std::string_view from) {
   auto hb = control::decode_heartbeat(body, limits);
   if (!hb) {
     control_errors.fetch_add(1, std::memory_order_relaxed);
@@ -66,6 +66,8 @@ void node::impl::on_heartbeat(std::string_view body) {
     return;
   }
   if (hb->stream == stream)
+    return;
+  if (!from_member(*hb, from))
     return;
   if (!note_heartbeat(*hb))
     return;
@@ -202,7 +204,10 @@ size_t node::impl::transport_max_batch() const {
   return std::min<size_t>(cfg.transport.max_message_size / 2, 512 * 1024);
 }
 
-void node::impl::on_control_reply(std::string_view, std::string_view body) {
+void node::impl::on_control_reply(std::string_view endpoint,
+                                  std::string_view body) {
+  if (on_gossip_reply(endpoint, body))
+    return;
   auto r = parse_reply(body);
   if (!r) {
     if (on_hello_reply(body))

@@ -120,6 +120,7 @@ control::status_reply node::impl::status(bool count_dead_letters) {
     for (auto& [id, peer] : peer_streams)
       heard.emplace(id, peer.last_heartbeat);
   }
+  auto owners = owner_problems();
   auto now = steady_clock::now();
   auto silent = silence_after();
   std::shared_lock<std::shared_mutex> guard{consumers_mtx};
@@ -141,7 +142,14 @@ control::status_reply node::impl::status(bool count_dead_letters) {
                              pos.head > pos.offset ? pos.head - pos.offset : 0,
                              pos.paused});
         std::optional<std::chrono::milliseconds> silent_for;
-        if (auto it = heard.find(id); it != heard.end() && id != stream) {
+        // A member's stream: membership says whether its producer is
+        // there (the one failure detector); a static peer's: its
+        // heartbeats.
+        if (auto owner = owners.find(id); owner != owners.end()) {
+          if (!owner->second.empty())
+            c.health.push_back(owner->second);
+        } else if (auto it = heard.find(id);
+                   it != heard.end() && id != stream) {
           auto quiet = std::chrono::duration_cast<std::chrono::milliseconds>(
             now - it->second);
           if (quiet >= silent)

@@ -566,3 +566,68 @@ TEST_CASE("a config remembers where its settings were read", "[core][config]") {
   // A config made in code has no file.
   CHECK(herald::node_config{}.origin.place("bind", "x").empty());
 }
+
+TEST_CASE("the cluster section loads, with membership's defaults",
+          "[core][config]") {
+  auto plain =
+    node_config::parse("node: user-node\ncatalog: events.yaml\n", "n.yaml");
+  REQUIRE(plain);
+  CHECK(plain->cluster.name == "herald");
+  CHECK(plain->cluster.seeds.empty());
+  CHECK(plain->cluster.suspect_after == std::chrono::milliseconds{1500});
+  CHECK(plain->cluster.down_after == std::chrono::seconds{3});
+  CHECK(plain->cluster.probe_interval == std::chrono::milliseconds{500});
+  CHECK(plain->cluster.sync_interval == std::chrono::seconds{2});
+  CHECK(plain->cluster.reconnect_window == std::chrono::hours{1});
+
+  auto cfg = node_config::parse(R"(node: user-node
+catalog: events.yaml
+cluster:
+  name: orders-prod
+  seeds: [tcp://10.0.0.1:7001, tcp://10.0.0.2:7001]
+  suspect_after: 2s
+  down_after: 6s
+  probe_interval: 250ms
+  sync_interval: 5s
+  reconnect_window: 30m
+)",
+                                "n.yaml");
+  REQUIRE(cfg);
+  CHECK(cfg->cluster.name == "orders-prod");
+  CHECK(cfg->cluster.seeds
+        == std::vector<std::string>{"tcp://10.0.0.1:7001",
+                                    "tcp://10.0.0.2:7001"});
+  CHECK(cfg->cluster.suspect_after == std::chrono::seconds{2});
+  CHECK(cfg->cluster.down_after == std::chrono::seconds{6});
+  CHECK(cfg->cluster.probe_interval == std::chrono::milliseconds{250});
+  CHECK(cfg->cluster.sync_interval == std::chrono::seconds{5});
+  CHECK(cfg->cluster.reconnect_window == std::chrono::minutes{30});
+  CHECK(cfg->origin.place("cluster.seeds", "tcp://10.0.0.2:7001")
+        == "n.yaml:5: ");
+}
+
+TEST_CASE("a bad cluster section is reported with the key, file and line",
+          "[core][config]") {
+  auto base = std::string{"node: n\ncatalog: events.yaml\n"};
+  auto err = error_of(base + "cluster:\n  suspect_after: 3s\n  down_after: 2s\n");
+  CHECK(err.find("n.yaml:5") != std::string::npos);
+  CHECK(err.find("'down_after' (2s) must be more than 'suspect_after' (3s)")
+        != std::string::npos);
+  err = error_of(base + "cluster:\n  probe_interval: 2s\n");
+  CHECK(err.find("'probe_interval' (2s) must be less than 'suspect_after'")
+        != std::string::npos);
+  err = error_of(base + "cluster:\n  name: 'prod cluster'\n");
+  CHECK(err.find("n.yaml:4") != std::string::npos);
+  CHECK(err.find("'prod cluster' is not a cluster name") != std::string::npos);
+  err = error_of(base + "cluster:\n  seeds: tcp://10.0.0.1:7001\n");
+  CHECK(err.find("'seeds' must be a list of control endpoints")
+        != std::string::npos);
+  err = error_of(base + "cluster:\n  seeds: [10.0.0.1:7001]\n");
+  CHECK(err.find("n.yaml:4") != std::string::npos);
+  CHECK(err.find("seeds") != std::string::npos);
+  err = error_of(base + "cluster:\n  down_after: soon\n");
+  CHECK(err.find("'down_after': 'soon' is not a positive duration")
+        != std::string::npos);
+  err = error_of(base + "cluster:\n  gossip: fast\n");
+  CHECK(err.find("gossip") != std::string::npos);
+}

@@ -189,6 +189,12 @@ public:
     }
   }
 
+  /// Sends `sig` to the command's process group (e.g. SIGKILL for a
+  /// crash, SIGSTOP for a pause); returns whether it was sent.
+  bool signal(int sig) {
+    return !status_ && pid_ > 0 && ::kill(-pid_, sig) == 0;
+  }
+
   /// What the command wrote to stdout so far.
   std::string out() const {
     return read_text(out_);

@@ -277,6 +277,29 @@ struct consumer_config {
   const retry_policy& retry_for(std::string_view type) const;
 };
 
+/// Cluster membership settings (`cluster:` in a node's config). See
+/// docs/operations.md and docs/architecture.md, "Membership".
+struct cluster_config {
+  /// The cluster's name; nodes of another name are refused. Letters,
+  /// digits, `.`, `_` and `-`. Default: `herald`.
+  std::string name = "herald";
+  /// Control endpoints (`tcp://HOST:PORT`) of members to join through.
+  /// Default: none (a cluster of one until others join through it).
+  std::vector<std::string> seeds;
+  /// Not heard for this long: suspect. Default 1.5 s.
+  std::chrono::microseconds suspect_after = std::chrono::milliseconds{1500};
+  /// Not heard for this long: down (its connections closed). More than
+  /// `suspect_after`. Default 3 s.
+  std::chrono::microseconds down_after = std::chrono::seconds{3};
+  /// How often every live member is pinged. Less than `suspect_after`.
+  /// Default 500 ms.
+  std::chrono::microseconds probe_interval = std::chrono::milliseconds{500};
+  /// How often the whole view is synced with one member. Default 2 s.
+  std::chrono::microseconds sync_interval = std::chrono::seconds{2};
+  /// How long a down member is kept and probed. Default 1 h.
+  std::chrono::microseconds reconnect_window = std::chrono::hours{1};
+};
+
 /// Where the settings of a node config were read: the file and each
 /// setting's line, so that an error found only when the node uses a
 /// setting (a catalog file that cannot be read, an endpoint that cannot be
