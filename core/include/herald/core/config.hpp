@@ -368,6 +368,8 @@ struct node_config {
   std::string data_dir;
   /// The control endpoint to bind. Default: `tcp://127.0.0.1:*`.
   std::string control = "tcp://127.0.0.1:*";
+  /// Membership (`cluster:`). Default: cluster `herald`, no seeds.
+  cluster_config cluster;
   /// Transport settings.
   transport_config transport;
   /// Durable log settings.
