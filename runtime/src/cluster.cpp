@@ -112,15 +112,19 @@ caf::error start_membership(node::impl& p) {
   auto log = [raw](int level, std::string_view text) {
     raw->log->log(static_cast<spdlog::level::level_enum>(level), "{}", text);
   };
-  std::lock_guard<std::mutex> guard{p.members_mtx};
-  p.membership = std::make_unique<cluster::membership>(
-    membership_config_of(p.cfg.cluster), std::move(self), persist, log);
+  {
+    std::lock_guard<std::mutex> guard{p.members_mtx};
+    p.membership = std::make_unique<cluster::membership>(
+      membership_config_of(p.cfg.cluster), std::move(self), persist, log);
+  }
+  // The pump's thread runs already: it uses the membership from now on.
+  p.membership_ready.store(true, std::memory_order_release);
   return {};
 }
 
 // Gossip and wiring, every pump tick.
 void node::impl::on_tick(steady_clock::time_point now) {
-  if (!membership || left.load())
+  if (!has_membership() || left.load())
     return;
   std::optional<control::cluster_member> self;
   if (self_changed.exchange(false))
@@ -143,7 +147,7 @@ void node::impl::on_tick(steady_clock::time_point now) {
 }
 
 std::string node::impl::serve_gossip(const control::request& req) {
-  if (!membership)
+  if (!has_membership())
     return refuse(control::message_id(control::encode(req), limits), {},
                   "this node runs no membership yet");
   std::string reply;
@@ -171,7 +175,7 @@ std::string node::impl::serve(const control::gossip_probe& r) {
 
 std::string node::impl::serve(const control::members_request& r) {
   control::members_reply reply;
-  if (membership) {
+  if (has_membership()) {
     std::lock_guard<std::mutex> guard{members_mtx};
     reply = membership->view(steady_clock::now());
   }
@@ -184,7 +188,7 @@ bool node::impl::on_gossip_reply(std::string_view endpoint,
                                  std::string_view body) {
   if ((control::message_id(body, limits) & control::gossip_id_bit) == 0)
     return false;
-  if (!membership)
+  if (!has_membership())
     return true;
   std::vector<cluster::member_change> changes;
   {
@@ -299,7 +303,7 @@ bool node::impl::from_member(control::heartbeat& hb, std::string_view from) {
 // Tells the members this node leaves, once. Called first by shutdown: the
 // pump sends it while the actors stop.
 void node::impl::leave_cluster() {
-  if (!membership || !pump || left.exchange(true))
+  if (!has_membership() || !pump || left.exchange(true))
     return;
   std::vector<cluster::outgoing> out;
   {
@@ -316,7 +320,7 @@ void node::impl::leave_cluster() {
 // there now, or empty when it is up. Static peers' streams are absent.
 std::map<std::string, std::string, std::less<>> node::impl::owner_problems() {
   std::map<std::string, std::string, std::less<>> out;
-  if (!membership)
+  if (!has_membership())
     return out;
   auto now = steady_clock::now();
   std::lock_guard<std::mutex> guard{members_mtx};
@@ -343,7 +347,7 @@ std::map<std::string, std::string, std::less<>> node::impl::owner_problems() {
 }
 
 void node::impl::write_cluster_metrics(metrics::text_writer& w) {
-  if (!membership)
+  if (!has_membership())
     return;
   std::map<control::member_status, size_t> counts;
   uint64_t changes = 0;
