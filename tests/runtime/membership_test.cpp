@@ -782,3 +782,36 @@ TEST_CASE("overrides: a higher incarnation, or a later status at one",
   CHECK(cluster::overrides(a, b));
   CHECK_FALSE(cluster::overrides(b, a));
 }
+
+TEST_CASE("a member that changes what it announces raises its incarnation, "
+          "and the others report the new record",
+          "[membership]") {
+  network net;
+  start_five(net);
+  for (auto& o : five)
+    net.node(o).changes.clear();
+  auto& n2 = net.node("n2");
+  auto self = n2.m->self();
+  auto before = self.incarnation;
+  self.consumers.push_back({"AuditService", {"order.>"}});
+  self.incarnation = 0; // ignored: membership owns it
+  n2.m->update_self(self);
+  CHECK(n2.m->self().incarnation == before + 1);
+  CHECK(n2.persisted == before + 1);
+  REQUIRE(net.run_until(
+    [&] {
+      return std::all_of(five.begin(), five.end(), [&](auto& o) {
+        return net.record(o, "n2")->consumers.size() == 2;
+      });
+    },
+    3s));
+  net.tick();
+  for (auto& o : others("n2")) {
+    INFO(o);
+    auto& changes = net.node(o).changes;
+    REQUIRE(changes.size() == 1);
+    CHECK(changes[0].before->consumers.size() == 1);
+    CHECK(changes[0].now.incarnation == before + 1);
+    CHECK_THAT(changes[0].why, Catch::Contains("new record"));
+  }
+}
