@@ -9,12 +9,15 @@
 ///   seed in turn until one answers; the answer is the seed's view. No seed
 ///   answering: it tries them all again after a backoff (500 ms doubling to
 ///   10 s), logging once per round. No seeds at all: a cluster of one, up
-///   at once.
+///   at once. A seed that is this node's own control endpoint is skipped.
 /// - **Probing.** Every `probe_interval` the node pings every member that is
 ///   not down (a direct `gossip.ping`); any message from a member (ping,
 ///   ack, sync) counts as hearing it directly. With tens of members,
 ///   probing all of them bounds the detection time by `suspect_after`
-///   instead of by the random choice of SWIM's one probe per period.
+///   instead of by the random choice of SWIM's one probe per period. A
+///   request not answered within 2 × `probe_interval` (at least 200 ms) is
+///   given up: a join tries the next seed, an indirect probe counts as not
+///   heard.
 /// - **Suspicion.** A member not heard directly for `suspect_after` is
 ///   asked about: `gossip.probe` to up to 3 other members, who answer from
 ///   what they heard themselves. If none heard it within `suspect_after`,
@@ -22,13 +25,20 @@
 ///   that. Not heard (directly or through a probe) for `down_after`: `down`.
 ///   A member that learns it is suspected or down at its incarnation (or
 ///   higher) raises its incarnation above it and spreads itself `up`.
-/// - **Dissemination.** Every record that changed is piggybacked on pings
-///   and acks for `retransmit` rounds (memberlist's RetransmitMult, here a
-///   fixed 4 × log2(members + 1) + 1); and every `sync_interval` the node
-///   does a push-pull `gossip.sync` with one member chosen at random among
-///   the live ones and, one time in three, a down one still within
-///   `reconnect_window`, so two sides of a healed partition find each other
-///   and one view results.
+///   A node that did not run for more than `probe_interval` between two
+///   ticks (paused, starved) does not hold that time against the others:
+///   their silence is counted without the gap (Lifeguard's local health
+///   awareness, in its simplest form), so a resumed node does not suspect
+///   the whole cluster.
+/// - **Dissemination.** A ping or ack carries the sender's own record
+///   first and, when the sender sees the receiver suspect, down or
+///   leaving, the receiver's record (so that it refutes at once). Every
+///   record that changed is piggybacked on pings and acks for `retransmit`
+///   rounds (memberlist's RetransmitMult, here a fixed 4 × log2(members + 1) +
+///   1); and every `sync_interval` the node does a push-pull `gossip.sync` with
+///   one member chosen at random among the live ones and, one time in three, a
+///   down one still within `reconnect_window`, so two sides of a healed
+///   partition find each other and one view results.
 /// - **Down members** are pinged every `sync_interval` (not every probe)
 ///   until `reconnect_window` has passed since they went down, then
 ///   forgotten. A down member that answers is not brought up by the answer
@@ -40,6 +50,9 @@
 ///   the known one only when the known one is `down` or `leaving`; else it
 ///   is refused (a sync from it gets an error naming both streams) and
 ///   logged once per such stream.
+/// - **Unknown members** first heard of as suspect, down or leaving are not
+///   added (as memberlist does), so a member forgotten after the reconnect
+///   window does not come back from another node's older view.
 ///
 /// Merging a record (SWIM 4.2): it replaces what is known of its member
 /// when its incarnation is higher, or equal with a later status in
@@ -127,7 +140,8 @@ public:
   /// membership raises its incarnation it calls `persist` with the new one
   /// first (the node writes it to its data dir; an error is logged by the
   /// node, and membership goes on). `log` receives one line per event worth
-  /// an operator's eye (level, text); may be empty.
+  /// an operator's eye (level as spdlog numbers it: 1 debug, 2 info, 3
+  /// warn; text); may be empty. Seeds equal to `self.control` are skipped.
   membership(membership_config cfg, control::cluster_member self,
              std::function<void(uint64_t)> persist,
              std::function<void(int level, std::string_view text)> log = {});
@@ -140,7 +154,11 @@ public:
 
   /// Serves a gossip request from another member; returns the encoded
   /// reply (a gossip reply, or a `control::error_reply`). `req` is a
-  /// `gossip_sync_request`, `gossip_ping` or `gossip_probe`.
+  /// `gossip_sync_request`, `gossip_ping` or `gossip_probe`; a
+  /// `members_request` is answered with `view(now)`, any other request
+  /// with an error reply naming its op. Refusals (another cluster, a name
+  /// taken by another stream, a ping meant for another name) are error
+  /// replies that name both sides.
   std::string serve(const control::request& req, clock::time_point now);
 
   /// Takes the reply (or error reply) to a request this node sent to
