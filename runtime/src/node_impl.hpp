@@ -263,7 +263,9 @@ struct node::impl : transport::pump_listener {
   void trim_when_idle();
 
   // dispatch.cpp: live events to the consumers, and the consumer actors.
-  void on_events(event_batch& batch) override;
+  // `from` (the peer's PUB endpoint) is not used yet: the membership will
+  // bind each stream to the connection of its owner.
+  void on_events(event_batch& batch, std::string_view from) override;
   void on_bad_frame(const caf::error& why) override;
   void on_io_error(const caf::error& why) override;
   void on_commit(std::vector<store::record>& group, const caf::error& err);
@@ -280,7 +282,7 @@ struct node::impl : transport::pump_listener {
 
   // replay.cpp: heartbeats, control requests and the replay protocol.
   std::string make_heartbeat() override;
-  void on_heartbeat(std::string_view body) override;
+  void on_heartbeat(std::string_view body, std::string_view from) override;
   void broadcast_heartbeat(const stream_heartbeat& hb);
   std::optional<std::string>
   on_control_request(std::string_view request,

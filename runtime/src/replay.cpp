@@ -58,7 +58,8 @@ void node::impl::broadcast_heartbeat(const stream_heartbeat& hb) {
     caf::anon_send(c.actor, heartbeat_atom::value, hb);
 }
 
-void node::impl::on_heartbeat(std::string_view body) {
+void node::impl::on_heartbeat(std::string_view body,
+                              std::string_view /*from*/) {
   auto hb = control::decode_heartbeat(body, limits);
   if (!hb) {
     control_errors.fetch_add(1, std::memory_order_relaxed);
