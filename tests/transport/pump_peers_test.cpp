@@ -321,3 +321,86 @@ TEST_CASE("a tick that is not positive is refused, naming the setting",
   CHECK(is(c.error(), errc::invalid_argument));
   CHECK_THAT(message_of(c.error()), Catch::Contains("tick"));
 }
+
+TEST_CASE("a peer that restarts on its endpoint keeps its subscriber: what "
+          "it sends once the subscriber is back all arrives",
+          "[transport][pump][peers][repair]") {
+  // The peer goes away (a plain disconnect, not a protocol error) and
+  // comes back at once on the same endpoint. libzmq reconnects the SUB by
+  // itself within 100-200 ms; the pump's repair, scheduled on the
+  // disconnect, must not cut that connection later. Restarts follow each
+  // other within 5 s, so an uncancelled repair would wait longer each time
+  // (200, 400, 800 ms) and fall inside the window where the peer sends.
+  zmq::context_t ctx;
+  std::string endpoint;
+  auto open_peer = [&] {
+    auto peer = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::xpub);
+    peer->set(zmq::sockopt::linger, 0);
+    peer->set(zmq::sockopt::rcvtimeo, 2);
+    if (endpoint.empty()) {
+      peer->bind("tcp://127.0.0.1:*");
+      endpoint = peer->get(zmq::sockopt::last_endpoint);
+      return peer;
+    }
+    // The old listener closes on libzmq's reaper thread: retry a while.
+    REQUIRE(herald::test::wait_until(
+      [&] {
+        try {
+          peer->bind(endpoint);
+          return true;
+        } catch (const zmq::error_t&) {
+          return false;
+        }
+      },
+      10s, 1ms));
+    return peer;
+  };
+  auto peer = open_peer();
+  peer_listener listener;
+  transport::pump_config pc;
+  pc.peers = {endpoint};
+  auto c = start_pump(listener, pc);
+  REQUIRE(recv_until(*peer, hb_subscription, 10s));
+
+  constexpr int restarts = 4;
+  constexpr int per_round = 600;
+  for (int round = 0; round <= restarts; ++round) {
+    if (round > 0) {
+      peer.reset();
+      peer = open_peer();
+      REQUIRE(recv_until(*peer, hb_subscription, 10s));
+    }
+    // The subscription arrived: the connection is up. Send for well over
+    // the longest repair delay these restarts would reach, watching for
+    // the subscription to come again (the connection remade).
+    int resubscribed = 0;
+    for (int i = 0; i < per_round; ++i) {
+      auto body = std::to_string(round * per_round + i);
+      zmq::message_t head{transport::heartbeat_topic.data(),
+                          transport::heartbeat_topic.size()};
+      zmq::message_t msg{body.data(), body.size()};
+      REQUIRE(peer->send(head, zmq::send_flags::sndmore));
+      REQUIRE(peer->send(msg, zmq::send_flags::none));
+      // Receiving (2 ms timeout) paces the sends, too.
+      zmq::message_t sub;
+      if (peer->recv(sub) && sub.to_string_view() == hb_subscription)
+        ++resubscribed;
+    }
+    CHECK(resubscribed == 0);
+    auto expected = static_cast<size_t>((round + 1) * per_round);
+    CHECK_WITHIN(10s, [&] {
+      std::lock_guard<std::mutex> guard{listener.mtx};
+      return listener.heartbeats.size() >= expected;
+    }());
+    std::lock_guard<std::mutex> guard{listener.mtx};
+    INFO("round " << round << ": " << listener.heartbeats.size() << " of "
+                  << expected << " arrived");
+    REQUIRE(listener.heartbeats.size() == expected);
+    for (size_t i = 0; i < expected; ++i) {
+      CHECK(listener.heartbeats[i].first == endpoint);
+      REQUIRE(listener.heartbeats[i].second == std::to_string(i));
+    }
+  }
+  c->stop();
+  CHECK(c->stats().disconnects.load() >= restarts);
+}

@@ -55,6 +55,8 @@ struct link {
   zmq::socket_t monitor;
   // When the pump recreates the connection, if `repair_pending`.
   bool repair_pending = false;
+  // A TCP connection is up and its ZMTP handshake not done yet.
+  bool handshaking = false;
   clock::time_point repair_due;
   // How soon: grows while recreated connections keep ending soon after.
   std::chrono::milliseconds delay{0};
@@ -490,7 +492,8 @@ struct pump::impl {
   // missed); returns the PAIR end to read the events from.
   zmq::socket_t watch(zmq::socket_t& sock) {
     auto address = fmt::format("inproc://herald.monitor.{}", next_monitor++);
-    auto events = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    auto events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED
+                  | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
                   | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
                   | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
                   | ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
@@ -523,8 +526,23 @@ struct pump::impl {
       std::memcpy(&event, head.data(), sizeof(event));
       std::memcpy(&value, static_cast<const char*>(head.data()) + 2,
                   sizeof(value));
-      if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+      if (event == ZMQ_EVENT_CONNECTED) {
+        if (own != nullptr)
+          own->handshaking = true;
         continue;
+      }
+      if (own != nullptr)
+        own->handshaking = false;
+      if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+        // libzmq reconnected by itself (the connection ended with a
+        // network error, not a protocol error): a repair now would cut
+        // the live connection and lose what the peer sends meanwhile.
+        if (own != nullptr && own->repair_pending) {
+          own->repair_pending = false;
+          own->delay = std::chrono::milliseconds{0};
+        }
+        continue;
+      }
       std::string what =
         event == ZMQ_EVENT_DISCONNECTED ? std::string{"disconnected"}
         : event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -567,9 +585,18 @@ struct pump::impl {
   // by itself (see `read_monitor`) is made anew.
   void run_repairs(clock::time_point now) {
     for (auto* all : {&subs, &dealers})
-      for (auto& l : *all)
-        if (l->repair_pending && l->repair_due <= now)
+      for (auto& l : *all) {
+        if (!l->repair_pending || l->repair_due > now)
+          continue;
+        // A handshake that succeeded since the last poll cancels it; one
+        // under way (libzmq reconnecting) postpones it: it ends either
+        // way with an event, success or failure.
+        read_monitor(l->monitor, l->role, l.get());
+        if (l->repair_pending && l->handshaking)
+          l->repair_due = now + first_repair_delay;
+        else if (l->repair_pending)
           repair(*l, now);
+      }
   }
 
   void repair(link& l, clock::time_point now) {

@@ -32,7 +32,11 @@
 /// both the same way. So the pump schedules the recreation of every
 /// connection of its own (SUB to a peer, DEALER to a control endpoint)
 /// that ended: 100 ms after it ended, doubling up to 5 s while recreated
-/// connections keep failing within 5 s.
+/// connections keep failing within 5 s. A handshake that succeeds on that
+/// socket before the repair is due says libzmq reconnected by itself: the
+/// repair is cancelled (it would cut the live connection and lose what the
+/// peer sends meanwhile) and the backoff starts over; a repair that falls
+/// due while such a handshake is under way waits for its outcome.
 ///
 /// What goes wrong is counted apart: a bad frame is a message that arrived
 /// and could not be decoded (wrong frame count, malformed or oversized
