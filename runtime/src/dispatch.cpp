@@ -12,7 +12,7 @@
 
 namespace herald {
 
-void node::impl::on_events(event_batch& batch) {
+void node::impl::on_events(event_batch& batch, std::string_view /*from*/) {
   if (refused_streams.load(std::memory_order_relaxed) > 0)
     drop_refused(batch);
   if (!batch.empty())

@@ -267,7 +267,9 @@ struct node::impl : transport::pump_listener {
   void trim_when_idle();
 
   // dispatch.cpp: live events to the consumers, and the consumer actors.
-  void on_events(event_batch& batch) override;
+  // `from` (the peer's PUB endpoint) is not used yet: the membership will
+  // bind each stream to the connection of its owner.
+  void on_events(event_batch& batch, std::string_view from) override;
   void on_bad_frame(const caf::error& why) override;
   void on_io_error(const caf::error& why) override;
   void on_commit(std::vector<store::record>& group, const caf::error& err);

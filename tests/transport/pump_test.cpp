@@ -38,7 +38,7 @@ struct recording_listener : transport::pump_listener {
   std::vector<std::string> disconnects; // "SOCKET ENDPOINT: WHAT"
   std::atomic<int> heartbeats{0};
 
-  void on_events(event_batch&) override {}
+  void on_events(event_batch&, std::string_view) override {}
   void on_bad_frame(const caf::error& why) override {
     std::lock_guard<std::mutex> guard{mtx};
     bad.push_back(why);
@@ -47,7 +47,7 @@ struct recording_listener : transport::pump_listener {
     std::lock_guard<std::mutex> guard{mtx};
     io.push_back(why);
   }
-  void on_heartbeat(std::string_view) override {
+  void on_heartbeat(std::string_view, std::string_view) override {
     ++heartbeats;
   }
   void on_disconnect(const transport::peer_event& e) override {

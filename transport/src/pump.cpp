@@ -3,9 +3,10 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
-#include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include <pthread.h>
 #include <sys/eventfd.h>
@@ -20,39 +21,81 @@ namespace herald::transport {
 
 namespace {
 
+using clock = std::chrono::steady_clock;
+
 struct command {
-  enum class kind : uint8_t { send, subscribe, request, reply, stop };
+  enum class kind : uint8_t {
+    send,
+    subscribe,
+    request,
+    reply,
+    connect_peer,
+    disconnect_peer,
+    close_control,
+    stop
+  };
   kind what;
-  std::string a;          // envelope, prefix, endpoint (request) or
-                          // routing id (reply)
+  std::string a;          // envelope, prefix, endpoint (request, peer,
+                          // control) or routing id (reply)
   std::string_view topic; // for send
   std::string b;          // request or reply body
 };
 
-// A socket's monitor: the PAIR end of `zmq_socket_monitor`, read on the
-// pump thread.
-struct watched {
-  std::string_view socket; // SUB, DEALER, XPUB or ROUTER
-  std::string endpoint;    // a DEALER's control endpoint; else empty
-  zmq::socket_t monitor;
-};
-
-// A connection of the pump's own to recreate.
-struct repair {
-  std::string_view socket; // SUB or DEALER
-  std::string endpoint;
-  std::chrono::steady_clock::time_point due;
-};
-
-// How soon a connection is recreated: `delay` grows while recreated
-// connections keep ending soon after.
-struct backoff {
-  std::chrono::milliseconds delay{0};
-  std::chrono::steady_clock::time_point last_repair;
-};
-
 constexpr auto first_repair_delay = std::chrono::milliseconds{100};
 constexpr auto max_repair_delay = std::chrono::milliseconds{5000};
+
+// A connection the pump made: a SUB to a peer's PUB endpoint or a DEALER to
+// a control endpoint, the PAIR end of its monitor, and its repair. One
+// endpoint per socket, so the socket names the peer of every message and
+// monitor event.
+struct link {
+  std::string_view role; // SUB or DEALER
+  std::string endpoint;  // as given to the pump
+  zmq::socket_t sock;
+  zmq::socket_t monitor;
+  // When the pump recreates the connection, if `repair_pending`.
+  bool repair_pending = false;
+  // A TCP connection is up and its ZMTP handshake not done yet.
+  bool handshaking = false;
+  clock::time_point repair_due;
+  // How soon: grows while recreated connections keep ending soon after.
+  std::chrono::milliseconds delay{0};
+  clock::time_point last_repair;
+
+  link(std::string_view r, std::string ep, zmq::socket_t s)
+      : role(r), endpoint(std::move(ep)), sock(std::move(s)) {}
+  link(const link&) = delete;
+  link& operator=(const link&) = delete;
+
+  // Stops the monitor before the socket goes (libzmq's rule: the monitored
+  // socket must be open to stop it), then closes both at once: linger 0
+  // drops what is still queued either way.
+  ~link() {
+    if (sock.handle() != nullptr) {
+      zmq_socket_monitor(sock.handle(), nullptr, 0);
+      int zero = 0;
+      zmq_setsockopt(sock.handle(), ZMQ_LINGER, &zero, sizeof(zero));
+      sock.close();
+    }
+    monitor.close();
+  }
+};
+
+using links = std::vector<std::unique_ptr<link>>;
+
+link* find(const links& all, std::string_view endpoint) {
+  for (auto& l : all)
+    if (l->endpoint == endpoint)
+      return l.get();
+  return nullptr;
+}
+
+// Closes the link to `endpoint`, if any.
+void close_link(links& all, std::string_view endpoint) {
+  std::erase_if(all, [&](const std::unique_ptr<link>& l) {
+    return l->endpoint == endpoint;
+  });
+}
 
 } // namespace
 
@@ -61,15 +104,25 @@ struct pump::impl {
   pump_listener* listener = nullptr;
   zmq::context_t ctx{1};
   zmq::socket_t pub{ctx, zmq::socket_type::xpub};
-  zmq::socket_t sub{ctx, zmq::socket_type::sub};
   zmq::socket_t router{ctx, zmq::socket_type::router};
-  // One DEALER per peer control endpoint, made on first request.
-  std::vector<std::pair<std::string, zmq::socket_t>> dealers;
-  std::chrono::steady_clock::time_point next_heartbeat;
+  zmq::socket_t pub_monitor;
+  zmq::socket_t router_monitor;
+  // One SUB per peer PUB endpoint; one DEALER per control endpoint, made
+  // on first request. Pump thread only (and `start` before it runs).
+  links subs;
+  links dealers;
+  // Every prefix `subscribe` was given, in order: what a new SUB takes.
+  std::vector<std::string> prefixes;
+  clock::time_point next_heartbeat;
+  clock::time_point next_tick;
   int wake_fd = -1;
   std::thread thread;
   pump_stats stats;
   decode_limits limits;
+  // What `sockets()` reports; written on the pump thread.
+  std::atomic<size_t> open_subs{0};
+  std::atomic<size_t> open_dealers{0};
+  std::atomic<size_t> open_monitors{0};
 
   std::mutex mtx; // guards queue
   std::vector<command> queue;
@@ -77,12 +130,7 @@ struct pump::impl {
   size_t max_batch_bytes = 0;
   std::mutex sub_mtx; // guards nothing but pairs with sub_cv
   std::condition_variable sub_cv;
-  bool stopped = false;
-  // Connection watching, pump thread only.
-  std::vector<watched> watches;
-  std::vector<repair> repairs;
-  std::map<std::string, backoff, std::less<>> backoffs;
-  int next_monitor = 0;
+  uint64_t next_monitor = 0;
 
   ~impl() {
     if (wake_fd >= 0)
@@ -128,6 +176,15 @@ struct pump::impl {
     s.set(zmq::sockopt::linger, static_cast<int>(cfg.linger.count()));
   }
 
+  void count_sockets() {
+    open_subs.store(subs.size(), std::memory_order_relaxed);
+    open_dealers.store(dealers.size(), std::memory_order_relaxed);
+    auto fixed = static_cast<size_t>(pub_monitor.handle() != nullptr)
+                 + static_cast<size_t>(router_monitor.handle() != nullptr);
+    open_monitors.store(fixed + subs.size() + dealers.size(),
+                        std::memory_order_relaxed);
+  }
+
   // Returns false when asked to stop.
   bool run_commands() {
     uint64_t ignored;
@@ -151,13 +208,25 @@ struct pump::impl {
         send_run(i);
         break;
       case command::kind::subscribe:
-        sub.set(zmq::sockopt::subscribe, cmd.a);
+        subscribe_all(std::move(cmd.a));
         break;
       case command::kind::request:
         send_request(cmd.a, cmd.b);
         break;
       case command::kind::reply:
         send_reply(cmd.a, cmd.b);
+        break;
+      case command::kind::connect_peer:
+        if (auto err = connect_peer(cmd.a))
+          count_io(err);
+        break;
+      case command::kind::disconnect_peer:
+        close_link(subs, cmd.a);
+        count_sockets();
+        break;
+      case command::kind::close_control:
+        close_link(dealers, cmd.a);
+        count_sockets();
         break;
       case command::kind::stop:
         return false;
@@ -198,17 +267,68 @@ struct pump::impl {
     i = end - 1;
   }
 
+  // --- The pump's own connections ------------------------------------------
+
+  // Makes a socket of `type` for `endpoint`, lets `configure` set its
+  // options, watches it and connects it. Throws `zmq::error_t`; nothing is
+  // left open then.
+  template <class Configure>
+  std::unique_ptr<link> open_link(std::string_view role, zmq::socket_type type,
+                                  const std::string& endpoint,
+                                  Configure&& configure) {
+    auto l = std::make_unique<link>(role, endpoint, zmq::socket_t{ctx, type});
+    set_common(l->sock);
+    configure(l->sock);
+    l->monitor = watch(l->sock);
+    l->sock.connect(endpoint);
+    return l;
+  }
+
+  // Connects a SUB of its own to the peer PUB endpoint `pub`, unless it
+  // has one. Fails with `errc::io_error` naming the peer.
+  caf::error connect_peer(const std::string& endpoint) {
+    if (find(subs, endpoint) != nullptr)
+      return {};
+    try {
+      subs.push_back(open_link(
+        "SUB", zmq::socket_type::sub, endpoint, [this](zmq::socket_t& s) {
+          s.set(zmq::sockopt::rcvhwm, cfg.hwm);
+          s.set(zmq::sockopt::subscribe, heartbeat_topic);
+          for (auto& prefix : prefixes)
+            s.set(zmq::sockopt::subscribe, prefix);
+        }));
+    } catch (const zmq::error_t& e) {
+      return make_error(
+        errc::io_error,
+        fmt::format("cannot connect to peer '{}': {}", endpoint, e.what()));
+    }
+    count_sockets();
+    return {};
+  }
+
+  void subscribe_all(std::string prefix) {
+    for (auto& l : subs) {
+      try {
+        l->sock.set(zmq::sockopt::subscribe, prefix);
+      } catch (const zmq::error_t& e) {
+        count_io(make_error(errc::io_error,
+                            fmt::format("cannot subscribe the SUB socket of "
+                                        "peer '{}' to '{}': {}",
+                                        l->endpoint, prefix, e.what())));
+      }
+    }
+    prefixes.push_back(std::move(prefix));
+  }
+
   zmq::socket_t& dealer_for(const std::string& endpoint) {
-    for (auto& [ep, sock] : dealers)
-      if (ep == endpoint)
-        return sock;
-    zmq::socket_t sock{ctx, zmq::socket_type::dealer};
-    set_common(sock);
-    sock.set(zmq::sockopt::linger, 0);
-    watch(sock, "DEALER", endpoint);
-    sock.connect(endpoint);
-    dealers.emplace_back(endpoint, std::move(sock));
-    return dealers.back().second;
+    if (auto* l = find(dealers, endpoint))
+      return l->sock;
+    dealers.push_back(open_link("DEALER", zmq::socket_type::dealer, endpoint,
+                                [](zmq::socket_t& s) {
+                                  s.set(zmq::sockopt::linger, 0);
+                                }));
+    count_sockets();
+    return dealers.back()->sock;
   }
 
   void send_request(const std::string& endpoint, const std::string& body) {
@@ -256,11 +376,10 @@ struct pump::impl {
       auto ok = router.send(out, zmq::send_flags::dontwait);
   }
 
-  void read_replies(size_t k) {
-    auto& [endpoint, sock] = dealers[k];
+  void read_replies(link& dealer) {
     zmq::message_t body;
-    while (sock.recv(body, zmq::recv_flags::dontwait))
-      listener->on_control_reply(endpoint, body.to_string_view());
+    while (dealer.sock.recv(body, zmq::recv_flags::dontwait))
+      listener->on_control_reply(dealer.endpoint, body.to_string_view());
   }
 
   void send_heartbeat(const std::string& body) {
@@ -295,7 +414,11 @@ struct pump::impl {
     sub_cv.notify_all();
   }
 
-  void read_events() {
+  // Reads up to `max_batch` events from the SUB of one peer and hands them
+  // to the listener, tagged with that peer's endpoint.
+  void read_events(link& peer) {
+    auto& sub = peer.sock;
+    std::string_view from = peer.endpoint;
     event_batch events;
     events.reserve(64);
     zmq::message_t topic;
@@ -326,10 +449,10 @@ struct pump::impl {
         // The heartbeat counts the events before it: hand those over first.
         if (!events.empty()) {
           stats.received.fetch_add(events.size(), std::memory_order_relaxed);
-          listener->on_events(events);
+          listener->on_events(events, from);
           events.clear();
         }
-        listener->on_heartbeat(body.to_string_view());
+        listener->on_heartbeat(body.to_string_view(), from);
         continue;
       }
       // The body may carry several envelopes of the topic's type; the
@@ -359,18 +482,18 @@ struct pump::impl {
     }
     if (!events.empty()) {
       stats.received.fetch_add(events.size(), std::memory_order_relaxed);
-      listener->on_events(events);
+      listener->on_events(events, from);
     }
   }
 
   // --- Watching connections ------------------------------------------------
 
   // Starts monitoring `sock` (before it binds or connects, so no event is
-  // missed). `endpoint` names a DEALER's control endpoint.
-  void watch(zmq::socket_t& sock, std::string_view role,
-             std::string endpoint = {}) {
+  // missed); returns the PAIR end to read the events from.
+  zmq::socket_t watch(zmq::socket_t& sock) {
     auto address = fmt::format("inproc://herald.monitor.{}", next_monitor++);
-    auto events = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    auto events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED
+                  | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
                   | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
                   | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
                   | ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
@@ -378,18 +501,24 @@ struct pump::impl {
       throw zmq::error_t{};
     zmq::socket_t mon{ctx, zmq::socket_type::pair};
     mon.set(zmq::sockopt::linger, 0);
-    mon.connect(address);
-    watches.push_back({role, std::move(endpoint), std::move(mon)});
+    try {
+      mon.connect(address);
+    } catch (const zmq::error_t&) {
+      zmq_socket_monitor(sock.handle(), nullptr, 0);
+      throw;
+    }
+    return mon;
   }
 
-  // Reads the events of watch `k`: reports ended connections and
-  // schedules the repair of this node's own.
-  void read_monitor(size_t k) {
-    auto& w = watches[k];
+  // Reads the events of `monitor`, the monitor of the `role` socket:
+  // reports ended connections and schedules the repair of `own`, the
+  // pump's own connection (null for the XPUB and the ROUTER, whose
+  // connections peers made: those peers reconnect).
+  void read_monitor(zmq::socket_t& monitor, std::string_view role, link* own) {
     zmq::message_t head;
     zmq::message_t address;
-    while (w.monitor.recv(head, zmq::recv_flags::dontwait)) {
-      if (!head.more() || !w.monitor.recv(address, zmq::recv_flags::dontwait)
+    while (monitor.recv(head, zmq::recv_flags::dontwait)) {
+      if (!head.more() || !monitor.recv(address, zmq::recv_flags::dontwait)
           || head.size() < 6)
         continue;
       uint16_t event = 0;
@@ -397,11 +526,23 @@ struct pump::impl {
       std::memcpy(&event, head.data(), sizeof(event));
       std::memcpy(&value, static_cast<const char*>(head.data()) + 2,
                   sizeof(value));
-      // A DEALER has one endpoint; a SUB names the peer it lost.
-      auto endpoint =
-        w.endpoint.empty() ? peer_of(address.to_string()) : w.endpoint;
-      if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+      if (event == ZMQ_EVENT_CONNECTED) {
+        if (own != nullptr)
+          own->handshaking = true;
         continue;
+      }
+      if (own != nullptr)
+        own->handshaking = false;
+      if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+        // libzmq reconnected by itself (the connection ended with a
+        // network error, not a protocol error): a repair now would cut
+        // the live connection and lose what the peer sends meanwhile.
+        if (own != nullptr && own->repair_pending) {
+          own->repair_pending = false;
+          own->delay = std::chrono::milliseconds{0};
+        }
+        continue;
+      }
       std::string what =
         event == ZMQ_EVENT_DISCONNECTED ? std::string{"disconnected"}
         : event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -410,91 +551,79 @@ struct pump::impl {
           ? fmt::format("handshake failed (authentication, status {})", value)
           : fmt::format("handshake failed ({})",
                         zmq_strerror(static_cast<int>(value)));
-      peer_event e{w.socket, endpoint, what, {}};
-      if (w.socket == "SUB" || w.socket == "DEALER")
-        e.reconnect_in = schedule_repair(w.socket, endpoint);
+      auto endpoint = own != nullptr ? std::string_view{own->endpoint}
+                                     : address.to_string_view();
+      peer_event e{role, endpoint, what, {}};
+      if (own != nullptr)
+        e.reconnect_in = schedule_repair(*own);
       stats.disconnects.fetch_add(1, std::memory_order_relaxed);
       listener->on_disconnect(e);
     }
   }
 
-  // The configured peer a SUB event's address names: libzmq may spell it
-  // otherwise (a resolved host), so a unique port match counts too.
-  std::string peer_of(const std::string& address) const {
-    const std::string* match = nullptr;
-    auto port = address.substr(address.rfind(':') + 1);
-    for (auto& p : cfg.peers) {
-      if (p == address)
-        return p;
-      if (p.substr(p.rfind(':') + 1) == port)
-        match = match ? nullptr : &p;
-    }
-    return match ? *match : address;
-  }
-
   // Schedules the recreation of a connection of this node's; returns in
   // how long.
-  std::chrono::milliseconds schedule_repair(std::string_view role,
-                                            const std::string& endpoint) {
-    auto now = std::chrono::steady_clock::now();
-    for (auto& r : repairs)
-      if (r.socket == role && r.endpoint == endpoint)
-        return std::max(
-          std::chrono::milliseconds{1},
-          std::chrono::duration_cast<std::chrono::milliseconds>(r.due - now));
-    auto& b = backoffs[fmt::format("{} {}", role, endpoint)];
+  static std::chrono::milliseconds schedule_repair(link& l) {
+    auto now = clock::now();
+    if (l.repair_pending)
+      return std::max(std::chrono::milliseconds{1},
+                      std::chrono::duration_cast<std::chrono::milliseconds>(
+                        l.repair_due - now));
     // A connection recreated less than 5 s ago that ended again waits
     // twice as long as the last time.
-    b.delay = (b.delay.count() == 0 || now - b.last_repair > max_repair_delay)
+    l.delay = (l.delay.count() == 0 || now - l.last_repair > max_repair_delay)
                 ? first_repair_delay
-                : std::min(b.delay * 2, max_repair_delay);
-    repairs.push_back({role, endpoint, now + b.delay});
-    return b.delay;
+                : std::min(l.delay * 2, max_repair_delay);
+    l.repair_pending = true;
+    l.repair_due = now + l.delay;
+    return l.delay;
   }
 
   // Recreates the connections whose time came: libzmq does not reconnect
-  // after a protocol error, and a disconnect + connect is harmless after a
-  // connection error, so every ended connection is made anew.
-  void run_repairs(std::chrono::steady_clock::time_point now) {
-    for (size_t i = 0; i < repairs.size();) {
-      if (repairs[i].due > now) {
-        ++i;
-        continue;
+  // after a protocol error, and a disconnect + connect is harmless while
+  // no connection is up, so every ended connection that did not come back
+  // by itself (see `read_monitor`) is made anew.
+  void run_repairs(clock::time_point now) {
+    for (auto* all : {&subs, &dealers})
+      for (auto& l : *all) {
+        if (!l->repair_pending || l->repair_due > now)
+          continue;
+        // A handshake that succeeded since the last poll cancels it; one
+        // under way (libzmq reconnecting) postpones it: it ends either
+        // way with an event, success or failure.
+        read_monitor(l->monitor, l->role, l.get());
+        if (l->repair_pending && l->handshaking)
+          l->repair_due = now + first_repair_delay;
+        else if (l->repair_pending)
+          repair(*l, now);
       }
-      auto r = std::move(repairs[i]);
-      repairs.erase(repairs.begin() + static_cast<std::ptrdiff_t>(i));
-      backoffs[fmt::format("{} {}", r.socket, r.endpoint)].last_repair = now;
-      zmq::socket_t* sock = &sub;
-      if (r.socket == "DEALER") {
-        sock = nullptr;
-        for (auto& [ep, d] : dealers)
-          if (ep == r.endpoint)
-            sock = &d;
-      }
-      if (sock == nullptr)
-        continue;
+  }
+
+  void repair(link& l, clock::time_point now) {
+    l.repair_pending = false;
+    l.last_repair = now;
+    try {
       try {
-        try {
-          sock->disconnect(r.endpoint);
-        } catch (const zmq::error_t&) {
-          // ENOENT: libzmq dropped the connection already.
-        }
-        sock->connect(r.endpoint);
-        stats.reconnects.fetch_add(1, std::memory_order_relaxed);
-      } catch (const zmq::error_t& e) {
-        count_io(make_error(errc::io_error,
-                            fmt::format("cannot reconnect the {} socket to "
-                                        "'{}': {}",
-                                        r.socket, r.endpoint, e.what())));
+        l.sock.disconnect(l.endpoint);
+      } catch (const zmq::error_t&) {
+        // ENOENT: libzmq dropped the connection already.
       }
+      l.sock.connect(l.endpoint);
+      stats.reconnects.fetch_add(1, std::memory_order_relaxed);
+    } catch (const zmq::error_t& e) {
+      count_io(make_error(errc::io_error,
+                          fmt::format("cannot reconnect the {} socket to "
+                                      "'{}': {}",
+                                      l.role, l.endpoint, e.what())));
     }
   }
 
-  // When the next repair is due; `far` when none is.
-  std::chrono::steady_clock::time_point
-  next_repair(std::chrono::steady_clock::time_point far) const {
-    for (auto& r : repairs)
-      far = std::min(far, r.due);
+  // When the next repair is due; `far` when none is sooner.
+  clock::time_point next_repair(clock::time_point far) const {
+    for (auto* all : {&subs, &dealers})
+      for (auto& l : *all)
+        if (l->repair_pending)
+          far = std::min(far, l->repair_due);
     return far;
   }
 
@@ -510,50 +639,91 @@ struct pump::impl {
     listener->on_io_error(err);
   }
 
+  // --- The loop ------------------------------------------------------------
+
+  // The timed work: repairs, the stream heartbeat and the listener's tick.
+  // Returns false when asked to stop.
+  bool run_timers(clock::time_point now) {
+    run_repairs(now);
+    if (now >= next_heartbeat) {
+      // The heartbeat counts events handed to the pump before it was
+      // made; sending what is queued before it keeps it behind them on
+      // the wire.
+      auto body = listener->make_heartbeat();
+      if (!run_commands())
+        return false;
+      send_heartbeat(body);
+      next_heartbeat = now + cfg.stream_heartbeat;
+    }
+    if (now >= next_tick) {
+      listener->on_tick(now);
+      next_tick = now + cfg.tick;
+    }
+    return true;
+  }
+
+  // Polled in this order: the wake-up eventfd, XPUB, ROUTER, their
+  // monitors, then per SUB and per DEALER its socket and its monitor.
+  static constexpr size_t fixed_items = 5;
+
+  void poll_items(std::vector<zmq::pollitem_t>& items) {
+    items.clear();
+    items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
+    for (auto* s : {&pub, &router, &pub_monitor, &router_monitor})
+      items.push_back({s->handle(), 0, ZMQ_POLLIN, 0});
+    for (auto* all : {&subs, &dealers})
+      for (auto& l : *all) {
+        items.push_back({l->sock.handle(), 0, ZMQ_POLLIN, 0});
+        items.push_back({l->monitor.handle(), 0, ZMQ_POLLIN, 0});
+      }
+  }
+
   void loop() {
     std::vector<zmq::pollitem_t> items;
-    next_heartbeat = std::chrono::steady_clock::now();
+    next_heartbeat = clock::now();
+    next_tick = next_heartbeat;
     for (;;) {
       try {
-        items.clear();
-        items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
-        items.push_back({pub.handle(), 0, ZMQ_POLLIN, 0});
-        items.push_back({sub.handle(), 0, ZMQ_POLLIN, 0});
-        items.push_back({router.handle(), 0, ZMQ_POLLIN, 0});
-        for (auto& d : dealers)
-          items.push_back({d.second.handle(), 0, ZMQ_POLLIN, 0});
-        auto watches_at = items.size();
-        for (auto& w : watches)
-          items.push_back({w.monitor.handle(), 0, ZMQ_POLLIN, 0});
-        auto now = std::chrono::steady_clock::now();
-        run_repairs(now);
-        if (now >= next_heartbeat) {
-          // The heartbeat counts events handed to the pump before it was
-          // made; sending what is queued before it keeps it behind them on
-          // the wire.
-          auto body = listener->make_heartbeat();
-          if (!run_commands())
-            break;
-          send_heartbeat(body);
-          next_heartbeat = now + cfg.stream_heartbeat;
-        }
+        auto now = clock::now();
+        if (!run_timers(now))
+          break;
+        // After the timers: their commands may have closed sockets.
+        poll_items(items);
         auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
-          next_repair(next_heartbeat) - now);
+          next_repair(std::min(next_heartbeat, next_tick)) - now);
         zmq::poll(items.data(), items.size(),
                   std::max(wait, std::chrono::milliseconds{1}));
-        if (items[1].revents & ZMQ_POLLIN)
+        auto ready = [&](size_t k) {
+          return (items[k].revents & ZMQ_POLLIN) != 0;
+        };
+        if (ready(1))
           read_subscriptions();
-        if (items[2].revents & ZMQ_POLLIN)
-          read_events();
-        if (items[3].revents & ZMQ_POLLIN)
+        size_t k = fixed_items;
+        for (auto& l : subs) {
+          if (ready(k))
+            read_events(*l);
+          k += 2;
+        }
+        if (ready(2))
           read_requests();
-        for (size_t k = 4; k < watches_at; ++k)
-          if (items[k].revents & ZMQ_POLLIN)
-            read_replies(k - 4);
-        for (size_t k = watches_at; k < items.size(); ++k)
-          if (items[k].revents & ZMQ_POLLIN)
-            read_monitor(k - watches_at);
-        if ((items[0].revents & ZMQ_POLLIN) && !run_commands())
+        for (auto& l : dealers) {
+          if (ready(k))
+            read_replies(*l);
+          k += 2;
+        }
+        if (ready(3))
+          read_monitor(pub_monitor, "XPUB", nullptr);
+        if (ready(4))
+          read_monitor(router_monitor, "ROUTER", nullptr);
+        k = fixed_items + 1;
+        for (auto* all : {&subs, &dealers})
+          for (auto& l : *all) {
+            if (ready(k))
+              read_monitor(l->monitor, l->role, l.get());
+            k += 2;
+          }
+        // Last: commands may close the sockets `items` names.
+        if (ready(0) && !run_commands())
           break;
       } catch (const zmq::error_t& e) {
         if (e.num() == ETERM)
@@ -563,11 +733,20 @@ struct pump::impl {
             make_error(errc::io_error, fmt::format("transport: {}", e.what())));
       }
     }
-    watches.clear();
-    pub.close();
-    sub.close();
-    router.close();
+    close_all();
+  }
+
+  void close_all() {
+    subs.clear();
     dealers.clear();
+    for (auto* s : {&pub, &router})
+      if (s->handle() != nullptr)
+        zmq_socket_monitor(s->handle(), nullptr, 0);
+    pub_monitor.close();
+    router_monitor.close();
+    pub.close();
+    router.close();
+    count_sockets();
   }
 };
 
@@ -579,18 +758,19 @@ caf::expected<std::unique_ptr<pump>> pump::start(pump_config cfg,
   p->limits.max_frame = p->cfg.max_message_size;
   p->max_batch_bytes = std::min<size_t>(64 * 1024, p->cfg.max_message_size);
   p->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (p->cfg.tick.count() <= 0)
+    return make_error(errc::invalid_argument,
+                      fmt::format("pump_config::tick is {} ms; it must be "
+                                  "positive",
+                                  p->cfg.tick.count()));
   if (p->wake_fd < 0)
     return make_error(errc::io_error, "cannot create the pump's eventfd");
   try {
-    p->watch(p->pub, "XPUB");
-    p->watch(p->sub, "SUB");
-    p->watch(p->router, "ROUTER");
+    p->pub_monitor = p->watch(p->pub);
+    p->router_monitor = p->watch(p->router);
     p->set_common(p->pub);
     p->pub.set(zmq::sockopt::sndhwm, p->cfg.hwm);
     p->pub.set(zmq::sockopt::xpub_verbose, 1);
-    p->set_common(p->sub);
-    p->sub.set(zmq::sockopt::rcvhwm, p->cfg.hwm);
-    p->sub.set(zmq::sockopt::subscribe, heartbeat_topic);
     p->set_common(p->router);
     p->router.set(zmq::sockopt::linger, 0);
   } catch (const zmq::error_t& e) {
@@ -621,17 +801,10 @@ caf::expected<std::unique_ptr<pump>> pump::start(pump_config cfg,
   auto control = bind(p->router, p->cfg.control_bind, "control", "control");
   if (!control)
     return std::move(control.error());
-  for (auto& peer : p->cfg.peers) {
-    try {
-      p->sub.connect(peer);
-    } catch (const zmq::error_t& e) {
-      return p->cfg.origin.locate(
-        "peers", peer,
-        make_error(errc::io_error, fmt::format("cannot connect to peer '{}': "
-                                               "{}",
-                                               peer, e.what())));
-    }
-  }
+  for (auto& peer : p->cfg.peers)
+    if (auto err = p->connect_peer(peer))
+      return p->cfg.origin.locate("peers", peer, err);
+  p->count_sockets();
   auto* raw = p.get();
   std::unique_ptr<pump> result{new pump(std::move(p))};
   result->endpoint_ = std::move(*endpoint);
@@ -662,8 +835,20 @@ void pump::reply(const control_peer& to, std::string reply) {
   impl_->push({command::kind::reply, to.routing_id, {}, std::move(reply)});
 }
 
+void pump::close_control(std::string endpoint) {
+  impl_->push({command::kind::close_control, std::move(endpoint), {}, {}});
+}
+
 void pump::subscribe(std::string prefix) {
   impl_->push({command::kind::subscribe, std::move(prefix), {}, {}});
+}
+
+void pump::connect_peer(std::string pub) {
+  impl_->push({command::kind::connect_peer, std::move(pub), {}, {}});
+}
+
+void pump::disconnect_peer(std::string pub) {
+  impl_->push({command::kind::disconnect_peer, std::move(pub), {}, {}});
 }
 
 bool pump::wait_for_subscriptions(int64_t n,
@@ -676,6 +861,12 @@ bool pump::wait_for_subscriptions(int64_t n,
 
 const pump_stats& pump::stats() const noexcept {
   return impl_->stats;
+}
+
+socket_counts pump::sockets() const noexcept {
+  return {impl_->open_subs.load(std::memory_order_relaxed),
+          impl_->open_dealers.load(std::memory_order_relaxed),
+          impl_->open_monitors.load(std::memory_order_relaxed)};
 }
 
 void pump::stop() {

@@ -3,24 +3,40 @@
 /// The transport pump: the one thread that owns every ZeroMQ socket of a
 /// node.
 ///
-/// A node binds one XPUB socket (a PUB that also reports subscriptions) and
-/// connects one SUB socket to its peers' PUB endpoints. Each event travels
+/// A node binds one XPUB socket (a PUB that also reports subscriptions)
+/// and connects one SUB socket per peer PUB endpoint. Each event travels
 /// as a two-frame message `[event_type][envelope]`: ZeroMQ routes by byte
 /// prefix of the first frame, so a subscription to `user.` or
 /// `user.account.` is resolved inside ZeroMQ.
 ///
-/// The SUB socket connects to the peers of `pump_config` when the pump
-/// starts; peers are not added later (a node learns no endpoints at run
-/// time: its peers come from its config).
+/// One SUB per peer, not one SUB connected to all: each peer's connection
+/// can then be watched, bounded and closed on its own, and what arrives on
+/// it is known to come from that endpoint (`from` in the listener's
+/// calls), which the membership needs to bind a stream to its owner. The
+/// peers of `pump_config` are connected at start; `connect_peer` and
+/// `disconnect_peer` add and remove peers at run time. Every prefix given
+/// to `subscribe` applies to every SUB, present and future. Each poll
+/// round reads at most `max_batch` events from each ready SUB, so a busy
+/// peer does not starve a quiet one.
+///
+/// Control requests this node makes go out on one DEALER per control
+/// endpoint, made on the first `request` to it and closed by
+/// `close_control` (a later `request` makes a new one).
 ///
 /// Every socket is watched (`zmq_socket_monitor`): a connection that ends
 /// (disconnected, handshake failed) is reported to the listener with the
 /// peer's endpoint and counted. libzmq reconnects by itself after a
-/// connection error, but not after a protocol error (a frame over
-/// `ZMQ_MAXMSGSIZE`, a failed handshake): it drops the connection for
-/// good. So the pump recreates every connection of its own (SUB to a
-/// peer, DEALER to a control endpoint) that ended: 100 ms after it ended,
-/// doubling up to 5 s while recreated connections keep failing within 5 s.
+/// connection error (the peer went away, a ZMTP heartbeat timed out), but
+/// not after a protocol error (a frame over `ZMQ_MAXMSGSIZE`, a failed
+/// handshake): it drops the connection for good, and its monitor reports
+/// both the same way. So the pump schedules the recreation of every
+/// connection of its own (SUB to a peer, DEALER to a control endpoint)
+/// that ended: 100 ms after it ended, doubling up to 5 s while recreated
+/// connections keep failing within 5 s. A handshake that succeeds on that
+/// socket before the repair is due says libzmq reconnected by itself: the
+/// repair is cancelled (it would cut the live connection and lose what the
+/// peer sends meanwhile) and the backoff starts over; a repair that falls
+/// due while such a handshake is under way waits for its outcome.
 ///
 /// What goes wrong is counted apart: a bad frame is a message that arrived
 /// and could not be decoded (wrong frame count, malformed or oversized
@@ -32,10 +48,15 @@
 /// for is durable), with `pump::reply` and the `control_peer` the request
 /// came with. The pump thread never waits for a deferred reply.
 ///
-/// Thread safety: `send_all`, `request`, `reply`, `subscribe` and the
-/// getters may be called from any thread; they enqueue a command the pump
-/// thread executes in order. The listener is called on the pump thread
-/// only.
+/// The listener's `on_tick` runs on the pump thread at least every
+/// `pump_config::tick`: periodic work that sends (gossip, probes) belongs
+/// there, not on a thread of its own.
+///
+/// Thread safety: `send_all`, `request`, `reply`, `subscribe`,
+/// `connect_peer`, `disconnect_peer`, `close_control` and the getters may
+/// be called from any thread, the listener's calls included; the commands
+/// are queued and the pump thread executes them in the order they were
+/// queued. The listener is called on the pump thread only.
 
 #include <atomic>
 #include <chrono>
@@ -59,7 +80,8 @@ namespace herald::transport {
 struct pump_config {
   /// Endpoint the XPUB socket binds; `tcp://HOST:*` picks a free port.
   std::string bind = "tcp://127.0.0.1:*";
-  /// PUB endpoints the SUB socket connects to.
+  /// PUB endpoints connected at start, one SUB socket each (a repeated
+  /// endpoint gets one). More can be added with `pump::connect_peer`.
   std::vector<std::string> peers;
   /// ZMQ_SNDHWM / ZMQ_RCVHWM in messages. Default: 100000.
   int hwm = 100000;
@@ -78,6 +100,10 @@ struct pump_config {
   /// How often the stream heartbeat goes out on the PUB socket.
   /// Default: 200 ms.
   std::chrono::milliseconds stream_heartbeat{200};
+  /// The most time between two calls of `pump_listener::on_tick`
+  /// (they come more often when the pump wakes for other work, and later
+  /// when a listener call runs long). Must be positive. Default: 100 ms.
+  std::chrono::milliseconds tick{100};
   /// Where `bind`, `control_bind` and `peers` were configured: an endpoint
   /// that cannot be bound or connected to is reported with its config
   /// file and line (`FILE:LINE: bind: cannot bind ...`). Default: none.
@@ -89,8 +115,9 @@ struct peer_event {
   /// Which socket: `SUB` (to a peer's PUB), `DEALER` (to a peer's control
   /// endpoint), `XPUB` or `ROUTER` (a peer's connection to this node).
   std::string_view socket;
-  /// The endpoint libzmq names: the peer's, for a connection this node
-  /// made; this node's bound endpoint, for one a peer made.
+  /// For a connection this node made, the peer's endpoint as given to
+  /// `connect_peer`, `request` or `pump_config::peers`; for one a peer
+  /// made, the endpoint libzmq names (this node's bound one).
   std::string_view endpoint;
   /// What happened, e.g. `disconnected` or `handshake failed (protocol
   /// error 0x10000001)`.
@@ -118,16 +145,21 @@ struct control_peer {
 class pump_listener {
 public:
   virtual ~pump_listener() = default;
-  /// A batch of decoded events, in arrival order. May be moved from.
-  virtual void on_events(event_batch& batch) = 0;
+  /// A batch of decoded events, in arrival order, that came on the SUB
+  /// connected to `from` (the peer's PUB endpoint as given to
+  /// `connect_peer` or `pump_config::peers`; valid during the call). May
+  /// be moved from. At most `pump_config::max_batch` events.
+  virtual void on_events(event_batch& batch, std::string_view from) = 0;
   /// A frame that could not be decoded; it was dropped and counted in
   /// `pump_stats::bad_frames`.
   virtual void on_bad_frame(const caf::error& why) = 0;
   /// A ZeroMQ operation failed (`errc::io_error`); counted in
   /// `pump_stats::io_errors`. The pump goes on.
   virtual void on_io_error(const caf::error& why) = 0;
-  /// A stream heartbeat from a peer (the body as sent).
-  virtual void on_heartbeat(std::string_view body) = 0;
+  /// A stream heartbeat (the body as sent) that came on the SUB connected
+  /// to `from` (as for `on_events`). The events that came before it on
+  /// that SUB were handed over first.
+  virtual void on_heartbeat(std::string_view body, std::string_view from) = 0;
   /// A control request from `from`. Returns the reply to send back now, or
   /// nothing to answer later: the listener then keeps `from` and calls
   /// `pump::reply(from, reply)` (from any thread) when the answer is
@@ -144,6 +176,27 @@ public:
   virtual void on_disconnect(const peer_event& e) {
     (void)e;
   }
+  /// Periodic work, at least every `pump_config::tick` (see there), with
+  /// the pump's reading of the monotonic clock. May call the pump's
+  /// commands (e.g. `request`); they run after it returns. Must not block.
+  /// Default: does nothing.
+  virtual void on_tick(std::chrono::steady_clock::time_point now) {
+    (void)now;
+  }
+};
+
+/// How many sockets of each kind a pump holds open: for tests and
+/// metrics. A socket counts from when the pump made it until the pump
+/// closed it; libzmq releases its file descriptors a little later.
+struct socket_counts {
+  /// SUB sockets: one per peer PUB endpoint.
+  size_t subs = 0;
+  /// DEALER sockets: one per control endpoint requested and not closed.
+  size_t dealers = 0;
+  /// Monitor sockets: one per SUB and DEALER, and the XPUB's and ROUTER's.
+  size_t monitors = 0;
+
+  bool operator==(const socket_counts&) const = default;
 };
 
 /// Counters of a pump. Read with relaxed loads.
@@ -195,9 +248,36 @@ public:
   void send_all(std::vector<outgoing>& messages);
 
   /// Sends `request` to the control endpoint `endpoint` (connecting a
-  /// DEALER socket to it on first use). The reply reaches
-  /// `pump_listener::on_control_reply`.
+  /// DEALER socket to it on first use, or first use since `close_control`).
+  /// The reply reaches `pump_listener::on_control_reply`. Never blocks: at
+  /// the DEALER's high-water mark the request is dropped (the requester's
+  /// timeout asks again). An endpoint ZeroMQ cannot connect to is an I/O
+  /// error (`pump_listener::on_io_error`, naming it).
   void request(std::string endpoint, std::string request);
+
+  /// Closes the DEALER to the control endpoint `endpoint` with linger 0,
+  /// its monitor, and its pending repair and backoff. Requests still queued
+  /// in it are dropped, and replies that come after are lost. A later
+  /// `request` to `endpoint` makes a new DEALER. An endpoint without a
+  /// DEALER: nothing. Thread-safe; queued like `request`.
+  void close_control(std::string endpoint);
+
+  /// Connects a SUB socket of its own to the PUB endpoint `pub` of a peer:
+  /// with the common options and `pump_config::hwm` as RCVHWM, subscribed
+  /// to heartbeats and to every prefix given to `subscribe` so far,
+  /// watched like the others. Idempotent: an endpoint that has a SUB
+  /// already gets nothing more. An endpoint ZeroMQ cannot connect to is
+  /// an I/O error (`pump_listener::on_io_error`, naming it) and leaves no
+  /// socket. Thread-safe; queued like the other commands, so events
+  /// `from` it reach the listener only after this ran.
+  void connect_peer(std::string pub);
+
+  /// Closes the SUB socket connected to `pub` (linger 0), stops and closes
+  /// its monitor and cancels its pending repair and backoff. Events that
+  /// arrived on it and were not read yet are dropped; none from it reach
+  /// the listener after this ran. An endpoint without a SUB: nothing.
+  /// Thread-safe; queued like the other commands.
+  void disconnect_peer(std::string pub);
 
   /// Queues `reply` to the peer `to` of a control request whose answer
   /// `pump_listener::on_control_request` deferred. Never blocks. A peer
@@ -210,7 +290,9 @@ public:
     return control_endpoint_;
   }
 
-  /// Adds a ZeroMQ prefix subscription on the SUB socket.
+  /// Adds a ZeroMQ prefix subscription on every SUB socket, and on every
+  /// one `connect_peer` makes later. Subscribing one prefix twice counts
+  /// twice at the peers' XPUB (ZeroMQ's rule). Thread-safe; queued.
   void subscribe(std::string prefix);
 
   /// Waits until at least `n` subscriptions to event topics reached the
@@ -220,6 +302,11 @@ public:
 
   /// Counters.
   const pump_stats& stats() const noexcept;
+
+  /// The sockets open now (see `socket_counts`). Thread-safe: the pump
+  /// thread updates them as it runs the commands, so a count reflects a
+  /// command only once the pump ran it.
+  socket_counts sockets() const noexcept;
 
   /// Stops the thread, flushing queued sends up to the linger time.
   /// Idempotent.
