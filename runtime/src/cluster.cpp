@@ -13,6 +13,8 @@
 
 namespace herald {
 
+using metrics::metric_type;
+
 namespace {
 
 using steady_clock = std::chrono::steady_clock;

@@ -10,6 +10,8 @@
 /// |                         | the consumer actors                           |
 /// | `replay.cpp`            | heartbeats, control requests, replays         |
 /// | `peers.cpp`             | peers: frame limit, silence, disconnects      |
+/// | `cluster.cpp`           | membership: self record, gossip, wiring that  |
+/// |                         | follows it, leaving, its health and metrics   |
 /// | `dead_letter_admin.cpp` | dlq requests, list, redrive, purge, parking   |
 /// | `publish_admin.cpp`     | `publish` requests: append, ack once durable, |
 /// |                         | remember request ids (`publish_admin`)        |
@@ -72,6 +74,11 @@
 
 namespace herald {
 
+namespace cluster {
+class membership;
+struct member_change;
+} // namespace cluster
+
 class publish_admin;
 class history_file;
 class test_hooks;
@@ -122,6 +129,19 @@ struct peer_stream {
   bool refused = false;
   /// Its heartbeats stopped (logged once, until they resume).
   bool silent = false;
+};
+
+/// What a node connected to for one member (cluster.cpp).
+struct wired_member {
+  std::string pub;
+  std::string control;
+  std::string stream;
+};
+
+/// The stream and control endpoint of the member behind a PUB endpoint.
+struct member_endpoint {
+  std::string stream;
+  std::string control;
 };
 
 /// A peer's `hello` that named another `max_message_size` than this
@@ -213,6 +233,24 @@ struct node::impl : transport::pump_listener {
   std::map<std::string, hello_mismatch> hello_mismatches;
   /// Connections this node made that ended, by the peer's endpoint.
   std::map<std::string, uint64_t> peer_disconnects;
+  /// Members this node is connected to, by name (cluster.cpp).
+  std::map<std::string, wired_member, std::less<>> wired;
+  /// The same by PUB endpoint: a heartbeat read there names the stream
+  /// the member announced, and its control endpoint is the member's.
+  std::unordered_map<std::string, member_endpoint, string_hash,
+                     std::equal_to<>>
+    member_pubs;
+
+  // --- Guarded by members_mtx (a leaf but for the pump's command lock) ------
+  std::mutex members_mtx;
+  /// Made by `start_membership`; null before (see `has_membership`).
+  std::unique_ptr<cluster::membership> membership;
+  /// Set once `membership` is made: other threads may use it then.
+  std::atomic<bool> membership_ready{false};
+  /// The local consumers changed: announce and rewire at the next tick.
+  std::atomic<bool> self_changed{false};
+  /// `leave_cluster` ran: no more gossip.
+  std::atomic<bool> left{false};
 
   // --- Guarded by consumers_mtx (shared to read, exclusive to change) -------
   mutable std::shared_mutex consumers_mtx;
@@ -328,6 +366,27 @@ struct node::impl : transport::pump_listener {
                             std::string_view by);
   std::vector<std::pair<std::string, uint64_t>>
   parked_entities(const std::string& consumer);
+
+  // cluster.cpp: membership.
+  bool has_membership() const noexcept {
+    return membership_ready.load(std::memory_order_acquire);
+  }
+  control::cluster_member self_record();
+  void on_tick(std::chrono::steady_clock::time_point now) override;
+  std::string serve_gossip(const control::request& req);
+  std::string serve(const control::gossip_sync_request& r);
+  std::string serve(const control::gossip_ping& r);
+  std::string serve(const control::gossip_probe& r);
+  std::string serve(const control::members_request& r);
+  bool on_gossip_reply(std::string_view endpoint, std::string_view body);
+  bool selects_from(const control::cluster_member& m) const;
+  void rewire(const std::vector<cluster::member_change>& changes);
+  void rewire_all();
+  void wire(const control::cluster_member& m);
+  bool from_member(control::heartbeat& hb, std::string_view from);
+  void leave_cluster();
+  std::map<std::string, std::string, std::less<>> owner_problems();
+  void write_cluster_metrics(metrics::text_writer& w);
 
   // alerts.cpp.
   void raise_alert(const raised_alert& a);
