@@ -2,353 +2,23 @@
 
 #include <algorithm>
 #include <array>
-#include <limits>
 
 #include <fmt/format.h>
 
+#include "control_fields.hpp"
 #include "herald/core/errc.hpp"
 
 namespace herald::control {
 
+using namespace detail;
+
 namespace {
-
-// Every key and op of the protocol, spelled here and nowhere else.
-namespace key {
-constexpr const char* v = "v";
-constexpr const char* id = "id";
-constexpr const char* op = "op";
-constexpr const char* error = "error";
-constexpr const char* stream = "stream";
-constexpr const char* from = "from";
-constexpr const char* max = "max";
-constexpr const char* patterns = "patterns";
-constexpr const char* since = "since";
-constexpr const char* start = "start";
-constexpr const char* head = "head";
-constexpr const char* first = "first";
-constexpr const char* next = "next";
-constexpr const char* type_heads = "type_heads";
-constexpr const char* events = "events";
-constexpr const char* consumer = "consumer";
-constexpr const char* type = "type";
-constexpr const char* key = "key";
-constexpr const char* after = "after";
-constexpr const char* limit = "limit";
-constexpr const char* dead_letters = "dead_letters";
-constexpr const char* more = "more";
-constexpr const char* dead_letter = "dead_letter";
-constexpr const char* dry_run = "dry_run";
-constexpr const char* redriven = "redriven";
-constexpr const char* all = "all";
-constexpr const char* purged = "purged";
-constexpr const char* control = "control";
-constexpr const char* types = "types";
-constexpr const char* max_message_size = "max_message_size";
-constexpr const char* pub = "pub";
-// A dead letter's fields, beyond id, consumer, stream and key.
-constexpr const char* node = "node";
-constexpr const char* event_type = "event_type";
-constexpr const char* event_id = "event_id";
-constexpr const char* seq = "seq";
-constexpr const char* reason = "reason";
-constexpr const char* parked = "parked";
-constexpr const char* created = "created";
-constexpr const char* attempts = "attempts";
-constexpr const char* event = "event";
-constexpr const char* event_error = "event_error";
-// An attempt's (and `node`), a redrive's.
-constexpr const char* time = "time";
-constexpr const char* error_class = "class";
-constexpr const char* redrives = "redrives";
-constexpr const char* by = "by";
-// publish's (besides events, type, id, stream and seq).
-constexpr const char* request_id = "request_id";
-constexpr const char* data = "data";
-constexpr const char* acks = "acks";
-constexpr const char* refused = "refused";
-// The status reply's, beyond stream, head, first, consumer and dead_letters.
-constexpr const char* service = "service";
-constexpr const char* first_time = "first_time";
-constexpr const char* health = "health";
-constexpr const char* consumers = "consumers";
-constexpr const char* name = "name";
-constexpr const char* streams = "streams";
-constexpr const char* offset = "offset";
-constexpr const char* lag = "lag";
-constexpr const char* paused = "paused";
-// The test.hooks op's.
-constexpr const char* fail_keys = "fail_keys";
-constexpr const char* slow_keys = "slow_keys";
-} // namespace key
-
-namespace op {
-constexpr std::string_view replay = "replay";
-constexpr std::string_view dlq_list = "dlq.list";
-constexpr std::string_view dlq_show = "dlq.show";
-constexpr std::string_view dlq_redrive = "dlq.redrive";
-constexpr std::string_view dlq_purge = "dlq.purge";
-constexpr std::string_view publish = "publish";
-constexpr std::string_view status = "status";
-constexpr std::string_view hello = "hello";
-constexpr std::string_view test_hooks = "test.hooks";
-} // namespace op
 
 // A dead letter's scalar fields in the order the protocol lists them.
 constexpr std::array<const char*, 11> record_keys = {
   key::id,       key::consumer, key::node,   key::event_type,
   key::event_id, key::key,      key::stream, key::seq,
   key::reason,   key::parked,   key::created};
-
-// --- reading fields -------------------------------------------------------
-
-// Each `read` sets `out` from `j`, or returns what was expected instead.
-const char* read(payload& j, uint64_t& out) {
-  if (j.is_number_unsigned()) {
-    out = j.get<uint64_t>();
-    return nullptr;
-  }
-  if (j.is_number_integer() && j.get<int64_t>() >= 0) {
-    out = static_cast<uint64_t>(j.get<int64_t>());
-    return nullptr;
-  }
-  return "an unsigned integer";
-}
-
-const char* read(payload& j, uint32_t& out) {
-  uint64_t wide = 0;
-  if (read(j, wide) != nullptr || wide > std::numeric_limits<uint32_t>::max())
-    return "an unsigned 32-bit integer";
-  out = static_cast<uint32_t>(wide);
-  return nullptr;
-}
-
-const char* read(payload& j, std::string& out) {
-  if (!j.is_string())
-    return "a string";
-  out = std::move(j.get_ref<std::string&>());
-  return nullptr;
-}
-
-const char* read(payload& j, bool& out) {
-  if (!j.is_boolean())
-    return "a boolean";
-  out = j.get<bool>();
-  return nullptr;
-}
-
-const char* read(payload& j, std::optional<uint64_t>& out) {
-  uint64_t n = 0;
-  if (auto* expected = read(j, n))
-    return expected;
-  out = n;
-  return nullptr;
-}
-
-const char* read(payload& j, std::optional<bool>& out) {
-  bool b = false;
-  if (auto* expected = read(j, b))
-    return expected;
-  out = b;
-  return nullptr;
-}
-
-const char* read(payload& j, std::vector<uint8_t>& out) {
-  if (!j.is_binary())
-    return "binary";
-  out = std::move(static_cast<std::vector<uint8_t>&>(j.get_binary()));
-  return nullptr;
-}
-
-const char* read(payload& j, std::optional<payload>& out) {
-  out = std::move(j);
-  return nullptr;
-}
-
-// A map, taken as it is (a publish event's payload).
-const char* read(payload& j, payload& out) {
-  if (!j.is_object())
-    return "a map";
-  out = std::move(j);
-  return nullptr;
-}
-
-const char* read(payload& j, std::optional<std::string>& out) {
-  std::string s;
-  if (auto* expected = read(j, s))
-    return expected;
-  out = std::move(s);
-  return nullptr;
-}
-
-// Reads the fields of one map. The first problem is kept and names the
-// message and the path of the field in it; later reads do nothing.
-class fields {
-public:
-  fields(payload& j, std::string where, std::string path = {})
-      : j_(j), where_(std::move(where)), path_(std::move(path)) {}
-
-  // Reads `name` into `out`; a missing field is a problem.
-  template <class T> void req(const char* name, T& out) {
-    if (auto* value = find(name, true))
-      if (auto* expected = read(*value, out))
-        mismatch(full(name), expected, *value);
-  }
-
-  // Reads `name` into `out` when present; `out` keeps its value otherwise.
-  template <class T> void opt(const char* name, T& out) {
-    if (auto* value = find(name, false))
-      if (auto* expected = read(*value, out))
-        mismatch(full(name), expected, *value);
-  }
-
-  // Reads the array `name` of strings or unsigned integers.
-  template <class T> void req_list(const char* name, std::vector<T>& out) {
-    req_each(
-      name, out, [this](payload& element, const std::string& path, T& one) {
-        if (auto* expected = read(element, one))
-          return problem(fmt::format("field '{}': expected {}, got {}", path,
-                                     expected, element.type_name()));
-        return caf::error{};
-      });
-  }
-
-  // Reads the array `name`, each element with `read_one(element, path,
-  // out.emplace_back())`, which returns a problem or none.
-  template <class T, class F>
-  void req_each(const char* name, std::vector<T>& out, F read_one) {
-    each(name, out, std::move(read_one), true);
-  }
-
-  // Reads the array `name` as `req_each` does, when present; `out` keeps
-  // its value otherwise.
-  template <class T, class F>
-  void opt_each(const char* name, std::vector<T>& out, F read_one) {
-    each(name, out, std::move(read_one), false);
-  }
-
-  template <class T, class F>
-  void each(const char* name, std::vector<T>& out, F read_one, bool required) {
-    auto* value = find(name, required);
-    if (value == nullptr)
-      return;
-    if (!value->is_array())
-      return mismatch(full(name), "an array", *value);
-    out.clear();
-    out.reserve(value->size());
-    size_t i = 0;
-    for (auto& element : *value)
-      if (auto err = read_one(element, fmt::format("{}[{}]", full(name), i++),
-                              out.emplace_back())) {
-        problem_ = std::move(err);
-        return;
-      }
-  }
-
-  // Reads the map `name` with `read_one(value, path)`.
-  template <class F> void req_map(const char* name, F read_one) {
-    auto* value = find(name, true);
-    if (value == nullptr)
-      return;
-    if (!value->is_object())
-      return mismatch(full(name), "a map", *value);
-    problem_ = read_one(*value, full(name));
-  }
-
-  // Reads the map `name` of unsigned counters, e.g. per-type heads.
-  void req_counters(const char* name,
-                    std::unordered_map<std::string, uint64_t>& out) {
-    req_map(name, [&](payload& map, const std::string& path) {
-      out.clear();
-      for (auto& [k, value] : map.items()) {
-        uint64_t n = 0;
-        if (read(value, n) != nullptr)
-          return problem(fmt::format("field '{}.{}': expected an unsigned "
-                                     "integer, got {}",
-                                     path, k, value.type_name()));
-        out.emplace(k, n);
-      }
-      return caf::error{};
-    });
-  }
-
-  bool failed() const noexcept {
-    return static_cast<bool>(problem_);
-  }
-
-  // Records `detail` as the problem, unless there is one already.
-  void fail(std::string_view detail) {
-    if (!failed())
-      problem_ = problem(detail);
-  }
-
-  // The first problem, or none.
-  caf::error take() {
-    return std::move(problem_);
-  }
-
-  // The message being read, as errors name it.
-  const std::string& where() const noexcept {
-    return where_;
-  }
-
-  // A problem naming the message and `detail`.
-  caf::error problem(std::string_view detail) const {
-    return make_error(errc::decode_error,
-                      fmt::format("{}: {}", where_, detail));
-  }
-
-private:
-  // The field `name`, or null when absent (a problem if `required`) or
-  // when an earlier read failed.
-  payload* find(const char* name, bool required) {
-    if (failed())
-      return nullptr;
-    auto it = j_.find(name);
-    if (it != j_.end())
-      return &*it;
-    if (required)
-      problem_ = problem(fmt::format("field '{}' is missing", full(name)));
-    return nullptr;
-  }
-
-  std::string full(std::string_view name) const {
-    return path_.empty() ? std::string{name}
-                         : fmt::format("{}.{}", path_, name);
-  }
-
-  void mismatch(const std::string& path, const char* expected,
-                const payload& got) {
-    problem_ = problem(fmt::format("field '{}': expected {}, got {}", path,
-                                   expected, got.type_name()));
-  }
-
-  payload& j_;
-  std::string where_;
-  std::string path_;
-  caf::error problem_;
-};
-
-// Fails unless `j` is a map; `where` names the message.
-caf::error expect_map(const payload& j, std::string_view where) {
-  if (j.is_object())
-    return {};
-  return make_error(errc::decode_error, fmt::format("{}: expected a map, got "
-                                                    "{}",
-                                                    where, j.type_name()));
-}
-
-// Reads the map `j` at `path` of the message `where` with `read_fields`.
-template <class F>
-caf::error read_nested(payload& j, const std::string& where,
-                       const std::string& path, F read_fields) {
-  if (!j.is_object())
-    return make_error(errc::decode_error,
-                      fmt::format("{}: field '{}': expected a map, got {}",
-                                  where, path, j.type_name()));
-  fields f{j, where, path};
-  read_fields(f);
-  return f.take();
-}
 
 caf::error read_attempt(payload& j, const std::string& where,
                         const std::string& path, dead_letter_attempt& out) {
@@ -411,7 +81,11 @@ caf::error read_record(payload& j, const std::string& where,
   return {};
 }
 
+} // namespace
+
 // --- each message: its name, its fields out, its fields in -----------------
+
+namespace {
 
 void write_filter(payload& j, const dlq_filter& f) {
   if (!f.consumer.empty())
@@ -427,6 +101,8 @@ void read_filter(fields& f, dlq_filter& out) {
   f.opt(key::type, out.type);
   f.opt(key::key, out.key);
 }
+
+} // namespace
 
 std::string_view name_of(const replay_request&) {
   return op::replay;
@@ -461,6 +137,8 @@ std::string_view name_of(const hello_reply&) {
   return op::hello;
 }
 
+namespace {
+
 template <class Hello> void write_hello(payload& j, const Hello& m) {
   j[key::stream] = m.stream;
   j[key::max_message_size] = m.max_message_size;
@@ -470,6 +148,8 @@ template <class Hello> void read_hello(fields& f, Hello& m) {
   f.req(key::stream, m.stream);
   f.req(key::max_message_size, m.max_message_size);
 }
+
+} // namespace
 
 void write(payload& j, const hello_request& m) {
   write_hello(j, m);
@@ -649,6 +329,8 @@ std::string_view name_of(const test_hooks_reply&) {
   return op::test_hooks;
 }
 
+namespace {
+
 template <class Hooks> void write_hooks(payload& j, const Hooks& m) {
   j[key::fail_keys] = m.fail_keys;
   j[key::slow_keys] = m.slow_keys;
@@ -658,6 +340,8 @@ template <class Hooks> void read_hooks(fields& f, Hooks& m) {
   f.req_list(key::fail_keys, m.fail_keys);
   f.req_counters(key::slow_keys, m.slow_keys);
 }
+
+} // namespace
 
 void write(payload& j, const test_hooks_request& m) {
   write_hooks(j, m);
@@ -689,6 +373,8 @@ std::string_view name_of(const status_reply&) {
   return op::status;
 }
 
+namespace {
+
 payload status_stream_json(const status_stream& s) {
   return {{key::stream, s.stream},
           {key::offset, s.offset},
@@ -707,6 +393,8 @@ payload status_consumer_json(const status_consumer& c) {
           {key::dead_letters, c.dead_letters},
           {key::health, c.health}};
 }
+
+} // namespace
 
 void write(payload& j, const status_reply& m) {
   j[key::node] = m.node;
@@ -756,6 +444,8 @@ void read(fields& f, status_reply& m) {
 
 // --- publish ---------------------------------------------------------------
 
+namespace {
+
 caf::error read_publish_event(payload& j, const std::string& where,
                               const std::string& path, publish_event& out) {
   return read_nested(j, where, path, [&](fields& f) {
@@ -772,6 +462,8 @@ caf::error read_publish_ack(payload& j, const std::string& where,
     f.req(key::seq, out.seq);
   });
 }
+
+} // namespace
 
 std::string_view name_of(const publish_request&) {
   return op::publish;
@@ -839,42 +531,6 @@ void read(fields& f, error_reply& m) {
   f.opt(key::stream, m.stream);
   f.req(key::error, m.error);
 }
-
-// The frame of request `m`: v, id, op, then its fields.
-template <class Request> std::string encode_request(const Request& m) {
-  payload j{{key::v, m.v}, {key::id, m.id}, {key::op, name_of(m)}};
-  write(j, m);
-  return encode_payload(j);
-}
-
-// The frame of reply `m`: v, id, then its fields.
-template <class Reply> std::string encode_reply(const Reply& m) {
-  payload j{{key::v, m.v}, {key::id, m.id}};
-  write(j, m);
-  return encode_payload(j);
-}
-
-// The versions a node serves, as a phrase.
-std::string served_versions() {
-  if (min_version == version)
-    return fmt::format("version {}", version);
-  return fmt::format("versions {} to {}", min_version, version);
-}
-
-// Reads the rest of a request whose op and version are known.
-template <class Request>
-caf::expected<request> read_request(payload& j, uint32_t v) {
-  Request m;
-  m.v = v;
-  fields f{j, fmt::format("malformed {} request", name_of(m))};
-  f.req(key::id, m.id);
-  read(f, m);
-  if (f.failed())
-    return f.take();
-  return request{std::move(m)};
-}
-
-} // namespace
 
 // --- dead letters as shown ---------------------------------------------------
 
@@ -1054,12 +710,9 @@ std::string encode(const request& m) {
 caf::expected<request> decode_request(std::string_view bytes,
                                       const decode_limits& limits) {
   constexpr std::string_view where = "malformed control request";
-  auto j = decode_payload(bytes, limits);
+  auto j = decode_map(bytes, limits, where);
   if (!j)
-    return make_error(errc::decode_error,
-                      fmt::format("{}: {}", where, message_of(j.error())));
-  if (auto err = expect_map(*j, where))
-    return err;
+    return j.error();
   // The version first: a request of a later version may have an op this
   // node does not know.
   fields f{*j, std::string{where}};
@@ -1108,41 +761,16 @@ caf::expected<request> decode_request(std::string_view bytes,
   }
   if (name == op::publish)
     return read_request<publish_request>(*j, v);
-  return make_error(errc::decode_error,
-                    fmt::format("unknown operation '{}'; expected {}, {}, {}, "
-                                "{}, {}, {}, {}, {} or {}",
-                                name, op::replay, op::dlq_list, op::dlq_show,
-                                op::dlq_redrive, op::dlq_purge, op::publish,
-                                op::status, op::hello, op::test_hooks));
-}
-
-template <class Reply>
-caf::expected<answer<Reply>> decode_reply(std::string_view bytes,
-                                          const decode_limits& limits) {
-  Reply m;
-  auto where = fmt::format("{} reply", name_of(m));
-  auto j = decode_payload(bytes, limits);
-  if (!j)
-    return make_error(errc::decode_error,
-                      fmt::format("{}: {}", where, message_of(j.error())));
-  if (auto err = expect_map(*j, where))
-    return err;
-  auto read_answer = [&](auto& out) -> caf::error {
-    fields f{*j, where};
-    f.opt(key::v, out.v);
-    f.opt(key::id, out.id);
-    read(f, out);
-    return f.take();
-  };
-  if (j->contains(key::error)) {
-    error_reply e;
-    if (auto err = read_answer(e))
-      return err;
-    return answer<Reply>{std::move(e)};
-  }
-  if (auto err = read_answer(m))
-    return err;
-  return answer<Reply>{std::move(m)};
+  if (auto gossip = read_gossip_request(name, *j, v))
+    return std::move(*gossip);
+  return make_error(
+    errc::decode_error,
+    fmt::format("unknown operation '{}'; expected {}, {}, {}, {}, {}, {}, {}, "
+                "{}, {}, {}, {}, {} or {}",
+                name, op::replay, op::dlq_list, op::dlq_show, op::dlq_redrive,
+                op::dlq_purge, op::publish, op::status, op::hello,
+                op::test_hooks, op::gossip_sync, op::gossip_ping,
+                op::gossip_probe, op::members));
 }
 
 template caf::expected<answer<replay_reply>>
@@ -1167,12 +795,9 @@ decode_reply<test_hooks_reply>(std::string_view, const decode_limits&);
 caf::expected<heartbeat> decode_heartbeat(std::string_view bytes,
                                           const decode_limits& limits) {
   constexpr std::string_view where = "heartbeat";
-  auto j = decode_payload(bytes, limits);
+  auto j = decode_map(bytes, limits, where);
   if (!j)
-    return make_error(errc::decode_error,
-                      fmt::format("{}: {}", where, message_of(j.error())));
-  if (auto err = expect_map(*j, where))
-    return err;
+    return j.error();
   heartbeat hb;
   fields f{*j, std::string{where}};
   f.opt(key::v, hb.v);

@@ -85,10 +85,19 @@ node::impl::on_control_request(std::string_view bytes,
                   message_of(req.error()));
   try {
     return std::visit(
-      [this, &from](const auto& r) -> std::optional<std::string> {
+      [this, &from, &req](const auto& r) -> std::optional<std::string> {
         using type = std::decay_t<decltype(r)>;
         if constexpr (std::is_same_v<type, control::publish_request>)
           return publisher->serve(r, from);
+        else if constexpr (
+          std::is_same_v<
+            type,
+            control::
+              gossip_sync_request> || std::is_same_v<type, control::gossip_ping> || std::is_same_v<type, control::gossip_probe> || std::is_same_v<type, control::members_request>)
+          // Until the node runs membership (cluster::membership::serve).
+          return refuse(
+            r.id, {},
+            fmt::format("this node does not serve {}", control::op_name(*req)));
         else
           return serve(r);
       },

@@ -173,6 +173,97 @@ control::hello_reply hello_rep() {
   return m;
 }
 
+control::cluster_member member(std::string name, uint64_t incarnation,
+                               control::member_status status) {
+  control::cluster_member m;
+  m.name = std::move(name);
+  m.stream =
+    "3f1c9a4e-0000-4000-8000-00000000000" + std::to_string(incarnation % 10);
+  m.incarnation = incarnation;
+  m.status = status;
+  m.service = "EmailService";
+  m.pub = "tcp://10.0.0.2:5700";
+  m.control = "tcp://10.0.0.2:5701";
+  m.metrics = "http://10.0.0.2:9100";
+  m.produces = {"email.message.sent"};
+  m.consumers = {{"EmailService", {"user.>", "billing.invoice.paid"}}};
+  return m;
+}
+
+control::gossip_sync_request sync_req() {
+  control::gossip_sync_request m;
+  m.id = control::gossip_id_bit | 21;
+  m.cluster = "prod";
+  m.from = member("email-1", 3, control::member_status::joining);
+  m.members = {m.from, member("user-1", 7, control::member_status::suspect)};
+  return m;
+}
+
+control::gossip_sync_reply sync_rep() {
+  control::gossip_sync_reply m;
+  m.id = control::gossip_id_bit | 21;
+  m.cluster = "prod";
+  m.members = {member("user-1", 8, control::member_status::up),
+               member("billing-1", 2, control::member_status::down)};
+  return m;
+}
+
+control::gossip_ping ping_req() {
+  control::gossip_ping m;
+  m.id = control::gossip_id_bit | 22;
+  m.cluster = "prod";
+  m.from = "email-1";
+  m.incarnation = 3;
+  m.target = "user-1";
+  m.updates = {member("email-1", 3, control::member_status::up)};
+  return m;
+}
+
+control::gossip_ack ack_rep() {
+  control::gossip_ack m;
+  m.id = control::gossip_id_bit | 22;
+  m.cluster = "prod";
+  m.from = "user-1";
+  m.incarnation = 8;
+  m.updates = {member("user-1", 8, control::member_status::up),
+               member("billing-1", 2, control::member_status::leaving)};
+  return m;
+}
+
+control::gossip_probe probe_req() {
+  control::gossip_probe m;
+  m.id = control::gossip_id_bit | 23;
+  m.cluster = "prod";
+  m.from = "email-1";
+  m.target = "billing-1";
+  return m;
+}
+
+control::gossip_probe_reply probe_rep() {
+  control::gossip_probe_reply m;
+  m.id = control::gossip_id_bit | 23;
+  m.target = "billing-1";
+  m.heard_ms_ago = 420;
+  return m;
+}
+
+control::members_request members_req() {
+  control::members_request m;
+  m.id = 24;
+  return m;
+}
+
+control::members_reply members_rep() {
+  control::members_reply m;
+  m.id = 24;
+  m.cluster = "prod";
+  m.self = "email-1";
+  m.members = {
+    {member("email-1", 3, control::member_status::up), 0},
+    {member("billing-1", 2, control::member_status::down), std::nullopt}};
+  return m;
+}
+
 // A message's frame as JSON, to damage it; and back.
 payload frame_of(const std::string& bytes) {
   auto j = decode_payload(bytes);
@@ -258,6 +349,32 @@ std::vector<sample> samples() {
      control::encode(hello_rep()),
      reply_error_of<control::hello_reply>,
      {"v", "id"}},
+    {"gossip.sync request",
+     control::encode(sync_req()),
+     req(sync_req()),
+     {"v"}},
+    {"gossip.sync reply", control::encode(sync_rep()),
+     reply_error_of<control::gossip_sync_reply>, reply_opt},
+    {"gossip.ping request",
+     control::encode(ping_req()),
+     req(ping_req()),
+     {"v"}},
+    {"gossip.ping reply", control::encode(ack_rep()),
+     reply_error_of<control::gossip_ack>, reply_opt},
+    {"gossip.probe request",
+     control::encode(probe_req()),
+     req(probe_req()),
+     {"v"}},
+    {"gossip.probe reply",
+     control::encode(probe_rep()),
+     reply_error_of<control::gossip_probe_reply>,
+     {"v", "id", "heard_ms_ago"}},
+    {"members request",
+     control::encode(members_req()),
+     req(members_req()),
+     {"v"}},
+    {"members reply", control::encode(members_rep()),
+     reply_error_of<control::members_reply>, reply_opt},
   };
 }
 
@@ -848,4 +965,184 @@ TEST_CASE("a running node's status: its head and oldest event, and a "
   CHECK(st.head == events);
   CHECK_FALSE(st.paused);
   CHECK(s->healthy());
+}
+
+TEST_CASE("the membership messages read back as they were written",
+          "[runtime][control][membership]") {
+  check_request_round_trip(sync_req());
+  check_request_round_trip(ping_req());
+  check_request_round_trip(probe_req());
+  check_request_round_trip(members_req());
+  check_reply_round_trip(sync_rep());
+  check_reply_round_trip(ack_rep());
+  check_reply_round_trip(probe_rep());
+  check_reply_round_trip(members_rep());
+  SECTION("the ops as logs name them") {
+    CHECK(control::op_name(sync_req()) == "gossip.sync");
+    CHECK(control::op_name(ping_req()) == "gossip.ping");
+    CHECK(control::op_name(probe_req()) == "gossip.probe");
+    CHECK(control::op_name(members_req()) == "members");
+  }
+  SECTION("a probe reply of a node that never heard the target") {
+    auto m = probe_rep();
+    m.heard_ms_ago.reset();
+    check_reply_round_trip(m);
+    CHECK_FALSE(frame_of(control::encode(m)).contains("heard_ms_ago"));
+  }
+  SECTION("an error reply refusing a sync") {
+    auto e = error_rep();
+    e.stream.clear();
+    e.error = "refused gossip.sync from node 'x' of cluster 'dev'";
+    auto r =
+      control::decode_reply<control::gossip_sync_reply>(control::encode(e));
+    REQUIRE(r);
+    REQUIRE(std::holds_alternative<control::error_reply>(*r));
+    CHECK(std::get<control::error_reply>(*r) == e);
+  }
+  SECTION("every status by its name") {
+    using control::member_status;
+    for (auto s :
+         {member_status::joining, member_status::up, member_status::suspect,
+          member_status::down, member_status::leaving}) {
+      CHECK(control::parse_member_status(control::to_string(s)) == s);
+      auto m = sync_rep();
+      m.members[0].status = s;
+      check_reply_round_trip(m);
+    }
+    CHECK_FALSE(control::parse_member_status("alive"));
+    CHECK_FALSE(control::parse_member_status("UP"));
+  }
+}
+
+TEST_CASE("the members view as herald members --json prints it",
+          "[runtime][control][membership]") {
+  auto j = control::to_json(members_rep());
+  CHECK_FALSE(j.contains("v"));
+  CHECK_FALSE(j.contains("id"));
+  CHECK(j.at("cluster") == "prod");
+  CHECK(j.at("self") == "email-1");
+  REQUIRE(j.at("members").size() == 2);
+  auto& first = j.at("members")[0];
+  CHECK(first.at("name") == "email-1");
+  CHECK(first.at("status") == "up");
+  CHECK(first.at("incarnation") == 3);
+  CHECK(first.at("last_heard_ms") == 0);
+  CHECK(first.at("consumers")[0].at("patterns")[0] == "user.>");
+  CHECK(j.at("members")[1].at("status") == "down");
+  CHECK_FALSE(j.at("members")[1].contains("last_heard_ms"));
+}
+
+TEST_CASE("a malformed member record is refused, naming the field",
+          "[runtime][control][membership]") {
+  auto sync_error = [](const payload& j) {
+    auto r = control::decode_request(bytes_of(j));
+    REQUIRE_FALSE(r);
+    CHECK(is(r.error(), errc::decode_error));
+    return message_of(r.error());
+  };
+  auto frame = frame_of(control::encode(sync_req()));
+  SECTION("an unknown status") {
+    auto j = frame;
+    j["members"][1]["status"] = "alive";
+    CHECK_THAT(sync_error(j),
+               Catch::Contains("gossip.sync request: field "
+                               "'members[1].status': unknown status 'alive'")
+                 && Catch::Contains("joining, up, suspect, down or leaving"));
+  }
+  SECTION("a wrong type inside the sender's record") {
+    auto j = frame;
+    j["from"]["incarnation"] = -1;
+    CHECK_THAT(sync_error(j),
+               Catch::Contains("field 'from.incarnation': expected an "
+                               "unsigned integer"));
+  }
+  SECTION("a field missing inside a consumer") {
+    auto j = frame;
+    j["members"][0]["consumers"][0].erase("patterns");
+    CHECK_THAT(sync_error(j),
+               Catch::Contains("field 'members[0].consumers[0].patterns' is "
+                               "missing"));
+  }
+  SECTION("each field of a record, missing or of a wrong type") {
+    for (auto& [k, value] : frame["from"].items()) {
+      INFO("field " << k);
+      auto missing = frame;
+      missing["from"].erase(k);
+      CHECK_THAT(sync_error(missing), Catch::Contains("'from." + k + "'"));
+      auto wrong = frame;
+      wrong["from"][k] = value.is_string() ? payload(1.5) : payload("x");
+      CHECK_THAT(sync_error(wrong), Catch::Contains("'from." + k + "'"));
+    }
+  }
+  SECTION("a record that is no map") {
+    auto j = frame;
+    j["members"][0] = "email-1";
+    CHECK_THAT(sync_error(j), Catch::Contains("field 'members[0]': expected "
+                                              "a map, got string"));
+  }
+  SECTION("a status inside an ack, a members reply") {
+    auto j = frame_of(control::encode(ack_rep()));
+    j["updates"][0]["status"] = 3;
+    auto r = control::decode_reply<control::gossip_ack>(bytes_of(j));
+    REQUIRE_FALSE(r);
+    CHECK_THAT(message_of(r.error()),
+               Catch::Contains("field 'updates[0].status': expected a string"));
+    auto m = frame_of(control::encode(members_rep()));
+    m["members"][1]["last_heard_ms"] = "long ago";
+    auto rm = control::decode_reply<control::members_reply>(bytes_of(m));
+    REQUIRE_FALSE(rm);
+    CHECK_THAT(message_of(rm.error()),
+               Catch::Contains("field 'members[1].last_heard_ms'"));
+  }
+}
+
+TEST_CASE("gossip lists longer than the protocol's bounds are refused",
+          "[runtime][control][membership]") {
+  auto frame = frame_of(control::encode(sync_req()));
+  auto too_many = control::max_gossip_members + 1;
+  SECTION("members per message") {
+    auto j = frame;
+    auto one = j["members"][0];
+    j["members"] = payload::array();
+    for (size_t i = 0; i < too_many; ++i)
+      j["members"].push_back(one);
+    auto r = control::decode_request(bytes_of(j));
+    REQUIRE_FALSE(r);
+    CHECK_THAT(
+      message_of(r.error()),
+      Catch::Contains(fmt::format("field 'members': {} entries; "
+                                  "expected at most {}",
+                                  too_many, control::max_gossip_members)));
+    // At the bound, it is read.
+    j["members"].erase(0);
+    CHECK(control::decode_request(bytes_of(j)));
+  }
+  SECTION("produced types, consumers and patterns per member") {
+    std::vector<std::string> many(control::max_member_list + 1, "a.b.c");
+    auto j = frame;
+    j["from"]["produces"] = many;
+    CHECK_THAT(message_of(control::decode_request(bytes_of(j)).error()),
+               Catch::Contains("field 'from.produces': 1025 entries"));
+    j = frame;
+    j["members"][1]["consumers"][0]["patterns"] = many;
+    CHECK_THAT(message_of(control::decode_request(bytes_of(j)).error()),
+               Catch::Contains("field 'members[1].consumers[0].patterns': "
+                               "1025 entries"));
+    j = frame;
+    auto consumer = j["from"]["consumers"][0];
+    j["from"]["consumers"] = payload::array();
+    for (size_t i = 0; i < control::max_member_list + 1; ++i)
+      j["from"]["consumers"].push_back(consumer);
+    CHECK_THAT(message_of(control::decode_request(bytes_of(j)).error()),
+               Catch::Contains("field 'from.consumers': 1025 entries"));
+  }
+  SECTION("updates of a ping") {
+    auto j = frame_of(control::encode(ping_req()));
+    auto one = j["updates"][0];
+    j["updates"] = payload::array();
+    for (size_t i = 0; i < too_many; ++i)
+      j["updates"].push_back(one);
+    CHECK_THAT(message_of(control::decode_request(bytes_of(j)).error()),
+               Catch::Contains("field 'updates': 1025 entries"));
+  }
 }

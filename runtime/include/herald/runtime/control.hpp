@@ -100,6 +100,32 @@
 ///   only by a node whose config has `test_hooks`; any other refuses it
 ///   naming that key. For tests and `herald harness`, never production.
 ///
+/// - Membership (see `runtime/src/membership.hpp`), every request with an
+///   id that has `gossip_id_bit`, and `cluster: str`, the sender's
+///   `cluster.name` (a node of another name refuses it, naming both).
+///   M, a member record: `{name, stream: str, incarnation: uint, status:
+///   str (joining | up | suspect | down | leaving), service, pub, control,
+///   metrics: str, produces: [str], consumers: [{name: str, patterns:
+///   [str]}]}`.
+///   - `gossip.sync {cluster: str, from: M, members: [M]}` → `{cluster: str,
+///     members: [M]}`: push-pull of whole views, and the join through a
+///     seed; refused when `from.name` is taken by another stream that is
+///     not down (naming both streams).
+///   - `gossip.ping {cluster, from: str, incarnation: uint, target: str,
+///     updates: [M]}` → `{cluster, from: str, incarnation: uint, updates:
+///     [M]}`: a direct probe with records piggybacked (the sender's own
+///     first); refused by a node not named `target`.
+///   - `gossip.probe {cluster, from, target: str}` → `{target: str,
+///     heard_ms_ago?: uint}`: when the receiver last heard `target`
+///     directly; absent when it never did.
+///   - `members {}` → `{cluster, self: str, members: [M + last_heard_ms?:
+///     uint]}`: the view as `herald members` shows it.
+///   Lists hold at most `max_gossip_members` (1024) records, and a record's
+///   `produces`, `consumers` and a consumer's `patterns` at most
+///   `max_member_list` (1024) entries each; longer ones, an unknown status
+///   and a missing or wrong-typed field are refused naming the field (e.g.
+///   `members[1].status`).
+///
 /// Replies carry no op: the sender knows what it asked. Empty filters, `after`
 /// 0, `dead_letter` 0 and `all` false are not sent.
 ///
@@ -775,6 +801,15 @@ struct cluster_member {
   bool operator==(const cluster_member&) const = default;
 };
 
+/// Most member records one gossip or members message carries (`members`,
+/// `updates`); a longer list is refused with `errc::decode_error`.
+inline constexpr size_t max_gossip_members = 1024;
+
+/// Most entries of one member's `produces` and `consumers`, and of one
+/// consumer's `patterns`; a longer list is refused with
+/// `errc::decode_error`.
+inline constexpr size_t max_member_list = 1024;
+
 /// Request ids with this bit set are membership's own: the replies to them
 /// (gossip replies, or error replies refusing them) go to membership, every
 /// other reply to the replay protocol.
@@ -957,8 +992,7 @@ using request =
   std::variant<replay_request, dlq_list_request, dlq_show_request,
                dlq_redrive_request, dlq_purge_request, publish_request,
                status_request, hello_request, test_hooks_request,
-               gossip_sync_request, gossip_ping, gossip_probe,
-               members_request>;
+               gossip_sync_request, gossip_ping, gossip_probe, members_request>;
 
 /// A reply as read: the one asked for, or the node's refusal.
 template <class Reply> using answer = std::variant<Reply, error_reply>;
@@ -1010,9 +1044,10 @@ caf::expected<request> decode_request(std::string_view bytes,
 /// `replay_reply`, `dlq_list_reply`, `dlq_show_reply`,
 /// `dlq_redrive_reply`, `dlq_purge_reply`, `publish_reply`, `status_reply`,
 /// `hello_reply`, `test_hooks_reply`, `gossip_sync_reply`, `gossip_ack`,
-/// `gossip_probe_reply`, `members_reply`). Any version is read; `id` and an error
-/// reply's `stream` may be absent (0, empty). Fails with `errc::decode_error`
-/// naming the field that is missing or wrong-typed. Never throws.
+/// `gossip_probe_reply`, `members_reply`). Any version is read; `id` and an
+/// error reply's `stream` may be absent (0, empty). Fails with
+/// `errc::decode_error` naming the field that is missing or wrong-typed. Never
+/// throws.
 template <class Reply>
 caf::expected<answer<Reply>> decode_reply(std::string_view bytes,
                                           const decode_limits& limits = {});
