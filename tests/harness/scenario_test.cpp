@@ -404,3 +404,20 @@ TEST_CASE("errors of membership expectations and cycles name the key and "
                                                "spelling of 'start_at'"));
   }
 }
+
+TEST_CASE("every shipped scenario is read and planned", "[harness][scenario]") {
+  auto cat = seed_catalog();
+  size_t files = 0;
+  for (auto& e : std::filesystem::directory_iterator{HERALD_SOURCE_DIR
+                                                     "/harness/scenarios"}) {
+    if (e.path().extension() != ".yaml")
+      continue;
+    ++files;
+    INFO(e.path().string());
+    auto sc = load_scenario(e.path().string());
+    REQUIRE(sc);
+    CHECK(sc->name == e.path().stem().string());
+    CHECK(make_plan(*sc, cat, 1));
+  }
+  CHECK(files >= 12);
+}
