@@ -184,6 +184,11 @@ control_client::call(control::test_hooks_request req) {
   return call_typed(req);
 }
 
+caf::expected<control::members_reply>
+control_client::call(control::members_request req) {
+  return call_typed(req);
+}
+
 const std::string& control_client::endpoint() const noexcept {
   return impl_->endpoint;
 }

@@ -261,3 +261,163 @@ TEST_CASE("errors of the new faults name the key and the rule",
                                                "netns"));
   }
 }
+
+TEST_CASE("membership expectations, cycles and late starts are read",
+          "[harness][scenario][membership]") {
+  auto text = good;
+  text.replace(text.find("random: "), 0,
+               "  - {at: 6s, cycle: email-2, times: 20, period: 100ms, "
+               "fds_within: 5s, fd_slack: 4}\n"
+               "membership:\n"
+               "  - {name: joined, at: 0s, within: 3s, members: 3}\n"
+               "  - {after: 0, within: 5s, status: [suspect, down]}\n"
+               "  - {healed: 0, within: 5s, member: email-1, status: up, "
+               "incarnation: higher, stream: same, seen_by: [user]}\n"
+               "  - {healed: 3, within: 10s, one_view: true}\n");
+  text.replace(text.find("    count: 2\n"), 0, "    start_at: 2s\n");
+  auto sc = parse_scenario(text, "dir/s.yaml");
+  REQUIRE(sc);
+  CHECK(sc->nodes[1].start_at == std::chrono::seconds{2});
+  REQUIRE(sc->faults.size() == 4);
+  auto& cycle = sc->faults[3];
+  CHECK(cycle.kind == fault_kind::cycle);
+  CHECK(cycle.times == 20);
+  CHECK(cycle.period == std::chrono::milliseconds{100});
+  CHECK(cycle.hold == std::chrono::seconds{2});
+  CHECK(cycle.fds_within == std::chrono::seconds{5});
+  CHECK(cycle.fd_slack == 4);
+  REQUIRE(sc->membership.size() == 4);
+  auto& m = sc->membership;
+  CHECK(m[0].name == "joined");
+  CHECK(m[0].kind == expect_kind::members);
+  CHECK(m[0].count == 3);
+  CHECK(m[0].status
+        == std::vector<herald::control::member_status>{
+          herald::control::member_status::up});
+  CHECK(m[1].name == "membership[1]");
+  CHECK(m[1].kind == expect_kind::member);
+  CHECK(m[1].trigger == expect_trigger::applied);
+  CHECK(m[1].member.empty()); // the fault's target
+  CHECK(m[1].status.size() == 2);
+  CHECK(m[2].trigger == expect_trigger::healed);
+  CHECK(m[2].incarnation == compare::higher);
+  CHECK(m[2].stream == compare::same);
+  CHECK(m[2].seen_by == std::vector<std::string>{"user"});
+  CHECK(m[3].kind == expect_kind::one_view);
+  CHECK(m[3].fault == 3);
+  // The cycle fault is scheduled with its index, the others too.
+  auto p = make_plan(*sc, seed_catalog(), 5);
+  REQUIRE(p);
+  auto it = std::find_if(p->faults.begin(), p->faults.end(), [](auto& a) {
+    return a.kind == fault_kind::cycle;
+  });
+  REQUIRE(it != p->faults.end());
+  CHECK(it->spec == 3);
+  CHECK(it->times == 20);
+  CHECK(it->target == "email-2");
+}
+
+TEST_CASE("a producer that starts late moves the end of its faults",
+          "[harness][scenario]") {
+  // The workload starts once its node is up: faults until 7 s fit in a
+  // 6 s workload whose producer starts at 3 s, not at 500 ms.
+  auto text = good;
+  text.replace(text.find("duration: 10s"), 13, "duration: 6s ");
+  text.replace(text.find("    command: [user_service"), 0,
+               "    start_at: 3s\n");
+  auto sc = parse_scenario(text, "dir/s.yaml");
+  REQUIRE(sc);
+  text.replace(text.find("start_at: 3s"), 12, "start_at: 500ms");
+  CHECK_THAT(error_of(text), Catch::Contains("it ends at 7000 ms, after the "
+                                             "workload's end at 6500 ms"));
+}
+
+TEST_CASE("errors of membership expectations and cycles name the key and "
+          "the rule",
+          "[harness][scenario][membership]") {
+  auto with = [](const std::string& extra) {
+    auto text = good;
+    text.replace(text.find("random: "), 0, extra);
+    return text;
+  };
+  SECTION("no trigger") {
+    CHECK_THAT(error_of(with("membership:\n  - {within: 3s, members: 3}\n")),
+               Catch::Contains("membership[0]: needs exactly one of 'at'"));
+  }
+  SECTION("a fault that is not there") {
+    CHECK_THAT(error_of(with("membership:\n  - {after: 7, within: 3s, "
+                             "status: down}\n")),
+               Catch::Contains("there is no fault 7"));
+  }
+  SECTION("an unknown status") {
+    CHECK_THAT(error_of(with("membership:\n  - {after: 0, within: 3s, "
+                             "status: dead}\n")),
+               Catch::Contains("'status': 'dead' is not a member status; "
+                               "use joining, up, suspect, down or leaving"));
+  }
+  SECTION("a comparison without a fault") {
+    CHECK_THAT(error_of(with("membership:\n  - {at: 1s, within: 3s, member: "
+                             "user, incarnation: higher}\n")),
+               Catch::Contains("'incarnation' and 'stream' compare"));
+  }
+  SECTION("a member with several instances") {
+    CHECK_THAT(error_of(with("membership:\n  - {at: 1s, within: 3s, member: "
+                             "email, status: up}\n")),
+               Catch::Contains("node 'email' has 2 instances; name one"));
+  }
+  SECTION("more members than instances") {
+    CHECK_THAT(error_of(with("membership:\n  - {at: 1s, within: 3s, members: "
+                             "4}\n")),
+               Catch::Contains("'members': 4 is more than the 3 instances"));
+  }
+  SECTION("nothing expected") {
+    CHECK_THAT(error_of(with("membership:\n  - {at: 1s, within: 3s}\n")),
+               Catch::Contains("say what is expected"));
+  }
+  SECTION("an unknown key") {
+    CHECK_THAT(error_of(with("membership:\n  - {at: 1s, within: 3s, members: "
+                             "3, timeout: 2s}\n")),
+               Catch::Contains("timeout"));
+  }
+  SECTION("cycle keys on another fault") {
+    CHECK_THAT(error_of(with("  - {at: 6s, kill: user, restart_after: 1s, "
+                             "times: 3}\n")),
+               Catch::Contains("'times', 'period', 'fds_within' and "
+                               "'fd_slack' go with cycle"));
+  }
+  SECTION("cycles that outlast the workload") {
+    CHECK_THAT(error_of(with("  - {at: 6s, cycle: user, times: 50, period: "
+                             "100ms}\n")),
+               Catch::Contains("after the workload's end"));
+  }
+  SECTION("a random cycle") {
+    auto text = good;
+    text.replace(text.find("kinds: [kill, pause, slow]"), 26,
+                 "kinds: [kill, cycle]      ");
+    CHECK_THAT(error_of(text), Catch::Contains("cycle is a timed fault only"));
+  }
+  SECTION("both spellings of a late start") {
+    auto text = good;
+    text.replace(text.find("    count: 2\n"), 0,
+                 "    start_at: 2s\n    start_after: 2s\n");
+    CHECK_THAT(error_of(text), Catch::Contains("'start_after' is the older "
+                                               "spelling of 'start_at'"));
+  }
+}
+
+TEST_CASE("every shipped scenario is read and planned", "[harness][scenario]") {
+  auto cat = seed_catalog();
+  size_t files = 0;
+  for (auto& e : std::filesystem::directory_iterator{HERALD_SOURCE_DIR
+                                                     "/harness/scenarios"}) {
+    if (e.path().extension() != ".yaml")
+      continue;
+    ++files;
+    INFO(e.path().string());
+    auto sc = load_scenario(e.path().string());
+    REQUIRE(sc);
+    CHECK(sc->name == e.path().stem().string());
+    CHECK(make_plan(*sc, cat, 1));
+  }
+  CHECK(files >= 12);
+}

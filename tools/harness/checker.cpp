@@ -366,8 +366,72 @@ caf::expected<verdict> check_dir(const std::string& dir) {
   std::sort(histories.begin(), histories.end(), [](auto& a, auto& b) {
     return a.first < b.first;
   });
-  return judge(*publishes, histories, consumers, checks);
+  auto v = judge(*publishes, histories, consumers, checks);
+  auto cluster_path = fs::path{dir} / "cluster.json";
+  if (fs::exists(cluster_path)) {
+    auto cluster =
+      payload::parse(read_text(cluster_path.string(), err), nullptr, false);
+    if (err)
+      return err;
+    if (!cluster.is_object())
+      return make_error(
+        errc::decode_error,
+        fmt::format("'{}' is no JSON object", cluster_path.string()));
+    if (auto it = cluster.find("failures");
+        it != cluster.end() && it->is_array())
+      for (auto& f : *it)
+        if (f.is_string())
+          v.failures.push_back(f.get<std::string>());
+    v.cluster = std::move(cluster);
+  }
+  return v;
 }
+
+namespace {
+
+// The cluster's results in the table: one line per expectation and per
+// node of a join/leave cycle fault.
+void cluster_lines(const payload& c, std::vector<std::string>& lines) {
+  if (!c.is_object())
+    return;
+  if (auto it = c.find("membership"); it != c.end() && !it->empty()) {
+    lines.push_back(fmt::format("{:<28} {:>9} {:>8} {:>6}  {}", "membership",
+                                "within", "met in", "polls", "result"));
+    for (auto& m : *it)
+      lines.push_back(fmt::format(
+        "{:<28} {:>6} ms {:>8} {:>6}  {}", str(m, "name"),
+        m.value("within_ms", 0),
+        m.contains("met_after_ms")
+          ? fmt::format("{} ms", m.value("met_after_ms", 0))
+          : std::string{"-"},
+        m.value("polls", 0), m.value("met", false) ? "ok" : "FAIL"));
+  }
+  if (auto it = c.find("cycles"); it != c.end())
+    for (auto& cy : *it) {
+      lines.push_back(fmt::format(
+        "cycles of {}: {} of {} done in {} ms, {} unclean exit(s); "
+        "descriptors of the others (total/sockets/eventfds) before, peak, "
+        "after:",
+        str(cy, "target"), cy.value("done", 0), cy.value("times", 0),
+        cy.value("took_ms", 0), cy.value("unclean_exits", 0)));
+      auto fds = [](const payload& f) {
+        return fmt::format("{}/{}/{}", f.value("total", 0),
+                           f.value("sockets", 0), f.value("eventfds", 0));
+      };
+      for (auto& n : cy.value("nodes", payload::array()))
+        lines.push_back(fmt::format(
+          "  {:<20} {:>12} {:>12} {:>12}  {}", str(n, "node"),
+          fds(n.value("before", payload::object())),
+          fds(n.value("peak", payload::object())),
+          fds(n.value("after", payload::object())),
+          n.value("returned", false)
+            ? fmt::format("back in {} ms", n.value("returned_after_ms", 0))
+          : n.contains("note") ? str(n, "note")
+                               : std::string{"NOT BACK"}));
+    }
+}
+
+} // namespace
 
 std::vector<std::string> table(const verdict& v) {
   std::vector<std::string> lines;
@@ -391,6 +455,7 @@ std::vector<std::string> table(const verdict& v) {
   for (auto& c : v.consumers)
     for (auto& e : c.examples)
       lines.push_back(fmt::format("  {} on {}: {}", c.consumer, c.node, e));
+  cluster_lines(v.cluster, lines);
   for (auto& f : v.failures)
     lines.push_back("FAILED: " + f);
   lines.push_back(v.ok() ? "result: PASS" : "result: FAIL");
@@ -426,6 +491,7 @@ payload to_json(const verdict& v) {
           {"refused", v.refused},
           {"truncated", v.truncated},
           {"consumers", std::move(consumers)},
+          {"cluster", v.cluster},
           {"failures", v.failures}};
 }
 

@@ -126,6 +126,9 @@ struct verdict {
   uint64_t unknown = 0;
   uint64_t refused = 0;
   uint64_t truncated = 0;
+  /// What the run saw of the cluster (`cluster.json`: membership
+  /// expectations and join/leave cycles), null when it watched nothing.
+  payload cluster;
   /// Why the run failed, one sentence each; empty when it passed.
   std::vector<std::string> failures;
   bool ok() const noexcept {
@@ -140,7 +143,9 @@ verdict judge(const std::vector<published>& publishes,
               const checks_spec& checks);
 
 /// Judges the run in `dir` (`publishes.jsonl`, `history/*.jsonl`,
-/// `consumers.json`, `run.json`). Fails with `errc::io_error` or
+/// `consumers.json`, `run.json`), and takes the cluster's results from
+/// `cluster.json` when there is one (observed during the run: they cannot
+/// be judged again, only read). Fails with `errc::io_error` or
 /// `errc::decode_error` naming the file that is missing or malformed.
 caf::expected<verdict> check_dir(const std::string& dir);
 

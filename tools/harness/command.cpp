@@ -28,9 +28,10 @@ harness_command add_harness_command(CLI::App& app, std::string argv0) {
     "harness",
     "Launch a topology of nodes, drive a workload, inject faults on a "
     "seeded schedule (kill, pause, slow handlers; with --mode netns also "
-    "partitions; disk full, clock jumps), and judge what every consumer "
-    "handled "
-    "(lost, duplicated, reordered, dead-lettered). See docs/harness.md.");
+    "partitions; disk full, clock jumps; join/leave cycles), and judge what "
+    "every consumer handled (lost, duplicated, reordered, dead-lettered), "
+    "what every node's view of the cluster was (membership expectations) "
+    "and whether descriptors leaked. See docs/harness.md.");
   cmd->require_subcommand(1);
   st->run_cmd = cmd->add_subcommand(
     "run", "Run a scenario; exit 0 only if every check held. Prints the "

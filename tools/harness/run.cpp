@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <random>
 #include <regex>
 #include <set>
@@ -19,6 +20,7 @@
 #include <fmt/ranges.h>
 
 #include "checker.hpp"
+#include "cluster_watch.hpp"
 #include "herald/core/catalog.hpp"
 #include "herald/core/errc.hpp"
 #include "herald/runtime/control_client.hpp"
@@ -79,6 +81,8 @@ struct node_run {
   child proc;
   bool started = false;
   bool paused = false;
+  /// cycle faults: why a start failed, for the result.
+  std::string cycle_error;
   /// The test hooks its config sets (restored after a slow fault).
   bool has_fail_keys = false, has_slow_keys = false;
 
@@ -147,6 +151,8 @@ struct run_state {
   std::string out;
   run_mode mode = run_mode::loopback;
   testbed* bed = nullptr;
+  /// The membership expectations and descriptor checks.
+  cluster_watch* watch = nullptr;
   std::vector<node_run> nodes;
   steady::time_point t0;
 
@@ -371,8 +377,12 @@ caf::error launch(run_state& rs, node_run& n, std::chrono::milliseconds wait) {
                                     "ready; the end of {}:\n  {}",
                                     n.name, n.proc.status().value_or(-1), n.err,
                                     tail_of(n.err)));
-    if (client->call(control::status_request{}))
+    if (client->call(control::status_request{})) {
+      if (rs.watch != nullptr)
+        rs.watch->set_state(n.name, cluster_watch::state::running,
+                            n.proc.pid());
       return {};
+    }
   }
   return make_error(errc::timeout,
                     fmt::format("node {} did not answer on {} within {} ms; "
@@ -402,11 +412,13 @@ caf::error set_hooks(run_state& rs, node_run& n,
   return reply ? caf::error{} : std::move(reply.error());
 }
 
-// A fault's start or its heal, due at `at`.
+// A fault's start or its heal, due at `at`; for a cycle fault, each
+// cycle is a step (`cycle` from 0) and its heal ends the cycles.
 struct step {
   std::chrono::milliseconds at;
   const action* fault;
   bool heal;
+  int cycle = -1;
 };
 
 // The hosts of instances `names`.
@@ -421,7 +433,44 @@ std::vector<std::string> hosts_of(run_state& rs,
   return hosts;
 }
 
-void apply(run_state& rs, const step& s) {
+// One join/leave cycle of a `cycle` fault: SIGTERM (a graceful leave),
+// then the same command again, waiting until it answers.
+void apply_cycle(run_state& rs, const step& s, node_run& n) {
+  auto& a = *s.fault;
+  auto& w = *rs.watch;
+  if (s.heal) {
+    w.cycles_end(a.spec, n.cycle_error);
+    say(fmt::format("{} healed: {} join/leave cycles of {} done; polling the "
+                    "other nodes' descriptors (at most {} ms)",
+                    rs.stamp(), a.times, n.name, a.fds_within.count()));
+    return;
+  }
+  if (s.cycle == 0) {
+    w.cycles_begin(a.spec, n.name, a.times, a.fds_within, a.fd_slack);
+    say(fmt::format("{} applied: join/leave cycles of {}: {} times, one "
+                    "every {} ms",
+                    rs.stamp(), n.name, a.times, a.period.count()));
+  }
+  w.set_state(n.name, cluster_watch::state::stopped);
+  auto status = n.proc.stop(10s);
+  auto err = launch(rs, n, 30s);
+  w.cycle_done(a.spec, status);
+  if (err) {
+    n.cycle_error = fmt::format("cycle {}: {}", s.cycle + 1, message_of(err));
+    say(fmt::format("{} cycle failed: {}: {}", rs.stamp(), n.name,
+                    n.cycle_error));
+  }
+  auto every = std::max(1, a.times / 10);
+  if ((s.cycle + 1) % every == 0 || status != 0)
+    say(fmt::format("{} cycle {} of {}: {} left (exit status {}) and "
+                    "joined again (pid {})",
+                    rs.stamp(), s.cycle + 1, a.times, n.name, status,
+                    n.proc.pid()));
+}
+
+// Applies or heals the fault of `s`; false when it was skipped (its node
+// not started) or failed.
+bool apply(run_state& rs, const step& s) {
   auto& a = *s.fault;
   auto* n = rs.find(a.target);
   auto what = std::string{to_string(a.kind)};
@@ -443,29 +492,33 @@ void apply(run_state& rs, const step& s) {
                       a.one_way ? ", one way: what the others send them is "
                                   "dropped"
                                 : ", both ways"));
-    return;
+    return !err;
   }
   if (n == nullptr || !n->started) {
     say(fmt::format("{} skipped: {} {}: the node is not started", rs.stamp(),
                     what, a.target));
-    return;
+    return false;
   }
   switch (a.kind) {
   case fault_kind::kill:
     if (!s.heal) {
       auto pid = n->proc.pid();
+      rs.watch->set_state(n->name, cluster_watch::state::stopped);
       n->proc.kill();
       say(fmt::format("{} applied: kill -9 {} (pid {})", rs.stamp(), n->name,
                       pid));
     } else if (auto err = launch(rs, *n, 30s)) {
       say(fmt::format("{} heal failed: restart {}: {}", rs.stamp(), n->name,
                       message_of(err)));
+      return false;
     } else {
       say(fmt::format("{} healed: restarted {} (pid {})", rs.stamp(), n->name,
                       n->proc.pid()));
     }
     break;
   case fault_kind::pause:
+    rs.watch->set_state(n->name, s.heal ? cluster_watch::state::running
+                                        : cluster_watch::state::paused);
     n->proc.signal(s.heal ? SIGCONT : SIGSTOP);
     n->paused = !s.heal;
     say(fmt::format("{} {}: {} {} (pid {})", rs.stamp(),
@@ -475,15 +528,16 @@ void apply(run_state& rs, const step& s) {
   case fault_kind::slow: {
     auto err =
       s.heal ? set_hooks(rs, *n, {}, {}) : set_hooks(rs, *n, a.keys, a.delay);
-    if (err)
+    if (err) {
       say(fmt::format("{} {} failed: slow {}: {}", rs.stamp(),
                       s.heal ? "heal" : "fault", n->name, message_of(err)));
-    else
-      say(fmt::format("{} {}: {} handling on {} for [{}]", rs.stamp(),
-                      s.heal ? "healed" : "applied",
-                      s.heal ? "normal"
-                             : fmt::format("{} ms slower", a.delay.count()),
-                      n->name, fmt::join(a.keys, ", ")));
+      return false;
+    }
+    say(fmt::format("{} {}: {} handling on {} for [{}]", rs.stamp(),
+                    s.heal ? "healed" : "applied",
+                    s.heal ? "normal"
+                           : fmt::format("{} ms slower", a.delay.count()),
+                    n->name, fmt::join(a.keys, ", ")));
     break;
   }
   case fault_kind::disk_full: {
@@ -495,6 +549,7 @@ void apply(run_state& rs, const step& s) {
     } else if (auto err = fill_disk(n->fill_file)) {
       say(fmt::format("{} fault failed: disk_full {}: {}", rs.stamp(), n->name,
                       message_of(err)));
+      return false;
     } else {
       auto space = fs::space(n->data_dir, ec);
       say(fmt::format("{} applied: filled the data disk of {} ({} bytes "
@@ -514,7 +569,26 @@ void apply(run_state& rs, const step& s) {
     break;
   case fault_kind::partition:
     break;
+  case fault_kind::cycle:
+    apply_cycle(rs, s, *n);
+    break;
   }
+  return true;
+}
+
+// Applies `s`, and tells the watch: the state before the fault (when an
+// expectation compares with it), then that it was applied or healed.
+void run_step(run_state& rs, const step& s) {
+  auto spec = s.fault->spec;
+  bool first = s.cycle <= 0 && !s.heal;
+  if (spec >= 0 && first && rs.watch->wants_before(spec))
+    rs.watch->before_fault(spec);
+  if (!apply(rs, s) || spec < 0)
+    return;
+  if (s.heal)
+    rs.watch->fault_healed(spec);
+  else if (first)
+    rs.watch->fault_applied(spec);
 }
 
 // Heals every fault still applied when the workload ends or the run is
@@ -524,6 +598,7 @@ void heal_all(run_state& rs) {
     if (n.paused) {
       n.proc.signal(SIGCONT);
       n.paused = false;
+      rs.watch->set_state(n.name, cluster_watch::state::running);
     }
     std::error_code ec;
     if (!n.fill_file.empty())
@@ -622,6 +697,46 @@ void write_json(const std::string& path, const payload& j) {
   std::ofstream{path} << j.dump(2) << '\n';
 }
 
+// The scenario's membership expectations as the run watches them: the
+// member a fault hit, the instances of `seen_by`, the trigger in words.
+std::vector<expectation> expectations_of(const scenario& sc, const plan& p) {
+  auto all = instances_of(sc);
+  std::vector<expectation> out;
+  for (auto& spec : sc.membership) {
+    expectation x;
+    x.spec = spec;
+    x.member = spec.member;
+    for (auto& name : spec.seen_by)
+      for (auto& in : instances_named(sc, all, name))
+        x.seen_by.push_back(in);
+    if (spec.trigger == expect_trigger::at) {
+      x.trigger = fmt::format("{} ms on the run's clock", spec.at.count());
+    } else {
+      const action* hit = nullptr;
+      for (auto& a : p.faults)
+        if (a.spec == static_cast<int>(spec.fault))
+          hit = &a;
+      if (hit != nullptr && x.member.empty())
+        x.member = hit->target;
+      x.trigger = fmt::format(
+        "fault {} ({} {}) {}", spec.fault,
+        hit ? to_string(hit->kind) : std::string_view{"?"},
+        hit ? hit->target : std::string{},
+        spec.trigger == expect_trigger::applied ? "applied" : "healed");
+    }
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
+// Every instance's control endpoint.
+std::map<std::string, std::string> controls_of(const run_state& rs) {
+  std::map<std::string, std::string> out;
+  for (auto& n : rs.nodes)
+    out[n.name] = n.control();
+  return out;
+}
+
 int run_scenario(const run_options& opts, scenario& sc) {
   auto cat = catalog::load_file(sc.catalog);
   if (!cat)
@@ -676,14 +791,17 @@ int run_scenario(const run_options& opts, scenario& sc) {
   // Declared before the nodes: removed after they are stopped, whatever
   // happens.
   testbed bed{(fs::path{out} / "netns.record").string()};
-  run_state rs{sc, *p, out, mode, &bed, {}, steady::now()};
+  run_state rs{sc, *p, out, mode, &bed, nullptr, {}, steady::now()};
   if (mode == run_mode::netns)
     say(fmt::format("mode netns: run id {}", bed.id()));
   if (auto err = prepare(rs, search))
     return fail(message_of(err));
+  // Declared after the nodes: its poller stops before they go.
+  cluster_watch watch{expectations_of(sc, *p), controls_of(rs)};
+  rs.watch = &watch;
   std::vector<node_run*> late;
   for (auto& n : rs.nodes) {
-    if (n.spec->start_after.count() > 0) {
+    if (n.spec->start_at.count() > 0) {
       late.push_back(&n);
       continue;
     }
@@ -693,23 +811,34 @@ int run_scenario(const run_options& opts, scenario& sc) {
                     n.control()));
   }
 
-  // The workload and the faults, on one clock.
+  // The faults and the membership expectations on the run's clock, from
+  // now; the workload from when its node is ready (now, unless it starts
+  // late).
   auto* producer = rs.find(sc.workload.publish_to);
   if (producer == nullptr)
     producer = rs.find(sc.workload.publish_to + "-1");
   std::vector<step> steps;
   for (auto& a : p->faults) {
-    steps.push_back({a.at, &a, false});
+    if (a.kind == fault_kind::cycle)
+      for (int i = 0; i < a.times; ++i)
+        steps.push_back({a.at + i * a.period, &a, false, i});
+    else
+      steps.push_back({a.at, &a, false});
     steps.push_back({a.at + a.hold, &a, true});
   }
   std::stable_sort(steps.begin(), steps.end(), [](auto& a, auto& b) {
     return a.at < b.at;
   });
   rs.t0 = steady::now();
+  watch.start(rs.t0);
   publisher pub{producer->control(), *p,
                 (fs::path{out} / "publishes.jsonl").string(), sc.workload.batch,
                 2s};
-  pub.start(rs.t0);
+  std::optional<steady::time_point> workload_start;
+  if (producer->started) {
+    workload_start = rs.t0;
+    pub.start(rs.t0);
+  }
   // Stops the publisher and the nodes on SIGINT or SIGTERM; `bed` then
   // removes the network and the mounts.
   auto abort_run = [&] {
@@ -725,21 +854,33 @@ int run_scenario(const run_options& opts, scenario& sc) {
     return 130;
   };
   size_t next = 0;
+  size_t begun = 0; // faults applied (a cycle fault at its first cycle)
   auto last_progress = rs.t0;
-  auto end = rs.t0 + sc.workload.duration;
-  while (next < steps.size() || steady::now() < end || !late.empty()) {
+  auto running = [&] {
+    return next < steps.size() || !late.empty() || !workload_start
+           || steady::now() < *workload_start + sc.workload.duration;
+  };
+  while (running()) {
     if (interrupted)
       return abort_run();
     auto now = steady::now();
-    while (next < steps.size() && rs.t0 + steps[next].at <= now)
-      apply(rs, steps[next++]);
+    for (; next < steps.size() && rs.t0 + steps[next].at <= now; ++next) {
+      begun += !steps[next].heal && steps[next].cycle <= 0 ? 1 : 0;
+      run_step(rs, steps[next]);
+    }
     for (auto it = late.begin(); it != late.end();)
-      if (rs.t0 + (*it)->spec->start_after <= now) {
+      if (rs.t0 + (*it)->spec->start_at <= now) {
         auto* n = *it;
         if (auto err = launch(rs, *n, 30s))
           return fail(message_of(err));
         say(fmt::format("{} started late joiner {} (pid {})", rs.stamp(),
                         n->name, n->proc.pid()));
+        if (n == producer) {
+          workload_start = steady::now();
+          pub.start(*workload_start);
+          say(fmt::format("{} the workload starts: its node {} is ready",
+                          rs.stamp(), n->name));
+        }
         it = late.erase(it);
       } else {
         ++it;
@@ -750,7 +891,7 @@ int run_scenario(const run_options& opts, scenario& sc) {
                       "{} refused; faults {} of {}",
                       rs.stamp(), pub.sent.load(), p->events.size(),
                       pub.acked.load(), pub.unknown.load(), pub.refused.load(),
-                      (next + 1) / 2, p->faults.size()));
+                      begun, p->faults.size()));
     }
     std::this_thread::sleep_for(10ms);
   }
@@ -784,8 +925,12 @@ int run_scenario(const run_options& opts, scenario& sc) {
   }
   // Late duplicates and offset commits come in too.
   std::this_thread::sleep_for(500ms);
-  say(fmt::format("{} {}; stopping the nodes", rs.stamp(),
-                  settled ? "settled" : "did not settle in time"));
+  say(fmt::format("{} {}; waiting for the membership expectations and "
+                  "descriptor checks still pending",
+                  rs.stamp(), settled ? "settled" : "did not settle in time"));
+  write_json((fs::path{out} / "cluster.json").string(),
+             to_json(watch.finish()));
+  say(fmt::format("{} stopping the nodes", rs.stamp()));
   payload cons = payload::array();
   for (auto& c : consumers)
     cons.push_back(
@@ -793,6 +938,7 @@ int run_scenario(const run_options& opts, scenario& sc) {
   write_json((fs::path{out} / "consumers.json").string(), cons);
   for (auto& n : rs.nodes)
     if (n.started) {
+      watch.set_state(n.name, cluster_watch::state::stopped);
       auto st = n.proc.stop(10s);
       if (st != 0)
         say(fmt::format("{} exited with status {}; see {}", n.name, st, n.err));

@@ -1,6 +1,8 @@
 #include "scenario.hpp"
 
+#include <algorithm>
 #include <filesystem>
+#include <initializer_list>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -17,11 +19,12 @@ using detail::entry;
 using detail::problems;
 
 constexpr std::string_view fault_kinds =
-  "kill, pause, slow, partition, disk_full or clock";
+  "kill, pause, slow, partition, disk_full, clock or cycle";
 
 constexpr fault_kind all_kinds[] = {
   fault_kind::kill,      fault_kind::pause,     fault_kind::slow,
-  fault_kind::partition, fault_kind::disk_full, fault_kind::clock};
+  fault_kind::partition, fault_kind::disk_full, fault_kind::clock,
+  fault_kind::cycle};
 
 std::optional<fault_kind> kind_of(std::string_view text) {
   for (auto k : all_kinds)
@@ -141,9 +144,10 @@ void read_node(const YAML::Node& n, size_t i, problems& out, scenario& sc) {
     return;
   }
   entry name{"name"}, command{"command"}, config{"config"}, count{"count"},
-    host{"host"}, start_after{"start_after"};
+    host{"host"}, start_at{"start_at"}, start_after{"start_after"};
   detail::read_map(
-    n, ctx, {&name, &command, &config, &count, &host, &start_after}, out);
+    n, ctx, {&name, &command, &config, &count, &host, &start_at, &start_after},
+    out);
   node_spec spec;
   spec.line = detail::line_of(n);
   if (detail::require(name, spec.line, ctx, "the node's name, e.g. email", out))
@@ -162,7 +166,12 @@ void read_node(const YAML::Node& n, size_t i, problems& out, scenario& sc) {
   read_count(count, ctx, out, spec.count);
   if (host)
     spec.host = detail::text_of(host, ctx, "an address", out).value_or("");
-  read_ms(start_after, ctx, out, spec.start_after, true);
+  if (start_at && start_after)
+    out.add(start_after.line, ctx
+                                + "'start_after' is the older spelling of "
+                                  "'start_at'; give one of them");
+  read_ms(start_at, ctx, out, spec.start_at, true);
+  read_ms(start_after, ctx, out, spec.start_at, true);
   if (sc.find(spec.name) != nullptr)
     out.add(spec.line, fmt::format("{}node '{}' is named twice; give each "
                                    "node its own name",
@@ -227,16 +236,18 @@ void read_fault(const YAML::Node& n, size_t i, problems& out,
   }
   entry at{"at"}, kill{"kill"}, pause{"pause"}, slow{"slow"},
     partition{"partition"}, disk_full{"disk_full"}, clock{"clock"},
-    restart_after{"restart_after"}, for_{"for"}, delay{"delay"}, keys{"keys"},
-    one_way{"one_way"}, jump{"jump"};
+    cycle{"cycle"}, restart_after{"restart_after"}, for_{"for"}, delay{"delay"},
+    keys{"keys"}, one_way{"one_way"}, jump{"jump"}, times{"times"},
+    period{"period"}, fds_within{"fds_within"}, fd_slack{"fd_slack"};
   detail::read_map(n, ctx,
                    {&at, &kill, &pause, &slow, &partition, &disk_full, &clock,
-                    &restart_after, &for_, &delay, &keys, &one_way, &jump},
+                    &cycle, &restart_after, &for_, &delay, &keys, &one_way,
+                    &jump, &times, &period, &fds_within, &fd_slack},
                    out);
   fault_spec f;
   f.line = detail::line_of(n);
   int kinds = 0;
-  for (auto* e : {&kill, &pause, &slow, &partition, &disk_full, &clock})
+  for (auto* e : {&kill, &pause, &slow, &partition, &disk_full, &clock, &cycle})
     if (*e) {
       ++kinds;
       f.kind = *kind_of(e->key);
@@ -287,6 +298,22 @@ void read_fault(const YAML::Node& n, size_t i, problems& out,
     out.add(f.line, ctx + "'delay' and 'keys' go with slow");
   read_ms(delay, ctx, out, f.delay);
   read_count(keys, ctx, out, f.keys);
+  if ((times || period || fds_within || fd_slack)
+      && f.kind != fault_kind::cycle)
+    out.add(f.line, ctx
+                      + "'times', 'period', 'fds_within' and 'fd_slack' go "
+                        "with cycle");
+  if (f.kind == fault_kind::cycle) {
+    if (for_)
+      out.add(for_.line, ctx
+                           + "'for' does not go with cycle; it lasts "
+                             "'times' x 'period'");
+    read_count(times, ctx, out, f.times);
+    read_ms(period, ctx, out, f.period);
+    read_ms(fds_within, ctx, out, f.fds_within);
+    read_count(fd_slack, ctx, out, f.fd_slack, 0);
+    f.hold = f.times * f.period;
+  }
   faults.push_back(std::move(f));
 }
 
@@ -312,6 +339,10 @@ void read_random(const entry& e, problems& out, random_spec& r) {
     read_number(rate, ctx, out, r.rate, 0);
   if (kinds) {
     r.kinds = read_kinds(kinds, ctx, out);
+    if (std::find(r.kinds.begin(), r.kinds.end(), fault_kind::cycle)
+        != r.kinds.end())
+      out.add(kinds.line, "random: 'kinds': cycle is a timed fault only; "
+                          "give it in 'faults'");
     if (r.kinds.empty())
       out.add(kinds.line, fmt::format("random: 'kinds' must list at least "
                                       "one of {}",
@@ -327,6 +358,129 @@ void read_random(const entry& e, problems& out, random_spec& r) {
   read_ms(disk_full_for, ctx, out, r.disk_full_for);
   read_ms(clock_for, ctx, out, r.clock_for);
   read_ms(clock_jump, ctx, out, r.clock_jump);
+}
+
+// Reads `same`/`higher`/`other` of a membership expectation.
+compare
+read_compare(const entry& e, std::string_view ctx,
+             std::initializer_list<std::pair<std::string_view, compare>> words,
+             problems& out) {
+  if (!e)
+    return compare::any;
+  auto text = detail::text_of(e, ctx, "a word", out).value_or("");
+  std::vector<std::string_view> names;
+  for (auto& [word, c] : words) {
+    if (text == word)
+      return c;
+    names.push_back(word);
+  }
+  out.add(e.line, fmt::format("{}'{}': '{}' is not a choice; use {}", ctx,
+                              e.key, text, fmt::join(names, " or ")));
+  return compare::any;
+}
+
+void read_expectation(const YAML::Node& n, size_t i, problems& out,
+                      std::vector<membership_spec>& specs) {
+  auto ctx = fmt::format("membership[{}]: ", i);
+  if (!n.IsMap()) {
+    out.add(detail::line_of(n), ctx
+                                  + "must be a map like {at: 0s, within: 3s, "
+                                    "members: 5}");
+    return;
+  }
+  entry name{"name"}, at{"at"}, after{"after"}, healed{"healed"},
+    within{"within"}, members{"members"}, member{"member"},
+    one_view{"one_view"}, status{"status"}, incarnation{"incarnation"},
+    stream{"stream"}, seen_by{"seen_by"};
+  detail::read_map(n, ctx,
+                   {&name, &at, &after, &healed, &within, &members, &member,
+                    &one_view, &status, &incarnation, &stream, &seen_by},
+                   out);
+  membership_spec m;
+  m.line = detail::line_of(n);
+  m.name = name ? detail::text_of(name, ctx, "a name", out).value_or("")
+                : fmt::format("membership[{}]", i);
+  if ((at ? 1 : 0) + (after ? 1 : 0) + (healed ? 1 : 0) != 1)
+    out.add(m.line, ctx
+                      + "needs exactly one of 'at' (a time on the run's "
+                        "clock), 'after' or 'healed' (the index of a fault "
+                        "in 'faults'), e.g. after: 0");
+  read_ms(at, ctx, out, m.at, true);
+  for (auto* e : {&after, &healed})
+    if (*e) {
+      m.trigger =
+        e == &after ? expect_trigger::applied : expect_trigger::healed;
+      size_t k = 0;
+      read_count(*e, ctx, out, k, 0);
+      m.fault = k;
+    }
+  if (detail::require(within, m.line, ctx,
+                      "the deadline from the trigger, e.g. within: 5s", out))
+    read_ms(within, ctx, out, m.within);
+  if (members && (one_view || member))
+    out.add(m.line, ctx
+                      + "'members' counts the members of every view; give "
+                        "'member' or 'one_view' in another expectation");
+  else if (one_view && (member || status))
+    out.add(m.line, ctx
+                      + "'one_view' wants every member up; 'member' and "
+                        "'status' do not go with it");
+  if (members) {
+    m.kind = expect_kind::members;
+    read_count(members, ctx, out, m.count);
+  } else if (one_view) {
+    m.kind = expect_kind::one_view;
+    bool yes = false;
+    try {
+      yes = one_view.value.as<bool>();
+    } catch (const YAML::Exception&) {
+    }
+    if (!yes)
+      out.add(one_view.line, ctx + "'one_view' must be true");
+  } else if (member || status) {
+    m.kind = expect_kind::member;
+    if (member)
+      m.member = detail::text_of(member, ctx, "a node name", out).value_or("");
+    else if (m.trigger == expect_trigger::at)
+      out.add(m.line, ctx
+                        + "name the 'member' (with 'at' there is no fault "
+                          "whose target it could be)");
+  } else {
+    out.add(m.line, ctx
+                      + "say what is expected: 'members: N', 'member: NODE' "
+                        "with 'status', or 'one_view: true'");
+  }
+  if (status) {
+    m.status.clear();
+    std::vector<std::string> words;
+    if (status.value.IsSequence())
+      words = read_strings(status, ctx, "statuses", out);
+    else if (auto w = detail::text_of(status, ctx, "a status", out))
+      words.push_back(*w);
+    for (auto& w : words)
+      if (auto st = control::parse_member_status(w))
+        m.status.push_back(*st);
+      else
+        out.add(status.line, fmt::format("{}'status': '{}' is not a member "
+                                         "status; use joining, up, suspect, "
+                                         "down or leaving",
+                                         ctx, w));
+    if (m.status.empty() && status.value.IsSequence())
+      out.add(status.line, ctx + "'status' must list at least one status");
+  }
+  m.incarnation =
+    read_compare(incarnation, ctx,
+                 {{"same", compare::same}, {"higher", compare::higher}}, out);
+  m.stream = read_compare(
+    stream, ctx, {{"same", compare::same}, {"other", compare::other}}, out);
+  if ((incarnation || stream)
+      && (m.kind != expect_kind::member || m.trigger == expect_trigger::at))
+    out.add(m.line, ctx
+                      + "'incarnation' and 'stream' compare a 'member' with "
+                        "itself before a fault: they need 'member' and "
+                        "'after' or 'healed'");
+  m.seen_by = read_strings(seen_by, ctx, "node names", out);
+  specs.push_back(std::move(m));
 }
 
 void read_checks(const entry& e, problems& out, checks_spec& c) {
@@ -377,6 +531,10 @@ void check_refs(scenario& sc, int top, problems& out) {
     out.add(top, fmt::format("workload: 'publish_to': node '{}' is not among "
                              "the nodes ({})",
                              sc.workload.publish_to, names()));
+  // The workload starts once its node is up: later when that starts late.
+  auto* producer = sc.find(sc.workload.publish_to);
+  auto end =
+    sc.workload.duration + (producer ? producer->start_at : milliseconds{0});
   for (size_t i = 0; i < sc.faults.size(); ++i) {
     auto& f = sc.faults[i];
     auto targets = f.group;
@@ -387,18 +545,52 @@ void check_refs(scenario& sc, int top, problems& out) {
         out.add(f.line, fmt::format("faults[{}]: '{}': node '{}' is not "
                                     "among the nodes ({})",
                                     i, to_string(f.kind), t, names()));
-    if (f.at + f.hold > sc.workload.duration)
+    if (f.at + f.hold > end)
       out.add(f.line, fmt::format("faults[{}]: it ends at {} ms, after the "
-                                  "workload's {} ms; move it earlier or "
-                                  "lengthen workload.duration",
-                                  i, (f.at + f.hold).count(),
-                                  sc.workload.duration.count()));
+                                  "workload's end at {} ms; move it earlier "
+                                  "or lengthen workload.duration",
+                                  i, (f.at + f.hold).count(), end.count()));
   }
   for (auto& target : sc.random.nodes)
     if (!known(target))
       out.add(top, fmt::format("random: 'nodes': node '{}' is not among the "
                                "nodes ({})",
                                target, names()));
+  size_t instances = 0;
+  for (auto& n : sc.nodes)
+    instances += static_cast<size_t>(n.count);
+  for (size_t i = 0; i < sc.membership.size(); ++i) {
+    auto& m = sc.membership[i];
+    auto ctx = fmt::format("membership[{}] ('{}'): ", i, m.name);
+    if (m.trigger != expect_trigger::at && m.fault >= sc.faults.size())
+      out.add(m.line, fmt::format("{}there is no fault {} (faults are "
+                                  "counted from 0; the scenario has {})",
+                                  ctx, m.fault, sc.faults.size()));
+    else if (m.trigger != expect_trigger::at && m.kind == expect_kind::member
+             && m.member.empty()
+             && sc.faults[m.fault].kind == fault_kind::partition)
+      out.add(m.line, ctx
+                        + "a partition cuts several nodes; name the "
+                          "'member'");
+    if (!m.member.empty() && !known(m.member))
+      out.add(m.line, fmt::format("{}'member': node '{}' is not among the "
+                                  "nodes ({})",
+                                  ctx, m.member, names()));
+    if (!m.member.empty() && sc.find(m.member) && sc.find(m.member)->count > 1)
+      out.add(m.line,
+              fmt::format("{}'member': node '{}' has {} instances; "
+                          "name one, e.g. {}-1",
+                          ctx, m.member, sc.find(m.member)->count, m.member));
+    for (auto& t : m.seen_by)
+      if (!known(t))
+        out.add(m.line, fmt::format("{}'seen_by': node '{}' is not among the "
+                                    "nodes ({})",
+                                    ctx, t, names()));
+    if (m.kind == expect_kind::members && m.count > instances)
+      out.add(m.line, fmt::format("{}'members': {} is more than the {} "
+                                  "instances of the scenario",
+                                  ctx, m.count, instances));
+  }
 }
 
 void read_scenario(const YAML::Node& root, problems& out, scenario& sc) {
@@ -408,11 +600,12 @@ void read_scenario(const YAML::Node& root, problems& out, scenario& sc) {
     return;
   }
   entry name{"name"}, catalog{"catalog"}, path{"path"}, nodes{"nodes"},
-    workload{"workload"}, faults{"faults"}, random{"random"}, checks{"checks"},
-    settle{"settle"}, mode{"mode"}, disk_size{"disk_size"};
+    workload{"workload"}, faults{"faults"}, random{"random"},
+    membership{"membership"}, checks{"checks"}, settle{"settle"}, mode{"mode"},
+    disk_size{"disk_size"};
   detail::read_map(root, "",
                    {&name, &catalog, &path, &nodes, &workload, &faults, &random,
-                    &checks, &settle, &mode, &disk_size},
+                    &membership, &checks, &settle, &mode, &disk_size},
                    out);
   if (mode) {
     auto text = detail::text_of(mode, "", "a mode", out).value_or("");
@@ -469,6 +662,12 @@ void read_scenario(const YAML::Node& root, problems& out, scenario& sc) {
       read_fault(faults.value[i], i, out, sc.faults);
   if (random)
     read_random(random, out, sc.random);
+  if (membership && !membership.value.IsSequence())
+    out.add(membership.line, "'membership' must be a list of expectations, "
+                             "each like {at: 0s, within: 3s, members: 5}");
+  else if (membership)
+    for (size_t i = 0; i < membership.value.size(); ++i)
+      read_expectation(membership.value[i], i, out, sc.membership);
   if (checks)
     read_checks(checks, out, sc.checks);
   read_ms(settle, "", out, sc.settle);
@@ -491,6 +690,8 @@ std::string_view to_string(fault_kind k) {
     return "disk_full";
   case fault_kind::clock:
     return "clock";
+  case fault_kind::cycle:
+    return "cycle";
   }
   return "?";
 }

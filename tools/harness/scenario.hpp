@@ -19,6 +19,8 @@
 
 #include <caf/expected.hpp>
 
+#include "herald/runtime/control.hpp"
+
 namespace herald::harness {
 
 using std::chrono::milliseconds;
@@ -39,9 +41,11 @@ struct node_spec {
   /// instances run on, whose private address `{{host}}` becomes; default:
   /// each instance its own host, named after it.
   std::string host;
-  /// When it starts, after the others are ready: a late (slow) joiner.
+  /// When it starts, on the run's clock (from when the nodes that start
+  /// at once are ready): a late joiner, or a producer that joins after its
+  /// consumers (`start_at`, or its older spelling `start_after`).
   /// Default: 0, with the others.
-  milliseconds start_after{0};
+  milliseconds start_at{0};
   /// Line of its entry in the file.
   int line = 0;
 };
@@ -76,11 +80,12 @@ struct workload_spec {
 };
 
 /// What a fault does. `partition` needs the netns mode; `disk_full`
-/// needs root (it mounts a tmpfs); `clock` needs libfaketime.
-enum class fault_kind { kill, pause, slow, partition, disk_full, clock };
+/// needs root (it mounts a tmpfs); `clock` needs libfaketime. `cycle`
+/// (join/leave cycles) is a timed fault only, never a random one.
+enum class fault_kind { kill, pause, slow, partition, disk_full, clock, cycle };
 
 /// The spelling of `k` in a scenario: kill, pause, slow, partition,
-/// disk_full or clock.
+/// disk_full, clock or cycle.
 std::string_view to_string(fault_kind k);
 
 /// How a run places its nodes.
@@ -116,8 +121,22 @@ struct fault_spec {
   /// When, from the workload's start.
   milliseconds at{0};
   /// kill: the restart comes this much later; pause: SIGCONT this much
-  /// later; slow: the slow keys are restored this much later.
+  /// later; slow: the slow keys are restored this much later; cycle:
+  /// `times` × `period`.
   milliseconds hold{1000};
+  /// cycle: how many times the node is stopped (SIGTERM: a graceful
+  /// leave) and started again, one cycle every `period` (or at once after
+  /// the previous one when a cycle takes longer). Default: 10, 1 s.
+  int times = 10;
+  milliseconds period{1000};
+  /// cycle: after the last cycle, how long the other nodes' descriptors
+  /// may take to return to what they had before the first (libzmq closes
+  /// sockets asynchronously). Default: 15 s.
+  milliseconds fds_within{15000};
+  /// cycle: regular files the other nodes may hold beyond what they held
+  /// before (RocksDB opens table files as it flushes); sockets, pipes,
+  /// eventfds and epoll instances get none. Default: 16.
+  int fd_slack = 16;
   /// slow: how long each handling of its keys waits. Default: 200 ms.
   milliseconds delay{200};
   /// slow: how many entity keys it slows. Default: a quarter of them.
@@ -151,6 +170,56 @@ struct random_spec {
   milliseconds clock_jump{3600000};
 };
 
+/// When a membership expectation starts: a time on the run's clock, or
+/// when a timed fault was applied or healed.
+enum class expect_trigger { at, applied, healed };
+
+/// What a membership expectation wants of the views.
+enum class expect_kind {
+  /// Every observer sees `count` members of a status in `status`.
+  members,
+  /// Every observer (but the member itself) sees `member` in a status in
+  /// `status`, with the incarnation and stream asked.
+  member,
+  /// Every observer sees the same members (name, stream, incarnation),
+  /// all `up`, and they are exactly the running nodes.
+  one_view,
+};
+
+/// How a member's incarnation or stream compares with what it was just
+/// before the expectation's fault was applied.
+enum class compare { any, same, higher, other };
+
+/// An expectation on the cluster's membership, polled through the
+/// `members` control op of every running node (see docs/harness.md).
+struct membership_spec {
+  /// Names it in the output and `result.json`. Default: `membership[I]`.
+  std::string name;
+  expect_trigger trigger = expect_trigger::at;
+  /// trigger `at`: when, on the run's clock.
+  milliseconds at{0};
+  /// trigger `applied` / `healed`: the index of the fault in `faults`.
+  size_t fault = 0;
+  /// The deadline, from the trigger. REQUIRES: > 0.
+  milliseconds within{0};
+  expect_kind kind = expect_kind::members;
+  /// members: how many. REQUIRES: >= 1.
+  size_t count = 0;
+  /// member: the instance whose record is judged; empty: the target of
+  /// the expectation's fault.
+  std::string member;
+  /// members, member: the statuses accepted. Default: up.
+  std::vector<control::member_status> status{control::member_status::up};
+  /// member: its incarnation and stream against those it had just before
+  /// the fault (needs trigger `applied` or `healed`). Default: any.
+  compare incarnation = compare::any;
+  compare stream = compare::any;
+  /// Whose views count (node or instance names). Default: every running
+  /// node (but, for `member`, the member itself).
+  std::vector<std::string> seen_by;
+  int line = 0;
+};
+
 /// Which checks fail the run, beyond those that always do (lost events,
 /// inversions within a type, unexpected dead letters).
 struct checks_spec {
@@ -174,6 +243,7 @@ struct scenario {
   workload_spec workload;
   std::vector<fault_spec> faults;
   random_spec random;
+  std::vector<membership_spec> membership;
   checks_spec checks;
   /// Longest wait, after the workload and the heal, for every consumer to
   /// have handled what it should. Default: 30 s.

@@ -13,17 +13,6 @@ namespace herald::harness {
 
 namespace {
 
-// Instances of `target`: itself when it names an instance, else its node's.
-std::vector<std::string> instances_named(const scenario& sc,
-                                         const std::vector<instance>& all,
-                                         const std::string& target) {
-  std::vector<std::string> out;
-  for (auto& in : all)
-    if (in.name == target || sc.nodes[in.node].name == target)
-      out.push_back(in.name);
-  return out;
-}
-
 // Picks `n` distinct keys of `keys` not in `taken`, which gets them too.
 std::vector<std::string> pick_keys(std::mt19937_64& rng,
                                    const std::vector<std::string>& keys,
@@ -115,6 +104,8 @@ void plan_random(const scenario& sc, const std::vector<instance>& all,
     case fault_kind::disk_full:
       a.hold = r.disk_full_for;
       break;
+    case fault_kind::cycle: // never drawn: the scenario refuses it
+      break;
     case fault_kind::clock: {
       auto max = r.clock_jump.count();
       a.jump =
@@ -140,6 +131,16 @@ uint64_t fnv1a(std::string_view text, uint64_t h) {
 
 } // namespace
 
+std::vector<std::string> instances_named(const scenario& sc,
+                                         const std::vector<instance>& all,
+                                         const std::string& target) {
+  std::vector<std::string> out;
+  for (auto& in : all)
+    if (in.name == target || sc.nodes[in.node].name == target)
+      out.push_back(in.name);
+  return out;
+}
+
 std::vector<instance> instances_of(const scenario& sc) {
   std::vector<instance> out;
   for (size_t i = 0; i < sc.nodes.size(); ++i) {
@@ -160,10 +161,11 @@ uint64_t plan::digest() const {
       fmt::format("{}|{}|{}|{}", e.at.count(), e.type, e.entity, e.data.dump()),
       h);
   for (auto& a : faults)
-    h = fnv1a(fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", a.at.count(),
+    h = fnv1a(fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", a.at.count(),
                           to_string(a.kind), a.target, a.hold.count(),
                           a.delay.count(), fmt::join(a.keys, ","),
-                          fmt::join(a.group, ","), a.one_way, a.jump.count()),
+                          fmt::join(a.group, ","), a.one_way, a.jump.count(),
+                          a.times, a.period.count()),
               h);
   return h;
 }
@@ -211,9 +213,11 @@ caf::expected<plan> make_plan(const scenario& sc, const catalog& cat,
     p.events.push_back(std::move(ev));
   }
   auto all = instances_of(sc);
-  for (auto& f : sc.faults) {
+  for (size_t i = 0; i < sc.faults.size(); ++i) {
+    auto& f = sc.faults[i];
     auto targets = instances_named(sc, all, f.target);
     action a;
+    a.spec = static_cast<int>(i);
     a.at = f.at;
     a.kind = f.kind;
     a.target = targets[std::uniform_int_distribution<size_t>{0, targets.size()
@@ -234,6 +238,12 @@ caf::expected<plan> make_plan(const scenario& sc, const catalog& cat,
     a.one_way = f.one_way;
     if (f.kind == fault_kind::clock)
       a.jump = f.jump;
+    if (f.kind == fault_kind::cycle) {
+      a.times = f.times;
+      a.period = f.period;
+      a.fds_within = f.fds_within;
+      a.fd_slack = f.fd_slack;
+    }
     p.faults.push_back(std::move(a));
   }
   plan_random(sc, all, rng, p);
@@ -282,6 +292,13 @@ std::vector<std::string> describe(const plan& p, const scenario& sc) {
                          "later",
                          a.target, static_cast<double>(a.jump.count()) / 1000.0,
                          a.hold.count());
+      break;
+    case fault_kind::cycle:
+      what =
+        fmt::format("stop (SIGTERM: leave) and start {} {} times, one "
+                    "every {} ms; the others' descriptors back within "
+                    "{} ms",
+                    a.target, a.times, a.period.count(), a.fds_within.count());
       break;
     }
     lines.push_back(fmt::format("  at {:>7.3f}s  {} ({})",

@@ -28,6 +28,13 @@ struct instance {
 /// The instances of `sc`, in node order.
 std::vector<instance> instances_of(const scenario& sc);
 
+/// The instances `target` names among `all` (those of `sc`): itself when
+/// it names an instance, else every instance of its node; none when it
+/// names neither.
+std::vector<std::string> instances_named(const scenario& sc,
+                                         const std::vector<instance>& all,
+                                         const std::string& target);
+
 /// One fault as scheduled.
 struct action {
   /// From the workload's start.
@@ -46,8 +53,16 @@ struct action {
   bool one_way = false;
   /// clock: the jump of the target's wall clock.
   milliseconds jump{0};
+  /// cycle: stops and starts, one every `period`; the wait for the other
+  /// nodes' descriptors after the last, and the files they may keep more.
+  int times = 0;
+  milliseconds period{0};
+  milliseconds fds_within{0};
+  int fd_slack = 0;
   /// `timed` (from `faults`) or `random`.
   std::string origin;
+  /// A timed fault's index in `scenario::faults`; -1 for a random one.
+  int spec = -1;
 };
 
 /// One event to publish.

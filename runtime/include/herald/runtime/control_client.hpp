@@ -94,6 +94,8 @@ public:
   caf::expected<control::status_reply> call(control::status_request req);
   caf::expected<control::test_hooks_reply>
   call(control::test_hooks_request req);
+  /// The cluster as the node sees it (`herald members`).
+  caf::expected<control::members_reply> call(control::members_request req);
 
   /// The endpoint this client talks to.
   const std::string& endpoint() const noexcept;
