@@ -215,10 +215,6 @@ void node::impl::rewire(const std::vector<cluster::member_change>& changes) {
   for (auto& c : changes) {
     if (c.now.name == cfg.name)
       continue;
-    log->log(live(c.now.status) ? spdlog::level::info : spdlog::level::warn,
-             "member {} (stream {}, incarnation {}): {}{}", c.now.name,
-             c.now.stream, c.now.incarnation, control::to_string(c.now.status),
-             c.why.empty() ? std::string{} : fmt::format(": {}", c.why));
     wire(c.now);
   }
 }

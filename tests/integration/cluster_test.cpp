@@ -190,13 +190,16 @@ TEST_CASE("a producer killed with SIGKILL is down in its consumer's view and "
         auto st = run(herald_exe + " status --json --control "
                         + shell_quote(email_control),
                       10s);
+        json status;
         try {
-          for (auto& c : json::parse(st.out)["consumers"])
-            for (auto& s : c["streams"])
-              if (s["offset"] == 10)
-                return true;
+          status = json::parse(st.out);
         } catch (const std::exception&) {
+          return false;
         }
+        for (auto& c : status["consumers"])
+          for (auto& s : c["streams"])
+            if (s["offset"] == 10)
+              return true;
         return false;
       },
       30s));
