@@ -122,8 +122,9 @@ struct peer_event {
   /// What happened, e.g. `disconnected` or `handshake failed (protocol
   /// error 0x10000001)`.
   std::string_view what;
-  /// When the pump recreates the connection; zero when it does not (a
-  /// peer's connection to this node: that peer reconnects).
+  /// In how long the pump recreates the connection unless libzmq
+  /// reconnects it first (then the pump does not); zero when the pump
+  /// never does (a peer's connection to this node: that peer reconnects).
   std::chrono::milliseconds reconnect_in{0};
 };
 
