@@ -4,11 +4,14 @@
 #   UserService --user.account.created--> EmailService, AnalyticsService
 #               --user.account.deleted--> DataCleanupService, BillingService
 #
-# UserService starts first and prints the endpoint it publishes on; the
-# consumers connect to it with --peer; UserService publishes only once the
-# four consumers subscribed (--wait-subscribers 4: each consumer node sends
-# one subscription), then stays up to serve replays to consumers that catch
-# up from its log.
+# UserService starts first and prints the endpoints it publishes and is
+# controlled on; the consumers join the cluster through it: their configs
+# are the shipped ones plus `cluster: {seeds: [its control endpoint]}`,
+# and no peers: each consumer connects to UserService once membership
+# shows it as the producer of the types it selects. UserService publishes
+# only once the four consumers subscribed (--wait-subscribers 4: each
+# consumer node sends one subscription), then stays up to serve replays to
+# consumers that catch up from its log.
 #
 # Each consumer prints one line per event it handles, ending with
 # "(event <id>)". Delivery is at least once, so an event may be handled
@@ -104,27 +107,38 @@ timeout -k 5 180 "$bin_dir/user_service" \
 user_pid=$!
 pids+=("$user_pid")
 
-# Bounded wait for the producer's endpoint (10 s).
-endpoint=
+# Bounded wait for the producer's endpoints (10 s).
+endpoint= control=
 for _ in $(seq 100); do
   endpoint=$(sed -n 's/^UserService: publishing on //p' \
     "$log_dir/UserService.log")
-  [[ -n $endpoint ]] && break
+  control=$(sed -n 's/^UserService: control on //p' "$log_dir/UserService.log")
+  [[ -n $endpoint && -n $control ]] && break
   kill -0 "$user_pid" 2>/dev/null || break
   sleep 0.1
 done
-if [[ -z $endpoint ]]; then
-  echo "demo: UserService printed no endpoint within 10s:" >&2
+if [[ -z $endpoint || -z $control ]]; then
+  echo "demo: UserService printed no endpoints within 10s:" >&2
   tail -n 5 "$log_dir/UserService.err" >&2
   exit 1
 fi
 echo "demo: UserService publishes on $endpoint"
+echo "demo: the consumers join through UserService's control endpoint $control"
+
+# Each consumer's config: the shipped one (its catalog found from here),
+# with UserService as the seed to join the cluster through.
+seeded_config() {
+  sed "s|^catalog: events.yaml$|catalog: $config_dir/events.yaml|" \
+    "$config_dir/$1.yaml"
+  printf 'cluster:\n  seeds: [%s]\n' "$control"
+}
 
 declare -A consumer_pid
 for entry in "${consumers[@]}"; do
   read -r name exe _ <<<"$entry"
-  timeout -k 5 180 "$bin_dir/$exe" --config "$config_dir/$exe.yaml" \
-    --peer "$endpoint" >"$log_dir/$name.log" 2>"$log_dir/$name.err" &
+  seeded_config "$exe" >"$log_dir/$exe.yaml"
+  timeout -k 5 180 "$bin_dir/$exe" --config "$log_dir/$exe.yaml" \
+    >"$log_dir/$name.log" 2>"$log_dir/$name.err" &
   consumer_pid[$name]=$!
   pids+=("$!")
 done

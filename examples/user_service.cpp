@@ -6,8 +6,9 @@
 ///
 ///   user_service --config config/user_service.yaml --created 300
 ///
-/// Prints `UserService: publishing on ENDPOINT` once its node is up (the
-/// consumers' `--peer`), and `UserService: published ...` once every event
+/// Prints `UserService: publishing on ENDPOINT` (the consumers' `--peer`)
+/// and `UserService: control on ENDPOINT` (their `cluster.seeds`) once its
+/// node is up, and `UserService: published ...` once every event
 /// is durable in its log. It then stays up `--linger-ms` to serve the
 /// replays of consumers that are catching up; SIGINT or SIGTERM end it
 /// early.
@@ -99,6 +100,7 @@ int main(int argc, char** argv) {
     return fail(herald::message_of(started.error()));
   auto& node = **started;
   say(fmt::format("publishing on {}", node.endpoint()));
+  say(fmt::format("control on {}", node.control_endpoint()));
   auto timeout =
     std::chrono::milliseconds{static_cast<int64_t>(wait_timeout * 1000.0)};
   if (wait_subscribers > 0
