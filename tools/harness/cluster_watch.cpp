@@ -371,8 +371,34 @@ struct cluster_watch::impl {
     cycles_result r;
     std::string error;
     steady::time_point begun, ended, deadline;
+    /// Between the first cycle and the last: peaks are sampled.
+    bool cycling = true;
+    /// After the last cycle: polled until back.
     bool polling = false;
+    /// Since when each node's descriptors are back, poll after poll.
+    std::map<std::string, steady::time_point> back_since;
   };
+
+  /// How long descriptors must stay back: the cycled node reconnects
+  /// within a few hundred milliseconds of its last start, and a leak
+  /// shows once it has.
+  static constexpr milliseconds stable_for{1000};
+
+  // Counts the descriptors of `n` into its `after` and `peak`; false when
+  // it cannot be compared (restarted by another fault, or gone).
+  bool sample(node_fds& n) {
+    auto it = nodes.find(n.node);
+    if (it == nodes.end() || it->second.pid != n.pid) {
+      n.note = "restarted meanwhile (by another fault): not compared";
+      return false;
+    }
+    auto counts = count_fds(n.pid);
+    if (!counts)
+      return false;
+    n.after = *counts;
+    n.peak = max_of(n.peak, *counts);
+    return true;
+  }
 
   milliseconds poll;
   milliseconds timeout;
@@ -526,20 +552,19 @@ struct cluster_watch::impl {
     for (auto& n : c.r.nodes) {
       if (n.returned || !n.note.empty())
         continue;
-      auto it = nodes.find(n.node);
-      if (it == nodes.end() || it->second.pid != n.pid) {
-        n.note = "restarted meanwhile (by another fault): not compared";
-        continue;
-      }
-      if (auto counts = count_fds(n.pid)) {
-        n.after = *counts;
-        if (returned(n.before, n.after, c.r.fd_slack)) {
+      if (sample(n) && returned(n.before, n.after, c.r.fd_slack)) {
+        auto since = c.back_since.try_emplace(n.node, now).first->second;
+        // Back and staying back (or back when time is up).
+        if (now - since >= stable_for || now > c.deadline) {
           n.returned = true;
-          n.returned_after_ms = ms_between(c.ended, now);
+          n.returned_after_ms = ms_between(c.ended, since);
           continue;
         }
+      } else if (n.note.empty()) {
+        c.back_since.erase(n.node);
       }
-      all = false;
+      if (n.note.empty())
+        all = false;
     }
     if (all || now > c.deadline) {
       c.polling = false;
@@ -559,7 +584,7 @@ struct cluster_watch::impl {
       if (p.trigger_at && !p.resolved && *p.trigger_at <= now)
         return true;
     for (auto& c : cycles)
-      if (c.polling)
+      if (c.polling || c.cycling)
         return true;
     return false;
   }
@@ -569,12 +594,6 @@ struct cluster_watch::impl {
     std::unique_lock<std::mutex> lk{mtx};
     while (!stop) {
       auto now = steady::now();
-      for (auto& p : exps)
-        if (!p.trigger_at && p.x.spec.trigger == expect_trigger::at) {
-          p.trigger_at = t0 + p.x.spec.at;
-          p.r.triggered = true;
-          p.r.triggered_at_ms = p.x.spec.at.count();
-        }
       if (!busy(now)) {
         cv.wait_for(lk, poll);
         continue;
@@ -600,9 +619,14 @@ struct cluster_watch::impl {
       for (auto& p : exps)
         if (p.trigger_at && !p.resolved && *p.trigger_at <= now)
           judge(p, views, now);
-      for (auto& c : cycles)
+      for (auto& c : cycles) {
+        if (c.cycling)
+          for (auto& n : c.r.nodes)
+            if (n.note.empty())
+              sample(n);
         if (c.polling)
           judge_fds(c, now);
+      }
       cv.notify_all();
       cv.wait_for(lk, poll, [this] {
         return stop;
@@ -643,6 +667,14 @@ cluster_watch::~cluster_watch() {
 
 void cluster_watch::start(steady::time_point t0) {
   impl_->t0 = t0;
+  // Known from now on, so that `finish` waits for them whenever it is
+  // called.
+  for (auto& p : impl_->exps)
+    if (p.x.spec.trigger == expect_trigger::at) {
+      p.trigger_at = t0 + p.x.spec.at;
+      p.r.triggered = true;
+      p.r.triggered_at_ms = p.x.spec.at.count();
+    }
   impl_->thread = std::thread{[this] {
     impl_->run();
   }};
@@ -726,8 +758,8 @@ void cluster_watch::cycle_done(int spec, int exit_status) {
     if (exit_status != 0)
       ++c.r.unclean_exits;
     for (auto& n : c.r.nodes)
-      if (auto counts = count_fds(n.pid))
-        n.peak = max_of(n.peak, *counts);
+      if (n.note.empty())
+        impl_->sample(n);
   }
 }
 
@@ -739,6 +771,7 @@ void cluster_watch::cycles_end(int spec, std::string error) {
     c.ended = steady::now();
     c.r.took_ms = ms_between(c.begun, c.ended);
     c.deadline = c.ended + milliseconds{c.r.fds_within_ms};
+    c.cycling = false;
     c.polling = true;
     if (!error.empty())
       c.r.failures.push_back(error);

@@ -16,9 +16,12 @@
 /// after the deadline does not count.
 ///
 /// Descriptors: before a `cycle` fault's first stop the watch counts every
-/// other running node's descriptors (the baseline); after its last start
-/// it polls them until each node is back to its baseline (see
-/// `returned`) or `fds_within` passed.
+/// other running node's descriptors (the baseline), samples them at every
+/// poll while the cycles go on (the peak), and after the last start polls
+/// them until each node is back to its baseline (see `returned`) and stays
+/// so for a second (the cycled node has rewired itself by then, so a leak
+/// cannot hide behind the connections it has not yet remade), or
+/// `fds_within` passed.
 ///
 /// Thread safety: `cluster_watch` polls on a thread of its own (its own
 /// control clients live there); its other functions are called from the
