@@ -350,6 +350,26 @@ TEST_CASE("after join/leave cycles the other nodes' descriptors must return "
     CHECK(c.nodes[0].peak.sockets == c.nodes[0].before.sockets + 1);
     CHECK(r.failures().empty());
   }
+  SECTION("a leak that shows once the cycled node is rewired") {
+    // Below the baseline at first (the connections to the cycled node not
+    // yet remade), then above it: not back.
+    int old_link = ::socket(AF_INET, SOCK_STREAM, 0);
+    w.cycles_begin(0, "cycled", 1, 2s, 0);
+    ::close(old_link);
+    w.cycle_done(0, 0);
+    w.cycles_end(0);
+    std::this_thread::sleep_for(150ms);
+    int a = ::socket(AF_INET, SOCK_STREAM, 0);
+    int b = ::socket(AF_INET, SOCK_STREAM, 0);
+    auto r = finish(w);
+    ::close(a);
+    ::close(b);
+    REQUIRE(r.cycles.size() == 1);
+    REQUIRE(r.cycles[0].nodes.size() == 1);
+    CHECK_FALSE(r.cycles[0].nodes[0].returned);
+    CHECK(r.cycles[0].nodes[0].after.sockets
+          == r.cycles[0].nodes[0].before.sockets + 1);
+  }
   SECTION("a socket left open, and a stop that was not a leave") {
     w.cycles_begin(0, "cycled", 2, 300ms, 0);
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
