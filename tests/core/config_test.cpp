@@ -145,7 +145,7 @@ TEST_CASE("each configuration error names the key, the file and the line",
     {"node: n\ncatalog: e.yaml\nnod: x\n",
      "n.yaml:3: unknown key 'nod' (allowed: node, service, bind, advertise, "
      "peers, catalog, log_level, transport, consumers, data_dir, control, "
-     "store, log, metrics, record, test_hooks)"},
+     "store, log, metrics, record, test_hooks, cluster)"},
     {"node: n\ncatalog: e.yaml\ntest_hooks: {slow_keys: {k1: soon}}\n",
      "n.yaml:3: test_hooks: slow_keys: 'k1': 'soon' is not a positive "
      "duration"},

@@ -76,12 +76,13 @@ std::string consumer_cmd(const temp_dir& dir, int expect) {
          + " --control-file " + shell_quote((dir / "email.control").string());
 }
 
+// The test producer joining through `seed`; `batches` as its options,
+// e.g. `--batch 10` (a later batch k waits for the file `go.k`).
 std::string producer_cmd(const temp_dir& dir, const std::string& seed,
-                         int batch) {
+                         const std::string& batches) {
   return "exec " + bin + "/tests/herald_test_producer --config "
          + shell_quote((dir / "user.yaml").string()) + " --seed "
-         + shell_quote(seed) + " --batch " + std::to_string(batch)
-         + " --go " + shell_quote((dir / "go").string())
+         + shell_quote(seed) + " " + batches + " --go " + shell_quote((dir / "go").string())
          + " --control-file " + shell_quote((dir / "user.control").string());
 }
 
@@ -117,7 +118,8 @@ TEST_CASE("a consumer started before its producer wires itself when the "
     20s));
   CHECK(alone["members"].size() == 1);
 
-  child producer{producer_cmd(dir, email_control, 30), dir / "user.out",
+  child producer{producer_cmd(dir, email_control, "--batch 30"),
+                 dir / "user.out",
                  dir / "user.err"};
   auto status = consumer.wait_for(90s);
   INFO("consumer stdout: " << consumer.out() << "\nconsumer stderr: "
@@ -173,9 +175,10 @@ TEST_CASE("a producer killed with SIGKILL is down in its consumer's view and "
   auto email_control = trimmed(*control);
 
   uint64_t first_incarnation = 0;
+  json alive_view;
   {
-    child producer{producer_cmd(dir, email_control, 10), dir / "user1.out",
-                   dir / "user1.err"};
+    child producer{producer_cmd(dir, email_control, "--batch 10"),
+                   dir / "user1.out", dir / "user1.err"};
     json view;
     REQUIRE(herald::test::wait_until(
       [&] {
@@ -184,6 +187,7 @@ TEST_CASE("a producer killed with SIGKILL is down in its consumer's view and "
       },
       30s));
     first_incarnation = member(view, "user-node")["incarnation"].get<uint64_t>();
+    alive_view = view;
     // Its first 10 events are handled before the crash.
     REQUIRE(herald::test::wait_until(
       [&] {
@@ -222,9 +226,10 @@ TEST_CASE("a producer killed with SIGKILL is down in its consumer's view and "
         != std::string::npos);
 
   // Restarted from the same data dir: same stream, higher incarnation, and
-  // its 10 new events are handled (20 distinct in all).
-  child producer{producer_cmd(dir, email_control, 10), dir / "user2.out",
-                 dir / "user2.err"};
+  // its 10 new events are handled (20 distinct in all): 1 at once, 9 once
+  // the test saw it up (the consumer exits at 20).
+  child producer{producer_cmd(dir, email_control, "--batch 1 --batch 9"),
+                 dir / "user2.out", dir / "user2.err"};
   CHECK(herald::test::wait_until(
     [&] {
       view = members_of(email_control);
@@ -233,6 +238,10 @@ TEST_CASE("a producer killed with SIGKILL is down in its consumer's view and "
              && m["incarnation"].get<uint64_t>() > first_incarnation;
     },
     30s));
+  INFO("view: " << view.dump());
+  CHECK(member(view, "user-node")["stream"]
+        == member(alive_view, "user-node")["stream"]);
+  write_text(dir / "go.2", "");
   auto status = consumer.wait_for(90s);
   INFO("consumer stderr: " << consumer.err());
   REQUIRE(status);
