@@ -47,27 +47,26 @@ void print_members(const control::members_reply& r) {
                {"members:", std::to_string(r.members.size())}});
   print_line("");
   std::vector<std::vector<std::string>> rows;
-  rows.push_back({"MEMBER", "STATUS", "INCARNATION", "STREAM", "PUB",
-                  "CONTROL", "METRICS", "PRODUCES", "CONSUMERS",
-                  "LAST HEARD"});
+  rows.push_back({"MEMBER", "STATUS", "INCARNATION", "STREAM", "PUB", "CONTROL",
+                  "METRICS", "PRODUCES", "CONSUMERS", "LAST HEARD"});
   for (auto& e : r.members) {
     auto& m = e.member;
     std::vector<std::string> consumers;
     for (auto& c : m.consumers)
       consumers.push_back(
         fmt::format("{}({})", c.name, fmt::join(c.patterns, ",")));
-    rows.push_back(
-      {one_line(m.name) + (m.name == r.self ? " *" : ""),
-       std::string{control::to_string(m.status)},
-       std::to_string(m.incarnation), one_line(m.stream), one_line(m.pub),
-       one_line(m.control), m.metrics.empty() ? "-" : one_line(m.metrics),
-       m.produces.empty() ? "-"
-                          : one_line(fmt::format("{}", fmt::join(m.produces,
-                                                                 ","))),
-       consumers.empty() ? "-"
-                         : one_line(fmt::format("{}", fmt::join(consumers,
-                                                                " "))),
-       ago(e.last_heard_ms)});
+    rows.push_back({one_line(m.name) + (m.name == r.self ? " *" : ""),
+                    std::string{control::to_string(m.status)},
+                    std::to_string(m.incarnation), one_line(m.stream),
+                    one_line(m.pub), one_line(m.control),
+                    m.metrics.empty() ? "-" : one_line(m.metrics),
+                    m.produces.empty()
+                      ? "-"
+                      : one_line(fmt::format("{}", fmt::join(m.produces, ","))),
+                    consumers.empty()
+                      ? "-"
+                      : one_line(fmt::format("{}", fmt::join(consumers, " "))),
+                    ago(e.last_heard_ms)});
   }
   print_table(rows);
 }

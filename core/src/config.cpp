@@ -426,8 +426,8 @@ void read_cluster(const entry& e, problems& out, config_origin& origin,
     sync_interval{"sync_interval"}, reconnect_window{"reconnect_window"};
   constexpr std::string_view ctx = "cluster: ";
   detail::read_map(e.value, ctx,
-                   {&name, &seeds, &suspect_after, &down_after,
-                    &probe_interval, &sync_interval, &reconnect_window},
+                   {&name, &seeds, &suspect_after, &down_after, &probe_interval,
+                    &sync_interval, &reconnect_window},
                    out);
   if (name)
     if (auto text = detail::text_of(name, ctx, "a name", out)) {

@@ -61,8 +61,7 @@ cluster::membership_config membership_config_of(const cluster_config& c) {
 }
 
 bool live(control::member_status s) {
-  return s == control::member_status::joining
-         || s == control::member_status::up
+  return s == control::member_status::joining || s == control::member_status::up
          || s == control::member_status::suspect;
 }
 
@@ -331,12 +330,10 @@ std::map<std::string, std::string, std::less<>> node::impl::owner_problems() {
     if (s != control::member_status::suspect
         && s != control::member_status::down)
       continue;
-    auto heard =
-      km.last_heard
-        ? fmt::format(
-            "last heard {:.1f}s ago",
-            std::chrono::duration<double>(now - *km.last_heard).count())
-        : std::string{"never heard directly"};
+    auto heard = km.last_heard ? fmt::format(
+                   "last heard {:.1f}s ago",
+                   std::chrono::duration<double>(now - *km.last_heard).count())
+                               : std::string{"never heard directly"};
     why = fmt::format("stream {}: its producer, member {}, is {} ({}); its "
                       "events wait in its log until it is back",
                       km.record.stream, name, control::to_string(s), heard);
@@ -358,17 +355,15 @@ void node::impl::write_cluster_metrics(metrics::text_writer& w) {
     w.family("herald_cluster_members",
              "Members of the cluster as this node sees them, by status.",
              metric_type::gauge);
-  for (auto s :
-       {control::member_status::joining, control::member_status::up,
-        control::member_status::suspect, control::member_status::down,
-        control::member_status::leaving}) {
+  for (auto s : {control::member_status::joining, control::member_status::up,
+                 control::member_status::suspect, control::member_status::down,
+                 control::member_status::leaving}) {
     auto it = counts.find(s);
     members_f.sample({{"status", std::string{control::to_string(s)}}},
                      it == counts.end() ? size_t{0} : it->second);
   }
   w.counter("herald_membership_changes_total",
-            "Changes of members' status or record this node saw.", {},
-            changes);
+            "Changes of members' status or record this node saw.", {}, changes);
 }
 
 } // namespace herald

@@ -250,9 +250,9 @@ node::impl::~impl() {
 }
 
 // Stops the node, in an order that loses nothing acknowledged: telling the
-// cluster it leaves; the retention thread; the actors (after committing their offsets); the log
-// (its committer writes and hands out what is queued); the pump (it sends
-// what it was handed, up to the linger time); the actor system.
+// cluster it leaves; the retention thread; the actors (after committing their
+// offsets); the log (its committer writes and hands out what is queued); the
+// pump (it sends what it was handed, up to the linger time); the actor system.
 // Idempotent.
 void node::impl::shutdown() {
   // Members stop sending to this node's stream and close their

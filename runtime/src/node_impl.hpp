@@ -237,8 +237,7 @@ struct node::impl : transport::pump_listener {
   std::map<std::string, wired_member, std::less<>> wired;
   /// The same by PUB endpoint: a heartbeat read there names the stream
   /// the member announced, and its control endpoint is the member's.
-  std::unordered_map<std::string, member_endpoint, string_hash,
-                     std::equal_to<>>
+  std::unordered_map<std::string, member_endpoint, string_hash, std::equal_to<>>
     member_pubs;
 
   // --- Guarded by members_mtx (a leaf but for the pump's command lock) ------

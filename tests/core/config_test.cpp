@@ -594,9 +594,9 @@ cluster:
                                 "n.yaml");
   REQUIRE(cfg);
   CHECK(cfg->cluster.name == "orders-prod");
-  CHECK(cfg->cluster.seeds
-        == std::vector<std::string>{"tcp://10.0.0.1:7001",
-                                    "tcp://10.0.0.2:7001"});
+  CHECK(
+    cfg->cluster.seeds
+    == std::vector<std::string>{"tcp://10.0.0.1:7001", "tcp://10.0.0.2:7001"});
   CHECK(cfg->cluster.suspect_after == std::chrono::seconds{2});
   CHECK(cfg->cluster.down_after == std::chrono::seconds{6});
   CHECK(cfg->cluster.probe_interval == std::chrono::milliseconds{250});
@@ -609,7 +609,8 @@ cluster:
 TEST_CASE("a bad cluster section is reported with the key, file and line",
           "[core][config]") {
   auto base = std::string{"node: n\ncatalog: events.yaml\n"};
-  auto err = error_of(base + "cluster:\n  suspect_after: 3s\n  down_after: 2s\n");
+  auto err =
+    error_of(base + "cluster:\n  suspect_after: 3s\n  down_after: 2s\n");
   CHECK(err.find("n.yaml:5") != std::string::npos);
   CHECK(err.find("'down_after' (2s) must be more than 'suspect_after' (3s)")
         != std::string::npos);

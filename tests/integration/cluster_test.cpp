@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <filesystem>
 #include <optional>
 #include <string>
 
@@ -34,8 +35,8 @@ const std::string herald_exe = shell_quote(bin + "/tools/herald");
 
 // `herald members --json` of the node at `control`, or null.
 json members_of(const std::string& control) {
-  auto r = run(herald_exe + " members --json --control " + shell_quote(control),
-               10s);
+  auto r =
+    run(herald_exe + " members --json --control " + shell_quote(control), 10s);
   if (r.exit_code != 0)
     return nullptr;
   try {
@@ -82,8 +83,9 @@ std::string producer_cmd(const temp_dir& dir, const std::string& seed,
                          const std::string& batches) {
   return "exec " + bin + "/tests/herald_test_producer --config "
          + shell_quote((dir / "user.yaml").string()) + " --seed "
-         + shell_quote(seed) + " " + batches + " --go " + shell_quote((dir / "go").string())
-         + " --control-file " + shell_quote((dir / "user.control").string());
+         + shell_quote(seed) + " " + batches + " --go "
+         + shell_quote((dir / "go").string()) + " --control-file "
+         + shell_quote((dir / "user.control").string());
 }
 
 std::string trimmed(std::string s) {
@@ -92,21 +94,32 @@ std::string trimmed(std::string s) {
   return s;
 }
 
+// The consumer's (EmailService) and the producer's (UserService) configs.
+void write_configs(const temp_dir& dir) {
+  write_text(dir / "email.yaml",
+             node_config(dir, "email-node", "EmailService",
+                         "consumers:\n  EmailService:\n"
+                         "    subscribe: [user.account.created]\n"));
+  write_text(dir / "user.yaml", node_config(dir, "user-node", "UserService"));
+}
+
+// The control endpoint a node wrote to `file` (--control-file), or empty
+// when it did not within 20 s.
+std::string control_of(const std::filesystem::path& file) {
+  auto text = wait_for_file(file, 20s);
+  return text ? trimmed(*text) : std::string{};
+}
+
 } // namespace
 
 TEST_CASE("a consumer started before its producer wires itself when the "
           "producer joins through it, and handles everything it published",
           "[integration][cluster]") {
   temp_dir dir;
-  write_text(dir / "email.yaml",
-             node_config(dir, "email-node", "EmailService",
-                         "consumers:\n  EmailService:\n"
-                         "    subscribe: [user.account.created]\n"));
-  write_text(dir / "user.yaml", node_config(dir, "user-node", "UserService"));
+  write_configs(dir);
   child consumer{consumer_cmd(dir, 30), dir / "email.out", dir / "email.err"};
-  auto control = wait_for_file(dir / "email.control", 20s);
-  REQUIRE(control);
-  auto email_control = trimmed(*control);
+  auto email_control = control_of(dir / "email.control");
+  REQUIRE(!email_control.empty());
 
   // Alone, it is a cluster of one, up.
   json alone;
@@ -119,12 +132,11 @@ TEST_CASE("a consumer started before its producer wires itself when the "
   CHECK(alone["members"].size() == 1);
 
   child producer{producer_cmd(dir, email_control, "--batch 30"),
-                 dir / "user.out",
-                 dir / "user.err"};
+                 dir / "user.out", dir / "user.err"};
   auto status = consumer.wait_for(90s);
-  INFO("consumer stdout: " << consumer.out() << "\nconsumer stderr: "
-                           << consumer.err() << "\nproducer stderr: "
-                           << producer.err());
+  INFO("consumer stdout: " << consumer.out()
+                           << "\nconsumer stderr: " << consumer.err()
+                           << "\nproducer stderr: " << producer.err());
   REQUIRE(status);
   CHECK(*status == 0);
   CHECK(consumer.out().find("EmailService: handled 30 events")
@@ -134,12 +146,12 @@ TEST_CASE("a consumer started before its producer wires itself when the "
         != std::string::npos);
 
   // The producer's view, through `herald members` and `status --cluster`.
-  auto user_control = wait_for_file(dir / "user.control", 20s);
-  REQUIRE(user_control);
+  auto user_control = control_of(dir / "user.control");
+  REQUIRE(!user_control.empty());
   json view;
   CHECK(herald::test::wait_until(
     [&] {
-      view = members_of(trimmed(*user_control));
+      view = members_of(user_control);
       return status_of(view, "user-node") == "up"
              && !status_of(view, "email-node").empty();
     },
@@ -151,9 +163,9 @@ TEST_CASE("a consumer started before its producer wires itself when the "
   CHECK(user["service"] == "UserService");
   CHECK(user["produces"].dump().find("user.account.created")
         != std::string::npos);
-  auto text = run(herald_exe + " status --cluster --control "
-                    + shell_quote(trimmed(*user_control)),
-                  10s);
+  auto text =
+    run(herald_exe + " status --cluster --control " + shell_quote(user_control),
+        10s);
   CHECK(text.exit_code == 0);
   CHECK(text.out.find("MEMBER") != std::string::npos);
   CHECK(text.out.find("user-node *") != std::string::npos);
@@ -164,15 +176,10 @@ TEST_CASE("a producer killed with SIGKILL is down in its consumer's view and "
           "stream resumes",
           "[integration][cluster]") {
   temp_dir dir;
-  write_text(dir / "email.yaml",
-             node_config(dir, "email-node", "EmailService",
-                         "consumers:\n  EmailService:\n"
-                         "    subscribe: [user.account.created]\n"));
-  write_text(dir / "user.yaml", node_config(dir, "user-node", "UserService"));
+  write_configs(dir);
   child consumer{consumer_cmd(dir, 20), dir / "email.out", dir / "email.err"};
-  auto control = wait_for_file(dir / "email.control", 20s);
-  REQUIRE(control);
-  auto email_control = trimmed(*control);
+  auto email_control = control_of(dir / "email.control");
+  REQUIRE(!email_control.empty());
 
   uint64_t first_incarnation = 0;
   json alive_view;
@@ -186,7 +193,8 @@ TEST_CASE("a producer killed with SIGKILL is down in its consumer's view and "
         return status_of(view, "user-node") == "up";
       },
       30s));
-    first_incarnation = member(view, "user-node")["incarnation"].get<uint64_t>();
+    first_incarnation =
+      member(view, "user-node")["incarnation"].get<uint64_t>();
     alive_view = view;
     // Its first 10 events are handled before the crash.
     REQUIRE(herald::test::wait_until(
@@ -219,9 +227,8 @@ TEST_CASE("a producer killed with SIGKILL is down in its consumer's view and "
     30s));
   INFO("view: " << view.dump());
   // The one failure detector: the consumer's health names the member.
-  auto st = run(herald_exe + " status --json --control "
-                  + shell_quote(email_control),
-                10s);
+  auto st = run(
+    herald_exe + " status --json --control " + shell_quote(email_control), 10s);
   CHECK(st.out.find("its producer, member user-node, is down")
         != std::string::npos);
 
