@@ -146,6 +146,15 @@ void node::impl::write_peer_metrics(metrics::text_writer& w) {
             {}, limit_mismatches.load());
   w.gauge("herald_peers_silent", "Peer streams whose heartbeats stopped.", {},
           static_cast<double>(silent));
+  auto sockets = pump->sockets();
+  auto& sockets_f = w.family("herald_transport_sockets",
+                             "ZeroMQ sockets the node holds open, by kind: "
+                             "sub (one per peer PUB endpoint), dealer (one "
+                             "per control endpoint it talks to), monitor.",
+                             metric_type::gauge);
+  sockets_f.sample({{"kind", "sub"}}, sockets.subs);
+  sockets_f.sample({{"kind", "dealer"}}, sockets.dealers);
+  sockets_f.sample({{"kind", "monitor"}}, sockets.monitors);
 }
 
 // The node's own counters, then its consumers'.

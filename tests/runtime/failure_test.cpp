@@ -24,6 +24,7 @@
 #include <httplib.h>
 
 #include "deadline.hpp"
+#include "health.hpp"
 #include "herald/actors/messages.hpp"
 #include "herald/core/codec.hpp"
 #include "herald/runtime/node.hpp"
@@ -31,6 +32,7 @@
 
 using namespace herald;
 using namespace std::chrono_literals;
+using herald::test::sample_of;
 using herald::test::wait_until;
 using steady = std::chrono::steady_clock;
 
@@ -620,20 +622,6 @@ TEST_CASE("an alert runs its command with the alert in the environment",
   std::getline(in, line);
   CHECK(line == "EmailService 2 dead_letters >= 2 within 1m");
 }
-
-namespace {
-
-// The value of the sample `name{labels}` in a Prometheus text, or -1.
-double sample_of(const std::string& text, const std::string& series) {
-  std::istringstream lines{text};
-  std::string line;
-  while (std::getline(lines, line))
-    if (line.starts_with(series + " "))
-      return std::stod(line.substr(series.size() + 1));
-  return -1;
-}
-
-} // namespace
 
 TEST_CASE("/metrics passes promtool and counts what the test counted",
           "[runtime][failure][metrics]") {

@@ -1,0 +1,87 @@
+// Membership inside the node, with two nodes in one process on loopback:
+// what /metrics says of the cluster and of the connections that follow
+// it. The process-level behaviour (kill, restart, pause, partition) is in
+// the integration test `[cluster]` and the harness scenarios.
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <string>
+
+#include "deadline.hpp"
+#include "health.hpp"
+#include "herald/runtime/node.hpp"
+#include "node_support.hpp"
+
+using namespace herald;
+using namespace std::chrono_literals;
+using herald::test::sample_of;
+using herald::test::wait_until;
+
+namespace {
+
+std::string metrics_of(node& n) {
+  httplib::Client http{"127.0.0.1", n.metrics_port()};
+  http.set_read_timeout(5s);
+  auto res = http.Get("/metrics");
+  REQUIRE(res);
+  REQUIRE(res->status == 200);
+  return res->body;
+}
+
+} // namespace
+
+TEST_CASE("a consumer that joins through a seed counts the members up and "
+          "holds one SUB to their producer, closed once the producer "
+          "leaves",
+          "[runtime][cluster][metrics]") {
+  auto pcfg = make_config("user-node", "UserService");
+  pcfg.metrics_listen = "127.0.0.1:0";
+  auto producer = start(pcfg);
+  auto ccfg = make_config("email-node", "EmailService");
+  ccfg.metrics_listen = "127.0.0.1:0";
+  ccfg.consumers.push_back(
+    make_consumer("EmailService", {"user.account.created"}));
+  ccfg.cluster.seeds = {producer->control_endpoint()};
+  auto consumer = start(ccfg);
+
+  std::string text;
+  auto sample = [&](const std::string& series) {
+    return sample_of(text, series);
+  };
+  CHECK(wait_until(
+    [&] {
+      text = metrics_of(*consumer);
+      return sample(R"(herald_cluster_members{status="up"})") == 2
+             && sample(R"(herald_transport_sockets{kind="sub"})") == 1;
+    },
+    20s));
+  INFO(text);
+  CHECK(sample(R"(herald_transport_sockets{kind="dealer"})") >= 1);
+  CHECK(sample(R"(herald_cluster_members{status="down"})") == 0);
+  auto changes = sample("herald_membership_changes_total");
+  CHECK(changes >= 1);
+  // The producer connects to nobody: nothing it selects is produced.
+  std::string producer_text;
+  CHECK(wait_until(
+    [&] {
+      producer_text = metrics_of(*producer);
+      return sample_of(producer_text, R"(herald_cluster_members{status="up"})")
+             == 2;
+    },
+    20s));
+  CHECK(sample_of(producer_text, R"(herald_transport_sockets{kind="sub"})")
+        == 0);
+
+  producer->stop();
+  CHECK(wait_until(
+    [&] {
+      text = metrics_of(*consumer);
+      return sample(R"(herald_cluster_members{status="leaving"})") == 1
+             && sample(R"(herald_transport_sockets{kind="sub"})") == 0;
+    },
+    20s));
+  INFO(text);
+  CHECK(sample(R"(herald_cluster_members{status="up"})") == 1);
+  CHECK(sample("herald_membership_changes_total") > changes);
+}
