@@ -5,6 +5,7 @@
 // endpoint for replays, both dropped when it is down or leaves.
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "herald/core/errc.hpp"
 #include "history.hpp"
@@ -311,6 +312,21 @@ void node::impl::leave_cluster() {
     pump->request(std::move(o.endpoint), std::move(o.body));
   if (!out.empty())
     log->info("leaving the cluster: told {} member(s)", out.size());
+}
+
+// Why this node is not a member of its cluster yet (its seeds did not let
+// it join, and nobody joined through it); nothing once it is.
+std::optional<std::string> node::impl::join_problem() {
+  if (!has_membership())
+    return std::nullopt;
+  std::lock_guard<std::mutex> guard{members_mtx};
+  if (membership->joined())
+    return std::nullopt;
+  return fmt::format("not a member of cluster '{}' yet: no seed let this node "
+                     "join (seeds: {}); it receives nothing from other nodes "
+                     "but static peers. Check that a seed runs and has the "
+                     "same cluster.name (the log says why each try failed)",
+                     cfg.cluster.name, fmt::join(cfg.cluster.seeds, ", "));
 }
 
 // Per stream of a known member (but this node): why its producer is not

@@ -409,14 +409,28 @@ struct membership::state {
   }
 
   void joined_through(std::string_view endpoint) {
+    become_up();
+    say(log_info, fmt::format("joined cluster '{}' through {}: up at "
+                              "incarnation {}",
+                              cfg.name, endpoint, me().incarnation));
+  }
+
+  // A member joined through this node while its own seeds did not answer:
+  // it is a member of the cluster all the same.
+  void joined_by(std::string_view member) {
+    become_up();
+    say(log_info, fmt::format("joined cluster '{}': member '{}' joined "
+                              "through this node (its own seeds did not "
+                              "answer); up at incarnation {}",
+                              cfg.name, member, me().incarnation));
+  }
+
+  void become_up() {
     joined = true;
     join_in_flight = false;
     join_backoff = join_backoff_first;
     me().status = member_status::up;
     raise_self(me().incarnation);
-    say(log_info, fmt::format("joined cluster '{}' through {}: up at "
-                              "incarnation {}",
-                              cfg.name, endpoint, me().incarnation));
   }
 
   // --- failure detection
@@ -600,6 +614,13 @@ struct membership::state {
                          clock::time_point now) {
     if (auto e = other_cluster(m.id, "gossip.sync", m.from.name, m.cluster))
       return *e;
+    if (m.from.name == self_name && m.from.stream == me().stream)
+      return refuse(m.id, fmt::format("refused gossip.sync from node '{}': it "
+                                      "is this node itself, reached through "
+                                      "one of its own seeds; list other "
+                                      "members' control endpoints in "
+                                      "cluster.seeds",
+                                      m.from.name));
     if (m.from.name == self_name && m.from.stream != me().stream)
       return refuse(m.id, fmt::format("refused gossip.sync from stream {}: "
                                       "the node name '{}' is this node's "
@@ -619,6 +640,8 @@ struct membership::state {
     heard(m.from.name, now);
     for (auto& r : m.members)
       merge(r, now, m.from.name);
+    if (!joined)
+      joined_by(m.from.name);
     control::gossip_sync_reply reply;
     reply.id = m.id;
     reply.cluster = cfg.name;

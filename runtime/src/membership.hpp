@@ -9,7 +9,11 @@
 ///   seed in turn until one answers; the answer is the seed's view. No seed
 ///   answering: it tries them all again after a backoff (500 ms doubling to
 ///   10 s), logging once per round. No seeds at all: a cluster of one, up
-///   at once. A seed that is this node's own control endpoint is skipped.
+///   at once. A seed that is this node's own control endpoint is skipped;
+///   one that reaches this node under another spelling is refused by it
+///   (a sync from itself). A node whose seeds did not answer is a member
+///   all the same, `up`, once another member joins through it (a sync
+///   from a member it accepts).
 /// - **Probing.** Every `probe_interval` the node pings every member that is
 ///   not down (a direct `gossip.ping`); any message from a member (ping,
 ///   ack, sync) counts as hearing it directly. With tens of members,

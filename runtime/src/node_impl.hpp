@@ -385,6 +385,7 @@ struct node::impl : transport::pump_listener {
   bool from_member(control::heartbeat& hb, std::string_view from);
   void leave_cluster();
   std::map<std::string, std::string, std::less<>> owner_problems();
+  std::optional<std::string> join_problem();
   void write_cluster_metrics(metrics::text_writer& w);
 
   // alerts.cpp.

@@ -226,8 +226,9 @@ void node::impl::on_disconnect(const transport::peer_event& e) {
   if (e.reconnect_in.count() == 0) {
     // A peer's connection to this node: the peer reconnects.
     inbound_disconnects.fetch_add(1, std::memory_order_relaxed);
-    log->info("a peer's connection to this node's {} socket at {}: {}",
-              e.socket, e.endpoint, e.what);
+    // Every CLI call ends this way: counted, and logged at debug only.
+    log->debug("a peer's connection to this node's {} socket at {}: {}",
+               e.socket, e.endpoint, e.what);
     return;
   }
   {

@@ -114,6 +114,8 @@ control::status_reply node::impl::status(bool count_dead_letters) {
   // was heard last (peers.cpp keeps both).
   for (auto& why : peer_problems())
     r.health.push_back(std::move(why));
+  if (auto why = join_problem())
+    r.health.push_back(std::move(*why));
   std::unordered_map<std::string, steady_clock::time_point> heard;
   {
     std::lock_guard<std::mutex> guard{peers_mtx};

@@ -6,12 +6,16 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <sstream>
 #include <string>
+
+#include <spdlog/sinks/ostream_sink.h>
 
 #include "deadline.hpp"
 #include "health.hpp"
 #include "herald/runtime/node.hpp"
 #include "node_support.hpp"
+#include "process.hpp"
 
 using namespace herald;
 using namespace std::chrono_literals;
@@ -84,4 +88,54 @@ TEST_CASE("a consumer that joins through a seed counts the members up and "
   INFO(text);
   CHECK(sample(R"(herald_cluster_members{status="up"})") == 1);
   CHECK(sample("herald_membership_changes_total") > changes);
+}
+
+TEST_CASE("a node none of whose seeds lets it join says so in its health "
+          "until another member joins through it",
+          "[runtime][cluster][health]") {
+  auto cfg = make_config("lonely-node", "EmailService");
+  cfg.metrics_listen = "127.0.0.1:0";
+  cfg.consumers.push_back(
+    make_consumer("EmailService", {"user.account.created"}));
+  // A port nothing listens on: the seed never answers.
+  cfg.cluster.seeds = {"tcp://127.0.0.1:" + std::to_string(test::free_port())};
+  auto lonely = start(cfg);
+  test::healthz health{lonely->metrics_port()};
+  auto [code, body] = health();
+  CHECK(code == 503);
+  CHECK(body.find("not a member of cluster 'herald' yet: no seed let this "
+                  "node join (seeds: tcp://127.0.0.1:")
+        != std::string::npos);
+
+  auto other = make_config("user-node", "UserService");
+  other.cluster.seeds = {lonely->control_endpoint()};
+  auto producer = start(other);
+  CHECK(wait_until(
+    [&] {
+      return health().first == 200;
+    },
+    20s));
+}
+
+TEST_CASE("a node that reaches itself through a seed spelled otherwise does "
+          "not count that as joining",
+          "[runtime][cluster][health]") {
+  auto port = std::to_string(test::free_port());
+  auto cfg = make_config("self-seeded", "EmailService");
+  cfg.metrics_listen = "127.0.0.1:0";
+  cfg.control = "tcp://127.0.0.1:" + port;
+  cfg.cluster.seeds = {"tcp://localhost:" + port};
+  std::ostringstream log;
+  cfg.log_level = "info";
+  cfg.log_sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
+  auto n = start(cfg);
+  test::healthz health{n->metrics_port()};
+  CHECK(wait_until(
+    [&] {
+      return log.str().find("it is this node itself") != std::string::npos;
+    },
+    20s));
+  INFO(log.str());
+  CHECK(log.str().find("joined cluster") == std::string::npos);
+  CHECK(health().first == 503);
 }

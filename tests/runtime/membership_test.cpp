@@ -761,6 +761,33 @@ TEST_CASE("a node whose seeds do not answer retries them with backoff",
     15s));
 }
 
+TEST_CASE("a node whose seeds do not answer is up once another joins "
+          "through it",
+          "[membership]") {
+  network net;
+  net.start("n1", {"nowhere"});
+  net.run_for(3s);
+  CHECK_FALSE(net.node("n1").m->joined());
+  net.start("n2", {"n1"});
+  REQUIRE(net.run_until(
+    [&] {
+      return net.one_view({"n1", "n2"});
+    },
+    3s));
+  CHECK(net.node("n1").m->joined());
+  CHECK(net.node("n1").m->self().status == member_status::up);
+  // No more rounds of "no seed let this node join" once it is a member.
+  auto count = [&] {
+    auto& logs = net.node("n1").logs;
+    return std::count_if(logs.begin(), logs.end(), [](auto& l) {
+      return l.find("no seed let this node join") != std::string::npos;
+    });
+  };
+  auto before = count();
+  net.run_for(20s);
+  CHECK(count() == before);
+}
+
 TEST_CASE("overrides: a higher incarnation, or a later status at one",
           "[membership]") {
   control::cluster_member a;
