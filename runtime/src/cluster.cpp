@@ -40,8 +40,7 @@ std::string announced(const std::string& bound, const std::string& advertised) {
   auto [host, port] = host_port(bound);
   if (!wildcard_host(host))
     return bound;
-  auto [their_host, their_port] = host_port(advertised);
-  (void)their_port;
+  auto their_host = host_port(advertised).first;
   if (wildcard_host(their_host) || their_host.empty())
     return bound;
   return fmt::format("tcp://{}:{}", their_host, port);
@@ -91,12 +90,7 @@ control::cluster_member node::impl::self_record() {
   for (auto& c : consumers) {
     if (c.name == observer_name)
       continue;
-    auto& mc = m.consumers.emplace_back();
-    mc.name = c.name;
-    for (auto& p : c.patterns)
-      if (std::find(mc.patterns.begin(), mc.patterns.end(), p.text())
-          == mc.patterns.end())
-        mc.patterns.emplace_back(p.text());
+    m.consumers.push_back({c.name, pattern_texts(c)});
   }
   return m;
 }

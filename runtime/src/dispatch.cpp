@@ -2,6 +2,8 @@
 // (local publishes) and from the pump (other nodes), bounded per consumer;
 // and the consumer actors themselves.
 
+#include <algorithm>
+
 #include <caf/send.hpp>
 #include <fmt/format.h>
 
@@ -167,6 +169,14 @@ void node::impl::dispatch(event_batch&& batch) {
 
 // Whether a consumer on this node takes events of `type`. REQUIRES:
 // consumers_mtx held.
+std::vector<std::string> pattern_texts(const consumer_entry& c) {
+  std::vector<std::string> out;
+  for (auto& p : c.patterns)
+    if (std::find(out.begin(), out.end(), p.text()) == out.end())
+      out.emplace_back(p.text());
+  return out;
+}
+
 bool node::impl::selected_locally(std::string_view type) const {
   for (auto& c : consumers)
     if (any_matches(c.patterns, type))

@@ -101,6 +101,10 @@ struct consumer_entry {
 /// after the pump and the HTTP server (their endpoints are announced).
 caf::error start_membership(node::impl& p);
 
+/// The texts of `c`'s patterns, each once (a pattern both configured and
+/// subscribed to is listed once), in the order first seen.
+std::vector<std::string> pattern_texts(const consumer_entry& c);
+
 /// Makes the threads the actor system of `cfg` starts (its scheduler's
 /// workers and timer) known as actor threads (event_bus.cpp).
 void mark_actor_threads(caf::actor_system_config& cfg);

@@ -132,11 +132,7 @@ control::status_reply node::impl::status(bool count_dead_letters) {
       config ? config->stall_after : consumer_config{}.stall_after;
     auto& c = r.consumers.emplace_back();
     c.name = e.name;
-    // A pattern both configured and subscribed to is listed once.
-    for (auto& p : e.patterns)
-      if (std::find(c.patterns.begin(), c.patterns.end(), p.text())
-          == c.patterns.end())
-        c.patterns.emplace_back(p.text());
+    c.patterns = pattern_texts(e);
     {
       std::lock_guard<std::mutex> pguard{e.stats->positions_mtx};
       for (auto& [id, pos] : e.stats->positions) {
