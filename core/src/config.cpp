@@ -11,6 +11,7 @@
 
 #include "herald/core/errc.hpp"
 #include "herald/core/names.hpp"
+#include "herald/core/partition.hpp"
 #include "yaml_util.hpp"
 
 namespace herald {
@@ -227,19 +228,30 @@ struct consumer_keys {
   entry shards{"shards"}, entity_buffer{"entity_buffer"}, retry{"retry"},
     dead_letter{"dead_letter"}, alert{"alert"}, concurrency{"concurrency"},
     handler_timeout{"handler_timeout"}, restarts{"restarts"},
-    stall_after{"stall_after"};
+    stall_after{"stall_after"}, partitions{"partitions"};
 };
 
 void read_consumer_policy(const std::string& ctx, consumer_keys& keys,
                           problems& out, consumer_config& c) {
   auto& [shards, entity_buffer, retry, dead_letter, alert, concurrency,
-         handler_timeout, restarts, stall_after] = keys;
+         handler_timeout, restarts, stall_after, partitions] = keys;
   read_positive(shards, ctx, "ordering shards", out, c.shards);
   read_positive(entity_buffer, ctx, "events", out, c.entity_buffer);
   read_concurrency(concurrency, ctx, out, c.concurrency);
   read_duration(handler_timeout, out, c.handler_timeout, ctx);
   read_duration(stall_after, out, c.stall_after, ctx);
   read_restarts(restarts, ctx, out, c.restarts);
+  if (partitions) {
+    auto value = detail::int_of(partitions.value);
+    if (value && *value >= 1 && *value <= max_partitions)
+      c.partitions = static_cast<uint32_t>(*value);
+    else
+      out.add(partitions.line,
+              fmt::format("{}'partitions' must be an integer from 1 to {}, "
+                          "the same on every node that runs the consumer, "
+                          "not {}",
+                          ctx, max_partitions, describe(partitions.value)));
+  }
   if (retry
       && is_map(retry, ctx, "attempts, initial, max, jitter, types", out)) {
     entry types{"types"};
@@ -347,7 +359,7 @@ void read_consumers(const entry& e, problems& out,
                        {&subscribe, &keys.shards, &keys.entity_buffer,
                         &keys.retry, &keys.dead_letter, &keys.alert,
                         &keys.concurrency, &keys.handler_timeout,
-                        &keys.restarts, &keys.stall_after},
+                        &keys.restarts, &keys.stall_after, &keys.partitions},
                        out);
       consumer_config consumer;
       consumer.name = name;
@@ -477,6 +489,32 @@ void read_cluster(const entry& e, problems& out, config_origin& origin,
                         format_duration(cfg.suspect_after)));
 }
 
+void read_groups(const entry& e, problems& out, groups_config& cfg) {
+  if (!is_map(e, "", "lease_ttl, lease_margin, rejoin_grace", out))
+    return;
+  entry ttl{"lease_ttl"}, margin{"lease_margin"}, grace{"rejoin_grace"};
+  constexpr std::string_view ctx = "groups: ";
+  detail::read_map(e.value, ctx, {&ttl, &margin, &grace}, out);
+  read_duration(ttl, out, cfg.lease_ttl, ctx);
+  read_duration(margin, out, cfg.lease_margin, ctx);
+  read_duration(grace, out, cfg.rejoin_grace, ctx);
+  using namespace std::chrono_literals;
+  if (cfg.lease_ttl < 1s || cfg.lease_ttl > 10min)
+    out.add(ttl ? ttl.line : e.line,
+            fmt::format("{}'lease_ttl' must be from 1s to 10m, not {}", ctx,
+                        format_duration(cfg.lease_ttl)));
+  else if (cfg.lease_margin <= 0us || cfg.lease_margin * 2 >= cfg.lease_ttl)
+    out.add(margin ? margin.line : e.line,
+            fmt::format("{}'lease_margin' ({}) must be positive and less "
+                        "than half of 'lease_ttl' ({}): a member stops "
+                        "that long before its lease can expire",
+                        ctx, format_duration(cfg.lease_margin),
+                        format_duration(cfg.lease_ttl)));
+  if (cfg.rejoin_grace < 0us)
+    out.add(grace.line, fmt::format("{}'rejoin_grace' must not be negative",
+                                    ctx));
+}
+
 void read_log_level(const entry& e, std::string_view context, problems& out,
                     node_config& cfg) {
   if (!e)
@@ -504,11 +542,13 @@ void read_config(const YAML::Node& root, const std::string& base_dir,
     peers{"peers"}, catalog{"catalog"}, log_level{"log_level"},
     transport{"transport"}, consumers{"consumers"}, data_dir{"data_dir"},
     control{"control"}, store{"store"}, log{"log"}, metrics{"metrics"},
-    record{"record"}, test_hooks{"test_hooks"}, cluster{"cluster"};
+    record{"record"}, test_hooks{"test_hooks"}, cluster{"cluster"},
+    groups{"groups"};
   detail::read_map(root, "",
                    {&node, &service, &bind, &advertise, &peers, &catalog,
                     &log_level, &transport, &consumers, &data_dir, &control,
-                    &store, &log, &metrics, &record, &test_hooks, &cluster},
+                    &store, &log, &metrics, &record, &test_hooks, &cluster,
+                    &groups},
                    out);
   auto top = detail::line_of(root);
   if (detail::require(node, top, "", "the node's name, e.g. node: email-node",
@@ -594,6 +634,8 @@ void read_config(const YAML::Node& root, const std::string& base_dir,
     }
   if (cluster)
     read_cluster(cluster, out, cfg.origin, cfg.cluster);
+  if (groups)
+    read_groups(groups, out, cfg.groups);
   if (store)
     read_store(store, out, cfg.store);
   if (transport)

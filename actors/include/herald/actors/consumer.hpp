@@ -62,6 +62,7 @@
 #include <caf/fwd.hpp>
 #include <spdlog/fwd.h>
 
+#include "herald/actors/group.hpp"
 #include "herald/actors/handler_pool.hpp"
 #include "herald/actors/history.hpp"
 #include "herald/actors/messages.hpp"
@@ -324,6 +325,18 @@ struct consumer_setup {
   /// Told of every event the consumer finishes (handled or sent to the
   /// dead-letter actor) before it counts as done. Default: null, none.
   std::shared_ptr<handling_history> history;
+  /// Sends a consumer group's `lease_request` to the owner of
+  /// `req.stream` (served in-process for the node's own stream); the
+  /// answer comes back to `reply_to` as `(group_atom, lease_reply)` with
+  /// the returned id, or with `error` set when the owner cannot be asked
+  /// or answered an error. Returns the request's id, 0 when the owner's
+  /// control endpoint is not known yet (the consumer asks again later).
+  /// Required when `durable`: every durable consumer is a group member
+  /// (of a group of one when alone).
+  std::function<uint64_t(lease_request req, const caf::actor& reply_to)> lease;
+  /// Lease margin and rejoin grace (`groups:`); the owner's reply gives
+  /// the lease's length.
+  groups_config groups;
   /// A deliberately wrong consumer, for tests (see
   /// `test_hooks_config::commit_before_handle`): an event counts as
   /// finished when it is handed to a shard, so its offset may be committed
@@ -339,7 +352,10 @@ struct consumer_setup {
 /// `(flush_atom)`
 /// commits offsets; `(redrive_atom, std::vector<store::dead_letter>)` hands
 /// dead letters back to the handlers, in order per entity;
-/// `(unpark_atom, std::string key)` lets a parked entity go on.
+/// `(unpark_atom, std::string key)` lets a parked entity go on;
+/// `(group_members_atom, std::vector<std::string>)` the group's live
+/// members (until the first, the node alone); `(group_atom, lease_reply)`
+/// the owner's answers.
 caf::actor spawn_consumer(caf::actor_system& sys, consumer_setup setup);
 
 } // namespace herald

@@ -26,6 +26,11 @@ enum class handling_outcome {
   /// Sent to the dead-letter actor (attempts spent, non-retryable, or
   /// parked behind an earlier dead letter).
   dead_lettered,
+  /// The handler ran, but its result came after the member's lease on
+  /// the event's partition ended (or a margin before it could expire): it
+  /// was discarded, not committed; the partition's next holder handles
+  /// the event again.
+  discarded,
 };
 
 /// One finished event of a consumer.
@@ -40,6 +45,10 @@ struct handling {
   /// (the system clock); both 0 when no attempt was made.
   int64_t start_us = 0;
   int64_t end_us = 0;
+  /// The event's partition in its consumer group, and the epoch of the
+  /// lease it was handled under (0 for a redriven dead letter).
+  uint32_t partition = 0;
+  uint64_t epoch = 0;
 };
 
 /// Receives every event a consumer finishes, before the consumer counts it

@@ -4,7 +4,9 @@
 /// process through CAF (events cross nodes over ZeroMQ), so they are allowed
 /// as unsafe message types instead of being announced for serialization.
 
+#include <atomic>
 #include <functional>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -103,6 +105,31 @@ using alert_atom = caf::atom_constant<caf::atom("halert")>;
 /// The stream index of redriven events: no stream position moves.
 inline constexpr uint32_t no_stream = UINT32_MAX;
 
+/// Whether a consumer may handle one partition of one stream now: the
+/// epoch of the lease under which shards may start attempts (`take`) and
+/// under which they may finish events, handled or dead-lettered (`keep`);
+/// 0 for none. Written by the consumer actor only, read by its shards;
+/// lives as long as both (see `lease_gates`).
+struct lease_gate {
+  std::atomic<uint64_t> take{0};
+  std::atomic<uint64_t> keep{0};
+};
+
+/// The gates of a consumer, one block of `partitions` per stream, at
+/// stable addresses: the consumer adds blocks (under `mtx`), shards read
+/// gates through the pointers their work items carry.
+struct lease_gates {
+  std::mutex mtx;
+  std::vector<std::unique_ptr<lease_gate[]>> blocks;
+
+  /// A new block of `n` closed gates.
+  lease_gate* add(size_t n) {
+    std::lock_guard<std::mutex> guard{mtx};
+    blocks.push_back(std::make_unique<lease_gate[]>(n));
+    return blocks.back().get();
+  }
+};
+
 /// One event on its way from the consumer actor through a shard.
 struct work_item {
   event ev;
@@ -113,14 +140,38 @@ struct work_item {
   /// Sent live by the node (not read from a log, not redriven): counts in
   /// `consumer_stats::live_done` once finished.
   bool live = false;
+  /// The event's partition, the lease's epoch it was taken under, and that
+  /// lease's gate: an attempt starts only while `gate->take == epoch`, and
+  /// the event is finished (handled, dead-lettered) only while
+  /// `gate->keep == epoch`; otherwise it is abandoned (the partition's
+  /// next holder handles it). Null for redriven dead letters.
+  uint32_t partition = 0;
+  uint64_t epoch = 0;
+  const lease_gate* gate = nullptr;
+
+  /// Whether the item may start an attempt now.
+  bool may_start() const noexcept {
+    return gate == nullptr
+           || gate->take.load(std::memory_order_acquire) == epoch;
+  }
+  /// Whether the item may finish now.
+  bool may_finish() const noexcept {
+    return gate == nullptr
+           || gate->keep.load(std::memory_order_acquire) == epoch;
+  }
 };
 
 using work_batch = std::vector<work_item>;
 
-/// One finished event of a stream: handled, or stored as a dead letter.
+/// One finished event of a stream: handled, or stored as a dead letter;
+/// or, `abandoned`, given up because its partition's lease ended (not
+/// finished: its offset must not pass it).
 struct work_done {
   uint32_t stream = 0;
   uint64_t seq = 0;
+  uint32_t partition = 0;
+  uint64_t epoch = 0;
+  bool abandoned = false;
 };
 
 using done_batch = std::vector<work_done>;

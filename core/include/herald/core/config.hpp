@@ -272,6 +272,14 @@ struct consumer_config {
   /// that worst case when `retry` or `handler_timeout` are raised.
   /// REQUIRES: positive. Default: 5 minutes.
   std::chrono::microseconds stall_after = std::chrono::minutes{5};
+  /// Partitions of the consumer's group (the instances of this consumer
+  /// name on every node): an event's partition is
+  /// `partition_of(key, partitions)` (core/partition.hpp), and each
+  /// partition of each stream is handled by one member at a time, under a
+  /// lease from the stream's owner. Every member of a group must give the
+  /// same number: a member whose number differs from the group's is
+  /// refused its leases and says why. REQUIRES: 1 to 4096. Default: 64.
+  uint32_t partitions = 64;
 
   /// The retry policy for events of `type`.
   const retry_policy& retry_for(std::string_view type) const;
@@ -298,6 +306,29 @@ struct cluster_config {
   std::chrono::microseconds sync_interval = std::chrono::seconds{2};
   /// How long a down member is kept and probed. Default 1 h.
   std::chrono::microseconds reconnect_window = std::chrono::hours{1};
+};
+
+/// Consumer group settings (`groups:` in a node's config). See
+/// docs/architecture.md, "Consumer groups", and docs/operations.md.
+struct groups_config {
+  /// How long a lease this node grants on a partition of its stream lasts
+  /// without a renewal (its members renew it every third of it, with
+  /// their offset commits). Also how long a partition nobody holds waits
+  /// before a member it is not assigned to may take it, and how long this
+  /// node grants no lease after a restart to a group that had members on
+  /// other nodes. REQUIRES: 1 s to 10 min. Default: 6 s.
+  std::chrono::microseconds lease_ttl = std::chrono::seconds{6};
+  /// How long before its lease can expire a member stops taking a
+  /// partition's events (and discards results that come later): covers
+  /// a renewal's round trip and the clocks' drift. REQUIRES: positive
+  /// and less than half of `lease_ttl`. Default: 1 s.
+  std::chrono::microseconds lease_margin = std::chrono::seconds{1};
+  /// How long a member that left on purpose (SIGTERM, a rolling restart)
+  /// keeps its partitions assigned: one that comes back within it takes
+  /// them again, so a restart moves nothing twice. A member that is down
+  /// (killed, cut off) keeps nothing. REQUIRES: not negative. Default:
+  /// 10 s.
+  std::chrono::microseconds rejoin_grace = std::chrono::seconds{10};
 };
 
 /// Where the settings of a node config were read: the file and each
@@ -370,6 +401,8 @@ struct node_config {
   std::string control = "tcp://127.0.0.1:*";
   /// Membership (`cluster:`). Default: cluster `herald`, no seeds.
   cluster_config cluster;
+  /// Consumer groups (`groups:`). Default: see `groups_config`.
+  groups_config groups;
   /// Transport settings.
   transport_config transport;
   /// Durable log settings.

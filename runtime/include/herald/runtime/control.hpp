@@ -126,6 +126,21 @@
 ///   and a missing or wrong-typed field are refused naming the field (e.g.
 ///   `members[1].status`).
 ///
+/// - Consumer groups (actors/group.hpp), every request with an id that has
+///   `group_id_bit`:
+///   - `group.lease {stream, group, member: str, partitions: uint,
+///     initial?: uint [0], entries: [{p: uint, op: str (acquire | standby
+///     | renew | release), epoch?: uint [0], offset?: uint [0]}]}` →
+///     `{stream, group: str, ttl_ms: uint, entries: [{p: uint, result:
+///     str (granted | renewed | released | refused | stale), epoch,
+///     offset: uint, holder?: str, wanted?: bool, reason?: str}],
+///     orphans: [uint]}`: a member's acquires, commits (renewals) and
+///     releases of partitions of the receiver's own stream. At most
+///     `max_partitions` entries and orphans; `partitions` 1 to
+///     `max_partitions`; a longer list, an unknown op or result and a
+///     missing or wrong-typed field are refused naming the field (e.g.
+///     `entries[3].op`).
+///
 /// Replies carry no op: the sender knows what it asked. Empty filters, `after`
 /// 0, `dead_letter` 0 and `all` false are not sent.
 ///
@@ -191,6 +206,7 @@
 
 #include <caf/expected.hpp>
 
+#include "herald/actors/group.hpp"
 #include "herald/core/codec.hpp"
 #include "herald/core/event.hpp"
 #include "herald/store/event_log.hpp"
@@ -947,6 +963,35 @@ struct members_reply {
 /// `id`).
 payload to_json(const members_reply& r);
 
+// --- consumer groups ---------------------------------------------------------
+
+/// Request ids with this bit set (and not `gossip_id_bit`) are the group
+/// client's: the replies to them go to the consumer that asked.
+inline constexpr uint64_t group_id_bit = uint64_t{1} << 62;
+
+struct group_lease_reply;
+
+/// `group.lease`: a member's business with the owner of a stream for one
+/// group (see `herald::lease_request`).
+struct group_lease_request {
+  using reply_type = group_lease_reply;
+  uint32_t v = version;
+  /// Chosen by the sender, with `group_id_bit`; the reply echoes it.
+  uint64_t id = 0;
+  lease_request body;
+
+  bool operator==(const group_lease_request&) const = default;
+};
+
+/// The answer to a `group_lease_request` (`body.id` is not sent: `id` is).
+struct group_lease_reply {
+  uint32_t v = version;
+  uint64_t id = 0;
+  lease_reply body;
+
+  bool operator==(const group_lease_reply&) const = default;
+};
+
 // --- errors, heartbeats ----------------------------------------------------
 
 /// The answer to any request the node refused.
@@ -1025,6 +1070,8 @@ std::string encode(const gossip_probe& m);
 std::string encode(const gossip_probe_reply& m);
 std::string encode(const members_request& m);
 std::string encode(const members_reply& m);
+std::string encode(const group_lease_request& m);
+std::string encode(const group_lease_reply& m);
 std::string encode(const error_reply& m);
 std::string encode(const heartbeat& m);
 /// Encodes whichever request `m` holds.
@@ -1044,7 +1091,7 @@ caf::expected<request> decode_request(std::string_view bytes,
 /// `replay_reply`, `dlq_list_reply`, `dlq_show_reply`,
 /// `dlq_redrive_reply`, `dlq_purge_reply`, `publish_reply`, `status_reply`,
 /// `hello_reply`, `test_hooks_reply`, `gossip_sync_reply`, `gossip_ack`,
-/// `gossip_probe_reply`, `members_reply`). Any version is read; `id` and an
+/// `gossip_probe_reply`, `members_reply`, `group_lease_reply`). Any version is read; `id` and an
 /// error reply's `stream` may be absent (0, empty). Fails with
 /// `errc::decode_error` naming the field that is missing or wrong-typed. Never
 /// throws.
