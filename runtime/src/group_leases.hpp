@@ -130,6 +130,19 @@ private:
     std::map<uint32_t, lease> leases;
   };
 
+  // The lease entry of `partition` of group `name`, its committed offset
+  // read (or set to `initial` when it has none); an error when the store
+  // fails.
+  caf::expected<lease*> lease_of(const std::string& name, group& g,
+                                 uint32_t partition, uint64_t initial);
+  // Takes `partitions` as the group's new count: every new partition's
+  // offset is the lowest of the old ones, stored.
+  caf::error repartition(const std::string& name, group& g,
+                         uint32_t partitions);
+  // Appends the group's partitions nobody has held for at least `ttl_`.
+  void orphans(const group& g, clock::time_point now,
+               std::vector<uint32_t>& out) const;
+
   std::string stream_;
   std::string self_;
   uint64_t incarnation_;

@@ -1,0 +1,473 @@
+// The stream owner's lease table (runtime/src/group_leases.hpp), rule by
+// rule, on a fake monotonic clock and an in-memory group_store.
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "group_leases.hpp"
+#include "herald/core/errc.hpp"
+
+using namespace herald;
+using namespace std::chrono_literals;
+using clk = group_leases::clock;
+
+namespace {
+
+constexpr auto ttl = 6000ms;
+constexpr uint32_t parts = 8;
+
+// The durable state a node keeps, and failures to inject.
+struct memory_store {
+  std::map<std::pair<std::string, uint32_t>, uint64_t> offsets;
+  std::map<std::string, uint32_t> partitions;
+  std::set<std::string> remote;
+  int offset_writes = 0;
+  bool fail_writes = false;
+  bool fail_reads = false;
+
+  group_store view() {
+    group_store s;
+    s.load_offset = [this](const std::string& g,
+                           uint32_t p) -> caf::expected<uint64_t> {
+      if (fail_reads)
+        return make_error(errc::io_error, "disk gone");
+      auto it = offsets.find({g, p});
+      return it == offsets.end() ? 0 : it->second;
+    };
+    s.store_offset = [this](const std::string& g, uint32_t p,
+                            uint64_t offset) -> caf::error {
+      if (fail_writes)
+        return make_error(errc::io_error, "disk full");
+      ++offset_writes;
+      offsets[{g, p}] = offset;
+      return {};
+    };
+    s.remote = [this](const std::string& g) -> caf::expected<bool> {
+      if (fail_reads)
+        return make_error(errc::io_error, "disk gone");
+      return remote.count(g) > 0;
+    };
+    s.mark_remote = [this](const std::string& g) -> caf::error {
+      if (fail_writes)
+        return make_error(errc::io_error, "disk full");
+      remote.insert(g);
+      return {};
+    };
+    s.partitions = [this](const std::string& g) -> caf::expected<uint32_t> {
+      if (fail_reads)
+        return make_error(errc::io_error, "disk gone");
+      auto it = partitions.find(g);
+      return it == partitions.end() ? 0u : it->second;
+    };
+    s.store_partitions = [this](const std::string& g,
+                                uint32_t n) -> caf::error {
+      if (fail_writes)
+        return make_error(errc::io_error, "disk full");
+      partitions[g] = n;
+      return {};
+    };
+    return s;
+  }
+};
+
+// One owner, "owner" of stream "S", started at `t0`.
+struct owner {
+  memory_store store;
+  clk::time_point t0 = clk::time_point{} + 100h;
+  clk::time_point now = t0;
+  std::unique_ptr<group_leases> leases;
+
+  explicit owner(uint64_t incarnation = 1, bool restarted = false) {
+    start(incarnation, restarted);
+  }
+
+  // (Re)starts the owner now, over the same store.
+  void start(uint64_t incarnation, bool restarted) {
+    t0 = now;
+    leases = std::make_unique<group_leases>("S", "owner", incarnation, ttl,
+                                            restarted, t0, store.view());
+  }
+
+  lease_reply ask(const std::string& member, std::vector<lease_entry> entries,
+                  uint32_t partitions = parts, uint64_t initial = 0,
+                  const std::string& group = "G") {
+    lease_request r;
+    r.stream = "S";
+    r.group = group;
+    r.member = member;
+    r.partitions = partitions;
+    r.initial = initial;
+    r.entries = std::move(entries);
+    return leases->serve(r, now);
+  }
+
+  // One entry's answer.
+  lease_entry_reply one(const std::string& member, lease_entry e,
+                        uint32_t partitions = parts) {
+    auto r = ask(member, {e}, partitions);
+    REQUIRE(r.error.empty());
+    REQUIRE(r.entries.size() == 1);
+    return r.entries.front();
+  }
+
+  lease_entry_reply acquire(const std::string& member, uint32_t p,
+                            uint32_t partitions = parts) {
+    return one(member, {p, lease_op::acquire, 0, 0}, partitions);
+  }
+  lease_entry_reply standby(const std::string& member, uint32_t p) {
+    return one(member, {p, lease_op::standby, 0, 0});
+  }
+  lease_entry_reply renew(const std::string& member, uint32_t p, uint64_t epoch,
+                          uint64_t offset = 0) {
+    return one(member, {p, lease_op::renew, epoch, offset});
+  }
+  lease_entry_reply release(const std::string& member, uint32_t p,
+                            uint64_t epoch, uint64_t offset = 0,
+                            uint32_t partitions = parts) {
+    return one(member, {p, lease_op::release, epoch, offset}, partitions);
+  }
+};
+
+} // namespace
+
+TEST_CASE("a lease is granted to one member and refused to another while "
+          "it runs",
+          "[groups]") {
+  owner o;
+  auto a = o.acquire("a", 3);
+  CHECK(a.result == lease_result::granted);
+  CHECK(a.partition == 3);
+  CHECK(a.holder == "a");
+  CHECK(a.epoch == (uint64_t{1} << 32 | 1));
+  o.now += ttl - 1ms;
+  auto b = o.acquire("b", 3);
+  CHECK(b.result == lease_result::refused);
+  CHECK(b.holder == "a");
+  CHECK(b.epoch == a.epoch);
+  CHECK_THAT(b.reason, Catch::Contains("'a' holds it"));
+  // Another partition is free.
+  CHECK(o.acquire("b", 4).result == lease_result::granted);
+}
+
+TEST_CASE("the holder asking again gets a new epoch, fencing its old self",
+          "[groups]") {
+  owner o;
+  auto first = o.acquire("a", 0);
+  auto again = o.acquire("a", 0);
+  REQUIRE(again.result == lease_result::granted);
+  CHECK(again.epoch > first.epoch);
+  CHECK(o.renew("a", 0, first.epoch, 10).result == lease_result::stale);
+  CHECK(o.store.offsets.empty());
+  CHECK(o.renew("a", 0, again.epoch, 10).result == lease_result::renewed);
+}
+
+TEST_CASE("epochs of a later incarnation are higher than every earlier one",
+          "[groups]") {
+  owner o{1, false};
+  uint64_t highest = 0;
+  for (int i = 0; i < 5; ++i)
+    highest = o.acquire("owner", 1).epoch;
+  o.start(2, true);
+  auto later = o.acquire("owner", 1);
+  REQUIRE(later.result == lease_result::granted);
+  CHECK(later.epoch > highest);
+  CHECK(later.epoch == (uint64_t{2} << 32 | 1));
+  // The lease of the first incarnation is stale at the second.
+  CHECK(o.renew("owner", 1, highest, 5).result == lease_result::stale);
+}
+
+TEST_CASE("a stale renew or release changes nothing, offset included",
+          "[groups]") {
+  owner o;
+  auto a = o.acquire("a", 2);
+  REQUIRE(o.renew("a", 2, a.epoch, 10).result == lease_result::renewed);
+  o.now += ttl; // a's lease expires
+  auto b = o.acquire("b", 2);
+  REQUIRE(b.result == lease_result::granted);
+  CHECK(b.offset == 10);
+  auto writes = o.store.offset_writes;
+
+  auto late = o.renew("a", 2, a.epoch, 50);
+  CHECK(late.result == lease_result::stale);
+  CHECK(late.epoch == b.epoch);
+  CHECK(late.holder == "b");
+  CHECK(late.offset == 10);
+  CHECK_FALSE(late.reason.empty());
+  auto gone = o.release("a", 2, a.epoch, 60);
+  CHECK(gone.result == lease_result::stale);
+  // The right epoch from the wrong member is stale too.
+  CHECK(o.renew("a", 2, b.epoch, 70).result == lease_result::stale);
+  CHECK(o.store.offset_writes == writes);
+  CHECK(o.store.offsets[{"G", 2}] == 10);
+  // b still holds it, undisturbed.
+  auto renewed = o.renew("b", 2, b.epoch, 11);
+  CHECK(renewed.result == lease_result::renewed);
+  CHECK(renewed.offset == 11);
+
+  // An expired lease's own holder is stale as well.
+  o.now += ttl;
+  CHECK(o.renew("b", 2, b.epoch, 12).result == lease_result::stale);
+  CHECK(o.store.offsets[{"G", 2}] == 11);
+}
+
+TEST_CASE("a renewal extends the lease by ttl from now", "[groups]") {
+  owner o;
+  auto a = o.acquire("a", 0);
+  o.now += ttl - 1ms;
+  REQUIRE(o.renew("a", 0, a.epoch).result == lease_result::renewed);
+  o.now += ttl - 1ms; // 2 ttl - 2 ms after the grant
+  CHECK(o.acquire("b", 0).result == lease_result::refused);
+  o.now += 1ms;
+  CHECK(o.acquire("b", 0).result == lease_result::granted);
+}
+
+TEST_CASE("an expired or released lease frees the partition", "[groups]") {
+  owner o;
+  auto a = o.acquire("a", 0);
+  o.now += ttl - 1ms;
+  CHECK(o.acquire("b", 0).result == lease_result::refused);
+  o.now += 1ms;
+  auto b = o.acquire("b", 0);
+  CHECK(b.result == lease_result::granted);
+  CHECK(b.epoch > a.epoch);
+
+  auto released = o.release("b", 0, b.epoch, 7);
+  CHECK(released.result == lease_result::released);
+  CHECK(released.offset == 7);
+  CHECK(released.holder.empty());
+  auto c = o.acquire("c", 0);
+  CHECK(c.result == lease_result::granted);
+  CHECK(c.offset == 7);
+}
+
+TEST_CASE("standby is granted only once nobody held the partition for ttl",
+          "[groups]") {
+  owner o;
+  SECTION("never held: ttl since the start") {
+    o.now += ttl - 1ms;
+    auto early = o.standby("b", 5);
+    CHECK(early.result == lease_result::refused);
+    CHECK(early.holder.empty());
+    CHECK_FALSE(early.reason.empty());
+    o.now += 1ms;
+    CHECK(o.standby("b", 5).result == lease_result::granted);
+  }
+  SECTION("released: ttl since the release") {
+    o.now += 1h;
+    auto a = o.acquire("a", 5);
+    CHECK(o.standby("b", 5).result == lease_result::refused);
+    o.now += 1s;
+    REQUIRE(o.release("a", 5, a.epoch).result == lease_result::released);
+    o.now += ttl - 1ms;
+    CHECK(o.standby("b", 5).result == lease_result::refused);
+    o.now += 1ms;
+    CHECK(o.standby("b", 5).result == lease_result::granted);
+  }
+  SECTION("expired: ttl since the expiry") {
+    o.now += 1h;
+    o.acquire("a", 5);
+    o.now += ttl + ttl - 1ms;
+    CHECK(o.standby("b", 5).result == lease_result::refused);
+    o.now += 1ms;
+    CHECK(o.standby("b", 5).result == lease_result::granted);
+  }
+}
+
+TEST_CASE("a refused acquire marks the partition wanted for its holder once; "
+          "a refused standby does not",
+          "[groups]") {
+  owner o;
+  auto a = o.acquire("a", 1);
+  o.now += 1h - ttl; // far from the start, a's lease renewed below
+  a = o.acquire("a", 1);
+  CHECK(o.standby("b", 1).result == lease_result::refused);
+  CHECK_FALSE(o.renew("a", 1, a.epoch).wanted);
+  CHECK(o.acquire("b", 1).result == lease_result::refused);
+  CHECK(o.renew("a", 1, a.epoch).wanted);
+  CHECK_FALSE(o.renew("a", 1, a.epoch).wanted);
+}
+
+TEST_CASE("orphans are the partitions nobody held for ttl", "[groups]") {
+  owner o;
+  auto r = o.ask("a", {{0, lease_op::acquire, 0, 0}}, 4);
+  REQUIRE(r.entries.at(0).result == lease_result::granted);
+  CHECK(r.orphans.empty()); // before ttl since the start
+  auto epoch = r.entries[0].epoch;
+  o.now += ttl - 1ms;
+  r = o.ask("a", {{0, lease_op::renew, epoch, 0}}, 4);
+  CHECK(r.orphans.empty());
+  o.now += 1ms;
+  r = o.ask("a", {{0, lease_op::renew, epoch, 0}}, 4);
+  CHECK(r.orphans == std::vector<uint32_t>{1, 2, 3});
+  r = o.ask("a", {{0, lease_op::release, epoch, 0}}, 4);
+  CHECK(r.orphans == std::vector<uint32_t>{1, 2, 3});
+  o.now += ttl;
+  r = o.ask("b", {}, 4);
+  CHECK(r.orphans == std::vector<uint32_t>{0, 1, 2, 3});
+  CHECK(r.ttl_ms == 6000);
+}
+
+TEST_CASE("offsets only move forward and are stored before the reply",
+          "[groups]") {
+  owner o;
+  auto a = o.acquire("a", 6);
+  CHECK(o.renew("a", 6, a.epoch, 100).offset == 100);
+  CHECK(o.store.offsets[{"G", 6}] == 100);
+  auto lower = o.renew("a", 6, a.epoch, 40);
+  CHECK(lower.result == lease_result::renewed);
+  CHECK(lower.offset == 100);
+  CHECK(o.store.offsets[{"G", 6}] == 100);
+  CHECK(o.renew("a", 6, a.epoch, 0).offset == 100);
+
+  SECTION("a failing store answers an error and commits nothing") {
+    o.store.fail_writes = true;
+    auto r = o.ask("a", {{6, lease_op::renew, a.epoch, 200}});
+    CHECK_THAT(r.error, Catch::Contains("disk full"));
+    CHECK(r.entries.empty());
+    o.store.fail_writes = false;
+    CHECK(o.renew("a", 6, a.epoch).offset == 100);
+  }
+  SECTION("a new owner reads them") {
+    o.now += ttl;
+    o.start(2, true);
+    CHECK(o.acquire("owner", 6).offset == 100);
+  }
+}
+
+TEST_CASE("a restarted owner grants nothing for ttl to a group with remote "
+          "members",
+          "[groups]") {
+  owner o;
+  o.now += 1h;
+  REQUIRE(o.acquire("remote-node", 0).result == lease_result::granted);
+  CHECK(o.store.remote.count("G") == 1);
+  REQUIRE(o.ask("owner", {{0, lease_op::acquire, 0, 0}}, parts, 0, "local")
+            .entries.at(0)
+            .result
+          == lease_result::granted);
+  CHECK(o.store.remote.count("local") == 0);
+
+  o.now += 1s;
+  o.start(2, true);
+  auto held = o.acquire("remote-node", 1);
+  CHECK(held.result == lease_result::refused);
+  CHECK(held.holder.empty());
+  CHECK_THAT(held.reason, Catch::Contains("restarted"));
+  CHECK_THAT(held.reason, Catch::Contains("6000 ms"));
+  CHECK(o.ask("remote-node", {}).orphans.empty());
+  // A group only ever held by the node itself goes on at once.
+  auto local =
+    o.ask("owner", {{0, lease_op::acquire, 0, 0}}, parts, 0, "local");
+  CHECK(local.entries.at(0).result == lease_result::granted);
+
+  o.now += ttl - 1ms;
+  CHECK(o.acquire("owner", 1).result == lease_result::refused);
+  o.now += 1ms;
+  CHECK(o.acquire("remote-node", 1).result == lease_result::granted);
+
+  SECTION("a first start holds back nothing") {
+    o.now += 1h;
+    o.start(1, false);
+    CHECK(o.acquire("remote-node", 1).result == lease_result::granted);
+  }
+}
+
+TEST_CASE("a member with another partition count is refused while leases "
+          "run, naming both numbers",
+          "[groups]") {
+  owner o;
+  auto a = o.acquire("a", 0, 8);
+  REQUIRE(a.result == lease_result::granted);
+  auto r = o.ask(
+    "b", {{1, lease_op::acquire, 0, 0}, {2, lease_op::standby, 0, 0}}, 16);
+  REQUIRE(r.entries.size() == 2);
+  for (auto& e : r.entries) {
+    CHECK(e.result == lease_result::refused);
+    CHECK_THAT(e.reason, Catch::Contains("8 partitions"));
+    CHECK_THAT(e.reason, Catch::Contains("has 16"));
+  }
+  CHECK(o.store.partitions["G"] == 8);
+  CHECK(o.acquire("b", 0, 0).result == lease_result::refused);
+  CHECK(o.acquire("b", 8, 8).result == lease_result::refused); // out of range
+}
+
+TEST_CASE("the partition count changes once no lease runs; the new "
+          "partitions start at the lowest old offset",
+          "[groups]") {
+  owner o;
+  std::vector<uint64_t> offsets{10, 20, 5, 30};
+  for (uint32_t p = 0; p < 4; ++p) {
+    auto a = o.acquire("a", p, 4);
+    REQUIRE(o.release("a", p, a.epoch, offsets[p], 4).offset == offsets[p]);
+  }
+  REQUIRE(o.store.partitions["G"] == 4);
+  // Releasing ended every lease: the count may change at once.
+  auto b = o.acquire("b", 7, 8);
+  REQUIRE(b.result == lease_result::granted);
+  CHECK(b.offset == 5);
+  CHECK(o.store.partitions["G"] == 8);
+  for (uint32_t p = 0; p < 8; ++p)
+    CHECK(o.store.offsets[std::pair<std::string, uint32_t>{"G", p}] == 5);
+  // The new number is fixed now that b holds a lease.
+  CHECK(o.acquire("a", 1, 4).result == lease_result::refused);
+}
+
+TEST_CASE("a member's initial offset is taken for partitions without one",
+          "[groups]") {
+  owner o;
+  o.store.offsets[{"G", 1}] = 3;
+  auto r =
+    o.ask("a", {{0, lease_op::acquire, 0, 0}, {1, lease_op::acquire, 0, 0}},
+          parts, 42);
+  REQUIRE(r.entries.size() == 2);
+  CHECK(r.entries[0].offset == 42);
+  CHECK(r.entries[1].offset == 3);
+  CHECK(o.store.offsets[{"G", 0}] == 42);
+}
+
+TEST_CASE("a request for another stream or failing reads are errors",
+          "[groups]") {
+  owner o;
+  lease_request r;
+  r.stream = "T";
+  r.group = "G";
+  r.member = "a";
+  r.partitions = parts;
+  r.entries = {{0, lease_op::acquire, 0, 0}};
+  auto other = o.leases->serve(r, o.now);
+  CHECK_THAT(other.error, Catch::Contains("'T'"));
+  CHECK(other.entries.empty());
+
+  o.store.fail_reads = true;
+  auto failing = o.ask("a", {{0, lease_op::acquire, 0, 0}});
+  CHECK_THAT(failing.error, Catch::Contains("disk gone"));
+  CHECK(failing.entries.empty());
+  o.store.fail_reads = false;
+  CHECK(o.acquire("a", 0).result == lease_result::granted);
+}
+
+TEST_CASE("describe shows holders, epochs, expiry and offsets", "[groups]") {
+  owner o;
+  auto a = o.acquire("a", 2);
+  o.renew("a", 2, a.epoch, 9);
+  o.now += 1s;
+  auto view = o.leases->describe("G", o.now);
+  REQUIRE(view.size() == 1);
+  CHECK(view[0].partition == 2);
+  CHECK(view[0].holder == "a");
+  CHECK(view[0].epoch == a.epoch);
+  CHECK(view[0].expires_in_ms == 5000);
+  CHECK(view[0].offset == 9);
+  CHECK(o.leases->groups() == std::vector<std::string>{"G"});
+  o.now += ttl;
+  view = o.leases->describe("G", o.now);
+  CHECK(view[0].holder.empty());
+  CHECK(view[0].expires_in_ms == 0);
+}
