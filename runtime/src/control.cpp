@@ -763,14 +763,16 @@ caf::expected<request> decode_request(std::string_view bytes,
     return read_request<publish_request>(*j, v);
   if (auto gossip = read_gossip_request(name, *j, v))
     return std::move(*gossip);
+  if (auto group = read_group_request(name, *j, v))
+    return std::move(*group);
   return make_error(
     errc::decode_error,
     fmt::format("unknown operation '{}'; expected {}, {}, {}, {}, {}, {}, {}, "
-                "{}, {}, {}, {}, {} or {}",
+                "{}, {}, {}, {}, {}, {} or {}",
                 name, op::replay, op::dlq_list, op::dlq_show, op::dlq_redrive,
                 op::dlq_purge, op::publish, op::status, op::hello,
                 op::test_hooks, op::gossip_sync, op::gossip_ping,
-                op::gossip_probe, op::members));
+                op::gossip_probe, op::members, op::group_lease));
 }
 
 template caf::expected<answer<replay_reply>>

@@ -2,7 +2,8 @@
 
 /// How control messages are written and read, shared by the files that
 /// define them (`control.cpp`: replay, dead letters, publish, status, hello,
-/// test hooks; `control_gossip.cpp`: membership): every key and op spelled
+/// test hooks; `control_gossip.cpp`: membership; `control_group.cpp`:
+/// consumer groups): every key and op spelled
 /// once, the field reader that names what is wrong, and the framing of
 /// requests and replies. Private to the runtime.
 ///
@@ -111,6 +112,19 @@ inline constexpr const char* updates = "updates";
 inline constexpr const char* heard_ms_ago = "heard_ms_ago";
 inline constexpr const char* self = "self";
 inline constexpr const char* last_heard_ms = "last_heard_ms";
+// Consumer groups' (besides stream, op, offset, reason).
+inline constexpr const char* group = "group";
+inline constexpr const char* member = "member";
+inline constexpr const char* partitions = "partitions";
+inline constexpr const char* initial = "initial";
+inline constexpr const char* entries = "entries";
+inline constexpr const char* partition = "p";
+inline constexpr const char* epoch = "epoch";
+inline constexpr const char* ttl_ms = "ttl_ms";
+inline constexpr const char* result = "result";
+inline constexpr const char* holder = "holder";
+inline constexpr const char* wanted = "wanted";
+inline constexpr const char* orphans = "orphans";
 } // namespace key
 
 namespace op {
@@ -127,6 +141,7 @@ inline constexpr std::string_view gossip_sync = "gossip.sync";
 inline constexpr std::string_view gossip_ping = "gossip.ping";
 inline constexpr std::string_view gossip_probe = "gossip.probe";
 inline constexpr std::string_view members = "members";
+inline constexpr std::string_view group_lease = "group.lease";
 } // namespace op
 
 // --- reading fields -------------------------------------------------------
@@ -439,6 +454,11 @@ caf::expected<request> read_request(payload& j, uint32_t v) {
 std::optional<caf::expected<request>>
 read_gossip_request(std::string_view name, payload& j, uint32_t v);
 
+/// Reads a consumer group request (`group.lease`) whose op is `name`;
+/// nothing when `name` is none of these. Defined in control_group.cpp.
+std::optional<caf::expected<request>>
+read_group_request(std::string_view name, payload& j, uint32_t v);
+
 } // namespace detail
 
 void write(payload& j, const error_reply& m);
@@ -449,6 +469,8 @@ std::string_view name_of(const gossip_sync_request&);
 std::string_view name_of(const gossip_ping&);
 std::string_view name_of(const gossip_probe&);
 std::string_view name_of(const members_request&);
+// The consumer group requests' ops (control_group.cpp).
+std::string_view name_of(const group_lease_request&);
 
 template <class Reply>
 caf::expected<answer<Reply>> decode_reply(std::string_view bytes,

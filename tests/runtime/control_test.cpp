@@ -19,6 +19,7 @@
 #include "fake_endpoint.hpp"
 #include "herald/core/codec.hpp"
 #include "herald/core/errc.hpp"
+#include "herald/core/partition.hpp"
 #include "herald/runtime/control.hpp"
 #include "herald/runtime/control_client.hpp"
 #include "node_support.hpp"
@@ -264,6 +265,42 @@ control::members_reply members_rep() {
   return m;
 }
 
+control::group_lease_request glease_req() {
+  control::group_lease_request m;
+  m.id = control::group_id_bit | 7;
+  m.body.stream = "3f1c9a4e-0000-4000-8000-000000000000";
+  m.body.group = "EmailService";
+  m.body.member = "email-2";
+  m.body.partitions = 64;
+  m.body.initial = 1200;
+  m.body.entries = {{3, lease_op::acquire, 0, 0},
+                    {4, lease_op::standby, 0, 0},
+                    {9, lease_op::renew, (uint64_t{2} << 32) | 5, 880},
+                    {11, lease_op::release, (uint64_t{2} << 32) | 1, 0}};
+  return m;
+}
+
+control::group_lease_reply glease_rep() {
+  control::group_lease_reply m;
+  m.id = control::group_id_bit | 7;
+  auto& b = m.body;
+  b.id = m.id; // not sent: the reply's id is
+  b.stream = "3f1c9a4e-0000-4000-8000-000000000000";
+  b.group = "EmailService";
+  b.ttl_ms = 6000;
+  b.entries = {{3, lease_result::granted, (uint64_t{2} << 32) | 6, 1200,
+                "email-2", false, ""},
+               {4, lease_result::refused, (uint64_t{2} << 32) | 2, 900,
+                "email-1", false,
+                "member 'email-1' holds it under epoch 8589934594"},
+               {9, lease_result::renewed, (uint64_t{2} << 32) | 5, 880,
+                "email-2", true, ""},
+               {11, lease_result::stale, (uint64_t{2} << 32) | 3, 700, "",
+                false, "epoch 8589934593 is not the current lease"}};
+  b.orphans = {17, 40};
+  return m;
+}
+
 // A message's frame as JSON, to damage it; and back.
 payload frame_of(const std::string& bytes) {
   auto j = decode_payload(bytes);
@@ -375,6 +412,12 @@ std::vector<sample> samples() {
      {"v"}},
     {"members reply", control::encode(members_rep()),
      reply_error_of<control::members_reply>, reply_opt},
+    {"group.lease request",
+     control::encode(glease_req()),
+     req(glease_req()),
+     {"v", "initial"}},
+    {"group.lease reply", control::encode(glease_rep()),
+     reply_error_of<control::group_lease_reply>, reply_opt},
   };
 }
 
@@ -1144,5 +1187,151 @@ TEST_CASE("gossip lists longer than the protocol's bounds are refused",
       j["updates"].push_back(one);
     CHECK_THAT(message_of(control::decode_request(bytes_of(j)).error()),
                Catch::Contains("field 'updates': 1025 entries"));
+  }
+}
+
+TEST_CASE("the consumer group messages read back as they were written",
+          "[runtime][control][groups]") {
+  check_request_round_trip(glease_req());
+  check_reply_round_trip(glease_rep());
+  CHECK(control::op_name(control::request{glease_req()}) == "group.lease");
+  SECTION("defaults are not sent, and read back") {
+    auto m = glease_req();
+    m.body.initial = 0;
+    m.body.entries = {{0, lease_op::acquire, 0, 0}};
+    auto j = frame_of(control::encode(m));
+    CHECK_FALSE(j.contains("initial"));
+    CHECK(j["entries"][0] == payload{{"p", 0}, {"op", "acquire"}});
+    check_request_round_trip(m);
+    auto r = glease_rep();
+    r.body.entries = {{0, lease_result::released, 9, 10, "", false, ""}};
+    r.body.orphans.clear();
+    auto rj = frame_of(control::encode(r));
+    CHECK(rj["entries"][0]
+          == payload{
+            {"p", 0}, {"result", "released"}, {"epoch", 9}, {"offset", 10}});
+    check_reply_round_trip(r);
+  }
+  SECTION("an owner's refusal is an error reply") {
+    control::error_reply e;
+    e.id = control::group_id_bit | 7;
+    e.error = "unknown stream 'x'";
+    auto r =
+      control::decode_reply<control::group_lease_reply>(control::encode(e));
+    REQUIRE(r);
+    REQUIRE(std::holds_alternative<control::error_reply>(*r));
+    CHECK(std::get<control::error_reply>(*r) == e);
+  }
+}
+
+TEST_CASE("a malformed group.lease is refused, naming the field",
+          "[runtime][control][groups]") {
+  auto request_error = [](const payload& j) {
+    auto r = control::decode_request(bytes_of(j));
+    REQUIRE_FALSE(r);
+    CHECK(is(r.error(), errc::decode_error));
+    return message_of(r.error());
+  };
+  auto reply_error = [](const payload& j) {
+    auto r = control::decode_reply<control::group_lease_reply>(bytes_of(j));
+    REQUIRE_FALSE(r);
+    CHECK(is(r.error(), errc::decode_error));
+    return message_of(r.error());
+  };
+  auto req = frame_of(control::encode(glease_req()));
+  auto rep = frame_of(control::encode(glease_rep()));
+  SECTION("an unknown op or result") {
+    auto j = req;
+    j["entries"][3]["op"] = "steal";
+    CHECK_THAT(request_error(j),
+               Catch::Contains("group.lease request: field 'entries[3].op': "
+                               "unknown op 'steal'")
+                 && Catch::Contains("acquire, standby, renew or release"));
+    auto r = rep;
+    r["entries"][1]["result"] = "maybe";
+    CHECK_THAT(reply_error(r),
+               Catch::Contains("field 'entries[1].result': unknown result "
+                               "'maybe'")
+                 && Catch::Contains("granted, renewed, released, refused or "
+                                    "stale"));
+  }
+  SECTION("each field of an entry, missing or of a wrong type") {
+    for (auto& [k, value] : req["entries"][2].items()) {
+      INFO("request entry field " << k);
+      auto wrong = req;
+      wrong["entries"][2][k] = value.is_string() ? payload(1.5) : payload("x");
+      CHECK_THAT(request_error(wrong), Catch::Contains("'entries[2]." + k));
+      auto missing = req;
+      missing["entries"][2].erase(k);
+      bool optional = k == "epoch" || k == "offset";
+      if (optional)
+        CHECK(control::decode_request(bytes_of(missing)));
+      else
+        CHECK_THAT(request_error(missing),
+                   Catch::Contains("'entries[2]." + k + "' is missing"));
+    }
+    for (auto& [k, value] : rep["entries"][1].items()) {
+      INFO("reply entry field " << k);
+      auto wrong = rep;
+      wrong["entries"][1][k] = value.is_string() ? payload(1.5) : payload("x");
+      CHECK_THAT(reply_error(wrong), Catch::Contains("'entries[1]." + k));
+      auto missing = rep;
+      missing["entries"][1].erase(k);
+      bool optional = k == "holder" || k == "wanted" || k == "reason";
+      if (optional)
+        CHECK(
+          control::decode_reply<control::group_lease_reply>(bytes_of(missing)));
+      else
+        CHECK_THAT(reply_error(missing),
+                   Catch::Contains("'entries[1]." + k + "' is missing"));
+    }
+  }
+  SECTION("an entry that is no map, an epoch that is negative") {
+    auto j = req;
+    j["entries"][0] = 3;
+    CHECK_THAT(request_error(j),
+               Catch::Contains("field 'entries[0]': expected a map"));
+    j = req;
+    j["entries"][2]["epoch"] = -1;
+    CHECK_THAT(request_error(j),
+               Catch::Contains("field 'entries[2].epoch': expected an "
+                               "unsigned integer"));
+  }
+  SECTION("partitions outside 1 to max_partitions") {
+    for (uint64_t n : {uint64_t{0}, uint64_t{max_partitions} + 1}) {
+      auto j = req;
+      j["partitions"] = n;
+      CHECK_THAT(request_error(j),
+                 Catch::Contains(fmt::format("field 'partitions': {}; "
+                                             "expected 1 to {}",
+                                             n, max_partitions)));
+    }
+    auto j = req;
+    j["partitions"] = max_partitions;
+    CHECK(control::decode_request(bytes_of(j)));
+  }
+  SECTION("more entries or orphans than max_partitions") {
+    auto j = req;
+    auto one = j["entries"][0];
+    j["entries"] = payload::array();
+    for (uint32_t i = 0; i < max_partitions; ++i)
+      j["entries"].push_back(one);
+    CHECK(control::decode_request(bytes_of(j)));
+    j["entries"].push_back(one);
+    CHECK_THAT(request_error(j), Catch::Contains(fmt::format(
+                                   "field 'entries': {} entries; "
+                                   "expected at most {}",
+                                   max_partitions + 1, max_partitions)));
+    auto r = rep;
+    r["orphans"] = std::vector<uint32_t>(max_partitions + 1, 1);
+    CHECK_THAT(reply_error(r),
+               Catch::Contains(fmt::format("field 'orphans': {} entries",
+                                           max_partitions + 1)));
+    r = rep;
+    auto e = r["entries"][0];
+    r["entries"] = payload::array();
+    for (uint32_t i = 0; i <= max_partitions; ++i)
+      r["entries"].push_back(e);
+    CHECK_THAT(reply_error(r), Catch::Contains("field 'entries': 4097"));
   }
 }

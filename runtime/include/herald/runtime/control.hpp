@@ -983,7 +983,10 @@ struct group_lease_request {
   bool operator==(const group_lease_request&) const = default;
 };
 
-/// The answer to a `group_lease_request` (`body.id` is not sent: `id` is).
+/// The answer to a `group_lease_request` (`body.id` is not sent: `id` is,
+/// and a decoded reply has `body.id` set to it). `body.error` is not sent
+/// either: an owner that refuses the whole request answers an
+/// `error_reply`.
 struct group_lease_reply {
   uint32_t v = version;
   uint64_t id = 0;
@@ -1037,7 +1040,8 @@ using request =
   std::variant<replay_request, dlq_list_request, dlq_show_request,
                dlq_redrive_request, dlq_purge_request, publish_request,
                status_request, hello_request, test_hooks_request,
-               gossip_sync_request, gossip_ping, gossip_probe, members_request>;
+               gossip_sync_request, gossip_ping, gossip_probe, members_request,
+               group_lease_request>;
 
 /// A reply as read: the one asked for, or the node's refusal.
 template <class Reply> using answer = std::variant<Reply, error_reply>;
