@@ -189,6 +189,11 @@ control_client::call(control::members_request req) {
   return call_typed(req);
 }
 
+caf::expected<control::group_lease_reply>
+control_client::call(control::group_lease_request req) {
+  return call_typed(req);
+}
+
 const std::string& control_client::endpoint() const noexcept {
   return impl_->endpoint;
 }

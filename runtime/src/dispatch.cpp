@@ -234,6 +234,11 @@ consumer_entry& node::impl::consumer(const std::string& name) {
     else if (history)
       history->committed(name, s, seq);
   };
+  // Every durable consumer is a member of the group of its name.
+  setup.lease = [this](lease_request req, const caf::actor& to) {
+    return request_lease(std::move(req), to);
+  };
+  setup.groups = cfg.groups;
   if (setup.durable) {
     setup.history = history;
     setup.commit_before_handle = cfg.test_hooks.commit_before_handle;

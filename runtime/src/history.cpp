@@ -38,6 +38,18 @@ caf::error write_synced(const std::string& path, const std::string& text) {
   return err;
 }
 
+const char* outcome_name(handling_outcome o) {
+  switch (o) {
+  case handling_outcome::handled:
+    return "handled";
+  case handling_outcome::dead_lettered:
+    return "dead_lettered";
+  case handling_outcome::discarded:
+    return "discarded";
+  }
+  return "unknown";
+}
+
 } // namespace
 
 caf::expected<uint64_t> raise_incarnation(const std::string& data_dir,
@@ -134,6 +146,8 @@ template <class Make> void history_file::write(Make make) noexcept {
 void history_file::finished(const handling& h) noexcept {
   write([&] {
     auto& ev = h.ev;
+    // A redriven dead letter is handled under no lease.
+    auto epoch = h.epoch == 0 ? nlohmann::json{} : nlohmann::json(h.epoch);
     return nlohmann::json{{"v", history_version},
                           {"record", "handling"},
                           {"consumer", h.consumer},
@@ -146,13 +160,11 @@ void history_file::finished(const handling& h) noexcept {
                           {"type", ev.type()},
                           {"attempt", h.attempt},
                           {"redelivered", ev.redelivered()},
-                          {"outcome", h.outcome == handling_outcome::handled
-                                        ? "handled"
-                                        : "dead_lettered"},
+                          {"outcome", outcome_name(h.outcome)},
                           {"start_us", h.start_us},
                           {"end_us", h.end_us},
-                          {"partition", nullptr},
-                          {"lease_epoch", nullptr}};
+                          {"partition", h.partition},
+                          {"lease_epoch", epoch}};
   });
 }
 
@@ -169,6 +181,36 @@ void history_file::committed(std::string_view consumer, std::string_view stream,
                           {"time_us", now_us()},
                           {"partition", nullptr},
                           {"lease_epoch", nullptr}};
+  });
+}
+
+void history_file::group_committed(const std::string& consumer,
+                                   const std::string& stream,
+                                   uint32_t partition, uint64_t epoch,
+                                   uint32_t partitions,
+                                   uint64_t offset) noexcept {
+  try {
+    std::lock_guard<std::mutex> guard{group_offsets_mtx_};
+    auto& last = group_offsets_[{consumer, stream, partition}];
+    if (offset <= last)
+      return;
+    last = offset;
+  } catch (const std::exception& e) {
+    log_->error("record: cannot note a group offset: {}", e.what());
+    return;
+  }
+  write([&] {
+    return nlohmann::json{{"v", history_version},
+                          {"record", "offset"},
+                          {"consumer", consumer},
+                          {"node", node_},
+                          {"incarnation", incarnation_},
+                          {"stream", stream},
+                          {"offset", offset},
+                          {"time_us", now_us()},
+                          {"partition", partition},
+                          {"lease_epoch", epoch},
+                          {"partitions", partitions}};
   });
 }
 

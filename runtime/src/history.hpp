@@ -6,12 +6,16 @@
 // Thread safety: `history_file` is called from every shard and consumer of
 // the node at once; each record is one write(2) to a file opened with
 // O_APPEND, so records never interleave and each that was written
-// survives a kill -9 of the process (the kernel has it).
+// survives a kill -9 of the process (the kernel has it). The last group
+// offsets written are guarded by their own mutex (a leaf).
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <tuple>
 
 #include <caf/expected.hpp>
 #include <spdlog/fwd.h>
@@ -57,6 +61,16 @@ public:
   void committed(std::string_view consumer, std::string_view stream,
                  uint64_t offset) noexcept;
 
+  /// An `offset` record of a consumer group: the owner of `stream`
+  /// confirmed `offset` as the committed offset of `partition` (of
+  /// `partitions`) of group `consumer`, renewed or released under `epoch`.
+  /// Written only when `offset` is higher than the last one written for
+  /// (consumer, stream, partition): renewals that move nothing add no
+  /// line.
+  void group_committed(const std::string& consumer, const std::string& stream,
+                       uint32_t partition, uint64_t epoch, uint32_t partitions,
+                       uint64_t offset) noexcept;
+
 private:
   history_file(int fd, std::string path, std::string node, uint64_t incarnation,
                std::shared_ptr<spdlog::logger> log);
@@ -68,6 +82,10 @@ private:
   std::string node_;
   uint64_t incarnation_;
   std::shared_ptr<spdlog::logger> log_;
+  // The last group offset written per (consumer, stream, partition).
+  std::mutex group_offsets_mtx_;
+  std::map<std::tuple<std::string, std::string, uint32_t>, uint64_t>
+    group_offsets_;
 };
 
 } // namespace herald

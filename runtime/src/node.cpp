@@ -13,6 +13,7 @@
 
 #include "herald/core/errc.hpp"
 #include "herald/core/logging.hpp"
+#include "group_leases.hpp"
 #include "history.hpp"
 #include "membership.hpp"
 #include "node_impl.hpp"
@@ -363,7 +364,7 @@ node::start(node_config cfg, std::function<int64_t()> clock) {
   p->cfg = std::move(cfg);
   p->limits.max_frame = p->cfg.transport.max_message_size;
   for (auto step : {load_catalog, make_node_logger, check_subscriptions,
-                    open_log, start_recording})
+                    open_log, start_recording, start_groups})
     if (auto err = step(*p))
       return err;
   start_actors(*p);

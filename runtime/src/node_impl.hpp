@@ -19,6 +19,8 @@
 /// | `node_metrics.cpp`      | `/metrics` in Prometheus' text format         |
 /// | `status.cpp`            | `herald status` and `/healthz`: positions and |
 /// |                         | what is degraded now                          |
+/// | `groups.cpp`            | consumer groups: the leases of this node's    |
+/// |                         | stream, `group.lease`, consumers' requests    |
 ///
 /// Thread safety. A node is used from the caller's threads (publish,
 /// subscribe, dlq operations), the transport pump thread (events,
@@ -31,13 +33,14 @@
 ///
 /// Lock order: `consumers_mtx` before `redrive_mtx` and before a
 /// consumer's `consumer_stats::positions_mtx`; `retention_mtx` before
-/// `store_mtx`; `publish_mtx` before the mutex of `publisher` (with fsync
-/// `os` the log may call `on_commit` inside `append`). Every other mutex
-/// here is a leaf: nothing else of the node's is
-/// locked while it is held. `publish_mtx` is held while the event log takes
-/// its own queue lock (`event_log::append`), and `consumers_mtx` while the
-/// pump takes its command lock (`pump::subscribe`); neither of those calls
-/// back into the node but for that `on_commit`.
+/// `store_mtx`; `groups_mtx` before `store_mtx` (the lease table reads and
+/// writes the log's offsets); `publish_mtx` before the mutex of `publisher`
+/// (with fsync `os` the log may call `on_commit` inside `append`). Every other
+/// mutex here is a leaf: nothing else of the node's is locked while it is held.
+/// `publish_mtx` is held while the event log takes its own queue lock
+/// (`event_log::append`), and `consumers_mtx` while the pump takes its command
+/// lock (`pump::subscribe`); neither of those calls back into the node but for
+/// that `on_commit`.
 
 #include <atomic>
 #include <chrono>
@@ -82,6 +85,7 @@ struct member_change;
 class publish_admin;
 class history_file;
 class test_hooks;
+class group_leases;
 
 /// The consumer name of tools that watch the bus (`event_bus::observe`).
 inline constexpr std::string_view observer_name = "herald.observer";
@@ -95,6 +99,19 @@ struct consumer_entry {
   std::shared_ptr<consumer_stats> stats;
   /// Where its function handlers run; null with `concurrency: 0`.
   std::shared_ptr<handler_pool> pool;
+};
+
+/// Makes the lease table of the node's own stream (groups.cpp): a step of
+/// `node::start`, after the log is open and the incarnation raised.
+caf::error start_groups(node::impl& p);
+
+/// A consumer's lease request sent to another stream's owner, waiting for
+/// its reply.
+struct pending_lease {
+  /// The consumer actor to answer.
+  caf::actor to;
+  std::chrono::steady_clock::time_point sent;
+  lease_request req;
 };
 
 /// Makes the node's membership (cluster.cpp): a step of `node::start`,
@@ -229,6 +246,9 @@ struct node::impl : transport::pump_listener {
   std::unordered_map<std::string, std::string> peer_control;
   /// Replay requests in flight: id -> the consumer actor to answer.
   std::unordered_map<uint64_t, caf::actor> pending;
+  /// Lease requests in flight to other streams' owners, by id (with
+  /// `control::group_id_bit`); dropped after 10 s without a reply.
+  std::unordered_map<uint64_t, pending_lease> pending_leases;
   uint64_t next_request = 0;
   /// Peer streams heard from, by stream id.
   std::unordered_map<std::string, peer_stream, string_hash, std::equal_to<>>
@@ -243,6 +263,12 @@ struct node::impl : transport::pump_listener {
   /// the member announced, and its control endpoint is the member's.
   std::unordered_map<std::string, member_endpoint, string_hash, std::equal_to<>>
     member_pubs;
+
+  // --- Guarded by groups_mtx (before store_mtx) ------------------------------
+  // The leases and committed offsets of consumer groups on this node's own
+  // stream; made by `start_groups`, before the pump serves requests.
+  std::mutex groups_mtx;
+  std::unique_ptr<group_leases> leases;
 
   // --- Guarded by members_mtx (a leaf but for the pump's command lock) ------
   std::mutex members_mtx;
@@ -391,6 +417,13 @@ struct node::impl : transport::pump_listener {
   std::map<std::string, std::string, std::less<>> owner_problems();
   std::optional<std::string> join_problem();
   void write_cluster_metrics(metrics::text_writer& w);
+
+  // groups.cpp: consumer groups.
+  lease_reply serve_lease(const lease_request& r);
+  std::string serve(const control::group_lease_request& r);
+  uint64_t request_lease(lease_request req, const caf::actor& reply_to);
+  bool on_group_reply(std::string_view body);
+  void record_commits(const lease_request& req, const lease_reply& reply);
 
   // alerts.cpp.
   void raise_alert(const raised_alert& a);

@@ -208,6 +208,8 @@ void node::impl::on_control_reply(std::string_view endpoint,
                                   std::string_view body) {
   if (on_gossip_reply(endpoint, body))
     return;
+  if (on_group_reply(body))
+    return;
   auto r = parse_reply(body);
   if (!r) {
     if (on_hello_reply(body))

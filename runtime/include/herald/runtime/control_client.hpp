@@ -96,6 +96,10 @@ public:
   call(control::test_hooks_request req);
   /// The cluster as the node sees it (`herald members`).
   caf::expected<control::members_reply> call(control::members_request req);
+  /// A consumer group member's business with the node's stream
+  /// (`group.lease`); an owner's refusal of the whole request is an error.
+  caf::expected<control::group_lease_reply>
+  call(control::group_lease_request req);
 
   /// The endpoint this client talks to.
   const std::string& endpoint() const noexcept;
