@@ -15,9 +15,13 @@
 #include <caf/event_based_actor.hpp>
 
 #include "deadline.hpp"
+#include "herald/core/codec.hpp"
 #include "herald/core/errc.hpp"
+#include "herald/core/event.hpp"
 #include "herald/runtime/control_client.hpp"
+#include "history.hpp"
 #include "node_support.hpp"
+#include <spdlog/spdlog.h>
 
 using namespace herald;
 using namespace std::chrono_literals;
@@ -83,7 +87,8 @@ TEST_CASE("a recording node writes what each consumer handled before its "
   CHECK(h["outcome"] == "handled");
   CHECK(h["attempt"] == 1);
   CHECK(h["stream"] == n->stream());
-  CHECK(h["partition"].is_null());
+  CHECK(h["partition"].is_number_unsigned());
+  CHECK(h.contains("lease_epoch"));
   CHECK(h["end_us"].get<int64_t>() >= h["start_us"].get<int64_t>());
   // Every offset record comes after the records of the events it covers.
   std::vector<uint64_t> handled;
@@ -197,4 +202,56 @@ TEST_CASE("test.hooks changes the slow keys of a node with test hooks, and "
     CHECK(std::chrono::steady_clock::now() - t0 >= 300ms);
     n->stop();
   }
+}
+
+TEST_CASE("a history records partitions, lease epochs, discarded results "
+          "and the group commits an owner confirmed, each offset once",
+          "[runtime][history][groups]") {
+  auto cfg = make_config("rec-groups", "EmailService");
+  std::filesystem::create_directories(cfg.data_dir);
+  auto path = cfg.data_dir + "/history.jsonl";
+  auto h = history_file::open(path, cfg, "S", 1, spdlog::default_logger());
+  REQUIRE(h);
+  envelope_header hdr;
+  hdr.event_type = "user.account.created";
+  hdr.id = "0190c0de-0000-7000-8000-000000000001";
+  hdr.source = "UserService";
+  hdr.key = "u-1";
+  hdr.stream = "S";
+  hdr.seq = 3;
+  hdr.type_seq = 3;
+  std::string frame;
+  encode(hdr, created(1), frame);
+  auto decoded = decode(frame);
+  REQUIRE(decoded);
+  auto& ev = *decoded;
+  handling under_lease{"EmailService", ev, handling_outcome::discarded};
+  under_lease.partition = 7;
+  under_lease.epoch = (uint64_t{1} << 32) | 3;
+  (*h)->finished(under_lease);
+  handling redriven{"EmailService", ev, handling_outcome::handled};
+  redriven.partition = 7;
+  (*h)->finished(redriven);
+  (*h)->group_committed("EmailService", "S", 7, 9, 64, 10);
+  (*h)->group_committed("EmailService", "S", 7, 9, 64, 10); // no move
+  (*h)->group_committed("EmailService", "S", 7, 9, 64, 4);  // behind
+  (*h)->group_committed("EmailService", "S", 8, 9, 64, 4);  // another p
+  (*h)->group_committed("EmailService", "S", 7, 11, 64, 12);
+
+  auto handled = records_of(path, "handling");
+  REQUIRE(handled.size() == 2);
+  CHECK(handled[0]["outcome"] == "discarded");
+  CHECK(handled[0]["partition"] == 7);
+  CHECK(handled[0]["lease_epoch"] == ((uint64_t{1} << 32) | 3));
+  CHECK(handled[1]["outcome"] == "handled");
+  CHECK(handled[1]["lease_epoch"].is_null());
+  auto offsets = records_of(path, "offset");
+  REQUIRE(offsets.size() == 3);
+  CHECK(offsets[0]["partition"] == 7);
+  CHECK(offsets[0]["offset"] == 10);
+  CHECK(offsets[0]["lease_epoch"] == 9);
+  CHECK(offsets[0]["partitions"] == 64);
+  CHECK(offsets[1]["partition"] == 8);
+  CHECK(offsets[2]["offset"] == 12);
+  CHECK(offsets[2]["lease_epoch"] == 11);
 }
