@@ -145,7 +145,7 @@ TEST_CASE("each configuration error names the key, the file and the line",
     {"node: n\ncatalog: e.yaml\nnod: x\n",
      "n.yaml:3: unknown key 'nod' (allowed: node, service, bind, advertise, "
      "peers, catalog, log_level, transport, consumers, data_dir, control, "
-     "store, log, metrics, record, test_hooks, cluster)"},
+     "store, log, metrics, record, test_hooks, cluster, groups)"},
     {"node: n\ncatalog: e.yaml\ntest_hooks: {slow_keys: {k1: soon}}\n",
      "n.yaml:3: test_hooks: slow_keys: 'k1': 'soon' is not a positive "
      "duration"},
@@ -194,7 +194,7 @@ TEST_CASE("each configuration error names the key, the file and the line",
      "    retries: 3\n",
      "n.yaml:6: consumer 'A': unknown key 'retries' (allowed: subscribe, "
      "shards, entity_buffer, retry, dead_letter, alert, concurrency, "
-     "handler_timeout, restarts, stall_after)"},
+     "handler_timeout, restarts, stall_after, partitions)"},
     {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
      "    concurrency: -1\n",
      "n.yaml:6: consumer 'A': 'concurrency' must be an integer from 0 "
