@@ -4,6 +4,10 @@
 // consumer selects, a SUB socket to its PUB endpoint and its control
 // endpoint for replays, both dropped when it is down or leaves.
 
+#include <algorithm>
+#include <set>
+
+#include <caf/send.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -140,6 +144,61 @@ void node::impl::on_tick(steady_clock::time_point now) {
     rewire_all();
   else
     rewire(changes);
+  feed_group_members(now);
+}
+
+// Tells each local durable consumer the live members of its group: the
+// members running a consumer of its name that are joining, up or suspect,
+// or leaving for less than `groups.rejoin_grace` (a rolling restart keeps
+// their partitions assigned); down members at once out; this node always
+// in. Sent when it differs from the last sent; run at every tick, so a
+// grace ends on time.
+void node::impl::feed_group_members(steady_clock::time_point now) {
+  std::vector<control::cluster_member> records;
+  {
+    std::lock_guard<std::mutex> guard{members_mtx};
+    for (auto& [name, km] : membership->members())
+      records.push_back(km.record);
+  }
+  std::lock_guard<std::mutex> feed_guard{group_feed_mtx};
+  std::set<std::string> in_grace;
+  for (auto& m : records) {
+    if (m.status != control::member_status::leaving) {
+      leaving_since.erase(m.name);
+      continue;
+    }
+    auto since = leaving_since.try_emplace(m.name, now).first->second;
+    if (now - since < cfg.groups.rejoin_grace)
+      in_grace.insert(m.name);
+  }
+  std::shared_lock<std::shared_mutex> guard{consumers_mtx};
+  for (auto& c : consumers) {
+    if (c.name == observer_name)
+      continue;
+    std::vector<std::string> members{cfg.name};
+    for (auto& m : records) {
+      if (m.name == cfg.name)
+        continue;
+      auto counts = m.status == control::member_status::joining
+                    || m.status == control::member_status::up
+                    || m.status == control::member_status::suspect
+                    || in_grace.count(m.name) > 0;
+      if (!counts)
+        continue;
+      for (auto& mc : m.consumers)
+        if (mc.name == c.name) {
+          members.push_back(m.name);
+          break;
+        }
+    }
+    std::sort(members.begin(), members.end());
+    members.erase(std::unique(members.begin(), members.end()), members.end());
+    auto& last = group_members_sent[c.name];
+    if (last == members)
+      continue;
+    last = members;
+    caf::anon_send(c.actor, group_members_atom::value, std::move(members));
+  }
 }
 
 std::string node::impl::serve_gossip(const control::request& req) {

@@ -33,11 +33,12 @@
 ///
 /// Lock order: `consumers_mtx` before `redrive_mtx` and before a
 /// consumer's `consumer_stats::positions_mtx`; `retention_mtx` before
-/// `store_mtx`; `groups_mtx` before `store_mtx` (the lease table reads and
-/// writes the log's offsets); `publish_mtx` before the mutex of `publisher`
-/// (with fsync `os` the log may call `on_commit` inside `append`). Every other
-/// mutex here is a leaf: nothing else of the node's is locked while it is held.
-/// `publish_mtx` is held while the event log takes its own queue lock
+/// `store_mtx`; `group_feed_mtx` before `consumers_mtx`; `groups_mtx` before
+/// `store_mtx` (the lease table reads and writes the log's offsets);
+/// `publish_mtx` before the mutex of `publisher` (with fsync `os` the log may
+/// call `on_commit` inside `append`). Every other mutex here is a leaf: nothing
+/// else of the node's is locked while it is held. `publish_mtx` is held while
+/// the event log takes its own queue lock
 /// (`event_log::append`), and `consumers_mtx` while the pump takes its command
 /// lock (`pump::subscribe`); neither of those calls back into the node but for
 /// that `on_commit`.
@@ -281,6 +282,15 @@ struct node::impl : transport::pump_listener {
   /// `leave_cluster` ran: no more gossip.
   std::atomic<bool> left{false};
 
+  // --- Guarded by group_feed_mtx (taken before consumers_mtx, never with
+  // members_mtx)
+  // --------------------------------------------------------------- What
+  // `feed_group_members` last told each consumer, and when each member was
+  // first seen leaving (its rejoin grace runs from then).
+  std::mutex group_feed_mtx;
+  std::map<std::string, std::vector<std::string>> group_members_sent;
+  std::map<std::string, std::chrono::steady_clock::time_point> leaving_since;
+
   // --- Guarded by consumers_mtx (shared to read, exclusive to change) -------
   mutable std::shared_mutex consumers_mtx;
   std::vector<consumer_entry> consumers;
@@ -423,6 +433,7 @@ struct node::impl : transport::pump_listener {
   std::string serve(const control::group_lease_request& r);
   uint64_t request_lease(lease_request req, const caf::actor& reply_to);
   bool on_group_reply(std::string_view body);
+  void feed_group_members(std::chrono::steady_clock::time_point now);
   void record_commits(const lease_request& req, const lease_reply& reply);
 
   // alerts.cpp.
