@@ -13,17 +13,22 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/system_messages.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/logger.h>
 #include <spdlog/spdlog.h>
 
 #include "herald/core/codec.hpp"
 #include "herald/core/errc.hpp"
 #include "herald/core/logging.hpp"
+#include "herald/core/partition.hpp"
 #include "shard.hpp"
 
 namespace herald {
 
 namespace {
+
+/// Looks at a consumer's leases: from the consumer to itself.
+using group_tick_atom = caf::atom_constant<caf::atom("hgtick")>;
 
 // After a failed read of a stream's offset, the delay before the next load;
 // it doubles per failure up to the cap.
@@ -35,6 +40,63 @@ constexpr auto offset_retry_max = std::chrono::milliseconds{5000};
 struct type_position {
   uint64_t type_seq = 0;
   uint64_t seq = 0;
+};
+
+// One partition of one stream, as this member holds it (consumer groups,
+// see group.hpp). The lease's life: `none` → an acquire is sent →
+// `asking` → granted: `held` (the gate opens under its epoch; the stream
+// is read again from the group's committed offset) → renewed with every
+// commit, until the owner calls it stale, it nears expiry, or it is
+// handed over: `releasing` (no new attempts; calls in flight end) →
+// released with the last offset → `none`.
+struct partition_state {
+  enum class lease : uint8_t { none, asking, held, releasing };
+  lease state = lease::none;
+  uint64_t epoch = 0;
+  /// The earliest the owner may take the lease back: counted from when the
+  /// request that granted or renewed it was sent, less the clocks' drift.
+  std::chrono::steady_clock::time_point expires{};
+  /// Releasing: release by then even if calls still run (their results
+  /// are discarded).
+  std::chrono::steady_clock::time_point release_by{};
+  /// Every event of the partition with seq <= handled is finished.
+  uint64_t handled = 0;
+  /// The last seq handed to a shard.
+  uint64_t accepted = 0;
+  /// The offset the owner last confirmed.
+  uint64_t committed = 0;
+  /// Seqs handed to shards, in order: 0 pending, 1 finished, 2 abandoned
+  /// (the offset never passes it).
+  std::deque<std::pair<uint64_t, uint8_t>> in_flight;
+  uint32_t pending = 0;
+  /// Its events from the committed offset on are being read again: the
+  /// stream's position says nothing of it until that read ends.
+  bool rewinding = false;
+  /// Another member asked for it (the owner says).
+  bool wanted = false;
+};
+
+// A stream's share of the consumer group: its partitions and the request
+// in flight to the stream's owner (one at a time).
+struct group_state {
+  std::vector<partition_state> parts;
+  /// The gates of `parts`, read by the shards.
+  lease_gate* gates = nullptr;
+  uint64_t request = 0;
+  std::chrono::steady_clock::time_point request_sent{};
+  /// Partitions of the group nobody has held for a lease's length (the
+  /// owner's last answer): asked for as standby.
+  std::vector<uint32_t> orphans;
+  /// The highest seq looked at in order (handed over or not).
+  uint64_t examined = 0;
+  /// When the held leases are renewed next.
+  std::chrono::steady_clock::time_point renew_at{};
+  /// The offset this consumer kept itself before groups (upgrade).
+  uint64_t initial = 0;
+  /// The owner's lease length, from its last answer.
+  std::chrono::milliseconds ttl{0};
+  /// The last refusal logged (to log each cause once).
+  std::string last_refusal;
 };
 
 // Where a consumer stands in one producer's stream.
@@ -74,6 +136,12 @@ struct stream_state {
   /// Live events that arrived while catching up, checked again once the
   /// catch-up ends (bounded; what does not fit the log brings again).
   event_batch held;
+  /// A consumer group member's partitions of the stream; null outside
+  /// groups (observers, consumers without `lease`).
+  std::unique_ptr<group_state> group;
+  /// A rewind asked for while a replay request was in flight: applied
+  /// when its reply comes (0 for none).
+  uint64_t rewind = 0;
   /// An observer's `since_us` until its first replay of the stream starts
   /// there: sent with the replay requests; when the producer does not
   /// apply it (an older node), replayed events older than it are dropped
@@ -113,6 +181,13 @@ struct consumer_state {
   /// Dead letters redriven before the consumer had a handler.
   std::vector<store::dead_letter> waiting_redrive;
   bool flush_scheduled = false;
+  /// The group's live members (node names), itself included, and which
+  /// partitions that makes this member's (rendezvous).
+  std::vector<std::string> members;
+  std::vector<bool> assigned;
+  /// The gates of every stream's partitions, shared with the shards.
+  std::shared_ptr<lease_gates> gates = std::make_shared<lease_gates>();
+  bool group_tick_scheduled = false;
   static inline const char* name = "herald.consumer";
 
   // The service goes with its consumer (the node stops consumers, and the
@@ -146,7 +221,7 @@ void flush_offsets(consumer_actor* self) {
   self->state.flush_scheduled = false;
   auto& stats = *self->state.setup.stats;
   for (auto& [stream, st] : self->state.streams)
-    if (st.handled > st.committed) {
+    if (!st.group && st.handled > st.committed) {
       self->state.setup.offsets.store(stream, st.handled);
       st.committed = st.handled;
       std::lock_guard<std::mutex> guard{stats.positions_mtx};
@@ -232,6 +307,32 @@ void send_work(consumer_actor* self) {
     }
 }
 
+// A group member's finished (or abandoned) event: moves its partition's
+// offset up to the first unfinished one. Events of a lease that ended are
+// forgotten already.
+void on_group_done(consumer_actor* self, group_state& g, const work_done& d) {
+  if (d.partition >= g.parts.size())
+    return;
+  auto& ps = g.parts[d.partition];
+  using lease = partition_state::lease;
+  if (ps.epoch != d.epoch || (ps.state != lease::held && ps.state != lease::releasing))
+    return;
+  auto& q = ps.in_flight;
+  auto it = std::lower_bound(q.begin(), q.end(), d.seq,
+                             [](const auto& entry, uint64_t seq) {
+                               return entry.first < seq;
+                             });
+  if (it == q.end() || it->first != d.seq || it->second != 0)
+    return;
+  it->second = d.abandoned ? 2 : 1;
+  --ps.pending;
+  self->state.setup.stats->unfinished.fetch_sub(1);
+  while (!q.empty() && q.front().second == 1) {
+    ps.handled = std::max(ps.handled, q.front().first);
+    q.pop_front();
+  }
+}
+
 // Marks finished events; moves each stream's offset up to its first
 // unfinished event.
 void on_done(consumer_actor* self, const done_batch& done) {
@@ -240,6 +341,10 @@ void on_done(consumer_actor* self, const done_batch& done) {
     if (d.stream >= st.stream_ids.size())
       continue;
     auto& ss = st.streams[st.stream_ids[d.stream]];
+    if (ss.group) {
+      on_group_done(self, *ss.group, d);
+      continue;
+    }
     auto& q = ss.in_flight;
     auto it = std::lower_bound(q.begin(), q.end(), d.seq,
                                [](const auto& entry, uint64_t seq) {
@@ -263,14 +368,46 @@ void on_done(consumer_actor* self, const done_batch& done) {
   request_ready(self);
 }
 
-// Accepts `ev` unless its type already went past it; returns whether it
-// was delivered.
+// A group member's delivery: `ev` goes to a shard when this member holds
+// its partition and has not handed it over under this lease yet (a
+// partition read again from its committed offset skips what it has);
+// returns whether it went.
+bool deliver_grouped(consumer_actor* self, stream_state& ss, const event& ev,
+                     bool live) {
+  auto& st = self->state;
+  auto& g = *ss.group;
+  g.examined = std::max(g.examined, ev.seq());
+  auto p = partition_of(ev.key(), static_cast<uint32_t>(g.parts.size()));
+  auto& ps = g.parts[p];
+  if (ps.state != partition_state::lease::held || ev.seq() <= ps.accepted) {
+    if (live) // another member's, or read again: not this one's to handle
+      st.setup.stats->skipped.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  auto i = detail::shard_of(ev.key(), st.shards.size());
+  st.outgoing[i].push_back({ev, ss.index, 0, live, p, ps.epoch, &g.gates[p]});
+  ps.accepted = ev.seq();
+  ss.accepted = std::max(ss.accepted, ev.seq());
+  ps.in_flight.emplace_back(ev.seq(), 0);
+  ++ps.pending;
+  st.setup.stats->unfinished.fetch_add(1);
+  if (st.setup.commit_before_handle) // wrong on purpose: a test hook
+    on_done(self, {{ss.index, ev.seq(), p, ps.epoch}});
+  return true;
+}
+
+// Accepts `ev` unless its type already went past it (a group member: unless
+// its partition's position did); returns whether it was delivered.
 bool accept(consumer_actor* self, stream_state& ss, const event& ev,
             bool live) {
   auto& tp = ss.types[std::string{ev.type()}];
-  if (ev.type_seq() <= tp.type_seq)
+  bool fresh = ev.type_seq() > tp.type_seq;
+  if (fresh)
+    tp = {ev.type_seq(), ev.seq()};
+  if (ss.group)
+    return deliver_grouped(self, ss, ev, live);
+  if (!fresh)
     return false;
-  tp = {ev.type_seq(), ev.seq()};
   deliver(self, ss, ev, live);
   return true;
 }
@@ -372,6 +509,10 @@ stream_state& start_stream(consumer_actor* self, const std::string& stream,
   return ss;
 }
 
+bool grouped(consumer_actor* self);
+void start_group(consumer_actor* self, const std::string& stream,
+                 stream_state& ss, uint64_t start);
+
 // The stream's state; on first contact, started from the stored offset.
 // Null when that offset cannot be read now (see `load_offset`).
 stream_state* open_stream(consumer_actor* self, const std::string& stream,
@@ -379,6 +520,14 @@ stream_state* open_stream(consumer_actor* self, const std::string& stream,
   auto& st = self->state;
   if (auto it = st.streams.find(stream); it != st.streams.end())
     return &it->second;
+  if (grouped(self)) {
+    // A group member starts where the stream is; each partition it is
+    // granted is read again from the group's committed offset.
+    auto start = next_seq > 0 ? next_seq - 1 : 0;
+    auto& ss = start_stream(self, stream, start, next_seq);
+    start_group(self, stream, ss, start);
+    return &ss;
+  }
   auto offset = load_offset(self, stream);
   if (!offset)
     return nullptr;
@@ -403,6 +552,358 @@ void on_load_offset(consumer_actor* self, const std::string& stream) {
                      "catching up from the producer's log",
                      st.setup.name, stream, *offset);
   start_stream(self, stream, *offset);
+}
+
+
+// --- consumer groups --------------------------------------------------------
+
+using steady = std::chrono::steady_clock;
+using lease_state = partition_state::lease;
+
+// Looks at leases and sends what is due to the owners this often.
+constexpr auto group_tick = std::chrono::milliseconds{100};
+// A lease request unanswered this long is taken as lost.
+constexpr auto lease_request_timeout = std::chrono::seconds{2};
+// How long a partition being handed over waits for its handler calls.
+constexpr auto release_wait = std::chrono::seconds{2};
+
+bool grouped(consumer_actor* self) {
+  return self->state.setup.durable && static_cast<bool>(self->state.setup.lease);
+}
+
+uint32_t partition_count(consumer_actor* self) {
+  return std::clamp<uint32_t>(self->state.setup.policy.partitions, 1,
+                              max_partitions);
+}
+
+// Which partitions are this member's among the group's live members.
+void compute_assigned(consumer_actor* self) {
+  auto& st = self->state;
+  auto n = partition_count(self);
+  st.assigned.assign(n, false);
+  for (auto p : assigned_partitions(st.setup.name, n, st.setup.node, st.members))
+    st.assigned[p] = true;
+}
+
+// Shows the stream's leases in the stats (`herald status`, metrics).
+void show_leases(consumer_actor* self, const std::string& stream,
+                 const group_state& g) {
+  auto& st = self->state;
+  std::vector<consumer_stats::stream_position::lease> held;
+  uint64_t lowest = UINT64_MAX;
+  for (uint32_t p = 0; p < g.parts.size(); ++p) {
+    auto& ps = g.parts[p];
+    if (ps.state == lease_state::held || ps.state == lease_state::releasing) {
+      held.push_back({p, ps.epoch, ps.committed});
+      lowest = std::min(lowest, ps.committed);
+    }
+  }
+  st.setup.stats->update_position(stream, [&](auto& pos) {
+    pos.partitions = static_cast<uint32_t>(g.parts.size());
+    if (lowest != UINT64_MAX && lowest != pos.offset) {
+      pos.offset = lowest;
+      pos.offset_moved = steady::now();
+    }
+    pos.leases = std::move(held);
+  });
+  uint64_t owned = 0;
+  for (auto& [id, ss] : st.streams)
+    if (ss.group)
+      for (auto& ps : ss.group->parts)
+        owned += ps.state == lease_state::held
+                 || ps.state == lease_state::releasing;
+  st.setup.stats->partitions_owned.store(owned, std::memory_order_relaxed);
+}
+
+// Forgets what of `ps` is in the shards: they give it up (the gate is
+// closed), and nothing of it counts any more.
+void drop_in_flight(consumer_actor* self, partition_state& ps) {
+  self->state.setup.stats->unfinished.fetch_sub(ps.pending);
+  ps.pending = 0;
+  ps.in_flight.clear();
+}
+
+void close_gate(group_state& g, uint32_t p) {
+  g.gates[p].take.store(0, std::memory_order_release);
+  g.gates[p].keep.store(0, std::memory_order_release);
+}
+
+// The lease on `p` is gone (stale, or too near its expiry): stop at once;
+// results that come later are discarded.
+void lose(consumer_actor* self, const std::string& stream, group_state& g,
+          uint32_t p, std::string_view why) {
+  auto& st = self->state;
+  auto& ps = g.parts[p];
+  close_gate(g, p);
+  st.setup.log->warn("consumer={} stream={} partition={}: lost the lease "
+                     "(epoch {}): {}; its events in flight are given up",
+                     st.setup.name, stream, p, ps.epoch, why);
+  drop_in_flight(self, ps);
+  ps.state = lease_state::none;
+  ps.epoch = 0;
+  ps.wanted = false;
+  ps.rewinding = false;
+  st.setup.stats->partitions_moved.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Hands `p` over: no new attempts; calls in flight end (until
+// `release_wait`), then the offset is committed and the lease released.
+void start_release(consumer_actor* self, const std::string& stream,
+                   group_state& g, uint32_t p, steady::time_point now) {
+  auto& st = self->state;
+  auto& ps = g.parts[p];
+  ps.state = lease_state::releasing;
+  ps.release_by = now + release_wait;
+  g.gates[p].take.store(0, std::memory_order_release);
+  st.setup.log->info("consumer={} stream={} partition={}: handing it over "
+                     "(another member is assigned it)",
+                     st.setup.name, stream, p);
+}
+
+// Reads `stream` again from `from`: at once, or once the replay request in
+// flight is answered.
+void rewind_stream(consumer_actor* self, const std::string& stream,
+                   stream_state& ss, uint64_t from) {
+  if (ss.catching_up && ss.request != 0) {
+    ss.rewind = ss.rewind == 0 ? from : std::min(ss.rewind, from);
+    return;
+  }
+  start_catch_up(self, stream, from);
+}
+
+// `p` is granted under `epoch` from the group's committed `offset`.
+void gain(consumer_actor* self, const std::string& stream, stream_state& ss,
+          uint32_t p, uint64_t epoch, uint64_t offset,
+          steady::time_point expires) {
+  auto& st = self->state;
+  auto& g = *ss.group;
+  auto& ps = g.parts[p];
+  ps.state = lease_state::held;
+  ps.epoch = epoch;
+  ps.expires = expires;
+  ps.handled = ps.accepted = ps.committed = offset;
+  ps.in_flight.clear();
+  ps.pending = 0;
+  ps.wanted = false;
+  g.gates[p].keep.store(epoch, std::memory_order_release);
+  g.gates[p].take.store(epoch, std::memory_order_release);
+  st.setup.stats->partitions_moved.fetch_add(1, std::memory_order_relaxed);
+  st.setup.log->debug("consumer={} stream={} partition={}: lease granted "
+                      "(epoch {}), from offset {}",
+                      st.setup.name, stream, p, epoch, offset);
+  if (offset < g.examined) {
+    ps.rewinding = true;
+    rewind_stream(self, stream, ss, offset + 1);
+  }
+}
+
+// Sends the stream's owner what is due: acquires of the partitions
+// assigned to this member (and standbys for orphans), renewals with the
+// offsets (all held leases at once, every third of a lease or when an
+// offset moved), releases of partitions handed over. One request at a
+// time per stream.
+void group_sync(consumer_actor* self, const std::string& stream,
+                stream_state& ss, steady::time_point now, bool commit) {
+  auto& st = self->state;
+  auto& g = *ss.group;
+  auto margin = std::chrono::duration_cast<steady::duration>(
+    st.setup.groups.lease_margin);
+  for (uint32_t p = 0; p < g.parts.size(); ++p) {
+    auto& ps = g.parts[p];
+    if ((ps.state == lease_state::held || ps.state == lease_state::releasing)
+        && now >= ps.expires - margin)
+      lose(self, stream, g, p,
+           "it was not renewed in time (the owner did not answer); stopped "
+           "the lease margin before it could expire");
+  }
+  if (g.request != 0) {
+    if (now - g.request_sent < lease_request_timeout)
+      return;
+    g.request = 0; // lost: ask again
+    for (auto& ps : g.parts)
+      if (ps.state == lease_state::asking)
+        ps.state = lease_state::none;
+  }
+  lease_request req;
+  bool renew_due = now >= g.renew_at;
+  for (auto& ps : g.parts) {
+    if (ps.state == lease_state::held && ps.pending == 0 && !ps.rewinding
+        && !ss.catching_up && g.examined > ps.handled)
+      ps.handled = g.examined; // nothing of it in flight: all looked at
+    if (ps.state == lease_state::held && commit && ps.handled > ps.committed)
+      renew_due = true;
+  }
+  std::vector<uint32_t> releasing;
+  for (uint32_t p = 0; p < g.parts.size(); ++p) {
+    auto& ps = g.parts[p];
+    switch (ps.state) {
+      case lease_state::none:
+        if (st.assigned[p])
+          req.entries.push_back({p, lease_op::acquire, 0, 0});
+        else if (std::binary_search(g.orphans.begin(), g.orphans.end(), p))
+          req.entries.push_back({p, lease_op::standby, 0, 0});
+        break;
+      case lease_state::held:
+        if (renew_due)
+          req.entries.push_back({p, lease_op::renew, ps.epoch, ps.handled});
+        break;
+      case lease_state::releasing:
+        if (ps.pending == 0 || now >= ps.release_by) {
+          req.entries.push_back({p, lease_op::release, ps.epoch, ps.handled});
+          releasing.push_back(p);
+        } else if (renew_due) {
+          req.entries.push_back({p, lease_op::renew, ps.epoch, ps.handled});
+        }
+        break;
+      case lease_state::asking:
+        break;
+    }
+  }
+  if (req.entries.empty())
+    return;
+  req.stream = stream;
+  req.group = st.setup.name;
+  req.member = st.setup.node;
+  req.partitions = static_cast<uint32_t>(g.parts.size());
+  req.initial = g.initial;
+  auto id = st.setup.lease(req, caf::actor_cast<caf::actor>(self));
+  if (id == 0)
+    return; // the owner's endpoint is not known yet: next tick
+  g.request = id;
+  g.request_sent = now;
+  if (renew_due) {
+    auto ttl = g.ttl.count() > 0 ? g.ttl : std::chrono::milliseconds{3000};
+    g.renew_at = now + ttl / 3;
+  }
+  for (auto& e : req.entries)
+    if (e.op == lease_op::acquire || e.op == lease_op::standby)
+      g.parts[e.partition].state = lease_state::asking;
+  for (auto p : releasing) {
+    // Released with the offset sent: what finishes later is discarded.
+    auto& ps = g.parts[p];
+    close_gate(g, p);
+    drop_in_flight(self, ps);
+    ps.state = lease_state::none;
+    ps.epoch = 0;
+    st.setup.stats->partitions_moved.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (!releasing.empty())
+    show_leases(self, stream, g);
+}
+
+void schedule_group_tick(consumer_actor* self) {
+  if (self->state.group_tick_scheduled)
+    return;
+  self->state.group_tick_scheduled = true;
+  self->delayed_send(self, group_tick, group_tick_atom::value);
+}
+
+void sync_groups(consumer_actor* self, bool commit) {
+  auto now = steady::now();
+  for (auto& [stream, ss] : self->state.streams)
+    if (ss.group)
+      group_sync(self, stream, ss, now, commit);
+}
+
+// The owner's answer to a lease request.
+void on_lease_reply(consumer_actor* self, const lease_reply& r) {
+  auto& st = self->state;
+  auto it = st.streams.find(r.stream);
+  if (it == st.streams.end() || !it->second.group)
+    return;
+  auto& ss = it->second;
+  auto& g = *ss.group;
+  if (r.id == 0 || r.id != g.request)
+    return; // answered after it was taken as lost
+  g.request = 0;
+  if (!r.error.empty()) {
+    if (r.error != g.last_refusal)
+      st.setup.log->warn("consumer={} stream={}: the owner refused the lease "
+                         "request: {}; asking again",
+                         st.setup.name, r.stream, r.error);
+    g.last_refusal = r.error;
+    for (auto& ps : g.parts)
+      if (ps.state == lease_state::asking)
+        ps.state = lease_state::none;
+    return;
+  }
+  g.ttl = std::chrono::milliseconds{r.ttl_ms};
+  // Counted from when the request was sent, less 1 % for the clocks' rates.
+  auto expires = g.request_sent + g.ttl - g.ttl / 100;
+  for (auto& e : r.entries) {
+    if (e.partition >= g.parts.size())
+      continue;
+    auto p = e.partition;
+    auto& ps = g.parts[p];
+    bool holds =
+      ps.state == lease_state::held || ps.state == lease_state::releasing;
+    switch (e.result) {
+      case lease_result::granted:
+        if (ps.state == lease_state::asking)
+          gain(self, r.stream, ss, p, e.epoch, e.offset, expires);
+        break;
+      case lease_result::renewed:
+        if (holds && ps.epoch == e.epoch) {
+          ps.expires = expires;
+          ps.committed = std::max(ps.committed, e.offset);
+          if (e.wanted && ps.state == lease_state::held && !st.assigned[p])
+            start_release(self, r.stream, g, p, steady::now());
+        }
+        break;
+      case lease_result::released:
+        break;
+      case lease_result::refused:
+        if (ps.state == lease_state::asking) {
+          ps.state = lease_state::none;
+          if (!e.reason.empty() && e.reason != g.last_refusal) {
+            st.setup.log->info("consumer={} stream={} partition={}: lease "
+                               "refused: {}",
+                               st.setup.name, r.stream, p, e.reason);
+            g.last_refusal = e.reason;
+          }
+        }
+        break;
+      case lease_result::stale:
+        if (holds && ps.epoch == e.epoch)
+          lose(self, r.stream, g, p,
+               e.reason.empty() ? std::string{"the owner calls it stale"}
+                                : e.reason);
+        break;
+    }
+  }
+  g.orphans = r.orphans;
+  std::sort(g.orphans.begin(), g.orphans.end());
+  show_leases(self, r.stream, g);
+  send_work(self);
+}
+
+// Makes `ss` a group member's stream: its partitions, all without a
+// lease yet, and its gates.
+void start_group(consumer_actor* self, const std::string& stream,
+                 stream_state& ss, uint64_t start) {
+  auto& st = self->state;
+  st.setup.stats->update_position(stream, [](auto& pos) {
+    pos.offset = 0; // until the owner says
+  });
+  auto g = std::make_unique<group_state>();
+  g->examined = start;
+  auto n = partition_count(self);
+  g->parts.resize(n);
+  g->gates = st.gates->add(n);
+  if (st.setup.offsets.load) {
+    // A position kept by this node before groups: the owner takes it for
+    // partitions the group has no offset of (an upgrade in place).
+    if (auto kept = st.setup.offsets.load(stream))
+      g->initial = *kept;
+    else
+      st.setup.log->warn("consumer={} stream={}: cannot read the offset kept "
+                         "before consumer groups: {}; the group's offsets at "
+                         "the stream's owner decide",
+                         st.setup.name, stream, message_of(kept.error()));
+  }
+  ss.group = std::move(g);
+  group_sync(self, stream, ss, steady::now(), false);
+  schedule_group_tick(self);
 }
 
 // Until a handler is there, events are not taken: taking one would move
@@ -469,6 +970,14 @@ void on_heartbeat(consumer_actor* self, const stream_heartbeat& hb) {
     stats.positions[hb.stream].head = hb.head;
   }
   auto known = st.streams.find(hb.stream);
+  if (known == st.streams.end() && grouped(self)) {
+    auto& ss = start_stream(self, hb.stream, hb.head, hb.head + 1);
+    for (auto& [type, head] : hb.types)
+      if (selected(self, type))
+        ss.types[type] = {head, hb.head};
+    start_group(self, hb.stream, ss, hb.head);
+    return;
+  }
   if (known == st.streams.end()) {
     auto offset = load_offset(self, hb.stream);
     if (!offset)
@@ -555,9 +1064,14 @@ void on_reply(consumer_actor* self, replay_reply& r) {
       st.setup.stats->replayed.fetch_add(1, std::memory_order_relaxed);
   }
   ss.cursor = std::max(ss.cursor, r.next);
+  if (ss.rewind != 0) {
+    // A partition granted meanwhile is read again from its offset.
+    ss.cursor = std::min(ss.cursor, ss.rewind);
+    ss.rewind = 0;
+  }
   if (ss.pauses > 0)
     return; // reads on once the entity that paused the stream drains
-  if (r.next > r.head) {
+  if (ss.cursor > r.head) {
     // Caught up. Types whose events all lie before where this catch-up
     // started were handled earlier: take their heads from the producer.
     for (auto& [type, head] : r.type_heads) {
@@ -577,6 +1091,9 @@ void on_reply(consumer_actor* self, replay_reply& r) {
     st.setup.stats->catching_up.fetch_sub(1);
     ss.synced = r.head;
     ss.positioned = true;
+    if (ss.group)
+      for (auto& ps : ss.group->parts)
+        ps.rewinding = false;
     // What arrived live meanwhile: duplicates of the replay are skipped, the
     // rest goes on in order (or starts the next catch-up on a gap).
     auto held = std::move(ss.held);
@@ -752,6 +1269,7 @@ void spawn_shards(consumer_actor* self) {
     ss.owner = caf::actor_cast<caf::actor>(self);
     ss.dead_letters = st.setup.dead_letters;
     ss.history = st.setup.history;
+    ss.gates = st.gates;
     if (st.setup.pool)
       ss.pool = st.setup.pool->core();
     for (auto& parked : st.setup.parked)
@@ -769,6 +1287,12 @@ caf::behavior consumer(consumer_actor* self, consumer_setup setup) {
   if (!st.setup.log)
     st.setup.log = spdlog::default_logger();
   st.patterns = st.setup.service_patterns;
+  st.members = {st.setup.node};
+  if (st.setup.durable && st.setup.lease) {
+    std::lock_guard<std::mutex> guard{st.setup.stats->positions_mtx};
+    st.setup.stats->group_members = st.members;
+  }
+  compute_assigned(self);
   if (st.setup.durable)
     spawn_shards(self);
   self->set_down_handler([self](caf::down_msg& msg) {
@@ -822,6 +1346,34 @@ caf::behavior consumer(consumer_actor* self, consumer_setup setup) {
     },
     [self](flush_atom) {
       flush_offsets(self);
+      sync_groups(self, true);
+    },
+    [self](group_atom, const lease_reply& r) {
+      on_lease_reply(self, r);
+    },
+    [self](group_members_atom, std::vector<std::string> members) {
+      auto& st = self->state;
+      if (std::find(members.begin(), members.end(), st.setup.node)
+          == members.end())
+        members.push_back(st.setup.node);
+      std::sort(members.begin(), members.end());
+      if (members == st.members)
+        return;
+      st.setup.log->info("consumer={}: group members now {}", st.setup.name,
+                         fmt::join(members, ", "));
+      st.members = std::move(members);
+      {
+        std::lock_guard<std::mutex> guard{st.setup.stats->positions_mtx};
+        st.setup.stats->group_members = st.members;
+      }
+      compute_assigned(self);
+      sync_groups(self, false);
+    },
+    [self](group_tick_atom) {
+      self->state.group_tick_scheduled = false;
+      sync_groups(self, true);
+      send_work(self);
+      schedule_group_tick(self);
     },
     [self](load_offset_atom, const std::string& stream) {
       on_load_offset(self, stream);

@@ -219,6 +219,8 @@ void record(shard_actor* self, const work_item& w, handling_outcome outcome,
   if (!history)
     return;
   handling h{self->state.setup.consumer, w.ev, outcome, attempt};
+  h.partition = w.partition;
+  h.epoch = w.epoch;
   if (started) {
     h.end_us = now_us();
     h.start_us = h.end_us
@@ -229,10 +231,43 @@ void record(shard_actor* self, const work_item& w, handling_outcome outcome,
   history->finished(h);
 }
 
+// `w` is given up: its partition's lease ended before it could start or
+// finish. Reported to the consumer (its offset does not pass it); the
+// partition's next holder handles it.
+void abandon(shard_actor* self, const work_item& w) {
+  auto& stats = *self->state.setup.stats;
+  stats.abandoned.fetch_add(1, std::memory_order_relaxed);
+  if (w.live)
+    stats.live_done.fetch_add(1, std::memory_order_relaxed);
+  self->state.done.push_back({w.stream, w.ev.seq(), w.partition, w.epoch, true});
+}
+
+// The handlers ran, but `w`'s lease ended meanwhile: the result is
+// discarded (recorded and counted), not committed.
+void discard(shard_actor* self, const work_item& w,
+             std::optional<steady_clock::time_point> started,
+             uint64_t attempt) {
+  auto& st = self->state;
+  st.setup.stats->discarded.fetch_add(1, std::memory_order_relaxed);
+  st.setup.log->warn(
+    "consumer={} stream={} seq={} key={} partition={}: the handler's result "
+    "came after the lease (epoch {}) ended; discarded, the partition's next "
+    "holder handles the event again",
+    st.setup.consumer, w.ev.stream(), w.ev.seq(), w.ev.key(), w.partition,
+    w.epoch);
+  record(self, w, handling_outcome::discarded, attempt, started);
+  abandon(self, w);
+}
+
 void finished(shard_actor* self, const work_item& w,
               steady_clock::time_point started, uint64_t attempt) {
   auto& st = self->state;
   auto& stats = *st.setup.stats;
+  if (!w.may_finish()) {
+    timed(self, started);
+    discard(self, w, started, attempt);
+    return;
+  }
   record(self, w, handling_outcome::handled, attempt, started);
   timed(self, started);
   stats.end_to_end_latency.observe_us(now_us() - w.ev.timestamp_us());
@@ -243,7 +278,7 @@ void finished(shard_actor* self, const work_item& w,
     stats.redriven.fetch_add(1, std::memory_order_relaxed);
     self->send(st.setup.dead_letters, redrive_atom::value, w.dead_letter);
   } else if (w.stream != no_stream) {
-    st.done.push_back({w.stream, w.ev.seq()});
+    st.done.push_back({w.stream, w.ev.seq(), w.partition, w.epoch});
   }
 }
 
@@ -254,6 +289,11 @@ void dead_letter(shard_actor* self, const work_item& w,
                  std::string reason, bool parked, bool parks = false,
                  std::optional<steady_clock::time_point> started = {}) {
   auto& st = self->state;
+  if (!w.may_finish()) {
+    // Not stored: the partition's next holder handles it afresh.
+    discard(self, w, started, attempts.size());
+    return;
+  }
   record(self, w, handling_outcome::dead_lettered, attempts.size(), started);
   dead_letter_request req;
   auto& l = req.letter;
@@ -269,7 +309,7 @@ void dead_letter(shard_actor* self, const work_item& w,
   l.reason = std::move(reason);
   l.parked = parked;
   l.created_us = now_us();
-  req.done = {w.stream, w.ev.seq()};
+  req.done = {w.stream, w.ev.seq(), w.partition, w.epoch};
   req.redriven_from = w.dead_letter;
   req.live = w.live;
   req.consumer = st.setup.owner;
@@ -475,6 +515,15 @@ void attempt(shard_actor* self, entity_entry& entry) {
   auto& [key, e] = entry;
   while (!e.queue.empty() && !e.waiting && !e.running) {
     auto& w = e.queue.front();
+    if (!e.handlers_ok && !w.may_start()) {
+      // Its lease ended (a handoff, an expiry): pending retries included,
+      // nothing more is attempted; the next holder starts afresh.
+      abandon(self, w);
+      e.attempts.clear();
+      e.queue.pop_front();
+      --st.held;
+      continue;
+    }
     if (!e.handlers_ok) {
       e.started = steady_clock::now();
       if (wants_pool(self, w.ev.type())) {
@@ -620,6 +669,10 @@ void enqueue(shard_actor* self, entity_state& e, work_item w) {
 // no entry unless the attempt fails.
 void handle_here(shard_actor* self, std::string_view key, work_item& w) {
   auto& st = self->state;
+  if (!w.may_start()) {
+    abandon(self, w);
+    return;
+  }
   auto started = steady_clock::now();
   auto o = call_handlers(*st.subs, w.ev);
   if (o.ok) {

@@ -84,6 +84,9 @@ struct shard_setup {
   std::shared_ptr<pool_core> pool;
   /// Entities parked at start, with the dead letter each is parked behind.
   std::vector<std::pair<std::string, uint64_t>> parked;
+  /// The consumer's lease gates: kept alive while the shard runs (work
+  /// items point into them).
+  std::shared_ptr<lease_gates> gates;
   /// Told of every finished event before it is reported done; null: none.
   std::shared_ptr<handling_history> history;
 };

@@ -135,6 +135,18 @@ struct consumer_stats {
   std::atomic<uint64_t> timeouts{0};
   /// Times the service actor died and was started again.
   std::atomic<uint64_t> service_restarts{0};
+  /// Handler results that came after the lease of their event's partition
+  /// ended (or a margin before it could expire): discarded, not
+  /// committed; the partition's next holder handles the event again.
+  std::atomic<uint64_t> discarded{0};
+  /// Events given up unfinished because their partition's lease ended
+  /// (`discarded` included): waiting ones are not attempted.
+  std::atomic<uint64_t> abandoned{0};
+  /// Partitions this consumer held a lease on (all streams); kept by the
+  /// consumer actor.
+  std::atomic<uint64_t> partitions_owned{0};
+  /// Partitions gained or lost (a rebalance moves some).
+  std::atomic<uint64_t> partitions_moved{0};
   /// Whether the consumer is paused because its service actor kept dying
   /// (see `pause_reason`).
   std::atomic<bool> paused{false};
@@ -165,10 +177,28 @@ struct consumer_stats {
     /// When `offset` last moved, or the stream was first tracked (monotonic
     /// clock); the epoch until then. Tells a stalled consumer.
     std::chrono::steady_clock::time_point offset_moved{};
+    /// One partition of the stream this member holds a lease on.
+    struct lease {
+      uint32_t partition = 0;
+      uint64_t epoch = 0;
+      /// The group's committed offset of the partition, as the owner last
+      /// confirmed it.
+      uint64_t offset = 0;
+    };
+    /// The partitions of the stream this member holds, by partition (its
+    /// consumer group's share; all of them in a group of one once
+    /// granted). Empty for a consumer outside groups.
+    std::vector<lease> leases;
+    /// The group's partition count; 0 outside groups.
+    uint32_t partitions = 0;
   };
   /// Per stream id; updated with each heartbeat, offset commit, pause and
   /// resume, failed or successful offset load, and expired catch-up.
   std::map<std::string, stream_position> positions;
+  /// The consumer group's live members as this consumer last heard
+  /// (node names, sorted, itself included); empty outside groups. Guarded
+  /// by `positions_mtx`.
+  std::vector<std::string> group_members;
   mutable std::mutex positions_mtx;
 
   /// Applies `change` to the position of `stream` under `positions_mtx`.
