@@ -588,6 +588,24 @@ TEST_CASE("the takeover of a killed member's partitions is measured from the "
     CHECK(v.ok());
     CHECK(v.groups.front().takeovers.front().max_ms == 3500);
   }
+  SECTION("a bound with nothing measured fails") {
+    checks_spec checks;
+    checks.takeover_within = std::chrono::seconds{5};
+    // email-1 handled nothing before the kill: it held nothing seen.
+    auto v = judge_group(
+      pubs,
+      {{"email-1", ""},
+       {"email-2", rec{"email-2", "a", 1, "k1", 1, 1, 100, 200}.line()
+                     + rec{"email-2", "b", 2, "k2", 2, 1, 300, 400}.line()
+                     + rec{"email-2", "c", 3, "k3", 3, 1, 500, 600}.line()}},
+      checks, faults);
+    CHECK_FALSE(v.ok());
+    auto& t = v.groups.front().takeovers.front();
+    CHECK(t.held == 0);
+    CHECK_FALSE(t.ok);
+    CHECK_THAT(v.groups.front().examples.back(),
+               Catch::Contains("nothing to measure"));
+  }
   SECTION("a kill of a node that is no member measures nothing") {
     auto v = judge_group(pubs, texts, {}, {{0, "kill", "user", kill}});
     CHECK(v.groups.front().takeovers.empty());
@@ -636,4 +654,23 @@ TEST_CASE("an unknown outcome in a handling record is reported",
   auto h = parse_history(r.line(), "e.jsonl");
   REQUIRE(h.malformed.size() == 1);
   CHECK_THAT(h.malformed.front(), Catch::Contains("unknown outcome 'lost'"));
+}
+
+TEST_CASE("members that handled events under no lease fail the group",
+          "[harness][checker][groups]") {
+  // What several nodes of one consumer name did before groups: each its
+  // own consumer, every event handled by each, no partition, no epoch.
+  auto line = [](const std::string& node) {
+    auto text = handled("a", 1, "k1");
+    text.replace(text.find(R"("node":"email")"), 14,
+                 fmt::format(R"("node":"{}")", node));
+    return text;
+  };
+  auto v = judge_group({acked("a", 1, "k1")}, {{"email-1", line("email-1")},
+                                               {"email-2", line("email-2")}});
+  CHECK_FALSE(v.ok());
+  REQUIRE(v.groups.size() == 1);
+  CHECK(v.groups.front().partitions == 0);
+  CHECK_THAT(v.groups.front().examples.back(),
+             Catch::Contains("without leases"));
 }

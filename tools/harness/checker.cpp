@@ -435,12 +435,19 @@ void check_takeovers(const std::vector<const history_record*>& records,
           s.by == f.target ? " (restarted)" : "", s.epoch, f.target);
       }
     }
-    t.ok = !t.within_ms || t.max_ms <= *t.within_ms;
+    // A bound with nothing measured is no pass: the histories did not
+    // show what the killed member held.
+    t.ok = !t.within_ms || (t.taken > 0 && t.max_ms <= *t.within_ms);
     if (!t.ok && g.examples.size() < 8)
       g.examples.push_back(
-        fmt::format("takeover after the kill of {}: {} ms, more than {} ms "
-                    "({})",
-                    t.target, t.max_ms, *t.within_ms, t.slowest));
+        t.taken == 0
+          ? fmt::format("takeover after the kill of {}: nothing to measure "
+                        "({} partitions held with a record before the kill, "
+                        "none handled again under a newer epoch)",
+                        t.target, t.held)
+          : fmt::format("takeover after the kill of {}: {} ms, more than {} "
+                        "ms ({})",
+                        t.target, t.max_ms, *t.within_ms, t.slowest));
     g.takeovers.push_back(std::move(t));
   }
 }
@@ -675,20 +682,28 @@ verdict judge(const std::vector<published>& publishes,
     g.discarded = as_one.discarded;
     g.examples = std::move(as_one.examples);
     check_leases(epochs_of(merged), g);
+    // Members that handled events under no lease do not form a group:
+    // the lease rule could not be judged.
+    bool unleased = g.handled + g.dead_lettered > 0 && g.partitions == 0;
+    if (unleased)
+      g.examples.push_back("no record of a member carries a partition and "
+                           "a lease epoch: the members handled events "
+                           "without leases (each its own consumer?)");
     check_takeovers(merged, faults, checks, g);
     bool takeovers_ok =
       std::all_of(g.takeovers.begin(), g.takeovers.end(), [](auto& t) {
         return t.ok;
       });
     g.ok = as_one.ok && g.lease_overlaps == 0 && g.shared_epochs == 0
-           && takeovers_ok;
+           && takeovers_ok && !unleased;
     if (!g.ok)
       v.failures.push_back(fmt::format(
         "group {} ({} members): {}, lease overlaps {}, epochs shared by "
-        "members {}{}",
+        "members {}{}{}",
         g.consumer, g.members.size(), counts(g), g.lease_overlaps,
         g.shared_epochs,
-        takeovers_ok ? "" : ", a takeover slower than its bound"));
+        takeovers_ok ? "" : ", a takeover slower than its bound or unmeasured",
+        unleased ? ", no record under a lease" : ""));
     v.groups.push_back(std::move(g));
   }
   if (v.acked == 0)
