@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "harness/checker.hpp"
+#include "herald/core/partition.hpp"
 
 namespace {
 
@@ -227,4 +228,449 @@ TEST_CASE("a record of an unknown history version is reported",
   REQUIRE(h.malformed.size() == 1);
   CHECK_THAT(h.malformed.front(), Catch::Contains("e.jsonl:1"));
   CHECK_THAT(h.malformed.front(), Catch::Contains("version 2"));
+}
+
+// Consumer groups: one consumer name on several nodes, judged as one.
+
+namespace {
+
+// A handling record of a group member: `node`, partition, lease epoch,
+// and its attempt's start and end (microseconds).
+struct rec {
+  std::string node = "email-1";
+  std::string id;
+  uint64_t seq = 0;
+  std::string key = "k1";
+  uint32_t partition = 0;
+  uint64_t epoch = 1;
+  uint64_t start = 0;
+  uint64_t end = 0;
+  std::string outcome = "handled";
+  std::string type = "user.account.created";
+
+  std::string line() const {
+    return fmt::format(
+      R"({{"v":1,"record":"handling","consumer":"EmailService","node":"{}",)"
+      R"("incarnation":1,"id":"{}","stream":"{}","seq":{},"key":"{}",)"
+      R"("type":"{}","attempt":1,"redelivered":false,"outcome":"{}",)"
+      R"("start_us":{},"end_us":{},"partition":{},"lease_epoch":{}}})"
+      "\n",
+      node, id, stream, seq, key, type, outcome, start, end, partition, epoch);
+  }
+};
+
+// A group's offset of one partition, committed at `time`.
+std::string group_offset(const std::string& node, uint64_t at,
+                         uint32_t partition, uint32_t partitions, uint64_t time,
+                         uint64_t epoch = 1) {
+  return fmt::format(
+    R"({{"v":1,"record":"offset","consumer":"EmailService","node":"{}",)"
+    R"("incarnation":1,"stream":"{}","offset":{},"time_us":{},)"
+    R"("partition":{},"lease_epoch":{},"partitions":{}}})"
+    "\n",
+    node, stream, at, time, partition, epoch, partitions);
+}
+
+std::string start_of(const std::string& node) {
+  return fmt::format(R"({{"v":1,"record":"start","node":"{}",)"
+                     R"("incarnation":1,"stream":"e","fail_keys":[]}})"
+                     "\n",
+                     node);
+}
+
+// Judges the group EmailService over `texts` (node -> history text).
+verdict
+judge_group(const std::vector<published>& pubs,
+            const std::vector<std::pair<std::string, std::string>>& texts,
+            checks_spec checks = {},
+            const std::vector<fault_record>& faults = {}) {
+  std::vector<std::pair<std::string, history>> hs;
+  std::vector<consumer_info> consumers;
+  for (auto& [node, text] : texts) {
+    hs.emplace_back(node, parse_history(start_of(node) + text, node));
+    consumers.push_back({node, "EmailService", {"user.account.created"}});
+  }
+  return judge(pubs, hs, consumers, checks, faults);
+}
+
+// A key of `partition` among `partitions`.
+std::string key_in(uint32_t partition, uint32_t partitions) {
+  for (int i = 0;; ++i) {
+    auto k = fmt::format("key{}", i);
+    if (herald::partition_of(k, partitions) == partition)
+      return k;
+  }
+}
+
+} // namespace
+
+TEST_CASE("a group whose members handled each event once between them "
+          "passes, and no member counts the others' events as lost",
+          "[harness][checker][groups]") {
+  auto v = judge_group(
+    {acked("a", 1, "k1"), acked("b", 2, "k2"), acked("c", 3, "k1")},
+    {{"email-1", rec{"email-1", "a", 1, "k1", 0, 1, 10, 20}.line()
+                   + rec{"email-1", "c", 3, "k1", 0, 1, 30, 40}.line()},
+     {"email-2", rec{"email-2", "b", 2, "k2", 1, 1, 15, 25}.line()}});
+  CHECK(v.ok());
+  REQUIRE(v.groups.size() == 1);
+  auto& g = v.groups.front();
+  CHECK(g.consumer == "EmailService");
+  CHECK(g.members == std::vector<std::string>{"email-1", "email-2"});
+  CHECK(g.expected == 3);
+  CHECK(g.handled == 3);
+  CHECK(g.lost == 0);
+  CHECK(g.duplicates == 0);
+  CHECK(g.partitions == 2);
+  REQUIRE(v.consumers.size() == 2);
+  for (auto& c : v.consumers) {
+    CHECK(c.group == "EmailService");
+    CHECK(c.lost == 0);
+    CHECK(c.ok);
+  }
+}
+
+TEST_CASE("a consumer on one node is no group", "[harness][checker][groups]") {
+  auto v = judge_group({acked("a", 1, "k1")},
+                       {{"email-1", rec{"email-1", "a", 1}.line()}});
+  CHECK(v.ok());
+  CHECK(v.groups.empty());
+  REQUIRE(v.consumers.size() == 1);
+  CHECK(v.consumers.front().group.empty());
+}
+
+TEST_CASE("an event no member of a group handled is lost",
+          "[harness][checker][groups]") {
+  auto v =
+    judge_group({acked("a", 1, "k1"), acked("b", 2, "k2")},
+                {{"email-1", rec{"email-1", "a", 1, "k1", 0, 1, 10, 20}.line()},
+                 {"email-2", ""}});
+  CHECK_FALSE(v.ok());
+  REQUIRE(v.groups.size() == 1);
+  CHECK(v.groups.front().lost == 1);
+  CHECK_FALSE(v.groups.front().ok);
+  CHECK_THAT(v.failures.front(), Catch::Contains("group EmailService"));
+  for (auto& c : v.consumers)
+    CHECK(c.lost == 0);
+}
+
+TEST_CASE("an event handled by two members is a duplicate of the group",
+          "[harness][checker][groups]") {
+  std::vector<std::pair<std::string, std::string>> texts{
+    {"email-1", rec{"email-1", "a", 1, "k1", 0, 1, 10, 20}.line()},
+    {"email-2", rec{"email-2", "a", 1, "k1", 0, 2, 30, 40}.line()}};
+  auto v = judge_group({acked("a", 1, "k1")}, texts);
+  CHECK(v.ok());
+  REQUIRE(v.groups.size() == 1);
+  CHECK(v.groups.front().duplicates == 1);
+  CHECK(v.groups.front().handled == 1);
+  for (auto& c : v.consumers)
+    CHECK(c.duplicates == 0); // each handled it once
+  checks_spec strict;
+  strict.duplicates_fail = true;
+  CHECK_FALSE(judge_group({acked("a", 1, "k1")}, texts, strict).ok());
+}
+
+TEST_CASE("a later event of a key handled first by another member is an "
+          "inversion of the group; a redelivery is not",
+          "[harness][checker][groups]") {
+  std::vector<published> pubs{acked("a", 1, "k1"), acked("b", 2, "k1")};
+  SECTION("inversion: seq 2 started before seq 1, on two members") {
+    auto v = judge_group(
+      pubs, {{"email-1", rec{"email-1", "b", 2, "k1", 0, 1, 100, 110}.line()},
+             {"email-2", rec{"email-2", "a", 1, "k1", 0, 2, 200, 210}.line()}});
+    CHECK_FALSE(v.ok());
+    REQUIRE(v.groups.size() == 1);
+    CHECK(v.groups.front().inversions == 1);
+    for (auto& c : v.consumers)
+      CHECK(c.inversions == 0); // each member alone saw one event
+  }
+  SECTION("redelivery: both handled by one member, both again by the next "
+          "holder") {
+    auto v = judge_group(
+      pubs,
+      {{"email-1", rec{"email-1", "a", 1, "k1", 0, 1, 100, 110}.line()
+                     + rec{"email-1", "b", 2, "k1", 0, 1, 120, 130}.line()},
+       {"email-2", rec{"email-2", "a", 1, "k1", 0, 2, 200, 210}.line()
+                     + rec{"email-2", "b", 2, "k1", 0, 2, 220, 230}.line()}});
+    CHECK(v.ok());
+    CHECK(v.groups.front().inversions == 0);
+    CHECK(v.groups.front().duplicates == 2);
+  }
+}
+
+TEST_CASE("records of a later lease epoch that start before an earlier "
+          "epoch's records end are a lease overlap",
+          "[harness][checker][groups]") {
+  std::vector<published> pubs{acked("a", 1, "k1"), acked("b", 2, "k2")};
+  // Partition 3: epoch 1 on email-1 handles until 300; epoch 2 on email-2
+  // starts at 200, while email-1 still held it.
+  auto v = judge_group(
+    pubs, {{"email-1", rec{"email-1", "a", 1, "k1", 3, 1, 100, 300}.line()},
+           {"email-2", rec{"email-2", "b", 2, "k2", 3, 2, 200, 250}.line()}});
+  CHECK_FALSE(v.ok());
+  REQUIRE(v.groups.size() == 1);
+  auto& g = v.groups.front();
+  CHECK(g.lease_overlaps == 1);
+  CHECK(g.lost == 0);
+  REQUIRE_FALSE(g.examples.empty());
+  CHECK_THAT(g.examples.front(),
+             Catch::Contains("partition 3: epoch 1 on email-1 handled until "
+                             "300 us, after epoch 2 on email-2 began at 200 "
+                             "us"));
+  CHECK_THAT(v.failures.back(), Catch::Contains("lease overlaps 1"));
+}
+
+TEST_CASE("a clean handoff passes: the old epoch ends before the new one "
+          "starts",
+          "[harness][checker][groups]") {
+  std::vector<published> pubs{acked("a", 1, "k1"), acked("b", 2, "k2"),
+                              acked("c", 3, "k1")};
+  auto v = judge_group(
+    pubs,
+    {{"email-1", rec{"email-1", "a", 1, "k1", 3, 1, 100, 150}.line()
+                   + rec{"email-1", "b", 2, "k2", 3, 1, 160, 190}.line()},
+     // The new holder replays b (uncommitted) and goes on.
+     {"email-2", rec{"email-2", "b", 2, "k2", 3, 2, 200, 210}.line()
+                   + rec{"email-2", "c", 3, "k1", 3, 2, 220, 230}.line()}});
+  CHECK(v.ok());
+  auto& g = v.groups.front();
+  CHECK(g.lease_overlaps == 0);
+  CHECK(g.shared_epochs == 0);
+  CHECK(g.epochs == 2);
+  CHECK(g.duplicates == 1);
+}
+
+TEST_CASE("an overlap is judged per partition: other partitions' epochs "
+          "run at once",
+          "[harness][checker][groups]") {
+  auto v = judge_group(
+    {acked("a", 1, "k1"), acked("b", 2, "k2")},
+    {{"email-1", rec{"email-1", "a", 1, "k1", 3, 1, 100, 300}.line()},
+     {"email-2", rec{"email-2", "b", 2, "k2", 4, 2, 200, 250}.line()}});
+  CHECK(v.ok());
+  CHECK(v.groups.front().lease_overlaps == 0);
+}
+
+TEST_CASE("one lease epoch of a partition used by two members fails",
+          "[harness][checker][groups]") {
+  auto v = judge_group(
+    {acked("a", 1, "k1"), acked("b", 2, "k2")},
+    {{"email-1", rec{"email-1", "a", 1, "k1", 3, 5, 100, 150}.line()},
+     {"email-2", rec{"email-2", "b", 2, "k2", 3, 5, 200, 250}.line()}});
+  CHECK_FALSE(v.ok());
+  CHECK(v.groups.front().shared_epochs == 1);
+  CHECK_THAT(v.groups.front().examples.front(),
+             Catch::Contains("epoch 5 used by 2 members (email-1, email-2)"));
+}
+
+TEST_CASE("a result discarded after its lease ended is counted, is no "
+          "handling, and may overlap the next epoch",
+          "[harness][checker][groups]") {
+  std::vector<published> pubs{acked("a", 1, "k1")};
+  auto discarded = rec{"email-1", "a", 1, "k1", 3, 1, 100, 300};
+  discarded.outcome = "discarded";
+  SECTION("handled again by the next holder: passes") {
+    auto v = judge_group(
+      pubs, {{"email-1", discarded.line()},
+             {"email-2", rec{"email-2", "a", 1, "k1", 3, 2, 200, 250}.line()}});
+    CHECK(v.ok());
+    auto& g = v.groups.front();
+    CHECK(g.discarded == 1);
+    CHECK(g.handled == 1);
+    CHECK(g.duplicates == 0);
+    CHECK(g.lease_overlaps == 0);
+    CHECK(v.consumers.front().discarded == 1);
+  }
+  SECTION("handled by nobody: lost") {
+    auto v =
+      judge_group(pubs, {{"email-1", discarded.line()}, {"email-2", ""}});
+    CHECK_FALSE(v.ok());
+    CHECK(v.groups.front().lost == 1);
+    CHECK(v.groups.front().discarded == 1);
+  }
+}
+
+TEST_CASE("an offset of a partition covers only that partition's events",
+          "[harness][checker][groups]") {
+  // Two partitions; event a in partition 0 handled, b in partition 1 not
+  // yet when the offsets are committed.
+  auto k0 = key_in(0, 2), k1 = key_in(1, 2);
+  std::vector<published> pubs{acked("a", 1, k0), acked("b", 2, k1)};
+  auto a = rec{"email", "a", 1, k0, 0, 1, 10, 20}.line();
+  auto b = rec{"email", "b", 2, k1, 1, 1, 40, 50}.line();
+  SECTION("partition 0's offset past b's seq passes") {
+    auto c =
+      judge_one(pubs, start() + a + group_offset("email", 2, 0, 2, 30) + b);
+    CHECK(c.ok);
+    CHECK(c.offset_violations == 0);
+  }
+  SECTION("partition 1's offset past b's seq fails") {
+    auto c =
+      judge_one(pubs, start() + a + group_offset("email", 2, 1, 2, 30) + b);
+    CHECK_FALSE(c.ok);
+    CHECK(c.offset_violations == 1);
+    CHECK_THAT(c.examples.front(), Catch::Contains("partition 1"));
+  }
+}
+
+TEST_CASE("a group's offset passes only events some member finished by "
+          "its time",
+          "[harness][checker][groups]") {
+  auto k0 = key_in(0, 4);
+  std::vector<published> pubs{acked("a", 1, k0), acked("b", 2, k0)};
+  // email-1 handled a and b under epoch 1; email-2 took the partition over
+  // and committed offset 2 at time 500.
+  auto recs = rec{"email-1", "a", 1, k0, 0, 1, 100, 200}.line();
+  SECTION("both finished before: passes") {
+    auto v = judge_group(
+      pubs,
+      {{"email-1", recs + rec{"email-1", "b", 2, k0, 0, 1, 210, 300}.line()},
+       {"email-2", group_offset("email-2", 2, 0, 4, 500, 2)}});
+    CHECK(v.ok());
+    CHECK(v.groups.front().offset_violations == 0);
+  }
+  SECTION("b finished after the commit: fails") {
+    auto v = judge_group(
+      pubs,
+      {{"email-1", recs + rec{"email-1", "b", 2, k0, 0, 1, 210, 600}.line()},
+       {"email-2", group_offset("email-2", 2, 0, 4, 500, 2)}});
+    CHECK_FALSE(v.ok());
+    CHECK(v.groups.front().offset_violations == 1);
+    CHECK_THAT(v.groups.front().examples.front(),
+               Catch::Contains("by email-2 before seq 2"));
+    for (auto& c : v.consumers)
+      CHECK(c.offset_violations == 0); // judged per group only
+  }
+}
+
+TEST_CASE("the takeover of a killed member's partitions is measured from the "
+          "kill to the first record under a newer epoch",
+          "[harness][checker][groups]") {
+  std::vector<published> pubs{acked("a", 1, "k1"), acked("b", 2, "k2"),
+                              acked("c", 3, "k3")};
+  const uint64_t kill = 10'000'000; // 10 s, in us
+  // email-1 held partitions 1 and 2 at the kill; email-2 held 3. email-2
+  // takes 1 over 3.5 s after the kill; partition 2 got no event after it.
+  std::vector<std::pair<std::string, std::string>> texts{
+    {"email-1",
+     rec{"email-1", "a", 1, "k1", 1, 4, 9'000'000, 9'000'100}.line()
+       + rec{"email-1", "b", 2, "k2", 2, 7, 9'100'000, 9'100'100}.line()},
+    {"email-2",
+     rec{"email-2", "c", 3, "k3", 3, 2, 9'200'000, 9'200'100}.line()
+       + rec{"email-2", "a", 1, "k1", 1, 5, kill + 3'500'000, kill + 3'500'100}
+           .line()}};
+  std::vector<fault_record> faults{{0, "kill", "email-1", kill}};
+  SECTION("within its bound: passes, with the figure") {
+    checks_spec checks;
+    checks.takeover_within = std::chrono::seconds{5};
+    auto v = judge_group(pubs, texts, checks, faults);
+    CHECK(v.ok());
+    REQUIRE(v.groups.front().takeovers.size() == 1);
+    auto& t = v.groups.front().takeovers.front();
+    CHECK(t.target == "email-1");
+    CHECK(t.held == 2);
+    CHECK(t.taken == 1);
+    CHECK(t.max_ms == 3500);
+    CHECK_THAT(t.slowest, Catch::Contains("partition 1: epoch 5 on email-2"));
+    CHECK(t.ok);
+  }
+  SECTION("above its bound: fails") {
+    checks_spec checks;
+    checks.takeover_within = std::chrono::seconds{3};
+    auto v = judge_group(pubs, texts, checks, faults);
+    CHECK_FALSE(v.ok());
+    CHECK_FALSE(v.groups.front().takeovers.front().ok);
+    CHECK_THAT(v.failures.back(), Catch::Contains("takeover"));
+  }
+  SECTION("without a bound: reported only") {
+    auto v = judge_group(pubs, texts, {}, faults);
+    CHECK(v.ok());
+    CHECK(v.groups.front().takeovers.front().max_ms == 3500);
+  }
+  SECTION("a bound with nothing measured fails") {
+    checks_spec checks;
+    checks.takeover_within = std::chrono::seconds{5};
+    // email-1 handled nothing before the kill: it held nothing seen.
+    auto v = judge_group(
+      pubs,
+      {{"email-1", ""},
+       {"email-2", rec{"email-2", "a", 1, "k1", 1, 1, 100, 200}.line()
+                     + rec{"email-2", "b", 2, "k2", 2, 1, 300, 400}.line()
+                     + rec{"email-2", "c", 3, "k3", 3, 1, 500, 600}.line()}},
+      checks, faults);
+    CHECK_FALSE(v.ok());
+    auto& t = v.groups.front().takeovers.front();
+    CHECK(t.held == 0);
+    CHECK_FALSE(t.ok);
+    CHECK_THAT(v.groups.front().examples.back(),
+               Catch::Contains("nothing to measure"));
+  }
+  SECTION("a kill of a node that is no member measures nothing") {
+    auto v = judge_group(pubs, texts, {}, {{0, "kill", "user", kill}});
+    CHECK(v.groups.front().takeovers.empty());
+  }
+}
+
+TEST_CASE("the group's verdict is in the table and result.json",
+          "[harness][checker][groups]") {
+  auto v = judge_group(
+    {acked("a", 1, "k1"), acked("b", 2, "k2")},
+    {{"email-1", rec{"email-1", "a", 1, "k1", 3, 1, 100, 300}.line()},
+     {"email-2", rec{"email-2", "b", 2, "k2", 3, 2, 200, 250}.line()}});
+  auto j = to_json(v);
+  REQUIRE(j["groups"].size() == 1);
+  CHECK(j["groups"][0]["lease_overlaps"] == 1);
+  CHECK(j["groups"][0]["consumer"] == "EmailService");
+  CHECK(j["consumers"][0]["group"] == "EmailService");
+  auto lines = table(v);
+  auto header = std::find_if(lines.begin(), lines.end(), [](auto& l) {
+    return l.starts_with("group ");
+  });
+  REQUIRE(header != lines.end());
+  REQUIRE(header + 1 != lines.end());
+  CHECK(header[1].starts_with("EmailService"));
+  CHECK_THAT(header[1], Catch::EndsWith("FAIL"));
+}
+
+TEST_CASE("faults.jsonl gives the kills' times", "[harness][checker][groups]") {
+  auto f = parse_faults(
+    R"({"event":"applied","fault":0,"kind":"kill","target":"email-2","time_us":123})"
+    "\n"
+    R"({"event":"healed","fault":0,"kind":"kill","target":"email-2","time_us":456})"
+    "\n",
+    "faults.jsonl");
+  REQUIRE(f);
+  REQUIRE(f->size() == 1);
+  CHECK(f->front().target == "email-2");
+  CHECK(f->front().applied_us == 123);
+  CHECK(f->front().fault == 0);
+}
+
+TEST_CASE("an unknown outcome in a handling record is reported",
+          "[harness][checker][groups]") {
+  auto r = rec{"email", "a", 1};
+  r.outcome = "lost";
+  auto h = parse_history(r.line(), "e.jsonl");
+  REQUIRE(h.malformed.size() == 1);
+  CHECK_THAT(h.malformed.front(), Catch::Contains("unknown outcome 'lost'"));
+}
+
+TEST_CASE("members that handled events under no lease fail the group",
+          "[harness][checker][groups]") {
+  // What several nodes of one consumer name did before groups: each its
+  // own consumer, every event handled by each, no partition, no epoch.
+  auto line = [](const std::string& node) {
+    auto text = handled("a", 1, "k1");
+    text.replace(text.find(R"("node":"email")"), 14,
+                 fmt::format(R"("node":"{}")", node));
+    return text;
+  };
+  auto v = judge_group({acked("a", 1, "k1")}, {{"email-1", line("email-1")},
+                                               {"email-2", line("email-2")}});
+  CHECK_FALSE(v.ok());
+  REQUIRE(v.groups.size() == 1);
+  CHECK(v.groups.front().partitions == 0);
+  CHECK_THAT(v.groups.front().examples.back(),
+             Catch::Contains("without leases"));
 }

@@ -406,7 +406,6 @@ TEST_CASE("errors of membership expectations and cycles name the key and "
 }
 
 TEST_CASE("every shipped scenario is read and planned", "[harness][scenario]") {
-  auto cat = seed_catalog();
   size_t files = 0;
   for (auto& e : std::filesystem::directory_iterator{HERALD_SOURCE_DIR
                                                      "/harness/scenarios"}) {
@@ -417,7 +416,52 @@ TEST_CASE("every shipped scenario is read and planned", "[harness][scenario]") {
     auto sc = load_scenario(e.path().string());
     REQUIRE(sc);
     CHECK(sc->name == e.path().stem().string());
-    CHECK(make_plan(*sc, cat, 1));
+    // Its own catalog (groups-fanout-8 has one).
+    auto cat = herald::catalog::load_file(sc->catalog);
+    REQUIRE(cat);
+    CHECK(make_plan(*sc, *cat, 1));
   }
   CHECK(files >= 12);
+}
+
+TEST_CASE("a takeover bound is read from checks", "[harness][scenario]") {
+  SECTION("absent: none") {
+    auto sc = parse_scenario(good, "dir/s.yaml");
+    REQUIRE(sc);
+    CHECK_FALSE(sc->checks.takeover_within);
+  }
+  SECTION("within 6s") {
+    auto sc = parse_scenario(good
+                               + "checks: {duplicates: allowed, takeover: "
+                                 "{within: 6s}}\n",
+                             "dir/s.yaml");
+    REQUIRE(sc);
+    REQUIRE(sc->checks.takeover_within);
+    CHECK(*sc->checks.takeover_within == std::chrono::seconds{6});
+  }
+  SECTION("without within: an error naming the key") {
+    auto msg = error_of(good + "checks: {takeover: {}}\n");
+    CHECK_THAT(msg, Catch::Contains("checks: takeover: missing 'within'"));
+  }
+  SECTION("not a map") {
+    auto msg = error_of(good + "checks: {takeover: 6s}\n");
+    CHECK_THAT(msg, Catch::Contains("'takeover' must be a map like {within: "
+                                    "7s}"));
+  }
+  SECTION("a bad duration") {
+    auto msg = error_of(good + "checks: {takeover: {within: soon}}\n");
+    CHECK_THAT(msg, Catch::Contains("'within': 'soon' is not a positive "
+                                    "duration"));
+  }
+}
+
+TEST_CASE("instances are numbered from 1 per node", "[harness][scenario]") {
+  auto sc = parse_scenario(good, "dir/s.yaml");
+  REQUIRE(sc);
+  auto in = instances_of(*sc);
+  REQUIRE(in.size() == 3);
+  CHECK(in[0].index == 1);
+  CHECK(in[1].index == 1);
+  CHECK(in[2].index == 2);
+  CHECK(in[2].name == "email-2");
 }

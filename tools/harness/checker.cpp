@@ -10,9 +10,11 @@
 #include <unordered_set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "herald/core/errc.hpp"
 #include "herald/core/names.hpp"
+#include "herald/core/partition.hpp"
 
 namespace herald::harness {
 
@@ -27,6 +29,23 @@ std::string str(const payload& j, const char* k) {
 uint64_t num(const payload& j, const char* k) {
   auto it = j.find(k);
   return it != j.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
+}
+
+// A time in microseconds: negative or missing is 0 (no attempt).
+uint64_t micros(const payload& j, const char* k) {
+  auto it = j.find(k);
+  if (it == j.end() || !it->is_number_integer())
+    return 0;
+  auto v = it->get<int64_t>();
+  return v > 0 ? static_cast<uint64_t>(v) : 0;
+}
+
+// A number that may be null (not in a group).
+template <class T> std::optional<T> maybe(const payload& j, const char* k) {
+  auto it = j.find(k);
+  if (it == j.end() || !it->is_number_unsigned())
+    return std::nullopt;
+  return static_cast<T>(it->get<uint64_t>());
 }
 
 // Calls `fn(line_no, json)` per complete line of `text`; a last line
@@ -79,10 +98,33 @@ struct judged {
   }
 };
 
+// What is judged of a list of records.
+enum class scope {
+  // One consumer alone: everything; an offset passes only events recorded
+  // before it in the list (one node's file order).
+  consumer,
+  // A member of a group: its own records only, no loss, no offsets.
+  member,
+  // A group's records, merged by handling time: an offset passes only
+  // events some member recorded as ending by the offset's time.
+  group,
+};
+
+bool finished(const history_record& r) {
+  return r.result != history_record::ending::discarded;
+}
+
+// Whether an offset record covers event `p`: its stream, and its
+// partition when the offset is a partition's.
+bool covers(const history_record& off, const published& p) {
+  return !off.partition
+         || partition_of(p.key, off.partitions) == *off.partition;
+}
+
 void judge_one(const std::vector<published>& publishes,
                const std::vector<const history_record*>& records,
                const std::set<std::string>& fail_keys,
-               const std::vector<pattern>& patterns, judged j) {
+               const std::vector<pattern>& patterns, judged j, scope how) {
   auto& v = j.out;
   auto selects = [&](const std::string& type) {
     return any_matches(patterns, type);
@@ -95,35 +137,66 @@ void judge_one(const std::vector<published>& publishes,
       expected.emplace(p.id, &p);
     any_unknown = any_unknown || p.outcome == published::status::unknown;
   }
-  v.expected = expected.size();
+  if (how != scope::member)
+    v.expected = expected.size();
   std::unordered_map<std::string, uint64_t> seen; // id -> records
   std::map<std::tuple<std::string, std::string, std::string>, uint64_t>
     last_of_type;
   std::map<std::pair<std::string, std::string>, uint64_t> last_of_key;
   // Per stream, the seqs of expected events recorded so far.
   std::map<std::string, std::set<uint64_t>> recorded;
-  std::map<std::string, std::set<uint64_t>> wanted;
+  std::map<std::string, std::map<uint64_t, const published*>> wanted;
   for (auto& [id, p] : expected)
-    wanted[p->stream].insert(p->seq);
+    wanted[p->stream].emplace(p->seq, p);
+  // scope::group: the earliest end of a finished record per event.
+  std::unordered_map<std::string, uint64_t> ended;
+  if (how == scope::group)
+    for (auto* r : records)
+      if (r->what == history_record::kind::handling && finished(*r)) {
+        auto [it, fresh] = ended.emplace(r->id, r->end_us);
+        if (!fresh)
+          it->second = std::min(it->second, r->end_us);
+      }
   for (auto* r : records) {
     if (r->what == history_record::kind::offset) {
+      if (how == scope::member)
+        continue;
       auto w = wanted.find(r->stream);
       if (w == wanted.end())
         continue;
       auto& done = recorded[r->stream];
       for (auto it = w->second.begin();
-           it != w->second.end() && *it <= r->offset; ++it)
-        if (done.count(*it) == 0) {
+           it != w->second.end() && it->first <= r->offset; ++it) {
+        if (!covers(*r, *it->second))
+          continue;
+        bool before = false;
+        if (how == scope::group) {
+          auto e = ended.find(it->second->id);
+          before = e != ended.end() && e->second <= r->time_us;
+        } else {
+          before = done.count(it->first) > 0;
+        }
+        if (!before) {
           ++v.offset_violations;
-          j.example(fmt::format("offset {} committed in stream {} before "
-                                "seq {} was handled",
-                                r->offset, r->stream, *it));
+          j.example(fmt::format(
+            "offset {} committed in stream {}{} {}before seq {} was handled",
+            r->offset, r->stream,
+            r->partition ? fmt::format(" partition {}", *r->partition)
+                         : std::string{},
+            how == scope::group ? fmt::format("by {} ", r->node)
+                                : std::string{},
+            it->first));
           break; // one per offset record
         }
+      }
       continue;
     }
     if (r->what != history_record::kind::handling)
       continue;
+    if (!finished(*r)) {
+      ++v.discarded;
+      continue;
+    }
     auto n = ++seen[r->id];
     if (n > 1)
       ++v.duplicates;
@@ -135,17 +208,18 @@ void judge_one(const std::vector<published>& publishes,
       recorded[r->stream].insert(r->seq);
     }
     bool poison = fail_keys.count(r->key) > 0;
+    bool handled = r->result == history_record::ending::handled;
     if (n == 1) {
-      if (r->handled)
+      if (handled)
         ++v.handled;
       else
         ++v.dead_lettered;
-      if (poison && r->handled) {
+      if (poison && handled) {
         ++v.poison_handled;
         j.example(
           fmt::format("poison event {} (key {}) was handled", r->id, r->key));
       }
-      if (!poison && !r->handled) {
+      if (!poison && !handled) {
         ++v.unexpected_dead_letters;
         j.example(fmt::format("event {} (key {}, seq {}) was dead-lettered "
                               "but is no poison",
@@ -154,8 +228,11 @@ void judge_one(const std::vector<published>& publishes,
       auto& by_type = last_of_type[{r->stream, r->key, r->type}];
       if (r->seq < by_type) {
         ++v.inversions;
-        j.example(fmt::format("key {} type {}: seq {} handled after seq {}",
-                              r->key, r->type, r->seq, by_type));
+        j.example(fmt::format(
+          "key {} type {}: seq {} handled after seq {}{}", r->key, r->type,
+          r->seq, by_type,
+          how == scope::group ? fmt::format(" (seq {} by {})", r->seq, r->node)
+                              : std::string{}));
       }
       by_type = std::max(by_type, r->seq);
       auto& by_key = last_of_key[{r->stream, r->key}];
@@ -164,16 +241,215 @@ void judge_one(const std::vector<published>& publishes,
       by_key = std::max(by_key, r->seq);
     }
   }
-  for (auto& [id, p] : expected)
-    if (seen.count(id) == 0) {
-      ++v.lost;
-      j.example(fmt::format("lost: event {} ({} key {}, seq {})", id, p->type,
-                            p->key, p->seq));
-    }
+  if (how != scope::member)
+    for (auto& [id, p] : expected)
+      if (seen.count(id) == 0) {
+        ++v.lost;
+        j.example(fmt::format("lost: event {} ({} key {}, seq {})", id, p->type,
+                              p->key, p->seq));
+      }
   v.ok = v.lost == 0 && v.inversions == 0 && v.poison_handled == 0
          && v.unexpected_dead_letters == 0 && v.offset_violations == 0
          && (!j.checks.duplicates_fail || v.duplicates == 0)
          && (!j.checks.cross_type_fail || v.cross_type_inversions == 0);
+}
+
+// A group's records merged by handling time: a handling record at its
+// `start_us` (one without an attempt at its predecessor's in its file),
+// an offset at its `time_us`; ties in file order.
+std::vector<const history_record*>
+merge_by_time(const std::vector<std::vector<const history_record*>>& files) {
+  struct item {
+    uint64_t at;
+    size_t file, pos;
+    const history_record* r;
+  };
+  std::vector<item> all;
+  for (size_t f = 0; f < files.size(); ++f) {
+    uint64_t last = 0;
+    for (size_t i = 0; i < files[f].size(); ++i) {
+      auto* r = files[f][i];
+      uint64_t at =
+        r->what == history_record::kind::offset ? r->time_us : r->start_us;
+      if (at == 0)
+        at = last;
+      last = at;
+      all.push_back({at, f, i, r});
+    }
+  }
+  std::sort(all.begin(), all.end(), [](const item& a, const item& b) {
+    return std::tie(a.at, a.file, a.pos) < std::tie(b.at, b.file, b.pos);
+  });
+  std::vector<const history_record*> out;
+  out.reserve(all.size());
+  for (auto& i : all)
+    out.push_back(i.r);
+  return out;
+}
+
+// One lease epoch of one (stream, partition), as its records show it.
+struct epoch_use {
+  std::set<std::string> members;
+  // The first start and the last end of its attempted records (0: none).
+  uint64_t first_start = 0, last_end = 0;
+  std::string first_member, last_member;
+};
+
+using partition_id = std::pair<std::string, uint32_t>;
+
+// The epochs of every (stream, partition) a group's finished records
+// carry.
+std::map<partition_id, std::map<uint64_t, epoch_use>>
+epochs_of(const std::vector<const history_record*>& records) {
+  std::map<partition_id, std::map<uint64_t, epoch_use>> out;
+  for (auto* r : records) {
+    if (r->what != history_record::kind::handling || !finished(*r)
+        || !r->partition || !r->lease_epoch)
+      continue;
+    auto& e = out[{r->stream, *r->partition}][*r->lease_epoch];
+    e.members.insert(r->node);
+    if (r->start_us == 0)
+      continue; // dead-lettered unattempted: no work done
+    if (e.first_start == 0 || r->start_us < e.first_start) {
+      e.first_start = r->start_us;
+      e.first_member = r->node;
+    }
+    if (r->end_us > e.last_end) {
+      e.last_end = r->end_us;
+      e.last_member = r->node;
+    }
+  }
+  return out;
+}
+
+// The lease rule: per (stream, partition), every record of an epoch ends
+// before the first record of any later epoch starts; one epoch, one
+// member.
+void check_leases(
+  const std::map<partition_id, std::map<uint64_t, epoch_use>>& epochs,
+  group_verdict& g) {
+  auto example = [&](std::string text) {
+    if (g.examples.size() < 8)
+      g.examples.push_back(std::move(text));
+  };
+  g.partitions = epochs.size();
+  for (auto& [where, uses] : epochs) {
+    auto& [stream, partition] = where;
+    g.epochs += uses.size();
+    // The latest end among the epochs before, and whose it was.
+    uint64_t last_end = 0, last_epoch = 0;
+    std::string last_member;
+    for (auto& [epoch, use] : uses) {
+      if (use.members.size() > 1) {
+        ++g.shared_epochs;
+        example(fmt::format("stream {} partition {}: epoch {} used by {} "
+                            "members ({})",
+                            stream, partition, epoch, use.members.size(),
+                            fmt::join(use.members, ", ")));
+      }
+      if (use.first_start != 0 && last_end > use.first_start) {
+        ++g.lease_overlaps;
+        example(fmt::format(
+          "stream {} partition {}: epoch {} on {} handled until {} us, "
+          "after epoch {} on {} began at {} us ({} us of overlap)",
+          stream, partition, last_epoch, last_member, last_end, epoch,
+          use.first_member, use.first_start, last_end - use.first_start));
+      }
+      if (use.last_end > last_end) {
+        last_end = use.last_end;
+        last_epoch = epoch;
+        last_member = use.last_member;
+      }
+    }
+  }
+}
+
+// The takeover of each kill of a member: for each (stream, partition) it
+// held (the newest epoch recorded before the kill was its), the time to
+// the first record under a newer epoch.
+void check_takeovers(const std::vector<const history_record*>& records,
+                     const std::vector<fault_record>& faults,
+                     const checks_spec& checks, group_verdict& g) {
+  for (auto& f : faults) {
+    if (f.kind != "kill"
+        || std::find(g.members.begin(), g.members.end(), f.target)
+             == g.members.end())
+      continue;
+    takeover_verdict t;
+    t.fault = f.fault;
+    t.target = f.target;
+    t.kill_us = f.applied_us;
+    if (checks.takeover_within)
+      t.within_ms = checks.takeover_within->count();
+    // Per (stream, partition): the newest epoch started before the kill
+    // and its member, then the first record under a newer one.
+    struct state {
+      uint64_t epoch = 0;
+      std::string member;
+      bool held = false;
+      std::optional<uint64_t> taken_at;
+      uint64_t new_epoch = 0;
+      std::string by;
+    };
+    std::map<partition_id, state> parts;
+    for (auto* r : records)
+      if (r->what == history_record::kind::handling && finished(*r)
+          && r->partition && r->lease_epoch && r->start_us != 0
+          && r->start_us < f.applied_us) {
+        auto& s = parts[{r->stream, *r->partition}];
+        if (*r->lease_epoch >= s.epoch) {
+          s.epoch = *r->lease_epoch;
+          s.member = r->node;
+        }
+      }
+    for (auto& [where, s] : parts)
+      s.held = s.member == f.target;
+    for (auto* r : records) {
+      if (r->what != history_record::kind::handling || !finished(*r)
+          || !r->partition || !r->lease_epoch || r->start_us < f.applied_us)
+        continue;
+      auto it = parts.find({r->stream, *r->partition});
+      if (it == parts.end() || !it->second.held
+          || *r->lease_epoch <= it->second.epoch)
+        continue;
+      auto& s = it->second;
+      if (!s.taken_at || r->start_us < *s.taken_at) {
+        s.taken_at = r->start_us;
+        s.new_epoch = *r->lease_epoch;
+        s.by = r->node;
+      }
+    }
+    for (auto& [where, s] : parts) {
+      if (!s.held)
+        continue;
+      ++t.held;
+      if (!s.taken_at)
+        continue;
+      ++t.taken;
+      auto ms = static_cast<int64_t>((*s.taken_at - f.applied_us) / 1000);
+      if (ms > t.max_ms) {
+        t.max_ms = ms;
+        t.slowest = fmt::format(
+          "stream {} partition {}: epoch {} on {}{}, was {} on {}", where.first,
+          where.second, s.new_epoch, s.by,
+          s.by == f.target ? " (restarted)" : "", s.epoch, f.target);
+      }
+    }
+    // A bound with nothing measured is no pass: the histories did not
+    // show what the killed member held.
+    t.ok = !t.within_ms || (t.taken > 0 && t.max_ms <= *t.within_ms);
+    if (!t.ok && g.examples.size() < 8)
+      g.examples.push_back(
+        t.taken == 0
+          ? fmt::format("takeover after the kill of {}: nothing to measure "
+                        "({} partitions held with a record before the kill, "
+                        "none handled again under a newer epoch)",
+                        t.target, t.held)
+          : fmt::format("takeover after the kill of {}: {} ms, more than {} "
+                        "ms ({})",
+                        t.target, t.max_ms, *t.within_ms, t.slowest));
+    g.takeovers.push_back(std::move(t));
+  }
 }
 
 } // namespace
@@ -205,13 +481,38 @@ history parse_history(std::string_view text, const std::string& file) {
     } else if (kind == "offset") {
       r.what = history_record::kind::offset;
       r.offset = num(j, "offset");
+      r.time_us = micros(j, "time_us");
+      r.partition = maybe<uint32_t>(j, "partition");
+      r.lease_epoch = maybe<uint64_t>(j, "lease_epoch");
+      r.partitions = static_cast<uint32_t>(num(j, "partitions"));
+      if (r.partition && r.partitions == 0) {
+        h.malformed.push_back(fmt::format("{}:{}: an offset of partition {} "
+                                          "without 'partitions'",
+                                          file, no, *r.partition));
+        return;
+      }
     } else if (kind == "handling") {
       r.id = str(j, "id");
       r.seq = num(j, "seq");
       r.key = str(j, "key");
       r.type = str(j, "type");
       r.attempt = num(j, "attempt");
-      r.handled = str(j, "outcome") == "handled";
+      auto outcome = str(j, "outcome");
+      if (outcome == "handled")
+        r.result = history_record::ending::handled;
+      else if (outcome == "dead_lettered")
+        r.result = history_record::ending::dead_lettered;
+      else if (outcome == "discarded")
+        r.result = history_record::ending::discarded;
+      else {
+        h.malformed.push_back(
+          fmt::format("{}:{}: unknown outcome '{}'", file, no, outcome));
+        return;
+      }
+      r.start_us = micros(j, "start_us");
+      r.end_us = micros(j, "end_us");
+      r.partition = maybe<uint32_t>(j, "partition");
+      r.lease_epoch = maybe<uint64_t>(j, "lease_epoch");
     } else {
       h.malformed.push_back(
         fmt::format("{}:{}: unknown record '{}'", file, no, kind));
@@ -246,10 +547,34 @@ caf::expected<std::vector<published>> parse_publishes(std::string_view text,
   return out;
 }
 
+caf::expected<std::vector<fault_record>> parse_faults(std::string_view text,
+                                                      const std::string& file) {
+  std::vector<fault_record> out;
+  size_t cut = 0;
+  std::vector<std::string> bad;
+  each_line(text, file, cut, bad, [&](size_t no, const payload& j) {
+    if (str(j, "event") != "applied")
+      return;
+    fault_record f;
+    auto it = j.find("fault");
+    f.fault = it != j.end() && it->is_number_integer() ? it->get<int>() : -1;
+    f.kind = str(j, "kind");
+    f.target = str(j, "target");
+    f.applied_us = micros(j, "time_us");
+    if (f.applied_us == 0)
+      bad.push_back(fmt::format("{}:{}: no 'time_us'", file, no));
+    out.push_back(std::move(f));
+  });
+  if (!bad.empty())
+    return make_error(errc::decode_error, bad.front());
+  return out;
+}
+
 verdict judge(const std::vector<published>& publishes,
               const std::vector<std::pair<std::string, history>>& histories,
               const std::vector<consumer_info>& consumers,
-              const checks_spec& checks) {
+              const checks_spec& checks,
+              const std::vector<fault_record>& faults) {
   verdict v;
   for (auto& p : publishes)
     switch (p.outcome) {
@@ -268,37 +593,118 @@ verdict judge(const std::vector<published>& publishes,
     for (auto& m : h.malformed)
       v.failures.push_back(m);
   }
+  // A consumer name on several node instances is a group: its members.
+  std::map<std::string, std::vector<const consumer_info*>> by_name;
   for (auto& c : consumers) {
-    consumer_verdict cv;
-    cv.node = c.node;
-    cv.consumer = c.consumer;
+    auto& list = by_name[c.consumer];
+    if (std::none_of(list.begin(), list.end(), [&](auto* x) {
+          return x->node == c.node;
+        }))
+      list.push_back(&c);
+  }
+  auto patterns_of = [](const consumer_info& c) {
     std::vector<pattern> patterns;
     for (auto& text : c.patterns)
       if (auto p = pattern::parse(text))
         patterns.push_back(std::move(*p));
+    return patterns;
+  };
+  // A node's records of `consumer`, in file order, and its fail keys.
+  auto records_of = [&](const std::string& node, const std::string& consumer,
+                        std::set<std::string>& fail_keys) {
     std::vector<const history_record*> records;
-    std::set<std::string> fail_keys;
     for (auto& [name, h] : histories) {
-      if (name != c.node)
+      if (name != node)
         continue;
       for (auto& r : h.records) {
         if (r.what == history_record::kind::start)
           fail_keys.insert(r.fail_keys.begin(), r.fail_keys.end());
-        else if (r.consumer == c.consumer)
+        else if (r.consumer == consumer)
           records.push_back(&r);
       }
     }
-    judge_one(publishes, records, fail_keys, patterns, {cv, checks});
+    return records;
+  };
+  auto counts = [&](const auto& x) {
+    return fmt::format(
+      "lost {}, inversions {}, cross-type inversions {}{}, duplicates {}{}, "
+      "poison handled {}, unexpected dead letters {}, offsets past "
+      "unhandled events {}",
+      x.lost, x.inversions, x.cross_type_inversions,
+      checks.cross_type_fail ? " (must be 0)" : "", x.duplicates,
+      checks.duplicates_fail ? " (must be 0)" : "", x.poison_handled,
+      x.unexpected_dead_letters, x.offset_violations);
+  };
+  for (auto& c : consumers) {
+    consumer_verdict cv;
+    cv.node = c.node;
+    cv.consumer = c.consumer;
+    bool member = by_name[c.consumer].size() > 1;
+    if (member)
+      cv.group = c.consumer;
+    std::set<std::string> fail_keys;
+    auto records = records_of(c.node, c.consumer, fail_keys);
+    judge_one(publishes, records, fail_keys, patterns_of(c), {cv, checks},
+              member ? scope::member : scope::consumer);
     if (!cv.ok)
-      v.failures.push_back(fmt::format(
-        "{} on {}: lost {}, inversions {}, cross-type inversions {}{}, "
-        "duplicates {}{}, poison handled {}, unexpected dead letters {}, "
-        "offsets past unhandled events {}",
-        cv.consumer, cv.node, cv.lost, cv.inversions, cv.cross_type_inversions,
-        checks.cross_type_fail ? " (must be 0)" : "", cv.duplicates,
-        checks.duplicates_fail ? " (must be 0)" : "", cv.poison_handled,
-        cv.unexpected_dead_letters, cv.offset_violations));
+      v.failures.push_back(fmt::format("{} on {}{}: {}", cv.consumer, cv.node,
+                                       member ? " (a group member)" : "",
+                                       counts(cv)));
     v.consumers.push_back(std::move(cv));
+  }
+  for (auto& [name, members] : by_name) {
+    if (members.size() < 2)
+      continue;
+    group_verdict g;
+    g.consumer = name;
+    std::set<std::string> fail_keys;
+    std::vector<std::vector<const history_record*>> files;
+    for (auto* m : members) {
+      g.members.push_back(m->node);
+      files.push_back(records_of(m->node, name, fail_keys));
+    }
+    auto merged = merge_by_time(files);
+    // Judged as one consumer: the counts land in a consumer_verdict.
+    consumer_verdict as_one;
+    judge_one(publishes, merged, fail_keys, patterns_of(*members.front()),
+              {as_one, checks}, scope::group);
+    g.expected = as_one.expected;
+    g.handled = as_one.handled;
+    g.dead_lettered = as_one.dead_lettered;
+    g.lost = as_one.lost;
+    g.duplicates = as_one.duplicates;
+    g.inversions = as_one.inversions;
+    g.cross_type_inversions = as_one.cross_type_inversions;
+    g.poison_handled = as_one.poison_handled;
+    g.unexpected_dead_letters = as_one.unexpected_dead_letters;
+    g.offset_violations = as_one.offset_violations;
+    g.unknown_delivered = as_one.unknown_delivered;
+    g.discarded = as_one.discarded;
+    g.examples = std::move(as_one.examples);
+    check_leases(epochs_of(merged), g);
+    // Members that handled events under no lease do not form a group:
+    // the lease rule could not be judged.
+    bool unleased = g.handled + g.dead_lettered > 0 && g.partitions == 0;
+    if (unleased)
+      g.examples.push_back("no record of a member carries a partition and "
+                           "a lease epoch: the members handled events "
+                           "without leases (each its own consumer?)");
+    check_takeovers(merged, faults, checks, g);
+    bool takeovers_ok =
+      std::all_of(g.takeovers.begin(), g.takeovers.end(), [](auto& t) {
+        return t.ok;
+      });
+    g.ok = as_one.ok && g.lease_overlaps == 0 && g.shared_epochs == 0
+           && takeovers_ok && !unleased;
+    if (!g.ok)
+      v.failures.push_back(fmt::format(
+        "group {} ({} members): {}, lease overlaps {}, epochs shared by "
+        "members {}{}{}",
+        g.consumer, g.members.size(), counts(g), g.lease_overlaps,
+        g.shared_epochs,
+        takeovers_ok ? "" : ", a takeover slower than its bound or unmeasured",
+        unleased ? ", no record under a lease" : ""));
+    v.groups.push_back(std::move(g));
   }
   if (v.acked == 0)
     v.failures.push_back("no publish was acknowledged: nothing was tested; "
@@ -322,6 +728,19 @@ caf::expected<verdict> check_dir(const std::string& dir) {
   checks_spec checks;
   checks.duplicates_fail = run.value("duplicates_fail", false);
   checks.cross_type_fail = run.value("cross_type_fail", false);
+  if (auto it = run.find("takeover_within_ms");
+      it != run.end() && it->is_number_integer())
+    checks.takeover_within = milliseconds{it->get<int64_t>()};
+  std::vector<fault_record> faults;
+  if (auto faults_path = (fs::path{dir} / "faults.jsonl").string();
+      fs::exists(faults_path)) {
+    auto parsed = parse_faults(read_text(faults_path, err), faults_path);
+    if (err)
+      return err;
+    if (!parsed)
+      return std::move(parsed.error());
+    faults = std::move(*parsed);
+  }
   auto pub_path = (fs::path{dir} / "publishes.jsonl").string();
   auto text = read_text(pub_path, err);
   if (err)
@@ -366,7 +785,7 @@ caf::expected<verdict> check_dir(const std::string& dir) {
   std::sort(histories.begin(), histories.end(), [](auto& a, auto& b) {
     return a.first < b.first;
   });
-  auto v = judge(*publishes, histories, consumers, checks);
+  auto v = judge(*publishes, histories, consumers, checks, faults);
   auto cluster_path = fs::path{dir} / "cluster.json";
   if (fs::exists(cluster_path)) {
     auto cluster =
@@ -440,13 +859,50 @@ std::vector<std::string> table(const verdict& v) {
                               "consumer", "node", "expected", "handled", "dead",
                               "lost", "dups", "inv", "cross", "offset!",
                               "unknown", "result"));
-  for (auto& c : v.consumers)
+  for (auto& c : v.consumers) {
+    // A member's loss and offsets are its group's (the line below).
+    bool member = !c.group.empty();
+    auto dash = [&](uint64_t n) {
+      return member ? std::string{"-"} : std::to_string(n);
+    };
     lines.push_back(fmt::format(
       "{:<22} {:<14} {:>8} {:>8} {:>5} {:>5} {:>5} {:>4} {:>6} {:>7} {:>7}  "
-      "{}",
-      c.consumer, c.node, c.expected, c.handled, c.dead_lettered, c.lost,
-      c.duplicates, c.inversions, c.cross_type_inversions, c.offset_violations,
-      c.unknown_delivered, c.ok ? "ok" : "FAIL"));
+      "{}{}",
+      c.consumer, c.node, dash(c.expected), c.handled, c.dead_lettered,
+      dash(c.lost), c.duplicates, c.inversions, c.cross_type_inversions,
+      dash(c.offset_violations), c.unknown_delivered, c.ok ? "ok" : "FAIL",
+      member ? fmt::format(" (member of group {}{})", c.group,
+                           c.discarded > 0
+                             ? fmt::format("; {} discarded", c.discarded)
+                             : std::string{})
+             : std::string{}));
+  }
+  if (!v.groups.empty())
+    lines.push_back(fmt::format("{:<22} {:>7} {:>8} {:>8} {:>5} {:>5} {:>5} "
+                                "{:>4} {:>7} {:>7} {:>8} {:>9}  {}",
+                                "group", "members", "expected", "handled",
+                                "dead", "lost", "dups", "inv", "offset!",
+                                "overlap", "discard", "parts/ep", "result"));
+  for (auto& g : v.groups)
+    lines.push_back(fmt::format(
+      "{:<22} {:>7} {:>8} {:>8} {:>5} {:>5} {:>5} {:>4} {:>7} {:>7} {:>8} "
+      "{:>9}  {}",
+      g.consumer, g.members.size(), g.expected, g.handled, g.dead_lettered,
+      g.lost, g.duplicates, g.inversions, g.offset_violations,
+      g.lease_overlaps + g.shared_epochs, g.discarded,
+      fmt::format("{}/{}", g.partitions, g.epochs), g.ok ? "ok" : "FAIL"));
+  for (auto& g : v.groups)
+    for (auto& t : g.takeovers)
+      lines.push_back(fmt::format(
+        "takeover of {}'s partitions after kill{}: {} held, {} handled "
+        "again under a newer epoch, slowest {}{}  {}",
+        t.target, t.fault >= 0 ? fmt::format(" (fault {})", t.fault) : "",
+        t.held, t.taken,
+        t.max_ms >= 0 ? fmt::format("{} ms ({})", t.max_ms, t.slowest)
+                      : std::string{"-"},
+        t.within_ms ? fmt::format(", within {} ms", *t.within_ms)
+                    : std::string{},
+        t.ok ? "ok" : "FAIL"));
   lines.push_back(
     fmt::format("publishes: {} acknowledged, {} unknown "
                 "outcome (no answer, or not stored), {} refused; {} history "
@@ -455,6 +911,9 @@ std::vector<std::string> table(const verdict& v) {
   for (auto& c : v.consumers)
     for (auto& e : c.examples)
       lines.push_back(fmt::format("  {} on {}: {}", c.consumer, c.node, e));
+  for (auto& g : v.groups)
+    for (auto& e : g.examples)
+      lines.push_back(fmt::format("  group {}: {}", g.consumer, e));
   cluster_lines(v.cluster, lines);
   for (auto& f : v.failures)
     lines.push_back("FAILED: " + f);
@@ -465,24 +924,65 @@ std::vector<std::string> table(const verdict& v) {
 payload to_json(const verdict& v) {
   auto consumers = payload::array();
   for (auto& c : v.consumers)
-    consumers.push_back({{"consumer", c.consumer},
-                         {"node", c.node},
-                         {"expected", c.expected},
-                         {"handled", c.handled},
-                         {"dead_lettered", c.dead_lettered},
-                         {"lost", c.lost},
-                         {"duplicates", c.duplicates},
-                         {"inversions", c.inversions},
-                         {"cross_type_inversions", c.cross_type_inversions},
-                         {"poison_handled", c.poison_handled},
-                         {"unexpected_dead_letters", c.unexpected_dead_letters},
-                         {"offset_violations", c.offset_violations},
-                         {"unknown_delivered", c.unknown_delivered},
-                         {"examples", c.examples},
-                         {"ok", c.ok}});
+    consumers.push_back(
+      {{"consumer", c.consumer},
+       {"node", c.node},
+       {"expected", c.expected},
+       {"handled", c.handled},
+       {"dead_lettered", c.dead_lettered},
+       {"lost", c.lost},
+       {"duplicates", c.duplicates},
+       {"inversions", c.inversions},
+       {"cross_type_inversions", c.cross_type_inversions},
+       {"poison_handled", c.poison_handled},
+       {"unexpected_dead_letters", c.unexpected_dead_letters},
+       {"offset_violations", c.offset_violations},
+       {"unknown_delivered", c.unknown_delivered},
+       {"group", c.group.empty() ? payload{} : payload(c.group)},
+       {"discarded", c.discarded},
+       {"examples", c.examples},
+       {"ok", c.ok}});
+  auto groups = payload::array();
+  for (auto& g : v.groups) {
+    auto takeovers = payload::array();
+    for (auto& t : g.takeovers)
+      takeovers.push_back(
+        {{"fault", t.fault},
+         {"target", t.target},
+         {"kill_us", t.kill_us},
+         {"held", t.held},
+         {"taken", t.taken},
+         {"max_ms", t.max_ms >= 0 ? payload(t.max_ms) : payload{}},
+         {"slowest", t.slowest},
+         {"within_ms", t.within_ms ? payload(*t.within_ms) : payload{}},
+         {"ok", t.ok}});
+    groups.push_back({{"consumer", g.consumer},
+                      {"members", g.members},
+                      {"expected", g.expected},
+                      {"handled", g.handled},
+                      {"dead_lettered", g.dead_lettered},
+                      {"lost", g.lost},
+                      {"duplicates", g.duplicates},
+                      {"inversions", g.inversions},
+                      {"cross_type_inversions", g.cross_type_inversions},
+                      {"poison_handled", g.poison_handled},
+                      {"unexpected_dead_letters", g.unexpected_dead_letters},
+                      {"offset_violations", g.offset_violations},
+                      {"unknown_delivered", g.unknown_delivered},
+                      {"discarded", g.discarded},
+                      {"lease_overlaps", g.lease_overlaps},
+                      {"shared_epochs", g.shared_epochs},
+                      {"partitions", g.partitions},
+                      {"epochs", g.epochs},
+                      {"takeovers", std::move(takeovers)},
+                      {"examples", g.examples},
+                      {"ok", g.ok}});
+  }
   uint64_t lost = 0;
   for (auto& c : v.consumers)
     lost += c.lost;
+  for (auto& g : v.groups)
+    lost += g.lost;
   return {{"version", 1},
           {"ok", v.ok()},
           {"lost", lost},
@@ -491,6 +991,7 @@ payload to_json(const verdict& v) {
           {"refused", v.refused},
           {"truncated", v.truncated},
           {"consumers", std::move(consumers)},
+          {"groups", std::move(groups)},
           {"cluster", v.cluster},
           {"failures", v.failures}};
 }

@@ -22,6 +22,35 @@
 ///   covers a selected acknowledged event of its stream not recorded
 ///   before it (design invariant 6). Always a failure.
 ///
+/// Per consumer group (a consumer name that runs on several node
+/// instances: its members), judged as one consumer over every member's
+/// records, merged by handling time (`start_us`):
+/// - **lost**, **duplicates** (across members), **order inversions** per
+///   (stream, key, type) by handling time, dead letters, and offsets (an
+///   offset committed at a time `time_us` must pass only events some
+///   member recorded as ending, `end_us`, by then), as above;
+/// - **lease overlaps**: per (stream, partition), the records handled or
+///   dead-lettered under lease epoch e1 must all end before the first
+///   record under any later epoch e2 starts (the lease fences the
+///   partition: issue 15). Always a failure; so is one epoch of one
+///   partition used by two members;
+/// - **discarded**: results that came after their lease ended (not
+///   committed; the next holder handles the event again): counted, and
+///   never taken for handling;
+/// - **takeover**: per kill of a member, for each (stream, partition) it
+///   held (its epoch was the newest recorded before the kill), the time
+///   from the kill to the first record under a newer epoch (by another
+///   member, or by the killed one restarted). A failure only above the
+///   scenario's `checks.takeover.within`.
+/// A member's own verdict judges its own records (duplicates, inversions,
+/// dead letters), never loss or offsets: the other members handled the
+/// rest. These checks compare timestamps of several processes: they
+/// assume one wall clock (one machine; no `clock` fault on a member).
+///
+/// An offset record with a `partition` is a group's offset of one
+/// partition: it covers only the events of that partition
+/// (`herald::partition_of(key, partitions)`), per consumer and per group.
+///
 /// A publish whose acknowledgement timed out has an unknown outcome
 /// (Jepsen's `:info`): it is never lost; if a consumer handled it, it is
 /// counted as `unknown_delivered`. A history's last line cut short by a
@@ -31,6 +60,7 @@
 /// Thread safety: pure functions over plain values.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -68,10 +98,26 @@ struct history_record {
   std::string key;
   std::string type;
   uint64_t attempt = 0;
-  /// handling: handled (true) or dead-lettered (false).
-  bool handled = true;
-  /// offset: the offset committed.
+  /// How a handling record ended: `handled`, `dead_lettered`, or
+  /// `discarded` (the handler ran, but its result came after the member's
+  /// lease on the partition ended: not committed).
+  enum class ending { handled, dead_lettered, discarded };
+  ending result = ending::handled;
+  /// handling: its attempt's start and end, microseconds since the epoch
+  /// (0 when no attempt was made).
+  uint64_t start_us = 0;
+  uint64_t end_us = 0;
+  /// handling, offset: the event's (the offset's) partition in its group,
+  /// and the lease epoch; none outside a group (and, for the epoch, for a
+  /// redriven dead letter).
+  std::optional<uint32_t> partition;
+  std::optional<uint64_t> lease_epoch;
+  /// offset: the group's partition count, when `partition` is set.
+  uint32_t partitions = 0;
+  /// offset: the offset committed, and when (microseconds since the
+  /// epoch).
   uint64_t offset = 0;
+  uint64_t time_us = 0;
   /// start: the node's fail keys.
   std::vector<std::string> fail_keys;
 };
@@ -100,10 +146,33 @@ struct consumer_info {
   std::vector<std::string> patterns;
 };
 
+/// A fault the run applied, as `faults.jsonl` records it: what the
+/// takeover check measures from.
+struct fault_record {
+  /// Its index in the scenario's `faults` (-1: a random one).
+  int fault = -1;
+  std::string kind;
+  /// The instance it hit.
+  std::string target;
+  /// When it was applied, microseconds since the epoch.
+  uint64_t applied_us = 0;
+};
+
+/// Parses `faults.jsonl` (the `applied` lines). Fails with
+/// `errc::decode_error` naming the file and the line.
+caf::expected<std::vector<fault_record>> parse_faults(std::string_view text,
+                                                      const std::string& file);
+
 /// The judgement of one consumer.
 struct consumer_verdict {
   std::string node;
   std::string consumer;
+  /// The group it is a member of (its consumer name), empty when the
+  /// consumer runs on this node only. A member's `expected` and `lost`
+  /// are 0: loss and offsets are judged per group.
+  std::string group;
+  /// Results discarded after their lease ended.
+  uint64_t discarded = 0;
   uint64_t expected = 0;
   uint64_t handled = 0;
   uint64_t dead_lettered = 0;
@@ -120,8 +189,61 @@ struct consumer_verdict {
   bool ok = true;
 };
 
+/// The takeover of one kill of a group member: per (stream, partition)
+/// it held, the time from the kill to the first record under a newer
+/// lease epoch.
+struct takeover_verdict {
+  /// The kill: its index in `faults`, its target and when.
+  int fault = -1;
+  std::string target;
+  uint64_t kill_us = 0;
+  /// Partitions it held at the kill (with a record), and of those, the
+  /// ones handled again under a newer epoch (the others got no event
+  /// after the kill).
+  uint64_t held = 0;
+  uint64_t taken = 0;
+  /// The longest takeover, in milliseconds (-1: none measured), and
+  /// which (stream, partition, by whom).
+  int64_t max_ms = -1;
+  std::string slowest;
+  /// The bound, when the scenario sets one (`checks.takeover.within`).
+  std::optional<int64_t> within_ms;
+  bool ok = true;
+};
+
+/// The judgement of one consumer group, over its members' records.
+struct group_verdict {
+  std::string consumer;
+  /// Its members' node instances.
+  std::vector<std::string> members;
+  uint64_t expected = 0;
+  uint64_t handled = 0;
+  uint64_t dead_lettered = 0;
+  uint64_t lost = 0;
+  uint64_t duplicates = 0;
+  uint64_t inversions = 0;
+  uint64_t cross_type_inversions = 0;
+  uint64_t poison_handled = 0;
+  uint64_t unexpected_dead_letters = 0;
+  uint64_t offset_violations = 0;
+  uint64_t unknown_delivered = 0;
+  uint64_t discarded = 0;
+  /// (stream, partition) lease epochs whose first record started before
+  /// an earlier epoch's last record ended.
+  uint64_t lease_overlaps = 0;
+  /// (stream, partition, epoch) used by more than one member.
+  uint64_t shared_epochs = 0;
+  /// (stream, partition) pairs and lease epochs seen in the records.
+  uint64_t partitions = 0;
+  uint64_t epochs = 0;
+  std::vector<takeover_verdict> takeovers;
+  std::vector<std::string> examples;
+  bool ok = true;
+};
+
 struct verdict {
   std::vector<consumer_verdict> consumers;
+  std::vector<group_verdict> groups;
   uint64_t acked = 0;
   uint64_t unknown = 0;
   uint64_t refused = 0;
@@ -136,21 +258,24 @@ struct verdict {
   }
 };
 
-/// Judges a run: `histories` by node instance name.
+/// Judges a run: `histories` by node instance name; `faults` are the
+/// faults applied (for the takeover of killed group members).
 verdict judge(const std::vector<published>& publishes,
               const std::vector<std::pair<std::string, history>>& histories,
               const std::vector<consumer_info>& consumers,
-              const checks_spec& checks);
+              const checks_spec& checks,
+              const std::vector<fault_record>& faults = {});
 
 /// Judges the run in `dir` (`publishes.jsonl`, `history/*.jsonl`,
-/// `consumers.json`, `run.json`), and takes the cluster's results from
-/// `cluster.json` when there is one (observed during the run: they cannot
-/// be judged again, only read). Fails with `errc::io_error` or
-/// `errc::decode_error` naming the file that is missing or malformed.
+/// `consumers.json`, `run.json`, `faults.jsonl` when there is one), and takes
+/// the cluster's results from `cluster.json` when there is one (observed during
+/// the run: they cannot be judged again, only read). Fails with
+/// `errc::io_error` or `errc::decode_error` naming the file that is missing or
+/// malformed.
 caf::expected<verdict> check_dir(const std::string& dir);
 
-/// The verdict as a table, one line per consumer, then the totals and the
-/// failures.
+/// The verdict as a table, one line per consumer, one per group, then the
+/// totals and the failures.
 std::vector<std::string> table(const verdict& v);
 
 /// The verdict as `result.json` holds it.

@@ -65,6 +65,8 @@ int fail(std::string_view message) {
 // One launched node instance.
 struct node_run {
   std::string name;
+  /// Its number among its node's instances, from 1.
+  int index = 1;
   const node_spec* spec = nullptr;
   std::string host;
   std::map<std::string, uint16_t> ports;
@@ -242,6 +244,7 @@ caf::error prepare(run_state& rs, const std::vector<std::string>& search) {
   for (auto& in : instances_of(rs.sc)) {
     node_run n;
     n.name = in.name;
+    n.index = in.index;
     n.spec = &rs.sc.nodes[in.node];
     n.host = n.spec->host.empty() ? "127.0.0.1" : n.spec->host;
     if (rs.mode == run_mode::netns) {
@@ -296,6 +299,7 @@ caf::error prepare(run_state& rs, const std::vector<std::string>& search) {
   for (auto& n : rs.nodes) {
     std::map<std::string, std::string> vars{
       {"node", n.name},
+      {"index", std::to_string(n.index)},
       {"host", n.host},
       {"data_dir", fs::absolute(n.data_dir).string()},
       {"record", fs::absolute(n.record).string()},
@@ -576,6 +580,28 @@ bool apply(run_state& rs, const step& s) {
   return true;
 }
 
+// Microseconds since the epoch, the clock of the nodes' histories.
+uint64_t wall_us() {
+  return static_cast<uint64_t>(
+    std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::system_clock::now().time_since_epoch())
+      .count());
+}
+
+// Appends to `faults.jsonl` that the fault of `s` was applied or healed,
+// and when (the checker measures the takeover of a killed group member's
+// partitions from it).
+void record_fault(const run_state& rs, const step& s, uint64_t at_us) {
+  auto& a = *s.fault;
+  payload line{{"event", s.heal ? "healed" : "applied"},
+               {"fault", a.spec},
+               {"kind", std::string{to_string(a.kind)}},
+               {"target", a.target},
+               {"time_us", at_us}};
+  std::ofstream{(fs::path{rs.out} / "faults.jsonl").string(), std::ios::app}
+    << line.dump() << '\n';
+}
+
 // Applies `s`, and tells the watch: the state before the fault (when an
 // expectation compares with it), then that it was applied or healed.
 void run_step(run_state& rs, const step& s) {
@@ -583,7 +609,13 @@ void run_step(run_state& rs, const step& s) {
   bool first = s.cycle <= 0 && !s.heal;
   if (spec >= 0 && first && rs.watch->wants_before(spec))
     rs.watch->before_fault(spec);
-  if (!apply(rs, s) || spec < 0)
+  // A kill's time is taken before the signal: a takeover measured from
+  // it is never too short.
+  auto at_us = wall_us();
+  bool done = apply(rs, s);
+  if (done && (first || s.heal))
+    record_fault(rs, s, at_us);
+  if (!done || spec < 0)
     return;
   if (s.heal)
     rs.watch->fault_healed(spec);
@@ -778,7 +810,10 @@ int run_scenario(const run_options& opts, scenario& sc) {
               {"digest", fmt::format("{:016x}", p->digest())},
               {"poison_keys", p->poison_keys},
               {"duplicates_fail", sc.checks.duplicates_fail},
-              {"cross_type_fail", sc.checks.cross_type_fail}});
+              {"cross_type_fail", sc.checks.cross_type_fail},
+              {"takeover_within_ms", sc.checks.takeover_within ? payload(
+                                       sc.checks.takeover_within->count())
+                                                               : payload{}}});
   say(fmt::format("out: {}", out));
 
   std::vector<std::string> search = opts.path;
@@ -916,6 +951,8 @@ int run_scenario(const run_options& opts, scenario& sc) {
     uint64_t lost = 0;
     for (auto& c : v.consumers)
       lost += c.lost;
+    for (auto& g : v.groups)
+      lost += g.lost;
     if (lost == 0 && !consumers.empty() && silent.empty()) {
       settled = true;
       break;

@@ -490,8 +490,8 @@ void read_checks(const entry& e, problems& out, checks_spec& c) {
                     "cross_type_order: report}");
     return;
   }
-  entry dups{"duplicates"}, cross{"cross_type_order"};
-  detail::read_map(e.value, ctx, {&dups, &cross}, out);
+  entry dups{"duplicates"}, cross{"cross_type_order"}, takeover{"takeover"};
+  detail::read_map(e.value, ctx, {&dups, &cross, &takeover}, out);
   auto word = [&](const entry& x, std::string_view pass,
                   std::string_view fail) {
     auto text = detail::text_of(x, ctx, "a word", out).value_or("");
@@ -506,6 +506,21 @@ void read_checks(const entry& e, problems& out, checks_spec& c) {
     c.duplicates_fail = word(dups, "allowed", "fail");
   if (cross)
     c.cross_type_fail = word(cross, "report", "fail");
+  if (takeover && takeover.value.IsMap()) {
+    entry within{"within"};
+    detail::read_map(takeover.value, "checks: takeover: ", {&within}, out);
+    milliseconds bound{0};
+    if (detail::require(within, takeover.line, "checks: takeover: ",
+                        "the bound from a member's kill to its partitions "
+                        "handled again, e.g. within: 7s",
+                        out))
+      read_ms(within, "checks: takeover: ", out, bound);
+    if (bound.count() > 0)
+      c.takeover_within = bound;
+  } else if (takeover) {
+    out.add(takeover.line, "checks: 'takeover' must be a map like {within: "
+                           "7s}");
+  }
 }
 
 // Checks what refers to nodes.

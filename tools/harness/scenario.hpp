@@ -228,6 +228,11 @@ struct checks_spec {
   /// Order inversions across the types of one key fail the run. Default:
   /// false (reported: the documented limit).
   bool cross_type_fail = false;
+  /// The longest a consumer group may take to handle again, under a newer
+  /// lease epoch, a partition a killed member held: from the kill to the
+  /// first record (`checks: {takeover: {within: 7s}}`). Default: none
+  /// (measured and reported only).
+  std::optional<milliseconds> takeover_within;
 };
 
 struct scenario {

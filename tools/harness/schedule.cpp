@@ -147,7 +147,7 @@ std::vector<instance> instances_of(const scenario& sc) {
     auto& n = sc.nodes[i];
     for (int k = 1; k <= n.count; ++k)
       out.push_back(
-        {n.count == 1 ? n.name : fmt::format("{}-{}", n.name, k), i});
+        {n.count == 1 ? n.name : fmt::format("{}-{}", n.name, k), i, k});
   }
   return out;
 }

@@ -23,6 +23,8 @@ struct instance {
   std::string name;
   /// Its node's index in `scenario::nodes`.
   size_t node = 0;
+  /// Its number among its node's instances, from 1 (`{{index}}`).
+  int index = 1;
 };
 
 /// The instances of `sc`, in node order.
