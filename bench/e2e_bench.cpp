@@ -57,6 +57,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -625,13 +626,28 @@ int run_group_driver(const options& base, const char* self) {
         return false;
     return true;
   };
-  auto until = steady_clock::now() + seconds{60};
-  while (!all_ready()) {
-    if (steady_clock::now() > until) {
-      std::fprintf(stderr, "bench: the group's members did not hold their "
-                           "partitions within 60 s\n");
-      return 1;
+  // A failed run ends the members before their data dir is removed.
+  auto fail = [&](const char* why) {
+    std::fprintf(stderr, "bench: %s\n", why);
+    for (auto [pid, fd] : consumers) {
+      ::kill(pid, SIGTERM);
+      waitpid(pid, nullptr, 0);
+      close(fd);
     }
+    return 1;
+  };
+  auto exited = [&] {
+    for (auto [pid, fd] : consumers)
+      if (waitpid(pid, nullptr, WNOHANG) == pid)
+        return true;
+    return false;
+  };
+  // Each member gives up after 60 s itself, saying why.
+  auto until = steady_clock::now() + seconds{65};
+  while (!all_ready()) {
+    if (exited() || steady_clock::now() > until)
+      return fail("the group's members did not hold their partitions "
+                  "(see their lines above)");
     std::this_thread::sleep_for(milliseconds{10});
   }
   auto payloads = make_payloads(o.users);
@@ -643,11 +659,8 @@ int run_group_driver(const options& base, const char* self) {
         t0 + nanoseconds{i * 1'000'000'000ULL / o.rate});
     auto r =
       n->bus().publish("user.account.created", payloads[i % payloads.size()]);
-    if (!r) {
-      std::fprintf(stderr, "bench: %s\n",
-                   herald::message_of(r.error()).c_str());
-      return 1;
-    }
+    if (!r)
+      return fail(herald::message_of(r.error()).c_str());
     last = std::move(*r);
   }
   if (last)
