@@ -7,6 +7,7 @@
 //                    [--handler-wait-ms MS] [--concurrency C]
 //                    [--fsync always|batch|os] [--dir DATA_DIR]
 //                    [--memory [--idle-s S]] [--service-actor]
+//                    [--members N]
 //
 // --help prints the usage; an unknown option is an error (exit 2).
 //
@@ -35,6 +36,18 @@
 // replay (VmHWM reset before it), and the consumer's peak and idle figures.
 // The handler only counts: nothing is kept per event.
 //
+// Every consumer is a consumer group member (a group of one by default):
+// it handles a partition of the producer's stream only under a lease from
+// the producer's node, renewed with its offset commits, so the figures
+// include that machinery. --members N (N >= 2) starts N consumer processes
+// of one group (one consumer name, N node names) that join the producer's
+// cluster through its control endpoint and share the partitions; the
+// driver waits until each holds its assigned share, then publishes, and
+// prints the group's combined figures: events_per_s from the first
+// handler call of any member to the last of any, `distinct` events
+// handled, `duplicates` (handled by more than one member, or twice) and
+// `lost`, then each member's own line under `members`.
+//
 // The driver is the producer; it starts the consumer as a child process
 // (the same binary with --role consumer) and prints one JSON line with the
 // figures. --rate 0 publishes as fast as possible (throughput); a rate gives
@@ -44,9 +57,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <thread>
@@ -60,6 +75,7 @@
 
 #include "cli_common.hpp"
 #include "herald/core/errc.hpp"
+#include "herald/core/partition.hpp"
 #include "herald/runtime/node.hpp"
 
 extern char** environ;
@@ -84,6 +100,13 @@ struct options {
   bool memory = false;
   bool service_actor = false;
   uint64_t idle_s = 5;
+  /// Consumer processes in the group; with 2 or more they join the
+  /// producer's cluster (`seed`) instead of naming its PUB endpoint.
+  int members = 1;
+  /// This consumer process's number among `members`, from 1.
+  int member = 1;
+  std::string seed;
+  std::string producer_stream;
 };
 
 // Parses the command line into `o`. Returns nothing when the run should
@@ -148,11 +171,20 @@ std::optional<int> parse(options& o, int argc, char** argv) {
                 "with --memory: seconds each process stays idle before its "
                 "idle resident memory is read")
     ->capture_default_str();
+  app
+    .add_option("--members", o.members,
+                "consumer processes in one consumer group, sharing the "
+                "stream's partitions; the figures are the group's")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 16));
   // How the driver starts the consumer process: not for users.
   app.add_option("--role", o.role)
     ->check(CLI::IsMember({"driver", "consumer"}))
     ->group("");
   app.add_option("--peer", o.peer)->group("");
+  app.add_option("--member", o.member)->group("");
+  app.add_option("--seed", o.seed)->group("");
+  app.add_option("--producer-stream", o.producer_stream)->group("");
   return herald::cli::parse(app, argc, argv);
 }
 
@@ -216,9 +248,49 @@ size_t user_of(std::string_view key) {
   return std::stoul(std::string{key.substr(key.size() - 12)}, nullptr, 16);
 }
 
+// The consumer process's node name: one per group member.
+std::string member_name(const options& o) {
+  return o.members == 1 ? std::string{"bench-consumer"}
+                        : fmt::format("bench-consumer-{}", o.member);
+}
+
+// Where a group member says it holds its share (`ready`) and writes the
+// seqs it handled (`seqs`), for the driver.
+std::string member_file(const options& o, int member, const char* what) {
+  auto copy = o;
+  copy.member = member;
+  return fmt::format("{}/{}.{}", o.dir, member_name(copy), what);
+}
+
+// Whether this member sees the whole group and holds a lease on each
+// partition of the producer's stream assigned to it.
+bool holds_share(const options& o, const herald::consumer_stats& st) {
+  std::lock_guard<std::mutex> guard{st.positions_mtx};
+  if (st.group_members.size() != static_cast<size_t>(o.members))
+    return false;
+  auto it = st.positions.find(o.producer_stream);
+  if (it == st.positions.end() || it->second.partitions == 0)
+    return false;
+  auto assigned = herald::assigned_partitions(
+    "EmailService", it->second.partitions, member_name(o), st.group_members);
+  return it->second.leases.size() == assigned.size();
+}
+
+// Whether this member committed every event of the producer's stream it
+// holds: the group is done with the run.
+bool committed_all(const options& o, const herald::consumer_stats& st) {
+  std::lock_guard<std::mutex> guard{st.positions_mtx};
+  auto it = st.positions.find(o.producer_stream);
+  return it != st.positions.end() && it->second.head >= o.events
+         && it->second.offset >= o.events;
+}
+
 int run_consumer(const options& o) {
-  auto cfg = config(o, "bench-consumer", "EmailService");
-  cfg.peers.push_back(o.peer);
+  auto cfg = config(o, member_name(o), "EmailService");
+  if (o.members == 1)
+    cfg.peers.push_back(o.peer);
+  else
+    cfg.cluster.seeds.push_back(o.seed);
   herald::consumer_config email;
   // No `subscribe` here: the handler below subscribes, so the node listens
   // only once it has a handler (events before it would be read again from
@@ -235,6 +307,9 @@ int run_consumer(const options& o) {
   // Handlers run on several shards at once: each writes its own slots.
   // Nothing is kept per event with --memory: the figures are herald's.
   std::vector<int64_t> lat(o.memory ? 0 : o.events);
+  // The seqs handled, with --members: the driver counts duplicates and
+  // losses over the group.
+  std::vector<uint64_t> seqs(o.members > 1 ? o.events : 0);
   std::atomic<uint64_t> got{0};
   std::atomic<int64_t> first_us{0}, last_us{0};
   std::atomic<uint64_t> out_of_order{0};
@@ -261,6 +336,8 @@ int run_consumer(const options& o) {
     last_us = now;
     if (i < lat.size())
       lat[i] = now - ev.timestamp_us();
+    if (i < seqs.size())
+      seqs[i] = ev.seq();
     auto& last = last_seq[std::min(user_of(ev.key()), last_seq.size() - 1)];
     if (ev.seq() <= last)
       out_of_order.fetch_add(1);
@@ -285,8 +362,26 @@ int run_consumer(const options& o) {
   if (err)
     return 1;
   auto st = n->stats("EmailService");
+  if (o.members > 1) {
+    // Tell the driver once this member holds its share of the partitions.
+    auto until = steady_clock::now() + seconds{60};
+    while (!holds_share(o, *st)) {
+      if (steady_clock::now() > until) {
+        std::fprintf(stderr,
+                     "bench: %s did not hold its partitions of the "
+                     "producer's stream within 60 s\n",
+                     member_name(o).c_str());
+        return 1;
+      }
+      std::this_thread::sleep_for(milliseconds{10});
+    }
+    std::ofstream{member_file(o, o.member, "ready")} << "ready\n";
+  }
+  // Alone, it handles every event; in a group, its share: then it is done
+  // once it committed the stream's last event.
   auto finished = [&] {
-    return got.load() + st->dead_lettered.load();
+    auto done = got.load() + st->dead_lettered.load();
+    return o.members > 1 && committed_all(o, *st) ? o.events : done;
   };
   // Done when all arrived, or nothing arrived for 3 s after the first.
   auto idle_since = steady_clock::now();
@@ -328,7 +423,19 @@ int run_consumer(const options& o) {
     return lat.empty() ? 0 : lat[static_cast<size_t>(p * (lat.size() - 1))];
   };
   double secs = (last_us - first_us) / 1e6;
-  std::printf("{\"shards\":%zu,\"concurrency\":%zu,\"handler_wait_ms\":%lu,"
+  if (o.members > 1) {
+    std::ofstream out{member_file(o, o.member, "seqs"), std::ios::binary};
+    out.write(reinterpret_cast<const char*>(seqs.data()),
+              static_cast<std::streamsize>(
+                std::min<size_t>(received, seqs.size()) * sizeof(uint64_t)));
+  }
+  std::printf("{\"member\":\"%s\",\"partitions_owned\":%lu,"
+              "\"rebalances\":%lu,\"discarded\":%lu,\"abandoned\":%lu,"
+              "\"first_us\":%ld,\"last_us\":%ld,",
+              member_name(o).c_str(), st->partitions_owned.load(),
+              st->partitions_moved.load(), st->discarded.load(),
+              st->abandoned.load(), first_us.load(), last_us.load());
+  std::printf("\"shards\":%zu,\"concurrency\":%zu,\"handler_wait_ms\":%lu,"
               "\"max_running\":%lu,\"poison_pct\":%g,\"received\":%lu,"
               "\"dead_lettered\":%lu,\"retried\":%lu,\"lost\":%lu,"
               "\"out_of_order\":%lu,\"events_per_s\":%.0f,\"p50_us\":%ld,"
@@ -353,7 +460,10 @@ std::string user_id(int i) {
 // `endpoint`, its stdout on a pipe. Returns its pid and the pipe's read
 // end, or pid -1.
 std::pair<pid_t, int> spawn_consumer(const options& o, const char* self,
-                                     const std::string& endpoint) {
+                                     const std::string& endpoint,
+                                     int member = 1) {
+  auto members = std::to_string(o.members);
+  auto member_no = std::to_string(member);
   auto events = std::to_string(o.events);
   auto users = std::to_string(o.users);
   auto shards = std::to_string(o.shards);
@@ -392,7 +502,17 @@ std::pair<pid_t, int> spawn_consumer(const options& o, const char* self,
                                    "--concurrency",
                                    concurrency.c_str(),
                                    "--idle-s",
-                                   idle_s.c_str()};
+                                   idle_s.c_str(),
+                                   "--members",
+                                   members.c_str(),
+                                   "--member",
+                                   member_no.c_str(),
+                                   "--producer-stream",
+                                   o.producer_stream.c_str()};
+  if (!o.seed.empty()) {
+    args.push_back("--seed");
+    args.push_back(o.seed.c_str());
+  }
   if (o.memory)
     args.push_back("--memory");
   if (o.service_actor)
@@ -439,8 +559,10 @@ std::vector<herald::payload> make_payloads(int users) {
   return payloads;
 }
 
-int run_driver(const options& o, const char* self) {
-  auto n = start(config(o, "bench-producer", "UserService"));
+int run_driver(const options& base, const char* self) {
+  auto n = start(config(base, "bench-producer", "UserService"));
+  auto o = base;
+  o.producer_stream = n->stream();
   auto [pid, fd] = spawn_consumer(o, self, n->endpoint());
   if (pid < 0)
     return 1;
@@ -477,6 +599,117 @@ int run_driver(const options& o, const char* self) {
     return 1;
   std::printf("{\"events\":%lu,\"rate\":%lu,\"publish_per_s\":%.0f,%s\n",
               o.events, o.rate, o.events / pub_secs, out.c_str() + 1);
+  return 0;
+}
+
+// --members N: N consumer processes of one group join the producer's
+// cluster; once each holds its share, the driver publishes, then sums up.
+int run_group_driver(const options& base, const char* self) {
+  auto n = start(config(base, "bench-producer", "UserService"));
+  auto o = base;
+  o.producer_stream = n->stream();
+  o.seed = n->control_endpoint();
+  for (int m = 1; m <= o.members; ++m) { // left by an earlier run in --dir
+    std::filesystem::remove(member_file(o, m, "ready"));
+    std::filesystem::remove(member_file(o, m, "seqs"));
+  }
+  std::vector<std::pair<pid_t, int>> consumers;
+  for (int m = 1; m <= o.members; ++m) {
+    auto c = spawn_consumer(o, self, n->endpoint(), m);
+    if (c.first < 0)
+      return 1;
+    consumers.push_back(c);
+  }
+  auto all_ready = [&] {
+    for (int m = 1; m <= o.members; ++m)
+      if (!std::filesystem::exists(member_file(o, m, "ready")))
+        return false;
+    return true;
+  };
+  // A failed run ends the members before their data dir is removed.
+  auto fail = [&](const char* why) {
+    std::fprintf(stderr, "bench: %s\n", why);
+    for (auto [pid, fd] : consumers) {
+      ::kill(pid, SIGTERM);
+      waitpid(pid, nullptr, 0);
+      close(fd);
+    }
+    return 1;
+  };
+  auto exited = [&] {
+    for (auto [pid, fd] : consumers)
+      if (waitpid(pid, nullptr, WNOHANG) == pid)
+        return true;
+    return false;
+  };
+  // Each member gives up after 60 s itself, saying why.
+  auto until = steady_clock::now() + seconds{65};
+  while (!all_ready()) {
+    if (exited() || steady_clock::now() > until)
+      return fail("the group's members did not hold their partitions "
+                  "(see their lines above)");
+    std::this_thread::sleep_for(milliseconds{10});
+  }
+  auto payloads = make_payloads(o.users);
+  std::optional<herald::publish_receipt> last;
+  auto t0 = steady_clock::now();
+  for (uint64_t i = 0; i < o.events; ++i) {
+    if (o.rate > 0)
+      std::this_thread::sleep_until(
+        t0 + nanoseconds{i * 1'000'000'000ULL / o.rate});
+    auto r =
+      n->bus().publish("user.account.created", payloads[i % payloads.size()]);
+    if (!r)
+      return fail(herald::message_of(r.error()).c_str());
+    last = std::move(*r);
+  }
+  if (last)
+    last->wait();
+  double pub_secs = duration<double>(steady_clock::now() - t0).count();
+  auto lines = herald::payload::array();
+  int64_t first = INT64_MAX, end = 0;
+  uint64_t received = 0, dead = 0, out_of_order = 0;
+  for (auto [pid, fd] : consumers) {
+    auto out = consumer_result(pid, fd);
+    if (out.empty())
+      return 1;
+    auto j = herald::payload::parse(out, nullptr, false);
+    if (j.is_discarded())
+      return 1;
+    if (j.at("received").get<uint64_t>() > 0) {
+      first = std::min(first, j.at("first_us").get<int64_t>());
+      end = std::max(end, j.at("last_us").get<int64_t>());
+    }
+    received += j.at("received").get<uint64_t>();
+    dead += j.at("dead_lettered").get<uint64_t>();
+    out_of_order += j.at("out_of_order").get<uint64_t>();
+    lines.push_back(std::move(j));
+  }
+  // Each event once over the group: count what each member handled.
+  std::vector<uint8_t> times(o.events + 1, 0);
+  for (int m = 1; m <= o.members; ++m) {
+    std::ifstream in{member_file(o, m, "seqs"), std::ios::binary};
+    uint64_t seq = 0;
+    while (in.read(reinterpret_cast<char*>(&seq), sizeof(seq)))
+      if (seq <= o.events && times[seq] < 255)
+        ++times[seq];
+  }
+  uint64_t distinct = 0, duplicates = 0;
+  for (uint64_t seq = 1; seq <= o.events; ++seq) {
+    distinct += times[seq] > 0 ? 1 : 0;
+    duplicates += times[seq] > 1 ? times[seq] - 1 : 0;
+  }
+  double secs = end > first ? static_cast<double>(end - first) / 1e6 : 0.0;
+  std::printf("{\"events\":%lu,\"rate\":%lu,\"publish_per_s\":%.0f,"
+              "\"members\":%d,\"received\":%lu,\"dead_lettered\":%lu,"
+              "\"distinct\":%lu,\"duplicates\":%lu,\"lost\":%lu,"
+              "\"out_of_order\":%lu,\"events_per_s\":%.0f,"
+              "\"per_member\":%s}\n",
+              o.events, o.rate, static_cast<double>(o.events) / pub_secs,
+              o.members, received, dead, distinct, duplicates,
+              o.events - std::min(o.events, distinct + dead), out_of_order,
+              secs > 0 ? static_cast<double>(received + dead) / secs : 0.0,
+              lines.dump().c_str());
   return 0;
 }
 
@@ -528,6 +761,11 @@ int main(int argc, char** argv) {
   options o;
   if (auto rc = parse(o, argc, argv))
     return *rc;
+  if (o.memory && o.members > 1) {
+    std::fprintf(stderr, "herald_e2e_bench: --memory measures one consumer; "
+                         "drop --members or --memory\n");
+    return 2;
+  }
   if (o.dir.empty()) {
     // A fresh data directory per run, so every run starts empty.
     auto tmpl =
@@ -535,11 +773,15 @@ int main(int argc, char** argv) {
     if (::mkdtemp(tmpl.data()) == nullptr)
       return 1;
     o.dir = tmpl;
-    auto rc = o.memory ? run_memory_driver(o, argv[0]) : run_driver(o, argv[0]);
+    auto rc = o.memory        ? run_memory_driver(o, argv[0])
+              : o.members > 1 ? run_group_driver(o, argv[0])
+                              : run_driver(o, argv[0]);
     std::filesystem::remove_all(tmpl);
     return rc;
   }
   if (o.role == "consumer")
     return run_consumer(o);
-  return o.memory ? run_memory_driver(o, argv[0]) : run_driver(o, argv[0]);
+  if (o.memory)
+    return run_memory_driver(o, argv[0]);
+  return o.members > 1 ? run_group_driver(o, argv[0]) : run_driver(o, argv[0]);
 }

@@ -117,6 +117,43 @@ void print_consumers(const control::status_reply& r) {
   print_table(rows);
 }
 
+// Per consumer group member: its group's members (this node marked `*`)
+// and partition count, then one row per partition it holds, per stream.
+// Nothing for a node whose consumers are outside groups.
+void print_groups(const control::status_reply& r) {
+  std::vector<std::vector<std::string>> groups;
+  std::vector<std::vector<std::string>> leases;
+  groups.push_back({"GROUP", "MEMBERS", "PARTITIONS", "HELD"});
+  leases.push_back({"GROUP", "STREAM", "PARTITION", "EPOCH", "OFFSET", "LAG"});
+  for (auto& c : r.consumers) {
+    if (!c.grouped())
+      continue;
+    std::vector<std::string> members;
+    for (auto& m : c.members)
+      members.push_back(one_line(m) + (m == r.node ? "*" : ""));
+    size_t held = 0;
+    for (auto& s : c.streams) {
+      held += s.leases.size();
+      for (auto& l : s.leases)
+        leases.push_back({one_line(c.name), one_line(s.stream),
+                          std::to_string(l.partition), std::to_string(l.epoch),
+                          std::to_string(l.offset), std::to_string(l.lag)});
+    }
+    groups.push_back(
+      {one_line(c.name),
+       members.empty() ? "-" : fmt::format("{}", fmt::join(members, ",")),
+       std::to_string(c.partitions), std::to_string(held)});
+  }
+  if (groups.size() == 1)
+    return;
+  print_line("");
+  print_table(groups);
+  if (leases.size() == 1)
+    return;
+  print_line("");
+  print_table(leases);
+}
+
 // Every reason, the node's first, then each consumer's under its name.
 void print_health(const control::status_reply& r) {
   if (r.healthy())
@@ -152,6 +189,7 @@ int run_status(const status_state& st) {
   print_node(*reply);
   print_line("");
   print_consumers(*reply);
+  print_groups(*reply);
   print_health(*reply);
   if (members) {
     print_line("");
@@ -179,7 +217,10 @@ status_command add_status_command(CLI::App& app) {
     "status", "Show where a running node stands, through its control "
               "endpoint: its stream's head and oldest retained event, per "
               "consumer the offset, head, lag and pause of each stream it "
-              "reads and its dead letters, and whatever is degraded now.");
+              "reads and its dead letters, per consumer group member its "
+              "group's members and partition count and the partitions it "
+              "holds (lease epoch, committed offset, lag), and whatever is "
+              "degraded now.");
   add_endpoint_options(*cmd, st->endpoint);
   cmd->add_flag("--json", st->json,
                 "print one JSON object instead: the node's answer and "

@@ -375,23 +375,55 @@ std::string_view name_of(const status_reply&) {
 
 namespace {
 
-payload status_stream_json(const status_stream& s) {
-  return {{key::stream, s.stream},
-          {key::offset, s.offset},
-          {key::head, s.head},
-          {key::lag, s.lag},
-          {key::paused, s.paused}};
+payload status_lease_json(const status_lease& l) {
+  return {{key::partition, l.partition},
+          {key::epoch, l.epoch},
+          {key::offset, l.offset},
+          {key::lag, l.lag}};
+}
+
+// A consumer group member's fields go out only for a member (`grouped`):
+// added without a new version, so that a reply of a consumer outside
+// groups is what it was.
+payload status_stream_json(const status_stream& s, bool grouped) {
+  payload j{{key::stream, s.stream},
+            {key::offset, s.offset},
+            {key::head, s.head},
+            {key::lag, s.lag},
+            {key::paused, s.paused}};
+  if (grouped) {
+    auto leases = payload::array();
+    for (auto& l : s.leases)
+      leases.push_back(status_lease_json(l));
+    j[key::leases] = std::move(leases);
+  }
+  return j;
 }
 
 payload status_consumer_json(const status_consumer& c) {
   auto streams = payload::array();
   for (auto& s : c.streams)
-    streams.push_back(status_stream_json(s));
-  return {{key::name, c.name},
-          {key::patterns, c.patterns},
-          {key::streams, std::move(streams)},
-          {key::dead_letters, c.dead_letters},
-          {key::health, c.health}};
+    streams.push_back(status_stream_json(s, c.grouped()));
+  payload j{{key::name, c.name},
+            {key::patterns, c.patterns},
+            {key::streams, std::move(streams)},
+            {key::dead_letters, c.dead_letters},
+            {key::health, c.health}};
+  if (c.grouped()) {
+    j[key::members] = c.members;
+    j[key::partitions] = c.partitions;
+  }
+  return j;
+}
+
+caf::error read_status_lease(payload& j, const std::string& where,
+                             const std::string& path, status_lease& out) {
+  return read_nested(j, where, path, [&](fields& f) {
+    f.req(key::partition, out.partition);
+    f.req(key::epoch, out.epoch);
+    f.req(key::offset, out.offset);
+    f.req(key::lag, out.lag);
+  });
 }
 
 } // namespace
@@ -434,10 +466,24 @@ void read(fields& f, status_reply& m) {
               sf.req(key::head, so.head);
               sf.req(key::lag, so.lag);
               sf.req(key::paused, so.paused);
+              sf.opt_each(
+                key::leases, so.leases,
+                [&](payload& l, const std::string& lpath, status_lease& lo) {
+                  return read_status_lease(l, f.where(), lpath, lo);
+                });
             });
           });
         cf.req(key::dead_letters, out.dead_letters);
         cf.req_list(key::health, out.health);
+        cf.opt_each(key::members, out.members,
+                    [&](payload& m, const std::string& mpath, std::string& mo) {
+                      if (read(m, mo) != nullptr)
+                        return cf.problem(
+                          fmt::format("field '{}': expected a string, got {}",
+                                      mpath, m.type_name()));
+                      return caf::error{};
+                    });
+        cf.opt(key::partitions, out.partitions);
       });
     });
 }

@@ -96,6 +96,12 @@ inline constexpr const char* streams = "streams";
 inline constexpr const char* offset = "offset";
 inline constexpr const char* lag = "lag";
 inline constexpr const char* paused = "paused";
+// A consumer group member's, in the status reply (besides members, offset,
+// lag).
+inline constexpr const char* partitions = "partitions";
+inline constexpr const char* leases = "leases";
+inline constexpr const char* partition = "partition";
+inline constexpr const char* epoch = "epoch";
 // The test.hooks op's.
 inline constexpr const char* fail_keys = "fail_keys";
 inline constexpr const char* slow_keys = "slow_keys";

@@ -116,6 +116,62 @@ void write_positions(metrics::text_writer& w,
   }
 }
 
+// Per consumer group member (every consumer whose group members are known;
+// a group of one included), labelled by its group, the consumer's name.
+// Consumers outside groups have no sample.
+void write_groups(metrics::text_writer& w,
+                  const std::vector<consumer_entry>& consumers) {
+  struct per_group {
+    const char* name;
+    const char* help;
+    std::atomic<uint64_t> consumer_stats::*field;
+  };
+  static const per_group counters[] = {
+    {"herald_group_rebalances_total",
+     "Partitions this member gained or lost (a rebalance, a lease lost "
+     "or handed over, a restart of the stream's owner).",
+     &consumer_stats::partitions_moved},
+    {"herald_group_results_discarded_total",
+     "Handler results that came after the lease of their partition ended "
+     "(or within the lease margin of its expiry): not committed; the "
+     "partition's next holder handles the event again.",
+     &consumer_stats::discarded},
+    {"herald_group_events_abandoned_total",
+     "Events this member gave up unfinished because their partition's "
+     "lease ended (discarded results included).",
+     &consumer_stats::abandoned},
+  };
+  std::vector<const consumer_entry*> members;
+  for (auto& e : consumers) {
+    std::lock_guard<std::mutex> pguard{e.stats->positions_mtx};
+    if (!e.stats->group_members.empty())
+      members.push_back(&e);
+  }
+  auto& owned = w.family("herald_group_partitions_owned",
+                         "Partitions this member holds a lease on now, over "
+                         "every stream it reads.",
+                         metric_type::gauge);
+  for (auto* e : members)
+    owned.sample({{"group", e->name}}, e->stats->partitions_owned.load());
+  for (auto& c : counters) {
+    auto& f = w.family(c.name, c.help, metric_type::counter);
+    for (auto* e : members)
+      f.sample({{"group", e->name}}, ((*e->stats).*c.field).load());
+  }
+  auto& lag = w.family("herald_group_lag",
+                       "Events after this member's committed offsets, "
+                       "summed over the streams it reads (head - offset "
+                       "each, as of the producer's last heartbeat).",
+                       metric_type::gauge);
+  for (auto* e : members) {
+    uint64_t sum = 0;
+    std::lock_guard<std::mutex> pguard{e->stats->positions_mtx};
+    for (auto& [stream, pos] : e->stats->positions)
+      sum += pos.head > pos.offset ? pos.head - pos.offset : 0;
+    lag.sample({{"group", e->name}}, sum);
+  }
+}
+
 } // namespace
 
 // The connections to peers and their agreement on the frame limit.
@@ -191,6 +247,7 @@ std::string node::impl::render_metrics() {
   write_consumer_counters(w, consumers);
   write_type_counters(w, consumers);
   write_positions(w, consumers);
+  write_groups(w, consumers);
   return w.str();
 }
 

@@ -30,6 +30,12 @@ const consumer_config* config_of(const node_config& cfg,
 using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 
+// Events of a stream after `offset` as of its head; 0 when the offset is
+// ahead of the last heartbeat.
+uint64_t lag_of(uint64_t head, uint64_t offset) {
+  return head > offset ? head - offset : 0;
+}
+
 double seconds_of(steady_clock::duration d) {
   return static_cast<double>(duration_cast<milliseconds>(d).count()) / 1000.0;
 }
@@ -135,10 +141,25 @@ control::status_reply node::impl::status(bool count_dead_letters) {
     c.patterns = pattern_texts(e);
     {
       std::lock_guard<std::mutex> pguard{e.stats->positions_mtx};
+      // A consumer group member (a group of one included) knows its
+      // group's members from its start.
+      if (!e.stats->group_members.empty()) {
+        c.members = e.stats->group_members;
+        c.partitions =
+          config ? config->partitions : consumer_config{}.partitions;
+      }
       for (auto& [id, pos] : e.stats->positions) {
-        c.streams.push_back({id, pos.offset, pos.head,
-                             pos.head > pos.offset ? pos.head - pos.offset : 0,
-                             pos.paused});
+        auto& s = c.streams.emplace_back();
+        s.stream = id;
+        s.offset = pos.offset;
+        s.head = pos.head;
+        s.lag = lag_of(pos.head, pos.offset);
+        s.paused = pos.paused;
+        for (auto& l : pos.leases)
+          s.leases.push_back(
+            {l.partition, l.epoch, l.offset, lag_of(pos.head, l.offset)});
+        if (pos.partitions != 0)
+          c.partitions = pos.partitions;
         std::optional<std::chrono::milliseconds> silent_for;
         // A member's stream: membership says whether its producer is
         // there (the one failure detector); a static peer's: its

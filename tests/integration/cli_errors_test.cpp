@@ -153,6 +153,14 @@ TEST_CASE("herald_e2e_bench: --help prints the usage without running, an "
   auto bad = run(bench + " --fsync sometimes", 10s);
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.err, Catch::Contains("--fsync"));
+  CHECK_THAT(help.out, Catch::Contains("--members"));
+  auto both = run(bench + " --memory --members 2", 10s);
+  CHECK(both.exit_code == 2);
+  CHECK_THAT(both.err,
+             Catch::Contains("--memory") && Catch::Contains("--members"));
+  auto many = run(bench + " --members 17", 10s);
+  CHECK(many.exit_code == 2);
+  CHECK_THAT(many.err, Catch::Contains("--members"));
 }
 #endif
 

@@ -5,12 +5,15 @@
 
 #include <chrono>
 #include <optional>
+#include <sstream>
 #include <string>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include "deadline.hpp"
+#include "fake_endpoint.hpp"
+#include "herald/core/codec.hpp"
 #include "process.hpp"
 
 using namespace std::chrono_literals;
@@ -89,7 +92,111 @@ std::string consumer_cmd(const temp_dir& dir, const std::string& endpoint,
          + shell_quote((dir / "email.control").string()) + " " + extra;
 }
 
+// The first line of `text` that contains `needle`; empty when none.
+std::string line_with(const std::string& text, const std::string& needle) {
+  std::istringstream in{text};
+  for (std::string line; std::getline(in, line);)
+    if (line.find(needle) != std::string::npos)
+      return line;
+  return {};
+}
+
+// A node's status reply as the wire carries it, spelled by hand (it pins
+// the format `herald status` reads): EmailService is a member of a group of
+// two holding partitions 3 and 17 of one stream; AuditService is outside
+// groups, as on a node from before them.
+herald::payload grouped_status_reply() {
+  using herald::payload;
+  payload leases = payload::array();
+  leases.push_back(
+    {{"partition", 3}, {"epoch", 4294967298}, {"offset", 35}, {"lag", 5}});
+  leases.push_back(
+    {{"partition", 17}, {"epoch", 4294967297}, {"offset", 40}, {"lag", 0}});
+  payload email{{"name", "EmailService"},
+                {"patterns", payload::array({"user.>"})},
+                {"streams", payload::array({payload{{"stream", "user-stream"},
+                                                    {"offset", 35},
+                                                    {"head", 40},
+                                                    {"lag", 5},
+                                                    {"paused", false},
+                                                    {"leases", leases}}})},
+                {"dead_letters", 0},
+                {"health", payload::array()},
+                {"members", payload::array({"email-a", "email-b"})},
+                {"partitions", 64}};
+  payload audit{{"name", "AuditService"},
+                {"patterns", payload::array({"user.>"})},
+                {"streams", payload::array({payload{{"stream", "user-stream"},
+                                                    {"offset", 40},
+                                                    {"head", 40},
+                                                    {"lag", 0},
+                                                    {"paused", false}}})},
+                {"dead_letters", 0},
+                {"health", payload::array()}};
+  return {{"v", 1},
+          {"node", "email-a"},
+          {"service", "EmailService"},
+          {"stream", "email-stream"},
+          {"head", 0},
+          {"first", 1},
+          {"health", payload::array()},
+          {"consumers", payload::array({audit, email})}};
+}
+
 } // namespace
+
+TEST_CASE("herald status shows a consumer group member's group and the "
+          "partitions it holds, and nothing of groups for a consumer outside "
+          "them",
+          "[integration][cli][status][groups]") {
+  herald::test::fake_endpoint node{[](std::string_view body) {
+    auto request = herald::decode_payload(body);
+    auto reply = grouped_status_reply();
+    if (request && request->contains("id"))
+      reply["id"] = request->at("id");
+    return std::vector<std::string>{herald::encode_payload(reply)};
+  }};
+  auto text = run(herald_exe + " status --control " + node.endpoint(), 10s);
+  INFO("text: " << text.out << text.err);
+  REQUIRE(text.exit_code == 0);
+  CHECK_THAT(line_with(text.out, "GROUP "),
+             Catch::Matches("GROUP +MEMBERS +PARTITIONS +HELD *"));
+  // This node is marked; the count is of the partitions held here.
+  CHECK_THAT(line_with(text.out, "email-a*"),
+             Catch::Matches("EmailService +email-a\\*,email-b +64 +2 *"));
+  CHECK_THAT(line_with(text.out, "PARTITION "),
+             Catch::Matches("GROUP +STREAM +PARTITION +EPOCH +OFFSET +LAG *"));
+  CHECK_THAT(
+    line_with(text.out, " 4294967298 "),
+    Catch::Matches("EmailService +user-stream +3 +4294967298 +35 +5 *"));
+  CHECK_THAT(
+    line_with(text.out, " 4294967297 "),
+    Catch::Matches("EmailService +user-stream +17 +4294967297 +40 +0 *"));
+  // AuditService has its row among the consumers, and none among groups.
+  size_t audit_rows = 0;
+  std::istringstream lines{text.out};
+  for (std::string line; std::getline(lines, line);)
+    audit_rows += line.rfind("AuditService", 0) == 0 ? 1 : 0;
+  CHECK(audit_rows == 1);
+
+  auto as_json = status_json("--control " + node.endpoint());
+  INFO("json: " << as_json.dump());
+  auto email = consumer_of(as_json, "EmailService");
+  REQUIRE(email.is_object());
+  CHECK(email["members"] == json::array({"email-a", "email-b"}));
+  CHECK(email["partitions"] == 64);
+  auto leases = stream_of(as_json, "EmailService", "user-stream")["leases"];
+  REQUIRE(leases.size() == 2);
+  CHECK(leases[0]
+        == json{
+          {"partition", 3}, {"epoch", 4294967298}, {"offset", 35}, {"lag", 5}});
+  auto audit = consumer_of(as_json, "AuditService");
+  REQUIRE(audit.is_object());
+  CHECK_FALSE(audit.contains("members"));
+  CHECK_FALSE(audit.contains("partitions"));
+  CHECK_FALSE(
+    stream_of(as_json, "AuditService", "user-stream").contains("leases"));
+}
 
 TEST_CASE("herald status: a consumer's offset and lag once it handled what "
           "the producer published, the producer's head and oldest event, "

@@ -912,12 +912,28 @@ control::status_reply status_rep() {
   control::status_consumer c;
   c.name = "EmailService";
   c.patterns = {"user.account.created", "user.>"};
-  c.streams = {{"3f1c9a4e-0000-4000-8000-000000000000", 17, 20, 3, true},
-               {"5a2b0c1d-0000-4000-8000-000000000000", 9, 9, 0, false}};
+  c.streams = {{"3f1c9a4e-0000-4000-8000-000000000000", 17, 20, 3, true, {}},
+               {"5a2b0c1d-0000-4000-8000-000000000000", 9, 9, 0, false, {}}};
   c.dead_letters = 6;
   c.health = {"6 dead letters, at or above the alert threshold of 5"};
   m.consumers = {c, control::status_consumer{}};
   return m;
+}
+
+// A consumer group member of a group of two, holding partitions 3 and 17
+// of one stream.
+control::status_consumer grouped_consumer() {
+  control::status_consumer c;
+  c.name = "AuditService";
+  c.patterns = {"user.>"};
+  control::status_stream s{
+    "3f1c9a4e-0000-4000-8000-000000000000", 35, 40, 5, false, {}};
+  s.leases = {{3, (uint64_t{2} << 32) | 1, 35, 5},
+              {17, (uint64_t{2} << 32) | 4, 40, 0}};
+  c.streams = {s};
+  c.members = {"audit-a", "audit-b"};
+  c.partitions = 64;
+  return c;
 }
 
 } // namespace
@@ -936,6 +952,60 @@ TEST_CASE("a status request and its reply read back as written",
     CHECK_FALSE(frame_of(control::encode(empty)).contains("first_time"));
     CHECK(empty.healthy());
     CHECK_FALSE(status_rep().healthy());
+  }
+  SECTION("a consumer group member's members, partitions and leases") {
+    auto m = status_rep();
+    m.consumers.push_back(grouped_consumer());
+    check_reply_round_trip(m);
+    auto j = frame_of(control::encode(m));
+    CHECK(j["consumers"][2]["members"]
+          == payload::array({"audit-a", "audit-b"}));
+    CHECK(j["consumers"][2]["partitions"] == 64);
+    CHECK(j["consumers"][2]["streams"][0]["leases"][1]
+          == payload{{"partition", 17},
+                     {"epoch", (uint64_t{2} << 32) | 4},
+                     {"offset", 40},
+                     {"lag", 0}});
+  }
+  SECTION("a member that holds no partition of a stream says so") {
+    auto m = status_rep();
+    auto c = grouped_consumer();
+    c.streams[0].leases.clear();
+    m.consumers = {c};
+    check_reply_round_trip(m);
+    auto j = frame_of(control::encode(m));
+    CHECK(j["consumers"][0]["streams"][0]["leases"] == payload::array());
+  }
+  SECTION("a consumer outside groups sends none of the group fields, as "
+          "before them") {
+    auto j = frame_of(control::encode(status_rep()));
+    for (auto& c : j["consumers"]) {
+      CHECK_FALSE(c.contains("members"));
+      CHECK_FALSE(c.contains("partitions"));
+      for (auto& st : c["streams"])
+        CHECK_FALSE(st.contains("leases"));
+    }
+  }
+  SECTION("a missing field of a lease is named") {
+    auto m = status_rep();
+    m.consumers.push_back(grouped_consumer());
+    auto j = frame_of(control::encode(m));
+    j["consumers"][2]["streams"][0]["leases"][1].erase("epoch");
+    auto r = control::decode_reply<control::status_reply>(bytes_of(j));
+    REQUIRE_FALSE(r);
+    CHECK_THAT(message_of(r.error()),
+               Catch::Contains("consumers[2].streams[0].leases[1].epoch")
+                 && Catch::Contains("missing"));
+  }
+  SECTION("a wrong-typed group member is named") {
+    auto m = status_rep();
+    m.consumers.push_back(grouped_consumer());
+    auto j = frame_of(control::encode(m));
+    j["consumers"][2]["members"][1] = 7;
+    auto r = control::decode_reply<control::status_reply>(bytes_of(j));
+    REQUIRE_FALSE(r);
+    CHECK_THAT(message_of(r.error()), Catch::Contains("consumers[2].members[1]")
+                                        && Catch::Contains("string"));
   }
   SECTION("a missing field inside a consumer's stream is named") {
     auto j = frame_of(control::encode(status_rep()));
@@ -1008,6 +1078,44 @@ TEST_CASE("a running node's status: its head and oldest event, and a "
   CHECK(st.head == events);
   CHECK_FALSE(st.paused);
   CHECK(s->healthy());
+}
+
+TEST_CASE("a node's consumer of its own stream is a consumer group of one "
+          "and holds all its partitions, each up to the last event",
+          "[runtime][control][status][groups]") {
+  auto cfg = make_config("grouped", "UserService");
+  cfg.consumers.push_back(make_consumer("EmailService", {"user.>"}));
+  auto n = start(cfg);
+  REQUIRE_FALSE(n->bus().subscribe(
+    "user.account.created", [](const event&) {}, "EmailService"));
+  constexpr int events = 20;
+  std::optional<publish_receipt> last;
+  for (int i = 1; i <= events; ++i)
+    last = *n->bus().publish("user.account.created", created(i));
+  REQUIRE_FALSE(last->wait());
+  auto client = connect(n->control_endpoint());
+  caf::expected<control::status_reply> s{control::status_reply{}};
+  auto settled = [&] {
+    s = client.call(control::status_request{});
+    if (!s || s->consumers.size() != 1 || s->consumers[0].streams.size() != 1)
+      return false;
+    auto& st = s->consumers[0].streams[0];
+    return st.leases.size() == 64 && st.head == events
+           && std::all_of(st.leases.begin(), st.leases.end(),
+                          [&](const control::status_lease& l) {
+                            return l.offset == events && l.lag == 0;
+                          });
+  };
+  REQUIRE(test::wait_until(settled, 15s, 50ms));
+  auto& c = s->consumers[0];
+  CHECK(c.members == std::vector<std::string>{"grouped"});
+  CHECK(c.partitions == 64);
+  auto& st = c.streams[0];
+  CHECK(st.offset == events);
+  for (uint32_t p = 0; p < 64; ++p) {
+    CHECK(st.leases[p].partition == p);
+    CHECK(st.leases[p].epoch != 0);
+  }
 }
 
 TEST_CASE("the membership messages read back as they were written",

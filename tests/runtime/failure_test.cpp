@@ -711,3 +711,65 @@ TEST_CASE("/metrics passes promtool and counts what the test counted",
   CHECK(rc == 0);
   CHECK(output.empty());
 }
+
+TEST_CASE("/metrics shows a consumer group of one: every partition owned, "
+          "each gained once, no lag once handled, nothing discarded",
+          "[runtime][failure][metrics][groups]") {
+  auto cfg = make_config("grouped-metrics", "UserService");
+  cfg.metrics_listen = "127.0.0.1:0";
+  auto email = make_consumer("EmailService", {"user.account.created"});
+  email.partitions = 16;
+  cfg.consumers.push_back(email);
+  auto n = start(cfg);
+  REQUIRE(n->metrics_port() != 0);
+  std::atomic<int> handled{0};
+  REQUIRE_FALSE(n->bus().subscribe(
+    "user.account.created",
+    [&](const event&) {
+      ++handled;
+    },
+    "EmailService"));
+  constexpr int events = 50;
+  for (int i = 0; i < events; ++i)
+    publish(*n, i % 20, "good@example.com", i == events - 1);
+  REQUIRE(n->drain(10s));
+
+  httplib::Client http{"127.0.0.1", n->metrics_port()};
+  const std::string group = R"({group="EmailService"})";
+  std::string text;
+  auto settled = wait_until(
+    [&] {
+      auto r = http.Get("/metrics");
+      if (!r || r->status != 200)
+        return false;
+      text = r->body;
+      return sample_of(text, "herald_group_partitions_owned" + group) == 16
+             && sample_of(text, "herald_group_lag" + group) == 0;
+    },
+    10s);
+  INFO("metrics:\n" << text);
+  REQUIRE(settled);
+  CHECK(handled == events);
+  // Each partition gained once, none lost: nothing else moved.
+  CHECK(sample_of(text, "herald_group_rebalances_total" + group) == 16);
+  CHECK(sample_of(text, "herald_group_results_discarded_total" + group) == 0);
+  CHECK(sample_of(text, "herald_group_events_abandoned_total" + group) == 0);
+
+  auto dir = temp_data_dir("promtool-groups");
+  std::filesystem::create_directories(dir);
+  auto file = dir + "/metrics.txt";
+  {
+    std::ofstream out{file};
+    out << text;
+  }
+  auto out_file = dir + "/promtool.out";
+  int rc = std::system(
+    ("promtool check metrics < " + file + " > " + out_file + " 2>&1").c_str());
+  std::ifstream in{out_file};
+  std::string output{std::istreambuf_iterator<char>{in}, {}};
+  INFO("promtool: " << output);
+  if (WIFEXITED(rc) && WEXITSTATUS(rc) == 127)
+    FAIL("promtool not found: install the Debian package 'prometheus'");
+  CHECK(rc == 0);
+  CHECK(output.empty());
+}

@@ -82,6 +82,21 @@
 ///   and whether the stream is paused, and the dead letters it has on this
 ///   node. `health` lists what is degraded now, one sentence each (the node
 ///   itself, then per consumer); empty lists mean healthy.
+///   A consumer that is a consumer group member (actors/group.hpp; every
+///   durable consumer of a node that serves leases, a group of one when
+///   alone) also has `members: [str]` (the group's live members as it
+///   sees them, sorted, itself included) and `partitions: uint` (the
+///   group's partition count), and each of its streams `leases:
+///   [{partition, epoch, offset, lag: uint}]`: the partitions of that
+///   stream it holds a lease on now, ascending, with the lease's epoch,
+///   the group's committed offset of the partition as the owner last
+///   confirmed it, and `lag` (the stream's head - that offset, 0 when the
+///   offset is ahead; it counts the events of every partition after the
+///   offset, so it bounds the partition's own backlog from above). A
+///   stream's `offset` is then the lowest committed offset of the
+///   partitions held. These fields came without a new version: a consumer
+///   outside groups, or a node from before them, sends none of them
+///   (read as empty lists and 0), and an older reader ignores them.
 ///
 /// - `hello {stream: str, max_message_size: uint}` → `{stream: str,
 ///   max_message_size: uint}`. The handshake a node sends a peer's control
@@ -616,6 +631,25 @@ struct status_request {
   bool operator==(const status_request&) const = default;
 };
 
+/// One partition of a stream that a consumer group member holds a lease
+/// on (see `status_stream::leases`).
+struct status_lease {
+  /// The partition, 0 to the group's `partitions` - 1.
+  uint32_t partition = 0;
+  /// The lease's epoch: the fencing token of the member's work on the
+  /// partition.
+  uint64_t epoch = 0;
+  /// The group's committed offset of the partition, as the stream's owner
+  /// last confirmed it: every event of the partition up to it is handled.
+  uint64_t offset = 0;
+  /// The stream's head (as of its last heartbeat) - `offset`; 0 when the
+  /// offset is ahead. Counts events of every partition: an upper bound of
+  /// the partition's own backlog.
+  uint64_t lag = 0;
+
+  bool operator==(const status_lease&) const = default;
+};
+
 /// Where one consumer stands in one producer's stream.
 struct status_stream {
   /// The stream id.
@@ -629,6 +663,9 @@ struct status_stream {
   uint64_t lag = 0;
   /// Whether an entity's full queue holds the stream paused now.
   bool paused = false;
+  /// A consumer group member's leases on the stream's partitions, by
+  /// partition; empty outside groups and while it holds none.
+  std::vector<status_lease> leases;
 
   bool operator==(const status_stream&) const = default;
 };
@@ -645,6 +682,17 @@ struct status_consumer {
   uint64_t dead_letters = 0;
   /// What is degraded about it now, one sentence each; empty: healthy.
   std::vector<std::string> health;
+  /// Its consumer group's live members as it last heard (node names,
+  /// sorted, itself included); empty outside groups.
+  std::vector<std::string> members;
+  /// Its consumer group's partition count (`consumer_config::partitions`);
+  /// 0 outside groups.
+  uint32_t partitions = 0;
+
+  /// Whether it is a consumer group member (a group of one included).
+  bool grouped() const noexcept {
+    return partitions != 0;
+  }
 
   bool operator==(const status_consumer&) const = default;
 };
