@@ -136,6 +136,8 @@ struct stream_state {
   /// Live events that arrived while catching up, checked again once the
   /// catch-up ends (bounded; what does not fit the log brings again).
   event_batch held;
+  /// The end of the last expired range reported (see `behind_retention`).
+  uint64_t expired_upto = 0;
   /// A consumer group member's partitions of the stream; null outside
   /// groups (observers, consumers without `lease`).
   std::unique_ptr<group_state> group;
@@ -691,6 +693,8 @@ void gain(consumer_actor* self, const std::string& stream, stream_state& ss,
   st.setup.log->debug("consumer={} stream={} partition={}: lease granted "
                       "(epoch {}), from offset {}",
                       st.setup.name, stream, p, epoch, offset);
+  if (offset > 0)
+    ss.positioned = true;
   if (offset < g.examined) {
     ps.rewinding = true;
     rewind_stream(self, stream, ss, offset + 1);
@@ -887,6 +891,9 @@ void start_group(consumer_actor* self, const std::string& stream,
   });
   auto g = std::make_unique<group_state>();
   g->examined = start;
+  // Positioned once a partition is granted with an offset: a new group
+  // that starts at the oldest retained event lost nothing.
+  ss.positioned = false;
   auto n = partition_count(self);
   g->parts.resize(n);
   g->gates = st.gates->add(n);
@@ -1035,7 +1042,10 @@ void on_reply(consumer_actor* self, replay_reply& r) {
     return;
   }
   if (ss.cursor < r.first) {
-    if (ss.positioned) {
+    // A range is reported once: a group member may read it again for
+    // another partition.
+    if (ss.positioned && r.first - 1 > ss.expired_upto) {
+      ss.expired_upto = r.first - 1;
       st.setup.stats->behind_retention.fetch_add(1, std::memory_order_relaxed);
       st.setup.log->error(
         "consumer={} stream={}: fell behind retention: events "
@@ -1090,7 +1100,8 @@ void on_reply(consumer_actor* self, replay_reply& r) {
     // this first.
     st.setup.stats->catching_up.fetch_sub(1);
     ss.synced = r.head;
-    ss.positioned = true;
+    if (!ss.group) // a group member's position is its partitions'
+      ss.positioned = true;
     if (ss.group)
       for (auto& ps : ss.group->parts)
         ps.rewinding = false;

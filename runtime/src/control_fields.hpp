@@ -120,12 +120,11 @@ inline constexpr const char* self = "self";
 inline constexpr const char* last_heard_ms = "last_heard_ms";
 // Consumer groups' (besides stream, op, offset, reason).
 inline constexpr const char* group = "group";
+// (besides partitions, epoch)
 inline constexpr const char* member = "member";
-inline constexpr const char* partitions = "partitions";
 inline constexpr const char* initial = "initial";
 inline constexpr const char* entries = "entries";
-inline constexpr const char* partition = "p";
-inline constexpr const char* epoch = "epoch";
+inline constexpr const char* p = "p";
 inline constexpr const char* ttl_ms = "ttl_ms";
 inline constexpr const char* result = "result";
 inline constexpr const char* holder = "holder";

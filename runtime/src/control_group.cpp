@@ -84,7 +84,7 @@ void write(payload& j, const group_lease_request& m) {
     j[key::initial] = b.initial;
   auto entries = payload::array();
   for (auto& e : b.entries) {
-    payload one{{key::partition, e.partition},
+    payload one{{key::p, e.partition},
                 {key::op, wire_name(op_names, e.op)}};
     if (e.epoch != 0)
       one[key::epoch] = e.epoch;
@@ -109,7 +109,7 @@ void read(fields& f, group_lease_request& m) {
   f.req_each(key::entries, b.entries,
              [&](payload& e, const std::string& path, lease_entry& one) {
                return read_nested(e, f.where(), path, [&](fields& ef) {
-                 ef.req(key::partition, one.partition);
+                 ef.req(key::p, one.partition);
                  read_name(ef, key::op, op_names, one.op,
                            "acquire, standby, renew or release");
                  ef.opt(key::epoch, one.epoch);
@@ -126,7 +126,7 @@ void write(payload& j, const group_lease_reply& m) {
   j[key::ttl_ms] = b.ttl_ms;
   auto entries = payload::array();
   for (auto& e : b.entries) {
-    payload one{{key::partition, e.partition},
+    payload one{{key::p, e.partition},
                 {key::result, wire_name(result_names, e.result)},
                 {key::epoch, e.epoch},
                 {key::offset, e.offset}};
@@ -150,7 +150,7 @@ void read(fields& f, group_lease_reply& m) {
   f.req_each(key::entries, b.entries,
              [&](payload& e, const std::string& path, lease_entry_reply& one) {
                return read_nested(e, f.where(), path, [&](fields& ef) {
-                 ef.req(key::partition, one.partition);
+                 ef.req(key::p, one.partition);
                  read_name(ef, key::result, result_names, one.result,
                            "granted, renewed, released, refused or stale");
                  ef.req(key::epoch, one.epoch);
