@@ -317,7 +317,8 @@ void on_group_done(consumer_actor* self, group_state& g, const work_done& d) {
     return;
   auto& ps = g.parts[d.partition];
   using lease = partition_state::lease;
-  if (ps.epoch != d.epoch || (ps.state != lease::held && ps.state != lease::releasing))
+  if (ps.epoch != d.epoch
+      || (ps.state != lease::held && ps.state != lease::releasing))
     return;
   auto& q = ps.in_flight;
   auto it = std::lower_bound(q.begin(), q.end(), d.seq,
@@ -556,7 +557,6 @@ void on_load_offset(consumer_actor* self, const std::string& stream) {
   start_stream(self, stream, *offset);
 }
 
-
 // --- consumer groups --------------------------------------------------------
 
 using steady = std::chrono::steady_clock;
@@ -570,7 +570,8 @@ constexpr auto lease_request_timeout = std::chrono::seconds{2};
 constexpr auto release_wait = std::chrono::seconds{2};
 
 bool grouped(consumer_actor* self) {
-  return self->state.setup.durable && static_cast<bool>(self->state.setup.lease);
+  return self->state.setup.durable
+         && static_cast<bool>(self->state.setup.lease);
 }
 
 uint32_t partition_count(consumer_actor* self) {
@@ -583,7 +584,8 @@ void compute_assigned(consumer_actor* self) {
   auto& st = self->state;
   auto n = partition_count(self);
   st.assigned.assign(n, false);
-  for (auto p : assigned_partitions(st.setup.name, n, st.setup.node, st.members))
+  for (auto p :
+       assigned_partitions(st.setup.name, n, st.setup.node, st.members))
     st.assigned[p] = true;
 }
 
@@ -612,8 +614,8 @@ void show_leases(consumer_actor* self, const std::string& stream,
   for (auto& [id, ss] : st.streams)
     if (ss.group)
       for (auto& ps : ss.group->parts)
-        owned += ps.state == lease_state::held
-                 || ps.state == lease_state::releasing;
+        owned +=
+          ps.state == lease_state::held || ps.state == lease_state::releasing;
   st.setup.stats->partitions_owned.store(owned, std::memory_order_relaxed);
 }
 
@@ -710,8 +712,8 @@ void group_sync(consumer_actor* self, const std::string& stream,
                 stream_state& ss, steady::time_point now, bool commit) {
   auto& st = self->state;
   auto& g = *ss.group;
-  auto margin = std::chrono::duration_cast<steady::duration>(
-    st.setup.groups.lease_margin);
+  auto margin =
+    std::chrono::duration_cast<steady::duration>(st.setup.groups.lease_margin);
   for (uint32_t p = 0; p < g.parts.size(); ++p) {
     auto& ps = g.parts[p];
     if ((ps.state == lease_state::held || ps.state == lease_state::releasing)
@@ -741,26 +743,26 @@ void group_sync(consumer_actor* self, const std::string& stream,
   for (uint32_t p = 0; p < g.parts.size(); ++p) {
     auto& ps = g.parts[p];
     switch (ps.state) {
-      case lease_state::none:
-        if (st.assigned[p])
-          req.entries.push_back({p, lease_op::acquire, 0, 0});
-        else if (std::binary_search(g.orphans.begin(), g.orphans.end(), p))
-          req.entries.push_back({p, lease_op::standby, 0, 0});
-        break;
-      case lease_state::held:
-        if (renew_due)
-          req.entries.push_back({p, lease_op::renew, ps.epoch, ps.handled});
-        break;
-      case lease_state::releasing:
-        if (ps.pending == 0 || now >= ps.release_by) {
-          req.entries.push_back({p, lease_op::release, ps.epoch, ps.handled});
-          releasing.push_back(p);
-        } else if (renew_due) {
-          req.entries.push_back({p, lease_op::renew, ps.epoch, ps.handled});
-        }
-        break;
-      case lease_state::asking:
-        break;
+    case lease_state::none:
+      if (st.assigned[p])
+        req.entries.push_back({p, lease_op::acquire, 0, 0});
+      else if (std::binary_search(g.orphans.begin(), g.orphans.end(), p))
+        req.entries.push_back({p, lease_op::standby, 0, 0});
+      break;
+    case lease_state::held:
+      if (renew_due)
+        req.entries.push_back({p, lease_op::renew, ps.epoch, ps.handled});
+      break;
+    case lease_state::releasing:
+      if (ps.pending == 0 || now >= ps.release_by) {
+        req.entries.push_back({p, lease_op::release, ps.epoch, ps.handled});
+        releasing.push_back(p);
+      } else if (renew_due) {
+        req.entries.push_back({p, lease_op::renew, ps.epoch, ps.handled});
+      }
+      break;
+    case lease_state::asking:
+      break;
     }
   }
   if (req.entries.empty())
@@ -842,37 +844,37 @@ void on_lease_reply(consumer_actor* self, const lease_reply& r) {
     bool holds =
       ps.state == lease_state::held || ps.state == lease_state::releasing;
     switch (e.result) {
-      case lease_result::granted:
-        if (ps.state == lease_state::asking)
-          gain(self, r.stream, ss, p, e.epoch, e.offset, expires);
-        break;
-      case lease_result::renewed:
-        if (holds && ps.epoch == e.epoch) {
-          ps.expires = expires;
-          ps.committed = std::max(ps.committed, e.offset);
-          if (e.wanted && ps.state == lease_state::held && !st.assigned[p])
-            start_release(self, r.stream, g, p, steady::now());
+    case lease_result::granted:
+      if (ps.state == lease_state::asking)
+        gain(self, r.stream, ss, p, e.epoch, e.offset, expires);
+      break;
+    case lease_result::renewed:
+      if (holds && ps.epoch == e.epoch) {
+        ps.expires = expires;
+        ps.committed = std::max(ps.committed, e.offset);
+        if (e.wanted && ps.state == lease_state::held && !st.assigned[p])
+          start_release(self, r.stream, g, p, steady::now());
+      }
+      break;
+    case lease_result::released:
+      break;
+    case lease_result::refused:
+      if (ps.state == lease_state::asking) {
+        ps.state = lease_state::none;
+        if (!e.reason.empty() && e.reason != g.last_refusal) {
+          st.setup.log->info("consumer={} stream={} partition={}: lease "
+                             "refused: {}",
+                             st.setup.name, r.stream, p, e.reason);
+          g.last_refusal = e.reason;
         }
-        break;
-      case lease_result::released:
-        break;
-      case lease_result::refused:
-        if (ps.state == lease_state::asking) {
-          ps.state = lease_state::none;
-          if (!e.reason.empty() && e.reason != g.last_refusal) {
-            st.setup.log->info("consumer={} stream={} partition={}: lease "
-                               "refused: {}",
-                               st.setup.name, r.stream, p, e.reason);
-            g.last_refusal = e.reason;
-          }
-        }
-        break;
-      case lease_result::stale:
-        if (holds && ps.epoch == e.epoch)
-          lose(self, r.stream, g, p,
-               e.reason.empty() ? std::string{"the owner calls it stale"}
-                                : e.reason);
-        break;
+      }
+      break;
+    case lease_result::stale:
+      if (holds && ps.epoch == e.epoch)
+        lose(self, r.stream, g, p,
+             e.reason.empty() ? std::string{"the owner calls it stale"}
+                              : e.reason);
+      break;
     }
   }
   g.orphans = r.orphans;

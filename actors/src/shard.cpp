@@ -239,7 +239,8 @@ void abandon(shard_actor* self, const work_item& w) {
   stats.abandoned.fetch_add(1, std::memory_order_relaxed);
   if (w.live)
     stats.live_done.fetch_add(1, std::memory_order_relaxed);
-  self->state.done.push_back({w.stream, w.ev.seq(), w.partition, w.epoch, true});
+  self->state.done.push_back(
+    {w.stream, w.ev.seq(), w.partition, w.epoch, true});
 }
 
 // The handlers ran, but `w`'s lease ended meanwhile: the result is

@@ -511,8 +511,8 @@ void read_groups(const entry& e, problems& out, groups_config& cfg) {
                         ctx, format_duration(cfg.lease_margin),
                         format_duration(cfg.lease_ttl)));
   if (cfg.rejoin_grace < 0us)
-    out.add(grace.line, fmt::format("{}'rejoin_grace' must not be negative",
-                                    ctx));
+    out.add(grace.line,
+            fmt::format("{}'rejoin_grace' must not be negative", ctx));
 }
 
 void read_log_level(const entry& e, std::string_view context, problems& out,

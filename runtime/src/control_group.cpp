@@ -84,8 +84,7 @@ void write(payload& j, const group_lease_request& m) {
     j[key::initial] = b.initial;
   auto entries = payload::array();
   for (auto& e : b.entries) {
-    payload one{{key::p, e.partition},
-                {key::op, wire_name(op_names, e.op)}};
+    payload one{{key::p, e.partition}, {key::op, wire_name(op_names, e.op)}};
     if (e.epoch != 0)
       one[key::epoch] = e.epoch;
     if (e.offset != 0)

@@ -11,9 +11,9 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include "group_leases.hpp"
 #include "herald/core/errc.hpp"
 #include "herald/core/logging.hpp"
-#include "group_leases.hpp"
 #include "history.hpp"
 #include "membership.hpp"
 #include "node_impl.hpp"

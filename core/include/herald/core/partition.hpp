@@ -49,9 +49,9 @@ std::string_view assigned_member(std::string_view group, uint32_t partition,
 
 /// The partitions of `group` (of `partitions`) that `self` owns among
 /// `members` (which should include `self`), ascending.
-std::vector<uint32_t> assigned_partitions(std::string_view group,
-                                          uint32_t partitions,
-                                          std::string_view self,
-                                          const std::vector<std::string>& members);
+std::vector<uint32_t>
+assigned_partitions(std::string_view group, uint32_t partitions,
+                    std::string_view self,
+                    const std::vector<std::string>& members);
 
 } // namespace herald

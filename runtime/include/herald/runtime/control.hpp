@@ -1143,10 +1143,10 @@ caf::expected<request> decode_request(std::string_view bytes,
 /// `replay_reply`, `dlq_list_reply`, `dlq_show_reply`,
 /// `dlq_redrive_reply`, `dlq_purge_reply`, `publish_reply`, `status_reply`,
 /// `hello_reply`, `test_hooks_reply`, `gossip_sync_reply`, `gossip_ack`,
-/// `gossip_probe_reply`, `members_reply`, `group_lease_reply`). Any version is read; `id` and an
-/// error reply's `stream` may be absent (0, empty). Fails with
-/// `errc::decode_error` naming the field that is missing or wrong-typed. Never
-/// throws.
+/// `gossip_probe_reply`, `members_reply`, `group_lease_reply`). Any version is
+/// read; `id` and an error reply's `stream` may be absent (0, empty). Fails
+/// with `errc::decode_error` naming the field that is missing or wrong-typed.
+/// Never throws.
 template <class Reply>
 caf::expected<answer<Reply>> decode_reply(std::string_view bytes,
                                           const decode_limits& limits = {});
