@@ -1043,6 +1043,17 @@ void on_reply(consumer_actor* self, replay_reply& r) {
                        r.stream, uint64_t{0});
     return;
   }
+  if (ss.rewind != 0) {
+    // A partition was granted while this read was in flight: its events
+    // from the group's offset on come first. Handing over this reply's
+    // would move the partition's position past them (they would then be
+    // taken for duplicates): the reply is dropped, and read again.
+    ss.cursor = std::min(ss.cursor, ss.rewind);
+    ss.rewind = 0;
+    if (ss.pauses == 0 && may_read(self))
+      request_next(self, r.stream);
+    return;
+  }
   if (ss.cursor < r.first) {
     // A range is reported once: a group member may read it again for
     // another partition.
@@ -1076,11 +1087,6 @@ void on_reply(consumer_actor* self, replay_reply& r) {
       st.setup.stats->replayed.fetch_add(1, std::memory_order_relaxed);
   }
   ss.cursor = std::max(ss.cursor, r.next);
-  if (ss.rewind != 0) {
-    // A partition granted meanwhile is read again from its offset.
-    ss.cursor = std::min(ss.cursor, ss.rewind);
-    ss.rewind = 0;
-  }
   if (ss.pauses > 0)
     return; // reads on once the entity that paused the stream drains
   if (ss.cursor > r.head) {
