@@ -41,19 +41,20 @@ std::string trimmed(std::string text) {
 // in KiB.
 uint64_t replay_peak_kib(const temp_dir& dir, const std::string& config,
                          const std::string& peer, uint64_t expect,
-                         const std::string& name) {
+                         const std::string& name, const std::string& service) {
   auto r = herald::test::run(
-    "exec " + bin + "/tests/herald_test_service --service EmailService "
-      + "--config " + shell_quote(config) + " --peer " + shell_quote(peer)
+    "exec " + bin + "/tests/herald_test_service --service " + service
+      + " --config " + shell_quote(config) + " --peer " + shell_quote(peer)
       + " --data-dir " + shell_quote((dir / name).string())
       + " --quiet --print-peak-rss --slow-first 1000000000 --slow-us 500"
       + " --timeout 240 --expect " + std::to_string(expect),
     300s);
   INFO(name << " stdout: " << r.out << "\nstderr: " << r.err);
   REQUIRE(r.exit_code == 0);
-  auto at = r.out.find("EmailService: peak rss ");
+  auto label = service + ": peak rss ";
+  auto at = r.out.find(label);
   REQUIRE(at != std::string::npos);
-  return std::stoull(r.out.substr(at + 23));
+  return std::stoull(r.out.substr(at + label.size()));
 }
 
 } // namespace
@@ -74,6 +75,14 @@ TEST_CASE("a consumer replaying a backlog levels off: 3N events take no more "
                            "  EmailService:\n"
                            "    subscribe: [user.account.created]\n"
                            "    concurrency: 4\n");
+  // The second run is another consumer group: a second EmailService would
+  // go on from the first one's offsets at the producer.
+  auto ccfg2 = write_config(dir, "memory-consumer-2",
+                            "service: AnalyticsService\n"
+                            "consumers:\n"
+                            "  AnalyticsService:\n"
+                            "    subscribe: [user.account.created]\n"
+                            "    concurrency: 4\n");
   auto go = (dir / "go").string();
   child producer{"exec " + bin + "/tests/herald_test_producer --config "
                    + shell_quote(pcfg) + " --users 100 --endpoint-file "
@@ -87,10 +96,12 @@ TEST_CASE("a consumer replaying a backlog levels off: 3N events take no more "
   auto peer = trimmed(*endpoint);
   REQUIRE(herald::test::wait_for_line(producer, "batch 1: ", 60s));
 
-  auto peak_n = replay_peak_kib(dir, ccfg, peer, n, "consumer-n");
+  auto peak_n =
+    replay_peak_kib(dir, ccfg, peer, n, "consumer-n", "EmailService");
   herald::test::write_text(go + ".2", "go\n");
   REQUIRE(herald::test::wait_for_line(producer, "batch 2: ", 60s));
-  auto peak_3n = replay_peak_kib(dir, ccfg, peer, 3 * n, "consumer-3n");
+  auto peak_3n =
+    replay_peak_kib(dir, ccfg2, peer, 3 * n, "consumer-3n", "AnalyticsService");
 
   INFO("peak rss replaying " << n << " events: " << peak_n << " KiB; " << 3 * n
                              << " events: " << peak_3n << " KiB");
