@@ -388,7 +388,8 @@ bool deliver_grouped(consumer_actor* self, stream_state& ss, const event& ev,
     return false;
   }
   auto i = detail::shard_of(ev.key(), st.shards.size());
-  st.outgoing[i].push_back({ev, ss.index, 0, live, p, ps.epoch, &g.gates[p]});
+  st.outgoing[i].push_back(
+    {ev.under_lease(p, ps.epoch), ss.index, 0, live, p, ps.epoch, &g.gates[p]});
   ps.accepted = ev.seq();
   ss.accepted = std::max(ss.accepted, ev.seq());
   ps.in_flight.emplace_back(ev.seq(), 0);

@@ -23,6 +23,7 @@
 #include "deadline.hpp"
 #include "herald/core/codec.hpp"
 #include "herald/core/errc.hpp"
+#include "herald/core/partition.hpp"
 #include "herald/runtime/control.hpp"
 #include "herald/runtime/node.hpp"
 #include "node_support.hpp"
@@ -38,10 +39,12 @@ struct collector {
   std::vector<uint64_t> seqs;
   std::vector<std::string> keys;
   std::vector<std::string> emails;
+  std::vector<std::pair<uint32_t, uint64_t>> leases; // partition, epoch
 
   void add(const event& ev) {
     std::lock_guard<std::mutex> guard{mtx};
     seqs.push_back(ev.seq());
+    leases.emplace_back(ev.partition(), ev.lease_epoch());
     keys.emplace_back(ev.key());
     emails.push_back(ev.data()["email"].get<std::string>());
   }
@@ -109,6 +112,23 @@ TEST_CASE("a seed-style handler on the same node gets every event, in order "
   }
   REQUIRE(n->drain(5s));
   CHECK(n->stats("EmailService")->handled == 500);
+  // The handler sees each event's partition and the epoch of the lease it
+  // was handled under: the lease this member holds on that partition.
+  std::map<uint32_t, uint64_t> held;
+  {
+    auto stats = n->stats("EmailService");
+    std::lock_guard<std::mutex> guard{stats->positions_mtx};
+    for (const auto& [stream, pos] : stats->positions)
+      for (const auto& l : pos.leases)
+        held[l.partition] = l.epoch;
+  }
+  std::lock_guard<std::mutex> guard{got.mtx};
+  for (size_t i = 0; i < got.seqs.size(); ++i) {
+    INFO("seq " << got.seqs[i]);
+    CHECK(got.leases[i].first == partition_of(got.keys[i], 64));
+    CHECK(got.leases[i].second != 0);
+    CHECK(got.leases[i].second == held[got.leases[i].first]);
+  }
 }
 
 TEST_CASE("a service written as a CAF behavior handles herald::event",

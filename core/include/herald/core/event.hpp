@@ -98,7 +98,36 @@ public:
   }
   /// Returns a copy of this event marked as redelivered.
   event as_redelivered() const {
-    return event{state_, true};
+    event copy{state_, true};
+    copy.partition_ = partition_;
+    copy.lease_epoch_ = lease_epoch_;
+    return copy;
+  }
+  /// The consumer group partition this event was handed out under, in
+  /// [0, the consumer's `partitions`): `partition_of(key(), partitions)`
+  /// (partition.hpp). 0 for an event not handed out by a consumer group
+  /// (redriven dead letters, `herald tail`).
+  uint32_t partition() const noexcept {
+    return partition_;
+  }
+  /// The epoch of the lease under which this consumer holds `partition()`:
+  /// a fencing token for the handler's own side effects. Epochs of one
+  /// (stream, group, partition) only grow, across members and owner
+  /// restarts; a store that remembers the highest epoch it accepted per
+  /// partition and refuses lower ones refuses the writes of a member whose
+  /// lease ended (after Kleppmann, "How to do distributed locking"). 0 when
+  /// the event was not handed out under a lease (redriven dead letters,
+  /// `herald tail`).
+  uint64_t lease_epoch() const noexcept {
+    return lease_epoch_;
+  }
+  /// Returns a copy of this event handed out under the lease `epoch` on
+  /// `partition`.
+  event under_lease(uint32_t partition, uint64_t epoch) const {
+    event copy{state_, redelivered_};
+    copy.partition_ = partition;
+    copy.lease_epoch_ = epoch;
+    return copy;
   }
   /// Whether this handle refers to an event.
   bool valid() const noexcept {
@@ -123,6 +152,8 @@ public:
 private:
   std::shared_ptr<const detail::event_state> state_;
   bool redelivered_ = false;
+  uint32_t partition_ = 0;
+  uint64_t lease_epoch_ = 0;
 };
 
 /// Several events carried in one actor message.
