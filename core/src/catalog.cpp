@@ -171,6 +171,9 @@ std::optional<event_spec> parse_event(const std::string& name, int line,
   };
   read_text(trigger, "when the event fires", ev.trigger);
   read_text(producer, "the service that publishes it", ev.producer);
+  if (!ev.producer.empty())
+    if (auto err = validate_service_name(ev.producer, "producer"))
+      out.add(producer.line, ctx + message_of(err));
   read_text(key, "the payload field holding the entity id", ev.key);
   if (detail::require(payload_entry, line, ctx,
                       "a map from field name to its schema", out)) {
@@ -189,7 +192,9 @@ std::optional<event_spec> parse_event(const std::string& name, int line,
       detail::for_each_named(
         consumers.value, ctx, "consumer", out,
         [&](const std::string& consumer, int at, const YAML::Node& action) {
-          if (action.IsScalar() && !action.Scalar().empty())
+          if (auto err = validate_service_name(consumer, "consumer"))
+            out.add(at, ctx + message_of(err));
+          else if (action.IsScalar() && !action.Scalar().empty())
             ev.consumers.emplace_back(consumer, action.Scalar());
           else
             out.add(at, fmt::format("{}consumer '{}': the action must be a "

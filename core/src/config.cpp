@@ -347,6 +347,10 @@ void read_consumers(const entry& e, problems& out,
     e.value, "", "consumer", out,
     [&](const std::string& name, int line, const YAML::Node& node) {
       auto ctx = fmt::format("consumer '{}': ", name);
+      if (auto err = validate_service_name(name, "consumer")) {
+        out.add(line, message_of(err));
+        return;
+      }
       if (!node.IsMap()) {
         out.add(line, ctx
                         + "must be a map like {subscribe: [user.account."

@@ -1,5 +1,6 @@
 #include "herald/core/names.hpp"
 
+#include <algorithm>
 #include <string>
 
 #include <fmt/format.h>
@@ -88,6 +89,33 @@ caf::error validate_event_name(std::string_view name) {
     return {};
   return make_error(errc::invalid_name,
                     fmt::format("event name '{}': {}", name, problem));
+}
+
+caf::error validate_service_name(std::string_view name, std::string_view what) {
+  auto allowed = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+           || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+  };
+  std::string problem;
+  if (name.empty())
+    problem = "is empty";
+  else if (name.size() > max_service_name)
+    problem = fmt::format("is {} bytes long, more than {}", name.size(),
+                          max_service_name);
+  else if (auto bad = std::find_if_not(name.begin(), name.end(), allowed);
+           bad != name.end())
+    problem =
+      fmt::format("holds '{}' at byte {}", *bad, bad - name.begin() + 1);
+  else if (name.front() == '_' || name.front() == '.' || name.front() == '-')
+    problem = fmt::format("starts with '{}'", name.front());
+  if (problem.empty())
+    return {};
+  return make_error(
+    errc::invalid_name,
+    fmt::format("{} name '{}' {}: a {} name is 1 to {} letters, digits, '_', "
+                "'.' or '-', starting with a letter or digit (e.g. "
+                "EmailService, billing-v2); rename it",
+                what, name, problem, what, max_service_name));
 }
 
 caf::expected<pattern> pattern::parse(std::string_view text) {

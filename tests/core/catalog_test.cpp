@@ -460,6 +460,13 @@ TEST_CASE("catalog structure problems are reported", "[core][catalog]") {
      "c.yaml:6: event 'a.b.c': field 'o.n': missing 'type' (one of string,"},
     {"events:\n  a.b.c:\n    trigger: t\n   producer: p\n",
      "c.yaml:4: YAML syntax error: end of map not found"},
+    {"events:\n  a.b.c:\n    trigger: t\n    producer: a/b\n    key: id\n"
+     "    payload: {id: {type: uuid}}\n    consumers: {}\n",
+     "c.yaml:4: event 'a.b.c': producer name 'a/b' holds '/' at byte 2"},
+    {"events:\n  a.b.c:\n    trigger: t\n    producer: p\n    key: id\n"
+     "    payload: {id: {type: uuid}}\n    consumers: {Email/Service: x}\n",
+     "c.yaml:7: event 'a.b.c': consumer name 'Email/Service' holds '/' at "
+     "byte 6: a consumer name is 1 to 128 letters, digits"},
   };
   for (const auto& r : rows) {
     INFO(r.yaml);

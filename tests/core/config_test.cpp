@@ -153,6 +153,11 @@ TEST_CASE("each configuration error names the key, the file and the line",
      "n.yaml:4: test_hooks: 'commit_before_handle' must be true or false"},
     {"node: n\ncatalog: e.yaml\ntest_hooks: {fail_key: [a]}\n",
      "n.yaml:3: test_hooks: unknown key 'fail_key'"},
+    {"node: n\ncatalog: e.yaml\nconsumers:\n  Email/Service:\n"
+     "    subscribe: [a.b.c]\n",
+     "n.yaml:4: consumer name 'Email/Service' holds '/' at byte 6: a "
+     "consumer name is 1 to 128 letters, digits, '_', '.' or '-', starting "
+     "with a letter or digit (e.g. EmailService, billing-v2); rename it"},
     {"node: n\ncatalog: e.yaml\nconsumers:\n  A:\n    subscribe: [a.b.c]\n"
      "    retry: 3\n",
      "n.yaml:6: consumer 'A': 'retry' must be a map with attempts, initial, "

@@ -61,6 +61,35 @@ TEST_CASE("invalid event names are rejected with the reason", "[core][names]") {
   }
 }
 
+TEST_CASE("service names: letters, digits, '_', '.', '-', no '/'",
+          "[core][names]") {
+  for (std::string_view name : {"EmailService", "email_service", "billing-v2",
+                                "a", "9lives", "svc.eu-west"}) {
+    INFO(name);
+    CHECK_FALSE(herald::validate_service_name(name, "consumer"));
+  }
+  struct row {
+    std::string name;
+    std::string problem;
+  };
+  const std::vector<row> rows = {
+    {"", "consumer name '' is empty"},
+    {"Email/Service", "consumer name 'Email/Service' holds '/' at byte 6"},
+    {"Email Service", "holds ' ' at byte 6"},
+    {"-x", "starts with '-'"},
+    {".x", "starts with '.'"},
+    {std::string(129, 'a'), "is 129 bytes long, more than 128"},
+  };
+  for (const auto& r : rows) {
+    INFO(r.name);
+    auto err = herald::validate_service_name(r.name, "consumer");
+    REQUIRE(err);
+    CHECK(herald::is(err, errc::invalid_name));
+    CHECK_THAT(herald::message_of(err), Catch::Contains(r.problem));
+  }
+  CHECK_FALSE(herald::validate_service_name(std::string(128, 'a')));
+}
+
 TEST_CASE("patterns select the names they describe", "[core][names]") {
   const std::vector<std::string_view> names = {
     "user.account.created",    "user.account.deleted",  "user.profile.updated",

@@ -27,6 +27,19 @@ namespace herald {
 /// valid, else `errc::invalid_name` saying which part breaks which rule.
 caf::error validate_event_name(std::string_view name);
 
+/// The longest service (consumer or producer) name, in bytes.
+constexpr size_t max_service_name = 128;
+
+/// Checks a service name: a consumer's (and so its consumer group's) or a
+/// producer's. 1 to `max_service_name` bytes of `[A-Za-z0-9_.-]`, starting
+/// with a letter or digit (`EmailService`, `email_service`,
+/// `billing-v2`). The rule keeps a name usable as part of a store key
+/// (group state is kept under `GROUP/...`), a metric label and a file
+/// name. Returns no error when it is valid, else `errc::invalid_name`
+/// naming `what` (e.g. "consumer") and the rule.
+caf::error validate_service_name(std::string_view name,
+                                 std::string_view what = "service");
+
 /// A parsed subscription pattern. Immutable, hence thread-safe.
 class pattern {
 public:
