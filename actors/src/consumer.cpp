@@ -74,6 +74,9 @@ struct partition_state {
   bool rewinding = false;
   /// Another member asked for it (the owner says).
   bool wanted = false;
+  /// Since when it has been assigned to this member without a lease; the
+  /// epoch while it is held or not assigned here.
+  std::chrono::steady_clock::time_point waiting_since{};
 };
 
 // A stream's share of the consumer group: its partitions and the request
@@ -97,6 +100,13 @@ struct group_state {
   std::chrono::milliseconds ttl{0};
   /// The last refusal logged (to log each cause once).
   std::string last_refusal;
+  /// The owner's last refusal or failed request since a grant (what
+  /// `herald status` shows of partitions that wait); empty after a grant.
+  std::string refusal;
+  /// What `show_waiting` last put in the stats.
+  uint32_t shown_unleased = 0;
+  std::chrono::steady_clock::time_point shown_since{};
+  std::string shown_refusal;
 };
 
 // Where a consumer stands in one producer's stream.
@@ -620,6 +630,47 @@ void show_leases(consumer_actor* self, const std::string& stream,
   st.setup.stats->partitions_owned.store(owned, std::memory_order_relaxed);
 }
 
+// Tells the stats which partitions assigned to this member wait for a
+// lease, since when, and the owner's last refusal (status.cpp makes a
+// health reason of a long wait). Writes only what changed.
+void show_waiting(consumer_actor* self, const std::string& stream,
+                  group_state& g, steady::time_point now) {
+  auto& st = self->state;
+  uint32_t count = 0;
+  uint32_t first = 0;
+  steady::time_point since{};
+  for (uint32_t p = 0; p < g.parts.size(); ++p) {
+    auto& ps = g.parts[p];
+    bool waits =
+      p < st.assigned.size() && st.assigned[p]
+      && (ps.state == lease_state::none || ps.state == lease_state::asking);
+    if (!waits) {
+      ps.waiting_since = {};
+      continue;
+    }
+    if (ps.waiting_since == steady::time_point{})
+      ps.waiting_since = now;
+    if (count++ == 0) {
+      first = p;
+      since = ps.waiting_since;
+    } else {
+      since = std::min(since, ps.waiting_since);
+    }
+  }
+  if (count == g.shown_unleased && since == g.shown_since
+      && g.refusal == g.shown_refusal)
+    return;
+  g.shown_unleased = count;
+  g.shown_since = since;
+  g.shown_refusal = g.refusal;
+  st.setup.stats->update_position(stream, [&](auto& pos) {
+    pos.unleased = count;
+    pos.first_unleased = first;
+    pos.unleased_since = since;
+    pos.lease_refusal = g.refusal;
+  });
+}
+
 // Forgets what of `ps` is in the shards: they give it up (the gate is
 // closed), and nothing of it counts any more.
 void drop_in_flight(consumer_actor* self, partition_state& ps) {
@@ -727,6 +778,13 @@ void group_sync(consumer_actor* self, const std::string& stream,
     if (now - g.request_sent < lease_request_timeout)
       return;
     g.request = 0; // lost: ask again
+    g.refusal =
+      fmt::format("the owner of stream '{}' did not answer a lease "
+                  "request within {} ms",
+                  stream,
+                  std::chrono::duration_cast<std::chrono::milliseconds>(
+                    lease_request_timeout)
+                    .count());
     for (auto& ps : g.parts)
       if (ps.state == lease_state::asking)
         ps.state = lease_state::none;
@@ -808,8 +866,10 @@ void schedule_group_tick(consumer_actor* self) {
 void sync_groups(consumer_actor* self, bool commit) {
   auto now = steady::now();
   for (auto& [stream, ss] : self->state.streams)
-    if (ss.group)
+    if (ss.group) {
       group_sync(self, stream, ss, now, commit);
+      show_waiting(self, stream, *ss.group, now);
+    }
 }
 
 // The owner's answer to a lease request.
@@ -829,6 +889,7 @@ void on_lease_reply(consumer_actor* self, const lease_reply& r) {
                          "request: {}; asking again",
                          st.setup.name, r.stream, r.error);
     g.last_refusal = r.error;
+    g.refusal = r.error;
     for (auto& ps : g.parts)
       if (ps.state == lease_state::asking)
         ps.state = lease_state::none;
@@ -846,8 +907,10 @@ void on_lease_reply(consumer_actor* self, const lease_reply& r) {
       ps.state == lease_state::held || ps.state == lease_state::releasing;
     switch (e.result) {
     case lease_result::granted:
-      if (ps.state == lease_state::asking)
+      if (ps.state == lease_state::asking) {
         gain(self, r.stream, ss, p, e.epoch, e.offset, expires);
+        g.refusal.clear();
+      }
       break;
     case lease_result::renewed:
       if (holds && ps.epoch == e.epoch) {
@@ -862,6 +925,8 @@ void on_lease_reply(consumer_actor* self, const lease_reply& r) {
     case lease_result::refused:
       if (ps.state == lease_state::asking) {
         ps.state = lease_state::none;
+        if (p < st.assigned.size() && st.assigned[p] && !e.reason.empty())
+          g.refusal = fmt::format("partition {}: {}", p, e.reason);
         if (!e.reason.empty() && e.reason != g.last_refusal) {
           st.setup.log->info("consumer={} stream={} partition={}: lease "
                              "refused: {}",

@@ -45,6 +45,7 @@ void stream_reasons(const std::string& stream,
                     const consumer_stats::stream_position& pos,
                     std::optional<std::chrono::milliseconds> silent_for,
                     std::optional<steady_clock::duration> stalled_for,
+                    std::optional<steady_clock::duration> unleased_for,
                     std::vector<std::string>& out) {
   if (!pos.offset_error.empty())
     out.push_back(fmt::format("stream {}: the committed offset cannot be "
@@ -69,6 +70,14 @@ void stream_reasons(const std::string& stream,
                               "metrics and the node's log)",
                               stream, pos.offset, seconds_of(*stalled_for),
                               pos.head - pos.offset));
+  if (unleased_for)
+    out.push_back(fmt::format(
+      "stream {}: {} partition(s) assigned to this member (partition {} "
+      "first) have had no lease for {:.1f}s; their events wait{}",
+      stream, pos.unleased, pos.first_unleased, seconds_of(*unleased_for),
+      pos.lease_refusal.empty()
+        ? std::string{"; see herald status of the stream's owner"}
+        : fmt::format("; the stream's owner answered: {}", pos.lease_refusal)));
   if (silent_for)
     out.push_back(fmt::format("stream {}: no heartbeat from its producer for "
                               "{:.1f}s; the producer is down, stopped or cut "
@@ -179,7 +188,15 @@ control::status_reply node::impl::status(bool count_dead_letters) {
             && pos.offset_moved != steady_clock::time_point{}
             && now - pos.offset_moved >= stall_after)
           stalled_for = now - pos.offset_moved;
-        stream_reasons(id, pos, silent_for, stalled_for, c.health);
+        // A partition assigned here waits for its lease: the old holder
+        // hands it over within a lease or two (a release, or its lease
+        // running out); three is a problem to look at.
+        std::optional<steady_clock::duration> unleased_for;
+        if (pos.unleased > 0 && pos.unleased_since != steady_clock::time_point{}
+            && now - pos.unleased_since >= 3 * cfg.groups.lease_ttl)
+          unleased_for = now - pos.unleased_since;
+        stream_reasons(id, pos, silent_for, stalled_for, unleased_for,
+                       c.health);
       }
     }
     if (auto it = dead_letters.find(e.name); it != dead_letters.end())

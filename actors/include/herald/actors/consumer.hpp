@@ -191,6 +191,17 @@ struct consumer_stats {
     std::vector<lease> leases;
     /// The group's partition count; 0 outside groups.
     uint32_t partitions = 0;
+    /// Partitions of the stream assigned to this member that it holds no
+    /// lease on (consumer groups: their events wait), the lowest of them,
+    /// and since when the one waiting longest has waited (monotonic
+    /// clock); 0 and the epoch when none waits.
+    uint32_t unleased = 0;
+    uint32_t first_unleased = 0;
+    std::chrono::steady_clock::time_point unleased_since{};
+    /// The stream owner's last refusal of a lease this member asked for,
+    /// or why its last request failed as a whole (a failing store, an
+    /// owner that did not answer); empty when none since the last grant.
+    std::string lease_refusal;
   };
   /// Per stream id; updated with each heartbeat, offset commit, pause and
   /// resume, failed or successful offset load, and expired catch-up.
