@@ -161,38 +161,14 @@ void node::impl::feed_group_members(steady_clock::time_point now) {
       records.push_back(km.record);
   }
   std::lock_guard<std::mutex> feed_guard{group_feed_mtx};
-  std::set<std::string> in_grace;
-  for (auto& m : records) {
-    if (m.status != control::member_status::leaving) {
-      leaving_since.erase(m.name);
-      continue;
-    }
-    auto since = leaving_since.try_emplace(m.name, now).first->second;
-    if (now - since < cfg.groups.rejoin_grace)
-      in_grace.insert(m.name);
-  }
+  if (!groups_view)
+    groups_view.emplace(cfg.name, cfg.groups.rejoin_grace);
+  groups_view->observe(records, now);
   std::shared_lock<std::shared_mutex> guard{consumers_mtx};
   for (auto& c : consumers) {
     if (c.name == observer_name)
       continue;
-    std::vector<std::string> members{cfg.name};
-    for (auto& m : records) {
-      if (m.name == cfg.name)
-        continue;
-      auto counts = m.status == control::member_status::joining
-                    || m.status == control::member_status::up
-                    || m.status == control::member_status::suspect
-                    || in_grace.count(m.name) > 0;
-      if (!counts)
-        continue;
-      for (auto& mc : m.consumers)
-        if (mc.name == c.name) {
-          members.push_back(m.name);
-          break;
-        }
-    }
-    std::sort(members.begin(), members.end());
-    members.erase(std::unique(members.begin(), members.end()), members.end());
+    auto members = groups_view->members(c.name);
     auto& last = group_members_sent[c.name];
     if (last == members)
       continue;

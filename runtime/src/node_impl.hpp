@@ -66,6 +66,7 @@
 #include <caf/actor_system_config.hpp>
 #include <spdlog/logger.h>
 
+#include "group_feed.hpp"
 #include "herald/actors/consumer.hpp"
 #include "herald/actors/dead_letters.hpp"
 #include "herald/core/catalog.hpp"
@@ -285,11 +286,11 @@ struct node::impl : transport::pump_listener {
   // --- Guarded by group_feed_mtx (taken before consumers_mtx, never with
   // members_mtx)
   // --------------------------------------------------------------- What
-  // `feed_group_members` last told each consumer, and when each member was
-  // first seen leaving (its rejoin grace runs from then).
+  // `feed_group_members` last told each consumer, and the groups' members
+  // as membership shows them (made at the first tick).
   std::mutex group_feed_mtx;
   std::map<std::string, std::vector<std::string>> group_members_sent;
-  std::map<std::string, std::chrono::steady_clock::time_point> leaving_since;
+  std::optional<group_feed> groups_view;
 
   // --- Guarded by consumers_mtx (shared to read, exclusive to change) -------
   mutable std::shared_mutex consumers_mtx;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "deadline.hpp"
+#include "group_feed.hpp"
 #include "group_leases.hpp"
 #include "herald/core/errc.hpp"
 #include "herald/runtime/control.hpp"
@@ -570,4 +571,86 @@ TEST_CASE("a node serves group.lease for its own stream and keeps the "
   // A later incarnation (leaving at stop raises it too), first grant.
   CHECK(got.epoch > epoch);
   CHECK((got.epoch & 0xffffffff) == 1);
+}
+
+// -- the group's members, from membership ------------------------------------
+
+namespace {
+
+control::cluster_member member_record(std::string name,
+                                      control::member_status status,
+                                      std::vector<std::string> consumers) {
+  control::cluster_member m;
+  m.name = std::move(name);
+  m.status = status;
+  for (auto& c : consumers)
+    m.consumers.push_back({std::move(c), {}});
+  return m;
+}
+
+} // namespace
+
+TEST_CASE("a group's members are the nodes running its consumer that are "
+          "joining, up or suspect, and this node; sorted, each once",
+          "[groups]") {
+  using control::member_status;
+  group_feed feed{"email-2", 10s};
+  auto t0 = clk::time_point{} + 1h;
+  feed.observe(
+    {member_record("email-3", member_status::up, {"EmailService"}),
+     member_record("email-1", member_status::suspect,
+                   {"AuditService", "EmailService"}),
+     member_record("email-2", member_status::up, {"EmailService"}),
+     member_record("email-4", member_status::joining, {"EmailService"}),
+     member_record("email-5", member_status::down, {"EmailService"}),
+     member_record("user", member_status::up, {}),
+     member_record("audit", member_status::up, {"AuditService"})},
+    t0);
+  CHECK(
+    feed.members("EmailService")
+    == std::vector<std::string>{"email-1", "email-2", "email-3", "email-4"});
+  // This node is in every group it asks about, running it or not here.
+  CHECK(feed.members("AuditService")
+        == std::vector<std::string>{"audit", "email-1", "email-2"});
+  CHECK(feed.members("BillingService") == std::vector<std::string>{"email-2"});
+}
+
+TEST_CASE("a member that leaves keeps its place for the rejoin grace from "
+          "when it was first seen leaving; a down one loses it at once",
+          "[groups]") {
+  using control::member_status;
+  group_feed feed{"email-1", 10s};
+  auto t0 = clk::time_point{} + 1h;
+  auto view = [](member_status two, member_status three) {
+    return std::vector<control::cluster_member>{
+      member_record("email-1", member_status::up, {"EmailService"}),
+      member_record("email-2", two, {"EmailService"}),
+      member_record("email-3", three, {"EmailService"})};
+  };
+  const std::vector<std::string> all{"email-1", "email-2", "email-3"};
+  feed.observe(view(member_status::leaving, member_status::down), t0);
+  CHECK(feed.members("EmailService")
+        == std::vector<std::string>{"email-1", "email-2"});
+  feed.observe(view(member_status::leaving, member_status::up), t0 + 9s);
+  CHECK(feed.members("EmailService") == all);
+  // The grace runs from the first sight, not from the latest.
+  feed.observe(view(member_status::leaving, member_status::up), t0 + 10s);
+  CHECK(feed.members("EmailService")
+        == std::vector<std::string>{"email-1", "email-3"});
+  // Back (a restart within or after the grace): counted again, and a
+  // later leave starts a new grace.
+  feed.observe(view(member_status::up, member_status::up), t0 + 11s);
+  CHECK(feed.members("EmailService") == all);
+  feed.observe(view(member_status::leaving, member_status::up), t0 + 20s);
+  CHECK(feed.members("EmailService") == all);
+  feed.observe(view(member_status::leaving, member_status::up), t0 + 29s);
+  CHECK(feed.members("EmailService") == all);
+  feed.observe(view(member_status::leaving, member_status::up), t0 + 30s);
+  CHECK(feed.members("EmailService")
+        == std::vector<std::string>{"email-1", "email-3"});
+  // No grace at all: a leaving member is out at once.
+  group_feed strict{"email-1", 0s};
+  strict.observe(view(member_status::leaving, member_status::up), t0);
+  CHECK(strict.members("EmailService")
+        == std::vector<std::string>{"email-1", "email-3"});
 }
