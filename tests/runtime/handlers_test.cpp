@@ -557,7 +557,11 @@ TEST_CASE("quick handlers on a loaded machine run on a few pool threads, "
   }
   CHECK(n->stats("EmailService")->handled == 50000);
   INFO("threads that ran handlers: " << threads.load());
-  CHECK(threads.load() <= cores);
+  // About one per core; a few more when the kernel reports a preempted
+  // thread asleep at the moment the pool looks (the spinners make that
+  // common); never near the 64 slots, each of which got a thread when
+  // this was broken.
+  CHECK(threads.load() <= std::clamp<size_t>(2 * cores, 8, 16));
   std::lock_guard<std::mutex> probe_guard{probe.mtx};
   CHECK(probe.entity_overlaps == 0);
   CHECK(probe.out_of_order == 0);
