@@ -168,19 +168,27 @@ void history_file::finished(const handling& h) noexcept {
   });
 }
 
+namespace {
+
+// An offset record: a consumer's own (no partition) or a group's offset
+// of one partition.
+nlohmann::json offset_record(std::string_view consumer, std::string_view node,
+                             uint64_t incarnation, std::string_view stream,
+                             uint64_t offset, uint64_t time_us) {
+  return nlohmann::json{{"v", history_version},       {"record", "offset"},
+                        {"consumer", consumer},       {"node", node},
+                        {"incarnation", incarnation}, {"stream", stream},
+                        {"offset", offset},           {"time_us", time_us},
+                        {"partition", nullptr},       {"lease_epoch", nullptr}};
+}
+
+} // namespace
+
 void history_file::committed(std::string_view consumer, std::string_view stream,
                              uint64_t offset) noexcept {
   write([&] {
-    return nlohmann::json{{"v", history_version},
-                          {"record", "offset"},
-                          {"consumer", consumer},
-                          {"node", node_},
-                          {"incarnation", incarnation_},
-                          {"stream", stream},
-                          {"offset", offset},
-                          {"time_us", now_us()},
-                          {"partition", nullptr},
-                          {"lease_epoch", nullptr}};
+    return offset_record(consumer, node_, incarnation_, stream, offset,
+                         now_us());
   });
 }
 
@@ -200,17 +208,12 @@ void history_file::group_committed(const std::string& consumer,
     return;
   }
   write([&] {
-    return nlohmann::json{{"v", history_version},
-                          {"record", "offset"},
-                          {"consumer", consumer},
-                          {"node", node_},
-                          {"incarnation", incarnation_},
-                          {"stream", stream},
-                          {"offset", offset},
-                          {"time_us", now_us()},
-                          {"partition", partition},
-                          {"lease_epoch", epoch},
-                          {"partitions", partitions}};
+    auto record =
+      offset_record(consumer, node_, incarnation_, stream, offset, now_us());
+    record["partition"] = partition;
+    record["lease_epoch"] = epoch;
+    record["partitions"] = partitions;
+    return record;
   });
 }
 
