@@ -3,9 +3,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "harness/checker.hpp"
+#include "herald/core/errc.hpp"
 #include "herald/core/partition.hpp"
 
 namespace {
@@ -673,4 +676,280 @@ TEST_CASE("members that handled events under no lease fail the group",
   CHECK(v.groups.front().partitions == 0);
   CHECK_THAT(v.groups.front().examples.back(),
              Catch::Contains("without leases"));
+}
+
+// Handoff windows and moves (issue 15: duplicates only in the old holder's
+// uncommitted window; a rolling restart moves a partition once).
+
+namespace {
+
+// `r`'s line with no lease epoch (a redriven dead letter's).
+std::string unleased(const rec& r) {
+  auto text = r.line();
+  auto at = text.find(fmt::format(R"("lease_epoch":{})", r.epoch));
+  REQUIRE(at != std::string::npos);
+  text.replace(at, fmt::format(R"("lease_epoch":{})", r.epoch).size(),
+               R"("lease_epoch":null)");
+  return text;
+}
+
+// A restart of `target` (a `cycle` fault's cycle) whose stop began at `at`.
+fault_record restart_of(int fault, const std::string& target, uint64_t at) {
+  return {fault, "cycle", target, at, 1};
+}
+
+} // namespace
+
+TEST_CASE("a duplicate handled under a newer lease epoch is in a handoff "
+          "window; the largest window is reported",
+          "[harness][checker][groups]") {
+  std::vector<published> pubs{acked("a", 1, "k1"), acked("b", 2, "k2"),
+                              acked("c", 3, "k3")};
+  // Partition 3: email-1 handled a and b under epoch 1, email-2 both again
+  // under epoch 2 (a window of 2). Partition 4: c under epoch 1, then
+  // under epoch 3 (a window of 1).
+  auto v = judge_group(
+    pubs,
+    {{"email-1", rec{"email-1", "a", 1, "k1", 3, 1, 100, 110}.line()
+                   + rec{"email-1", "b", 2, "k2", 3, 1, 120, 130}.line()
+                   + rec{"email-1", "c", 3, "k3", 4, 1, 140, 150}.line()},
+     {"email-2", rec{"email-2", "a", 1, "k1", 3, 2, 200, 210}.line()
+                   + rec{"email-2", "b", 2, "k2", 3, 2, 220, 230}.line()
+                   + rec{"email-2", "c", 3, "k3", 4, 3, 240, 250}.line()}});
+  CHECK(v.ok());
+  auto& g = v.groups.front();
+  CHECK(g.duplicates == 3);
+  CHECK(g.duplicates_outside_window == 0);
+  CHECK(g.largest_window == 2);
+  CHECK(g.largest_window_at
+        == "stream s1 partition 3: epoch 1 on email-1 -> epoch 2 on email-2");
+  auto j = to_json(v);
+  CHECK(j["groups"][0]["duplicates_outside_window"] == 0);
+  CHECK(j["groups"][0]["largest_window"] == 2);
+}
+
+TEST_CASE("a duplicate under the same lease epoch is outside any handoff "
+          "window and fails the group, duplicates allowed or not",
+          "[harness][checker][groups]") {
+  std::vector<published> pubs{acked("a", 1, "k1")};
+  SECTION("one holder handled the event twice under its lease") {
+    auto v = judge_group(
+      pubs,
+      {{"email-1", rec{"email-1", "a", 1, "k1", 3, 1, 100, 110}.line()
+                     + rec{"email-1", "a", 1, "k1", 3, 1, 120, 130}.line()},
+       {"email-2", ""}});
+    CHECK_FALSE(v.ok());
+    auto& g = v.groups.front();
+    CHECK_FALSE(g.ok);
+    CHECK(g.duplicates == 1);
+    CHECK(g.duplicates_outside_window == 1);
+    CHECK(g.largest_window == 0);
+    REQUIRE_FALSE(g.examples.empty());
+    CHECK_THAT(g.examples.front(),
+               Catch::Contains("handled again by email-1 under epoch 1, after "
+                               "email-1 handled it under epoch 1"));
+    CHECK_THAT(v.failures.back(),
+               Catch::Contains("duplicates outside a handoff window 1"));
+  }
+  SECTION("the later handling under an older epoch") {
+    auto v = judge_group(
+      pubs, {{"email-1", rec{"email-1", "a", 1, "k1", 3, 2, 100, 110}.line()},
+             {"email-2", rec{"email-2", "a", 1, "k1", 3, 1, 200, 210}.line()}});
+    CHECK_FALSE(v.ok());
+    CHECK(v.groups.front().duplicates_outside_window == 1);
+  }
+  SECTION("the later handling under no lease, after a handling") {
+    auto v = judge_group(
+      pubs,
+      {{"email-1", rec{"email-1", "a", 1, "k1", 3, 1, 100, 110}.line()},
+       {"email-2", unleased(rec{"email-2", "a", 1, "k1", 3, 1, 200, 210})}});
+    CHECK_FALSE(v.ok());
+    CHECK(v.groups.front().duplicates_outside_window == 1);
+    CHECK_THAT(v.groups.front().examples.front(),
+               Catch::Contains("under no lease"));
+  }
+  SECTION("under a newer epoch, after an offset covering it was committed") {
+    auto k0 = key_in(0, 4);
+    std::vector<published> one{acked("a", 1, k0)};
+    auto v = judge_group(
+      one, {{"email-1", rec{"email-1", "a", 1, k0, 0, 1, 100, 110}.line()
+                          + group_offset("email-1", 1, 0, 4, 150, 1)},
+            {"email-2", rec{"email-2", "a", 1, k0, 0, 2, 200, 210}.line()}});
+    CHECK_FALSE(v.ok());
+    CHECK(v.groups.front().duplicates_outside_window == 1);
+    CHECK(v.groups.front().largest_window == 0);
+    CHECK_THAT(v.groups.front().examples.front(),
+               Catch::Contains("after an offset 1 of that partition covering "
+                               "it was committed"));
+  }
+}
+
+TEST_CASE("a redriven dead letter and a discarded result are in no handoff "
+          "window and fail nothing",
+          "[harness][checker][groups]") {
+  SECTION("a redrive: handled under no lease after its dead letter") {
+    // k1 is poison: dead-lettered under epoch 1, redriven (no lease) and
+    // dead-lettered again.
+    auto dead = rec{"email-1", "a", 1, "k1", 3, 1, 100, 110};
+    dead.outcome = "dead_lettered";
+    auto redriven = rec{"email-1", "a", 1, "k1", 3, 1, 500, 510};
+    redriven.outcome = "dead_lettered";
+    auto poison = R"({"v":1,"record":"start","node":"email-1",)"
+                  R"("incarnation":1,"stream":"e","fail_keys":["k1"]})"
+                  "\n";
+    auto v =
+      judge_group({acked("a", 1, "k1")},
+                  {{"email-1", poison + dead.line() + unleased(redriven)},
+                   {"email-2", ""}});
+    CHECK(v.ok());
+    auto& g = v.groups.front();
+    CHECK(g.dead_lettered == 1);
+    CHECK(g.duplicates == 1);
+    CHECK(g.redriven == 1);
+    CHECK(g.duplicates_outside_window == 0);
+  }
+  SECTION("a discarded result is no earlier handling") {
+    auto discarded = rec{"email-1", "a", 1, "k1", 3, 1, 100, 300};
+    discarded.outcome = "discarded";
+    auto v = judge_group(
+      {acked("a", 1, "k1")},
+      {{"email-1", discarded.line()},
+       {"email-2", rec{"email-2", "a", 1, "k1", 3, 2, 400, 410}.line()}});
+    CHECK(v.ok());
+    auto& g = v.groups.front();
+    CHECK(g.duplicates == 0);
+    CHECK(g.duplicates_outside_window == 0);
+    CHECK(g.largest_window == 0);
+  }
+}
+
+TEST_CASE("moves are changes of a partition's holder between consecutive "
+          "lease epochs, in handling-time order",
+          "[harness][checker][groups]") {
+  std::vector<published> pubs;
+  for (uint64_t i = 1; i <= 5; ++i)
+    pubs.push_back(acked(fmt::format("e{}", i), i, "k1"));
+  // Partition 3: email-1 (epoch 1) -> email-2 (epoch 2), email-2 again
+  // (epoch 3: no move), -> email-1 (epoch 4). Partition 4: email-2 only.
+  auto v = judge_group(
+    pubs,
+    {{"email-1", rec{"email-1", "e1", 1, "k1", 3, 1, 100, 110}.line()
+                   + rec{"email-1", "e4", 4, "k1", 3, 4, 400, 410}.line()},
+     {"email-2", rec{"email-2", "e2", 2, "k1", 3, 2, 200, 210}.line()
+                   + rec{"email-2", "e3", 3, "k1", 3, 3, 300, 310}.line()
+                   + rec{"email-2", "e5", 5, "k2", 4, 1, 150, 160}.line()}});
+  CHECK(v.ok());
+  auto& g = v.groups.front();
+  CHECK(g.moves == 2);
+  CHECK(g.restarts.empty());
+  CHECK(to_json(v)["groups"][0]["moves"] == 2);
+}
+
+TEST_CASE("moves are attributed to restarts; a partition moved more than "
+          "per_restart times in one restart's window fails",
+          "[harness][checker][groups]") {
+  const uint64_t s = 1'000'000; // 1 s, in us
+  const uint64_t t1 = 10 * s;   // email-1 restarted
+  const uint64_t t2 = 20 * s;   // email-2 restarted
+  std::vector<published> pubs;
+  for (uint64_t i = 1; i <= 5; ++i)
+    pubs.push_back(acked(fmt::format("e{}", i), i, fmt::format("k{}", i)));
+  // Partition 3: email-1 (epoch 1) before t1; email-2 (epoch 2) after t1,
+  // then email-1 again (epoch 3) before t2: away and back, 2 moves in
+  // email-1's window. Partition 4: email-2 (epoch 1) before t2, email-1
+  // (epoch 2) after: 1 move in email-2's window.
+  std::vector<std::pair<std::string, std::string>> texts{
+    {"email-1",
+     rec{"email-1", "e1", 1, "k1", 3, 1, 5 * s, 5 * s + 10}.line()
+       + rec{"email-1", "e3", 3, "k3", 3, 3, 13 * s, 13 * s + 10}.line()
+       + rec{"email-1", "e5", 5, "k5", 4, 2, 22 * s, 22 * s + 10}.line()},
+    {"email-2",
+     rec{"email-2", "e2", 2, "k2", 3, 2, 11 * s, 11 * s + 10}.line()
+       + rec{"email-2", "e4", 4, "k4", 4, 1, 6 * s, 6 * s + 10}.line()}};
+  std::vector<fault_record> faults{restart_of(0, "email-1", t1),
+                                   restart_of(1, "email-2", t2)};
+  SECTION("per_restart 1: the restart with 2 moves of a partition fails") {
+    checks_spec checks;
+    checks.moves_per_restart = 1;
+    auto v = judge_group(pubs, texts, checks, faults);
+    CHECK_FALSE(v.ok());
+    auto& g = v.groups.front();
+    CHECK(g.moves == 3);
+    REQUIRE(g.restarts.size() == 2);
+    auto& first = g.restarts[0];
+    CHECK(first.target == "email-1");
+    CHECK(first.stop_us == t1);
+    CHECK(first.until_us == t2);
+    CHECK(first.moves == 2);
+    CHECK(first.most == 2);
+    CHECK(first.busiest
+          == "stream s1 partition 3: email-1 (epoch 1) -> "
+             "email-2 (epoch 2) -> email-1 (epoch 3)");
+    CHECK_FALSE(first.ok);
+    auto& second = g.restarts[1];
+    CHECK(second.target == "email-2");
+    CHECK(second.until_us == 0); // to the end
+    CHECK(second.moves == 1);
+    CHECK(second.most == 1);
+    CHECK(second.ok);
+    CHECK_THAT(v.failures.back(), Catch::Contains("moved more than 1"));
+    CHECK_THAT(g.examples.back(),
+               Catch::Contains("restart of email-1 (fault 0, cycle 1): a "
+                               "partition moved 2 times in its window"));
+    auto j = to_json(v);
+    CHECK(j["groups"][0]["restarts"][0]["most"] == 2);
+    CHECK(j["groups"][0]["restarts"][0]["ok"] == false);
+    auto lines = table(v);
+    CHECK(std::any_of(lines.begin(), lines.end(), [](auto& l) {
+      return l.starts_with("restart of email-1 (fault 0, cycle 1): 2 move(s)")
+             && l.ends_with("FAIL");
+    }));
+  }
+  SECTION("per_restart 2: passes") {
+    checks_spec checks;
+    checks.moves_per_restart = 2;
+    auto v = judge_group(pubs, texts, checks, faults);
+    CHECK(v.ok());
+  }
+  SECTION("without a bound: reported only") {
+    auto v = judge_group(pubs, texts, {}, faults);
+    CHECK(v.ok());
+    REQUIRE(v.groups.front().restarts.size() == 2);
+    CHECK(v.groups.front().restarts[0].most == 2);
+  }
+  SECTION("a bound with no restart in the run fails") {
+    checks_spec checks;
+    checks.moves_per_restart = 1;
+    auto v = judge_group(pubs, texts, checks, {});
+    CHECK_FALSE(v.ok());
+    CHECK_THAT(v.groups.front().examples.back(),
+               Catch::Contains("recorded no restart"));
+  }
+}
+
+TEST_CASE("faults.jsonl gives each cycle's restart", "[harness][checker]") {
+  auto f = parse_faults(
+    R"({"event":"applied","fault":2,"kind":"cycle","target":"email-3","time_us":100})"
+    "\n"
+    R"({"event":"cycle","fault":2,"kind":"cycle","target":"email-3","cycle":1,"time_us":100})"
+    "\n"
+    R"({"event":"cycle","fault":2,"kind":"cycle","target":"email-3","cycle":2,"time_us":900})"
+    "\n"
+    R"({"event":"healed","fault":2,"kind":"cycle","target":"email-3","time_us":950})"
+    "\n",
+    "faults.jsonl");
+  REQUIRE(f);
+  REQUIRE(f->size() == 3);
+  CHECK((*f)[0].cycle == 0);
+  CHECK((*f)[1].cycle == 1);
+  CHECK((*f)[2].cycle == 2);
+  CHECK((*f)[2].applied_us == 900);
+  auto bad = parse_faults(
+    R"({"event":"cycle","fault":2,"kind":"cycle","target":"email-3","time_us":100})"
+    "\n",
+    "faults.jsonl");
+  REQUIRE_FALSE(bad);
+  CHECK_THAT(herald::message_of(bad.error()),
+             Catch::Contains("faults.jsonl:1: a 'cycle' line without its "
+                             "cycle number"));
 }

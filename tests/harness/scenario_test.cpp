@@ -455,6 +455,51 @@ TEST_CASE("a takeover bound is read from checks", "[harness][scenario]") {
   }
 }
 
+TEST_CASE("a bound on moves per restart is read from checks",
+          "[harness][scenario]") {
+  SECTION("absent: none") {
+    auto sc = parse_scenario(good, "dir/s.yaml");
+    REQUIRE(sc);
+    CHECK_FALSE(sc->checks.moves_per_restart);
+  }
+  SECTION("per_restart 1, and 0") {
+    auto sc = parse_scenario(good + "checks: {moves: {per_restart: 1}}\n",
+                             "dir/s.yaml");
+    REQUIRE(sc);
+    REQUIRE(sc->checks.moves_per_restart);
+    CHECK(*sc->checks.moves_per_restart == 1);
+    sc = parse_scenario(good + "checks: {moves: {per_restart: 0}}\n",
+                        "dir/s.yaml");
+    REQUIRE(sc);
+    CHECK(sc->checks.moves_per_restart == uint64_t{0});
+  }
+  SECTION("a negative bound: refused, naming the file, the key and the rule") {
+    auto msg = error_of(good + "checks: {moves: {per_restart: -1}}\n");
+    CHECK_THAT(msg, Catch::Contains("dir/s.yaml:"));
+    CHECK_THAT(msg, Catch::Contains("checks: moves: 'per_restart' must be a "
+                                    "whole number of moves of at least 0 "
+                                    "(e.g. per_restart: 1), not '-1'"));
+  }
+  SECTION("not a number") {
+    auto msg = error_of(good + "checks: {moves: {per_restart: once}}\n");
+    CHECK_THAT(msg, Catch::Contains("'per_restart' must be a whole number"));
+    CHECK_THAT(msg, Catch::Contains("not 'once'"));
+    msg = error_of(good + "checks: {moves: {per_restart: 1.5}}\n");
+    CHECK_THAT(msg, Catch::Contains("not '1.5'"));
+  }
+  SECTION("without per_restart, or another key") {
+    auto msg = error_of(good + "checks: {moves: {}}\n");
+    CHECK_THAT(msg, Catch::Contains("checks: moves: missing 'per_restart'"));
+    msg = error_of(good + "checks: {moves: {per_restart: 1, per_kill: 1}}\n");
+    CHECK_THAT(msg, Catch::Contains("per_kill"));
+  }
+  SECTION("not a map") {
+    auto msg = error_of(good + "checks: {moves: 1}\n");
+    CHECK_THAT(msg, Catch::Contains("checks: 'moves' must be a map like "
+                                    "{per_restart: 1}"));
+  }
+}
+
 TEST_CASE("instances are numbered from 1 per node", "[harness][scenario]") {
   auto sc = parse_scenario(good, "dir/s.yaml");
   REQUIRE(sc);

@@ -452,6 +452,224 @@ void check_takeovers(const std::vector<const history_record*>& records,
   }
 }
 
+// Duplicates and handoff windows. A finished record of an event handled
+// before is in a handoff window when it is under a newer lease epoch of
+// its (stream, partition) than the event's previous record under a lease,
+// and no offset of that partition recorded before it began covers it: the
+// new holder replayed what the old one had not committed. A record under
+// no lease after a dead letter is a redrive (`herald dlq redrive`). Any
+// other duplicate is outside every window.
+void check_windows(const std::vector<const history_record*>& records,
+                   group_verdict& g) {
+  auto example = [&](std::string text) {
+    if (g.examples.size() < 8)
+      g.examples.push_back(std::move(text));
+  };
+  struct previous {
+    // The latest finished record, and the latest one under a lease.
+    const history_record* last = nullptr;
+    const history_record* leased = nullptr;
+  };
+  std::unordered_map<std::string, previous> seen;
+  // Per (stream, partition), the highest offset recorded so far.
+  std::map<partition_id, uint64_t> committed;
+  // Per handoff (stream, partition, old epoch, new epoch): events handled
+  // again, and the members on either side.
+  struct window {
+    uint64_t events = 0;
+    std::string from, to;
+  };
+  std::map<std::tuple<std::string, uint32_t, uint64_t, uint64_t>, window>
+    windows;
+  for (auto* r : records) {
+    if (r->what == history_record::kind::offset) {
+      if (r->partition) {
+        auto& c = committed[{r->stream, *r->partition}];
+        c = std::max(c, r->offset);
+      }
+      continue;
+    }
+    if (r->what != history_record::kind::handling || !finished(*r))
+      continue;
+    auto& p = seen[r->id];
+    auto* last = p.last;
+    auto* leased = p.leased;
+    p.last = r;
+    if (r->lease_epoch)
+      p.leased = r;
+    if (last == nullptr)
+      continue;
+    if (!r->lease_epoch) {
+      if (last->result == history_record::ending::dead_lettered) {
+        ++g.redriven;
+        continue;
+      }
+      ++g.duplicates_outside_window;
+      example(fmt::format("event {} (key {}, seq {}) handled again by {} "
+                          "under no lease, after {} had {} it: a duplicate "
+                          "outside any handoff window",
+                          r->id, r->key, r->seq, r->node, last->node,
+                          last->result == history_record::ending::handled
+                            ? "handled"
+                            : "dead-lettered"));
+      continue;
+    }
+    auto epoch = *r->lease_epoch;
+    auto partition = r->partition.value_or(0);
+    if (leased == nullptr || *leased->lease_epoch >= epoch) {
+      ++g.duplicates_outside_window;
+      example(
+        leased == nullptr
+          ? fmt::format("event {} (key {}, seq {}) handled again by {} under "
+                        "epoch {}, after {} handled it under no lease: a "
+                        "duplicate outside any handoff window",
+                        r->id, r->key, r->seq, r->node, epoch, last->node)
+          : fmt::format("event {} (key {}, seq {}) of stream {} partition "
+                        "{} handled again by {} under epoch {}, after {} "
+                        "handled it under epoch {}: a duplicate outside any "
+                        "handoff window (same or older epoch)",
+                        r->id, r->key, r->seq, r->stream, partition, r->node,
+                        epoch, leased->node, *leased->lease_epoch));
+      continue;
+    }
+    if (auto c = committed.find({r->stream, partition});
+        c != committed.end() && c->second >= r->seq) {
+      ++g.duplicates_outside_window;
+      example(fmt::format("event {} (key {}, seq {}) of stream {} partition "
+                          "{} handled again by {} under epoch {}, after an "
+                          "offset {} of that partition covering it was "
+                          "committed: a replay of committed events, outside "
+                          "the uncommitted window",
+                          r->id, r->key, r->seq, r->stream, partition, r->node,
+                          epoch, c->second));
+      continue;
+    }
+    auto& w = windows[{r->stream, partition, *leased->lease_epoch, epoch}];
+    ++w.events;
+    w.from = leased->node;
+    w.to = r->node;
+  }
+  for (auto& [where, w] : windows)
+    if (w.events > g.largest_window) {
+      auto& [stream, partition, from, to] = where;
+      g.largest_window = w.events;
+      g.largest_window_at =
+        fmt::format("stream {} partition {}: epoch {} on {} -> epoch {} on {}",
+                    stream, partition, from, w.from, to, w.to);
+    }
+}
+
+// One change of the member holding a (stream, partition).
+struct partition_move {
+  partition_id where;
+  uint64_t at_us = 0;
+  std::string from, to;
+  uint64_t from_epoch = 0, to_epoch = 0;
+};
+
+// The moves of the group's partitions, in handling-time order: a record
+// under a newer lease epoch than the partition's latest, by another
+// member than that epoch's.
+std::vector<partition_move>
+moves_of(const std::vector<const history_record*>& records) {
+  struct holder {
+    uint64_t epoch = 0;
+    std::string member;
+  };
+  std::map<partition_id, holder> held;
+  std::vector<partition_move> out;
+  for (auto* r : records) {
+    // A dead letter unattempted has no time of its own.
+    if (r->what != history_record::kind::handling || !finished(*r)
+        || !r->partition || !r->lease_epoch || r->start_us == 0)
+      continue;
+    partition_id where{r->stream, *r->partition};
+    auto it = held.find(where);
+    if (it == held.end()) {
+      held.emplace(where, holder{*r->lease_epoch, r->node});
+      continue;
+    }
+    auto& h = it->second;
+    if (*r->lease_epoch <= h.epoch)
+      continue;
+    if (r->node != h.member)
+      out.push_back(
+        {where, r->start_us, h.member, r->node, h.epoch, *r->lease_epoch});
+    h = {*r->lease_epoch, r->node};
+  }
+  return out;
+}
+
+// The moves per restart: each `cycle` restart of a member opens a window
+// that the next one (or the end) closes; the most moves of one partition
+// in a window must not pass `checks.moves_per_restart`. Returns whether
+// every restart kept the bound, and there was one to judge when a bound
+// is set.
+bool check_moves(const std::vector<const history_record*>& records,
+                 const std::vector<fault_record>& faults,
+                 const checks_spec& checks, group_verdict& g) {
+  auto moves = moves_of(records);
+  g.moves = moves.size();
+  std::vector<const fault_record*> restarts;
+  bool any_restart = false;
+  for (auto& f : faults) {
+    if (f.kind != "cycle" || f.cycle < 1)
+      continue;
+    any_restart = true;
+    if (std::find(g.members.begin(), g.members.end(), f.target)
+        != g.members.end())
+      restarts.push_back(&f);
+  }
+  std::stable_sort(restarts.begin(), restarts.end(), [](auto* a, auto* b) {
+    return a->applied_us < b->applied_us;
+  });
+  for (size_t i = 0; i < restarts.size(); ++i) {
+    auto& f = *restarts[i];
+    restart_verdict rv;
+    rv.fault = f.fault;
+    rv.cycle = f.cycle;
+    rv.target = f.target;
+    rv.stop_us = f.applied_us;
+    rv.until_us = i + 1 < restarts.size() ? restarts[i + 1]->applied_us : 0;
+    rv.per_restart = checks.moves_per_restart;
+    std::map<partition_id, std::vector<const partition_move*>> per_partition;
+    for (auto& m : moves)
+      if (m.at_us >= rv.stop_us && (rv.until_us == 0 || m.at_us < rv.until_us))
+        per_partition[m.where].push_back(&m);
+    for (auto& [where, list] : per_partition) {
+      rv.moves += list.size();
+      if (list.size() <= rv.most)
+        continue;
+      rv.most = list.size();
+      std::string chain = fmt::format("{} (epoch {})", list.front()->from,
+                                      list.front()->from_epoch);
+      for (auto* m : list)
+        chain += fmt::format(" -> {} (epoch {})", m->to, m->to_epoch);
+      rv.busiest = fmt::format("stream {} partition {}: {}", where.first,
+                               where.second, chain);
+    }
+    rv.ok = !rv.per_restart || rv.most <= *rv.per_restart;
+    if (!rv.ok && g.examples.size() < 8)
+      g.examples.push_back(fmt::format(
+        "restart of {} (fault {}, cycle {}): a partition moved {} times in "
+        "its window, more than {} ({})",
+        rv.target, rv.fault, rv.cycle, rv.most, *rv.per_restart, rv.busiest));
+    g.restarts.push_back(std::move(rv));
+  }
+  // A bound with no restart in the run is no pass: faults.jsonl showed
+  // none to attribute moves to.
+  if (checks.moves_per_restart && !any_restart) {
+    if (g.examples.size() < 8)
+      g.examples.push_back("moves per restart: the run recorded no restart "
+                           "(no 'cycle' line in faults.jsonl): nothing to "
+                           "judge");
+    return false;
+  }
+  return std::all_of(g.restarts.begin(), g.restarts.end(), [](auto& r) {
+    return r.ok;
+  });
+}
+
 } // namespace
 
 history parse_history(std::string_view text, const std::string& file) {
@@ -553,11 +771,20 @@ caf::expected<std::vector<fault_record>> parse_faults(std::string_view text,
   size_t cut = 0;
   std::vector<std::string> bad;
   each_line(text, file, cut, bad, [&](size_t no, const payload& j) {
-    if (str(j, "event") != "applied")
+    auto event = str(j, "event");
+    if (event != "applied" && event != "cycle")
       return;
     fault_record f;
     auto it = j.find("fault");
     f.fault = it != j.end() && it->is_number_integer() ? it->get<int>() : -1;
+    if (event == "cycle") {
+      auto c = j.find("cycle");
+      f.cycle = c != j.end() && c->is_number_integer() ? c->get<int>() : 0;
+      if (f.cycle < 1)
+        bad.push_back(fmt::format("{}:{}: a 'cycle' line without its cycle "
+                                  "number (from 1)",
+                                  file, no));
+    }
     f.kind = str(j, "kind");
     f.target = str(j, "target");
     f.applied_us = micros(j, "time_us");
@@ -682,6 +909,7 @@ verdict judge(const std::vector<published>& publishes,
     g.discarded = as_one.discarded;
     g.examples = std::move(as_one.examples);
     check_leases(epochs_of(merged), g);
+    check_windows(merged, g);
     // Members that handled events under no lease do not form a group:
     // the lease rule could not be judged.
     bool unleased = g.handled + g.dead_lettered > 0 && g.partitions == 0;
@@ -694,15 +922,22 @@ verdict judge(const std::vector<published>& publishes,
       std::all_of(g.takeovers.begin(), g.takeovers.end(), [](auto& t) {
         return t.ok;
       });
+    bool moves_ok = check_moves(merged, faults, checks, g);
     g.ok = as_one.ok && g.lease_overlaps == 0 && g.shared_epochs == 0
-           && takeovers_ok && !unleased;
+           && takeovers_ok && !unleased && g.duplicates_outside_window == 0
+           && moves_ok;
     if (!g.ok)
       v.failures.push_back(fmt::format(
         "group {} ({} members): {}, lease overlaps {}, epochs shared by "
-        "members {}{}{}",
+        "members {}, duplicates outside a handoff window {} (must be "
+        "0){}{}{}",
         g.consumer, g.members.size(), counts(g), g.lease_overlaps,
-        g.shared_epochs,
+        g.shared_epochs, g.duplicates_outside_window,
         takeovers_ok ? "" : ", a takeover slower than its bound or unmeasured",
+        moves_ok ? ""
+                 : fmt::format(", a partition moved more than {} time(s) in "
+                               "one restart, or no restart to judge",
+                               checks.moves_per_restart.value_or(0)),
         unleased ? ", no record under a lease" : ""));
     v.groups.push_back(std::move(g));
   }
@@ -731,6 +966,9 @@ caf::expected<verdict> check_dir(const std::string& dir) {
   if (auto it = run.find("takeover_within_ms");
       it != run.end() && it->is_number_integer())
     checks.takeover_within = milliseconds{it->get<int64_t>()};
+  if (auto it = run.find("moves_per_restart");
+      it != run.end() && it->is_number_unsigned())
+    checks.moves_per_restart = it->get<uint64_t>();
   std::vector<fault_record> faults;
   if (auto faults_path = (fs::path{dir} / "faults.jsonl").string();
       fs::exists(faults_path)) {
@@ -878,19 +1116,44 @@ std::vector<std::string> table(const verdict& v) {
              : std::string{}));
   }
   if (!v.groups.empty())
-    lines.push_back(fmt::format("{:<22} {:>7} {:>8} {:>8} {:>5} {:>5} {:>5} "
-                                "{:>4} {:>7} {:>7} {:>8} {:>9}  {}",
-                                "group", "members", "expected", "handled",
-                                "dead", "lost", "dups", "inv", "offset!",
-                                "overlap", "discard", "parts/ep", "result"));
+    lines.push_back(fmt::format(
+      "{:<22} {:>7} {:>8} {:>8} {:>5} {:>5} {:>5} {:>7} {:>6} {:>4} {:>7} "
+      "{:>7} {:>8} {:>9} {:>5}  {}",
+      "group", "members", "expected", "handled", "dead", "lost", "dups",
+      "outwin!", "window", "inv", "offset!", "overlap", "discard", "parts/ep",
+      "moves", "result"));
   for (auto& g : v.groups)
     lines.push_back(fmt::format(
-      "{:<22} {:>7} {:>8} {:>8} {:>5} {:>5} {:>5} {:>4} {:>7} {:>7} {:>8} "
-      "{:>9}  {}",
+      "{:<22} {:>7} {:>8} {:>8} {:>5} {:>5} {:>5} {:>7} {:>6} {:>4} {:>7} "
+      "{:>7} {:>8} {:>9} {:>5}  {}",
       g.consumer, g.members.size(), g.expected, g.handled, g.dead_lettered,
-      g.lost, g.duplicates, g.inversions, g.offset_violations,
-      g.lease_overlaps + g.shared_epochs, g.discarded,
-      fmt::format("{}/{}", g.partitions, g.epochs), g.ok ? "ok" : "FAIL"));
+      g.lost, g.duplicates, g.duplicates_outside_window, g.largest_window,
+      g.inversions, g.offset_violations, g.lease_overlaps + g.shared_epochs,
+      g.discarded, fmt::format("{}/{}", g.partitions, g.epochs), g.moves,
+      g.ok ? "ok" : "FAIL"));
+  for (auto& g : v.groups)
+    if (g.largest_window > 0 || g.redriven > 0)
+      lines.push_back(fmt::format(
+        "handoff windows of {}: largest {} event(s) handled again{}{}",
+        g.consumer, g.largest_window,
+        g.largest_window > 0 ? fmt::format(" ({})", g.largest_window_at)
+                             : std::string{},
+        g.redriven > 0 ? fmt::format("; {} redrive(s) of dead letters, in no "
+                                     "window",
+                                     g.redriven)
+                       : std::string{}));
+  for (auto& g : v.groups)
+    for (auto& r : g.restarts)
+      lines.push_back(fmt::format(
+        "restart of {} (fault {}, cycle {}): {} move(s) in its window ({}), "
+        "at most {} of one partition{}{}  {}",
+        r.target, r.fault, r.cycle, r.moves,
+        r.until_us > 0 ? fmt::format("{} ms", (r.until_us - r.stop_us) / 1000)
+                       : std::string{"to the end"},
+        r.most, r.most > 0 ? fmt::format(" ({})", r.busiest) : std::string{},
+        r.per_restart ? fmt::format(", at most {} allowed", *r.per_restart)
+                      : std::string{},
+        r.ok ? "ok" : "FAIL"));
   for (auto& g : v.groups)
     for (auto& t : g.takeovers)
       lines.push_back(fmt::format(
@@ -944,6 +1207,19 @@ payload to_json(const verdict& v) {
        {"ok", c.ok}});
   auto groups = payload::array();
   for (auto& g : v.groups) {
+    auto restarts = payload::array();
+    for (auto& r : g.restarts)
+      restarts.push_back(
+        {{"fault", r.fault},
+         {"cycle", r.cycle},
+         {"target", r.target},
+         {"stop_us", r.stop_us},
+         {"until_us", r.until_us > 0 ? payload(r.until_us) : payload{}},
+         {"moves", r.moves},
+         {"most", r.most},
+         {"busiest", r.busiest},
+         {"per_restart", r.per_restart ? payload(*r.per_restart) : payload{}},
+         {"ok", r.ok}});
     auto takeovers = payload::array();
     for (auto& t : g.takeovers)
       takeovers.push_back(
@@ -956,27 +1232,34 @@ payload to_json(const verdict& v) {
          {"slowest", t.slowest},
          {"within_ms", t.within_ms ? payload(*t.within_ms) : payload{}},
          {"ok", t.ok}});
-    groups.push_back({{"consumer", g.consumer},
-                      {"members", g.members},
-                      {"expected", g.expected},
-                      {"handled", g.handled},
-                      {"dead_lettered", g.dead_lettered},
-                      {"lost", g.lost},
-                      {"duplicates", g.duplicates},
-                      {"inversions", g.inversions},
-                      {"cross_type_inversions", g.cross_type_inversions},
-                      {"poison_handled", g.poison_handled},
-                      {"unexpected_dead_letters", g.unexpected_dead_letters},
-                      {"offset_violations", g.offset_violations},
-                      {"unknown_delivered", g.unknown_delivered},
-                      {"discarded", g.discarded},
-                      {"lease_overlaps", g.lease_overlaps},
-                      {"shared_epochs", g.shared_epochs},
-                      {"partitions", g.partitions},
-                      {"epochs", g.epochs},
-                      {"takeovers", std::move(takeovers)},
-                      {"examples", g.examples},
-                      {"ok", g.ok}});
+    groups.push_back(
+      {{"consumer", g.consumer},
+       {"members", g.members},
+       {"expected", g.expected},
+       {"handled", g.handled},
+       {"dead_lettered", g.dead_lettered},
+       {"lost", g.lost},
+       {"duplicates", g.duplicates},
+       {"inversions", g.inversions},
+       {"cross_type_inversions", g.cross_type_inversions},
+       {"poison_handled", g.poison_handled},
+       {"unexpected_dead_letters", g.unexpected_dead_letters},
+       {"offset_violations", g.offset_violations},
+       {"unknown_delivered", g.unknown_delivered},
+       {"discarded", g.discarded},
+       {"lease_overlaps", g.lease_overlaps},
+       {"shared_epochs", g.shared_epochs},
+       {"partitions", g.partitions},
+       {"epochs", g.epochs},
+       {"duplicates_outside_window", g.duplicates_outside_window},
+       {"largest_window", g.largest_window},
+       {"largest_window_at", g.largest_window_at},
+       {"redriven", g.redriven},
+       {"moves", g.moves},
+       {"restarts", std::move(restarts)},
+       {"takeovers", std::move(takeovers)},
+       {"examples", g.examples},
+       {"ok", g.ok}});
   }
   uint64_t lost = 0;
   for (auto& c : v.consumers)

@@ -41,7 +41,21 @@
 ///   held (its epoch was the newest recorded before the kill), the time
 ///   from the kill to the first record under a newer epoch (by another
 ///   member, or by the killed one restarted). A failure only above the
-///   scenario's `checks.takeover.within`.
+///   scenario's `checks.takeover.within`;
+/// - **duplicates outside a handoff window**: a duplicate is in a handoff
+///   window only when it is handled under a newer lease epoch of its
+///   (stream, partition) than its previous handling, and no offset of
+///   its partition covering it was recorded before it began (the new
+///   holder replayed what the old one had not committed). One under the
+///   same epoch, an older one or none is outside any window, and always
+///   a failure; a redrive (handled under no lease after a dead letter)
+///   is counted apart. The largest window (events handled again per
+///   handoff) is reported;
+/// - **moves**: changes of the member holding a (stream, partition),
+///   from the records in handling-time order; per restart (a `cycle`
+///   fault's stop of a member, to the next one or the end), the most
+///   moves of one partition, a failure above the scenario's
+///   `checks.moves.per_restart`.
 /// A member's own verdict judges its own records (duplicates, inversions,
 /// dead letters), never loss or offsets: the other members handled the
 /// rest. These checks compare timestamps of several processes: they
@@ -147,18 +161,23 @@ struct consumer_info {
 };
 
 /// A fault the run applied, as `faults.jsonl` records it: what the
-/// takeover check measures from.
+/// takeover check measures from (an `applied` line), or one restart of a
+/// `cycle` fault, what the moves are attributed to (a `cycle` line).
 struct fault_record {
   /// Its index in the scenario's `faults` (-1: a random one).
   int fault = -1;
   std::string kind;
   /// The instance it hit.
   std::string target;
-  /// When it was applied, microseconds since the epoch.
+  /// When it was applied (a cycle: when its stop began), microseconds
+  /// since the epoch.
   uint64_t applied_us = 0;
+  /// A `cycle` line: which cycle of its fault, from 1. 0 for an
+  /// `applied` line.
+  int cycle = 0;
 };
 
-/// Parses `faults.jsonl` (the `applied` lines). Fails with
+/// Parses `faults.jsonl` (the `applied` and `cycle` lines). Fails with
 /// `errc::decode_error` naming the file and the line.
 caf::expected<std::vector<fault_record>> parse_faults(std::string_view text,
                                                       const std::string& file);
@@ -211,6 +230,28 @@ struct takeover_verdict {
   bool ok = true;
 };
 
+/// The moves of a group's partitions in one restart's window: from a
+/// `cycle` fault's stop of a member until the next such stop (of any
+/// member), or the end.
+struct restart_verdict {
+  /// The restart: its fault's index in `faults`, which cycle (from 1),
+  /// the member restarted, and when its stop began.
+  int fault = -1;
+  int cycle = 1;
+  std::string target;
+  uint64_t stop_us = 0;
+  /// The window's end (the next restart's stop); 0: the end of the run.
+  uint64_t until_us = 0;
+  /// Moves of every partition in the window, and the most of one
+  /// partition, with which (stream, partition and its holders in turn).
+  uint64_t moves = 0;
+  uint64_t most = 0;
+  std::string busiest;
+  /// The bound, when the scenario sets one (`checks.moves.per_restart`).
+  std::optional<uint64_t> per_restart;
+  bool ok = true;
+};
+
 /// The judgement of one consumer group, over its members' records.
 struct group_verdict {
   std::string consumer;
@@ -236,6 +277,25 @@ struct group_verdict {
   /// (stream, partition) pairs and lease epochs seen in the records.
   uint64_t partitions = 0;
   uint64_t epochs = 0;
+  /// Duplicates outside any handoff window: an event handled again under
+  /// the same lease epoch as its previous handling, an older one, or none
+  /// (not a redrive), or handled again after an offset of its partition
+  /// that covers it was committed. Always a failure.
+  uint64_t duplicates_outside_window = 0;
+  /// Redrives: handlings under no lease of an event whose previous
+  /// record is a dead letter (`herald dlq redrive`). Duplicates, but in
+  /// no window and never a failure.
+  uint64_t redriven = 0;
+  /// The handoff (stream, partition, old epoch -> new epoch) whose new
+  /// holder handled the most events again, how many, and which it was;
+  /// 0 and empty when no event was handled again under a newer epoch.
+  uint64_t largest_window = 0;
+  std::string largest_window_at;
+  /// Changes of the member holding a (stream, partition), from the
+  /// records in handling-time order (consecutive lease epochs held by
+  /// different members), over the whole run.
+  uint64_t moves = 0;
+  std::vector<restart_verdict> restarts;
   std::vector<takeover_verdict> takeovers;
   std::vector<std::string> examples;
   bool ok = true;
@@ -259,7 +319,8 @@ struct verdict {
 };
 
 /// Judges a run: `histories` by node instance name; `faults` are the
-/// faults applied (for the takeover of killed group members).
+/// faults applied (for the takeover of killed group members) and the
+/// restarts of `cycle` faults (for the moves per restart).
 verdict judge(const std::vector<published>& publishes,
               const std::vector<std::pair<std::string, history>>& histories,
               const std::vector<consumer_info>& consumers,

@@ -590,16 +590,26 @@ uint64_t wall_us() {
 
 // Appends to `faults.jsonl` that the fault of `s` was applied or healed,
 // and when (the checker measures the takeover of a killed group member's
-// partitions from it).
+// partitions from it); for a cycle step, also a `cycle` line with its
+// number from 1 and when its stop began (the checker attributes a group's
+// moves to each restart from it).
 void record_fault(const run_state& rs, const step& s, uint64_t at_us) {
   auto& a = *s.fault;
-  payload line{{"event", s.heal ? "healed" : "applied"},
-               {"fault", a.spec},
+  std::ofstream out{(fs::path{rs.out} / "faults.jsonl").string(),
+                    std::ios::app};
+  payload line{{"fault", a.spec},
                {"kind", std::string{to_string(a.kind)}},
                {"target", a.target},
                {"time_us", at_us}};
-  std::ofstream{(fs::path{rs.out} / "faults.jsonl").string(), std::ios::app}
-    << line.dump() << '\n';
+  if (s.heal || s.cycle <= 0) {
+    line["event"] = s.heal ? "healed" : "applied";
+    out << line.dump() << '\n';
+  }
+  if (!s.heal && s.cycle >= 0) {
+    line["event"] = "cycle";
+    line["cycle"] = s.cycle + 1;
+    out << line.dump() << '\n';
+  }
 }
 
 // Applies `s`, and tells the watch: the state before the fault (when an
@@ -613,7 +623,7 @@ void run_step(run_state& rs, const step& s) {
   // it is never too short.
   auto at_us = wall_us();
   bool done = apply(rs, s);
-  if (done && (first || s.heal))
+  if (done && (first || s.heal || s.cycle > 0))
     record_fault(rs, s, at_us);
   if (!done || spec < 0)
     return;
@@ -813,7 +823,10 @@ int run_scenario(const run_options& opts, scenario& sc) {
               {"cross_type_fail", sc.checks.cross_type_fail},
               {"takeover_within_ms", sc.checks.takeover_within ? payload(
                                        sc.checks.takeover_within->count())
-                                                               : payload{}}});
+                                                               : payload{}},
+              {"moves_per_restart", sc.checks.moves_per_restart
+                                      ? payload(*sc.checks.moves_per_restart)
+                                      : payload{}}});
   say(fmt::format("out: {}", out));
 
   std::vector<std::string> search = opts.path;

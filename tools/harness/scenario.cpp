@@ -490,8 +490,9 @@ void read_checks(const entry& e, problems& out, checks_spec& c) {
                     "cross_type_order: report}");
     return;
   }
-  entry dups{"duplicates"}, cross{"cross_type_order"}, takeover{"takeover"};
-  detail::read_map(e.value, ctx, {&dups, &cross, &takeover}, out);
+  entry dups{"duplicates"}, cross{"cross_type_order"}, takeover{"takeover"},
+    moves{"moves"};
+  detail::read_map(e.value, ctx, {&dups, &cross, &takeover, &moves}, out);
   auto word = [&](const entry& x, std::string_view pass,
                   std::string_view fail) {
     auto text = detail::text_of(x, ctx, "a word", out).value_or("");
@@ -520,6 +521,36 @@ void read_checks(const entry& e, problems& out, checks_spec& c) {
   } else if (takeover) {
     out.add(takeover.line, "checks: 'takeover' must be a map like {within: "
                            "7s}");
+  }
+  if (moves && moves.value.IsMap()) {
+    constexpr std::string_view moves_ctx = "checks: moves: ";
+    entry per_restart{"per_restart"};
+    detail::read_map(moves.value, moves_ctx, {&per_restart}, out);
+    uint64_t bound = 0;
+    bool read = false;
+    if (detail::require(per_restart, moves.line, moves_ctx,
+                        "the most moves of one partition in one restart's "
+                        "window, e.g. per_restart: 1",
+                        out)) {
+      auto n = detail::int_of(per_restart.value);
+      if (n && *n >= 0) {
+        bound = static_cast<uint64_t>(*n);
+        read = true;
+      } else {
+        out.add(per_restart.line,
+                fmt::format("{}'per_restart' must be a whole number of moves "
+                            "of at least 0 (e.g. per_restart: 1), not '{}'",
+                            moves_ctx,
+                            per_restart.value.IsScalar()
+                              ? per_restart.value.Scalar()
+                              : "a list or map"));
+      }
+    }
+    if (read)
+      c.moves_per_restart = bound;
+  } else if (moves) {
+    out.add(moves.line, "checks: 'moves' must be a map like {per_restart: "
+                        "1}");
   }
 }
 

@@ -233,6 +233,12 @@ struct checks_spec {
   /// first record (`checks: {takeover: {within: 7s}}`). Default: none
   /// (measured and reported only).
   std::optional<milliseconds> takeover_within;
+  /// The most times one partition of a consumer group may move (change
+  /// the member holding it) in one restart's window: from a `cycle`
+  /// fault's stop of a member to the next such stop, or the end
+  /// (`checks: {moves: {per_restart: 1}}`). Default: none (moves
+  /// measured and reported only).
+  std::optional<uint64_t> moves_per_restart;
 };
 
 struct scenario {
