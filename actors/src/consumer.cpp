@@ -122,7 +122,11 @@ struct stream_state {
   uint64_t cursor = 1;
   /// Pending replay request, 0 for none.
   uint64_t request = 0;
-  /// The head of the last completed catch-up.
+  /// Every selected event of the stream with seq <= synced has been
+  /// seen: the head of the last completed catch-up, or of the last stream
+  /// heartbeat that found no gap. No offset is committed past it: a live
+  /// event of one type dropped before a later one of another type is
+  /// found only then.
   uint64_t synced = 0;
   /// Every selected event with seq <= handled was finished: the offset.
   uint64_t handled = 0;
@@ -233,12 +237,13 @@ void flush_offsets(consumer_actor* self) {
   self->state.flush_scheduled = false;
   auto& stats = *self->state.setup.stats;
   for (auto& [stream, st] : self->state.streams)
-    if (!st.group && st.handled > st.committed) {
-      self->state.setup.offsets.store(stream, st.handled);
-      st.committed = st.handled;
+    if (auto upto = std::min(st.handled, st.synced);
+        !st.group && upto > st.committed) {
+      self->state.setup.offsets.store(stream, upto);
+      st.committed = upto;
       std::lock_guard<std::mutex> guard{stats.positions_mtx};
       auto& pos = stats.positions[stream];
-      pos.offset = st.handled;
+      pos.offset = upto;
       pos.offset_moved = std::chrono::steady_clock::now();
     }
 }
@@ -791,11 +796,15 @@ void group_sync(consumer_actor* self, const std::string& stream,
   }
   lease_request req;
   bool renew_due = now >= g.renew_at;
+  // What a partition's offset may pass: what is known seen (`synced`).
+  auto upto = [&ss](const partition_state& ps) {
+    return std::min(ps.handled, ss.synced);
+  };
   for (auto& ps : g.parts) {
     if (ps.state == lease_state::held && ps.pending == 0 && !ps.rewinding
         && !ss.catching_up && g.examined > ps.handled)
       ps.handled = g.examined; // nothing of it in flight: all looked at
-    if (ps.state == lease_state::held && commit && ps.handled > ps.committed)
+    if (ps.state == lease_state::held && commit && upto(ps) > ps.committed)
       renew_due = true;
   }
   std::vector<uint32_t> releasing;
@@ -810,14 +819,14 @@ void group_sync(consumer_actor* self, const std::string& stream,
       break;
     case lease_state::held:
       if (renew_due)
-        req.entries.push_back({p, lease_op::renew, ps.epoch, ps.handled});
+        req.entries.push_back({p, lease_op::renew, ps.epoch, upto(ps)});
       break;
     case lease_state::releasing:
       if (ps.pending == 0 || now >= ps.release_by) {
-        req.entries.push_back({p, lease_op::release, ps.epoch, ps.handled});
+        req.entries.push_back({p, lease_op::release, ps.epoch, upto(ps)});
         releasing.push_back(p);
       } else if (renew_due) {
-        req.entries.push_back({p, lease_op::renew, ps.epoch, ps.handled});
+        req.entries.push_back({p, lease_op::renew, ps.epoch, upto(ps)});
       }
       break;
     case lease_state::asking:
@@ -1091,6 +1100,8 @@ void on_heartbeat(consumer_actor* self, const stream_heartbeat& hb) {
       return;
     }
   }
+  // The heartbeat follows the events it counts: all of them are seen.
+  ss.synced = std::max(ss.synced, hb.head);
 }
 
 void on_reply(consumer_actor* self, replay_reply& r) {

@@ -17,6 +17,10 @@ namespace herald {
 void node::impl::on_events(event_batch& batch, std::string_view /*from*/) {
   if (refused_streams.load(std::memory_order_relaxed) > 0)
     drop_refused(batch);
+  if (auto& drop = cfg.test_hooks.drop_live_seqs; !drop.empty())
+    std::erase_if(batch, [&drop](const event& ev) {
+      return std::find(drop.begin(), drop.end(), ev.seq()) != drop.end();
+    });
   if (!batch.empty())
     dispatch(std::move(batch));
 }

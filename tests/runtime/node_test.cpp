@@ -11,6 +11,7 @@
 #include <mutex>
 #include <numeric>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <thread>
 #include <variant>
@@ -578,4 +579,94 @@ TEST_CASE("the node's observer keeps the start it was made with",
   REQUIRE(err);
   CHECK(is(err, errc::invalid_argument));
   CHECK_THAT(message_of(err), Catch::Contains("order.>"));
+}
+
+TEST_CASE("a live event of one type dropped before one of another type is "
+          "not committed past: a consumer stopped before the next stream "
+          "heartbeat handles it after its restart",
+          "[runtime][node][gaps]") {
+  // AuditService takes both user types; PUB/SUB drops seq 3 (a created)
+  // and delivers seq 4 (a deleted). Each type's own sequence has no gap,
+  // so only the producer's next heartbeat (30 s away here) shows it: the
+  // consumer must not commit past seq 2 until then.
+  auto catalog = temp_data_dir("two-types") + ".yaml";
+  {
+    std::ifstream in{HERALD_SOURCE_DIR "/config/events.yaml"};
+    std::string text{std::istreambuf_iterator<char>{in}, {}};
+    for (auto at = text.find("    consumers:\n"); at != std::string::npos;
+         at = text.find("    consumers:\n", at + 1))
+      text.insert(at + 15, "      AuditService: Audit trail\n");
+    std::ofstream out{catalog};
+    out << text;
+  }
+  auto pcfg = make_config("p", "UserService");
+  pcfg.catalog = catalog;
+  pcfg.transport.stream_heartbeat = 30s;
+  auto producer = start(pcfg);
+  auto ccfg = make_config("audit", "AuditService");
+  ccfg.catalog = catalog;
+  // Through membership: the producer's control endpoint (replays,
+  // leases) does not wait for its first heartbeat.
+  ccfg.cluster.seeds = {producer->control_endpoint()};
+  ccfg.test_hooks.drop_live_seqs = {3};
+  std::mutex mtx;
+  std::set<uint64_t> seen;
+  auto run = [&](node_config cfg) {
+    auto n = start(std::move(cfg));
+    for (auto* type : {"user.account.created", "user.account.deleted"})
+      REQUIRE_FALSE(n->bus().subscribe(type, [&](const event& ev) {
+        std::lock_guard<std::mutex> guard{mtx};
+        seen.insert(ev.seq());
+      }));
+    return n;
+  };
+  auto saw = [&](uint64_t seq) {
+    std::lock_guard<std::mutex> guard{mtx};
+    return seen.count(seq) > 0;
+  };
+  auto consumer = run(ccfg);
+  REQUIRE(producer->wait_for_subscribers(1, 10s));
+  auto publish = [&](const char* type, payload p) {
+    auto r = producer->bus().publish(type, std::move(p));
+    REQUIRE(r);
+    REQUIRE_FALSE(r->wait());
+  };
+  publish("user.account.created", created(1));
+  publish("user.account.created", created(2));
+  REQUIRE(test::wait_until(
+    [&] {
+      return saw(2);
+    },
+    10s));
+  publish("user.account.created", created(3)); // seq 3: dropped
+  publish("user.account.deleted",
+          {{"user_id", user_id(3)}, {"deletion_reason", "admin"}});
+  REQUIRE(test::wait_until(
+    [&] {
+      return saw(4);
+    },
+    10s));
+  CHECK_FALSE(saw(3));
+  // Offsets are committed every 50 ms: long past.
+  std::this_thread::sleep_for(300ms);
+  {
+    auto stats = consumer->stats("AuditService");
+    REQUIRE(stats);
+    std::lock_guard<std::mutex> guard{stats->positions_mtx};
+    auto pos = stats->positions.find(producer->stream());
+    REQUIRE(pos != stats->positions.end());
+    CHECK(pos->second.offset < 3);
+  }
+  consumer->stop();
+  consumer.reset();
+
+  ccfg.test_hooks.drop_live_seqs.clear();
+  consumer = run(ccfg);
+  REQUIRE(producer->wait_for_subscribers(1, 10s));
+  publish("user.account.created", created(5));
+  CHECK(test::wait_until(
+    [&] {
+      return saw(3) && saw(5);
+    },
+    15s));
 }

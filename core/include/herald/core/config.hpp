@@ -225,6 +225,10 @@ struct test_hooks_config {
   /// before its handler runs. A kill then loses events; the harness must
   /// catch it. Default: false.
   bool commit_before_handle = false;
+  /// Seqs of live events this node drops on receipt, as PUB/SUB drops
+  /// them under load (every stream): what gap repair must make up for.
+  /// Set in code only (tests); not read from a config file. Default: none.
+  std::vector<uint64_t> drop_live_seqs;
 };
 
 /// One consumer of a node.
