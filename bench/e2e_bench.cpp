@@ -362,8 +362,10 @@ int run_consumer(const options& o) {
   if (err)
     return 1;
   auto st = n->stats("EmailService");
-  if (o.members > 1) {
-    // Tell the driver once this member holds its share of the partitions.
+  {
+    // Tell the driver once this member holds its share of the partitions
+    // (alone: all of them), so that the run measures handling under
+    // leases, not the first grant.
     auto until = steady_clock::now() + seconds{60};
     while (!holds_share(o, *st)) {
       if (steady_clock::now() > until) {
@@ -570,6 +572,18 @@ int run_driver(const options& base, const char* self) {
     std::fprintf(stderr, "bench: consumer did not subscribe in 10 s\n");
     return 1;
   }
+  // The consumer says when it holds its partitions (or exits, failing).
+  auto ready = member_file(o, 1, "ready");
+  while (!std::filesystem::exists(ready)) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      std::fprintf(stderr, "bench: the consumer ended before it held its "
+                           "partitions\n");
+      return 1;
+    }
+    std::this_thread::sleep_for(milliseconds{10});
+  }
+  std::filesystem::remove(ready);
   auto payloads = make_payloads(o.users);
   std::optional<herald::publish_receipt> last;
   auto t0 = steady_clock::now();

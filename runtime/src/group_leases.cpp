@@ -151,6 +151,23 @@ lease_reply group_leases::serve(const lease_request& r, clock::time_point now) {
   }
   auto count = g.partitions != 0 ? g.partitions : r.partitions;
 
+  // The request's commits, taken in memory as its entries are answered and
+  // stored in one write at the end; undone by any return before that write
+  // succeeds (an error reply commits nothing).
+  struct pending_commit {
+    lease* at;
+    uint32_t partition;
+    std::optional<uint64_t> before;
+    uint64_t offset;
+  };
+  struct pending_commits : std::vector<pending_commit> {
+    bool stored = false;
+    ~pending_commits() {
+      if (!stored)
+        for (auto c = rbegin(); c != rend(); ++c)
+          c->at->offset = c->before;
+    }
+  } commits;
   for (auto& e : r.entries) {
     lease_entry_reply er;
     er.partition = e.partition;
@@ -175,17 +192,13 @@ lease_reply group_leases::serve(const lease_request& r, clock::time_point now) {
       er.offset = ls.offset.value_or(0);
       er.holder = ls.holder;
     };
-    auto commit = [&]() -> caf::error {
+    // Taken now, stored with the request's other commits before the
+    // reply (undone if that fails).
+    auto commit = [&] {
       if (e.offset <= ls.offset.value_or(0))
-        return {};
-      if (auto err = store_.store_offset(r.group, e.partition, e.offset))
-        return make_error(errc::io_error,
-                          fmt::format("group '{}' partition {}: cannot store "
-                                      "offset {}: {}",
-                                      r.group, e.partition, e.offset,
-                                      message_of(err)));
+        return;
+      commits.push_back({&ls, e.partition, ls.offset, e.offset});
       ls.offset = e.offset;
-      return {};
     };
     switch (e.op) {
     case lease_op::acquire:
@@ -252,8 +265,7 @@ lease_reply group_leases::serve(const lease_request& r, clock::time_point now) {
                   : std::string{"held by nobody"});
         break;
       }
-      if (auto err = commit())
-        return failed(r, message_of(err));
+      commit();
       er.wanted = ls.wanted;
       ls.wanted = false;
       if (e.op == lease_op::renew) {
@@ -269,6 +281,19 @@ lease_reply group_leases::serve(const lease_request& r, clock::time_point now) {
     }
     out.entries.push_back(std::move(er));
   }
+  if (!commits.empty()) {
+    std::vector<std::pair<uint32_t, uint64_t>> offsets;
+    offsets.reserve(commits.size());
+    for (auto& c : commits)
+      offsets.emplace_back(c.partition, c.offset);
+    if (auto err = store_.store_offsets(r.group, offsets))
+      return failed(r, fmt::format("group '{}': cannot store the committed "
+                                   "offsets of {} partition(s), partition {} "
+                                   "first: {}",
+                                   r.group, commits.size(),
+                                   commits.front().partition, message_of(err)));
+  }
+  commits.stored = true;
   orphans(g, now, out.orphans);
   return out;
 }
@@ -295,7 +320,7 @@ group_leases::lease_of(const std::string& name, group& g, uint32_t partition,
   }
   // A member upgraded in place brings its position from before groups.
   if (*l.offset == 0 && initial > 0) {
-    if (auto err = store_.store_offset(name, partition, initial))
+    if (auto err = store_.store_offsets(name, {{partition, initial}}))
       return make_error(errc::io_error,
                         fmt::format("group '{}' partition {}: cannot store "
                                     "the member's initial offset {}: {}",
@@ -318,15 +343,16 @@ caf::error group_leases::repartition(const std::string& name, group& g,
       return l.error();
     lowest = std::min(lowest, (*l)->offset.value_or(0));
   }
-  for (uint32_t p = 0; p < partitions; ++p) {
-    if (auto err = store_.store_offset(name, p, lowest))
-      return make_error(errc::io_error,
-                        fmt::format("group '{}' partition {}: cannot store "
-                                    "offset {} while changing its partitions "
-                                    "from {} to {}: {}",
-                                    name, p, lowest, g.partitions, partitions,
-                                    message_of(err)));
-  }
+  std::vector<std::pair<uint32_t, uint64_t>> offsets;
+  for (uint32_t p = 0; p < partitions; ++p)
+    offsets.emplace_back(p, lowest);
+  if (auto err = store_.store_offsets(name, offsets))
+    return make_error(errc::io_error,
+                      fmt::format("group '{}': cannot store offset {} for "
+                                  "its partitions while changing them from "
+                                  "{} to {}: {}",
+                                  name, lowest, g.partitions, partitions,
+                                  message_of(err)));
   // Epochs keep counting (a grant of the new partition p is still above
   // every earlier epoch of p), offsets start again at the lowest.
   for (auto& [p, l] : g.leases)

@@ -41,6 +41,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <caf/error.hpp>
@@ -58,10 +59,13 @@ struct group_store {
   std::function<caf::expected<uint64_t>(const std::string& group,
                                         uint32_t partition)>
     load_offset;
-  /// Stores the committed offset of (group, partition).
-  std::function<caf::error(const std::string& group, uint32_t partition,
-                           uint64_t offset)>
-    store_offset;
+  /// Stores the committed offsets of `group`, each `(partition, offset)`,
+  /// in one write: all or none (a request's commits wait behind the log's
+  /// synced commit groups once, not once per partition).
+  std::function<caf::error(
+    const std::string& group,
+    const std::vector<std::pair<uint32_t, uint64_t>>& offsets)>
+    store_offsets;
   /// Whether a member on another node ever held a lease of `group` (kept
   /// across restarts).
   std::function<caf::expected<bool>(const std::string& group)> remote;

@@ -67,10 +67,18 @@ caf::error start_groups(node::impl& p) {
   s.load_offset = [read](const std::string& g, uint32_t partition) {
     return read(offset_key(g, partition));
   };
-  s.store_offset = [write](const std::string& g, uint32_t partition,
-                           uint64_t offset) {
-    return write(offset_key(g, partition), offset);
-  };
+  s.store_offsets =
+    [raw](const std::string& g,
+          const std::vector<std::pair<uint32_t, uint64_t>>& offsets) {
+      std::vector<std::pair<std::string, uint64_t>> keyed;
+      keyed.reserve(offsets.size());
+      for (auto& [partition, offset] : offsets)
+        keyed.emplace_back(offset_key(g, partition), offset);
+      std::shared_lock<std::shared_mutex> guard{raw->store_mtx};
+      if (!raw->log_store)
+        return log_closed();
+      return raw->log_store->commit_offsets(keyed, raw->stream);
+    };
   s.remote = [read](const std::string& g) -> caf::expected<bool> {
     auto v = read(remote_key(g));
     if (!v)

@@ -50,6 +50,23 @@ caf::error event_log::commit_offset(std::string_view consumer,
   return {};
 }
 
+caf::error event_log::commit_offsets(
+  const std::vector<std::pair<std::string, uint64_t>>& offsets,
+  std::string_view stream) {
+  if (offsets.empty())
+    return {};
+  auto& self = *impl_;
+  rocksdb::WriteOptions wo;
+  wo.sync = false;
+  rocksdb::WriteBatch batch;
+  for (auto& [consumer, seq] : offsets)
+    batch.Put(self.cf_offsets, offset_key(consumer, stream), be64{seq}.slice());
+  auto s = self.write(wo, batch);
+  if (!s.ok())
+    return write_error(self.opts.dir, s);
+  return {};
+}
+
 caf::expected<uint64_t> event_log::offset(std::string_view consumer,
                                           std::string_view stream) const {
   auto& self = *impl_;

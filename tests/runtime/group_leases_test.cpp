@@ -46,12 +46,15 @@ struct memory_store {
       auto it = offsets.find({g, p});
       return it == offsets.end() ? 0 : it->second;
     };
-    s.store_offset = [this](const std::string& g, uint32_t p,
-                            uint64_t offset) -> caf::error {
+    s.store_offsets =
+      [this](
+        const std::string& g,
+        const std::vector<std::pair<uint32_t, uint64_t>>& batch) -> caf::error {
       if (fail_writes)
         return make_error(errc::io_error, "disk full");
       ++offset_writes;
-      offsets[{g, p}] = offset;
+      for (auto& [p, offset] : batch)
+        offsets[{g, p}] = offset;
       return {};
     };
     s.remote = [this](const std::string& g) -> caf::expected<bool> {
@@ -653,4 +656,35 @@ TEST_CASE("a member that leaves keeps its place for the rejoin grace from "
   strict.observe(view(member_status::leaving, member_status::up), t0);
   CHECK(strict.members("EmailService")
         == std::vector<std::string>{"email-1", "email-3"});
+}
+
+TEST_CASE("a request's commits are stored in one write, all or none",
+          "[groups]") {
+  owner o;
+  auto one = o.acquire("a", 1);
+  auto two = o.acquire("a", 2);
+  auto three = o.acquire("a", 3);
+  auto writes = o.store.offset_writes;
+  auto r = o.ask("a", {{1, lease_op::renew, one.epoch, 10},
+                       {2, lease_op::renew, two.epoch, 20},
+                       {3, lease_op::release, three.epoch, 30}});
+  REQUIRE(r.error.empty());
+  CHECK(o.store.offset_writes == writes + 1);
+  CHECK(o.store.offsets[{"G", 1}] == 10);
+  CHECK(o.store.offsets[{"G", 2}] == 20);
+  CHECK(o.store.offsets[{"G", 3}] == 30);
+
+  // A failing write: an error, and no offset moved, in the store or in
+  // what the owner answers next.
+  o.store.fail_writes = true;
+  r = o.ask("a", {{1, lease_op::renew, one.epoch, 11},
+                  {2, lease_op::renew, two.epoch, 21}});
+  CHECK_THAT(r.error, Catch::Contains("cannot store the committed offsets of "
+                                      "2 partition(s), partition 1 first")
+                        && Catch::Contains("disk full"));
+  o.store.fail_writes = false;
+  CHECK(o.store.offsets[{"G", 1}] == 10);
+  CHECK(o.store.offsets[{"G", 2}] == 20);
+  CHECK(o.renew("a", 1, one.epoch).offset == 10);
+  CHECK(o.renew("a", 2, two.epoch).offset == 20);
 }

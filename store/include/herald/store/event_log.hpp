@@ -39,6 +39,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <caf/error.hpp>
@@ -254,6 +255,14 @@ public:
   /// data directory when the write fails.
   caf::error commit_offset(std::string_view consumer, std::string_view stream,
                            uint64_t seq);
+
+  /// Stores several offsets in `stream` in one write, each `(consumer,
+  /// seq)` as `commit_offset` does: all or none. One write waits at most
+  /// once behind a synced commit group, where as many writes would wait
+  /// as many times. Fails as `commit_offset`.
+  caf::error
+  commit_offsets(const std::vector<std::pair<std::string, uint64_t>>& offsets,
+                 std::string_view stream);
 
   /// The stored offset of `consumer` in `stream`: every event of the stream
   /// the consumer selects with seq <= the offset was handled. 0 when none is
