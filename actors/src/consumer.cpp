@@ -822,7 +822,10 @@ void group_sync(consumer_actor* self, const std::string& stream,
         req.entries.push_back({p, lease_op::renew, ps.epoch, upto(ps)});
       break;
     case lease_state::releasing:
-      if (ps.pending == 0 || now >= ps.release_by) {
+      // Released once its calls ended and its offset may pass all it
+      // handled (the next heartbeat), so the next holder repeats nothing;
+      // at `release_by` whatever the state.
+      if ((ps.pending == 0 && upto(ps) >= ps.handled) || now >= ps.release_by) {
         req.entries.push_back({p, lease_op::release, ps.epoch, upto(ps)});
         releasing.push_back(p);
       } else if (renew_due) {

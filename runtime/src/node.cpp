@@ -272,12 +272,24 @@ void node::impl::shutdown() {
   }
   if (sys) {
     {
-      // Offsets are committed every 50 ms; commit the last ones now.
+      // Offsets are committed every 50 ms; commit the last ones now. An
+      // offset passes only what a heartbeat showed seen: this node's own
+      // stream gets one first (from the same sender, so it comes before
+      // the flush), and the last events handled of it are committed too.
+      stream_heartbeat hb;
+      {
+        std::lock_guard<std::mutex> guard{heads_mtx};
+        hb.stream = stream;
+        hb.head = sent_head;
+        hb.types.insert(sent_type_heads.begin(), sent_type_heads.end());
+      }
       caf::scoped_actor self{*sys};
       std::shared_lock<std::shared_mutex> guard{consumers_mtx};
-      for (auto& c : consumers)
+      for (auto& c : consumers) {
+        self->send(c.actor, heartbeat_atom::value, hb);
         self->request(c.actor, std::chrono::seconds{2}, flush_atom::value)
           .receive([] {}, [](caf::error&) {});
+      }
     }
     {
       std::unique_lock<std::shared_mutex> guard{consumers_mtx};
