@@ -38,16 +38,7 @@ caf::error offset_error(std::string_view consumer, std::string_view stream,
 
 caf::error event_log::commit_offset(std::string_view consumer,
                                     std::string_view stream, uint64_t seq) {
-  auto& self = *impl_;
-  auto key = offset_key(consumer, stream);
-  rocksdb::WriteOptions wo;
-  wo.sync = false;
-  rocksdb::WriteBatch batch;
-  batch.Put(self.cf_offsets, key, be64{seq}.slice());
-  auto s = self.write(wo, batch);
-  if (!s.ok())
-    return write_error(self.opts.dir, s);
-  return {};
+  return commit_offsets({{std::string{consumer}, seq}}, stream);
 }
 
 caf::error event_log::commit_offsets(
