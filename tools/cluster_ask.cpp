@@ -1,6 +1,7 @@
 #include "cluster_ask.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <set>
 
 #include <fmt/format.h>
@@ -51,6 +52,13 @@ names_with_status(const std::vector<control::cluster_member>& members) {
     names.push_back(
       fmt::format("{} ({})", m.name, control::to_string(m.status)));
   return fmt::format("{}", fmt::join(names, ", "));
+}
+
+void print_error(std::string_view prog, const control::cluster_member& m,
+                 std::string_view why) {
+  fmt::print(stderr, "{}: owner '{}' (stream '{}', {}): {}\n", prog, m.name,
+             m.stream, m.control, why);
+  std::fflush(stderr);
 }
 
 caf::expected<control::members_reply> ask_view(const endpoint_options& opts) {

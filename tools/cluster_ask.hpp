@@ -10,6 +10,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -82,6 +83,25 @@ ask_each(const std::vector<control::cluster_member>& members,
   for (auto& t : threads)
     t.join();
   return out;
+}
+
+/// Prints `<prog>: owner 'NAME' (stream 'S', ENDPOINT): why` on stderr.
+void print_error(std::string_view prog, const control::cluster_member& m,
+                 std::string_view why);
+
+/// Prints on stderr, for each member of `answers` that gave no reply,
+/// `<prog>: owner 'NAME' (stream 'S', ENDPOINT): why`; returns whether
+/// there was one (the command then exits 1).
+template <class Reply>
+bool report_unanswered(std::string_view prog,
+                       const std::vector<member_answer<Reply>>& answers) {
+  bool any = false;
+  for (auto& a : answers)
+    if (!a.reply) {
+      print_error(prog, a.member, a.error);
+      any = true;
+    }
+  return any;
 }
 
 } // namespace herald::cli

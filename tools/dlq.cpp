@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
@@ -119,21 +120,6 @@ ask_cluster(const dlq_state& st, const Request& request) {
   return ask_each(live_members(*view), request, st.endpoint.timeout);
 }
 
-// Prints on stderr each member that gave no reply and why; returns the
-// exit code: 1 when some did.
-template <class Reply>
-int report_unanswered(const std::vector<member_answer<Reply>>& answers) {
-  int rc = exit_ok;
-  for (auto& a : answers)
-    if (!a.reply) {
-      fmt::print(stderr, "{}: owner '{}' ({}): {}\n", prog, a.member.name,
-                 a.member.control, a.error);
-      rc = exit_failure;
-    }
-  std::fflush(stderr);
-  return rc;
-}
-
 int run_list_cluster(const dlq_state& st) {
   control::dlq_list_request request;
   request.filter = filter_of(st.filter);
@@ -168,11 +154,11 @@ int run_list_cluster(const dlq_state& st) {
     print_line(dump(list));
     for (auto& m : more)
       fmt::print(stderr, "{}\n", m);
-    return report_unanswered(*answers);
+    return report_unanswered(prog, *answers) ? exit_failure : exit_ok;
   }
   if (all.empty()) {
     print_line("no dead letters match");
-    return report_unanswered(*answers);
+    return report_unanswered(prog, *answers) ? exit_failure : exit_ok;
   }
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"OWNER", "ID", "CONSUMER", "TYPE", "KEY", "STREAM:SEQ",
@@ -193,7 +179,7 @@ int run_list_cluster(const dlq_state& st) {
   print_table(rows);
   for (auto& m : more)
     print_line(m);
-  return report_unanswered(*answers);
+  return report_unanswered(prog, *answers) ? exit_failure : exit_ok;
 }
 
 int run_list(const dlq_state& st) {
@@ -382,7 +368,7 @@ int report_owners(const dlq_state& st,
         "{}: {} dead letter{} {}: {}", one_line(a.member.name), list.size(),
         list.size() == 1 ? "" : "s", what, fmt::join(list, ", ")));
   }
-  return report_unanswered(answers);
+  return report_unanswered(prog, answers) ? exit_failure : exit_ok;
 }
 
 int run_redrive(const dlq_state& st) {

@@ -37,21 +37,6 @@ struct group_state {
   CLI::App* reset = nullptr;
 };
 
-// Prints on stderr why each owner that gave no reply gave none; returns
-// whether there was one.
-template <class Reply>
-bool report_unanswered(const std::vector<member_answer<Reply>>& answers) {
-  bool any = false;
-  for (auto& a : answers)
-    if (!a.reply) {
-      fmt::print(stderr, "{}: owner '{}' (stream '{}', {}): {}\n", prog,
-                 a.member.name, a.member.stream, a.member.control, a.error);
-      any = true;
-    }
-  std::fflush(stderr);
-  return any;
-}
-
 std::string expires_in(uint64_t ms) {
   return fmt::format("{:.1f}s", static_cast<double>(ms) / 1000.0);
 }
@@ -172,7 +157,7 @@ int run_describe(const group_state& st) {
     print_line(dump(describe_json(st.name, members, answers)));
   else
     print_describe(st.name, members, answers);
-  return report_unanswered(answers) ? exit_failure : exit_ok;
+  return report_unanswered(prog, answers) ? exit_failure : exit_ok;
 }
 
 // The target of `st`'s --to-* option, and the stream of --to-seq (empty
@@ -249,7 +234,7 @@ int run_reset(const group_state& st) {
                       std::to_string(c.partition),
                       fmt::format("{} -> {}", c.from, c.to)});
   }
-  auto unanswered = report_unanswered(answers);
+  auto unanswered = report_unanswered(prog, answers);
   if (rows.size() == 1) {
     if (unanswered)
       return exit_failure;
@@ -262,6 +247,14 @@ int run_reset(const group_state& st) {
                               : "the owner of stream '" + target.stream + "'"));
   }
   print_table(rows);
+  std::vector<control::cluster_member> down;
+  for (auto& e : view->members)
+    if (is_down(e.member.status) && target.stream.empty())
+      down.push_back(e.member);
+  if (!down.empty())
+    print_line(fmt::format("not asked, down: {} (the offsets at the owner of "
+                           "each one's stream are unchanged)",
+                           one_line(names_with_status(down))));
   print_line(st.dry_run ? "dry run: nothing was changed"
                         : fmt::format("offsets of group '{}' set: it handles "
                                       "again from there when it starts",
