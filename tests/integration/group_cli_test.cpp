@@ -260,6 +260,17 @@ TEST_CASE("herald group describe and reset-offsets operate a 2-member group "
     CHECK_THAT(text.out, Catch::Contains("email-a (up), email-b (up)")
                            && Catch::Contains("HOLDER")
                            && Catch::Contains("user-node"));
+    // An owner that does not answer is named; the others still print.
+    REQUIRE(b->signal(SIGSTOP));
+    auto partial = herald_run("group describe EmailService --timeout 1 "
+                              "--control "
+                              + cluster.control);
+    b->signal(SIGCONT);
+    CHECK(partial.exit_code == 1);
+    CHECK_THAT(partial.err, Catch::Contains("owner 'email-b'"));
+    CHECK_THAT(partial.out, Catch::Contains("user-node"));
+    for (auto cmd : {"group", "group describe", "group reset-offsets"})
+      CHECK(herald_run(std::string{cmd} + " --help").exit_code == 0);
   }
 
   SECTION("reset-offsets: refused with live members, then set for good") {
