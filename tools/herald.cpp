@@ -217,9 +217,9 @@ int main(int argc, char** argv) {
     ->required();
 
   auto dlq = cli::add_dlq_commands(app);
-  auto group = cli::add_group_commands(app);
   auto status = cli::add_status_command(app);
   auto members = cli::add_members_command(app);
+  auto group = cli::add_group_commands(app);
   auto harness = cli::add_harness_command(app, argv[0]);
 
   if (auto rc = cli::parse(app, argc, argv))
