@@ -4,6 +4,7 @@
 #include <deque>
 #include <exception>
 #include <optional>
+#include <set>
 #include <unordered_map>
 
 #include <caf/actor_system.hpp>
@@ -1005,6 +1006,7 @@ void on_group_extras(consumer_actor* self, const lease_reply& r,
                    pe.dead_letter);
   for (auto& pe : r.unparked)
     self->send(shard_for(pe.key), unpark_atom::value, pe.key);
+  std::set<std::string> redriven;
   for (auto& gl : r.redrive) {
     if (gl.partition >= g.parts.size())
       continue;
@@ -1030,7 +1032,41 @@ void on_group_extras(consumer_actor* self, const lease_reply& r,
     st.outgoing[i].push_back({ev->as_redelivered(), no_stream, gl.letter.id,
                               false, gl.partition, gl.epoch,
                               &g.gates[gl.partition]});
+    redriven.insert(gl.letter.key);
   }
+  if (redriven.empty())
+    return;
+  // This member's letters of the redriven entities that wait to be stored
+  // (refused at the quota): not in this redrive, they would be passed by
+  // the entity's later events once it is unparked. They are handled again
+  // right after it instead, in order, and finish their events as any.
+  bool took = false;
+  for (auto it = g.letters.begin(); it != g.letters.end();) {
+    auto& req = *it;
+    auto p = req.done.partition;
+    if (req.redriven_from != 0 || req.done.stream == no_stream
+        || redriven.count(req.letter.key) == 0 || p >= g.parts.size()
+        || g.parts[p].epoch != req.done.epoch
+        || g.parts[p].state == lease_state::none) {
+      ++it;
+      continue;
+    }
+    auto owner = std::make_shared<std::string>(req.letter.envelope);
+    size_t offset = 0;
+    auto ev = decode_next(*owner, offset, owner);
+    if (!ev) {
+      ++it;
+      continue;
+    }
+    auto i = detail::shard_of(ev->key(), st.shards.size());
+    st.outgoing[i].push_back({ev->under_lease(p, req.done.epoch),
+                              req.done.stream, 0, req.live, p, req.done.epoch,
+                              &g.gates[p]});
+    it = g.letters.erase(it);
+    took = true;
+  }
+  if (took)
+    show_letters(self, r.stream, g);
 }
 
 // Sends the stream's owner what is due: acquires of the partitions

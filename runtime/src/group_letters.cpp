@@ -139,8 +139,19 @@ std::vector<group_letter_reply> group_letters::take(const lease_request& r,
   for (size_t j = 0; j < batch.size(); ++j) {
     auto id = (*ids)[j];
     keep(grp, id, batch[j], sizes[j]);
-    // Stored again after a redrive: a dead letter again, redrivable.
-    grp.redriving.erase(id);
+    if (r.letters[index[j]].letter.id != 0) {
+      // Stored again after a redrive: a dead letter again, redrivable.
+      grp.redriving.erase(id);
+    } else {
+      // A new letter of an entity being redriven (parked while its
+      // redrive was on its way) goes with that redrive, after it (its seq
+      // is higher): else the entity would go on without it.
+      auto& same = grp.by_key[batch[j].key];
+      if (std::any_of(same.begin(), same.end(), [&](uint64_t other) {
+            return other != id && grp.redriving.count(other) > 0;
+          }))
+        grp.redriving.emplace(id, 0);
+    }
     out[index[j]] = {letter_result::stored, id, {}};
   }
   if (!refused)

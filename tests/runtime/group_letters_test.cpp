@@ -330,3 +330,27 @@ TEST_CASE("group.lease carries letters, redrives and parked entities "
   CHECK(got->body.redrive[0].letter.seq == 8);
   CHECK(got->body.unparked == r.body.unparked);
 }
+
+TEST_CASE("a new letter of an entity being redriven goes with that redrive",
+          "[groups][letters][redrive]") {
+  memory_letters mem;
+  group_letters gl{stream, 0, mem.view(), {}};
+  gl.take(request({of(letter("a", 3), 1), of(letter("b", 4), 1)}), always);
+  auto p = partition_of("a", parts);
+  REQUIRE(gl.redrive({mem.stored.at(1)})->size() == 1);
+  auto req = request();
+  auto reply = answered(p, lease_result::renewed, 5);
+  gl.annotate(req, reply);
+  REQUIRE(reply.redrive.size() == 1);
+  // Parked while the redrive was on its way: stored, and handed after it.
+  auto results = gl.take(request({of(letter("a", 9), 5)}), always);
+  REQUIRE(results[0].result == letter_result::stored);
+  CHECK(gl.redriving(results[0].id));
+  auto next = answered(p, lease_result::renewed, 5);
+  gl.annotate(req, next);
+  REQUIRE(next.redrive.size() == 1);
+  CHECK(next.redrive[0].letter.seq == 9);
+  // Another entity's new letter is not redriven.
+  results = gl.take(request({of(letter("b", 10), 5)}), always);
+  CHECK_FALSE(gl.redriving(results[0].id));
+}
