@@ -750,7 +750,7 @@ bool run_command(run_state& rs, const step& s) {
     << line.dump() << '\n';
   if (problem.empty())
     say(fmt::format("{} ran: [{}]: exit {}{} ({} run(s))", rs.stamp(),
-                    fmt::join(f.argv, " "), last.status,
+                    fmt::join(argv, " "), last.status,
                     want ? ", output matched" : "", runs));
   else
     say(fmt::format("{} run failed: {}", rs.stamp(), problem));
