@@ -965,6 +965,7 @@ fault_record hooks_at(uint64_t at) {
   f.kind = "hooks";
   f.target = "email";
   f.applied_us = at;
+  f.fixes = true;
   return f;
 }
 
@@ -1253,4 +1254,53 @@ TEST_CASE("publishes: acked fails a run with a publish not acknowledged",
   CHECK_THAT(v.failures.front(),
              Catch::Contains("1 of 2 not acknowledged (1 unknown outcome, 0 "
                              "refused)"));
+}
+
+TEST_CASE("poison: redriven: only a hooks fault that cleared the fail keys "
+          "fixes the handler",
+          "[harness][checker][redrive]") {
+  std::vector<published> pubs{acked("a", 1, "k1")};
+  auto late = rec{"email-2", "a", 1, "k1", 3, 2, 500, 510}.line();
+  auto slower = hooks_at(400);
+  slower.fixes = false;
+  auto v = judge_redriven(pubs, "", late, {slower});
+  CHECK_FALSE(v.ok());
+  CHECK(v.groups.front().poison_handled == 1);
+  auto f = parse_faults(
+    R"({"event":"applied","fault":1,"kind":"hooks","target":"email",)"
+    R"("time_us":7,"fixes":true})"
+    "\n"
+    R"({"event":"applied","fault":2,"kind":"hooks","target":"email",)"
+    R"("time_us":8,"fixes":false})"
+    "\n",
+    "faults.jsonl");
+  REQUIRE(f);
+  REQUIRE(f->size() == 2);
+  CHECK((*f)[0].fixes);
+  CHECK_FALSE((*f)[1].fixes);
+}
+
+TEST_CASE("poison: redriven: a member that handles another member's "
+          "redriven letter after parking later events is no inversion",
+          "[harness][checker][redrive]") {
+  // email-1 dead-lettered a (seq 1) and was lost; email-2 took the
+  // partition and dead-lettered b (seq 2) as parked behind it; the redrive
+  // hands both to email-2, in order.
+  // b, unattempted, has no time of its own: it stands at c's.
+  std::vector<published> pubs{acked("a", 1, "k1"), acked("b", 2, "k1"),
+                              acked("c", 3, "k2")};
+  auto parked = dead_of("email-2", "b", 2, 2, 300);
+  parked.start = 0;
+  parked.end = 0;
+  auto v = judge_redriven(
+    pubs, dead_of("email-1", "a", 1, 1, 100).line(),
+    rec{"email-2", "c", 3, "k2", 4, 2, 300, 310}.line() + parked.line()
+      + rec{"email-2", "a", 1, "k1", 3, 2, 500, 510}.line()
+      + rec{"email-2", "b", 2, "k1", 3, 2, 520, 530}.line(),
+    {hooks_at(400)});
+  CHECK(v.ok());
+  for (auto& c : v.consumers)
+    CHECK(c.inversions == 0);
+  CHECK(v.groups.front().inversions == 0);
+  CHECK(v.groups.front().redriven == 2);
 }

@@ -288,8 +288,12 @@ void judge_one(const std::vector<published>& publishes,
                               "but is no poison",
                               r->id, r->key, r->seq));
       }
+      // A member's first record of a poison event may be the redrive of
+      // another member's dead letter, after later events of its entity it
+      // dead-lettered as parked: the group judges their order.
+      bool judged_by_group = poison && redriven && how == scope::member;
       auto& by_type = last_of_type[{r->stream, r->key, r->type}];
-      if (r->seq < by_type) {
+      if (r->seq < by_type && !judged_by_group) {
         ++v.inversions;
         j.example(fmt::format(
           "key {} type {}: seq {} handled after seq {}{}", r->key, r->type,
@@ -299,7 +303,7 @@ void judge_one(const std::vector<published>& publishes,
       }
       by_type = std::max(by_type, r->seq);
       auto& by_key = last_of_key[{r->stream, r->key}];
-      if (r->seq < by_key)
+      if (r->seq < by_key && !judged_by_group)
         ++v.cross_type_inversions;
       by_key = std::max(by_key, r->seq);
     }
@@ -898,6 +902,7 @@ caf::expected<std::vector<fault_record>> parse_faults(std::string_view text,
     }
     f.kind = str(j, "kind");
     f.target = str(j, "target");
+    f.fixes = j.value("fixes", false);
     f.applied_us = micros(j, "time_us");
     if (f.applied_us == 0)
       bad.push_back(fmt::format("{}:{}: no 'time_us'", file, no));
@@ -1007,8 +1012,7 @@ verdict judge(const std::vector<published>& publishes,
   // When the handler was fixed: the first `hooks` fault applied.
   std::optional<uint64_t> fixed_us;
   for (auto& f : faults)
-    if (f.kind == "hooks" && f.cycle == 0
-        && (!fixed_us || f.applied_us < *fixed_us))
+    if (f.kind == "hooks" && f.fixes && (!fixed_us || f.applied_us < *fixed_us))
       fixed_us = f.applied_us;
   if (checks.publishes_acked && v.unknown + v.refused > 0)
     v.failures.push_back(fmt::format(

@@ -24,7 +24,7 @@
 ///   failures; a poison event's first handling must follow its type's
 ///   earlier events (an inversion otherwise); one handled without a dead
 ///   letter passes only when its handling began after a `hooks` fault
-///   was applied (the handler fixed).
+///   that cleared the fail keys was applied (the handler fixed).
 /// - **offsets passing unhandled events**: an offset record whose offset
 ///   covers a selected acknowledged event of its stream not recorded
 ///   before it (design invariant 6). Always a failure.
@@ -172,7 +172,8 @@ struct consumer_info {
 
 /// A fault the run applied, as `faults.jsonl` records it: what the
 /// takeover check measures from (an `applied` line of a kill or a wipe),
-/// when the handler was fixed (an `applied` line of a `hooks` fault), or
+/// when the handler was fixed (an `applied` line of a `hooks` fault that
+/// cleared the fail keys), or
 /// one restart of a `cycle` fault, what the moves are attributed to (a
 /// `cycle` line).
 struct fault_record {
@@ -193,6 +194,9 @@ struct fault_record {
   /// after `done_us`), if any.
   bool rewinds = false;
   uint64_t done_us = 0;
+  /// An `applied` line of a `hooks` fault that cleared the fail keys
+  /// (`fail_keys: none`): the handler fixed from then on.
+  bool fixes = false;
   std::optional<uint64_t> rewind_to_us{};
 };
 

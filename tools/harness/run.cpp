@@ -902,6 +902,11 @@ void record_fault(const run_state& rs, const step& s, uint64_t at_us) {
                {"kind", std::string{to_string(a.kind)}},
                {"target", a.target},
                {"time_us", at_us}};
+  // A hooks fault that clears the fail keys fixes the handler: poison
+  // events handled from then on need no dead letter (checks.poison).
+  if (a.kind == fault_kind::hooks && a.spec_of != nullptr)
+    line["fixes"] = a.spec_of->fail_keys && a.spec_of->fail_keys->empty()
+                    && !a.spec_of->fail_keys_poison;
   if (s.heal || s.cycle <= 0) {
     line["event"] = s.heal ? "healed" : "applied";
     out << line.dump() << '\n';

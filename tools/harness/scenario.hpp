@@ -286,7 +286,8 @@ struct checks_spec {
   /// once after its last dead letter (a redrive, once the handler was
   /// fixed by a `hooks` fault), in publish order per (stream, key, type);
   /// one handled without a dead letter is fine only when its handling
-  /// began after a `hooks` fault was applied; one never handled is
+  /// began after a `hooks` fault that cleared the fail keys was applied;
+  /// one never handled is
   /// `poison_not_redriven`, a failure.
   bool poison_redriven = false;
   /// Every publish must be acknowledged (`checks: {publishes: acked}`):
