@@ -539,7 +539,8 @@ TEST_CASE("wipe, hooks and run faults are read and scheduled",
       "     expect_exit: 3, expect_output: 'redriven [0-9]+', within: 4s,\n"
       "     retry: true}\n"
       "  - {at: 13s, run: [herald, group, reset-offsets, E, --to-time,\n"
-      "                    '{{time:+2s}}'], rewinds: true}\n",
+      "                    '{{time:+2s}}'], rewinds: true,\n"
+      "     reject_output: 'refused'}\n",
       "checks: {poison: redriven, publishes: acked}\n"),
     "dir/s.yaml");
   REQUIRE(sc);
@@ -569,8 +570,10 @@ TEST_CASE("wipe, hooks and run faults are read and scheduled",
   CHECK(run.retry);
   CHECK(run.hold == std::chrono::milliseconds{0});
   CHECK_FALSE(run.rewinds);
+  CHECK_FALSE(run.reject_output);
   auto& reset = sc->faults[4];
   CHECK(reset.rewinds);
+  CHECK(reset.reject_output == std::string{"refused"});
   CHECK(reset.expect_exit == 0);
   CHECK(reset.within == std::chrono::seconds{10});
   CHECK_FALSE(reset.retry);
@@ -638,6 +641,10 @@ TEST_CASE("errors of wipe, hooks and run faults name the key and the rule",
     CHECK_THAT(error_of(with_faults("  - {at: 1s, run: [herald], "
                                     "expect_output: '(paused'}\n")),
                Catch::Contains("'expect_output': '(paused' is not a regular "
+                               "expression"));
+    CHECK_THAT(error_of(with_faults("  - {at: 1s, run: [herald], "
+                                    "reject_output: '[x'}\n")),
+               Catch::Contains("'reject_output': '[x' is not a regular "
                                "expression"));
   }
   SECTION("an exit status out of range") {

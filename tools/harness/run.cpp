@@ -692,9 +692,11 @@ bool run_command(run_state& rs, const step& s) {
   fs::create_directories(dir, ec);
   auto base = (dir / fmt::format("fault{}", a.spec)).string();
   auto out = base + ".stdout", err = base + ".stderr";
-  std::optional<std::regex> want;
+  std::optional<std::regex> want, refuse;
   if (f.expect_output)
     want.emplace(*f.expect_output);
+  if (f.reject_output)
+    refuse.emplace(*f.reject_output);
   command_result last;
   int runs = 0;
   auto started_us = wall_us();
@@ -711,14 +713,15 @@ bool run_command(run_state& rs, const step& s) {
     }
     last = std::move(*r);
     met = !last.timed_out && last.status == f.expect_exit
-          && (!want || std::regex_search(last.out, *want));
+          && (!want || std::regex_search(last.out, *want))
+          && (!refuse || !std::regex_search(last.out, *refuse));
     if (met || !f.retry || steady::now() + 500ms >= deadline)
       break;
     std::this_thread::sleep_for(500ms);
   }
   if (problem.empty() && !met)
     problem = fmt::format(
-      "{}: [{}] {}{}{}; see {} and {}", where, fmt::join(f.argv, " "),
+      "{}: [{}] {}{}{}{}; see {} and {}", where, fmt::join(f.argv, " "),
       last.timed_out ? fmt::format("did not end within {} ms", f.within.count())
                      : fmt::format("exited {}", last.status),
       last.status != f.expect_exit || last.timed_out
@@ -726,6 +729,9 @@ bool run_command(run_state& rs, const step& s) {
         : std::string{},
       want && !std::regex_search(last.out, *want)
         ? fmt::format(", and its output has no match of /{}/", *f.expect_output)
+        : std::string{},
+      refuse && std::regex_search(last.out, *refuse)
+        ? fmt::format(", and its output matches /{}/", *f.reject_output)
         : std::string{},
       out, err);
   payload line{{"event", "ran"},
@@ -751,7 +757,7 @@ bool run_command(run_state& rs, const step& s) {
   if (problem.empty())
     say(fmt::format("{} ran: [{}]: exit {}{} ({} run(s))", rs.stamp(),
                     fmt::join(argv, " "), last.status,
-                    want ? ", output matched" : "", runs));
+                    want || refuse ? ", output as expected" : "", runs));
   else
     say(fmt::format("{} run failed: {}", rs.stamp(), problem));
   return problem.empty();

@@ -297,10 +297,11 @@ void read_hooks(const entry& fail_keys, const entry& slow_keys,
 
 // Reads what a `run` fault expects of its command.
 void read_run(const entry& run, const entry& expect_exit,
-              const entry& expect_output, const entry& within,
-              const entry& retry, const entry& rewinds, std::string_view ctx,
-              problems& out, fault_spec& f) {
-  for (auto* e : {&expect_exit, &expect_output, &within, &retry, &rewinds})
+              const entry& expect_output, const entry& reject_output,
+              const entry& within, const entry& retry, const entry& rewinds,
+              std::string_view ctx, problems& out, fault_spec& f) {
+  for (auto* e : {&expect_exit, &expect_output, &reject_output, &within, &retry,
+                  &rewinds})
     if (*e && f.kind != fault_kind::run)
       out.add(e->line, fmt::format("{}'{}' goes with run", ctx, e->key));
   if (f.kind != fault_kind::run)
@@ -323,20 +324,21 @@ void read_run(const entry& run, const entry& expect_exit,
                             ? expect_exit.value.Scalar()
                             : "a list or map"));
   }
-  if (expect_output) {
-    auto text =
-      detail::text_of(expect_output, ctx, "a regular expression", out);
-    if (text) {
-      try {
-        std::regex re{*text};
-        f.expect_output = *text;
-      } catch (const std::regex_error& e) {
-        out.add(expect_output.line,
-                fmt::format("{}'expect_output': '{}' is not a regular "
-                            "expression ({}); use ECMAScript syntax, e.g. "
-                            "'paused: [1-9]'",
-                            ctx, *text, e.what()));
-      }
+  for (auto [e, target] : {std::pair{&expect_output, &f.expect_output},
+                           std::pair{&reject_output, &f.reject_output}}) {
+    if (!*e)
+      continue;
+    auto text = detail::text_of(*e, ctx, "a regular expression", out);
+    if (!text)
+      continue;
+    try {
+      std::regex re{*text};
+      *target = *text;
+    } catch (const std::regex_error& err) {
+      out.add(e->line, fmt::format("{}'{}': '{}' is not a regular "
+                                   "expression ({}); use ECMAScript syntax, "
+                                   "e.g. 'paused: [1-9]'",
+                                   ctx, e->key, *text, err.what()));
     }
   }
   read_ms(within, ctx, out, f.within);
@@ -368,16 +370,16 @@ void read_fault(const YAML::Node& n, size_t i, problems& out,
     one_way{"one_way"}, jump{"jump"}, times{"times"}, period{"period"},
     fds_within{"fds_within"}, fd_slack{"fd_slack"}, fail_keys{"fail_keys"},
     slow_keys{"slow_keys"}, expect_exit{"expect_exit"},
-    expect_output{"expect_output"}, within{"within"}, retry{"retry"},
-    rewinds{"rewinds"};
+    expect_output{"expect_output"}, reject_output{"reject_output"},
+    within{"within"}, retry{"retry"}, rewinds{"rewinds"};
   detail::read_map(
     n, ctx,
-    {&at,        &kill,          &pause,     &slow,        &partition,
-     &disk_full, &clock,         &cycle,     &wipe,        &hooks,
-     &run,       &restart_after, &for_,      &delay,       &keys,
-     &one_way,   &jump,          &times,     &period,      &fds_within,
-     &fd_slack,  &fail_keys,     &slow_keys, &expect_exit, &expect_output,
-     &within,    &retry,         &rewinds},
+    {&at,        &kill,          &pause,     &slow,         &partition,
+     &disk_full, &clock,         &cycle,     &wipe,         &hooks,
+     &run,       &restart_after, &for_,      &delay,        &keys,
+     &one_way,   &jump,          &times,     &period,       &fds_within,
+     &fd_slack,  &fail_keys,     &slow_keys, &expect_exit,  &expect_output,
+     &within,    &retry,         &rewinds,   &reject_output},
     out);
   fault_spec f;
   f.line = detail::line_of(n);
@@ -458,8 +460,8 @@ void read_fault(const YAML::Node& n, size_t i, problems& out,
     f.hold = f.times * f.period;
   }
   read_hooks(fail_keys, slow_keys, ctx, out, f);
-  read_run(run, expect_exit, expect_output, within, retry, rewinds, ctx, out,
-           f);
+  read_run(run, expect_exit, expect_output, reject_output, within, retry,
+           rewinds, ctx, out, f);
   if (is_instant(f.kind))
     f.hold = milliseconds{0};
   faults.push_back(std::move(f));

@@ -180,6 +180,10 @@ struct fault_spec {
   /// run: a regular expression (ECMAScript) its stdout must contain
   /// somewhere; unset: any output.
   std::optional<std::string> expect_output;
+  /// run: a regular expression its stdout must not contain (e.g. a
+  /// redrive repeated until it redrove nothing: `[0-9]+ dead letters?
+  /// redriven`); unset: none.
+  std::optional<std::string> reject_output;
   /// run: the longest it may take; killed then, and a failure. With
   /// `retry`, the time within which one run must meet the expectations.
   /// Default: 10 s.

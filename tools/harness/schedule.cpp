@@ -324,19 +324,21 @@ std::vector<std::string> describe(const plan& p, const scenario& sc) {
           ? ", no slow keys"
           : fmt::format(", {} slow key(s)", a.spec_of->slow_keys->size()));
       break;
-    case fault_kind::run:
-      what = fmt::format(
-        "run [{}], expect exit {}{}{}",
-        a.spec_of ? fmt::format("{}", fmt::join(a.spec_of->argv, " "))
-                  : std::string{},
-        a.spec_of ? a.spec_of->expect_exit : 0,
-        a.spec_of && a.spec_of->expect_output
-          ? fmt::format(" and output /{}/", *a.spec_of->expect_output)
-          : std::string{},
-        a.spec_of ? fmt::format(" within {} ms{}", a.spec_of->within.count(),
-                                a.spec_of->retry ? ", retried" : "")
-                  : std::string{});
+    case fault_kind::run: {
+      if (a.spec_of == nullptr)
+        break;
+      auto& f = *a.spec_of;
+      what = fmt::format("run [{}], expect exit {}", fmt::join(f.argv, " "),
+                         f.expect_exit);
+      if (f.expect_output)
+        what += fmt::format(" and output /{}/", *f.expect_output);
+      if (f.reject_output)
+        what += fmt::format(" and no output /{}/", *f.reject_output);
+      what += fmt::format(" within {} ms{}{}", f.within.count(),
+                          f.retry ? ", retried" : "",
+                          f.rewinds ? "; it rewinds the consumers" : "");
       break;
+    }
     case fault_kind::cycle:
       what =
         fmt::format("stop (SIGTERM: leave) and start {} {} times, one "
