@@ -21,6 +21,8 @@
 /// |                         | what is degraded now                          |
 /// | `groups.cpp`            | consumer groups: the leases of this node's    |
 /// |                         | stream, `group.lease`, consumers' requests    |
+/// | `group_admin.cpp`       | operating groups: `group.describe`,           |
+/// |                         | `group.reset`                                 |
 ///
 /// Thread safety. A node is used from the caller's threads (publish,
 /// subscribe, dlq operations), the transport pump thread (events,
@@ -67,6 +69,7 @@
 #include <spdlog/logger.h>
 
 #include "group_feed.hpp"
+#include "group_letters.hpp"
 #include "herald/actors/consumer.hpp"
 #include "herald/actors/dead_letters.hpp"
 #include "herald/core/catalog.hpp"
@@ -271,6 +274,10 @@ struct node::impl : transport::pump_listener {
   // stream; made by `start_groups`, before the pump serves requests.
   std::mutex groups_mtx;
   std::unique_ptr<group_leases> leases;
+  /// The groups' dead letters of this node's stream (made with `leases`).
+  std::unique_ptr<group_letters> letters;
+  /// Quota alerts to raise once groups_mtx is released.
+  std::vector<quota_reached> quota_alerts;
 
   // --- Guarded by members_mtx (a leaf but for the pump's command lock) ------
   std::mutex members_mtx;
@@ -437,8 +444,17 @@ struct node::impl : transport::pump_listener {
   void feed_group_members(std::chrono::steady_clock::time_point now);
   void record_commits(const lease_request& req, const lease_reply& reply);
 
+  // group_admin.cpp: operating consumer groups.
+  std::string serve(const control::group_describe_request& r);
+  std::string serve(const control::group_reset_request& r);
+  caf::error count_lag(control::group_describe_reply& out,
+                       const std::vector<pattern>& patterns);
+
   // alerts.cpp.
   void raise_alert(const raised_alert& a);
+  /// Raises the alert of a group whose dead letters at this owner reached
+  /// `groups.dead_letter_quota` (groups.cpp).
+  void raise_quota_alert(const quota_reached& q);
   void run_hook(const std::string& command, const payload& alert);
 
   // node_metrics.cpp.

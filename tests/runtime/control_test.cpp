@@ -288,15 +288,38 @@ control::group_lease_reply glease_rep() {
   b.stream = "3f1c9a4e-0000-4000-8000-000000000000";
   b.group = "EmailService";
   b.ttl_ms = 6000;
-  b.entries = {{3, lease_result::granted, (uint64_t{2} << 32) | 6, 1200,
-                "email-2", false, ""},
-               {4, lease_result::refused, (uint64_t{2} << 32) | 2, 900,
-                "email-1", false,
-                "member 'email-1' holds it under epoch 8589934594"},
-               {9, lease_result::renewed, (uint64_t{2} << 32) | 5, 880,
-                "email-2", true, ""},
-               {11, lease_result::stale, (uint64_t{2} << 32) | 3, 700, "",
-                false, "epoch 8589934593 is not the current lease"}};
+  b.entries = {{3,
+                lease_result::granted,
+                (uint64_t{2} << 32) | 6,
+                1200,
+                "email-2",
+                false,
+                "",
+                {}},
+               {4,
+                lease_result::refused,
+                (uint64_t{2} << 32) | 2,
+                900,
+                "email-1",
+                false,
+                "member 'email-1' holds it under epoch 8589934594",
+                {}},
+               {9,
+                lease_result::renewed,
+                (uint64_t{2} << 32) | 5,
+                880,
+                "email-2",
+                true,
+                "",
+                {}},
+               {11,
+                lease_result::stale,
+                (uint64_t{2} << 32) | 3,
+                700,
+                "",
+                false,
+                "epoch 8589934593 is not the current lease",
+                {}}};
   b.orphans = {17, 40};
   return m;
 }
@@ -1312,7 +1335,7 @@ TEST_CASE("the consumer group messages read back as they were written",
     CHECK(j["entries"][0] == payload{{"p", 0}, {"op", "acquire"}});
     check_request_round_trip(m);
     auto r = glease_rep();
-    r.body.entries = {{0, lease_result::released, 9, 10, "", false, ""}};
+    r.body.entries = {{0, lease_result::released, 9, 10, "", false, "", {}}};
     r.body.orphans.clear();
     auto rj = frame_of(control::encode(r));
     CHECK(rj["entries"][0]
@@ -1441,5 +1464,82 @@ TEST_CASE("a malformed group.lease is refused, naming the field",
     for (uint32_t i = 0; i <= max_partitions; ++i)
       r["entries"].push_back(e);
     CHECK_THAT(reply_error(r), Catch::Contains("field 'entries': 4097"));
+  }
+}
+
+TEST_CASE("group.describe and group.reset read back as they were written",
+          "[runtime][control][groups][group_admin]") {
+  control::group_describe_request d;
+  d.id = 3;
+  d.group = "EmailService";
+  d.patterns = {"user.>", "order.created"};
+  check_request_round_trip(d);
+  CHECK(control::op_name(control::request{d}) == "group.describe");
+  control::group_describe_reply dr;
+  dr.id = 3;
+  dr.stream = "s-1";
+  dr.group = "EmailService";
+  dr.known = true;
+  dr.partitions = 2;
+  dr.head = 40;
+  dr.first = 3;
+  dr.leases = {{0, "email-a", (uint64_t{2} << 32) | 5, 2500, 30, 10, true},
+               {1, "", 7, 0, 12, 100000, false}};
+  dr.dead_letters = 4;
+  dr.entities = 2;
+  check_reply_round_trip(dr);
+  // A free partition sends no holder.
+  CHECK_FALSE(frame_of(control::encode(dr))["leases"][1].contains("holder"));
+
+  control::group_reset_request r;
+  r.id = 4;
+  r.group = "EmailService";
+  r.to = control::reset_to::time;
+  r.at = 1714564800000000;
+  r.dry_run = true;
+  check_request_round_trip(r);
+  CHECK(frame_of(control::encode(r))["to"] == "time");
+  r.to = control::reset_to::earliest;
+  r.at = 0;
+  CHECK_FALSE(frame_of(control::encode(r)).contains("at"));
+  check_request_round_trip(r);
+  control::group_reset_reply rr;
+  rr.id = 4;
+  rr.stream = "s-1";
+  rr.group = "EmailService";
+  rr.known = true;
+  rr.offsets = {{0, 30, 0}, {1, 12, 0}};
+  rr.dry_run = true;
+  check_reply_round_trip(rr);
+}
+
+TEST_CASE("a malformed group.reset is refused, naming the field",
+          "[runtime][control][groups][group_admin]") {
+  control::group_reset_request r;
+  r.group = "G";
+  r.to = control::reset_to::seq;
+  r.at = 9;
+  auto j = frame_of(control::encode(r));
+  SECTION("an unknown target") {
+    j["to"] = "latest";
+    auto got = control::decode_request(bytes_of(j));
+    REQUIRE_FALSE(got);
+    CHECK_THAT(message_of(got.error()),
+               Catch::Contains("field 'to': unknown target 'latest'")
+                 && Catch::Contains("earliest, time or seq"));
+  }
+  SECTION("a seq or time without 'at'") {
+    j.erase("at");
+    auto got = control::decode_request(bytes_of(j));
+    REQUIRE_FALSE(got);
+    CHECK_THAT(message_of(got.error()),
+               Catch::Contains("field 'at' is missing"));
+  }
+  SECTION("no group") {
+    j.erase("group");
+    auto got = control::decode_request(bytes_of(j));
+    REQUIRE_FALSE(got);
+    CHECK_THAT(message_of(got.error()),
+               Catch::Contains("field 'group' is missing"));
   }
 }
