@@ -1304,3 +1304,31 @@ TEST_CASE("poison: redriven: a member that handles another member's "
   CHECK(v.groups.front().inversions == 0);
   CHECK(v.groups.front().redriven == 2);
 }
+
+TEST_CASE("a group's dead letter without an attempt judges no order: its "
+          "place in the merge is its predecessor's time",
+          "[harness][checker][groups]") {
+  // email-1 dead-lettered a (seq 1) and, unattempted, b (seq 2) behind it;
+  // email-2, later holder, dead-lettered c (seq 3) unattempted. email-2's
+  // c stands at its predecessor's time (d, 50), before email-1's records.
+  std::vector<published> pubs{acked("a", 1, "k1"), acked("b", 2, "k1"),
+                              acked("c", 3, "k1"), acked("d", 4, "k2")};
+  auto untimed = [](rec r) {
+    r.start = 0;
+    r.end = 0;
+    return r;
+  };
+  auto v =
+    judge_redriven(pubs,
+                   dead_of("email-1", "a", 1, 1, 100).line()
+                     + untimed(dead_of("email-1", "b", 2, 1, 0)).line(),
+                   rec{"email-2", "d", 4, "k2", 4, 2, 50, 60}.line()
+                     + untimed(dead_of("email-2", "c", 3, 2, 0)).line()
+                     + rec{"email-2", "a", 1, "k1", 3, 2, 500, 510}.line()
+                     + rec{"email-2", "b", 2, "k1", 3, 2, 520, 530}.line()
+                     + rec{"email-2", "c", 3, "k1", 3, 2, 540, 550}.line(),
+                   {hooks_at(400)});
+  CHECK(v.ok());
+  CHECK(v.groups.front().inversions == 0);
+  CHECK(v.groups.front().redriven == 3);
+}
