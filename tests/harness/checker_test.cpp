@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "harness/checker.hpp"
 #include "herald/core/errc.hpp"
@@ -952,4 +953,382 @@ TEST_CASE("faults.jsonl gives each cycle's restart", "[harness][checker]") {
   CHECK_THAT(herald::message_of(bad.error()),
              Catch::Contains("faults.jsonl:1: a 'cycle' line without its "
                              "cycle number"));
+}
+
+namespace {
+
+// A `hooks` fault applied at `at` (the handler fixed), as faults.jsonl
+// gives it.
+fault_record hooks_at(uint64_t at) {
+  fault_record f;
+  f.fault = 1;
+  f.kind = "hooks";
+  f.target = "email";
+  f.applied_us = at;
+  f.fixes = true;
+  return f;
+}
+
+// A poison record of `node` (key k1 is poison).
+rec dead_of(std::string node, std::string id, uint64_t seq, uint64_t epoch,
+            uint64_t start) {
+  auto r =
+    rec{std::move(node), std::move(id), seq, "k1", 3, epoch, start, start + 10};
+  r.outcome = "dead_lettered";
+  return r;
+}
+
+std::string poison_start(const std::string& node) {
+  return fmt::format(R"({{"v":1,"record":"start","node":"{}",)"
+                     R"("incarnation":1,"stream":"e","fail_keys":["k1"]}})"
+                     "\n",
+                     node);
+}
+
+// Judges the group EmailService with k1 poison and `poison: redriven`.
+verdict judge_redriven(const std::vector<published>& pubs,
+                       const std::string& email1, const std::string& email2,
+                       const std::vector<fault_record>& faults = {}) {
+  std::vector<std::pair<std::string, history>> hs;
+  hs.emplace_back("email-1",
+                  parse_history(poison_start("email-1") + email1, "email-1"));
+  hs.emplace_back("email-2",
+                  parse_history(poison_start("email-2") + email2, "email-2"));
+  checks_spec checks;
+  checks.poison_redriven = true;
+  return judge(pubs, hs,
+               {{"email-1", "EmailService", {"user.account.created"}},
+                {"email-2", "EmailService", {"user.account.created"}}},
+               checks, faults);
+}
+
+} // namespace
+
+TEST_CASE("poison: redriven: each dead letter must be handled once after "
+          "its last dead letter, in publish order",
+          "[harness][checker][redrive]") {
+  // k1 is poison: a (seq 1) fails, b (seq 2) waits parked behind it;
+  // email-1, which made both dead letters, is lost; the redrive hands them
+  // to email-2, which holds the partition under epoch 2.
+  std::vector<published> pubs{acked("a", 1, "k1"), acked("b", 2, "k1"),
+                              acked("c", 3, "k2")};
+  auto made = dead_of("email-1", "a", 1, 1, 100).line()
+              + dead_of("email-1", "b", 2, 1, 120).line()
+              + rec{"email-1", "c", 3, "k2", 4, 1, 130, 140}.line();
+  SECTION("both handled once after the redrive, in order: pass") {
+    auto v =
+      judge_redriven(pubs, made,
+                     rec{"email-2", "a", 1, "k1", 3, 2, 500, 510}.line()
+                       + rec{"email-2", "b", 2, "k1", 3, 2, 520, 530}.line(),
+                     {hooks_at(400)});
+    CHECK(v.ok());
+    auto& g = v.groups.front();
+    CHECK(g.dead_lettered == 2);
+    CHECK(g.poison_not_redriven == 0);
+    CHECK(g.redriven == 2);
+    CHECK(g.duplicates_outside_window == 0);
+    CHECK(g.poison_handled == 0);
+  }
+  SECTION("one never handled after its dead letter: poison_not_redriven") {
+    auto v = judge_redriven(pubs, made,
+                            rec{"email-2", "a", 1, "k1", 3, 2, 500, 510}.line(),
+                            {hooks_at(400)});
+    CHECK_FALSE(v.ok());
+    auto& g = v.groups.front();
+    CHECK(g.poison_not_redriven == 1);
+    CHECK_THAT(fmt::format("{}", fmt::join(g.examples, "\n")),
+               Catch::Contains("poison event b (key k1, seq 2) was "
+                               "dead-lettered and never handled"));
+    CHECK(to_json(v)["groups"][0]["poison_not_redriven"] == 1);
+  }
+  SECTION("dead-lettered again after the redrive: not redriven") {
+    auto v =
+      judge_redriven(pubs, made,
+                     rec{"email-2", "a", 1, "k1", 3, 2, 500, 510}.line()
+                       + rec{"email-2", "b", 2, "k1", 3, 2, 520, 530}.line()
+                       + dead_of("email-2", "b", 2, 2, 600).line(),
+                     {hooks_at(400)});
+    CHECK_FALSE(v.ok());
+    CHECK(v.groups.front().poison_not_redriven == 1);
+  }
+  SECTION("handled twice after its last dead letter: a failure") {
+    auto v =
+      judge_redriven(pubs, made,
+                     rec{"email-2", "a", 1, "k1", 3, 2, 500, 510}.line()
+                       + rec{"email-2", "b", 2, "k1", 3, 2, 520, 530}.line()
+                       + rec{"email-2", "b", 2, "k1", 3, 2, 540, 550}.line(),
+                     {hooks_at(400)});
+    CHECK_FALSE(v.ok());
+    CHECK(v.groups.front().redrive_duplicates == 1);
+  }
+  SECTION("redriven out of publish order: an inversion") {
+    auto v =
+      judge_redriven(pubs, made,
+                     rec{"email-2", "b", 2, "k1", 3, 2, 500, 510}.line()
+                       + rec{"email-2", "a", 1, "k1", 3, 2, 520, 530}.line(),
+                     {hooks_at(400)});
+    CHECK_FALSE(v.ok());
+    CHECK(v.groups.front().inversions == 1);
+  }
+  SECTION("without the option, a dead letter never redriven passes") {
+    std::vector<std::pair<std::string, history>> hs;
+    hs.emplace_back("email-1",
+                    parse_history(poison_start("email-1") + made, "email-1"));
+    hs.emplace_back("email-2", parse_history(poison_start("email-2"), "e2"));
+    auto v = judge(pubs, hs,
+                   {{"email-1", "EmailService", {"user.account.created"}},
+                    {"email-2", "EmailService", {"user.account.created"}}},
+                   {});
+    CHECK(v.ok());
+    CHECK(v.groups.front().poison_not_redriven == 0);
+  }
+}
+
+TEST_CASE("poison: redriven: a poison event handled without a dead letter "
+          "passes only after the handler was fixed",
+          "[harness][checker][redrive]") {
+  std::vector<published> pubs{acked("a", 1, "k1")};
+  auto late = rec{"email-2", "a", 1, "k1", 3, 2, 500, 510}.line();
+  SECTION("after a hooks fault: pass") {
+    auto v = judge_redriven(pubs, "", late, {hooks_at(400)});
+    CHECK(v.ok());
+    CHECK(v.groups.front().poison_handled == 0);
+  }
+  SECTION("before any hooks fault: poison handled") {
+    auto v = judge_redriven(pubs, "", late, {hooks_at(600)});
+    CHECK_FALSE(v.ok());
+    CHECK(v.groups.front().poison_handled == 1);
+  }
+  SECTION("no hooks fault at all: poison handled") {
+    auto v = judge_redriven(pubs, "", late);
+    CHECK_FALSE(v.ok());
+    CHECK(v.groups.front().poison_handled == 1);
+  }
+}
+
+TEST_CASE("poison: redriven judges a consumer alone too",
+          "[harness][checker][redrive]") {
+  std::vector<published> pubs{acked("a", 1, "bad")};
+  checks_spec checks;
+  checks.poison_redriven = true;
+  auto dead = handled("a", 1, "bad", "user.account.created", "dead_lettered");
+  SECTION("redriven once: pass") {
+    auto c = judge_one(pubs, start(R"("bad")") + dead + handled("a", 1, "bad"),
+                       {"user.account.created"}, checks);
+    CHECK(c.ok);
+    CHECK(c.poison_not_redriven == 0);
+  }
+  SECTION("never redriven: a failure") {
+    auto c = judge_one(pubs, start(R"("bad")") + dead, {"user.account.created"},
+                       checks);
+    CHECK_FALSE(c.ok);
+    CHECK(c.poison_not_redriven == 1);
+  }
+}
+
+TEST_CASE("a redrive handled under the holder's lease after a committed "
+          "offset is a redrive, not a duplicate outside a window",
+          "[harness][checker][groups][redrive]") {
+  auto part = herald::partition_of("k1", 12);
+  std::vector<published> pubs{acked("a", 1, "k1")};
+  auto dead = dead_of("email-1", "a", 1, 1, 100);
+  dead.partition = part;
+  auto redo = rec{"email-2", "a", 1, "k1", part, 2, 500, 510};
+  auto v = judge_redriven(
+    pubs, dead.line() + group_offset("email-1", 1, part, 12, 200), redo.line(),
+    {hooks_at(400)});
+  CHECK(v.ok());
+  auto& g = v.groups.front();
+  CHECK(g.redriven == 1);
+  CHECK(g.duplicates_outside_window == 0);
+}
+
+TEST_CASE("after a rewinding command, events published from its time on "
+          "must be handled again, in order; they are replays",
+          "[harness][checker][groups][rewind]") {
+  // b and c were published at or after the rewind's time (sent_us 300);
+  // the reset ran until 1000.
+  auto pub = [](std::string id, uint64_t seq, uint64_t sent) {
+    auto p = acked(std::move(id), seq, "k1");
+    p.sent_us = sent;
+    return p;
+  };
+  std::vector<published> pubs{pub("a", 1, 100), pub("b", 2, 300),
+                              pub("c", 3, 400)};
+  fault_record reset;
+  reset.fault = 2;
+  reset.kind = "run";
+  reset.applied_us = 900;
+  reset.rewinds = true;
+  reset.done_us = 1000;
+  reset.rewind_to_us = 300;
+  auto first = rec{"email-1", "a", 1, "k1", 3, 1, 100, 110}.line()
+               + rec{"email-1", "b", 2, "k1", 3, 1, 310, 320}.line()
+               + rec{"email-1", "c", 3, "k1", 3, 1, 410, 420}.line()
+               + group_offset("email-1", 3, 3, 12, 500);
+  SECTION("handled again from that time, in order: pass") {
+    auto v = judge_group(
+      pubs,
+      {{"email-1", first},
+       {"email-2", rec{"email-2", "b", 2, "k1", 3, 2, 1100, 1110}.line()
+                     + rec{"email-2", "c", 3, "k1", 3, 2, 1120, 1130}.line()}},
+      {}, {reset});
+    CHECK(v.ok());
+    auto& g = v.groups.front();
+    CHECK(g.replayed == 2);
+    CHECK(g.duplicates_outside_window == 0);
+    CHECK(g.not_replayed == 0);
+  }
+  SECTION("one not handled again: a failure") {
+    auto v = judge_group(
+      pubs,
+      {{"email-1", first},
+       {"email-2", rec{"email-2", "b", 2, "k1", 3, 2, 1100, 1110}.line()}},
+      {}, {reset});
+    CHECK_FALSE(v.ok());
+    CHECK(v.groups.front().not_replayed == 1);
+  }
+  SECTION("handled again out of order: an inversion") {
+    auto v = judge_group(
+      pubs,
+      {{"email-1", first},
+       {"email-2", rec{"email-2", "c", 3, "k1", 3, 2, 1100, 1110}.line()
+                     + rec{"email-2", "b", 2, "k1", 3, 2, 1120, 1130}.line()}},
+      {}, {reset});
+    CHECK_FALSE(v.ok());
+    CHECK(v.groups.front().inversions == 1);
+  }
+  SECTION("without the rewind the same replays are outside any window") {
+    auto v = judge_group(
+      pubs,
+      {{"email-1", first},
+       {"email-2", rec{"email-2", "b", 2, "k1", 3, 2, 1100, 1110}.line()
+                     + rec{"email-2", "c", 3, "k1", 3, 2, 1120, 1130}.line()}});
+    CHECK_FALSE(v.ok());
+    CHECK(v.groups.front().duplicates_outside_window == 2);
+  }
+}
+
+TEST_CASE("faults.jsonl gives the rewinding commands and the commands that "
+          "failed",
+          "[harness][checker]") {
+  std::string text =
+    R"({"event":"applied","fault":2,"kind":"run","target":"","time_us":5})"
+    "\n"
+    R"({"event":"ran","fault":2,"kind":"run","target":"","time_us":5,)"
+    R"("done_us":9,"exit":0,"expect_exit":0,"ok":true,"rewinds":true,)"
+    R"("rewind_to_us":3})"
+    "\n"
+    R"({"event":"ran","fault":3,"kind":"run","target":"","time_us":10,)"
+    R"("done_us":12,"exit":2,"expect_exit":0,"ok":false,"rewinds":false,)"
+    R"("why":"s.yaml:9: faults[3]: run: [herald x] exited 2, expected 0"})"
+    "\n";
+  auto f = parse_faults(text, "faults.jsonl");
+  REQUIRE(f);
+  REQUIRE(f->size() == 2);
+  CHECK_FALSE((*f)[0].rewinds);
+  CHECK((*f)[1].rewinds);
+  CHECK((*f)[1].done_us == 9);
+  CHECK((*f)[1].rewind_to_us == uint64_t{3});
+  auto failed = failed_commands(text, "faults.jsonl");
+  REQUIRE(failed.size() == 1);
+  CHECK(failed.front()
+        == "command of faults[3]: s.yaml:9: faults[3]: run: [herald x] "
+           "exited 2, expected 0");
+}
+
+TEST_CASE("publishes: acked fails a run with a publish not acknowledged",
+          "[harness][checker]") {
+  auto lost = acked("b", 2, "k2");
+  lost.outcome = published::status::unknown;
+  std::vector<published> pubs{acked("a", 1, "k1"), lost};
+  std::vector<std::pair<std::string, history>> hs;
+  hs.emplace_back("email", parse_history(handled("a", 1, "k1"), "e"));
+  std::vector<consumer_info> cons{
+    {"email", "EmailService", {"user.account.created"}}};
+  CHECK(judge(pubs, hs, cons, {}).ok());
+  checks_spec checks;
+  checks.publishes_acked = true;
+  auto v = judge(pubs, hs, cons, checks);
+  REQUIRE(v.failures.size() == 1);
+  CHECK_THAT(v.failures.front(),
+             Catch::Contains("1 of 2 not acknowledged (1 unknown outcome, 0 "
+                             "refused)"));
+}
+
+TEST_CASE("poison: redriven: only a hooks fault that cleared the fail keys "
+          "fixes the handler",
+          "[harness][checker][redrive]") {
+  std::vector<published> pubs{acked("a", 1, "k1")};
+  auto late = rec{"email-2", "a", 1, "k1", 3, 2, 500, 510}.line();
+  auto slower = hooks_at(400);
+  slower.fixes = false;
+  auto v = judge_redriven(pubs, "", late, {slower});
+  CHECK_FALSE(v.ok());
+  CHECK(v.groups.front().poison_handled == 1);
+  auto f = parse_faults(
+    R"({"event":"applied","fault":1,"kind":"hooks","target":"email",)"
+    R"("time_us":7,"fixes":true})"
+    "\n"
+    R"({"event":"applied","fault":2,"kind":"hooks","target":"email",)"
+    R"("time_us":8,"fixes":false})"
+    "\n",
+    "faults.jsonl");
+  REQUIRE(f);
+  REQUIRE(f->size() == 2);
+  CHECK((*f)[0].fixes);
+  CHECK_FALSE((*f)[1].fixes);
+}
+
+TEST_CASE("poison: redriven: a member that handles another member's "
+          "redriven letter after parking later events is no inversion",
+          "[harness][checker][redrive]") {
+  // email-1 dead-lettered a (seq 1) and was lost; email-2 took the
+  // partition and dead-lettered b (seq 2) as parked behind it; the redrive
+  // hands both to email-2, in order.
+  // b, unattempted, has no time of its own: it stands at c's.
+  std::vector<published> pubs{acked("a", 1, "k1"), acked("b", 2, "k1"),
+                              acked("c", 3, "k2")};
+  auto parked = dead_of("email-2", "b", 2, 2, 300);
+  parked.start = 0;
+  parked.end = 0;
+  auto v = judge_redriven(
+    pubs, dead_of("email-1", "a", 1, 1, 100).line(),
+    rec{"email-2", "c", 3, "k2", 4, 2, 300, 310}.line() + parked.line()
+      + rec{"email-2", "a", 1, "k1", 3, 2, 500, 510}.line()
+      + rec{"email-2", "b", 2, "k1", 3, 2, 520, 530}.line(),
+    {hooks_at(400)});
+  CHECK(v.ok());
+  for (auto& c : v.consumers)
+    CHECK(c.inversions == 0);
+  CHECK(v.groups.front().inversions == 0);
+  CHECK(v.groups.front().redriven == 2);
+}
+
+TEST_CASE("a group's dead letter without an attempt judges no order: its "
+          "place in the merge is its predecessor's time",
+          "[harness][checker][groups]") {
+  // email-1 dead-lettered a (seq 1) and, unattempted, b (seq 2) behind it;
+  // email-2, later holder, dead-lettered c (seq 3) unattempted. email-2's
+  // c stands at its predecessor's time (d, 50), before email-1's records.
+  std::vector<published> pubs{acked("a", 1, "k1"), acked("b", 2, "k1"),
+                              acked("c", 3, "k1"), acked("d", 4, "k2")};
+  auto untimed = [](rec r) {
+    r.start = 0;
+    r.end = 0;
+    return r;
+  };
+  auto v =
+    judge_redriven(pubs,
+                   dead_of("email-1", "a", 1, 1, 100).line()
+                     + untimed(dead_of("email-1", "b", 2, 1, 0)).line(),
+                   rec{"email-2", "d", 4, "k2", 4, 2, 50, 60}.line()
+                     + untimed(dead_of("email-2", "c", 3, 2, 0)).line()
+                     + rec{"email-2", "a", 1, "k1", 3, 2, 500, 510}.line()
+                     + rec{"email-2", "b", 2, "k1", 3, 2, 520, 530}.line()
+                     + rec{"email-2", "c", 3, "k1", 3, 2, 540, 550}.line(),
+                   {hooks_at(400)});
+  CHECK(v.ok());
+  CHECK(v.groups.front().inversions == 0);
+  CHECK(v.groups.front().redriven == 3);
 }

@@ -7,6 +7,9 @@
 #include <filesystem>
 #include <set>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include "harness/scenario.hpp"
 #include "harness/schedule.hpp"
 #include "herald/core/catalog.hpp"
@@ -509,4 +512,178 @@ TEST_CASE("instances are numbered from 1 per node", "[harness][scenario]") {
   CHECK(in[1].index == 1);
   CHECK(in[2].index == 2);
   CHECK(in[2].name == "email-2");
+}
+
+namespace {
+
+// `good` with `faults` and `checks` in place of its own faults.
+std::string with_faults(const std::string& faults,
+                        const std::string& checks = "") {
+  auto text = good;
+  auto from = text.find("faults:\n");
+  text.erase(from);
+  return text + "faults:\n" + faults + checks;
+}
+
+} // namespace
+
+TEST_CASE("wipe, hooks and run faults are read and scheduled",
+          "[harness][scenario]") {
+  auto sc = parse_scenario(
+    with_faults(
+      "  - {at: 2s, wipe: email-1, restart_after: 3s}\n"
+      "  - {at: 6s, hooks: email, fail_keys: none, slow_keys: {k1: 50ms}}\n"
+      "  - {at: 7s, hooks: email-2, fail_keys: poison}\n"
+      "  - {at: 12s, run: [herald, dlq, redrive, --control,\n"
+      "                    '{{endpoint:email-2:control}}'],\n"
+      "     expect_exit: 3, expect_output: 'redriven [0-9]+', within: 4s,\n"
+      "     retry: true}\n"
+      "  - {at: 13s, run: [herald, group, reset-offsets, E, --to-time,\n"
+      "                    '{{time:+2s}}'], rewinds: true,\n"
+      "     reject_output: 'refused'}\n",
+      "checks: {poison: redriven, publishes: acked}\n"),
+    "dir/s.yaml");
+  REQUIRE(sc);
+  REQUIRE(sc->faults.size() == 5);
+  auto& wipe = sc->faults[0];
+  CHECK(wipe.kind == fault_kind::wipe);
+  CHECK(wipe.hold == std::chrono::seconds{3});
+  auto& fix = sc->faults[1];
+  CHECK(fix.kind == fault_kind::hooks);
+  REQUIRE(fix.fail_keys);
+  CHECK(fix.fail_keys->empty());
+  CHECK_FALSE(fix.fail_keys_poison);
+  REQUIRE(fix.slow_keys);
+  REQUIRE(fix.slow_keys->size() == 1);
+  CHECK(fix.slow_keys->front().first == "k1");
+  CHECK(fix.slow_keys->front().second == std::chrono::milliseconds{50});
+  CHECK(sc->faults[2].fail_keys_poison);
+  CHECK_FALSE(sc->faults[2].slow_keys);
+  // A run comes after the workload's end (10 s): it takes no time.
+  auto& run = sc->faults[3];
+  CHECK(run.kind == fault_kind::run);
+  CHECK(run.argv.size() == 5);
+  CHECK(run.argv[4] == "{{endpoint:email-2:control}}");
+  CHECK(run.expect_exit == 3);
+  CHECK(run.expect_output == std::string{"redriven [0-9]+"});
+  CHECK(run.within == std::chrono::seconds{4});
+  CHECK(run.retry);
+  CHECK(run.hold == std::chrono::milliseconds{0});
+  CHECK_FALSE(run.rewinds);
+  CHECK_FALSE(run.reject_output);
+  auto& reset = sc->faults[4];
+  CHECK(reset.rewinds);
+  CHECK(reset.reject_output == std::string{"refused"});
+  CHECK(reset.expect_exit == 0);
+  CHECK(reset.within == std::chrono::seconds{10});
+  CHECK_FALSE(reset.retry);
+  CHECK(sc->checks.poison_redriven);
+  CHECK(sc->checks.publishes_acked);
+
+  auto cat = seed_catalog();
+  auto p = make_plan(*sc, cat, 7);
+  REQUIRE(p);
+  REQUIRE(p->faults.size() >= 5);
+  std::vector<const action*> timed;
+  for (auto& a : p->faults)
+    if (a.origin == "timed")
+      timed.push_back(&a);
+  REQUIRE(timed.size() == 5);
+  CHECK(timed[0]->target == "email-1");
+  // hooks on a node: every instance of it.
+  CHECK(timed[1]->group == std::vector<std::string>{"email-1", "email-2"});
+  CHECK(timed[2]->group == std::vector<std::string>{"email-2"});
+  CHECK(timed[3]->target.empty());
+  REQUIRE(timed[3]->spec_of != nullptr);
+  CHECK(timed[3]->spec_of->argv.front() == "herald");
+  auto lines = describe(*p, *sc);
+  auto all = fmt::format("{}", fmt::join(lines, "\n"));
+  CHECK_THAT(all, Catch::Contains("kill -9 email-1 and delete its data "
+                                  "directory, restart 3000 ms later"));
+  CHECK_THAT(all, Catch::Contains("set the test hooks of [email-1, "
+                                  "email-2]: no fail keys, 1 slow key(s)"));
+  CHECK_THAT(all, Catch::Contains("run [herald dlq redrive --control "
+                                  "{{endpoint:email-2:control}}], expect "
+                                  "exit 3 and output /redriven [0-9]+/ "
+                                  "within 4000 ms, retried"));
+}
+
+TEST_CASE("errors of wipe, hooks and run faults name the key and the rule",
+          "[harness][scenario]") {
+  SECTION("restart_after goes with kill and wipe") {
+    CHECK_THAT(error_of(with_faults("  - {at: 1s, hooks: email, fail_keys: "
+                                    "none, restart_after: 1s}\n")),
+               Catch::Contains("dir/s.yaml:23: faults[0]: 'restart_after' "
+                               "goes with kill and wipe"));
+  }
+  SECTION("for does not go with a run") {
+    CHECK_THAT(error_of(with_faults("  - {at: 1s, run: [herald], for: 1s}\n")),
+               Catch::Contains("'for' does not go with run: it is done at "
+                               "its 'at' and has no heal"));
+  }
+  SECTION("hooks need keys") {
+    CHECK_THAT(error_of(with_faults("  - {at: 1s, hooks: email}\n")),
+               Catch::Contains("hooks needs 'fail_keys' (none, poison or a "
+                               "list of keys) or 'slow_keys'"));
+  }
+  SECTION("a word that is no choice") {
+    CHECK_THAT(error_of(with_faults("  - {at: 1s, hooks: email, fail_keys: "
+                                    "all}\n")),
+               Catch::Contains("'fail_keys': 'all' is not a choice; use none "
+                               "(clear them), poison"));
+  }
+  SECTION("keys go with hooks") {
+    CHECK_THAT(error_of(with_faults("  - {at: 1s, kill: email, fail_keys: "
+                                    "none}\n")),
+               Catch::Contains("'fail_keys' and 'slow_keys' go with hooks"));
+  }
+  SECTION("a bad regular expression") {
+    CHECK_THAT(error_of(with_faults("  - {at: 1s, run: [herald], "
+                                    "expect_output: '(paused'}\n")),
+               Catch::Contains("'expect_output': '(paused' is not a regular "
+                               "expression"));
+    CHECK_THAT(error_of(with_faults("  - {at: 1s, run: [herald], "
+                                    "reject_output: '[x'}\n")),
+               Catch::Contains("'reject_output': '[x' is not a regular "
+                               "expression"));
+  }
+  SECTION("an exit status out of range") {
+    CHECK_THAT(error_of(with_faults("  - {at: 1s, run: [herald], "
+                                    "expect_exit: 300}\n")),
+               Catch::Contains("'expect_exit' must be an exit status from 0 "
+                               "to 255, not '300'"));
+  }
+  SECTION("a run needs its command as a list") {
+    CHECK_THAT(error_of(with_faults("  - {at: 1s, run: []}\n")),
+               Catch::Contains("'run' must be a list: the command and its "
+                               "arguments"));
+  }
+  SECTION("expectations go with run") {
+    CHECK_THAT(error_of(with_faults("  - {at: 1s, kill: email, rewinds: "
+                                    "true}\n")),
+               Catch::Contains("faults[0]: 'rewinds' goes with run"));
+  }
+  SECTION("a wipe must end by the workload's end, a run need not") {
+    CHECK_THAT(error_of(with_faults("  - {at: 9s, wipe: email, "
+                                    "restart_after: 2s}\n")),
+               Catch::Contains("it ends at 11000 ms, after the workload's "
+                               "end at 10000 ms"));
+    CHECK(parse_scenario(with_faults("  - {at: 30s, run: [herald]}\n"),
+                         "dir/s.yaml"));
+  }
+  SECTION("wipe, hooks and run are timed faults only") {
+    auto text = good;
+    text.replace(text.find("kinds: [kill, pause, slow]"), 26,
+                 "kinds: [kill, wipe]");
+    CHECK_THAT(error_of(text), Catch::Contains("random: 'kinds': wipe is a "
+                                               "timed fault only"));
+  }
+  SECTION("checks: poison and publishes take their words") {
+    CHECK_THAT(error_of(with_faults("", "checks: {poison: handled}\n")),
+               Catch::Contains("'poison': 'handled' is not a choice; use "
+                               "dead_letter or redriven"));
+    CHECK_THAT(error_of(with_faults("", "checks: {publishes: all}\n")),
+               Catch::Contains("'publishes': 'all' is not a choice; use any "
+                               "or acked"));
+  }
 }

@@ -121,10 +121,23 @@ bool covers(const history_record& off, const published& p) {
          || partition_of(p.key, off.partitions) == *off.partition;
 }
 
+// What became of one poison event (`checks.poison: redriven`).
+struct poison_fate {
+  const history_record* first = nullptr;
+  // Dead-lettered at least once; handled records after its last dead
+  // letter.
+  bool dead = false;
+  uint64_t handled_after = 0;
+};
+
+// `fixed_us`: when the first `hooks` fault was applied (the handler
+// fixed), if one was.
 void judge_one(const std::vector<published>& publishes,
                const std::vector<const history_record*>& records,
                const std::set<std::string>& fail_keys,
-               const std::vector<pattern>& patterns, judged j, scope how) {
+               const std::vector<pattern>& patterns, judged j, scope how,
+               std::optional<uint64_t> fixed_us = std::nullopt,
+               const fault_record* rewind = nullptr) {
   auto& v = j.out;
   auto selects = [&](const std::string& type) {
     return any_matches(patterns, type);
@@ -148,6 +161,18 @@ void judge_one(const std::vector<published>& publishes,
   std::map<std::string, std::map<uint64_t, const published*>> wanted;
   for (auto& [id, p] : expected)
     wanted[p->stream].emplace(p->seq, p);
+  bool redriven = j.checks.poison_redriven;
+  std::unordered_map<std::string, poison_fate> fates;
+  // redriven: per (stream, key, type), the highest seq of a poison event
+  // handled for the first time.
+  std::map<std::tuple<std::string, std::string, std::string>, uint64_t>
+    last_handled;
+  std::unordered_set<std::string> handled_once;
+  // After a rewind: the events handled again, and per (stream, key,
+  // type) the highest seq handled again so far.
+  std::unordered_set<std::string> replayed;
+  std::map<std::tuple<std::string, std::string, std::string>, uint64_t>
+    last_replayed;
   // scope::group: the earliest end of a finished record per event.
   std::unordered_map<std::string, uint64_t> ended;
   if (how == scope::group)
@@ -209,12 +234,50 @@ void judge_one(const std::vector<published>& publishes,
     }
     bool poison = fail_keys.count(r->key) > 0;
     bool handled = r->result == history_record::ending::handled;
+    if (rewind != nullptr && how != scope::member
+        && r->start_us >= rewind->done_us && replayed.insert(r->id).second) {
+      auto& by_type = last_replayed[{r->stream, r->key, r->type}];
+      if (r->seq < by_type) {
+        ++v.inversions;
+        j.example(fmt::format("key {} type {}: seq {} handled again after "
+                              "the rewind after seq {}",
+                              r->key, r->type, r->seq, by_type));
+      }
+      by_type = std::max(by_type, r->seq);
+    }
+    if (poison && redriven && how != scope::member) {
+      auto& fate = fates[r->id];
+      if (fate.first == nullptr)
+        fate.first = r;
+      if (!handled) {
+        fate.dead = true;
+        fate.handled_after = 0;
+      } else if (fate.dead) {
+        ++fate.handled_after;
+      } else if (n == 1 && (!fixed_us || r->start_us < *fixed_us)) {
+        ++v.poison_handled;
+        j.example(fmt::format("poison event {} (key {}) was handled before "
+                              "any dead letter and before the handler was "
+                              "fixed (a hooks fault)",
+                              r->id, r->key));
+      }
+      if (handled && handled_once.insert(r->id).second) {
+        auto& by_type = last_handled[{r->stream, r->key, r->type}];
+        if (r->seq < by_type) {
+          ++v.inversions;
+          j.example(fmt::format("poison key {} type {}: seq {} handled "
+                                "(redriven) after seq {}",
+                                r->key, r->type, r->seq, by_type));
+        }
+        by_type = std::max(by_type, r->seq);
+      }
+    }
     if (n == 1) {
       if (handled)
         ++v.handled;
       else
         ++v.dead_lettered;
-      if (poison && handled) {
+      if (poison && handled && !redriven) {
         ++v.poison_handled;
         j.example(
           fmt::format("poison event {} (key {}) was handled", r->id, r->key));
@@ -225,20 +288,32 @@ void judge_one(const std::vector<published>& publishes,
                               "but is no poison",
                               r->id, r->key, r->seq));
       }
-      auto& by_type = last_of_type[{r->stream, r->key, r->type}];
-      if (r->seq < by_type) {
-        ++v.inversions;
-        j.example(fmt::format(
-          "key {} type {}: seq {} handled after seq {}{}", r->key, r->type,
-          r->seq, by_type,
-          how == scope::group ? fmt::format(" (seq {} by {})", r->seq, r->node)
-                              : std::string{}));
+      // Records whose order is not judged here: a member's first record
+      // of a poison event may be the redrive of another member's dead
+      // letter, after later events of its entity it dead-lettered as
+      // parked (the group judges their order); in a group's merge, a
+      // record without an attempt (dead-lettered unattempted behind a
+      // parked entity) stands at its predecessor's time in its own file,
+      // so its place among other members' records is a guess.
+      bool unordered = (poison && redriven && how == scope::member)
+                       || (how == scope::group && r->start_us == 0);
+      if (!unordered) {
+        auto& by_type = last_of_type[{r->stream, r->key, r->type}];
+        if (r->seq < by_type) {
+          ++v.inversions;
+          j.example(fmt::format("key {} type {}: seq {} handled after seq "
+                                "{}{}",
+                                r->key, r->type, r->seq, by_type,
+                                how == scope::group ? fmt::format(
+                                  " (seq {} by {})", r->seq, r->node)
+                                                    : std::string{}));
+        }
+        by_type = std::max(by_type, r->seq);
+        auto& by_key = last_of_key[{r->stream, r->key}];
+        if (r->seq < by_key)
+          ++v.cross_type_inversions;
+        by_key = std::max(by_key, r->seq);
       }
-      by_type = std::max(by_type, r->seq);
-      auto& by_key = last_of_key[{r->stream, r->key}];
-      if (r->seq < by_key)
-        ++v.cross_type_inversions;
-      by_key = std::max(by_key, r->seq);
     }
   }
   if (how != scope::member)
@@ -248,8 +323,36 @@ void judge_one(const std::vector<published>& publishes,
         j.example(fmt::format("lost: event {} ({} key {}, seq {})", id, p->type,
                               p->key, p->seq));
       }
+  if (rewind != nullptr && rewind->rewind_to_us && how != scope::member)
+    for (auto& [id, p] : expected)
+      if (p->sent_us >= *rewind->rewind_to_us && replayed.count(id) == 0) {
+        ++v.not_replayed;
+        j.example(fmt::format("event {} ({} key {}, seq {}) published after "
+                              "the rewind's time was not handled again "
+                              "after the rewind",
+                              id, p->type, p->key, p->seq));
+      }
+  for (auto& [id, fate] : fates) {
+    if (!fate.dead || fate.handled_after == 1)
+      continue;
+    auto& r = *fate.first;
+    if (fate.handled_after == 0) {
+      ++v.poison_not_redriven;
+      j.example(fmt::format("poison event {} (key {}, seq {}) was "
+                            "dead-lettered and never handled after its last "
+                            "dead letter: not redriven",
+                            id, r.key, r.seq));
+    } else {
+      ++v.redrive_duplicates;
+      j.example(fmt::format("poison event {} (key {}, seq {}) was handled {} "
+                            "times after its last dead letter, not once",
+                            id, r.key, r.seq, fate.handled_after));
+    }
+  }
   v.ok = v.lost == 0 && v.inversions == 0 && v.poison_handled == 0
-         && v.unexpected_dead_letters == 0 && v.offset_violations == 0
+         && v.poison_not_redriven == 0 && v.redrive_duplicates == 0
+         && v.not_replayed == 0 && v.unexpected_dead_letters == 0
+         && v.offset_violations == 0
          && (!j.checks.duplicates_fail || v.duplicates == 0)
          && (!j.checks.cross_type_fail || v.cross_type_inversions == 0);
 }
@@ -371,7 +474,7 @@ void check_takeovers(const std::vector<const history_record*>& records,
                      const std::vector<fault_record>& faults,
                      const checks_spec& checks, group_verdict& g) {
   for (auto& f : faults) {
-    if (f.kind != "kill"
+    if ((f.kind != "kill" && f.kind != "wipe")
         || std::find(g.members.begin(), g.members.end(), f.target)
              == g.members.end())
       continue;
@@ -460,7 +563,7 @@ void check_takeovers(const std::vector<const history_record*>& records,
 // no lease after a dead letter is a redrive (`herald dlq redrive`). Any
 // other duplicate is outside every window.
 void check_windows(const std::vector<const history_record*>& records,
-                   group_verdict& g) {
+                   const fault_record* rewind, group_verdict& g) {
   auto example = [&](std::string text) {
     if (g.examples.size() < 8)
       g.examples.push_back(std::move(text));
@@ -499,6 +602,17 @@ void check_windows(const std::vector<const history_record*>& records,
       p.leased = r;
     if (last == nullptr)
       continue;
+    if (rewind != nullptr && r->start_us >= rewind->done_us) {
+      ++g.replayed;
+      continue;
+    }
+    // A redrive hands a dead letter to the partition's holder: handled
+    // under its lease, or under none.
+    if (last->result == history_record::ending::dead_lettered
+        && r->result == history_record::ending::handled) {
+      ++g.redriven;
+      continue;
+    }
     if (!r->lease_epoch) {
       if (last->result == history_record::ending::dead_lettered) {
         ++g.redriven;
@@ -758,6 +872,7 @@ caf::expected<std::vector<published>> parse_publishes(std::string_view text,
     p.id = str(j, "id");
     p.stream = str(j, "stream");
     p.seq = num(j, "seq");
+    p.sent_us = micros(j, "sent_us");
     out.push_back(std::move(p));
   });
   if (!bad.empty())
@@ -772,9 +887,17 @@ caf::expected<std::vector<fault_record>> parse_faults(std::string_view text,
   std::vector<std::string> bad;
   each_line(text, file, cut, bad, [&](size_t no, const payload& j) {
     auto event = str(j, "event");
-    if (event != "applied" && event != "cycle")
+    bool rewind =
+      event == "ran" && j.value("rewinds", false) && j.value("ok", false);
+    if (event != "applied" && event != "cycle" && !rewind)
       return;
     fault_record f;
+    if (rewind) {
+      f.rewinds = true;
+      f.done_us = micros(j, "done_us");
+      if (auto to = micros(j, "rewind_to_us"); to > 0)
+        f.rewind_to_us = to;
+    }
     auto it = j.find("fault");
     f.fault = it != j.end() && it->is_number_integer() ? it->get<int>() : -1;
     if (event == "cycle") {
@@ -787,6 +910,7 @@ caf::expected<std::vector<fault_record>> parse_faults(std::string_view text,
     }
     f.kind = str(j, "kind");
     f.target = str(j, "target");
+    f.fixes = j.value("fixes", false);
     f.applied_us = micros(j, "time_us");
     if (f.applied_us == 0)
       bad.push_back(fmt::format("{}:{}: no 'time_us'", file, no));
@@ -794,6 +918,25 @@ caf::expected<std::vector<fault_record>> parse_faults(std::string_view text,
   });
   if (!bad.empty())
     return make_error(errc::decode_error, bad.front());
+  return out;
+}
+
+std::vector<std::string> failed_commands(std::string_view text,
+                                         const std::string& file) {
+  std::vector<std::string> out;
+  size_t cut = 0;
+  std::vector<std::string> bad;
+  each_line(text, file, cut, bad, [&](size_t no, const payload& j) {
+    if (str(j, "event") != "ran" || j.value("ok", true))
+      return;
+    auto why = str(j, "why");
+    out.push_back(
+      why.empty()
+        ? fmt::format("{}:{}: a run fault's command did not end "
+                      "as expected (exit {}, expected {})",
+                      file, no, j.value("exit", -1), j.value("expect_exit", 0))
+        : fmt::format("command of faults[{}]: {}", j.value("fault", -1), why));
+  });
   return out;
 }
 
@@ -856,12 +999,35 @@ verdict judge(const std::vector<published>& publishes,
     return fmt::format(
       "lost {}, inversions {}, cross-type inversions {}{}, duplicates {}{}, "
       "poison handled {}, unexpected dead letters {}, offsets past "
-      "unhandled events {}",
+      "unhandled events {}{}{}",
       x.lost, x.inversions, x.cross_type_inversions,
       checks.cross_type_fail ? " (must be 0)" : "", x.duplicates,
       checks.duplicates_fail ? " (must be 0)" : "", x.poison_handled,
-      x.unexpected_dead_letters, x.offset_violations);
+      x.unexpected_dead_letters, x.offset_violations,
+      checks.poison_redriven
+        ? fmt::format(", poison not redriven {}, redriven more than once {}",
+                      x.poison_not_redriven, x.redrive_duplicates)
+        : std::string{},
+      x.not_replayed > 0
+        ? fmt::format(", not handled again after the rewind {}", x.not_replayed)
+        : std::string{});
   };
+  // The first rewinding command that ended as expected.
+  const fault_record* rewind = nullptr;
+  for (auto& f : faults)
+    if (f.rewinds && rewind == nullptr)
+      rewind = &f;
+  // When the handler was fixed: the first `hooks` fault applied.
+  std::optional<uint64_t> fixed_us;
+  for (auto& f : faults)
+    if (f.kind == "hooks" && f.fixes && (!fixed_us || f.applied_us < *fixed_us))
+      fixed_us = f.applied_us;
+  if (checks.publishes_acked && v.unknown + v.refused > 0)
+    v.failures.push_back(fmt::format(
+      "publishes: {} of {} not acknowledged ({} unknown outcome, {} "
+      "refused); every publish must be (checks.publishes: acked)",
+      v.unknown + v.refused, v.acked + v.unknown + v.refused, v.unknown,
+      v.refused));
   for (auto& c : consumers) {
     consumer_verdict cv;
     cv.node = c.node;
@@ -872,7 +1038,7 @@ verdict judge(const std::vector<published>& publishes,
     std::set<std::string> fail_keys;
     auto records = records_of(c.node, c.consumer, fail_keys);
     judge_one(publishes, records, fail_keys, patterns_of(c), {cv, checks},
-              member ? scope::member : scope::consumer);
+              member ? scope::member : scope::consumer, fixed_us, rewind);
     if (!cv.ok)
       v.failures.push_back(fmt::format("{} on {}{}: {}", cv.consumer, cv.node,
                                        member ? " (a group member)" : "",
@@ -894,7 +1060,7 @@ verdict judge(const std::vector<published>& publishes,
     // Judged as one consumer: the counts land in a consumer_verdict.
     consumer_verdict as_one;
     judge_one(publishes, merged, fail_keys, patterns_of(*members.front()),
-              {as_one, checks}, scope::group);
+              {as_one, checks}, scope::group, fixed_us, rewind);
     g.expected = as_one.expected;
     g.handled = as_one.handled;
     g.dead_lettered = as_one.dead_lettered;
@@ -906,10 +1072,13 @@ verdict judge(const std::vector<published>& publishes,
     g.unexpected_dead_letters = as_one.unexpected_dead_letters;
     g.offset_violations = as_one.offset_violations;
     g.unknown_delivered = as_one.unknown_delivered;
+    g.poison_not_redriven = as_one.poison_not_redriven;
+    g.redrive_duplicates = as_one.redrive_duplicates;
+    g.not_replayed = as_one.not_replayed;
     g.discarded = as_one.discarded;
     g.examples = std::move(as_one.examples);
     check_leases(epochs_of(merged), g);
-    check_windows(merged, g);
+    check_windows(merged, rewind, g);
     // Members that handled events under no lease do not form a group:
     // the lease rule could not be judged.
     bool unleased = g.handled + g.dead_lettered > 0 && g.partitions == 0;
@@ -963,6 +1132,8 @@ caf::expected<verdict> check_dir(const std::string& dir) {
   checks_spec checks;
   checks.duplicates_fail = run.value("duplicates_fail", false);
   checks.cross_type_fail = run.value("cross_type_fail", false);
+  checks.poison_redriven = run.value("poison_redriven", false);
+  checks.publishes_acked = run.value("publishes_acked", false);
   if (auto it = run.find("takeover_within_ms");
       it != run.end() && it->is_number_integer())
     checks.takeover_within = milliseconds{it->get<int64_t>()};
@@ -970,14 +1141,17 @@ caf::expected<verdict> check_dir(const std::string& dir) {
       it != run.end() && it->is_number_unsigned())
     checks.moves_per_restart = it->get<uint64_t>();
   std::vector<fault_record> faults;
+  std::vector<std::string> commands;
   if (auto faults_path = (fs::path{dir} / "faults.jsonl").string();
       fs::exists(faults_path)) {
-    auto parsed = parse_faults(read_text(faults_path, err), faults_path);
+    auto text = read_text(faults_path, err);
     if (err)
       return err;
+    auto parsed = parse_faults(text, faults_path);
     if (!parsed)
       return std::move(parsed.error());
     faults = std::move(*parsed);
+    commands = failed_commands(text, faults_path);
   }
   auto pub_path = (fs::path{dir} / "publishes.jsonl").string();
   auto text = read_text(pub_path, err);
@@ -1024,6 +1198,7 @@ caf::expected<verdict> check_dir(const std::string& dir) {
     return a.first < b.first;
   });
   auto v = judge(*publishes, histories, consumers, checks, faults);
+  v.failures.insert(v.failures.end(), commands.begin(), commands.end());
   auto cluster_path = fs::path{dir} / "cluster.json";
   if (fs::exists(cluster_path)) {
     auto cluster =
@@ -1132,15 +1307,19 @@ std::vector<std::string> table(const verdict& v) {
       g.discarded, fmt::format("{}/{}", g.partitions, g.epochs), g.moves,
       g.ok ? "ok" : "FAIL"));
   for (auto& g : v.groups)
-    if (g.largest_window > 0 || g.redriven > 0)
+    if (g.largest_window > 0 || g.redriven > 0 || g.replayed > 0)
       lines.push_back(fmt::format(
-        "handoff windows of {}: largest {} event(s) handled again{}{}",
+        "handoff windows of {}: largest {} event(s) handled again{}{}{}",
         g.consumer, g.largest_window,
         g.largest_window > 0 ? fmt::format(" ({})", g.largest_window_at)
                              : std::string{},
         g.redriven > 0 ? fmt::format("; {} redrive(s) of dead letters, in no "
                                      "window",
                                      g.redriven)
+                       : std::string{},
+        g.replayed > 0 ? fmt::format("; {} replay(s) after the rewind, in no "
+                                     "window",
+                                     g.replayed)
                        : std::string{}));
   for (auto& g : v.groups)
     for (auto& r : g.restarts)
@@ -1201,6 +1380,9 @@ payload to_json(const verdict& v) {
        {"unexpected_dead_letters", c.unexpected_dead_letters},
        {"offset_violations", c.offset_violations},
        {"unknown_delivered", c.unknown_delivered},
+       {"poison_not_redriven", c.poison_not_redriven},
+       {"redrive_duplicates", c.redrive_duplicates},
+       {"not_replayed", c.not_replayed},
        {"group", c.group.empty() ? payload{} : payload(c.group)},
        {"discarded", c.discarded},
        {"examples", c.examples},
@@ -1246,6 +1428,10 @@ payload to_json(const verdict& v) {
        {"unexpected_dead_letters", g.unexpected_dead_letters},
        {"offset_violations", g.offset_violations},
        {"unknown_delivered", g.unknown_delivered},
+       {"poison_not_redriven", g.poison_not_redriven},
+       {"redrive_duplicates", g.redrive_duplicates},
+       {"not_replayed", g.not_replayed},
+       {"replayed", g.replayed},
        {"discarded", g.discarded},
        {"lease_overlaps", g.lease_overlaps},
        {"shared_epochs", g.shared_epochs},

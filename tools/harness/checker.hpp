@@ -17,7 +17,14 @@
 ///   says: the documented cross-type limit).
 /// - **dead letters** must be the poison events (keys in the node's
 ///   `test_hooks.fail_keys`): a poison event handled, or another event
-///   dead-lettered, is a failure.
+///   dead-lettered, is a failure. With `checks.poison: redriven`, a
+///   poison event dead-lettered must later be handled exactly once after
+///   its last dead letter (a redrive once the handler was fixed): never
+///   is `poison_not_redriven`, more than once `redrive_duplicates`, both
+///   failures; a poison event's first handling must follow its type's
+///   earlier events (an inversion otherwise); one handled without a dead
+///   letter passes only when its handling began after a `hooks` fault
+///   that cleared the fail keys was applied (the handler fixed).
 /// - **offsets passing unhandled events**: an offset record whose offset
 ///   covers a selected acknowledged event of its stream not recorded
 ///   before it (design invariant 6). Always a failure.
@@ -96,6 +103,9 @@ struct published {
   std::string id;
   std::string stream;
   uint64_t seq = 0;
+  /// When the harness sent its publish request, microseconds since the
+  /// epoch (before the node stamped it).
+  uint64_t sent_us = 0;
 };
 
 /// One record of a node's history.
@@ -161,8 +171,11 @@ struct consumer_info {
 };
 
 /// A fault the run applied, as `faults.jsonl` records it: what the
-/// takeover check measures from (an `applied` line), or one restart of a
-/// `cycle` fault, what the moves are attributed to (a `cycle` line).
+/// takeover check measures from (an `applied` line of a kill or a wipe),
+/// when the handler was fixed (an `applied` line of a `hooks` fault that
+/// cleared the fail keys), or
+/// one restart of a `cycle` fault, what the moves are attributed to (a
+/// `cycle` line).
 struct fault_record {
   /// Its index in the scenario's `faults` (-1: a random one).
   int fault = -1;
@@ -175,12 +188,29 @@ struct fault_record {
   /// A `cycle` line: which cycle of its fault, from 1. 0 for an
   /// `applied` line.
   int cycle = 0;
+  /// A `ran` line of a `run` fault with `rewinds: true` whose command
+  /// ended as expected: when it ended, and the first `{{time:..}}` it
+  /// was given (every event published from then on must be handled again
+  /// after `done_us`), if any.
+  bool rewinds = false;
+  uint64_t done_us = 0;
+  /// An `applied` line of a `hooks` fault that cleared the fail keys
+  /// (`fail_keys: none`): the handler fixed from then on.
+  bool fixes = false;
+  std::optional<uint64_t> rewind_to_us{};
 };
 
-/// Parses `faults.jsonl` (the `applied` and `cycle` lines). Fails with
+/// Parses `faults.jsonl` (the `applied` and `cycle` lines, and the `ran`
+/// lines of rewinding commands that ended as expected). Fails with
 /// `errc::decode_error` naming the file and the line.
 caf::expected<std::vector<fault_record>> parse_faults(std::string_view text,
                                                       const std::string& file);
+
+/// The `run` faults of `faults.jsonl` whose command did not end as the
+/// scenario expected (its `ran` lines with `ok` false): one sentence
+/// each, naming the command, its exit status and its output files.
+std::vector<std::string> failed_commands(std::string_view text,
+                                         const std::string& file);
 
 /// The judgement of one consumer.
 struct consumer_verdict {
@@ -203,6 +233,15 @@ struct consumer_verdict {
   uint64_t unexpected_dead_letters = 0;
   uint64_t offset_violations = 0;
   uint64_t unknown_delivered = 0;
+  /// `checks.poison: redriven`: poison events dead-lettered and never
+  /// handled after their last dead letter, and those handled more than
+  /// once after it. Not judged for a group's member.
+  uint64_t poison_not_redriven = 0;
+  uint64_t redrive_duplicates = 0;
+  /// After a rewinding command (`rewinds: true`, with a time): events
+  /// published from that time on that were not handled again after it.
+  /// Not judged for a group's member.
+  uint64_t not_replayed = 0;
   /// A few examples of what failed, for the reader.
   std::vector<std::string> examples;
   bool ok = true;
@@ -268,6 +307,12 @@ struct group_verdict {
   uint64_t unexpected_dead_letters = 0;
   uint64_t offset_violations = 0;
   uint64_t unknown_delivered = 0;
+  uint64_t poison_not_redriven = 0;
+  uint64_t redrive_duplicates = 0;
+  uint64_t not_replayed = 0;
+  /// Records of events handled before, begun after a rewinding command
+  /// ended: replays it asked for, in no handoff window and no failure.
+  uint64_t replayed = 0;
   uint64_t discarded = 0;
   /// (stream, partition) lease epochs whose first record started before
   /// an earlier epoch's last record ended.
@@ -282,9 +327,11 @@ struct group_verdict {
   /// (not a redrive), or handled again after an offset of its partition
   /// that covers it was committed. Always a failure.
   uint64_t duplicates_outside_window = 0;
-  /// Redrives: handlings under no lease of an event whose previous
-  /// record is a dead letter (`herald dlq redrive`). Duplicates, but in
-  /// no window and never a failure.
+  /// Redrives: handlings of an event whose previous record is a dead
+  /// letter (`herald dlq redrive`: under no lease, or under the lease of
+  /// the partition's holder it was handed to), and records under no
+  /// lease after a dead letter. Duplicates, but in no window and never a
+  /// failure.
   uint64_t redriven = 0;
   /// The handoff (stream, partition, old epoch -> new epoch) whose new
   /// holder handled the most events again, how many, and which it was;

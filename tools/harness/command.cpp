@@ -28,8 +28,10 @@ harness_command add_harness_command(CLI::App& app, std::string argv0) {
     "harness",
     "Launch a topology of nodes, drive a workload, inject faults on a "
     "seeded schedule (kill, pause, slow handlers; with --mode netns also "
-    "partitions; disk full, clock jumps; join/leave cycles), and judge what "
-    "every consumer handled (lost, duplicated, reordered, dead-lettered), "
+    "partitions; disk full, clock jumps; join/leave cycles; a data "
+    "directory wiped, test hooks changed, commands such as herald dlq "
+    "redrive run at set times), and judge what every consumer handled "
+    "(lost, duplicated, reordered, dead-lettered, redriven), "
     "what every node's view of the cluster was (membership expectations) "
     "and whether descriptors leaked. See docs/harness.md.");
   cmd->require_subcommand(1);

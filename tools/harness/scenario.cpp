@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <initializer_list>
+#include <regex>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -19,12 +20,19 @@ using detail::entry;
 using detail::problems;
 
 constexpr std::string_view fault_kinds =
-  "kill, pause, slow, partition, disk_full, clock or cycle";
+  "kill, pause, slow, partition, disk_full, clock, cycle, wipe, hooks or run";
 
 constexpr fault_kind all_kinds[] = {
   fault_kind::kill,      fault_kind::pause,     fault_kind::slow,
   fault_kind::partition, fault_kind::disk_full, fault_kind::clock,
-  fault_kind::cycle};
+  fault_kind::cycle,     fault_kind::wipe,      fault_kind::hooks,
+  fault_kind::run};
+
+// Kinds given in `faults` only, never drawn at random.
+bool timed_only(fault_kind k) {
+  return k == fault_kind::cycle || k == fault_kind::wipe
+         || k == fault_kind::hooks || k == fault_kind::run;
+}
 
 std::optional<fault_kind> kind_of(std::string_view text) {
   for (auto k : all_kinds)
@@ -225,6 +233,127 @@ void read_workload(const entry& e, problems& out, workload_spec& w) {
                                 w.poison, w.slow.entities, w.entities));
 }
 
+// Reads the keys of a `hooks` fault: `fail_keys: none | poison | [KEY..]`
+// and `slow_keys: none | slow | {KEY: 200ms}`.
+void read_hooks(const entry& fail_keys, const entry& slow_keys,
+                std::string_view ctx, problems& out, fault_spec& f) {
+  if ((fail_keys || slow_keys) && f.kind != fault_kind::hooks)
+    out.add(fail_keys ? fail_keys.line : slow_keys.line,
+            std::string{ctx} + "'fail_keys' and 'slow_keys' go with hooks");
+  if (f.kind != fault_kind::hooks)
+    return;
+  if (!fail_keys && !slow_keys)
+    out.add(f.line, std::string{ctx}
+                      + "hooks needs 'fail_keys' (none, poison or a list of "
+                        "keys) or 'slow_keys' (none, slow or a map like "
+                        "{KEY: 200ms}), e.g. {at: 9s, hooks: email, "
+                        "fail_keys: none}");
+  if (fail_keys) {
+    if (fail_keys.value.IsSequence()) {
+      f.fail_keys = read_strings(fail_keys, ctx, "entity keys", out);
+    } else {
+      auto word = detail::text_of(fail_keys, ctx, "a word", out).value_or("");
+      if (word == "none") {
+        f.fail_keys.emplace();
+      } else if (word == "poison") {
+        f.fail_keys.emplace();
+        f.fail_keys_poison = true;
+      } else {
+        out.add(fail_keys.line,
+                fmt::format("{}'fail_keys': '{}' is not a choice; use none "
+                            "(clear them), poison (the workload's poison "
+                            "keys) or a list of keys",
+                            ctx, word));
+      }
+    }
+  }
+  if (slow_keys) {
+    if (slow_keys.value.IsMap()) {
+      f.slow_keys.emplace();
+      for (const auto& kv : slow_keys.value) {
+        auto key = kv.first.IsScalar() ? kv.first.Scalar() : std::string{};
+        milliseconds wait{0};
+        read_ms({key, detail::line_of(kv.second), kv.second},
+                fmt::format("{}slow_keys: ", ctx), out, wait);
+        f.slow_keys->emplace_back(key, wait);
+      }
+    } else {
+      auto word = detail::text_of(slow_keys, ctx, "a word", out).value_or("");
+      if (word == "none") {
+        f.slow_keys.emplace();
+      } else if (word == "slow") {
+        f.slow_keys.emplace();
+        f.slow_keys_workload = true;
+      } else {
+        out.add(slow_keys.line,
+                fmt::format("{}'slow_keys': '{}' is not a choice; use none "
+                            "(clear them), slow (the workload's slow keys) "
+                            "or a map like {{KEY: 200ms}}",
+                            ctx, word));
+      }
+    }
+  }
+}
+
+// Reads what a `run` fault expects of its command.
+void read_run(const entry& run, const entry& expect_exit,
+              const entry& expect_output, const entry& reject_output,
+              const entry& within, const entry& retry, const entry& rewinds,
+              std::string_view ctx, problems& out, fault_spec& f) {
+  for (auto* e : {&expect_exit, &expect_output, &reject_output, &within, &retry,
+                  &rewinds})
+    if (*e && f.kind != fault_kind::run)
+      out.add(e->line, fmt::format("{}'{}' goes with run", ctx, e->key));
+  if (f.kind != fault_kind::run)
+    return;
+  if (run.value.IsSequence() && f.argv.empty())
+    out.add(run.line, std::string{ctx}
+                        + "'run' must be a list: the command and its "
+                          "arguments, e.g. [herald, dlq, redrive, "
+                          "--control, '{{endpoint:email-2:control}}']");
+  if (expect_exit) {
+    auto n = detail::int_of(expect_exit.value);
+    if (n && *n >= 0 && *n <= 255)
+      f.expect_exit = static_cast<int>(*n);
+    else
+      out.add(expect_exit.line,
+              fmt::format("{}'expect_exit' must be an exit status from 0 to "
+                          "255, not '{}'",
+                          ctx,
+                          expect_exit.value.IsScalar()
+                            ? expect_exit.value.Scalar()
+                            : "a list or map"));
+  }
+  for (auto [e, target] : {std::pair{&expect_output, &f.expect_output},
+                           std::pair{&reject_output, &f.reject_output}}) {
+    if (!*e)
+      continue;
+    auto text = detail::text_of(*e, ctx, "a regular expression", out);
+    if (!text)
+      continue;
+    try {
+      std::regex re{*text};
+      *target = *text;
+    } catch (const std::regex_error& err) {
+      out.add(e->line, fmt::format("{}'{}': '{}' is not a regular "
+                                   "expression ({}); use ECMAScript syntax, "
+                                   "e.g. 'paused: [1-9]'",
+                                   ctx, e->key, *text, err.what()));
+    }
+  }
+  read_ms(within, ctx, out, f.within);
+  for (auto [e, target] :
+       {std::pair{&retry, &f.retry}, std::pair{&rewinds, &f.rewinds}})
+    if (*e) {
+      try {
+        *target = e->value.as<bool>();
+      } catch (const YAML::Exception&) {
+        out.add(e->line,
+                fmt::format("{}'{}' must be true or false", ctx, e->key));
+      }
+    }
+}
+
 void read_fault(const YAML::Node& n, size_t i, problems& out,
                 std::vector<fault_spec>& faults) {
   auto ctx = fmt::format("faults[{}]: ", i);
@@ -236,23 +365,34 @@ void read_fault(const YAML::Node& n, size_t i, problems& out,
   }
   entry at{"at"}, kill{"kill"}, pause{"pause"}, slow{"slow"},
     partition{"partition"}, disk_full{"disk_full"}, clock{"clock"},
-    cycle{"cycle"}, restart_after{"restart_after"}, for_{"for"}, delay{"delay"},
-    keys{"keys"}, one_way{"one_way"}, jump{"jump"}, times{"times"},
-    period{"period"}, fds_within{"fds_within"}, fd_slack{"fd_slack"};
-  detail::read_map(n, ctx,
-                   {&at, &kill, &pause, &slow, &partition, &disk_full, &clock,
-                    &cycle, &restart_after, &for_, &delay, &keys, &one_way,
-                    &jump, &times, &period, &fds_within, &fd_slack},
-                   out);
+    cycle{"cycle"}, wipe{"wipe"}, hooks{"hooks"}, run{"run"},
+    restart_after{"restart_after"}, for_{"for"}, delay{"delay"}, keys{"keys"},
+    one_way{"one_way"}, jump{"jump"}, times{"times"}, period{"period"},
+    fds_within{"fds_within"}, fd_slack{"fd_slack"}, fail_keys{"fail_keys"},
+    slow_keys{"slow_keys"}, expect_exit{"expect_exit"},
+    expect_output{"expect_output"}, reject_output{"reject_output"},
+    within{"within"}, retry{"retry"}, rewinds{"rewinds"};
+  detail::read_map(
+    n, ctx,
+    {&at,        &kill,          &pause,     &slow,         &partition,
+     &disk_full, &clock,         &cycle,     &wipe,         &hooks,
+     &run,       &restart_after, &for_,      &delay,        &keys,
+     &one_way,   &jump,          &times,     &period,       &fds_within,
+     &fd_slack,  &fail_keys,     &slow_keys, &expect_exit,  &expect_output,
+     &within,    &retry,         &rewinds,   &reject_output},
+    out);
   fault_spec f;
   f.line = detail::line_of(n);
   int kinds = 0;
-  for (auto* e : {&kill, &pause, &slow, &partition, &disk_full, &clock, &cycle})
+  for (auto* e : {&kill, &pause, &slow, &partition, &disk_full, &clock, &cycle,
+                  &wipe, &hooks, &run})
     if (*e) {
       ++kinds;
       f.kind = *kind_of(e->key);
       if (e == &partition && e->value.IsSequence())
         f.group = read_strings(*e, ctx, "node names", out);
+      else if (e == &run)
+        f.argv = read_strings(*e, ctx, "words", out);
       else
         f.target = detail::text_of(*e, ctx, "a node name", out).value_or("");
     }
@@ -284,14 +424,19 @@ void read_fault(const YAML::Node& n, size_t i, problems& out,
   if (detail::require(at, f.line, ctx,
                       "when, from the workload's start, e.g. at: 2s", out))
     read_ms(at, ctx, out, f.at, true);
-  if (restart_after && f.kind != fault_kind::kill)
+  bool restarts = f.kind == fault_kind::kill || f.kind == fault_kind::wipe;
+  if (restart_after && !restarts)
     out.add(restart_after.line, ctx
-                                  + "'restart_after' goes with kill; use "
-                                    "'for' with the other faults");
-  if (for_ && f.kind == fault_kind::kill)
+                                  + "'restart_after' goes with kill and "
+                                    "wipe; use 'for' with the other faults");
+  if (for_ && restarts)
     out.add(for_.line, ctx
-                         + "'for' goes with the faults but kill; use "
-                           "'restart_after' with kill");
+                         + "'for' goes with the faults but kill and wipe; "
+                           "use 'restart_after' with them");
+  if (for_ && is_instant(f.kind))
+    out.add(for_.line, fmt::format("{}'for' does not go with {}: it is done "
+                                   "at its 'at' and has no heal",
+                                   ctx, to_string(f.kind)));
   read_ms(restart_after, ctx, out, f.hold);
   read_ms(for_, ctx, out, f.hold);
   if ((delay || keys) && f.kind != fault_kind::slow)
@@ -314,6 +459,11 @@ void read_fault(const YAML::Node& n, size_t i, problems& out,
     read_count(fd_slack, ctx, out, f.fd_slack, 0);
     f.hold = f.times * f.period;
   }
+  read_hooks(fail_keys, slow_keys, ctx, out, f);
+  read_run(run, expect_exit, expect_output, reject_output, within, retry,
+           rewinds, ctx, out, f);
+  if (is_instant(f.kind))
+    f.hold = milliseconds{0};
   faults.push_back(std::move(f));
 }
 
@@ -339,10 +489,11 @@ void read_random(const entry& e, problems& out, random_spec& r) {
     read_number(rate, ctx, out, r.rate, 0);
   if (kinds) {
     r.kinds = read_kinds(kinds, ctx, out);
-    if (std::find(r.kinds.begin(), r.kinds.end(), fault_kind::cycle)
-        != r.kinds.end())
-      out.add(kinds.line, "random: 'kinds': cycle is a timed fault only; "
-                          "give it in 'faults'");
+    for (auto k : r.kinds)
+      if (timed_only(k))
+        out.add(kinds.line, fmt::format("random: 'kinds': {} is a timed "
+                                        "fault only; give it in 'faults'",
+                                        to_string(k)));
     if (r.kinds.empty())
       out.add(kinds.line, fmt::format("random: 'kinds' must list at least "
                                       "one of {}",
@@ -491,8 +642,9 @@ void read_checks(const entry& e, problems& out, checks_spec& c) {
     return;
   }
   entry dups{"duplicates"}, cross{"cross_type_order"}, takeover{"takeover"},
-    moves{"moves"};
-  detail::read_map(e.value, ctx, {&dups, &cross, &takeover, &moves}, out);
+    moves{"moves"}, poison{"poison"}, publishes{"publishes"};
+  detail::read_map(
+    e.value, ctx, {&dups, &cross, &takeover, &moves, &poison, &publishes}, out);
   auto word = [&](const entry& x, std::string_view pass,
                   std::string_view fail) {
     auto text = detail::text_of(x, ctx, "a word", out).value_or("");
@@ -507,6 +659,10 @@ void read_checks(const entry& e, problems& out, checks_spec& c) {
     c.duplicates_fail = word(dups, "allowed", "fail");
   if (cross)
     c.cross_type_fail = word(cross, "report", "fail");
+  if (poison)
+    c.poison_redriven = word(poison, "dead_letter", "redriven");
+  if (publishes)
+    c.publishes_acked = word(publishes, "any", "acked");
   if (takeover && takeover.value.IsMap()) {
     entry within{"within"};
     detail::read_map(takeover.value, "checks: takeover: ", {&within}, out);
@@ -591,7 +747,7 @@ void check_refs(scenario& sc, int top, problems& out) {
         out.add(f.line, fmt::format("faults[{}]: '{}': node '{}' is not "
                                     "among the nodes ({})",
                                     i, to_string(f.kind), t, names()));
-    if (f.at + f.hold > end)
+    if (!is_instant(f.kind) && f.at + f.hold > end)
       out.add(f.line, fmt::format("faults[{}]: it ends at {} ms, after the "
                                   "workload's end at {} ms; move it earlier "
                                   "or lengthen workload.duration",
@@ -738,8 +894,18 @@ std::string_view to_string(fault_kind k) {
     return "clock";
   case fault_kind::cycle:
     return "cycle";
+  case fault_kind::wipe:
+    return "wipe";
+  case fault_kind::hooks:
+    return "hooks";
+  case fault_kind::run:
+    return "run";
   }
   return "?";
+}
+
+bool is_instant(fault_kind k) {
+  return k == fault_kind::hooks || k == fault_kind::run;
 }
 
 std::optional<run_mode> parse_mode(std::string_view text) {

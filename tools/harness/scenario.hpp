@@ -81,12 +81,31 @@ struct workload_spec {
 
 /// What a fault does. `partition` needs the netns mode; `disk_full`
 /// needs root (it mounts a tmpfs); `clock` needs libfaketime. `cycle`
-/// (join/leave cycles) is a timed fault only, never a random one.
-enum class fault_kind { kill, pause, slow, partition, disk_full, clock, cycle };
+/// (join/leave cycles), `wipe` (kill -9 and the loss of the data
+/// directory), `hooks` (test hooks set at run time) and `run` (a command
+/// run at that time, e.g. `herald dlq redrive`) are timed faults only,
+/// never random ones.
+enum class fault_kind {
+  kill,
+  pause,
+  slow,
+  partition,
+  disk_full,
+  clock,
+  cycle,
+  wipe,
+  hooks,
+  run
+};
 
 /// The spelling of `k` in a scenario: kill, pause, slow, partition,
-/// disk_full, clock or cycle.
+/// disk_full, clock, cycle, wipe, hooks or run.
 std::string_view to_string(fault_kind k);
+
+/// Whether a fault of kind `k` takes no time: `hooks` and `run` are done
+/// at their `at` (a `run` waits for its command), have no heal, and may
+/// come after the workload's end.
+bool is_instant(fault_kind k);
 
 /// How a run places its nodes.
 enum class run_mode {
@@ -141,6 +160,43 @@ struct fault_spec {
   milliseconds delay{200};
   /// slow: how many entity keys it slows. Default: a quarter of them.
   size_t keys = 0;
+  /// hooks: the fail keys to set (`fail_keys: none` clears them,
+  /// `fail_keys: poison` gives the workload's poison keys, a list gives
+  /// those keys); unset: left as they are.
+  std::optional<std::vector<std::string>> fail_keys;
+  bool fail_keys_poison = false;
+  /// hooks: the slow keys to set, key -> wait (`slow_keys: none` clears
+  /// them, `slow_keys: slow` gives the workload's slow keys and delay, a
+  /// map like {KEY: 200ms} gives those); unset: left as they are.
+  std::optional<std::vector<std::pair<std::string, milliseconds>>> slow_keys;
+  bool slow_keys_workload = false;
+  /// run: the command, a template (`{{endpoint:NODE:PORT}}`,
+  /// `{{catalog}}`, `{{run_dir}}`, `{{time:+5s}}`: RFC 3339 UTC, that
+  /// long after the workload's start); its first word is looked up like a
+  /// node's command (`herald` is the harness' own executable).
+  std::vector<std::string> argv;
+  /// run: the exit status it must end with. Default: 0.
+  int expect_exit = 0;
+  /// run: a regular expression (ECMAScript) its stdout must contain
+  /// somewhere; unset: any output.
+  std::optional<std::string> expect_output;
+  /// run: a regular expression its stdout must not contain (e.g. a
+  /// redrive repeated until it redrove nothing: `[0-9]+ dead letters?
+  /// redriven`); unset: none.
+  std::optional<std::string> reject_output;
+  /// run: the longest it may take; killed then, and a failure. With
+  /// `retry`, the time within which one run must meet the expectations.
+  /// Default: 10 s.
+  milliseconds within{10000};
+  /// run: run it again (every 500 ms) until one run meets `expect_exit`
+  /// and `expect_output`, within `within`. Default: false (one run).
+  bool retry = false;
+  /// run: the command moves consumers' offsets back (`herald group
+  /// reset-offsets`): what they handle again after it ran is a replay,
+  /// not a duplicate outside a handoff window; when the command has a
+  /// `{{time:..}}`, every event published at or after the first such
+  /// time must be handled again after it, in order. Default: false.
+  bool rewinds = false;
   int line = 0;
 };
 
@@ -228,6 +284,20 @@ struct checks_spec {
   /// Order inversions across the types of one key fail the run. Default:
   /// false (reported: the documented limit).
   bool cross_type_fail = false;
+  /// What must become of the poison events (`checks: {poison: ...}`).
+  /// `dead_letter` (the default): each ends as a dead letter, and none is
+  /// handled. `redriven`: each that was dead-lettered is handled exactly
+  /// once after its last dead letter (a redrive, once the handler was
+  /// fixed by a `hooks` fault), in publish order per (stream, key, type);
+  /// one handled without a dead letter is fine only when its handling
+  /// began after a `hooks` fault that cleared the fail keys was applied;
+  /// one never handled is
+  /// `poison_not_redriven`, a failure.
+  bool poison_redriven = false;
+  /// Every publish must be acknowledged (`checks: {publishes: acked}`):
+  /// an unknown outcome or a refusal fails the run. Default: false
+  /// (`any`: counted only).
+  bool publishes_acked = false;
   /// The longest a consumer group may take to handle again, under a newer
   /// lease epoch, a partition a killed member held: from the kill to the
   /// first record (`checks: {takeover: {within: 7s}}`). Default: none

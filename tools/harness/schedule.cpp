@@ -104,7 +104,10 @@ void plan_random(const scenario& sc, const std::vector<instance>& all,
     case fault_kind::disk_full:
       a.hold = r.disk_full_for;
       break;
-    case fault_kind::cycle: // never drawn: the scenario refuses it
+    case fault_kind::cycle: // never drawn: the scenario refuses them
+    case fault_kind::wipe:
+    case fault_kind::hooks:
+    case fault_kind::run:
       break;
     case fault_kind::clock: {
       auto max = r.clock_jump.count();
@@ -220,8 +223,16 @@ caf::expected<plan> make_plan(const scenario& sc, const catalog& cat,
     a.spec = static_cast<int>(i);
     a.at = f.at;
     a.kind = f.kind;
-    a.target = targets[std::uniform_int_distribution<size_t>{0, targets.size()
-                                                                  - 1}(rng)];
+    // A run has no target; hooks set every instance named.
+    if (!targets.empty() && !is_instant(f.kind))
+      a.target = targets[std::uniform_int_distribution<size_t>{0, targets.size()
+                                                                    - 1}(rng)];
+    if (f.kind == fault_kind::hooks) {
+      a.group = targets;
+      a.target = f.target;
+    }
+    if (is_instant(f.kind))
+      a.spec_of = &f;
     a.hold = f.hold;
     a.delay = f.delay;
     a.origin = "timed";
@@ -293,6 +304,41 @@ std::vector<std::string> describe(const plan& p, const scenario& sc) {
                          a.target, static_cast<double>(a.jump.count()) / 1000.0,
                          a.hold.count());
       break;
+    case fault_kind::wipe:
+      what = fmt::format("kill -9 {} and delete its data directory, restart "
+                         "{} ms later",
+                         a.target, a.hold.count());
+      break;
+    case fault_kind::hooks:
+      what = fmt::format(
+        "set the test hooks of [{}]{}{}", fmt::join(a.group, ", "),
+        !a.spec_of || !a.spec_of->fail_keys ? ""
+        : a.spec_of->fail_keys_poison       ? ": fail keys the poison keys"
+        : a.spec_of->fail_keys->empty()
+          ? ": no fail keys"
+          : fmt::format(": fail keys [{}]",
+                        fmt::join(*a.spec_of->fail_keys, ", ")),
+        !a.spec_of || !a.spec_of->slow_keys ? ""
+        : a.spec_of->slow_keys_workload     ? ", slow keys the workload's"
+        : a.spec_of->slow_keys->empty()
+          ? ", no slow keys"
+          : fmt::format(", {} slow key(s)", a.spec_of->slow_keys->size()));
+      break;
+    case fault_kind::run: {
+      if (a.spec_of == nullptr)
+        break;
+      auto& f = *a.spec_of;
+      what = fmt::format("run [{}], expect exit {}", fmt::join(f.argv, " "),
+                         f.expect_exit);
+      if (f.expect_output)
+        what += fmt::format(" and output /{}/", *f.expect_output);
+      if (f.reject_output)
+        what += fmt::format(" and no output /{}/", *f.reject_output);
+      what += fmt::format(" within {} ms{}{}", f.within.count(),
+                          f.retry ? ", retried" : "",
+                          f.rewinds ? "; it rewinds the consumers" : "");
+      break;
+    }
     case fault_kind::cycle:
       what =
         fmt::format("stop (SIGTERM: leave) and start {} {} times, one "

@@ -55,6 +55,10 @@ struct action {
   bool one_way = false;
   /// clock: the jump of the target's wall clock.
   milliseconds jump{0};
+  /// hooks, run: the fault as the scenario gives it (its keys, its
+  /// command and expectations). hooks: `group` holds every instance it
+  /// sets.
+  const fault_spec* spec_of = nullptr;
   /// cycle: stops and starts, one every `period`; the wait for the other
   /// nodes' descriptors after the last, and the files they may keep more.
   int times = 0;
