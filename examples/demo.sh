@@ -352,7 +352,18 @@ if ((!failed)); then
     tail -n 5 "$survivor.err" >&2
     failed=1
   fi
+  joins=$(grep -c " joined cluster " "$survivor.err")
   start "$survivor"
+  # Bounded wait (15 s) until it is back in the cluster.
+  rejoined() {
+    consumers_alive &&
+      (($(grep -c " joined cluster " "$survivor.err") > joins))
+  }
+  if ! wait_until 15 rejoined; then
+    echo "demo: $survivor did not rejoin the cluster within 15s:" >&2
+    tail -n 5 "$survivor.err" >&2
+    failed=1
+  fi
 fi
 if ((!failed)); then
   echo "  6. herald dlq redrive --consumer EmailService --control $control"
