@@ -17,6 +17,7 @@
 #include <spdlog/logger.h>
 #include <spdlog/spdlog.h>
 
+#include "herald/actors/dead_letters.hpp"
 #include "herald/core/codec.hpp"
 #include "herald/core/errc.hpp"
 #include "herald/core/logging.hpp"
@@ -74,6 +75,11 @@ struct partition_state {
   bool rewinding = false;
   /// Another member asked for it (the owner says).
   bool wanted = false;
+  /// The group's dead letters at the owner reached its quota: no new
+  /// event of the partition is taken (they wait in the log) until this
+  /// member's letters of it are stored; then it is read again from
+  /// `accepted`.
+  bool quota_paused = false;
   /// Since when it has been assigned to this member without a lease; the
   /// epoch while it is held or not assigned here.
   std::chrono::steady_clock::time_point waiting_since{};
@@ -103,6 +109,18 @@ struct group_state {
   /// The owner's last refusal or failed request since a grant (what
   /// `herald status` shows of partitions that wait); empty after a grant.
   std::string refusal;
+  /// Dead letters to store at the owner, in the order they came; the
+  /// first `letters_sent` are in the request in flight.
+  std::deque<dead_letter_request> letters;
+  size_t letters_sent = 0;
+  /// Not before then (after a refusal for the quota or a failure).
+  std::chrono::steady_clock::time_point letters_retry_at{};
+  /// Redriven letters handled, to remove at the owner; the first
+  /// `redriven_sent` are in the request in flight.
+  std::vector<group_letter_done> redriven;
+  size_t redriven_sent = 0;
+  /// The owner's last quota refusal.
+  std::string quota_refusal;
   /// What `show_waiting` last put in the stats.
   uint32_t shown_unleased = 0;
   std::chrono::steady_clock::time_point shown_since{};
@@ -397,6 +415,8 @@ bool deliver_grouped(consumer_actor* self, stream_state& ss, const event& ev,
   g.examined = std::max(g.examined, ev.seq());
   auto p = partition_of(ev.key(), static_cast<uint32_t>(g.parts.size()));
   auto& ps = g.parts[p];
+  if (ps.quota_paused && ps.state == partition_state::lease::held)
+    return false; // read again from `accepted` once resumed
   if (ps.state != partition_state::lease::held || ev.seq() <= ps.accepted) {
     if (live) // another member's, or read again: not this one's to handle
       st.setup.stats->skipped.fetch_add(1, std::memory_order_relaxed);
@@ -689,6 +709,16 @@ void close_gate(group_state& g, uint32_t p) {
   g.gates[p].keep.store(0, std::memory_order_release);
 }
 
+// `p` left this member: its entities parked by the group go on here (the
+// next holder parks them, told by the owner), and it is not paused.
+void leave_partition(consumer_actor* self, group_state& g, uint32_t p) {
+  auto& st = self->state;
+  g.parts[p].quota_paused = false;
+  for (auto& shard : st.shards)
+    self->send(shard, group_park_atom::value,
+               static_cast<uint32_t>(g.parts.size()), p);
+}
+
 // The lease on `p` is gone (stale, or too near its expiry): stop at once;
 // results that come later are discarded.
 void lose(consumer_actor* self, const std::string& stream, group_state& g,
@@ -704,6 +734,7 @@ void lose(consumer_actor* self, const std::string& stream, group_state& g,
   ps.epoch = 0;
   ps.wanted = false;
   ps.rewinding = false;
+  leave_partition(self, g, p);
   st.setup.stats->partitions_moved.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -746,6 +777,7 @@ void gain(consumer_actor* self, const std::string& stream, stream_state& ss,
   ps.in_flight.clear();
   ps.pending = 0;
   ps.wanted = false;
+  ps.quota_paused = false;
   g.gates[p].keep.store(epoch, std::memory_order_release);
   g.gates[p].take.store(epoch, std::memory_order_release);
   st.setup.stats->partitions_moved.fetch_add(1, std::memory_order_relaxed);
@@ -757,6 +789,247 @@ void gain(consumer_actor* self, const std::string& stream, stream_state& ss,
   if (offset < g.examined) {
     ps.rewinding = true;
     rewind_stream(self, stream, ss, offset + 1);
+  }
+}
+
+void group_sync(consumer_actor* self, const std::string& stream,
+                stream_state& ss, steady::time_point now, bool commit);
+
+// How long a member waits before it asks the owner again to store dead
+// letters it refused (the quota) or could not store.
+constexpr auto letters_retry = std::chrono::seconds{1};
+// About how many bytes of dead letters one request carries (at least one
+// letter): well within a control message.
+constexpr size_t letters_budget = 256 * 1024;
+
+// Shows the stream's waiting letters and paused partitions in the stats.
+void show_letters(consumer_actor* self, const std::string& stream,
+                  const group_state& g) {
+  uint32_t paused = 0;
+  uint32_t first = 0;
+  for (uint32_t p = 0; p < g.parts.size(); ++p)
+    if (g.parts[p].quota_paused && paused++ == 0)
+      first = p;
+  self->state.setup.stats->update_position(stream, [&](auto& pos) {
+    pos.quota_paused = paused;
+    pos.first_quota_paused = first;
+    pos.quota_refusal = paused > 0 ? g.quota_refusal : std::string{};
+    pos.letters_waiting = g.letters.size();
+  });
+}
+
+// Puts the group's dead letters and handled redriven letters that are due
+// into `req` (the first of each are then in flight).
+void add_letters(consumer_actor* self, group_state& g, lease_request& req,
+                 steady::time_point now) {
+  (void)self;
+  g.redriven_sent = std::min(g.redriven.size(), max_group_letters);
+  req.redriven.assign(g.redriven.begin(),
+                      g.redriven.begin()
+                        + static_cast<std::ptrdiff_t>(g.redriven_sent));
+  g.letters_sent = 0;
+  if (now < g.letters_retry_at)
+    return;
+  size_t bytes = 0;
+  for (auto& r : g.letters) {
+    if (req.letters.size() >= max_group_letters
+        || (bytes >= letters_budget && !req.letters.empty()))
+      break;
+    bytes += r.letter.envelope.size();
+    group_letter gl{r.done.partition, r.done.epoch, r.letter};
+    gl.letter.id = r.redriven_from;
+    req.letters.push_back(std::move(gl));
+  }
+  g.letters_sent = req.letters.size();
+}
+
+// Takes up the partitions paused for the quota whose letters are stored:
+// read again from what they took last.
+void resume_paused(consumer_actor* self, const std::string& stream,
+                   stream_state& ss) {
+  auto& g = *ss.group;
+  bool changed = false;
+  for (uint32_t p = 0; p < g.parts.size(); ++p) {
+    auto& ps = g.parts[p];
+    if (!ps.quota_paused)
+      continue;
+    bool waits = std::any_of(g.letters.begin(), g.letters.end(),
+                             [p](const dead_letter_request& r) {
+                               return r.done.partition == p;
+                             });
+    if (waits)
+      continue;
+    ps.quota_paused = false;
+    changed = true;
+    self->state.setup.log->info("consumer={} stream={} partition={}: its dead "
+                                "letters are stored: taking its events again",
+                                self->state.setup.name, stream, p);
+    if (ps.state == lease_state::held && ps.accepted < g.examined) {
+      ps.rewinding = true;
+      rewind_stream(self, stream, ss, ps.accepted + 1);
+    }
+  }
+  if (changed)
+    show_letters(self, stream, g);
+}
+
+// A shard's dead letter of a group member: stored at the stream's owner
+// with the next request (the event stays unfinished until then).
+void on_group_letter(consumer_actor* self, dead_letter_request& req) {
+  auto& st = self->state;
+  auto it = st.streams.find(req.letter.stream);
+  if (it == st.streams.end() || !it->second.group) {
+    // Not a group's stream (cannot be): kept by this node.
+    self->send(st.setup.dead_letters, dead_letter_atom::value, std::move(req));
+    return;
+  }
+  auto& g = *it->second.group;
+  g.letters.push_back(std::move(req));
+  show_letters(self, it->first, g);
+  group_sync(self, it->first, it->second, steady::now(), false);
+}
+
+// The owner's answers to the letters of the request in flight.
+void on_letter_results(consumer_actor* self, const lease_reply& r,
+                       stream_state& ss) {
+  auto& st = self->state;
+  auto& g = *ss.group;
+  auto sent = std::min(g.letters_sent, g.letters.size());
+  g.letters_sent = 0;
+  if (!r.error.empty()) {
+    g.redriven_sent = 0;
+    if (sent > 0)
+      g.letters_retry_at = steady::now() + letters_retry;
+    return;
+  }
+  g.redriven.erase(g.redriven.begin(),
+                   g.redriven.begin()
+                     + static_cast<std::ptrdiff_t>(
+                       std::min(g.redriven_sent, g.redriven.size())));
+  g.redriven_sent = 0;
+  if (sent == 0)
+    return;
+  if (r.letters.size() != sent) {
+    // An owner of an older version: it stores no group letters. Kept here.
+    st.setup.log->warn("consumer={} stream={}: the stream's owner does not "
+                       "keep the group's dead letters (an older version): "
+                       "{} kept on this node",
+                       st.setup.name, r.stream, sent);
+    for (size_t i = 0; i < sent; ++i)
+      self->send(st.setup.dead_letters, dead_letter_atom::value,
+                 std::move(g.letters[i]));
+    g.letters.erase(g.letters.begin(),
+                    g.letters.begin() + static_cast<std::ptrdiff_t>(sent));
+    show_letters(self, r.stream, g);
+    return;
+  }
+  std::deque<dead_letter_request> kept;
+  done_batch done;
+  for (size_t i = 0; i < sent; ++i) {
+    auto& req = g.letters[i];
+    auto& res = r.letters[i];
+    auto p = req.done.partition;
+    switch (res.result) {
+    case letter_result::stored: {
+      req.letter.id = res.id;
+      note_stored(*st.setup.log, req, req.letter, r.stream);
+      if (req.parks)
+        self->send(req.parks, dead_letter_atom::value, req.letter.key, res.id);
+      if (st.setup.alerts)
+        self->send(st.setup.alerts, alert_atom::value, req.letter.consumer);
+      if (req.redriven_from == 0 && req.done.stream != no_stream)
+        done.push_back(req.done);
+      break;
+    }
+    case letter_result::stale:
+      st.setup.log->warn("consumer={} stream={} seq={} partition={}: dead "
+                         "letter not stored: {}",
+                         st.setup.name, r.stream, req.letter.seq, p,
+                         res.reason);
+      if (req.done.stream != no_stream) {
+        auto d = req.done;
+        d.abandoned = true;
+        done.push_back(d);
+      }
+      break;
+    case letter_result::quota:
+    case letter_result::failed:
+      if (res.result == letter_result::quota && p < g.parts.size()) {
+        auto& ps = g.parts[p];
+        if (!ps.quota_paused && ps.epoch == req.done.epoch) {
+          ps.quota_paused = true;
+          st.setup.log->error("consumer={} stream={} partition={}: paused: "
+                              "{}",
+                              st.setup.name, r.stream, p, res.reason);
+        }
+        g.quota_refusal = res.reason;
+      } else if (res.result == letter_result::failed) {
+        st.setup.log->error("consumer={} stream={}: dead letter of seq {} "
+                            "not stored at the owner: {}; asking again",
+                            st.setup.name, r.stream, req.letter.seq,
+                            res.reason);
+      }
+      g.letters_retry_at = steady::now() + letters_retry;
+      kept.push_back(std::move(req));
+      break;
+    }
+  }
+  g.letters.erase(g.letters.begin(),
+                  g.letters.begin() + static_cast<std::ptrdiff_t>(sent));
+  for (auto it = kept.rbegin(); it != kept.rend(); ++it)
+    g.letters.push_front(std::move(*it));
+  if (!done.empty())
+    on_done(self, done);
+  show_letters(self, r.stream, g);
+}
+
+// The owner's parts of a reply beyond the leases: parked entities of
+// granted partitions, redriven letters to hand to the handlers, entities
+// unparked by a purge.
+void on_group_extras(consumer_actor* self, const lease_reply& r,
+                     stream_state& ss) {
+  auto& st = self->state;
+  auto& g = *ss.group;
+  bool parks = st.setup.policy.on_dead_letter == dead_letter_policy::park;
+  auto shard_for = [&](const std::string& key) -> const caf::actor& {
+    return st.shards[detail::shard_of(key, st.shards.size())];
+  };
+  if (st.shards.empty())
+    return;
+  for (auto& e : r.entries)
+    if (e.result == lease_result::granted && parks
+        && e.partition < g.parts.size()
+        && g.parts[e.partition].epoch == e.epoch)
+      for (auto& pe : e.parked)
+        self->send(shard_for(pe.key), group_park_atom::value, pe.key,
+                   pe.dead_letter);
+  for (auto& pe : r.unparked)
+    self->send(shard_for(pe.key), unpark_atom::value, pe.key);
+  for (auto& gl : r.redrive) {
+    if (gl.partition >= g.parts.size())
+      continue;
+    auto& ps = g.parts[gl.partition];
+    if (ps.epoch != gl.epoch
+        || (ps.state != lease_state::held
+            && ps.state != lease_state::releasing))
+      continue; // handed to the partition's next holder
+    auto owner = std::make_shared<std::string>(gl.letter.envelope);
+    size_t offset = 0;
+    auto ev = decode_next(*owner, offset, owner);
+    if (!ev) {
+      st.setup.log->error("consumer={}: dead letter {} cannot be redriven: its "
+                          "envelope does not decode: {}",
+                          st.setup.name, gl.letter.id, message_of(ev.error()));
+      continue;
+    }
+    st.setup.log->info("consumer={} stream={} partition={}: redriving dead "
+                       "letter {} (seq {})",
+                       st.setup.name, r.stream, gl.partition, gl.letter.id,
+                       gl.letter.seq);
+    auto i = detail::shard_of(ev->key(), st.shards.size());
+    st.outgoing[i].push_back({ev->as_redelivered(), no_stream, gl.letter.id,
+                              false, gl.partition, gl.epoch,
+                              &g.gates[gl.partition]});
   }
 }
 
@@ -802,7 +1075,7 @@ void group_sync(consumer_actor* self, const std::string& stream,
   };
   for (auto& ps : g.parts) {
     if (ps.state == lease_state::held && ps.pending == 0 && !ps.rewinding
-        && !ss.catching_up && g.examined > ps.handled)
+        && !ps.quota_paused && !ss.catching_up && g.examined > ps.handled)
       ps.handled = g.examined; // nothing of it in flight: all looked at
     if (ps.state == lease_state::held && commit && upto(ps) > ps.committed)
       renew_due = true;
@@ -836,7 +1109,9 @@ void group_sync(consumer_actor* self, const std::string& stream,
       break;
     }
   }
-  if (req.entries.empty())
+  resume_paused(self, stream, ss);
+  add_letters(self, g, req, now);
+  if (req.entries.empty() && req.letters.empty() && req.redriven.empty())
     return;
   req.stream = stream;
   req.group = st.setup.name;
@@ -844,8 +1119,10 @@ void group_sync(consumer_actor* self, const std::string& stream,
   req.partitions = static_cast<uint32_t>(g.parts.size());
   req.initial = g.initial;
   auto id = st.setup.lease(req, caf::actor_cast<caf::actor>(self));
-  if (id == 0)
+  if (id == 0) {
+    g.letters_sent = g.redriven_sent = 0;
     return; // the owner's endpoint is not known yet: next tick
+  }
   g.request = id;
   g.request_sent = now;
   if (renew_due) {
@@ -862,6 +1139,7 @@ void group_sync(consumer_actor* self, const std::string& stream,
     drop_in_flight(self, ps);
     ps.state = lease_state::none;
     ps.epoch = 0;
+    leave_partition(self, g, p);
     st.setup.stats->partitions_moved.fetch_add(1, std::memory_order_relaxed);
   }
   if (!releasing.empty())
@@ -895,6 +1173,7 @@ void on_lease_reply(consumer_actor* self, const lease_reply& r) {
   if (r.id == 0 || r.id != g.request)
     return; // answered after it was taken as lost
   g.request = 0;
+  on_letter_results(self, r, ss);
   if (!r.error.empty()) {
     if (r.error != g.last_refusal)
       st.setup.log->warn("consumer={} stream={}: the owner refused the lease "
@@ -958,6 +1237,7 @@ void on_lease_reply(consumer_actor* self, const lease_reply& r) {
   g.orphans = r.orphans;
   std::sort(g.orphans.begin(), g.orphans.end());
   show_leases(self, r.stream, g);
+  on_group_extras(self, r, ss);
   send_work(self);
 }
 
@@ -1436,6 +1716,18 @@ caf::behavior consumer(consumer_actor* self, consumer_setup setup) {
     },
     [self](redrive_atom, std::vector<store::dead_letter>& dls) {
       on_redrive(self, dls);
+    },
+    [self](redrive_atom, const std::string& stream, uint32_t partition,
+           uint64_t epoch, uint64_t id) {
+      // A group's redriven letter was handled: removed at the owner.
+      auto it = self->state.streams.find(stream);
+      if (it == self->state.streams.end() || !it->second.group)
+        return;
+      it->second.group->redriven.push_back({partition, epoch, id});
+      group_sync(self, stream, it->second, steady::now(), false);
+    },
+    [self](group_letter_atom, dead_letter_request& req) {
+      on_group_letter(self, req);
     },
     [self](unpark_atom, const std::string& key) {
       auto& st = self->state;

@@ -66,27 +66,8 @@ void write(dead_letter_actor* self) {
     for (size_t i = 0; i < st.pending.size(); ++i) {
       auto& req = st.pending[i];
       auto& l = letters[i];
-      auto& stats = *req.stats;
-      stats.dead_lettered.fetch_add(1, std::memory_order_relaxed);
-      if (req.live)
-        stats.live_done.fetch_add(1, std::memory_order_relaxed);
-      if (auto* ts = stats.of_type(l.event_type))
-        ts->dead_lettered.fetch_add(1, std::memory_order_relaxed);
-      // The failure itself was logged at error by the shard.
-      log_fields(*st.setup.log, spdlog::level::info, "stored as a dead letter",
-                 {{"consumer", l.consumer},
-                  {"event_id", l.event_id},
-                  {"type", l.event_type},
-                  {"key", l.key},
-                  {"stream", l.stream},
-                  {"seq", l.seq},
-                  {"attempts", l.attempts.size()},
-                  {"dead_letter", l.id},
-                  {"reason", l.reason},
-                  {"error", l.attempts.empty() ? std::string_view{}
-                                               : l.attempts.back().error}});
+      note_stored(*st.setup.log, req, l, {});
       if (req.redriven_from != 0) {
-        stats.redriven.fetch_add(1, std::memory_order_relaxed);
         failed_again.push_back(req.redriven_from);
       } else if (req.done.stream != no_stream) {
         done[req.consumer].push_back(req.done);
@@ -183,6 +164,32 @@ caf::behavior alerts(alert_actor* self, std::vector<consumer_config> consumers,
 }
 
 } // namespace
+
+void note_stored(spdlog::logger& log, const dead_letter_request& req,
+                 const store::dead_letter& l, std::string_view owner) {
+  auto& stats = *req.stats;
+  stats.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+  if (req.live)
+    stats.live_done.fetch_add(1, std::memory_order_relaxed);
+  if (auto* ts = stats.of_type(l.event_type))
+    ts->dead_lettered.fetch_add(1, std::memory_order_relaxed);
+  if (req.redriven_from != 0)
+    stats.redriven.fetch_add(1, std::memory_order_relaxed);
+  // The failure itself was logged at error by the shard.
+  log_fields(log, spdlog::level::info, "stored as a dead letter",
+             {{"consumer", l.consumer},
+              {"event_id", l.event_id},
+              {"type", l.event_type},
+              {"key", l.key},
+              {"stream", l.stream},
+              {"seq", l.seq},
+              {"attempts", l.attempts.size()},
+              {"dead_letter", l.id},
+              {"stored_at", owner.empty() ? std::string_view{l.node} : owner},
+              {"reason", l.reason},
+              {"error", l.attempts.empty() ? std::string_view{}
+                                           : l.attempts.back().error}});
+}
 
 caf::actor spawn_dead_letters(caf::actor_system& sys, dead_letter_setup setup) {
   return sys.spawn(dead_letters, std::move(setup));

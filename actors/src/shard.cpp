@@ -18,6 +18,7 @@
 #include "herald/core/catalog.hpp"
 #include "herald/core/errc.hpp"
 #include "herald/core/logging.hpp"
+#include "herald/core/partition.hpp"
 #include "pool.hpp"
 
 namespace herald::detail {
@@ -62,6 +63,9 @@ struct entity_state {
   /// The shard's batch during which the entity was parked: a redrive in a
   /// later batch unparks it, one in the same batch does not.
   uint64_t park_batch = 0;
+  /// Parked behind a consumer group's dead letter (kept at the stream's
+  /// owner): unparked when its partition leaves this member.
+  bool group_parked = false;
   /// Streams paused on this entity's account.
   std::vector<uint32_t> paused;
 
@@ -277,7 +281,12 @@ void finished(shard_actor* self, const work_item& w,
     stats.live_done.fetch_add(1, std::memory_order_relaxed);
   if (w.dead_letter != 0) {
     stats.redriven.fetch_add(1, std::memory_order_relaxed);
-    self->send(st.setup.dead_letters, redrive_atom::value, w.dead_letter);
+    if (w.gate != nullptr) // a group's: removed at the stream's owner
+      self->send(st.setup.owner, redrive_atom::value,
+                 std::string{w.ev.stream()}, w.partition, w.epoch,
+                 w.dead_letter);
+    else
+      self->send(st.setup.dead_letters, redrive_atom::value, w.dead_letter);
   } else if (w.stream != no_stream) {
     st.done.push_back({w.stream, w.ev.seq(), w.partition, w.epoch});
   }
@@ -317,7 +326,10 @@ void dead_letter(shard_actor* self, const work_item& w,
   req.stats = st.setup.stats;
   if (parks)
     req.parks = caf::actor_cast<caf::actor>(self);
-  self->send(st.setup.dead_letters, dead_letter_atom::value, std::move(req));
+  if (w.gate != nullptr) // a group's: stored at the stream's owner
+    self->send(st.setup.owner, group_letter_atom::value, std::move(req));
+  else
+    self->send(st.setup.dead_letters, dead_letter_atom::value, std::move(req));
 }
 
 void resume_streams(shard_actor* self, entity_state& e) {
@@ -418,6 +430,7 @@ bool on_failure(shard_actor* self, const std::string& key, entity_state& e,
                             : std::string{"non-retryable error"};
   log_failure(*st.setup.log, st.setup.consumer, w.ev, n, o,
               "dead letter: " + reason);
+  bool grouped = w.gate != nullptr;
   dead_letter(self, w, std::move(e.attempts), reason, false,
               st.setup.policy.on_dead_letter == dead_letter_policy::park,
               e.started);
@@ -429,6 +442,7 @@ bool on_failure(shard_actor* self, const std::string& key, entity_state& e,
     // redrive: nothing of this entity is handled out of order.
     e.parking = true;
     e.park_batch = st.batch_no;
+    e.group_parked = grouped;
     st.setup.log->warn(
       "consumer={} key={}: entity parked after a dead letter; its "
       "later events are dead-lettered until it is redriven",
@@ -711,6 +725,7 @@ void on_work(shard_actor* self, work_batch& batch) {
         // their order, then what arrives after them.
         e.parked_behind = 0;
         e.parking = false;
+        e.group_parked = false;
       }
       if (e.parked()) {
         dead_letter(
@@ -737,6 +752,16 @@ void on_work(shard_actor* self, work_batch& batch) {
     attempt(self, *entry);
   }
   report(self);
+}
+
+// Lets a parked entity go on with its next event.
+void unpark(shard_actor* self, entity_entry& entry) {
+  auto& e = entry.second;
+  e.parked_behind = 0;
+  e.parking = false;
+  e.group_parked = false;
+  if (e.idle())
+    settle(self, entry);
 }
 
 caf::behavior shard(shard_actor* self, shard_setup setup) {
@@ -776,12 +801,27 @@ caf::behavior shard(shard_actor* self, shard_setup setup) {
     [self](unpark_atom, const std::string& key) {
       // Its dead letters were purged: it goes on with its next event.
       auto it = self->state.entities.find(key);
-      if (it != self->state.entities.end() && it->second.parked()) {
-        it->second.parked_behind = 0;
-        it->second.parking = false;
-        if (it->second.idle())
-          settle(self, *it);
-      }
+      if (it != self->state.entities.end() && it->second.parked())
+        unpark(self, *it);
+    },
+    [self](group_park_atom, const std::string& key, uint64_t id) {
+      // Granted a partition with this entity parked at the stream's owner.
+      auto& e = self->state.entities[key];
+      e.parked_behind = id;
+      e.parking = false;
+      e.group_parked = true;
+      e.park_batch = self->state.batch_no;
+    },
+    [self](group_park_atom, uint32_t partitions, uint32_t partition) {
+      // The partition left this member: its next holder parks its entities.
+      auto& st = self->state;
+      std::vector<entity_entry*> left;
+      for (auto& entry : st.entities)
+        if (entry.second.group_parked && entry.second.parked()
+            && partition_of(entry.first, partitions) == partition)
+          left.push_back(&entry);
+      for (auto* entry : left)
+        unpark(self, *entry);
     },
     [self](subscribe_atom, const subscription& sub) {
       auto& st = self->state;

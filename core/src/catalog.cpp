@@ -542,17 +542,17 @@ namespace {
 // herald's own events, in every catalog. Any service may subscribe to them.
 constexpr std::string_view builtin_events = R"(
 herald.alert.raised:
-  trigger: A consumer's dead letters within a window reached its alert rule's threshold
+  trigger: A consumer's dead letters within a window reached its alert rule's threshold, or a consumer group's dead letters at a stream's owner reached the owner's quota (groups.dead_letter_quota)
   producer: herald
   key: consumer
   payload:
     alert_id: {type: uuid}
     consumer: {type: string}
     node: {type: string}
-    rule: {type: string, description: "e.g. dead_letters >= 10 within 5m"}
-    dead_letters: {type: int, description: dead letters within the window}
-    threshold: {type: int}
-    window_seconds: {type: int}
+    rule: {type: string, description: "e.g. dead_letters >= 10 within 5m, or dead_letter_quota 268435456 bytes at the owner of stream S"}
+    dead_letters: {type: int, description: "dead letters within the window; for a quota, the group's dead letters at the owner"}
+    threshold: {type: int, description: "the rule's threshold; for a quota, the quota in bytes"}
+    window_seconds: {type: int, description: "the rule's window; 0 for a quota"}
     raised_at: {type: timestamp}
   consumers:
     any: Any service may subscribe

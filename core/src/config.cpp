@@ -494,11 +494,14 @@ void read_cluster(const entry& e, problems& out, config_origin& origin,
 }
 
 void read_groups(const entry& e, problems& out, groups_config& cfg) {
-  if (!is_map(e, "", "lease_ttl, lease_margin, rejoin_grace", out))
+  if (!is_map(e, "", "lease_ttl, lease_margin, rejoin_grace, dead_letter_quota",
+              out))
     return;
-  entry ttl{"lease_ttl"}, margin{"lease_margin"}, grace{"rejoin_grace"};
+  entry ttl{"lease_ttl"}, margin{"lease_margin"}, grace{"rejoin_grace"},
+    quota{"dead_letter_quota"};
   constexpr std::string_view ctx = "groups: ";
-  detail::read_map(e.value, ctx, {&ttl, &margin, &grace}, out);
+  detail::read_map(e.value, ctx, {&ttl, &margin, &grace, &quota}, out);
+  read_positive(quota, ctx, "bytes", out, cfg.dead_letter_quota);
   read_duration(ttl, out, cfg.lease_ttl, ctx);
   read_duration(margin, out, cfg.lease_margin, ctx);
   read_duration(grace, out, cfg.rejoin_grace, ctx);

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "group_letters.hpp"
 #include "herald/core/errc.hpp"
 #include "node_impl.hpp"
 
@@ -16,38 +17,76 @@ extern char** environ;
 
 namespace herald {
 
-// Raises `a`: a critical log line, a herald.alert.raised event, and the
-// rule's command, if any.
-void node::impl::raise_alert(const raised_alert& a) {
+namespace {
+
+// What an alert says, as published.
+struct alert_text {
+  std::string consumer;
+  std::string rule;
+  uint64_t dead_letters = 0;
+  uint64_t threshold = 0;
+  int64_t window_seconds = 0;
+  int64_t time_us = 0;
+  std::string command;
+};
+
+} // namespace
+
+// Publishes `a` as a herald.alert.raised event and runs its command, if
+// any; counts it for the consumer when it runs here.
+static void publish_alert(node::impl& p, const alert_text& a) {
   {
-    std::shared_lock<std::shared_mutex> guard{consumers_mtx};
-    for (auto& c : consumers)
+    std::shared_lock<std::shared_mutex> guard{p.consumers_mtx};
+    for (auto& c : p.consumers)
       if (c.name == a.consumer)
         c.stats->alerts.fetch_add(1, std::memory_order_relaxed);
   }
+  payload data{{"alert_id", make_uuid_v4()},
+               {"consumer", a.consumer},
+               {"node", p.cfg.name},
+               {"rule", a.rule},
+               {"dead_letters", a.dead_letters},
+               {"threshold", a.threshold},
+               {"window_seconds", a.window_seconds},
+               {"raised_at", format_timestamp(a.time_us)}};
+  publish_options opts;
+  opts.source = "herald";
+  if (auto r = p.front->bus().publish("herald.alert.raised", data, opts); !r)
+    p.log->error("consumer={}: cannot publish herald.alert.raised: {}",
+                 a.consumer, message_of(r.error()));
+  if (!a.command.empty())
+    p.run_hook(a.command, data);
+}
+
+// Raises `a`: a critical log line, a herald.alert.raised event, and the
+// rule's command, if any.
+void node::impl::raise_alert(const raised_alert& a) {
   auto window = format_duration(a.rule.window);
   auto rule =
     fmt::format("dead_letters >= {} within {}", a.rule.dead_letters, window);
   log->critical("ALERT consumer={} node={}: {} dead letters within {} "
                 "(rule: {})",
                 a.consumer, cfg.name, a.count, window, rule);
-  payload data{
-    {"alert_id", make_uuid_v4()},
-    {"consumer", a.consumer},
-    {"node", cfg.name},
-    {"rule", rule},
-    {"dead_letters", a.count},
-    {"threshold", a.rule.dead_letters},
-    {"window_seconds",
-     std::chrono::duration_cast<std::chrono::seconds>(a.rule.window).count()},
-    {"raised_at", format_timestamp(a.time_us)}};
-  publish_options opts;
-  opts.source = "herald";
-  if (auto r = front->bus().publish("herald.alert.raised", data, opts); !r)
-    log->error("consumer={}: cannot publish herald.alert.raised: {}",
-               a.consumer, message_of(r.error()));
-  if (!a.rule.command.empty())
-    run_hook(a.rule.command, data);
+  publish_alert(
+    *this,
+    {a.consumer, rule, a.count, a.rule.dead_letters,
+     std::chrono::duration_cast<std::chrono::seconds>(a.rule.window).count(),
+     a.time_us, a.rule.command});
+}
+
+void node::impl::raise_quota_alert(const quota_reached& q) {
+  auto rule = fmt::format("dead_letter_quota {} bytes at the owner of stream "
+                          "'{}'",
+                          q.quota, q.stream);
+  log->critical("ALERT consumer={} node={}: the group's dead letters reached "
+                "the quota: {}",
+                q.group, cfg.name, q.reason);
+  std::string command;
+  for (auto& c : cfg.consumers)
+    if (c.name == q.group)
+      command = c.alert.command;
+  publish_alert(*this,
+                {q.group, rule, q.letters, q.quota, 0, now_us(), command});
 }
 
 // Runs an alert's command with `/bin/sh -c` and the alert in the

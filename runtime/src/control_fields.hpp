@@ -130,6 +130,12 @@ inline constexpr const char* result = "result";
 inline constexpr const char* holder = "holder";
 inline constexpr const char* wanted = "wanted";
 inline constexpr const char* orphans = "orphans";
+// A group's dead letters (besides p, epoch, id, result, reason, key,
+// dead_letter, redriven, parked).
+inline constexpr const char* letters = "letters";
+inline constexpr const char* letter = "letter";
+inline constexpr const char* redrive = "redrive";
+inline constexpr const char* unparked = "unparked";
 } // namespace key
 
 namespace op {

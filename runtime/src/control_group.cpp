@@ -24,6 +24,8 @@ constexpr std::array<std::string_view, 4> op_names = {"acquire", "standby",
                                                       "renew", "release"};
 constexpr std::array<std::string_view, 5> result_names = {
   "granted", "renewed", "released", "refused", "stale"};
+constexpr std::array<std::string_view, 4> letter_result_names = {
+  "stored", "stale", "quota", "failed"};
 
 template <class Enum, size_t N>
 std::string_view wire_name(const std::array<std::string_view, N>& names,
@@ -61,6 +63,82 @@ void check_partitions_size(fields& f, const char* name,
                        f.path_of(name), list.size(), max_partitions));
 }
 
+// Fails `f` when the list `name` holds more than `max_group_letters`.
+template <class T>
+void check_letters_size(fields& f, const char* name,
+                        const std::vector<T>& list) {
+  if (!f.failed() && list.size() > max_group_letters)
+    f.fail(fmt::format("field '{}': {} entries; expected at most {}",
+                       f.path_of(name), list.size(), max_group_letters));
+}
+
+payload letters_of(const std::vector<group_letter>& letters) {
+  auto out = payload::array();
+  for (auto& l : letters) {
+    auto bytes = store::encode_dead_letter(l.letter);
+    payload one{{key::p, l.partition},
+                {key::epoch, l.epoch},
+                {key::letter, payload::binary(std::vector<uint8_t>(
+                                bytes.begin(), bytes.end()))}};
+    if (l.letter.id != 0)
+      one[key::id] = l.letter.id;
+    out.push_back(std::move(one));
+  }
+  return out;
+}
+
+void read_letters(fields& f, const char* name, std::vector<group_letter>& out) {
+  f.opt_each(name, out,
+             [&](payload& e, const std::string& path, group_letter& one) {
+               return read_nested(e, f.where(), path, [&](fields& ef) {
+                 ef.req(key::p, one.partition);
+                 ef.req(key::epoch, one.epoch);
+                 std::vector<uint8_t> bytes;
+                 ef.req(key::letter, bytes);
+                 ef.opt(key::id, one.letter.id);
+                 if (ef.failed())
+                   return;
+                 std::string why;
+                 auto l = store::decode_dead_letter(
+                   std::string_view{reinterpret_cast<const char*>(bytes.data()),
+                                    bytes.size()},
+                   why);
+                 if (!l) {
+                   ef.fail(fmt::format("field '{}': not a dead letter: {}",
+                                       ef.path_of(key::letter), why));
+                   return;
+                 }
+                 auto id = one.letter.id;
+                 one.letter = std::move(*l);
+                 one.letter.id = id;
+               });
+             });
+  check_letters_size(f, name, out);
+}
+
+payload entities_of(const std::vector<parked_entity>& list) {
+  auto out = payload::array();
+  for (auto& e : list) {
+    payload one{{key::key, e.key}};
+    if (e.dead_letter != 0)
+      one[key::dead_letter] = e.dead_letter;
+    out.push_back(std::move(one));
+  }
+  return out;
+}
+
+void read_entities(fields& f, const char* name,
+                   std::vector<parked_entity>& out) {
+  f.opt_each(name, out,
+             [&](payload& e, const std::string& path, parked_entity& one) {
+               return read_nested(e, f.where(), path, [&](fields& ef) {
+                 ef.req(key::key, one.key);
+                 ef.opt(key::dead_letter, one.dead_letter);
+               });
+             });
+  check_letters_size(f, name, out);
+}
+
 } // namespace
 
 // --- group.lease
@@ -92,6 +170,15 @@ void write(payload& j, const group_lease_request& m) {
     entries.push_back(std::move(one));
   }
   j[key::entries] = std::move(entries);
+  if (!b.letters.empty())
+    j[key::letters] = letters_of(b.letters);
+  if (!b.redriven.empty()) {
+    auto done = payload::array();
+    for (auto& d : b.redriven)
+      done.push_back(
+        {{key::p, d.partition}, {key::epoch, d.epoch}, {key::id, d.id}});
+    j[key::redriven] = std::move(done);
+  }
 }
 
 void read(fields& f, group_lease_request& m) {
@@ -116,6 +203,16 @@ void read(fields& f, group_lease_request& m) {
                });
              });
   check_partitions_size(f, key::entries, b.entries);
+  read_letters(f, key::letters, b.letters);
+  f.opt_each(key::redriven, b.redriven,
+             [&](payload& e, const std::string& path, group_letter_done& one) {
+               return read_nested(e, f.where(), path, [&](fields& ef) {
+                 ef.req(key::p, one.partition);
+                 ef.req(key::epoch, one.epoch);
+                 ef.req(key::id, one.id);
+               });
+             });
+  check_letters_size(f, key::redriven, b.redriven);
 }
 
 void write(payload& j, const group_lease_reply& m) {
@@ -135,10 +232,28 @@ void write(payload& j, const group_lease_reply& m) {
       one[key::wanted] = true;
     if (!e.reason.empty())
       one[key::reason] = e.reason;
+    if (!e.parked.empty())
+      one[key::parked] = entities_of(e.parked);
     entries.push_back(std::move(one));
   }
   j[key::entries] = std::move(entries);
   j[key::orphans] = b.orphans;
+  if (!b.letters.empty()) {
+    auto results = payload::array();
+    for (auto& l : b.letters) {
+      payload one{{key::result, wire_name(letter_result_names, l.result)}};
+      if (l.id != 0)
+        one[key::id] = l.id;
+      if (!l.reason.empty())
+        one[key::reason] = l.reason;
+      results.push_back(std::move(one));
+    }
+    j[key::letters] = std::move(results);
+  }
+  if (!b.redrive.empty())
+    j[key::redrive] = letters_of(b.redrive);
+  if (!b.unparked.empty())
+    j[key::unparked] = entities_of(b.unparked);
 }
 
 void read(fields& f, group_lease_reply& m) {
@@ -157,11 +272,24 @@ void read(fields& f, group_lease_reply& m) {
                  ef.opt(key::holder, one.holder);
                  ef.opt(key::wanted, one.wanted);
                  ef.opt(key::reason, one.reason);
+                 read_entities(ef, key::parked, one.parked);
                });
              });
   check_partitions_size(f, key::entries, b.entries);
   f.req_list(key::orphans, b.orphans);
   check_partitions_size(f, key::orphans, b.orphans);
+  f.opt_each(key::letters, b.letters,
+             [&](payload& e, const std::string& path, group_letter_reply& one) {
+               return read_nested(e, f.where(), path, [&](fields& ef) {
+                 read_name(ef, key::result, letter_result_names, one.result,
+                           "stored, stale, quota or failed");
+                 ef.opt(key::id, one.id);
+                 ef.opt(key::reason, one.reason);
+               });
+             });
+  check_letters_size(f, key::letters, b.letters);
+  read_letters(f, key::redrive, b.redrive);
+  read_entities(f, key::unparked, b.unparked);
   b.id = m.id;
 }
 

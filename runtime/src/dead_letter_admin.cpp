@@ -113,6 +113,12 @@ node::impl::purge_letters(const std::vector<store::dead_letter>& letters,
     if (auto n = log_store->remove_dead_letters(ids); !n)
       return std::move(n.error());
   }
+  {
+    // A group's letters: their entities go on at their partition's holder.
+    std::lock_guard<std::mutex> guard{groups_mtx};
+    if (this->letters)
+      this->letters->purged(letters);
+  }
   log->warn("purged {} dead letters", ids.size());
   std::set<std::pair<std::string, std::string>> entities;
   for (auto& l : letters)
@@ -147,9 +153,11 @@ node::impl::parked_entities(const std::string& consumer) {
                consumer, message_of(letters.error()));
     return parked;
   }
+  // Letters of this node's own stream are the group's, kept here as its
+  // owner: whoever holds their partition parks them (told with its grant).
   std::set<std::string> seen;
   for (auto& l : *letters)
-    if (seen.insert(l.key).second)
+    if (l.stream != stream && seen.insert(l.key).second)
       parked.emplace_back(l.key, l.id);
   if (!parked.empty())
     log->warn("consumer={}: {} entities stay parked behind their dead "
@@ -179,7 +187,41 @@ node::redrive(const store::dead_letter_filter& filter, bool dry_run,
     [](const store::dead_letter& x, const store::dead_letter& y) {
       return std::tie(x.stream, x.seq) < std::tie(y.stream, y.seq);
     });
+  // A group's letters of this node's own stream go to the holder of their
+  // partition with its next lease reply (group_letters.hpp).
+  std::vector<store::dead_letter> grouped;
+  std::erase_if(*letters, [&](store::dead_letter& l) {
+    if (l.stream != impl_->stream)
+      return false;
+    grouped.push_back(std::move(l));
+    return true;
+  });
   std::vector<uint64_t> ids;
+  if (!grouped.empty()) {
+    if (dry_run) {
+      std::lock_guard<std::mutex> guard{impl_->groups_mtx};
+      for (auto& l : grouped)
+        if (!impl_->letters || !impl_->letters->redriving(l.id))
+          ids.push_back(l.id);
+    } else {
+      caf::expected<std::vector<uint64_t>> marked{std::vector<uint64_t>{}};
+      {
+        std::lock_guard<std::mutex> guard{impl_->groups_mtx};
+        if (!impl_->letters)
+          return make_error(errc::not_running, "the node is not started");
+        marked = impl_->letters->redrive(grouped);
+      }
+      if (!marked)
+        return std::move(marked.error());
+      if (auto err = impl_->record_redrive(*marked, by))
+        return err;
+      if (!marked->empty())
+        impl_->log->info("redriving {} dead letters of consumer groups: "
+                         "each goes to the member that holds its partition",
+                         marked->size());
+      ids = std::move(*marked);
+    }
+  }
   std::map<std::string, std::vector<store::dead_letter>> by_consumer;
   {
     std::lock_guard<std::mutex> guard{impl_->redrive_mtx};
@@ -192,11 +234,15 @@ node::redrive(const store::dead_letter_filter& filter, bool dry_run,
       by_consumer[l.consumer].push_back(std::move(l));
     }
   }
-  if (dry_run || ids.empty())
+  if (dry_run || by_consumer.empty())
     return ids;
-  if (auto err = impl_->record_redrive(ids, by)) {
+  std::vector<uint64_t> local;
+  for (auto& [name, batch] : by_consumer)
+    for (auto& l : batch)
+      local.push_back(l.id);
+  if (auto err = impl_->record_redrive(local, by)) {
     std::lock_guard<std::mutex> guard{impl_->redrive_mtx};
-    for (auto id : ids)
+    for (auto id : local)
       impl_->redriving.erase(id);
     return err;
   }

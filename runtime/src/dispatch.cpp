@@ -219,6 +219,7 @@ consumer_entry& node::impl::consumer(const std::string& name) {
     if (cc.name == name)
       setup.policy = cc;
   setup.dead_letters = dead_letter_actor;
+  setup.alerts = alert_actor;
   if (setup.durable && setup.policy.on_dead_letter == dead_letter_policy::park)
     setup.parked = parked_entities(name);
   if (!setup.durable)

@@ -391,6 +391,17 @@ void group_leases::orphans(const group& g, clock::time_point now,
   }
 }
 
+bool group_leases::holds(const std::string& group, const std::string& member,
+                         uint32_t partition, uint64_t epoch,
+                         clock::time_point now) const {
+  auto g = groups_.find(group);
+  if (g == groups_.end())
+    return false;
+  auto l = g->second.leases.find(partition);
+  return l != g->second.leases.end() && l->second.holder == member
+         && l->second.epoch == epoch && epoch != 0 && l->second.expires > now;
+}
+
 std::vector<lease_view> group_leases::describe(const std::string& group,
                                                clock::time_point now) const {
   std::vector<lease_view> out;

@@ -112,6 +112,11 @@ public:
   std::vector<lease_view> describe(const std::string& group,
                                    clock::time_point now) const;
 
+  /// Whether `member` holds partition `partition` of `group` under `epoch`
+  /// at `now`: its current lease, unexpired.
+  bool holds(const std::string& group, const std::string& member,
+             uint32_t partition, uint64_t epoch, clock::time_point now) const;
+
   /// The groups with a lease or an offset read this start.
   std::vector<std::string> groups() const;
 

@@ -13,6 +13,7 @@
 #include <spdlog/logger.h>
 
 #include "group_leases.hpp"
+#include "group_letters.hpp"
 #include "herald/core/errc.hpp"
 #include "history.hpp"
 #include "node_impl.hpp"
@@ -104,19 +105,72 @@ caf::error start_groups(node::impl& p) {
   p.leases = std::make_unique<group_leases>(p.stream, p.cfg.name, p.incarnation,
                                             ttl, restarted, steady_clock::now(),
                                             std::move(s));
+  // The groups' dead letters of this stream, in the log's dead letters.
+  letter_store ls;
+  ls.load =
+    [raw](
+      const std::string& g) -> caf::expected<std::vector<store::dead_letter>> {
+    std::shared_lock<std::shared_mutex> guard{raw->store_mtx};
+    if (!raw->log_store)
+      return log_closed();
+    store::dead_letter_filter f;
+    f.consumer = g;
+    return raw->log_store->dead_letters(f);
+  };
+  ls.add = [raw](std::vector<store::dead_letter>& letters)
+    -> caf::expected<std::vector<uint64_t>> {
+    std::shared_lock<std::shared_mutex> guard{raw->store_mtx};
+    if (!raw->log_store)
+      return log_closed();
+    return raw->log_store->add_dead_letters(letters);
+  };
+  ls.remove = [raw](const std::vector<uint64_t>& ids) -> caf::expected<size_t> {
+    std::shared_lock<std::shared_mutex> guard{raw->store_mtx};
+    if (!raw->log_store)
+      return log_closed();
+    return raw->log_store->remove_dead_letters(ids);
+  };
+  ls.find =
+    [raw](uint64_t id) -> caf::expected<std::optional<store::dead_letter>> {
+    std::shared_lock<std::shared_mutex> guard{raw->store_mtx};
+    if (!raw->log_store)
+      return log_closed();
+    return raw->log_store->find_dead_letter(id);
+  };
+  p.letters = std::make_unique<group_letters>(
+    p.stream, p.cfg.groups.dead_letter_quota, std::move(ls),
+    // Raised once groups_mtx is released (publishing may wait).
+    [raw](const quota_reached& q) {
+      raw->quota_alerts.push_back(q);
+    });
   return {};
 }
 
 lease_reply node::impl::serve_lease(const lease_request& r) {
-  std::lock_guard<std::mutex> guard{groups_mtx};
-  if (!leases) {
-    lease_reply out;
-    out.stream = r.stream;
-    out.group = r.group;
-    out.error = "the node is not started yet";
-    return out;
+  lease_reply reply;
+  std::vector<quota_reached> alerts;
+  {
+    std::lock_guard<std::mutex> guard{groups_mtx};
+    if (!leases) {
+      reply.stream = r.stream;
+      reply.group = r.group;
+      reply.error = "the node is not started yet";
+      return reply;
+    }
+    auto now = steady_clock::now();
+    // Letters first, under the leases as they stand: their events are not
+    // covered by the request's commits.
+    auto stored = letters->take(r, [&](uint32_t p, uint64_t epoch) {
+      return leases->holds(r.group, r.member, p, epoch, now);
+    });
+    reply = leases->serve(r, now);
+    reply.letters = std::move(stored);
+    letters->annotate(r, reply);
+    alerts.swap(quota_alerts);
   }
-  return leases->serve(r, steady_clock::now());
+  for (auto& q : alerts)
+    raise_quota_alert(q);
+  return reply;
 }
 
 std::string node::impl::serve(const control::group_lease_request& r) {

@@ -67,6 +67,7 @@
 #include <spdlog/logger.h>
 
 #include "group_feed.hpp"
+#include "group_letters.hpp"
 #include "herald/actors/consumer.hpp"
 #include "herald/actors/dead_letters.hpp"
 #include "herald/core/catalog.hpp"
@@ -271,6 +272,10 @@ struct node::impl : transport::pump_listener {
   // stream; made by `start_groups`, before the pump serves requests.
   std::mutex groups_mtx;
   std::unique_ptr<group_leases> leases;
+  /// The groups' dead letters of this node's stream (made with `leases`).
+  std::unique_ptr<group_letters> letters;
+  /// Quota alerts to raise once groups_mtx is released.
+  std::vector<quota_reached> quota_alerts;
 
   // --- Guarded by members_mtx (a leaf but for the pump's command lock) ------
   std::mutex members_mtx;
@@ -439,6 +444,9 @@ struct node::impl : transport::pump_listener {
 
   // alerts.cpp.
   void raise_alert(const raised_alert& a);
+  /// Raises the alert of a group whose dead letters at this owner reached
+  /// `groups.dead_letter_quota` (groups.cpp).
+  void raise_quota_alert(const quota_reached& q);
   void run_hook(const std::string& command, const payload& alert);
 
   // node_metrics.cpp.

@@ -78,6 +78,14 @@ void stream_reasons(const std::string& stream,
       pos.lease_refusal.empty()
         ? std::string{"; see herald status of the stream's owner"}
         : fmt::format("; the stream's owner answered: {}", pos.lease_refusal)));
+  if (pos.quota_paused > 0)
+    out.push_back(fmt::format(
+      "stream {}: {} partition(s) paused (partition {} first): the consumer "
+      "group's dead letters at the stream's owner reached its quota; their "
+      "events wait in the log; {} dead letter(s) wait to be stored; the "
+      "owner answered: {}",
+      stream, pos.quota_paused, pos.first_quota_paused, pos.letters_waiting,
+      pos.quota_refusal));
   if (silent_for)
     out.push_back(fmt::format("stream {}: no heartbeat from its producer for "
                               "{:.1f}s; the producer is down, stopped or cut "

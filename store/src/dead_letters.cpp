@@ -46,7 +46,7 @@ constexpr const char* dl_error_class = "error_class";
 constexpr const char* dl_redrives = "redrives";
 constexpr const char* dl_by = "by";
 
-std::string encode_dead_letter(const dead_letter& dl) {
+std::string encode_letter(const dead_letter& dl) {
   auto attempts = payload::array();
   for (auto& a : dl.attempts)
     attempts.push_back(payload{{dl_time_us, a.time_us},
@@ -146,8 +146,8 @@ bool read_field(const payload& obj, const char* name, bool& out,
 }
 
 // Decodes a dead letter's value; on failure says what was wrong in `why`.
-std::optional<dead_letter> decode_dead_letter(std::string_view value,
-                                              std::string& why) {
+std::optional<dead_letter> decode_letter(std::string_view value,
+                                         std::string& why) {
   // An envelope may be as big as a frame: the letter holding it is bigger.
   decode_limits limits;
   limits.max_frame = std::max(limits.max_frame, value.size());
@@ -250,6 +250,15 @@ bool selects(const dead_letter_filter& filter, const dead_letter& dl) {
 
 } // namespace
 
+std::string encode_dead_letter(const dead_letter& dl) {
+  return encode_letter(dl);
+}
+
+std::optional<dead_letter> decode_dead_letter(std::string_view value,
+                                              std::string& why) {
+  return decode_letter(value, why);
+}
+
 // Writes a change of the dead letters durably. REQUIRES: dead_letters_mtx.
 rocksdb::Status
 event_log::impl::write_dead_letters(rocksdb::WriteBatch& change) {
@@ -265,7 +274,7 @@ event_log::impl::stored_dead_letter(uint64_t id) const {
   if (!s.ok())
     return read_error(opts.dir, s);
   std::string why;
-  auto dl = decode_dead_letter(value.ToStringView(), why);
+  auto dl = decode_letter(value.ToStringView(), why);
   if (!dl)
     return corrupt_dead_letter(opts.dir, id, why);
   dl->id = id;
@@ -287,7 +296,7 @@ event_log::add_dead_letters(std::vector<dead_letter>& letters) {
     if (dl.id == 0) {
       ids.push_back(++id);
       ++added;
-      batch.Put(self.cf_dead_letters, be64{id}.slice(), encode_dead_letter(dl));
+      batch.Put(self.cf_dead_letters, be64{id}.slice(), encode_letter(dl));
       continue;
     }
     // A redriven letter failed again: its record grows.
@@ -297,8 +306,7 @@ event_log::add_dead_letters(std::vector<dead_letter>& letters) {
     ids.push_back(dl.id);
     if (!*stored) {
       ++added;
-      batch.Put(self.cf_dead_letters, be64{dl.id}.slice(),
-                encode_dead_letter(dl));
+      batch.Put(self.cf_dead_letters, be64{dl.id}.slice(), encode_letter(dl));
       continue;
     }
     auto& grown = **stored;
@@ -306,8 +314,7 @@ event_log::add_dead_letters(std::vector<dead_letter>& letters) {
                           dl.attempts.end());
     grown.reason = dl.reason;
     grown.parked = dl.parked;
-    batch.Put(self.cf_dead_letters, be64{dl.id}.slice(),
-              encode_dead_letter(grown));
+    batch.Put(self.cf_dead_letters, be64{dl.id}.slice(), encode_letter(grown));
   }
   // In the same write: an id is never reused, even once its letter is gone.
   batch.Put(self.cf_meta, meta_last_dead_letter, be64{id}.slice());
@@ -336,8 +343,7 @@ event_log::record_redrive(const std::vector<uint64_t>& ids, int64_t time_us,
     if (!*stored)
       continue;
     (*stored)->redrives.push_back({time_us, by});
-    batch.Put(self.cf_dead_letters, be64{id}.slice(),
-              encode_dead_letter(**stored));
+    batch.Put(self.cf_dead_letters, be64{id}.slice(), encode_letter(**stored));
     ++found;
   }
   if (found == 0)
@@ -363,7 +369,7 @@ event_log::dead_letters(const dead_letter_filter& filter) const {
     if (it->key().size() != 8)
       return corrupt_error(self.opts.dir, "a dead_letters key is not 8 bytes");
     auto id = get_be64(it->key().data());
-    auto dl = decode_dead_letter(it->value().ToStringView(), why);
+    auto dl = decode_letter(it->value().ToStringView(), why);
     if (!dl)
       return corrupt_dead_letter(self.opts.dir, id, why);
     if (!selects(filter, *dl))
@@ -388,7 +394,7 @@ event_log::dead_letter_counts() const {
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     if (it->key().size() != 8)
       return corrupt_error(self.opts.dir, "a dead_letters key is not 8 bytes");
-    auto dl = decode_dead_letter(it->value().ToStringView(), why);
+    auto dl = decode_letter(it->value().ToStringView(), why);
     if (!dl)
       return corrupt_dead_letter(self.opts.dir, get_be64(it->key().data()),
                                  why);

@@ -87,6 +87,7 @@ TEST_CASE("a minimal node configuration gets the defaults", "[core][config]") {
   CHECK(cfg->transport.heartbeat == std::chrono::milliseconds{1000});
   CHECK(cfg->store.max_pending_bytes == 32 * 1024 * 1024);
   CHECK(cfg->store.publish_timeout == std::chrono::seconds{10});
+  CHECK(cfg->groups.dead_letter_quota == uint64_t{256} << 20);
   CHECK(cfg->consumers.empty());
 }
 
@@ -244,6 +245,9 @@ TEST_CASE("each configuration error names the key, the file and the line",
     {"node: n\ncatalog: e.yaml\nstore:\n  max_pending_bytes: 100\n",
      "n.yaml:4: store: 'max_pending_bytes' must be at least 4096 bytes, not "
      "100"},
+    {"node: n\ncatalog: e.yaml\ngroups: {dead_letter_quota: 0}\n",
+     "n.yaml:3: groups: 'dead_letter_quota' must be a positive integer "
+     "(bytes), not '0'"},
     {"node: n\ncatalog: e.yaml\nstore: {publish_timeout: -1s}\n",
      "n.yaml:3: store: 'publish_timeout': '-1s' is not a non-negative "
      "duration"},

@@ -7,8 +7,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 #include <spdlog/sinks/ostream_sink.h>
@@ -33,6 +37,22 @@ std::string metrics_of(node& n) {
   REQUIRE(res);
   REQUIRE(res->status == 200);
   return res->body;
+}
+
+// Leases short enough for a test to wait out.
+void short_leases(node_config& c) {
+  c.groups.lease_ttl = 2s;
+  c.groups.lease_margin = 500ms;
+}
+
+// The dead letters of `consumer` that `n` keeps.
+std::vector<store::dead_letter> letters_of(node& n,
+                                           const std::string& consumer) {
+  store::dead_letter_filter f;
+  f.consumer = consumer;
+  auto l = n.dead_letters(f);
+  REQUIRE(l);
+  return *l;
 }
 
 } // namespace
@@ -146,10 +166,6 @@ TEST_CASE("a group member whose partition count differs from the group's "
           "is refused its leases and says why in /healthz; the group's "
           "events go on",
           "[runtime][cluster][groups][health]") {
-  auto short_leases = [](node_config& c) {
-    c.groups.lease_ttl = 2s;
-    c.groups.lease_margin = 500ms;
-  };
   auto pcfg = make_config("user-node", "UserService");
   short_leases(pcfg);
   auto producer = start(pcfg);
@@ -227,4 +243,208 @@ TEST_CASE("a group member whose partition count differs from the group's "
       return handled_a.load() + handled_b.load() >= 20;
     },
     20s));
+}
+
+TEST_CASE("a group's dead letters and parked entity live at the stream's "
+          "owner: they survive the member's wiped disk, the next member "
+          "parks the entity, and a redrive at the owner hands them to it in "
+          "order, once",
+          "[runtime][cluster][groups][dead_letters]") {
+  auto pcfg = make_config("user-node", "UserService");
+  short_leases(pcfg);
+  auto producer = start(pcfg);
+
+  std::atomic<bool> broken{true};
+  std::mutex mtx;
+  std::vector<std::pair<std::string, uint64_t>> handled; // (key, seq)
+  auto poison = user_id(1);
+  auto member = [&](std::string name) {
+    auto c = make_config(std::move(name), "EmailService");
+    short_leases(c);
+    auto email = make_consumer("EmailService", {"user.account.created"});
+    email.partitions = 4;
+    email.retry.attempts = 1;
+    email.on_dead_letter = dead_letter_policy::park;
+    c.consumers.push_back(email);
+    c.cluster.seeds = {producer->control_endpoint()};
+    auto n = start(c);
+    REQUIRE_FALSE(n->bus().subscribe(
+      "user.account.created",
+      [&](const event& ev) {
+        if (broken && ev.key() == poison)
+          throw std::runtime_error("smtp down");
+        std::lock_guard<std::mutex> guard{mtx};
+        handled.emplace_back(std::string{ev.key()}, ev.seq());
+      },
+      "EmailService"));
+    return n;
+  };
+  auto owner_letters = [&] {
+    return letters_of(*producer, "EmailService");
+  };
+  auto handled_of = [&](const std::string& key) {
+    std::lock_guard<std::mutex> guard{mtx};
+    std::vector<uint64_t> seqs;
+    for (auto& [k, seq] : handled)
+      if (k == key)
+        seqs.push_back(seq);
+    return seqs;
+  };
+
+  auto first = member("email-1");
+  auto first_dir = first->config().data_dir;
+  REQUIRE(producer->bus().publish("user.account.created", created(1)));
+  REQUIRE(producer->bus().publish("user.account.created", created(2)));
+  REQUIRE(wait_until(
+    [&] {
+      return owner_letters().size() == 1 && handled_of(user_id(2)).size() == 1;
+    },
+    20s));
+  auto letters = owner_letters();
+  CHECK(letters[0].key == poison);
+  CHECK(letters[0].node == "email-1");
+  CHECK(letters[0].stream == producer->stream());
+  CHECK_FALSE(letters[0].parked);
+  // Nothing of it is kept by the member.
+  store::dead_letter_filter all;
+  CHECK(first->dead_letters(all)->empty());
+
+  // The member is lost for good.
+  first->stop();
+  first.reset();
+  std::filesystem::remove_all(first_dir);
+
+  auto second = member("email-2");
+  // The poison entity's next event waits behind its dead letter: the new
+  // holder parks it (a dead letter, parked), the others go on.
+  REQUIRE(producer->bus().publish("user.account.created", created(1)));
+  REQUIRE(producer->bus().publish("user.account.created", created(3)));
+  REQUIRE(wait_until(
+    [&] {
+      return owner_letters().size() == 2 && handled_of(user_id(3)).size() == 1;
+    },
+    30s));
+  letters = owner_letters();
+  CHECK(letters[1].key == poison);
+  CHECK(letters[1].parked);
+  CHECK(letters[1].node == "email-2");
+  CHECK(handled_of(poison).empty());
+
+  // Fixed, and redriven from the owner: both, in publish order, once.
+  broken = false;
+  store::dead_letter_filter f;
+  f.consumer = "EmailService";
+  auto ids = producer->redrive(f, false, "test");
+  REQUIRE(ids);
+  CHECK(ids->size() == 2);
+  CHECK(wait_until(
+    [&] {
+      return owner_letters().empty() && handled_of(poison).size() == 2;
+    },
+    20s));
+  auto seqs = handled_of(poison);
+  REQUIRE(seqs.size() == 2);
+  CHECK(seqs[0] == letters[0].seq);
+  CHECK(seqs[1] == letters[1].seq);
+  // Nothing more comes (not handed again).
+  std::this_thread::sleep_for(3s);
+  CHECK(handled_of(poison).size() == 2);
+}
+
+TEST_CASE("a group's dead letters at the owner's quota pause the partition, "
+          "alert once, show in the member's health, and let the producer "
+          "publish on; a purge lets it go on",
+          "[runtime][cluster][groups][dead_letters][quota]") {
+  auto pcfg = make_config("user-node", "UserService");
+  short_leases(pcfg);
+  // Room for two letters of these events (each about 600 bytes).
+  pcfg.groups.dead_letter_quota = 1600;
+  pcfg.consumers.push_back(make_consumer("OpsService", {"herald.alert.*"}));
+  auto producer = start(pcfg);
+  std::atomic<int> alerts{0};
+  REQUIRE_FALSE(producer->bus().subscribe(
+    "herald.alert.raised",
+    [&](const event& ev) {
+      if (ev.data().value("consumer", "") == "EmailService")
+        ++alerts;
+    },
+    "OpsService"));
+
+  auto c = make_config("email-1", "EmailService");
+  short_leases(c);
+  c.metrics_listen = "127.0.0.1:0";
+  auto email = make_consumer("EmailService", {"user.account.created"});
+  email.partitions = 1; // one partition: the pause holds every event
+  email.retry.attempts = 1;
+  c.consumers.push_back(email);
+  c.cluster.seeds = {producer->control_endpoint()};
+  auto member = start(c);
+  std::atomic<int> calls{0};
+  REQUIRE_FALSE(member->bus().subscribe(
+    "user.account.created",
+    [&](const event&) {
+      ++calls;
+      throw std::runtime_error("always fails");
+    },
+    "EmailService"));
+
+  auto owner_letters = [&] {
+    return letters_of(*producer, "EmailService");
+  };
+  for (int i = 0; i < 10; ++i)
+    REQUIRE(producer->bus().publish("user.account.created", created(i)));
+  test::healthz health{member->metrics_port()};
+  std::string body;
+  REQUIRE(wait_until(
+    [&] {
+      auto [code, text] = health();
+      body = text;
+      return code == 503 && text.find("reached its quota") != std::string::npos;
+    },
+    30s, 200ms));
+  INFO(body);
+  CHECK(body.find("stream " + producer->stream()
+                  + ": 1 partition(s) paused "
+                    "(partition 0 first)")
+        != std::string::npos);
+  CHECK(body.find("groups.dead_letter_quota") != std::string::npos);
+  CHECK(owner_letters().size() == 2);
+  CHECK(wait_until(
+    [&] {
+      return alerts.load() == 1;
+    },
+    10s));
+  // Paused: the handler is not called for the events behind (the first ten
+  // were handed out before).
+  REQUIRE(wait_until(
+    [&] {
+      return calls.load() >= 10;
+    },
+    10s));
+  auto called = calls.load();
+  // The producer publishes on.
+  for (int i = 10; i < 20; ++i)
+    REQUIRE(producer->bus().publish("user.account.created", created(i)));
+  std::this_thread::sleep_for(2s);
+  CHECK(calls.load() == called);
+  CHECK(owner_letters().size() == 2);
+  CHECK(alerts.load() == 1);
+
+  // A purge at the owner makes room: waiting letters are stored (and fill
+  // the quota again: a second alert).
+  auto before = owner_letters();
+  store::dead_letter_filter f;
+  f.consumer = "EmailService";
+  REQUIRE(producer->purge(f, false));
+  CHECK(wait_until(
+    [&] {
+      auto now = owner_letters();
+      return now.size() == 2 && now.front().id > before.back().id;
+    },
+    20s));
+  CHECK(wait_until(
+    [&] {
+      return alerts.load() == 2;
+    },
+    10s));
 }

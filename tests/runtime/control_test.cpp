@@ -288,15 +288,38 @@ control::group_lease_reply glease_rep() {
   b.stream = "3f1c9a4e-0000-4000-8000-000000000000";
   b.group = "EmailService";
   b.ttl_ms = 6000;
-  b.entries = {{3, lease_result::granted, (uint64_t{2} << 32) | 6, 1200,
-                "email-2", false, ""},
-               {4, lease_result::refused, (uint64_t{2} << 32) | 2, 900,
-                "email-1", false,
-                "member 'email-1' holds it under epoch 8589934594"},
-               {9, lease_result::renewed, (uint64_t{2} << 32) | 5, 880,
-                "email-2", true, ""},
-               {11, lease_result::stale, (uint64_t{2} << 32) | 3, 700, "",
-                false, "epoch 8589934593 is not the current lease"}};
+  b.entries = {{3,
+                lease_result::granted,
+                (uint64_t{2} << 32) | 6,
+                1200,
+                "email-2",
+                false,
+                "",
+                {}},
+               {4,
+                lease_result::refused,
+                (uint64_t{2} << 32) | 2,
+                900,
+                "email-1",
+                false,
+                "member 'email-1' holds it under epoch 8589934594",
+                {}},
+               {9,
+                lease_result::renewed,
+                (uint64_t{2} << 32) | 5,
+                880,
+                "email-2",
+                true,
+                "",
+                {}},
+               {11,
+                lease_result::stale,
+                (uint64_t{2} << 32) | 3,
+                700,
+                "",
+                false,
+                "epoch 8589934593 is not the current lease",
+                {}}};
   b.orphans = {17, 40};
   return m;
 }
@@ -1312,7 +1335,7 @@ TEST_CASE("the consumer group messages read back as they were written",
     CHECK(j["entries"][0] == payload{{"p", 0}, {"op", "acquire"}});
     check_request_round_trip(m);
     auto r = glease_rep();
-    r.body.entries = {{0, lease_result::released, 9, 10, "", false, ""}};
+    r.body.entries = {{0, lease_result::released, 9, 10, "", false, "", {}}};
     r.body.orphans.clear();
     auto rj = frame_of(control::encode(r));
     CHECK(rj["entries"][0]

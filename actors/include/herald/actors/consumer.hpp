@@ -202,6 +202,14 @@ struct consumer_stats {
     /// or why its last request failed as a whole (a failing store, an
     /// owner that did not answer); empty when none since the last grant.
     std::string lease_refusal;
+    /// Partitions paused because the group's dead letters at the stream's
+    /// owner reached its quota (their new events wait in the log), the
+    /// lowest of them, and the owner's refusal; 0 and empty when none.
+    uint32_t quota_paused = 0;
+    uint32_t first_quota_paused = 0;
+    std::string quota_refusal;
+    /// A group's dead letters waiting to be stored at the stream's owner.
+    uint64_t letters_waiting = 0;
   };
   /// Per stream id; updated with each heartbeat, offset commit, pause and
   /// resume, failed or successful offset load, and expired catch-up.
@@ -360,6 +368,9 @@ struct consumer_setup {
   std::shared_ptr<handler_pool> pool;
   /// The dead-letter actor (`spawn_dead_letters`). Required when durable.
   caf::actor dead_letters;
+  /// The alert actor (`spawn_alerts`), told of each of the consumer's
+  /// dead letters stored at a stream's owner. Default: null, none.
+  caf::actor alerts;
   /// Entities parked when the consumer starts (policy `park`, dead letters
   /// not redriven yet), with the dead letter each is parked behind.
   std::vector<std::pair<std::string, uint64_t>> parked;

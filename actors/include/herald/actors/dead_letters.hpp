@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <caf/actor.hpp>
@@ -55,6 +56,14 @@ struct dead_letter_setup {
 /// dead_letter_request)`; `(redrive_atom, uint64_t id)`: the redriven
 /// letter `id` was handled, remove it.
 caf::actor spawn_dead_letters(caf::actor_system& sys, dead_letter_setup setup);
+
+/// Counts the dead letter `l` stored for `req` in the consumer's stats
+/// (`req.stats`: dead-lettered, per type, live, redriven) and logs it at
+/// info ("stored as a dead letter", with the event, the letter's id and
+/// `owner`, the node that stores it; empty: `l.node`). Thread-safe as the
+/// stats and the logger are.
+void note_stored(spdlog::logger& log, const dead_letter_request& req,
+                 const store::dead_letter& l, std::string_view owner);
 
 /// An alert, as raised.
 struct raised_alert {

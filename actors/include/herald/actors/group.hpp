@@ -27,6 +27,8 @@
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 
+#include "herald/store/dead_letter.hpp"
+
 namespace herald {
 
 /// What a member asks for one partition.
@@ -65,6 +67,39 @@ struct lease_entry {
   bool operator==(const lease_entry&) const = default;
 };
 
+/// A dead letter a member stores at the stream's owner: the group's dead
+/// letters of a stream live with the stream (docs/architecture.md, "A
+/// group's dead letters").
+struct group_letter {
+  /// The partition of the letter's event (`partition_of(letter.key,
+  /// partitions)`).
+  uint32_t partition = 0;
+  /// The epoch of the lease the event was handled under: the letter is
+  /// stored only while it is the partition's current, unexpired lease of
+  /// this member (else `stale`, nothing stored).
+  uint64_t epoch = 0;
+  /// The letter. `id` 0: a new one; else a redriven letter that failed
+  /// again, stored under its id again with its new attempts.
+  store::dead_letter letter;
+
+  bool operator==(const group_letter& o) const {
+    return partition == o.partition && epoch == o.epoch
+           && letter.id == o.letter.id && letter.event_id == o.letter.event_id
+           && letter.seq == o.letter.seq;
+  }
+};
+
+/// A redriven group dead letter that its member handled: the owner
+/// removes it.
+struct group_letter_done {
+  uint32_t partition = 0;
+  uint64_t epoch = 0;
+  /// The dead letter's id at the owner.
+  uint64_t id = 0;
+
+  bool operator==(const group_letter_done&) const = default;
+};
+
 /// A member's request to the owner of `stream` for group `group`.
 struct lease_request {
   /// The owner's stream.
@@ -82,6 +117,11 @@ struct lease_request {
   /// node upgraded in place keeps its position.
   uint64_t initial = 0;
   std::vector<lease_entry> entries;
+  /// Dead letters to store, before any commit of this request (their
+  /// events are not covered by its offsets). At most `max_group_letters`.
+  std::vector<group_letter> letters;
+  /// Redriven dead letters handled: removed. At most `max_group_letters`.
+  std::vector<group_letter_done> redriven;
 
   bool operator==(const lease_request&) const = default;
 };
@@ -110,6 +150,46 @@ enum class lease_result : uint8_t {
 /// `stale`.
 const char* to_string(lease_result r) noexcept;
 
+/// Most letters (`letters`, `redriven`, `redrive`, `unparked`) one lease
+/// request or reply carries.
+inline constexpr size_t max_group_letters = 1024;
+
+/// An entity parked behind a group's dead letter at the stream's owner.
+struct parked_entity {
+  /// The entity's key.
+  std::string key;
+  /// Its first dead letter (lowest id) at the owner.
+  uint64_t dead_letter = 0;
+
+  bool operator==(const parked_entity&) const = default;
+};
+
+/// How the owner answered one `group_letter`.
+enum class letter_result : uint8_t {
+  /// Stored under `id`.
+  stored,
+  /// Its epoch is not the partition's current lease of this member:
+  /// nothing stored; the partition's next holder handles the event.
+  stale,
+  /// The group's dead letters at this owner would pass
+  /// `groups.dead_letter_quota`: nothing stored; the member pauses the
+  /// partition and asks again.
+  quota,
+  /// The owner could not store it (`reason`); asked again.
+  failed,
+};
+
+/// The owner's answer to one `group_letter`, in the request's order.
+struct group_letter_reply {
+  letter_result result = letter_result::failed;
+  /// The letter's id at the owner (`stored`).
+  uint64_t id = 0;
+  /// Why not stored, one sentence; empty when stored.
+  std::string reason;
+
+  bool operator==(const group_letter_reply&) const = default;
+};
+
 /// The owner's answer for one partition.
 struct lease_entry_reply {
   uint32_t partition = 0;
@@ -127,6 +207,9 @@ struct lease_entry_reply {
   bool wanted = false;
   /// Why it was refused or stale, one sentence; empty otherwise.
   std::string reason;
+  /// `granted`: the partition's entities with dead letters of the group at
+  /// the owner, which the new holder keeps parked (policy `park`).
+  std::vector<parked_entity> parked;
 
   bool operator==(const lease_entry_reply&) const = default;
 };
@@ -148,6 +231,17 @@ struct lease_reply {
   /// Why the whole request was refused (unknown stream, a failing store,
   /// an unreachable owner); empty when it was answered.
   std::string error;
+  /// One per `letters` of the request, in its order.
+  std::vector<group_letter_reply> letters;
+  /// Dead letters redriven (`herald dlq redrive`) of partitions this
+  /// member holds (granted or renewed in this reply): it hands them to its
+  /// handlers, in (stream, seq) order per entity, under `epoch`. Handed
+  /// again to the partition's next lease holder until handled (removed) or
+  /// dead-lettered again.
+  std::vector<group_letter> redrive;
+  /// Entities whose dead letters were purged at the owner, of partitions
+  /// this member holds: they go on.
+  std::vector<parked_entity> unparked;
 
   bool operator==(const lease_reply&) const = default;
 };

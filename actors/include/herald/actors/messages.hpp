@@ -99,6 +99,18 @@ using redrive_atom = caf::atom_constant<caf::atom("hredrive")>;
 /// Unparks an entity whose dead letters were purged.
 using unpark_atom = caf::atom_constant<caf::atom("hunpark")>;
 
+/// A group member's dead letter, to store at its stream's owner: a shard
+/// sends `(group_letter_atom, dead_letter_request)` to its consumer.
+using group_letter_atom = caf::atom_constant<caf::atom("hgletter")>;
+
+/// Parks entities of a group's partition at a shard: `(group_park_atom,
+/// std::string key, uint64_t dead_letter)` parks one behind that letter
+/// (the partition was granted with it parked at the owner);
+/// `(group_park_atom, uint32_t partitions, uint32_t partition)` lets every
+/// entity of that partition parked by the group go on (the partition left
+/// this member: its next holder parks them).
+using group_park_atom = caf::atom_constant<caf::atom("hgpark")>;
+
 /// A dead letter counted by the alert actor.
 using alert_atom = caf::atom_constant<caf::atom("halert")>;
 

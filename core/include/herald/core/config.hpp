@@ -333,6 +333,13 @@ struct groups_config {
   /// (killed, cut off) keeps nothing. REQUIRES: not negative. Default:
   /// 10 s.
   std::chrono::microseconds rejoin_grace = std::chrono::seconds{10};
+  /// How many bytes of dead letters each consumer group may keep at this
+  /// node, for its stream (a group's dead letters live with the stream's
+  /// owner): a letter past it is refused, the member pauses the letter's
+  /// partition until room is made (`herald dlq redrive|purge`), and an
+  /// alert is raised. Counted as the letters' stored size. REQUIRES:
+  /// positive. Default: 256 MiB.
+  uint64_t dead_letter_quota = uint64_t{256} << 20;
 };
 
 /// Where the settings of a node config were read: the file and each

@@ -10,7 +10,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace herald::store {
@@ -93,5 +95,18 @@ struct dead_letter_filter {
   /// At most this many letters; 0 for no limit. Default: 0.
   size_t limit = 0;
 };
+
+/// `dl` as the MessagePack map it is stored as (every field but `id`,
+/// which is the store's key): what a member sends a stream's owner to store
+/// a group's dead letter, byte for byte as stored. Its size is what the
+/// letter counts against a group's quota (`groups.dead_letter_quota`).
+std::string encode_dead_letter(const dead_letter& dl);
+
+/// The letter `value` encodes (`id` 0), or std::nullopt with what is wrong
+/// in `why` (not a map, a missing or wrong-typed field). Unknown keys are
+/// ignored (a newer version may add some). Accepts values up to any size:
+/// bound them before.
+std::optional<dead_letter> decode_dead_letter(std::string_view value,
+                                              std::string& why);
 
 } // namespace herald::store
