@@ -31,9 +31,11 @@
 #    UserService (the stream's owner, so it outlives the node that made it:
 #    that node is the one killed), and the alert of config/email_service.yaml
 #    (`alert: {dead_letters: 1, window: 1m}`) fires. `herald dlq list`
-#    shows the letter; the fix is deployed (the surviving EmailService node
-#    restarted without the failing option); `herald dlq redrive` hands the
-#    letter back to the group, and the welcome email goes out.
+#    at UserService shows the letter, `herald dlq show` the node that made
+#    it; the fix is deployed (the surviving EmailService node restarted
+#    without the failing option); `herald dlq redrive` at UserService hands
+#    the letter to the member holding its partition, and the welcome email
+#    goes out.
 #
 # Each consumer prints one line per event it handles, ending with
 # "(event <id>)"; node logs (stderr) are in NODE.err in the log folder.
@@ -325,7 +327,8 @@ if ((!failed)); then
     sed -E 's/.* error="([^"]*)".*/     error: \1/'
   grep -h "handler failed.* key=$fail_key " email-node-*.err | brief |
     sed 's/^/     /'
-  echo "  2. The retries spent, the event is a dead letter:"
+  echo "  2. The retries spent, the event is a dead letter, stored at" \
+    "UserService (stored_at: its stream):"
   grep -h "stored as a dead letter.* key=$fail_key " email-node-*.err |
     brief | sed -E 's/ error="[^"]*"//; s/^/     /'
   echo "  3. The alert fires (a critical log line, and a herald.alert.raised" \
@@ -333,13 +336,27 @@ if ((!failed)); then
   grep -h " ALERT consumer=EmailService" ./*.err | brief |
     sed 's/^/     /'
   echo "  4. herald dlq list --consumer EmailService --control $control"
-  echo "     (the letter is kept at UserService, the stream's owner: $killed" \
-    "is gone, the letter is not)"
   listed=$(dlq_list 2>&1)
   sed 's/^/     /' <<<"$listed"
   if ! grep -q "$fail_key" <<<"$listed"; then
     echo "demo: herald dlq list does not show $fail_email's dead letter" >&2
     failed=1
+  fi
+fi
+if ((!failed)); then
+  # The letter names the node that made it; it is kept at UserService, the
+  # stream's owner, so that node's death did not lose it.
+  id=$(dlq_list --json 2>/dev/null | grep -o '"id":[0-9]*' | head -n 1)
+  id=${id#\"id\":}
+  echo "     herald dlq show ${id:-?} --control $control (its node, first" \
+    "failure):"
+  shown=$("$herald" dlq show "${id:-0}" --control "$control" 2>&1)
+  grep -E '^(node|first failure):' <<<"$shown" | sed 's/^/     /'
+  if [[ $(sed -n 's/^node: *//p' <<<"$shown") == "$killed" ]]; then
+    echo "     $killed, which made it, is gone (killed above); the letter" \
+      "is not: UserService keeps it"
+  else
+    echo "     UserService keeps it: no EmailService node's death loses it"
   fi
 fi
 if ((!failed)); then
@@ -410,6 +427,14 @@ for node in "${!node_rc[@]}"; do
     tail -n 5 "$node.err" >&2
     failed=1
   fi
+done
+
+section "What each service did (its first line)"
+for entry in "${services[@]}"; do
+  read -r name _ <<<"$entry"
+  for node in ${nodes_of[$name]}; do
+    head -n 1 "$node.log"
+  done | head -n 1 | indent
 done
 
 section "Summary: each event handled once per group"

@@ -85,6 +85,12 @@ TEST_CASE("the demo: each event handled once per group through a kill, and "
              Catch::Matches("  BillingService: handled 100 events( \\([0-9]+ "
                             "handled twice\\))?"));
 
+  // A line of what each service did.
+  CHECK_THAT(out, Catch::Contains("AnalyticsService: tracked signup of "));
+  CHECK_THAT(out, Catch::Contains("DataCleanupService: removed data of user "));
+  CHECK_THAT(
+    out, Catch::Contains("BillingService: cancelled subscriptions of user "));
+
   // The failure path: three attempts logged with their backoff, ...
   CHECK_THAT(out, Catch::Contains(
                     "error: SMTP 550 mailbox unavailable: user42@example.com"));
@@ -110,6 +116,13 @@ TEST_CASE("the demo: each event handled once per group through a kill, and "
   CHECK(out.substr(listed, fixed - listed)
           .find("00000000-0000-4000-8000-00000000002a")
         != std::string::npos);
+  // The letter names the node that made it; its first failure is the SMTP
+  // error.
+  CHECK_THAT(line_with(out, "     node: "),
+             Catch::Matches(" +node: +email-node-[12]"));
+  CHECK_THAT(line_with(out, "     first failure: "),
+             Catch::Contains("SMTP 550 mailbox unavailable: "
+                             "user42@example.com"));
   // ... and after the fix the redrive delivers it: the welcome email goes
   // out, and no dead letter is left.
   auto redrive = out.find("6. herald dlq redrive --consumer EmailService");
