@@ -325,15 +325,15 @@ if ((!failed)); then
   echo "  1. Every attempt fails; the node retries with backoff (its log):"
   grep -h "handler failed.* key=$fail_key " email-node-*.err | head -n 1 |
     sed -E 's/.* error="([^"]*)".*/     error: \1/'
-  grep -h "handler failed.* key=$fail_key " email-node-*.err | brief |
+  grep -h "handler failed.* key=$fail_key " email-node-*.err | sort | brief |
     sed 's/^/     /'
   echo "  2. The retries spent, the event is a dead letter, stored at" \
     "UserService (stored_at: its stream):"
-  grep -h "stored as a dead letter.* key=$fail_key " email-node-*.err |
+  grep -h "stored as a dead letter.* key=$fail_key " email-node-*.err | sort |
     brief | sed -E 's/ error="[^"]*"//; s/^/     /'
   echo "  3. The alert fires (a critical log line, and a herald.alert.raised" \
     "event):"
-  grep -h " ALERT consumer=EmailService" ./*.err | brief |
+  grep -h " ALERT consumer=EmailService" ./*.err | sort | brief |
     sed 's/^/     /'
   echo "  4. herald dlq list --consumer EmailService --control $control"
   listed=$(dlq_list 2>&1)

@@ -3,6 +3,7 @@
 // consumer groups of two nodes; one member killed halfway, one user's
 // welcome email failing until a fix and a redrive.
 
+#include <algorithm>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -94,15 +95,24 @@ TEST_CASE("the demo: each event handled once per group through a kill, and "
   // The failure path: three attempts logged with their backoff, ...
   CHECK_THAT(out, Catch::Contains(
                     "error: SMTP 550 mailbox unavailable: user42@example.com"));
+  // (A partition handed over during the retries starts them again on its
+  // next holder: at least three lines.)
   auto attempts = lines_with(out, ": handler failed ");
-  REQUIRE(attempts.size() == 3);
-  CHECK_THAT(attempts[0], Catch::Matches(".* attempt=1 error_class=exception "
-                                         "next=\"retry in [0-9]+ ms\""));
-  CHECK_THAT(attempts[1], Catch::Matches(".* attempt=2 error_class=exception "
-                                         "next=\"retry in [0-9]+ ms\""));
-  CHECK_THAT(attempts[2],
-             Catch::Matches(".* attempt=3 error_class=exception "
-                            "next=\"dead letter: 3 attempts failed\""));
+  REQUIRE(attempts.size() >= 3);
+  auto logged = [&](const std::string& pattern) {
+    Catch::Matchers::StdString::RegexMatcher match{pattern,
+                                                   Catch::CaseSensitive::Yes};
+    return std::any_of(attempts.begin(), attempts.end(),
+                       [&](const std::string& line) {
+                         return match.match(line);
+                       });
+  };
+  CHECK(logged(".* attempt=1 error_class=exception next=\"retry in [0-9]+ "
+               "ms\""));
+  CHECK(logged(".* attempt=2 error_class=exception next=\"retry in [0-9]+ "
+               "ms\""));
+  CHECK(logged(".* attempt=3 error_class=exception next=\"dead letter: 3 "
+               "attempts failed\""));
   // ... a dead letter, the alert, ...
   CHECK_THAT(line_with(out, ": stored as a dead letter "),
              Catch::Contains("attempts=3"));
