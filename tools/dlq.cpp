@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli_common.hpp"
+#include "cluster_ask.hpp"
 #include "herald/core/errc.hpp"
 #include "herald/runtime/control.hpp"
 #include "node_control.hpp"
@@ -49,6 +51,10 @@ struct dlq_state {
   uint64_t show_id = 0;
   std::optional<uint64_t> purge_id;
   bool purge_all = false;
+  /// Ask only the node connected to, even with --consumer.
+  bool node_only = false;
+  /// `show`: the member that stores the letter; empty: the node asked.
+  std::string owner;
   CLI::App* list = nullptr;
   CLI::App* show = nullptr;
   CLI::App* redrive = nullptr;
@@ -67,8 +73,11 @@ void add_filter_options(CLI::App& cmd, filter_options& opts,
                         std::string_view verb) {
   cmd
     .add_option("--consumer", opts.consumer,
-                fmt::format("{} only the dead letters of this consumer, "
-                            "e.g. EmailService",
+                fmt::format("{} only the dead letters of this consumer (a "
+                            "consumer group), e.g. EmailService, at every "
+                            "member of the cluster that is not down (each "
+                            "letter's 'owner' is the member that stores it); "
+                            "with --node-only at the node given only",
                             verb))
     ->check(not_empty());
   cmd
@@ -92,7 +101,90 @@ control::dlq_filter filter_of(const filter_options& f) {
   return out;
 }
 
+// Whether the command asks every member of the cluster: a group's dead
+// letters live at the owners of the streams it reads.
+bool cluster_wide(const dlq_state& st) {
+  return st.filter.consumer && !st.node_only && !st.purge_id;
+}
+
+// Asks every member that is not down `request`; nothing (and the error
+// printed) when the node connected to gives no view.
+template <class Request>
+std::optional<std::vector<member_answer<typename Request::reply_type>>>
+ask_cluster(const dlq_state& st, const Request& request) {
+  auto view = ask_view(st.endpoint);
+  if (!view) {
+    fail(prog, message_of(view.error()));
+    return std::nullopt;
+  }
+  return ask_each(live_members(*view), request, st.endpoint.timeout);
+}
+
+int run_list_cluster(const dlq_state& st) {
+  control::dlq_list_request request;
+  request.filter = filter_of(st.filter);
+  request.limit = st.limit;
+  auto answers = ask_cluster(st, request);
+  if (!answers)
+    return exit_failure;
+  // (owner, letter), by owner then id.
+  std::vector<std::pair<std::string, const control::dead_letter_record*>> all;
+  std::vector<std::string> more;
+  for (auto& a : *answers) {
+    if (!a.reply)
+      continue;
+    for (auto& dl : a.reply->dead_letters)
+      all.emplace_back(a.member.name, &dl);
+    if (a.reply->more && !a.reply->dead_letters.empty())
+      more.push_back(fmt::format(
+        "more dead letters match at owner '{}'; list the next ones with "
+        "--control {} --node-only --after {}",
+        a.member.name, a.member.control, a.reply->dead_letters.back().id));
+  }
+  std::sort(all.begin(), all.end(), [](auto& x, auto& y) {
+    return std::tie(x.first, x.second->id) < std::tie(y.first, y.second->id);
+  });
+  if (st.json) {
+    auto list = payload::array();
+    for (auto& [owner, dl] : all) {
+      auto j = control::to_json(*dl);
+      j["owner"] = owner;
+      list.push_back(std::move(j));
+    }
+    print_line(dump(list));
+    for (auto& m : more)
+      fmt::print(stderr, "{}\n", m);
+    return report_unanswered(prog, *answers) ? exit_failure : exit_ok;
+  }
+  if (all.empty()) {
+    print_line("no dead letters match");
+    return report_unanswered(prog, *answers) ? exit_failure : exit_ok;
+  }
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back({"OWNER", "ID", "CONSUMER", "TYPE", "KEY", "STREAM:SEQ",
+                  "ATTEMPTS", "REDRIVES", "REASON", "CREATED"});
+  for (auto& [owner, dl] : all)
+    rows.push_back({
+      one_line(owner),
+      std::to_string(dl->id),
+      one_line(dl->consumer),
+      one_line(dl->event_type),
+      one_line(dl->key),
+      fmt::format("{}:{}", one_line(dl->stream), dl->seq),
+      std::to_string(dl->attempts.size()),
+      std::to_string(dl->redrives.size()),
+      shorten(one_line(dl->reason), max_reason_width),
+      one_line(dl->created),
+    });
+  print_table(rows);
+  for (auto& m : more)
+    print_line(m);
+  return report_unanswered(prog, *answers) ? exit_failure : exit_ok;
+}
+
 int run_list(const dlq_state& st) {
+  if (cluster_wide(st))
+    return run_list_cluster(st);
   control::dlq_list_request request;
   request.filter = filter_of(st.filter);
   request.limit = st.limit;
@@ -140,10 +232,39 @@ int run_list(const dlq_state& st) {
   return exit_ok;
 }
 
+// The endpoint of member `owner` in the view of the node `st` names; the
+// node itself when `owner` is empty or its own name.
+caf::expected<endpoint_options> owner_endpoint(const dlq_state& st) {
+  if (st.owner.empty())
+    return st.endpoint;
+  auto view = ask_view(st.endpoint);
+  if (!view)
+    return std::move(view.error());
+  if (view->self == st.owner)
+    return st.endpoint;
+  std::vector<std::string> names;
+  for (auto& e : view->members) {
+    names.push_back(e.member.name);
+    if (e.member.name != st.owner)
+      continue;
+    auto out = st.endpoint;
+    out.config.clear();
+    out.control = e.member.control;
+    return out;
+  }
+  return make_error(errc::not_found,
+                    fmt::format("--owner: no member '{}' in the cluster of "
+                                "'{}'; the members are: {}",
+                                st.owner, view->self, fmt::join(names, ", ")));
+}
+
 int run_show(const dlq_state& st) {
   control::dlq_show_request request;
   request.dead_letter = st.show_id;
-  auto reply = ask_node(st.endpoint, request);
+  auto endpoint = owner_endpoint(st);
+  if (!endpoint)
+    return fail(prog, message_of(endpoint.error()));
+  auto reply = ask_node(*endpoint, request);
   if (!reply)
     return fail(prog, message_of(reply.error()));
   const auto& dl = reply->dead_letter;
@@ -226,11 +347,45 @@ std::string who_asks() {
   return fmt::format("{}@{}", user, host.data());
 }
 
+// Prints, per owner that answered, which dead letters were `done` there;
+// returns the exit code (1 when some owner did not answer).
+template <class Reply, class Ids>
+int report_owners(const dlq_state& st,
+                  const std::vector<member_answer<Reply>>& answers, Ids ids,
+                  std::string_view done) {
+  for (auto& a : answers) {
+    if (!a.reply)
+      continue;
+    auto& list = ids(*a.reply);
+    auto what = a.reply->dry_run.value_or(st.dry_run)
+                  ? fmt::format("would be {} (dry run)", done)
+                  : std::string{done};
+    if (list.empty())
+      print_line(fmt::format("{}: no dead letters match; none {}",
+                             one_line(a.member.name), what));
+    else
+      print_line(fmt::format(
+        "{}: {} dead letter{} {}: {}", one_line(a.member.name), list.size(),
+        list.size() == 1 ? "" : "s", what, fmt::join(list, ", ")));
+  }
+  return report_unanswered(prog, answers) ? exit_failure : exit_ok;
+}
+
 int run_redrive(const dlq_state& st) {
   control::dlq_redrive_request request;
   request.filter = filter_of(st.filter);
   request.dry_run = st.dry_run;
   request.by = st.by.empty() ? who_asks() : st.by;
+  if (cluster_wide(st)) {
+    auto answers = ask_cluster(st, request);
+    if (!answers)
+      return exit_failure;
+    return report_owners(
+      st, *answers, [](const control::dlq_redrive_reply& r) -> const auto& {
+        return r.redriven;
+      },
+      "redriven");
+  }
   auto reply = ask_node(st.endpoint, std::move(request));
   if (!reply)
     return fail(prog, message_of(reply.error()));
@@ -243,6 +398,15 @@ int run_purge(const dlq_state& st) {
   request.dead_letter = st.purge_id.value_or(0);
   request.all = st.purge_all;
   request.dry_run = st.dry_run;
+  if (cluster_wide(st)) {
+    auto answers = ask_cluster(st, request);
+    if (!answers)
+      return exit_failure;
+    return report_owners(
+      st, *answers,
+      [](const control::dlq_purge_reply& r) -> const auto& { return r.purged; },
+      "purged");
+  }
   auto reply = ask_node(st.endpoint, std::move(request));
   if (!reply)
     return fail(prog, message_of(reply.error()));
@@ -250,6 +414,13 @@ int run_purge(const dlq_state& st) {
 }
 
 } // namespace
+
+// Adds --node-only to `cmd`.
+void add_node_only(CLI::App& cmd, dlq_state& st) {
+  cmd.add_flag("--node-only", st.node_only,
+               "with --consumer: ask only the node given, not every member "
+               "of the cluster");
+}
 
 dlq_command add_dlq_commands(CLI::App& app) {
   auto st = std::make_shared<dlq_state>();
@@ -263,13 +434,22 @@ dlq_command add_dlq_commands(CLI::App& app) {
     "list", "List the dead letters that match the filters as a table: id, "
             "consumer, type, key, stream:seq, attempts and redrives (counts "
             "over the letter's whole history), reason, created.");
-  add_endpoint_options(*st->list, st->endpoint);
+  add_endpoint_options(*st->list, st->endpoint, [raw = st.get()] {
+    if (raw->after && raw->filter.consumer && !raw->node_only)
+      throw CLI::ValidationError(
+        "--after pages the dead letters of one node, and --consumer asks "
+        "every member: add --node-only and that member's --control",
+        CLI::ExitCodes::ValidationError);
+  });
   add_filter_options(*st->list, st->filter, "list");
   st->list->add_option("--limit", st->limit, "list at most N dead letters")
     ->capture_default_str()
     ->check(at_least(1));
+  add_node_only(*st->list, *st);
   st->list->add_option("--after", st->after,
-                       "list the dead letters after this id (the next page)");
+                       "list the dead letters after this id (the next page "
+                       "of one node's: with --consumer, needs --node-only)");
+
   st->list->add_flag("--json", st->json,
                      "print the dead letters as one JSON array instead");
 
@@ -280,6 +460,12 @@ dlq_command add_dlq_commands(CLI::App& app) {
             "event it holds.");
   add_endpoint_options(*st->show, st->endpoint);
   st->show->add_option("ID", st->show_id, "the dead letter's id")->required();
+  st->show
+    ->add_option("--owner", st->owner,
+                 "the member that stores the letter (the 'owner' of dlq list "
+                 "--consumer), found in the cluster view of the node given; "
+                 "default: the node given")
+    ->check(not_empty());
   st->show->add_flag("--json", st->json,
                      "print the dead letter as one JSON object instead");
 
@@ -293,6 +479,7 @@ dlq_command add_dlq_commands(CLI::App& app) {
   st->redrive->add_flag(
     "--dry-run", st->dry_run,
     "only print which dead letters would be redriven; change nothing");
+  add_node_only(*st->redrive, *st);
   st->redrive
     ->add_option("--by", st->by,
                  "who redrives, as each dead letter's record keeps it; "
@@ -308,6 +495,7 @@ dlq_command add_dlq_commands(CLI::App& app) {
     "--all", st->purge_all,
     "delete every dead letter of the node (nothing else selects them all)");
   add_filter_options(*st->purge, st->filter, "delete");
+  add_node_only(*st->purge, *st);
   all_opt->excludes(id_opt);
   for (const char* name : {"--consumer", "--type", "--key"})
     all_opt->excludes(st->purge->get_option(name));

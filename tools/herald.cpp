@@ -1,5 +1,5 @@
 /// The `herald` command: publish an event, watch the bus, check a catalog,
-/// manage a node's dead letters, show where a node stands.
+/// manage dead letters, operate consumer groups, show where a node stands.
 ///
 /// ```sh
 /// herald publish --control tcp://127.0.0.1:5701 user.account.created
@@ -12,6 +12,7 @@
 /// herald catalog check config/events.yaml
 /// herald dlq list --control tcp://127.0.0.1:5701
 /// herald status --control tcp://127.0.0.1:5701 --json
+/// herald group describe EmailService --control tcp://127.0.0.1:5701
 /// herald harness run harness/scenarios/consumer-kill.yaml --seed 7
 /// ```
 ///
@@ -32,6 +33,7 @@
 
 #include "cli_common.hpp"
 #include "dlq.hpp"
+#include "group.hpp"
 #include "harness/command.hpp"
 #include "herald/core/errc.hpp"
 #include "herald/core/names.hpp"
@@ -145,9 +147,11 @@ int run_catalog_check(const std::string& file) {
 } // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Publish, watch and check the events of a herald deployment, "
-               "manage its dead letters and show where a node stands.",
-               "herald"};
+  CLI::App app{
+    "Publish, watch and check the events of a herald deployment, "
+    "manage dead letters, operate consumer groups and show where a node "
+    "stands.",
+    "herald"};
   app.set_version_flag("--version", "herald " HERALD_VERSION);
   app.require_subcommand(1);
 
@@ -215,12 +219,15 @@ int main(int argc, char** argv) {
   auto dlq = cli::add_dlq_commands(app);
   auto status = cli::add_status_command(app);
   auto members = cli::add_members_command(app);
+  auto group = cli::add_group_commands(app);
   auto harness = cli::add_harness_command(app, argv[0]);
 
   if (auto rc = cli::parse(app, argc, argv))
     return *rc;
   if (*dlq.app)
     return dlq.run();
+  if (*group.app)
+    return group.run();
   if (*publish.app)
     return publish.run();
   if (*status.app)

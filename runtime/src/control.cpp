@@ -811,14 +811,17 @@ caf::expected<request> decode_request(std::string_view bytes,
     return std::move(*gossip);
   if (auto group = read_group_request(name, *j, v))
     return std::move(*group);
+  if (auto admin = read_group_admin_request(name, *j, v))
+    return std::move(*admin);
   return make_error(
     errc::decode_error,
     fmt::format("unknown operation '{}'; expected {}, {}, {}, {}, {}, {}, {}, "
-                "{}, {}, {}, {}, {}, {} or {}",
+                "{}, {}, {}, {}, {}, {}, {}, {} or {}",
                 name, op::replay, op::dlq_list, op::dlq_show, op::dlq_redrive,
                 op::dlq_purge, op::publish, op::status, op::hello,
                 op::test_hooks, op::gossip_sync, op::gossip_ping,
-                op::gossip_probe, op::members, op::group_lease));
+                op::gossip_probe, op::members, op::group_lease,
+                op::group_describe, op::group_reset));
 }
 
 template caf::expected<answer<replay_reply>>

@@ -194,6 +194,16 @@ control_client::call(control::group_lease_request req) {
   return call_typed(req);
 }
 
+caf::expected<control::group_describe_reply>
+control_client::call(control::group_describe_request req) {
+  return call_typed(req);
+}
+
+caf::expected<control::group_reset_reply>
+control_client::call(control::group_reset_request req) {
+  return call_typed(req);
+}
+
 const std::string& control_client::endpoint() const noexcept {
   return impl_->endpoint;
 }

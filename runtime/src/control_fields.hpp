@@ -136,6 +136,15 @@ inline constexpr const char* letters = "letters";
 inline constexpr const char* letter = "letter";
 inline constexpr const char* redrive = "redrive";
 inline constexpr const char* unparked = "unparked";
+// group.describe's and group.reset's (besides the above, from, head, first,
+// leases, partition, lag, dead_letters, dry_run).
+inline constexpr const char* known = "known";
+inline constexpr const char* expires_in_ms = "expires_in_ms";
+inline constexpr const char* lag_exact = "lag_exact";
+inline constexpr const char* entities = "entities";
+inline constexpr const char* to = "to";
+inline constexpr const char* at = "at";
+inline constexpr const char* offsets = "offsets";
 } // namespace key
 
 namespace op {
@@ -153,6 +162,8 @@ inline constexpr std::string_view gossip_ping = "gossip.ping";
 inline constexpr std::string_view gossip_probe = "gossip.probe";
 inline constexpr std::string_view members = "members";
 inline constexpr std::string_view group_lease = "group.lease";
+inline constexpr std::string_view group_describe = "group.describe";
+inline constexpr std::string_view group_reset = "group.reset";
 } // namespace op
 
 // --- reading fields -------------------------------------------------------
@@ -470,6 +481,12 @@ read_gossip_request(std::string_view name, payload& j, uint32_t v);
 std::optional<caf::expected<request>>
 read_group_request(std::string_view name, payload& j, uint32_t v);
 
+/// Reads a group operation request (`group.describe`, `group.reset`) whose
+/// op is `name`; nothing when `name` is none of these. Defined in
+/// control_group_admin.cpp.
+std::optional<caf::expected<request>>
+read_group_admin_request(std::string_view name, payload& j, uint32_t v);
+
 } // namespace detail
 
 void write(payload& j, const error_reply& m);
@@ -482,6 +499,9 @@ std::string_view name_of(const gossip_probe&);
 std::string_view name_of(const members_request&);
 // The consumer group requests' ops (control_group.cpp).
 std::string_view name_of(const group_lease_request&);
+// The group operations' ops (control_group_admin.cpp).
+std::string_view name_of(const group_describe_request&);
+std::string_view name_of(const group_reset_request&);
 
 template <class Reply>
 caf::expected<answer<Reply>> decode_reply(std::string_view bytes,

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "herald/core/errc.hpp"
 #include "herald/core/partition.hpp"
@@ -318,8 +319,19 @@ group_leases::lease_of(const std::string& name, group& g, uint32_t partition,
     }
     l.offset = *stored;
   }
-  // A member upgraded in place brings its position from before groups.
-  if (*l.offset == 0 && initial > 0) {
+  // A member upgraded in place brings its position from before groups;
+  // a stored 0 set by an operator is a position, not "none".
+  if (*l.offset == 0 && initial > 0 && !g.set_known) {
+    auto set = store_.offsets_set(name);
+    if (!set)
+      return make_error(errc::io_error,
+                        fmt::format("group '{}': cannot read whether its "
+                                    "offsets were set: {}",
+                                    name, message_of(set.error())));
+    g.set = *set;
+    g.set_known = true;
+  }
+  if (*l.offset == 0 && initial > 0 && !g.set) {
     if (auto err = store_.store_offsets(name, {{partition, initial}}))
       return make_error(errc::io_error,
                         fmt::format("group '{}' partition {}: cannot store "
@@ -420,6 +432,100 @@ std::vector<lease_view> group_leases::describe(const std::string& group,
     out.push_back(std::move(v));
   }
   return out;
+}
+
+caf::expected<group_leases::group*>
+group_leases::loaded(const std::string& name) {
+  if (auto it = groups_.find(name); it != groups_.end())
+    return &it->second;
+  auto n = store_.partitions(name);
+  if (!n)
+    return make_error(errc::io_error,
+                      fmt::format("group '{}': cannot read its partition "
+                                  "count: {}",
+                                  name, message_of(n.error())));
+  if (*n == 0)
+    return nullptr;
+  auto& g = groups_[name];
+  g.partitions = *n;
+  return &g;
+}
+
+caf::expected<std::optional<std::vector<lease_view>>>
+group_leases::inspect(const std::string& name, clock::time_point now) {
+  auto g = loaded(name);
+  if (!g)
+    return std::move(g.error());
+  if (*g == nullptr)
+    return std::optional<std::vector<lease_view>>{};
+  for (uint32_t p = 0; p < (*g)->partitions; ++p)
+    if (auto l = lease_of(name, **g, p, 0); !l)
+      return std::move(l.error());
+  std::vector<lease_view> out;
+  for (auto& v : describe(name, now))
+    if (v.partition < (*g)->partitions)
+      out.push_back(std::move(v));
+  return out;
+}
+
+caf::expected<std::optional<std::vector<offset_change>>>
+group_leases::set_offsets(const std::string& name, uint64_t offset,
+                          bool dry_run, clock::time_point now) {
+  auto found = loaded(name);
+  if (!found)
+    return std::move(found.error());
+  if (*found == nullptr)
+    return std::optional<std::vector<offset_change>>{};
+  auto& g = **found;
+  std::vector<std::string> held;
+  for (auto& [p, l] : g.leases)
+    if (!l.holder.empty() && l.expires > now)
+      held.push_back(fmt::format("partition {} by '{}' for another {} ms", p,
+                                 l.holder, ms_until(now, l.expires)));
+  if (!held.empty())
+    return make_error(errc::invalid_argument,
+                      fmt::format("group '{}' holds leases at the owner of "
+                                  "stream '{}': {}; stop its members, wait "
+                                  "until their leases end, and ask again",
+                                  name, stream_, fmt::join(held, ", ")));
+  if (!g.remote_known) {
+    auto remote = store_.remote(name);
+    if (!remote)
+      return make_error(errc::io_error,
+                        fmt::format("group '{}': cannot read whether members "
+                                    "on other nodes held its leases: {}",
+                                    name, message_of(remote.error())));
+    g.remote = *remote;
+    g.remote_known = true;
+  }
+  if (restarted_ && g.remote && now < started_ + ttl_)
+    return make_error(
+      errc::invalid_argument,
+      fmt::format("the owner of stream '{}' restarted and leases of group "
+                  "'{}' it granted before may still run for {} ms; ask again "
+                  "then",
+                  stream_, name, ms_until(now, started_ + ttl_)));
+  std::vector<offset_change> changes;
+  std::vector<std::pair<uint32_t, uint64_t>> offsets;
+  for (uint32_t p = 0; p < g.partitions; ++p) {
+    auto l = lease_of(name, g, p, 0);
+    if (!l)
+      return std::move(l.error());
+    changes.push_back({p, (*l)->offset.value_or(0), offset});
+    offsets.emplace_back(p, offset);
+  }
+  if (dry_run)
+    return changes;
+  if (auto err = store_.set_offsets(name, offsets))
+    return make_error(errc::io_error,
+                      fmt::format("group '{}': cannot store offset {} for its "
+                                  "{} partitions: {}",
+                                  name, offset, g.partitions, message_of(err)));
+  for (uint32_t p = 0; p < g.partitions; ++p)
+    g.leases[p].offset = offset;
+  g.set = true;
+  g.set_known = true;
+  return changes;
 }
 
 std::vector<std::string> group_leases::groups() const {

@@ -27,6 +27,10 @@
 //   (`group_store::remote`) gets no grant for one `ttl` after `started`:
 //   their leases from before may still run. Refused with a reason naming
 //   when grants resume. A group only ever held by `self` is not held back.
+// - `set_offsets` (an operator's reset) sets every partition's offset of
+//   a group, lower or higher, refused while any of its leases is
+//   unexpired (or held back after a restart); it marks the group so that
+//   a member's `initial` never replaces offsets set so, a 0 included.
 // - `partitions`: the first grant of a group fixes it while the group has
 //   unexpired leases; a request with another number is refused (every
 //   entry) naming both numbers. With no unexpired lease a new number is
@@ -77,6 +81,15 @@ struct group_store {
   std::function<caf::expected<uint32_t>(const std::string& group)> partitions;
   std::function<caf::error(const std::string& group, uint32_t partitions)>
     store_partitions;
+  /// Whether an operator set the offsets of `group` (`set_offsets`; kept
+  /// across restarts): a member's `initial` is not taken then.
+  std::function<caf::expected<bool>(const std::string& group)> offsets_set;
+  /// Stores the offsets of `group` as `store_offsets` does and, in the same
+  /// write, notes that an operator set them.
+  std::function<caf::error(
+    const std::string& group,
+    const std::vector<std::pair<uint32_t, uint64_t>>& offsets)>
+    set_offsets;
 };
 
 /// One lease as `describe` shows it.
@@ -88,6 +101,13 @@ struct lease_view {
   /// Milliseconds until it expires; 0 when nobody holds it.
   uint64_t expires_in_ms = 0;
   uint64_t offset = 0;
+};
+
+/// One partition's committed offset before and after `set_offsets`.
+struct offset_change {
+  uint32_t partition = 0;
+  uint64_t from = 0;
+  uint64_t to = 0;
 };
 
 class group_leases {
@@ -120,6 +140,28 @@ public:
   /// The groups with a lease or an offset read this start.
   std::vector<std::string> groups() const;
 
+  /// Every partition of `group` (0 to its partition count - 1, ascending)
+  /// with its lease at `now` and its committed offset, read from the store
+  /// when not read yet this start. Nothing when this owner keeps no state
+  /// of the group (no partition count stored: no member ever held one of
+  /// its leases here). Fails with `errc::io_error` when the store fails.
+  caf::expected<std::optional<std::vector<lease_view>>>
+  inspect(const std::string& group, clock::time_point now);
+
+  /// Sets the committed offset of every partition of `group` to `offset`
+  /// (lower or higher than before), stored in one write that also marks
+  /// the offsets as set (see `group_store::set_offsets`), and returns each
+  /// partition's offset before and after; with `dry_run` only returns
+  /// them. Nothing when this owner keeps no state of the group. Refused
+  /// with `errc::invalid_argument` naming the holders and partitions while
+  /// any lease of the group is unexpired at `now`, or naming when to try
+  /// again while grants are held back after a restart (leases of before
+  /// may still run); with `errc::io_error` when the store fails (nothing
+  /// changed then).
+  caf::expected<std::optional<std::vector<offset_change>>>
+  set_offsets(const std::string& group, uint64_t offset, bool dry_run,
+              clock::time_point now);
+
 private:
   struct lease {
     std::string holder;
@@ -136,6 +178,10 @@ private:
     uint32_t partitions = 0;
     bool remote = false;
     bool remote_known = false;
+    /// Whether an operator set its offsets (`group_store::offsets_set`);
+    /// read once, when a member's `initial` could be taken.
+    bool set = false;
+    bool set_known = false;
     std::map<uint32_t, lease> leases;
   };
 
@@ -148,6 +194,9 @@ private:
   // offset is the lowest of the old ones, stored.
   caf::error repartition(const std::string& name, group& g,
                          uint32_t partitions);
+  // The group `name`, its partition count read from the store when it was
+  // not loaded; nothing when it has none (unknown here).
+  caf::expected<group*> loaded(const std::string& name);
   // Appends the group's partitions nobody has held for at least `ttl_`.
   void orphans(const group& g, clock::time_point now,
                std::vector<uint32_t>& out) const;

@@ -40,6 +40,9 @@ std::string partitions_key(const std::string& group) {
 std::string remote_key(const std::string& group) {
   return group + "/remote";
 }
+std::string set_key(const std::string& group) {
+  return group + "/set";
+}
 
 caf::error log_closed() {
   return make_error(errc::not_running, "the node is stopping: its log is "
@@ -98,6 +101,25 @@ caf::error start_groups(node::impl& p) {
   s.store_partitions = [write](const std::string& g, uint32_t n) {
     return write(partitions_key(g), n);
   };
+  s.offsets_set = [read](const std::string& g) -> caf::expected<bool> {
+    auto v = read(set_key(g));
+    if (!v)
+      return std::move(v.error());
+    return *v != 0;
+  };
+  s.set_offsets =
+    [raw](const std::string& g,
+          const std::vector<std::pair<uint32_t, uint64_t>>& offsets) {
+      std::vector<std::pair<std::string, uint64_t>> keyed;
+      keyed.reserve(offsets.size() + 1);
+      for (auto& [partition, offset] : offsets)
+        keyed.emplace_back(offset_key(g, partition), offset);
+      keyed.emplace_back(set_key(g), 1);
+      std::shared_lock<std::shared_mutex> guard{raw->store_mtx};
+      if (!raw->log_store)
+        return log_closed();
+      return raw->log_store->commit_offsets(keyed, raw->stream);
+    };
   auto ttl = std::chrono::duration_cast<std::chrono::milliseconds>(
     p.cfg.groups.lease_ttl);
   // A data dir that ran before may have granted leases that still run.

@@ -21,6 +21,8 @@
 /// |                         | what is degraded now                          |
 /// | `groups.cpp`            | consumer groups: the leases of this node's    |
 /// |                         | stream, `group.lease`, consumers' requests    |
+/// | `group_admin.cpp`       | operating groups: `group.describe`,           |
+/// |                         | `group.reset`                                 |
 ///
 /// Thread safety. A node is used from the caller's threads (publish,
 /// subscribe, dlq operations), the transport pump thread (events,
@@ -441,6 +443,12 @@ struct node::impl : transport::pump_listener {
   bool on_group_reply(std::string_view body);
   void feed_group_members(std::chrono::steady_clock::time_point now);
   void record_commits(const lease_request& req, const lease_reply& reply);
+
+  // group_admin.cpp: operating consumer groups.
+  std::string serve(const control::group_describe_request& r);
+  std::string serve(const control::group_reset_request& r);
+  caf::error count_lag(control::group_describe_reply& out,
+                       const std::vector<pattern>& patterns);
 
   // alerts.cpp.
   void raise_alert(const raised_alert& a);

@@ -187,8 +187,9 @@ TEST_CASE("dlq list prints a table and sends the filters",
   fake_node node{[](const payload&) {
     return payload{{"dead_letters", letters()}, {"more", false}};
   }};
+  // --node-only: with --consumer the command would ask every member.
   auto r = run(herald_cmd("dlq list --control " + node.endpoint()
-                          + " --consumer EmailService --type "
+                          + " --consumer EmailService --node-only --type "
                             "user.account.created --key u-1 --limit 5"),
                10s);
   REQUIRE(r.exit_code == 0);

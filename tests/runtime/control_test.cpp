@@ -1466,3 +1466,80 @@ TEST_CASE("a malformed group.lease is refused, naming the field",
     CHECK_THAT(reply_error(r), Catch::Contains("field 'entries': 4097"));
   }
 }
+
+TEST_CASE("group.describe and group.reset read back as they were written",
+          "[runtime][control][groups][group_admin]") {
+  control::group_describe_request d;
+  d.id = 3;
+  d.group = "EmailService";
+  d.patterns = {"user.>", "order.created"};
+  check_request_round_trip(d);
+  CHECK(control::op_name(control::request{d}) == "group.describe");
+  control::group_describe_reply dr;
+  dr.id = 3;
+  dr.stream = "s-1";
+  dr.group = "EmailService";
+  dr.known = true;
+  dr.partitions = 2;
+  dr.head = 40;
+  dr.first = 3;
+  dr.leases = {{0, "email-a", (uint64_t{2} << 32) | 5, 2500, 30, 10, true},
+               {1, "", 7, 0, 12, 100000, false}};
+  dr.dead_letters = 4;
+  dr.entities = 2;
+  check_reply_round_trip(dr);
+  // A free partition sends no holder.
+  CHECK_FALSE(frame_of(control::encode(dr))["leases"][1].contains("holder"));
+
+  control::group_reset_request r;
+  r.id = 4;
+  r.group = "EmailService";
+  r.to = control::reset_to::time;
+  r.at = 1714564800000000;
+  r.dry_run = true;
+  check_request_round_trip(r);
+  CHECK(frame_of(control::encode(r))["to"] == "time");
+  r.to = control::reset_to::earliest;
+  r.at = 0;
+  CHECK_FALSE(frame_of(control::encode(r)).contains("at"));
+  check_request_round_trip(r);
+  control::group_reset_reply rr;
+  rr.id = 4;
+  rr.stream = "s-1";
+  rr.group = "EmailService";
+  rr.known = true;
+  rr.offsets = {{0, 30, 0}, {1, 12, 0}};
+  rr.dry_run = true;
+  check_reply_round_trip(rr);
+}
+
+TEST_CASE("a malformed group.reset is refused, naming the field",
+          "[runtime][control][groups][group_admin]") {
+  control::group_reset_request r;
+  r.group = "G";
+  r.to = control::reset_to::seq;
+  r.at = 9;
+  auto j = frame_of(control::encode(r));
+  SECTION("an unknown target") {
+    j["to"] = "latest";
+    auto got = control::decode_request(bytes_of(j));
+    REQUIRE_FALSE(got);
+    CHECK_THAT(message_of(got.error()),
+               Catch::Contains("field 'to': unknown target 'latest'")
+                 && Catch::Contains("earliest, time or seq"));
+  }
+  SECTION("a seq or time without 'at'") {
+    j.erase("at");
+    auto got = control::decode_request(bytes_of(j));
+    REQUIRE_FALSE(got);
+    CHECK_THAT(message_of(got.error()),
+               Catch::Contains("field 'at' is missing"));
+  }
+  SECTION("no group") {
+    j.erase("group");
+    auto got = control::decode_request(bytes_of(j));
+    REQUIRE_FALSE(got);
+    CHECK_THAT(message_of(got.error()),
+               Catch::Contains("field 'group' is missing"));
+  }
+}

@@ -33,6 +33,7 @@ struct memory_store {
   std::map<std::pair<std::string, uint32_t>, uint64_t> offsets;
   std::map<std::string, uint32_t> partitions;
   std::set<std::string> remote;
+  std::set<std::string> set;
   int offset_writes = 0;
   bool fail_writes = false;
   bool fail_reads = false;
@@ -79,6 +80,23 @@ struct memory_store {
       if (fail_writes)
         return make_error(errc::io_error, "disk full");
       partitions[g] = n;
+      return {};
+    };
+    s.offsets_set = [this](const std::string& g) -> caf::expected<bool> {
+      if (fail_reads)
+        return make_error(errc::io_error, "disk gone");
+      return set.count(g) > 0;
+    };
+    s.set_offsets =
+      [this](
+        const std::string& g,
+        const std::vector<std::pair<uint32_t, uint64_t>>& batch) -> caf::error {
+      if (fail_writes)
+        return make_error(errc::io_error, "disk full");
+      ++offset_writes;
+      for (auto& [p, offset] : batch)
+        offsets[{g, p}] = offset;
+      set.insert(g);
       return {};
     };
     return s;
@@ -687,4 +705,103 @@ TEST_CASE("a request's commits are stored in one write, all or none",
   CHECK(o.store.offsets[{"G", 2}] == 20);
   CHECK(o.renew("a", 1, one.epoch).offset == 10);
   CHECK(o.renew("a", 2, two.epoch).offset == 20);
+}
+
+TEST_CASE("set_offsets is refused while a lease of the group runs, naming "
+          "its holder",
+          "[groups][group_admin]") {
+  owner o;
+  auto a = o.acquire("a", 3);
+  REQUIRE(a.result == lease_result::granted);
+  auto refused = o.leases->set_offsets("G", 0, false, o.now);
+  REQUIRE_FALSE(refused);
+  CHECK_THAT(message_of(refused.error()),
+             Catch::Contains("partition 3 by 'a'")
+               && Catch::Contains("stop its members"));
+  // Nothing changed.
+  CHECK(o.store.set.empty());
+  // Once the lease expired the reset goes through.
+  o.now += ttl + 1ms;
+  auto done = o.leases->set_offsets("G", 0, false, o.now);
+  REQUIRE(done);
+  REQUIRE(*done);
+  CHECK((*done)->size() == parts);
+}
+
+TEST_CASE("set_offsets moves every partition, lower or higher, and a dry run "
+          "changes nothing",
+          "[groups][group_admin]") {
+  owner o;
+  for (uint32_t p = 0; p < parts; ++p) {
+    auto a = o.acquire("a", p);
+    REQUIRE(o.release("a", p, a.epoch, 100 + p).offset == 100 + p);
+  }
+  auto dry = o.leases->set_offsets("G", 7, true, o.now);
+  REQUIRE(dry);
+  REQUIRE(*dry);
+  REQUIRE((*dry)->size() == parts);
+  CHECK((**dry)[2].from == 102);
+  CHECK((**dry)[2].to == 7);
+  CHECK(o.store.offsets[{"G", 2}] == 102);
+  CHECK(o.store.set.empty());
+
+  auto done = o.leases->set_offsets("G", 7, false, o.now);
+  REQUIRE(done);
+  REQUIRE(*done);
+  for (uint32_t p = 0; p < parts; ++p)
+    CHECK(o.store.offsets[std::pair<std::string, uint32_t>{"G", p}] == 7);
+  // The lease table's own view follows: a grant hands out the new offset.
+  CHECK(o.acquire("b", 2).offset == 7);
+  auto view = o.leases->inspect("G", o.now);
+  REQUIRE(view);
+  REQUIRE(*view);
+  REQUIRE((*view)->size() == parts);
+  CHECK((**view)[2].holder == "b");
+  CHECK((**view)[5].offset == 7);
+}
+
+TEST_CASE("an unknown group has nothing to inspect or set",
+          "[groups][group_admin]") {
+  owner o;
+  auto view = o.leases->inspect("nobody", o.now);
+  REQUIRE(view);
+  CHECK_FALSE(*view);
+  auto set = o.leases->set_offsets("nobody", 0, false, o.now);
+  REQUIRE(set);
+  CHECK_FALSE(*set);
+}
+
+TEST_CASE("a reset to 0 is not replaced by a member's initial offset, after "
+          "a restart too",
+          "[groups][group_admin]") {
+  owner o;
+  for (uint32_t p = 0; p < parts; ++p) {
+    auto a = o.acquire("a", p);
+    REQUIRE(o.release("a", p, a.epoch, 50).offset == 50);
+  }
+  REQUIRE(o.leases->set_offsets("G", 0, false, o.now));
+  // The member still has its position from before groups: 42.
+  auto r = o.ask("a", {{0, lease_op::acquire, 0, 0}}, parts, 42);
+  REQUIRE(r.entries.size() == 1);
+  CHECK(r.entries[0].offset == 0);
+  o.start(2, false);
+  r = o.ask("a", {{1, lease_op::acquire, 0, 0}}, parts, 42);
+  REQUIRE(r.entries.size() == 1);
+  CHECK(r.entries[0].offset == 0);
+  CHECK(o.store.offsets[{"G", 1}] == 0);
+}
+
+TEST_CASE("set_offsets waits out a restart's hold on a group with remote "
+          "members",
+          "[groups][group_admin]") {
+  owner o;
+  auto a = o.acquire("elsewhere", 0);
+  REQUIRE(a.result == lease_result::granted);
+  o.now += 1ms;
+  o.start(2, true);
+  auto held = o.leases->set_offsets("G", 0, false, o.now);
+  REQUIRE_FALSE(held);
+  CHECK_THAT(message_of(held.error()), Catch::Contains("restarted"));
+  o.now += ttl;
+  CHECK(o.leases->set_offsets("G", 0, false, o.now));
 }

@@ -156,6 +156,40 @@
 ///     missing or wrong-typed field are refused naming the field (e.g.
 ///     `entries[3].op`).
 ///
+///   - `group.describe {group: str, patterns?: [str]}` → `{stream, group:
+///     str, known: bool, partitions, head, first: uint, leases:
+///     [{partition, epoch, expires_in_ms, offset, lag: uint, lag_exact:
+///     bool, holder?: str}], dead_letters, entities: uint}`: group
+///     `group` as the owner of the receiver's stream keeps it (`herald
+///     group describe`). `known` is false when the owner has no state of
+///     the group (it never read this stream); every other field but
+///     `stream`, `group`, `head` and `first` is then empty. Per partition
+///     of the group's `partitions`, ascending: the lease's holder (absent:
+///     nobody), its epoch (the last granted) and milliseconds until it
+///     expires (0 when free), the committed offset and `lag`, the events
+///     of the partition after it of the types some pattern of `patterns`
+///     selects (every type when empty). The owner reads at most
+///     `max_lag_events` (100,000) events for all partitions together;
+///     when it stopped there, `lag_exact` is false and `lag` counts what
+///     it read ("at least"). `dead_letters` and `entities`: the letters of
+///     consumer `group` in the owner's dead-letter store, and how many
+///     entities (keys) they hold.
+///   - `group.reset {group: str, to: str (earliest | time | seq), at?:
+///     uint, dry_run?: bool [false]}` → `{stream, group: str, known: bool,
+///     offsets: [{partition, from, to: uint}], dry_run: bool}`: sets the
+///     committed offset of every partition of `group` on the receiver's
+///     stream so that the group handles again from the oldest retained
+///     event (`earliest`), from the first event at or after `at`
+///     microseconds since the epoch (`time`), or every event with seq >
+///     `at` (`seq`; refused when `at` is past the stream's head). `offsets`
+///     lists each partition's offset before and after (`dry_run`: would
+///     be; nothing changed). `known` false: the owner has no state of the
+///     group, nothing was set. Refused, naming the holders, while any
+///     lease of the group is unexpired, and for one lease ttl after an
+///     owner's restart when members on other nodes held leases before.
+///     A member's `initial` (`group.lease`) is never taken over offsets
+///     set so.
+///
 /// Replies carry no op: the sender knows what it asked. Empty filters, `after`
 /// 0, `dead_letter` 0 and `all` false are not sent.
 ///
@@ -1043,6 +1077,130 @@ struct group_lease_reply {
   bool operator==(const group_lease_reply&) const = default;
 };
 
+/// Most events an owner reads to count the lag of one `group.describe`.
+inline constexpr uint64_t max_lag_events = 100'000;
+
+struct group_describe_reply;
+
+/// `group.describe`: one group as the owner of the receiver's stream keeps
+/// it (`herald group describe`).
+struct group_describe_request {
+  using reply_type = group_describe_reply;
+  uint32_t v = version;
+  uint64_t id = 0;
+  /// The group: the consumer name.
+  std::string group;
+  /// The group's subscription patterns: the lag counts only events of the
+  /// types one selects; empty (not sent) counts every event. Default: none.
+  std::vector<std::string> patterns;
+
+  bool operator==(const group_describe_request&) const = default;
+};
+
+/// One partition of a group at its stream's owner.
+struct group_partition_state {
+  uint32_t partition = 0;
+  /// Who holds its lease; empty for nobody.
+  std::string holder;
+  /// The last epoch granted; 0 when none was this start.
+  uint64_t epoch = 0;
+  /// Milliseconds until the lease expires; 0 when nobody holds it.
+  uint64_t expires_in_ms = 0;
+  /// The committed offset: every event of the partition with seq <= it was
+  /// handled.
+  uint64_t offset = 0;
+  /// Events of the partition after `offset` (of the selected types).
+  uint64_t lag = 0;
+  /// False when the owner stopped counting at `max_lag_events`: `lag` is a
+  /// lower bound then.
+  bool lag_exact = true;
+
+  bool operator==(const group_partition_state&) const = default;
+};
+
+/// The answer to a `group_describe_request`.
+struct group_describe_reply {
+  uint32_t v = version;
+  uint64_t id = 0;
+  /// The owner's stream and the group asked for.
+  std::string stream;
+  std::string group;
+  /// Whether the owner keeps any state of the group.
+  bool known = false;
+  /// The group's partition count at the owner; 0 when not `known`.
+  uint32_t partitions = 0;
+  /// The stream's last durable seq and oldest retained seq.
+  uint64_t head = 0;
+  uint64_t first = 0;
+  /// Every partition, ascending.
+  std::vector<group_partition_state> leases;
+  /// The dead letters of consumer `group` in the owner's store, and the
+  /// entities (keys) they hold.
+  uint64_t dead_letters = 0;
+  uint64_t entities = 0;
+
+  bool operator==(const group_describe_reply&) const = default;
+};
+
+/// Where `group.reset` sets a group's offsets.
+enum class reset_to : uint8_t {
+  /// Before the oldest retained event.
+  earliest,
+  /// Before the first event at or after a time.
+  time,
+  /// At a seq: every later event is handled again.
+  seq,
+};
+
+/// `earliest`, `time` or `seq`.
+std::string_view to_string(reset_to t) noexcept;
+
+struct group_reset_reply;
+
+/// `group.reset`: sets the committed offsets of every partition of a
+/// group on the receiver's stream (`herald group reset-offsets`).
+struct group_reset_request {
+  using reply_type = group_reset_reply;
+  uint32_t v = version;
+  uint64_t id = 0;
+  /// The group: the consumer name.
+  std::string group;
+  reset_to to = reset_to::earliest;
+  /// Microseconds since the epoch (`time`) or a seq (`seq`); unused (not
+  /// sent) for `earliest`. Default: 0.
+  uint64_t at = 0;
+  /// Only say what would be set. Default: false.
+  bool dry_run = false;
+
+  bool operator==(const group_reset_request&) const = default;
+};
+
+/// One partition's offset before and after a reset.
+struct group_offset_change {
+  uint32_t partition = 0;
+  uint64_t from = 0;
+  uint64_t to = 0;
+
+  bool operator==(const group_offset_change&) const = default;
+};
+
+/// The answer to a `group_reset_request`.
+struct group_reset_reply {
+  uint32_t v = version;
+  uint64_t id = 0;
+  std::string stream;
+  std::string group;
+  /// Whether the owner keeps any state of the group; nothing was set when
+  /// not.
+  bool known = false;
+  /// Every partition, ascending.
+  std::vector<group_offset_change> offsets;
+  /// Whether nothing changed.
+  bool dry_run = false;
+
+  bool operator==(const group_reset_reply&) const = default;
+};
+
 // --- errors, heartbeats ----------------------------------------------------
 
 /// The answer to any request the node refused.
@@ -1089,7 +1247,8 @@ using request =
                dlq_redrive_request, dlq_purge_request, publish_request,
                status_request, hello_request, test_hooks_request,
                gossip_sync_request, gossip_ping, gossip_probe, members_request,
-               group_lease_request>;
+               group_lease_request, group_describe_request,
+               group_reset_request>;
 
 /// A reply as read: the one asked for, or the node's refusal.
 template <class Reply> using answer = std::variant<Reply, error_reply>;
@@ -1124,6 +1283,10 @@ std::string encode(const members_request& m);
 std::string encode(const members_reply& m);
 std::string encode(const group_lease_request& m);
 std::string encode(const group_lease_reply& m);
+std::string encode(const group_describe_request& m);
+std::string encode(const group_describe_reply& m);
+std::string encode(const group_reset_request& m);
+std::string encode(const group_reset_reply& m);
 std::string encode(const error_reply& m);
 std::string encode(const heartbeat& m);
 /// Encodes whichever request `m` holds.
@@ -1143,7 +1306,8 @@ caf::expected<request> decode_request(std::string_view bytes,
 /// `replay_reply`, `dlq_list_reply`, `dlq_show_reply`,
 /// `dlq_redrive_reply`, `dlq_purge_reply`, `publish_reply`, `status_reply`,
 /// `hello_reply`, `test_hooks_reply`, `gossip_sync_reply`, `gossip_ack`,
-/// `gossip_probe_reply`, `members_reply`, `group_lease_reply`). Any version is
+/// `gossip_probe_reply`, `members_reply`, `group_lease_reply`,
+/// `group_describe_reply`, `group_reset_reply`). Any version is
 /// read; `id` and an error reply's `stream` may be absent (0, empty). Fails
 /// with `errc::decode_error` naming the field that is missing or wrong-typed.
 /// Never throws.

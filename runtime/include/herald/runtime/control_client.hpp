@@ -100,6 +100,14 @@ public:
   /// (`group.lease`); an owner's refusal of the whole request is an error.
   caf::expected<control::group_lease_reply>
   call(control::group_lease_request req);
+  /// A group as the node's stream's owner keeps it (`herald group
+  /// describe`).
+  caf::expected<control::group_describe_reply>
+  call(control::group_describe_request req);
+  /// Sets a group's offsets on the node's stream (`herald group
+  /// reset-offsets`); refused while the group holds leases there.
+  caf::expected<control::group_reset_reply>
+  call(control::group_reset_request req);
 
   /// The endpoint this client talks to.
   const std::string& endpoint() const noexcept;
