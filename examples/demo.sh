@@ -20,7 +20,8 @@
 # 1. A member dies. Halfway through EmailService's events, one EmailService
 #    node is killed with SIGKILL and not restarted: the other takes its
 #    partitions over once their leases expire (6 s) and goes on from the
-#    group's committed offsets. At the end each group handled every event:
+#    group's committed offsets (`herald group describe` shows it holding
+#    them all). At the end each group handled every event:
 #    the distinct event ids over a service's nodes are exactly those
 #    published. The events the dead node handled after its last commit are
 #    handled again by the other: printed as "handled twice around the kill".
@@ -214,6 +215,7 @@ if [[ -z $endpoint || -z $control ]]; then
   exit 1
 fi
 echo "  UserService publishes on $endpoint, is controlled on $control"
+user_node=$(sed -n 's/^node: //p' "$config_dir/user_service.yaml")
 
 # Each consumer node's config: the shipped one with the node's name (its
 # data directory follows), its catalog found from here, and UserService as
@@ -297,6 +299,20 @@ if ((!failed)); then
     [[ $name == EmailService ]] && line+=" ($fail_email's is a dead letter)"
     echo "$line"
   done
+  # The group as UserService, its stream's owner, keeps it: the members,
+  # and who holds the partitions of UserService's stream now.
+  described=$("$herald" group describe EmailService --control "$control" \
+    --json 2>/dev/null)
+  members=$(sed -n 's/.*"members":\[\([^]]*\)\].*/\1/p' <<<"$described" |
+    sed -E 's/\{"name":"([^"]*)","status":"([^"]*)"\}/\1 (\2)/g; s/,/, /g')
+  at_user=$(sed 's/{"dead_letters"/\n&/g' <<<"$described" |
+    grep "\"owner\":\"$user_node\"")
+  partitions=$(grep -oE '"partitions":[0-9]+' <<<"$at_user" | grep -oE '[0-9]+')
+  held=$(grep -oE '"holder":"[^"]*"' <<<"$at_user" |
+    sed -E 's/.*"([^"]*)"$/\1/' | sort | uniq -c |
+    awk '{printf "%s%s holds %s", (NR > 1 ? ", " : ""), $2, $1}')
+  echo "  herald group describe EmailService: members ${members:-?};" \
+    "of the ${partitions:-?} partitions of UserService's stream, ${held:-?}"
   dups=$(twice EmailService)
   if [[ -n $dups ]]; then
     echo "  EmailService events handled twice around the kill (by):"

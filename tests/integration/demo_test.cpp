@@ -67,6 +67,17 @@ TEST_CASE("the demo: each event handled once per group through a kill, and "
                    "of 300 events: kill -9 email-node-[12] \\(not "
                    "restarted\\)"));
 
+  // Once the group settled, the survivor holds every partition of
+  // UserService's stream, as the stream's owner tells.
+  auto described = line_with(out, "herald group describe EmailService: ");
+  CHECK_THAT(described, Catch::Contains("(up)") && Catch::Contains("(down)"));
+  CHECK_THAT(described,
+             Catch::Matches("  herald group describe EmailService: members "
+                            "email-node-1 \\((up|down)\\), email-node-2 "
+                            "\\((down|up)\\); "
+                            "of the 64 partitions of UserService's stream, "
+                            "email-node-[12] holds 64"));
+
   // Each group handled every event: distinct ids over its nodes, exact;
   // EmailService's duplicates are the ones around the kill.
   CHECK_THAT(out,
