@@ -400,8 +400,11 @@ if ((!failed)); then
 fi
 if ((!failed)); then
   echo "  6. herald dlq redrive --consumer EmailService --control $control"
+  # It asks every member; those that keep no letter of the group say so
+  # (left out here).
   "$herald" dlq redrive --consumer EmailService --control "$control" \
-    --by demo 2>&1 | sed 's/^/     /'
+    --by demo 2>&1 | grep -v ': no dead letters match; none redriven$' |
+    sed 's/^/     /'
   # Bounded wait (30 s): the welcome email goes out, the letter is gone.
   delivered() {
     consumers_alive &&
