@@ -2,8 +2,8 @@
 # The seed's services as seven processes on loopback, two of them consumer
 # groups of two nodes each:
 #
-#   UserService --user.account.created--> EmailService (email-node-1, -2),
-#                                         AnalyticsService (analytics-node-1, -2)
+#   UserService --user.account.created--> EmailService: email-node-1, -2
+#                                     \-> AnalyticsService: analytics-node-1, -2
 #               --user.account.deleted--> DataCleanupService, BillingService
 #
 # UserService starts first and prints the endpoints it publishes and is
@@ -82,7 +82,8 @@ done
 # k % users == i.
 fail_index=${fail_email#user}
 fail_index=${fail_index%@example.com}
-if ! [[ $fail_email == "user${fail_index}@example.com" && $fail_index =~ ^[0-9]+$ ]] ||
+if [[ $fail_email != "user${fail_index}@example.com" ]] ||
+  ! [[ $fail_index =~ ^[0-9]+$ ]] ||
   ((fail_index >= users || fail_index >= created)); then
   echo "demo: DEMO_FAIL_EMAIL '$fail_email' is none of the users who sign" \
     "up: use user<i>@example.com with i below DEMO_USERS ($users) and" \
@@ -285,7 +286,10 @@ settled() {
     [[ $name == EmailService ]] && expect=$((expect - fail_count))
     (($(handled "$name") >= expect)) || return 1
   done
-  (($(cat email-node-*.err | grep -c "stored as a dead letter.* key=$fail_key ") >= fail_count))
+  local stored
+  stored=$(cat email-node-*.err |
+    grep -c "stored as a dead letter.* key=$fail_key ")
+  ((stored >= fail_count))
 }
 if ((!failed)) && ! wait_until 60 settled; then
   echo "demo: the consumers did not settle within 60s" >&2
@@ -408,7 +412,8 @@ if ((!failed)); then
   # Bounded wait (30 s): the welcome email goes out, the letter is gone.
   delivered() {
     consumers_alive &&
-      (($(grep -c "welcome email to $fail_email " "$survivor.log") >= fail_count)) &&
+      (($(grep -c "welcome email to $fail_email " "$survivor.log") >=
+        fail_count)) &&
       ! dlq_list --json 2>/dev/null | grep -q "$fail_key"
   }
   if wait_until 30 delivered; then
