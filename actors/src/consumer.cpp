@@ -1236,6 +1236,9 @@ void on_lease_reply(consumer_actor* self, const lease_reply& r) {
   }
   g.orphans = r.orphans;
   std::sort(g.orphans.begin(), g.orphans.end());
+  st.setup.stats->update_position(r.stream, [&r](auto& pos) {
+    pos.owner_dead_letters = r.dead_letters;
+  });
   show_leases(self, r.stream, g);
   on_group_extras(self, r, ss);
   send_work(self);

@@ -254,6 +254,8 @@ void write(payload& j, const group_lease_reply& m) {
     j[key::redrive] = letters_of(b.redrive);
   if (!b.unparked.empty())
     j[key::unparked] = entities_of(b.unparked);
+  if (b.dead_letters != 0)
+    j[key::dead_letters] = b.dead_letters;
 }
 
 void read(fields& f, group_lease_reply& m) {
@@ -290,6 +292,7 @@ void read(fields& f, group_lease_reply& m) {
   check_letters_size(f, key::letters, b.letters);
   read_letters(f, key::redrive, b.redrive);
   read_entities(f, key::unparked, b.unparked);
+  f.opt(key::dead_letters, b.dead_letters);
   b.id = m.id;
 }
 

@@ -178,6 +178,7 @@ void group_letters::annotate(const lease_request& r, lease_reply& reply,
     it = groups_.find(r.group);
   }
   auto& g = it->second;
+  reply.dead_letters = g.letters.size();
   // The partitions this member holds now, under which epoch.
   std::map<uint32_t, uint64_t> held;
   for (auto& e : reply.entries)

@@ -155,6 +155,7 @@ control::status_reply node::impl::status(bool count_dead_letters) {
       config ? config->stall_after : consumer_config{}.stall_after;
     auto& c = r.consumers.emplace_back();
     c.name = e.name;
+    uint64_t owner_letters = 0;
     c.patterns = pattern_texts(e);
     {
       std::lock_guard<std::mutex> pguard{e.stats->positions_mtx};
@@ -205,10 +206,15 @@ control::status_reply node::impl::status(bool count_dead_letters) {
           unleased_for = now - pos.unleased_since;
         stream_reasons(id, pos, silent_for, stalled_for, unleased_for,
                        c.health);
+        // The group's dead letters of other nodes' streams are kept there
+        // (those of this node's own stream are counted below).
+        if (id != stream)
+          owner_letters += pos.owner_dead_letters;
       }
     }
     if (auto it = dead_letters.find(e.name); it != dead_letters.end())
       c.dead_letters = it->second;
+    c.dead_letters += owner_letters;
     // The service actor died more often than its restarts allow.
     if (e.stats->paused.load())
       c.health.push_back(e.stats->pause_reason());

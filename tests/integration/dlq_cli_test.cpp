@@ -574,6 +574,9 @@ struct real_nodes {
     auto ep = herald::test::wait_for_line(*producer, "publishing on ", 20s);
     REQUIRE(ep);
     endpoint = *ep;
+    auto ctl = herald::test::wait_for_line(*producer, "control on ", 20s);
+    REQUIRE(ctl);
+    owner = *ctl;
   }
 
   // The EmailService consumer's command with `args`; it writes its control
@@ -598,6 +601,9 @@ struct real_nodes {
   const herald::test::temp_dir& dir_;
   std::unique_ptr<herald::test::child> producer;
   std::string endpoint;
+  /// The producer's control endpoint: the stream's owner keeps the
+  /// consumer group's dead letters of its stream.
+  std::string owner;
 };
 
 } // namespace
@@ -618,7 +624,9 @@ TEST_CASE("dlq against a real node: failed events wait parked, and a redrive "
     // the two after it are parked behind it.
     child failing{nodes.consumer_cmd("--fail-all"), dir / "email1.out",
                   dir / "email1.err"};
-    control = nodes.control();
+    (void)nodes.control(); // started
+    // The group's dead letters are kept by the stream's owner.
+    control = nodes.owner;
     payload letters = payload::array();
     (void)herald::test::wait_until(
       [&] {
@@ -661,7 +669,7 @@ TEST_CASE("dlq against a real node: failed events wait parked, and a redrive "
   // still parked (restored from the dead letters) until the redrive.
   std::filesystem::remove(dir / "email.control");
   child fixed{nodes.consumer_cmd(""), dir / "email2.out", dir / "email2.err"};
-  control = nodes.control(); // a new port
+  (void)nodes.control(); // started
   CHECK(list_letters(control).size() == 6);
   auto redrive = run(herald_cmd("dlq redrive --consumer EmailService "
                                 "--control "
@@ -705,7 +713,9 @@ TEST_CASE("a dead letter redriven twice keeps all 9 attempts and both "
   real_nodes nodes{dir, "    retry: {attempts: 3, initial: 10ms}\n", 1, 1};
   herald::test::child failing{nodes.consumer_cmd("--fail-all"),
                               dir / "email.out", dir / "email.err"};
-  auto control = nodes.control();
+  (void)nodes.control(); // started
+  // The group's dead letters are kept by the stream's owner.
+  auto control = nodes.owner;
   INFO("consumer stderr: " << failing.err());
   // Waits until the one letter has `attempts` attempts; returns it.
   auto letter_with = [&](size_t attempts) {

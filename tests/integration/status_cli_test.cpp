@@ -361,7 +361,10 @@ TEST_CASE("herald status counts a consumer's dead letters and reports them "
   CHECK(status["healthy"] == false);
 
   // Purged: nothing is degraded any more, without a restart.
-  auto purge = run(herald_exe + " dlq purge --all --control " + control, 10s);
+  // At the stream's owner, which keeps the group's dead letters.
+  auto purge = run(herald_exe + " dlq purge --all --config "
+                     + shell_quote((dir / "user.yaml").string()),
+                   10s);
   CHECK(purge.exit_code == 0);
   auto cleared = herald::test::wait_until(
     [&] {

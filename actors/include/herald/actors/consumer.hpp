@@ -210,6 +210,8 @@ struct consumer_stats {
     std::string quota_refusal;
     /// A group's dead letters waiting to be stored at the stream's owner.
     uint64_t letters_waiting = 0;
+    /// The group's dead letters the stream's owner keeps, as it last said.
+    uint64_t owner_dead_letters = 0;
   };
   /// Per stream id; updated with each heartbeat, offset commit, pause and
   /// resume, failed or successful offset load, and expired catch-up.

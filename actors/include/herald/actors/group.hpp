@@ -242,6 +242,9 @@ struct lease_reply {
   /// Entities whose dead letters were purged at the owner, of partitions
   /// this member holds: they go on.
   std::vector<parked_entity> unparked;
+  /// How many dead letters of the group the owner keeps (of its stream) as
+  /// of this answer; 0 when none or not read yet this start.
+  uint64_t dead_letters = 0;
 
   bool operator==(const lease_reply&) const = default;
 };

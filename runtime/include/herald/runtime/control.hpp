@@ -712,7 +712,10 @@ struct status_consumer {
   std::vector<std::string> patterns;
   /// The streams it reads, by stream id.
   std::vector<status_stream> streams;
-  /// How many dead letters of it this node stores.
+  /// How many dead letters of it there are: those this node stores (its
+  /// group's of this node's own stream included) and those the owners of
+  /// the other streams it reads keep for its group, as each last said
+  /// (with its last lease answer, every few seconds).
   uint64_t dead_letters = 0;
   /// What is degraded about it now, one sentence each; empty: healthy.
   std::vector<std::string> health;
