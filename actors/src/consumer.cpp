@@ -943,6 +943,9 @@ void on_letter_results(consumer_actor* self, const lease_reply& r,
       break;
     }
     case letter_result::stale:
+      if (req.parks)
+        self->send(req.parks, dead_letter_atom::value, req.letter.key,
+                   uint64_t{0});
       st.setup.log->warn("consumer={} stream={} seq={} partition={}: dead "
                          "letter not stored: {}",
                          st.setup.name, r.stream, req.letter.seq, p,
@@ -1058,6 +1061,11 @@ void on_group_extras(consumer_actor* self, const lease_reply& r,
       ++it;
       continue;
     }
+    // Not to be stored: the shard counts it no more (before the redrive
+    // comes, so that it unparks the entity).
+    if (req.parks)
+      self->send(req.parks, dead_letter_atom::value, req.letter.key,
+                 uint64_t{0});
     auto i = detail::shard_of(ev->key(), st.shards.size());
     st.outgoing[i].push_back({ev->under_lease(p, req.done.epoch),
                               req.done.stream, 0, req.live, p, req.done.epoch,

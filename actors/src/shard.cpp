@@ -66,6 +66,9 @@ struct entity_state {
   /// Parked behind a consumer group's dead letter (kept at the stream's
   /// owner): unparked when its partition leaves this member.
   bool group_parked = false;
+  /// Its letters sent to be stored while parked, not yet confirmed: a
+  /// redrive does not unpark it meanwhile.
+  uint32_t unstored = 0;
   /// Streams paused on this entity's account.
   std::vector<uint32_t> paused;
 
@@ -293,8 +296,10 @@ void finished(shard_actor* self, const work_item& w,
 }
 
 // Sends `w` to the dead-letter actor; it reports the stream position done
-// once the letter is stored.
-void dead_letter(shard_actor* self, const work_item& w,
+// once the letter is stored. Returns whether it was sent (not discarded: its
+// lease ended). A letter of a parked entity is confirmed back to the shard
+// once stored (`dead_letter_atom`).
+bool dead_letter(shard_actor* self, const work_item& w,
                  std::vector<store::dead_letter_attempt> attempts,
                  std::string reason, bool parked, bool parks = false,
                  std::optional<steady_clock::time_point> started = {}) {
@@ -302,7 +307,7 @@ void dead_letter(shard_actor* self, const work_item& w,
   if (!w.may_finish()) {
     // Not stored: the partition's next holder handles it afresh.
     discard(self, w, started, attempts.size());
-    return;
+    return false;
   }
   record(self, w, handling_outcome::dead_lettered, attempts.size(), started);
   dead_letter_request req;
@@ -324,12 +329,13 @@ void dead_letter(shard_actor* self, const work_item& w,
   req.live = w.live;
   req.consumer = st.setup.owner;
   req.stats = st.setup.stats;
-  if (parks)
+  if (parks || parked)
     req.parks = caf::actor_cast<caf::actor>(self);
   if (w.gate != nullptr) // a group's: stored at the stream's owner
     self->send(st.setup.owner, group_letter_atom::value, std::move(req));
   else
     self->send(st.setup.dead_letters, dead_letter_atom::value, std::move(req));
+  return true;
 }
 
 void resume_streams(shard_actor* self, entity_state& e) {
@@ -431,9 +437,11 @@ bool on_failure(shard_actor* self, const std::string& key, entity_state& e,
   log_failure(*st.setup.log, st.setup.consumer, w.ev, n, o,
               "dead letter: " + reason);
   bool grouped = w.gate != nullptr;
-  dead_letter(self, w, std::move(e.attempts), reason, false,
-              st.setup.policy.on_dead_letter == dead_letter_policy::park,
-              e.started);
+  bool parks = st.setup.policy.on_dead_letter == dead_letter_policy::park;
+  if (dead_letter(self, w, std::move(e.attempts), reason, false, parks,
+                  e.started)
+      && parks)
+    ++e.unstored;
   e.attempts.clear();
   e.queue.pop_front();
   --st.held;
@@ -448,8 +456,9 @@ bool on_failure(shard_actor* self, const std::string& key, entity_state& e,
       "later events are dead-lettered until it is redriven",
       st.setup.consumer, key);
     while (!e.queue.empty()) {
-      dead_letter(self, e.queue.front(), {},
-                  "parked behind an earlier dead letter", true);
+      if (dead_letter(self, e.queue.front(), {},
+                      "parked behind an earlier dead letter", true))
+        ++e.unstored;
       e.queue.pop_front();
       --st.held;
     }
@@ -720,20 +729,25 @@ void on_work(shard_actor* self, work_batch& batch) {
     }
     if (entry != nullptr) {
       auto& e = entry->second;
-      if (w.dead_letter != 0 && e.parked() && e.park_batch != st.batch_no) {
+      if (w.dead_letter != 0 && e.parked() && e.park_batch != st.batch_no
+          && e.unstored == 0) {
         // A redrive unparks the entity: its dead letters come first, in
-        // their order, then what arrives after them.
+        // their order, then what arrives after them. Not while letters of
+        // it are still being stored: that redrive cannot hold them, and
+        // its later events would pass them (the letter goes back, and the
+        // next redrive takes them all).
         e.parked_behind = 0;
         e.parking = false;
         e.group_parked = false;
       }
       if (e.parked()) {
-        dead_letter(
-          self, w, {},
-          e.parked_behind != 0
-            ? fmt::format("parked behind dead letter {}", e.parked_behind)
-            : std::string{"parked behind an earlier dead letter"},
-          true);
+        if (dead_letter(
+              self, w, {},
+              e.parked_behind != 0
+                ? fmt::format("parked behind dead letter {}", e.parked_behind)
+                : std::string{"parked behind an earlier dead letter"},
+              true))
+          ++e.unstored;
         continue;
       }
       if (!e.idle()) {
@@ -757,6 +771,7 @@ void on_work(shard_actor* self, work_batch& batch) {
 // Lets a parked entity go on with its next event.
 void unpark(shard_actor* self, entity_entry& entry) {
   auto& e = entry.second;
+  e.unstored = 0;
   e.parked_behind = 0;
   e.parking = false;
   e.group_parked = false;
@@ -791,11 +806,17 @@ caf::behavior shard(shard_actor* self, shard_setup setup) {
       report(self);
     },
     [self](dead_letter_atom, const std::string& key, uint64_t id) {
-      // The dead letter an entity was parked behind is stored: name it.
+      // A letter of a parked entity is stored (`id`), or was not (0: its
+      // lease ended); the one it is parked behind is named.
       auto it = self->state.entities.find(key);
-      if (it != self->state.entities.end() && it->second.parking) {
-        it->second.parking = false;
-        it->second.parked_behind = id;
+      if (it == self->state.entities.end())
+        return;
+      auto& e = it->second;
+      if (e.unstored > 0)
+        --e.unstored;
+      if (id != 0 && e.parking) {
+        e.parking = false;
+        e.parked_behind = id;
       }
     },
     [self](unpark_atom, const std::string& key) {

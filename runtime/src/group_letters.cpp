@@ -72,6 +72,12 @@ std::vector<group_letter_reply> group_letters::take(const lease_request& r,
     return out;
   }
   auto& grp = **g;
+  // The entities being redriven as the request comes (before its handled
+  // letters are removed): a new letter of one goes with its redrive.
+  std::set<std::string> redriven_keys;
+  for (auto& [id, epoch] : grp.redriving)
+    if (auto it = grp.letters.find(id); it != grp.letters.end())
+      redriven_keys.insert(it->second.key);
   // Handled redriven letters go first: they make room.
   std::vector<uint64_t> handled;
   for (auto& d : r.redriven)
@@ -105,7 +111,9 @@ std::vector<group_letter_reply> group_letters::take(const lease_request& r,
       if (auto it = grp.letters.find(gl.letter.id); it != grp.letters.end())
         replaced = it->second.bytes;
     uint64_t grown = std::max<uint64_t>(size, replaced) - replaced;
-    if (quota_ != 0 && bytes + grown > quota_) {
+    // After one is refused, so are the rest: a smaller later letter of the
+    // same entity must not be stored before it.
+    if (quota_ != 0 && (refused || bytes + grown > quota_)) {
       auto why = fmt::format(
         "the dead letters of group '{}' at the owner of stream '{}' hold {} "
         "bytes in {} letters, and this one ({} bytes) would pass the quota of "
@@ -146,10 +154,7 @@ std::vector<group_letter_reply> group_letters::take(const lease_request& r,
       // A new letter of an entity being redriven (parked while its
       // redrive was on its way) goes with that redrive, after it (its seq
       // is higher): else the entity would go on without it.
-      auto& same = grp.by_key[batch[j].key];
-      if (std::any_of(same.begin(), same.end(), [&](uint64_t other) {
-            return other != id && grp.redriving.count(other) > 0;
-          }))
+      if (redriven_keys.count(batch[j].key) > 0)
         grp.redriving.emplace(id, 0);
     }
     out[index[j]] = {letter_result::stored, id, {}};

@@ -12,8 +12,10 @@
 //   Letters are stored before the request's commits, in one write.
 // - Quota: a group's letters at this owner count their encoded bytes; a
 //   letter that would take them past `quota` is refused (`quota`), and the
-//   first refusal after being below calls `on_quota` (an alert). A quota of
-//   0 means none.
+//   first refusal after being below calls `on_quota` (an alert); the
+//   letters after a refused one in the request are refused too (a member
+//   sends its letters in order: a later, smaller one must not pass). A
+//   quota of 0 means none.
 // - Parked entities follow the partition: a grant of p carries the keys of
 //   p's letters (with each key's lowest letter id).
 // - Redrive: `redrive` marks letters; each is handed, in seq order, to the

@@ -353,4 +353,28 @@ TEST_CASE("a new letter of an entity being redriven goes with that redrive",
   // Another entity's new letter is not redriven.
   results = gl.take(request({of(letter("b", 10), 5)}), always);
   CHECK_FALSE(gl.redriving(results[0].id));
+  // Nor is one that comes after the redrive is over; but one that comes
+  // with the request that ends it goes with it.
+  auto ending = request({of(letter("a", 12), 5)});
+  ending.redriven.push_back({p, 5, 1});
+  ending.redriven.push_back({p, 5, next.redrive[0].letter.id});
+  results = gl.take(ending, always);
+  REQUIRE(results[0].result == letter_result::stored);
+  CHECK(gl.redriving(results[0].id));
+}
+
+TEST_CASE("a letter after one refused at the quota is refused too, even one "
+          "that would fit",
+          "[groups][letters][quota]") {
+  memory_letters mem;
+  auto small = letter("a", 4, 0);
+  group_letters gl{
+    stream, store::encode_dead_letter(small).size() + 10, mem.view(), {}};
+  auto results =
+    gl.take(request({of(letter("a", 3, 4000), 1), of(small, 1)}), always);
+  CHECK(results[0].result == letter_result::quota);
+  CHECK(results[1].result == letter_result::quota);
+  // Alone, it fits.
+  results = gl.take(request({of(small, 1)}), always);
+  CHECK(results[0].result == letter_result::stored);
 }

@@ -202,8 +202,10 @@ struct dead_letter_request {
   bool live = false;
   /// Receives `(done_atom, done_batch)` once stored.
   caf::actor consumer;
-  /// The shard whose entity this letter parks: told
-  /// `(dead_letter_atom, key, id)` once stored. Null when it parks none.
+  /// The shard of the parked entity whose letter this is (it parks it, or
+  /// was parked behind an earlier one): told `(dead_letter_atom, key, id)`
+  /// once stored, or with id 0 once it will not be (its lease ended, or it
+  /// is handled again instead). Null for an entity not parked.
   caf::actor parks;
   std::shared_ptr<consumer_stats> stats;
 };
