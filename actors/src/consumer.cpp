@@ -596,6 +596,13 @@ void on_load_offset(consumer_actor* self, const std::string& stream) {
 
 // --- consumer groups --------------------------------------------------------
 
+// The event a dead letter's `envelope` holds, or why it does not decode.
+caf::expected<event> event_of(std::string envelope) {
+  auto owner = std::make_shared<std::string>(std::move(envelope));
+  size_t offset = 0;
+  return decode_next(*owner, offset, owner);
+}
+
 using steady = std::chrono::steady_clock;
 using lease_state = partition_state::lease;
 
@@ -821,9 +828,7 @@ void show_letters(consumer_actor* self, const std::string& stream,
 
 // Puts the group's dead letters and handled redriven letters that are due
 // into `req` (the first of each are then in flight).
-void add_letters(consumer_actor* self, group_state& g, lease_request& req,
-                 steady::time_point now) {
-  (void)self;
+void add_letters(group_state& g, lease_request& req, steady::time_point now) {
   g.redriven_sent = std::min(g.redriven.size(), max_group_letters);
   req.redriven.assign(g.redriven.begin(),
                       g.redriven.begin()
@@ -1018,9 +1023,7 @@ void on_group_extras(consumer_actor* self, const lease_reply& r,
         || (ps.state != lease_state::held
             && ps.state != lease_state::releasing))
       continue; // handed to the partition's next holder
-    auto owner = std::make_shared<std::string>(gl.letter.envelope);
-    size_t offset = 0;
-    auto ev = decode_next(*owner, offset, owner);
+    auto ev = event_of(gl.letter.envelope);
     if (!ev) {
       st.setup.log->error("consumer={}: dead letter {} cannot be redriven: its "
                           "envelope does not decode: {}",
@@ -1054,9 +1057,7 @@ void on_group_extras(consumer_actor* self, const lease_reply& r,
       ++it;
       continue;
     }
-    auto owner = std::make_shared<std::string>(req.letter.envelope);
-    size_t offset = 0;
-    auto ev = decode_next(*owner, offset, owner);
+    auto ev = event_of(req.letter.envelope);
     if (!ev) {
       ++it;
       continue;
@@ -1154,7 +1155,7 @@ void group_sync(consumer_actor* self, const std::string& stream,
     }
   }
   resume_paused(self, stream, ss);
-  add_letters(self, g, req, now);
+  add_letters(g, req, now);
   if (req.entries.empty() && req.letters.empty() && req.redriven.empty())
     return;
   req.stream = stream;
@@ -1657,9 +1658,7 @@ void on_redrive(consumer_actor* self, std::vector<store::dead_letter>& dls) {
     return;
   }
   for (auto& dl : dls) {
-    auto owner = std::make_shared<std::string>(std::move(dl.envelope));
-    size_t offset = 0;
-    auto ev = decode_next(*owner, offset, owner);
+    auto ev = event_of(std::move(dl.envelope));
     if (!ev) {
       st.setup.log->error("consumer={}: dead letter {} cannot be redriven: its "
                           "envelope does not decode: {}",
