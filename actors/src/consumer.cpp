@@ -5,6 +5,7 @@
 #include <exception>
 #include <optional>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include <caf/actor_system.hpp>
@@ -890,7 +891,19 @@ void on_group_letter(consumer_actor* self, dead_letter_request& req) {
     return;
   }
   auto& g = *it->second.group;
-  g.letters.push_back(std::move(req));
+  // Before the entity's letters of later events not yet sent: a letter that
+  // came back from a shard (its entity stayed parked when a redrive came)
+  // must not be stored nor handled after them.
+  auto pos = g.letters.end();
+  for (auto i = g.letters.begin()
+                + static_cast<std::ptrdiff_t>(
+                  std::min(g.letters_sent, g.letters.size()));
+       i != g.letters.end(); ++i)
+    if (i->letter.key == req.letter.key && i->letter.seq > req.letter.seq) {
+      pos = i;
+      break;
+    }
+  g.letters.insert(pos, std::move(req));
   show_letters(self, it->first, g);
   group_sync(self, it->first, it->second, steady::now(), false);
 }
@@ -987,6 +1000,16 @@ void on_letter_results(consumer_actor* self, const lease_reply& r,
                   g.letters.begin() + static_cast<std::ptrdiff_t>(sent));
   for (auto it = kept.rbegin(); it != kept.rend(); ++it)
     g.letters.push_front(std::move(*it));
+  // An entity's letters wait in seq order (one that came while the others
+  // were in flight went after them): the owner must not store a later one
+  // before an earlier one, nor a redrive hand them out of order.
+  if (!kept.empty())
+    std::stable_sort(
+      g.letters.begin(), g.letters.end(),
+      [](const dead_letter_request& a, const dead_letter_request& b) {
+        return std::tie(a.letter.key, a.letter.seq)
+               < std::tie(b.letter.key, b.letter.seq);
+      });
   if (!done.empty())
     on_done(self, done);
   show_letters(self, r.stream, g);
@@ -1014,6 +1037,12 @@ void on_group_extras(consumer_actor* self, const lease_reply& r,
                    pe.dead_letter);
   for (auto& pe : r.unparked)
     self->send(shard_for(pe.key), unpark_atom::value, pe.key);
+  // The redriven letters, and this member's letters of their entities
+  // that wait to be stored (refused at the quota): those are not in the
+  // redrive, and would be passed by the entity's later events once it is
+  // unparked. Both go to the shards together, in seq order, so that the
+  // entity's events are handled in order whichever were stored.
+  std::vector<std::pair<size_t, work_item>> due; // (shard, work)
   std::set<std::string> redriven;
   for (auto& gl : r.redrive) {
     if (gl.partition >= g.parts.size())
@@ -1034,20 +1063,19 @@ void on_group_extras(consumer_actor* self, const lease_reply& r,
                        "letter {} (seq {})",
                        st.setup.name, r.stream, gl.partition, gl.letter.id,
                        gl.letter.seq);
-    auto i = detail::shard_of(ev->key(), st.shards.size());
-    st.outgoing[i].push_back({ev->as_redelivered(), no_stream, gl.letter.id,
-                              false, gl.partition, gl.epoch,
-                              &g.gates[gl.partition]});
+    due.emplace_back(detail::shard_of(ev->key(), st.shards.size()),
+                     work_item{ev->as_redelivered(), no_stream, gl.letter.id,
+                               false, gl.partition, gl.epoch,
+                               &g.gates[gl.partition]});
     redriven.insert(gl.letter.key);
   }
   if (redriven.empty())
     return;
-  // This member's letters of the redriven entities that wait to be stored
-  // (refused at the quota): not in this redrive, they would be passed by
-  // the entity's later events once it is unparked. They are handled again
-  // right after it instead, in order, and finish their events as any.
   bool took = false;
-  for (auto it = g.letters.begin(); it != g.letters.end();) {
+  for (auto it = g.letters.begin()
+                 + static_cast<std::ptrdiff_t>(
+                   std::min(g.letters_sent, g.letters.size()));
+       it != g.letters.end();) {
     auto& req = *it;
     auto p = req.done.partition;
     if (req.redriven_from != 0 || req.done.stream == no_stream
@@ -1067,13 +1095,18 @@ void on_group_extras(consumer_actor* self, const lease_reply& r,
     if (req.parks)
       self->send(req.parks, dead_letter_atom::value, req.letter.key,
                  uint64_t{0});
-    auto i = detail::shard_of(ev->key(), st.shards.size());
-    st.outgoing[i].push_back({ev->under_lease(p, req.done.epoch),
-                              req.done.stream, 0, req.live, p, req.done.epoch,
-                              &g.gates[p]});
+    due.emplace_back(detail::shard_of(ev->key(), st.shards.size()),
+                     work_item{ev->under_lease(p, req.done.epoch),
+                               req.done.stream, 0, req.live, p, req.done.epoch,
+                               &g.gates[p]});
     it = g.letters.erase(it);
     took = true;
   }
+  std::stable_sort(due.begin(), due.end(), [](const auto& a, const auto& b) {
+    return a.second.ev.seq() < b.second.ev.seq();
+  });
+  for (auto& [i, w] : due)
+    st.outgoing[i].push_back(std::move(w));
   if (took)
     show_letters(self, r.stream, g);
 }

@@ -73,7 +73,8 @@ std::vector<group_letter_reply> group_letters::take(const lease_request& r,
   }
   auto& grp = **g;
   // The entities being redriven as the request comes (before its handled
-  // letters are removed): a new letter of one goes with its redrive.
+  // letters are removed): a new letter of one goes with its redrive,
+  // unless a redriven letter of it came back before it.
   std::set<std::string> redriven_keys;
   for (auto& [id, epoch] : grp.redriving)
     if (auto it = grp.letters.find(id); it != grp.letters.end())
@@ -148,8 +149,14 @@ std::vector<group_letter_reply> group_letters::take(const lease_request& r,
     auto id = (*ids)[j];
     keep(grp, id, batch[j], sizes[j]);
     if (r.letters[index[j]].letter.id != 0) {
-      // Stored again after a redrive: a dead letter again, redrivable.
-      grp.redriving.erase(id);
+      // Stored again after a redrive: the entity is parked behind it again,
+      // so its redrive is over. Every letter of it is a dead letter again,
+      // redrivable, not only this one: one left marked would be handed
+      // alone and handled before this one.
+      if (auto k = grp.by_key.find(batch[j].key); k != grp.by_key.end())
+        for (auto other : k->second)
+          grp.redriving.erase(other);
+      redriven_keys.erase(batch[j].key);
     } else {
       // A new letter of an entity being redriven (parked while its
       // redrive was on its way) goes with that redrive, after it (its seq

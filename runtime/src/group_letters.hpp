@@ -21,7 +21,10 @@
 // - Redrive: `redrive` marks letters; each is handed, in seq order, to the
 //   member that holds its partition (in the reply that grants or renews
 //   it) once per lease epoch, until it is handled (`redriven`, removed) or
-//   stored again (it failed again: redrivable again). A member that dies
+//   stored again (it failed again, or its entity stayed parked). A letter
+//   stored again ends its entity's redrive: all the entity's letters are
+//   plain letters again, redrivable in order (none is handed alone). A new
+//   letter of an entity being redriven joins that redrive. A member that dies
 //   with it loses nothing: the next holder gets it. An owner that restarts
 //   forgets the marks: the letters are redrivable again.
 // - Purge: the entities of purged letters left without any are handed to

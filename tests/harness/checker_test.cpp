@@ -809,6 +809,23 @@ TEST_CASE("a redriven dead letter and a discarded result are in no handoff "
     CHECK(g.redriven == 1);
     CHECK(g.duplicates_outside_window == 0);
   }
+  SECTION("a redrive under the holder's lease that goes back to the dead "
+          "letters (its entity still parked)") {
+    auto dead = rec{"email-1", "a", 1, "k1", 3, 1, 100, 110};
+    dead.outcome = "dead_lettered";
+    auto back = rec{"email-1", "a", 1, "k1", 3, 1, 500, 510};
+    back.outcome = "dead_lettered";
+    auto poison = R"({"v":1,"record":"start","node":"email-1",)"
+                  R"("incarnation":1,"stream":"e","fail_keys":["k1"]})"
+                  "\n";
+    auto v = judge_group(
+      {acked("a", 1, "k1")},
+      {{"email-1", poison + dead.line() + back.line()}, {"email-2", ""}});
+    CHECK(v.ok());
+    auto& g = v.groups.front();
+    CHECK(g.redriven == 1);
+    CHECK(g.duplicates_outside_window == 0);
+  }
   SECTION("a discarded result is no earlier handling") {
     auto discarded = rec{"email-1", "a", 1, "k1", 3, 1, 100, 300};
     discarded.outcome = "discarded";

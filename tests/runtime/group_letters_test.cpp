@@ -363,6 +363,47 @@ TEST_CASE("a new letter of an entity being redriven goes with that redrive",
   CHECK(gl.redriving(results[0].id));
 }
 
+TEST_CASE("a redriven letter stored again ends its entity's redrive: no "
+          "letter of it is handed alone",
+          "[groups][letters][redrive]") {
+  memory_letters mem;
+  group_letters gl{stream, 0, mem.view(), {}};
+  gl.take(request({of(letter("a", 3), 1), of(letter("a", 5), 1)}), always);
+  auto p = partition_of("a", parts);
+  REQUIRE(gl.redrive({mem.stored.at(1), mem.stored.at(2)})->size() == 2);
+  auto req = request();
+  auto reply = answered(p, lease_result::renewed, 5);
+  gl.annotate(req, reply);
+  REQUIRE(reply.redrive.size() == 2);
+  // The entity stayed parked: the first redriven letter comes back, and
+  // in the same request the entity's next events, parked behind it (the
+  // second redriven letter has not come back yet).
+  auto back = request({of(mem.stored.at(1), 5), of(letter("a", 9), 5)});
+  back.letters[0].letter.id = 1;
+  auto results = gl.take(back, always);
+  REQUIRE(results[0].result == letter_result::stored);
+  REQUIRE(results[1].result == letter_result::stored);
+  // All its letters are plain dead letters again: handing seq 5 or 9
+  // alone would have them handled before seq 3.
+  CHECK_FALSE(gl.redriving(1));
+  CHECK_FALSE(gl.redriving(2));
+  CHECK_FALSE(gl.redriving(results[1].id));
+  auto next = answered(p, lease_result::granted, 6);
+  gl.annotate(req, next);
+  CHECK(next.redrive.empty());
+  // The next redrive hands them all, in seq order.
+  std::vector<store::dead_letter> all;
+  for (auto& [id, l] : mem.stored)
+    all.push_back(l);
+  REQUIRE(gl.redrive(all)->size() == 3);
+  auto last = answered(p, lease_result::renewed, 6);
+  gl.annotate(req, last);
+  REQUIRE(last.redrive.size() == 3);
+  CHECK(last.redrive[0].letter.seq == 3);
+  CHECK(last.redrive[1].letter.seq == 5);
+  CHECK(last.redrive[2].letter.seq == 9);
+}
+
 TEST_CASE("a letter after one refused at the quota is refused too, even one "
           "that would fit",
           "[groups][letters][quota]") {

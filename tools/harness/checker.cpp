@@ -607,17 +607,13 @@ void check_windows(const std::vector<const history_record*>& records,
       continue;
     }
     // A redrive hands a dead letter to the partition's holder: handled
-    // under its lease, or under none.
-    if (last->result == history_record::ending::dead_lettered
-        && r->result == history_record::ending::handled) {
+    // there, or back to the dead letters (it failed again, or its entity
+    // is still parked): a dead letter again is not a second handling.
+    if (last->result == history_record::ending::dead_lettered) {
       ++g.redriven;
       continue;
     }
     if (!r->lease_epoch) {
-      if (last->result == history_record::ending::dead_lettered) {
-        ++g.redriven;
-        continue;
-      }
       ++g.duplicates_outside_window;
       example(fmt::format("event {} (key {}, seq {}) handled again by {} "
                           "under no lease, after {} had {} it: a duplicate "

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -621,15 +622,16 @@ struct command_result {
 };
 
 // Runs `argv` once with its output to `out` and `err` (replaced), killed
-// after `limit`.
+// after `limit`, with `env` added to the harness' environment.
 caf::expected<command_result> run_once(const std::vector<std::string>& argv,
                                        const std::string& out,
                                        const std::string& err,
+                                       const std::vector<std::string>& env,
                                        std::chrono::milliseconds limit) {
   std::error_code ec;
   fs::remove(out, ec);
   fs::remove(err, ec);
-  auto c = child::start(argv, out, err);
+  auto c = child::start(argv, out, err, env);
   if (!c)
     return std::move(c.error());
   command_result r;
@@ -702,11 +704,19 @@ bool run_command(run_state& rs, const step& s) {
   auto started_us = wall_us();
   bool met = false;
   auto deadline = steady::now() + f.within;
+  // A command that runs others (`sh -c "herald ...; herald ..."`) finds
+  // them where the harness found the nodes' programs.
+  std::string path = "PATH=";
+  for (auto& dir : rs.search)
+    path += dir + ":";
+  if (auto* inherited = std::getenv("PATH"))
+    path += inherited;
+  std::vector<std::string> env{path};
   while (problem.empty() && !interrupted) {
     ++runs;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
       deadline - steady::now());
-    auto r = run_once(argv, out, err, std::max(left, 100ms));
+    auto r = run_once(argv, out, err, env, std::max(left, 100ms));
     if (!r) {
       problem = message_of(r.error());
       break;
