@@ -314,16 +314,42 @@ void node::impl::wire(const control::cluster_member& m) {
 // A heartbeat read on the connection to a member: it must name the
 // member's stream, and replays go to the control endpoint membership
 // gives, never to one a heartbeat names. Returns whether to take it.
+// A static peer (config `peers`): its connection carries the stream its
+// heartbeats name (or, before the first, its first event's), unless that
+// is a member's stream or another static peer's: the first to claim a
+// stream keeps it. REQUIRES: peers_mtx held.
+bool node::impl::claim_static(std::string_view from, std::string_view stream) {
+  for (auto& [pub, m] : member_pubs)
+    if (m.stream == stream)
+      return false;
+  for (auto& [pub, s] : static_streams)
+    if (pub != from && s == stream)
+      return false;
+  if (auto s = static_streams.find(from); s != static_streams.end())
+    s->second = stream;
+  else
+    static_streams.emplace(std::string{from}, std::string{stream});
+  return true;
+}
+
 bool node::impl::from_member(control::heartbeat& hb, std::string_view from) {
-  std::lock_guard<std::mutex> guard{peers_mtx};
-  auto it = member_pubs.find(from);
-  if (it == member_pubs.end())
-    return true; // a static peer (config `peers`)
-  if (it->second.stream == hb.stream) {
-    hb.control = it->second.control;
-    return true;
+  std::string owner;
+  {
+    std::lock_guard<std::mutex> guard{peers_mtx};
+    auto it = member_pubs.find(from);
+    if (it != member_pubs.end() && it->second.stream == hb.stream) {
+      hb.control = it->second.control;
+      return true;
+    }
+    if (it == member_pubs.end()) {
+      if (claim_static(from, hb.stream))
+        return true;
+    } else {
+      owner = it->second.stream;
+    }
   }
   control_errors.fetch_add(1, std::memory_order_relaxed);
+  refuse_foreign(from, hb.stream, owner, "heartbeat");
   return false;
 }
 

@@ -14,7 +14,8 @@
 
 namespace herald {
 
-void node::impl::on_events(event_batch& batch, std::string_view /*from*/) {
+void node::impl::on_events(event_batch& batch, std::string_view from) {
+  drop_foreign(batch, from);
   if (refused_streams.load(std::memory_order_relaxed) > 0)
     drop_refused(batch);
   if (auto& drop = cfg.test_hooks.drop_live_seqs; !drop.empty())

@@ -217,6 +217,9 @@ struct node::impl : transport::pump_listener {
   std::atomic<uint64_t> limit_mismatches{0};
   /// Peer streams refused for their limit (the fast path of `on_events`).
   std::atomic<size_t> refused_streams{0};
+  /// Events and heartbeats refused because the connection they came on is
+  /// not their stream's owner's.
+  std::atomic<uint64_t> foreign_refused{0};
   /// Connections peers made to this node that ended.
   std::atomic<uint64_t> inbound_disconnects{0};
   /// Events published, per catalog event (index as in `cat.events()`).
@@ -268,6 +271,12 @@ struct node::impl : transport::pump_listener {
   /// the member announced, and its control endpoint is the member's.
   std::unordered_map<std::string, member_endpoint, string_hash, std::equal_to<>>
     member_pubs;
+  /// Static peers' connections (config `peers`), by PUB endpoint: the
+  /// stream their last heartbeat named, the only one taken from there.
+  std::unordered_map<std::string, std::string, string_hash, std::equal_to<>>
+    static_streams;
+  /// (connection, stream) pairs refused as foreign, logged once each.
+  std::set<std::pair<std::string, std::string>> foreign_logged;
 
   // --- Guarded by groups_mtx (before store_mtx) ------------------------------
   // The leases and committed offsets of consumer groups on this node's own
@@ -397,6 +406,10 @@ struct node::impl : transport::pump_listener {
   std::string serve(const control::test_hooks_request& r);
   bool on_hello_reply(std::string_view body);
   void drop_refused(event_batch& batch);
+  void drop_foreign(event_batch& batch, std::string_view from);
+  bool claim_static(std::string_view from, std::string_view stream);
+  void refuse_foreign(std::string_view from, std::string_view stream,
+                      std::string_view carried, std::string_view what);
   void check_peers();
   std::vector<std::string> peer_problems();
   void on_disconnect(const transport::peer_event& e) override;

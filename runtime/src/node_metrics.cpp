@@ -233,6 +233,10 @@ std::string node::impl::render_metrics() {
             {}, pump->stats().io_errors.load());
   write_peer_metrics(w);
   write_cluster_metrics(w);
+  w.counter("herald_foreign_refused_total",
+            "Events and heartbeats refused because they came on the "
+            "connection of a peer that does not own their stream.",
+            {}, foreign_refused.load());
   w.counter("herald_control_errors_total",
             "Control requests, replies and heartbeats refused as "
             "malformed or unknown.",

@@ -173,6 +173,62 @@ void node::impl::drop_refused(event_batch& batch) {
   });
 }
 
+// Keeps of `batch`, events that came on the connection to `from`, those of
+// the stream that connection carries: a member's own (membership says
+// which), or the stream a static peer claimed first (`claim_static`). A
+// peer cannot inject another stream's events.
+void node::impl::drop_foreign(event_batch& batch, std::string_view from) {
+  if (batch.empty())
+    return;
+  std::string carried;
+  {
+    std::lock_guard<std::mutex> guard{peers_mtx};
+    if (auto m = member_pubs.find(from); m != member_pubs.end())
+      carried = m->second.stream;
+    else if (auto s = static_streams.find(from); s != static_streams.end())
+      carried = s->second;
+    else if (claim_static(from, batch.front().stream()))
+      carried = batch.front().stream();
+  }
+  std::string foreign;
+  auto before = batch.size();
+  std::erase_if(batch, [&](const event& ev) {
+    if (ev.stream() == carried)
+      return false;
+    if (foreign.empty())
+      foreign = ev.stream();
+    return true;
+  });
+  if (auto n = before - batch.size(); n > 0) {
+    foreign_refused.fetch_add(n - 1, std::memory_order_relaxed);
+    refuse_foreign(from, foreign, carried, fmt::format("{} event(s)", n));
+  }
+}
+
+// Counts one event or heartbeat of `stream` refused from the connection to
+// `from`, which carries `carried` (empty: none known yet); logs each
+// (connection, stream) once.
+void node::impl::refuse_foreign(std::string_view from, std::string_view stream,
+                                std::string_view carried,
+                                std::string_view what) {
+  foreign_refused.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> guard{peers_mtx};
+    if (foreign_logged.size() >= 1024
+        || !foreign_logged.emplace(std::string{from}, std::string{stream})
+              .second)
+      return;
+  }
+  log->warn("refused {} of stream {} from the connection to {}: {}; a peer "
+            "sends only its own stream's events and heartbeats (further ones "
+            "from there are counted in herald_foreign_refused_total, not "
+            "logged)",
+            what, stream, from,
+            carried.empty()
+              ? std::string{"another peer owns that stream"}
+              : fmt::format("that connection carries stream {}", carried));
+}
+
 // Logs peers whose heartbeats stopped, once each until they resume.
 // Called with every heartbeat this node makes.
 void node::impl::check_peers() {

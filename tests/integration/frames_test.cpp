@@ -17,6 +17,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -29,6 +30,7 @@
 #include <zmq.hpp>
 
 #include "deadline.hpp"
+#include "herald/core/codec.hpp"
 #include "process.hpp"
 
 using namespace herald::test;
@@ -356,4 +358,102 @@ TEST_CASE("a static peer whose heartbeats stop shows in /healthz, and it "
   proxy.drop(false);
   CHECK(health_is(200));
   CHECK(logged("heartbeats resumed"));
+}
+
+TEST_CASE("events of a stream a peer does not own are not taken from its "
+          "connection",
+          "[integration][frames][peers]") {
+  // (a) of the hostile-peer tries: a peer sends valid envelopes of the real
+  // producer's stream, with the next seqs. They must be neither handled
+  // nor dead-lettered; the real events are handled once each.
+  temp_dir dir;
+  auto consumer_http = free_port();
+  auto pcfg = write_config(dir, "user-node", "UserService", free_port());
+  auto ccfg = write_config(dir, "email-node", "EmailService", consumer_http);
+  child producer{producer_cmd(pcfg, "--created 10 --deleted 0 --users 10 "
+                                    "--rate 0 --wait-subscribers 1 "
+                                    "--wait-timeout 30 --linger-ms 120000"),
+                 dir / "user.out", dir / "user.err"};
+  auto endpoint = endpoint_of(producer);
+  // Its stream id, from its log: `started: service=UserService stream=ID `.
+  std::string stream;
+  REQUIRE(wait_until(
+    [&] {
+      auto err = producer.err();
+      auto at = err.find("started: service=UserService stream=");
+      if (at == std::string::npos)
+        return false;
+      at = err.find("stream=", at) + 7;
+      stream = err.substr(at, err.find(' ', at) - at);
+      return true;
+    },
+    10s, 20ms));
+  // The hostile peer: an XPUB (it sees the consumer subscribe).
+  zmq::context_t ctx{1};
+  zmq::socket_t hostile{ctx, zmq::socket_type::xpub};
+  hostile.set(zmq::sockopt::linger, 0);
+  hostile.bind("tcp://127.0.0.1:*");
+  auto hostile_ep = hostile.get(zmq::sockopt::last_endpoint);
+  auto record = (dir / "handled.txt").string();
+  child consumer{consumer_cmd(ccfg, endpoint,
+                              "--peer " + hostile_ep + " --record "
+                                + shell_quote(record) + " --timeout 60"),
+                 dir / "email.out", dir / "email.err"};
+  INFO("producer stderr: " << producer.err());
+  INFO("consumer stderr: " << consumer.err());
+  // The consumer subscribed at the hostile peer.
+  REQUIRE(wait_until(
+    [&] {
+      zmq::message_t sub;
+      hostile.set(zmq::sockopt::rcvtimeo, 100);
+      return hostile.recv(sub, zmq::recv_flags::none).has_value()
+             && sub.size() > 1 && sub.data<char>()[0] == 1;
+    },
+    20s, 10ms));
+  // The real events are handled.
+  auto lines = [&] {
+    auto text = read_text(record);
+    return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
+  };
+  REQUIRE(wait_until(
+    [&] {
+      return lines() >= 10;
+    },
+    30s, 20ms));
+  // Forged: seqs 11 and 12 of the producer's stream, from the hostile peer.
+  for (uint64_t seq = 11; seq <= 12; ++seq) {
+    auto id = "01890000-0000-7000-8000-0000000000" + std::to_string(seq);
+    auto key = "00000000-0000-4000-8000-0000000000" + std::to_string(seq);
+    herald::envelope_header hdr;
+    hdr.event_type = "user.account.created";
+    hdr.timestamp_us = 1'700'000'000'000'000;
+    hdr.id = id;
+    hdr.source = "UserService";
+    hdr.key = key;
+    hdr.stream = stream;
+    hdr.seq = seq;
+    hdr.type_seq = seq;
+    std::string envelope;
+    herald::encode(hdr,
+                   herald::payload{{"user_id", key},
+                                   {"email", "forged@example.com"},
+                                   {"registration_source", "web"}},
+                   envelope);
+    hostile.send(zmq::buffer(std::string_view{"user.account.created"}),
+                 zmq::send_flags::sndmore);
+    hostile.send(zmq::buffer(envelope), zmq::send_flags::none);
+  }
+  // Counted as refused, and none handled.
+  CHECK(wait_until(
+    [&] {
+      auto metrics = http_get(consumer_http, "/metrics").second;
+      return sample(metrics, "herald_foreign_refused_total") >= 2;
+    },
+    10s, 50ms));
+  std::this_thread::sleep_for(500ms);
+  CHECK(lines() == 10);
+  CHECK(read_text(record).find("forged") == std::string::npos);
+  CHECK(consumer.err().find(" event(s) of stream " + stream)
+        != std::string::npos);
+  CHECK(consumer.err().find("dead letter") == std::string::npos);
 }
