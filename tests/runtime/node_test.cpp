@@ -22,6 +22,7 @@
 #include <zmq.hpp>
 
 #include "deadline.hpp"
+#include "fake_endpoint.hpp"
 #include "herald/core/codec.hpp"
 #include "herald/core/errc.hpp"
 #include "herald/core/partition.hpp"
@@ -669,4 +670,54 @@ TEST_CASE("a live event of one type dropped before one of another type is "
       return saw(3) && saw(5);
     },
     15s));
+}
+
+TEST_CASE("a static peer's heartbeat naming another peer's stream is refused: "
+          "replays keep going to the stream's owner",
+          "[runtime][node][peers]") {
+  // (c) of the hostile-peer tries: a peer claims the producer's stream with
+  // a huge head and its own control endpoint. The consumer must not send
+  // replay requests there, and must go on with the real stream.
+  auto a = start(make_config("a", "UserService"));
+  herald::test::fake_endpoint trap{[](std::string_view) {
+    return std::vector<std::string>{};
+  }};
+  zmq::context_t ctx{1};
+  zmq::socket_t hostile{ctx, zmq::socket_type::xpub};
+  hostile.set(zmq::sockopt::linger, 0);
+  hostile.bind("tcp://127.0.0.1:*");
+  auto cfg_b = make_config("b", "EmailService");
+  cfg_b.peers.push_back(a->endpoint());
+  cfg_b.peers.push_back(hostile.get(zmq::sockopt::last_endpoint));
+  auto b = start(cfg_b);
+  collector got;
+  REQUIRE_FALSE(
+    b->bus().subscribe("user.account.created", [&](const event& ev) {
+      got.add(ev);
+    }));
+  REQUIRE(a->wait_for_subscribers(1, 10s));
+  for (int i = 1; i <= 5; ++i)
+    REQUIRE(a->bus().publish("user.account.created", created(i)));
+  REQUIRE(got.wait_for(5, 10s));
+  control::heartbeat forged;
+  forged.stream = a->stream();
+  forged.head = uint64_t{1} << 40;
+  forged.types["user.account.created"] = uint64_t{1} << 40;
+  forged.control = trap.endpoint();
+  auto body = control::encode(forged);
+  auto errors_before = b->control_errors();
+  for (int i = 0; i < 20; ++i) {
+    hostile.send(zmq::buffer(std::string_view{"_hb"}),
+                 zmq::send_flags::sndmore);
+    hostile.send(zmq::buffer(body), zmq::send_flags::none);
+    std::this_thread::sleep_for(20ms);
+  }
+  // The real stream goes on, and nothing asked the hostile peer.
+  for (int i = 6; i <= 10; ++i)
+    REQUIRE(a->bus().publish("user.account.created", created(i)));
+  CHECK(got.wait_for(10, 10s));
+  check_complete_in_entity_order(got, 1, 10);
+  std::this_thread::sleep_for(300ms);
+  CHECK(trap.requests().empty());
+  CHECK(b->control_errors() > errors_before);
 }
