@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <deque>
 #include <exception>
+#include <iterator>
+#include <map>
 #include <optional>
 #include <set>
 #include <tuple>
@@ -121,6 +123,11 @@ struct group_state {
   /// `redriven_sent` are in the request in flight.
   std::vector<group_letter_done> redriven;
   size_t redriven_sent = 0;
+  /// Redriven letters of entities whose redrive goes on in a later reply
+  /// (`lease_reply::redrive_more`), by key, in the order handed: they go
+  /// to the handlers with the entity's last part. Dropped when their lease
+  /// ends (the owner hands them to the partition's next holder).
+  std::map<std::string, std::vector<group_letter>> held_redrive;
   /// The owner's last quota refusal.
   std::string quota_refusal;
   /// What `show_waiting` last put in the stats.
@@ -1042,16 +1049,57 @@ void on_group_extras(consumer_actor* self, const lease_reply& r,
   // redrive, and would be passed by the entity's later events once it is
   // unparked. Both go to the shards together, in seq order, so that the
   // entity's events are handled in order whichever were stored.
+  //
+  // An entity whose redrive goes on in a later reply waits whole: the
+  // shard unparks it at its first redriven letter, so a part handed alone
+  // would let its later events pass the next part.
+  auto current = [&](const group_letter& gl) {
+    if (gl.partition >= g.parts.size())
+      return false;
+    auto& ps = g.parts[gl.partition];
+    return ps.epoch == gl.epoch
+           && (ps.state == lease_state::held
+               || ps.state == lease_state::releasing);
+  };
+  auto renewed = [&](uint32_t p, uint64_t epoch) {
+    return std::any_of(r.entries.begin(), r.entries.end(),
+                       [&](const lease_entry_reply& e) {
+                         return e.partition == p && e.epoch == epoch
+                                && (e.result == lease_result::granted
+                                    || e.result == lease_result::renewed);
+                       });
+  };
+  std::set<std::string> more(r.redrive_more.begin(), r.redrive_more.end());
+  std::vector<group_letter> handed;
+  for (auto it = g.held_redrive.begin(); it != g.held_redrive.end();) {
+    auto& [key, list] = *it;
+    // Of a lease that ended: the owner hands them to the next holder.
+    list.erase(std::remove_if(list.begin(), list.end(),
+                              [&](const group_letter& gl) {
+                                return !current(gl);
+                              }),
+               list.end());
+    if (!list.empty() && more.count(key) > 0)
+      ++it;
+    else if (!list.empty()
+             && !renewed(list.front().partition, list.front().epoch))
+      ++it; // this reply says nothing of the partition
+    else {
+      std::move(list.begin(), list.end(), std::back_inserter(handed));
+      it = g.held_redrive.erase(it);
+    }
+  }
+  for (auto& gl : r.redrive) {
+    if (!current(gl))
+      continue; // handed to the partition's next holder
+    if (more.count(gl.letter.key) > 0)
+      g.held_redrive[gl.letter.key].push_back(gl);
+    else
+      handed.push_back(gl);
+  }
   std::vector<std::pair<size_t, work_item>> due; // (shard, work)
   std::set<std::string> redriven;
-  for (auto& gl : r.redrive) {
-    if (gl.partition >= g.parts.size())
-      continue;
-    auto& ps = g.parts[gl.partition];
-    if (ps.epoch != gl.epoch
-        || (ps.state != lease_state::held
-            && ps.state != lease_state::releasing))
-      continue; // handed to the partition's next holder
+  for (auto& gl : handed) {
     auto ev = event_of(gl.letter.envelope);
     if (!ev) {
       st.setup.log->error("consumer={}: dead letter {} cannot be redriven: its "

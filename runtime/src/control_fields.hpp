@@ -136,6 +136,7 @@ inline constexpr const char* letters = "letters";
 inline constexpr const char* letter = "letter";
 inline constexpr const char* redrive = "redrive";
 inline constexpr const char* unparked = "unparked";
+inline constexpr const char* redrive_more = "redrive_more";
 // group.describe's and group.reset's (besides the above, from, head, first,
 // leases, partition, lag, dead_letters, dry_run).
 inline constexpr const char* known = "known";
@@ -270,13 +271,26 @@ public:
 
   // Reads the array `name` of strings or unsigned integers.
   template <class T> void req_list(const char* name, std::vector<T>& out) {
-    req_each(
-      name, out, [this](payload& element, const std::string& path, T& one) {
+    list(name, out, true);
+  }
+
+  // Reads the array `name` as `req_list` does, when present; `out` keeps
+  // its value otherwise.
+  template <class T> void opt_list(const char* name, std::vector<T>& out) {
+    list(name, out, false);
+  }
+
+  template <class T>
+  void list(const char* name, std::vector<T>& out, bool required) {
+    each(
+      name, out,
+      [this](payload& element, const std::string& path, T& one) {
         if (auto* expected = read(element, one))
           return problem(fmt::format("field '{}': expected {}, got {}", path,
                                      expected, element.type_name()));
         return caf::error{};
-      });
+      },
+      required);
   }
 
   // Reads the array `name`, each element with `read_one(element, path,

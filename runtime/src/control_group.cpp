@@ -252,6 +252,8 @@ void write(payload& j, const group_lease_reply& m) {
   }
   if (!b.redrive.empty())
     j[key::redrive] = letters_of(b.redrive);
+  if (!b.redrive_more.empty())
+    j[key::redrive_more] = b.redrive_more;
   if (!b.unparked.empty())
     j[key::unparked] = entities_of(b.unparked);
   if (b.dead_letters != 0)
@@ -291,6 +293,8 @@ void read(fields& f, group_lease_reply& m) {
              });
   check_letters_size(f, key::letters, b.letters);
   read_letters(f, key::redrive, b.redrive);
+  f.opt_list(key::redrive_more, b.redrive_more);
+  check_letters_size(f, key::redrive_more, b.redrive_more);
   read_entities(f, key::unparked, b.unparked);
   f.opt(key::dead_letters, b.dead_letters);
   b.id = m.id;

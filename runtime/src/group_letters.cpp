@@ -4,6 +4,7 @@
 #include "group_letters.hpp"
 
 #include <algorithm>
+#include <tuple>
 #include <utility>
 
 #include <fmt/format.h>
@@ -227,29 +228,69 @@ void group_letters::annotate(const lease_request& r, lease_reply& reply,
       ++k;
     }
   }
-  // Redriven letters not yet handed under the current lease, in seq order.
-  std::vector<std::pair<uint64_t, uint64_t>> due; // (seq, id)
+  // Redriven letters not yet handed under the current lease, entity by
+  // entity, each entity's in seq order. An entity some of whose letters
+  // were handed under this lease already (its redrive was cut by the
+  // budget) comes first, then the others by their first seq. An entity cut
+  // again, and one handed before and not reached, is named in
+  // `redrive_more`: its member holds its letters until the last part.
+  struct due_entity {
+    bool handed = false; // a letter of it was handed under this lease
+    std::vector<std::pair<uint64_t, uint64_t>> letters; // (seq, id)
+  };
+  std::map<std::string, due_entity> entities;
   for (auto& [id, epoch] : g.redriving) {
     auto info = g.letters.find(id);
     if (info == g.letters.end())
       continue;
     auto h = held.find(part(info->second.key));
-    if (h != held.end() && h->second != epoch)
-      due.emplace_back(info->second.seq, id);
+    if (h == held.end())
+      continue;
+    auto& d = entities[info->second.key];
+    if (h->second == epoch)
+      d.handed = true;
+    else
+      d.letters.emplace_back(info->second.seq, id);
   }
-  std::sort(due.begin(), due.end());
+  std::vector<std::tuple<bool, uint64_t, const std::string*>> order;
+  for (auto& [key, d] : entities) {
+    if (d.letters.empty())
+      continue;
+    std::sort(d.letters.begin(), d.letters.end());
+    order.emplace_back(!d.handed, d.letters.front().first, &key);
+  }
+  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
+    return std::tie(std::get<0>(a), std::get<1>(a), *std::get<2>(a))
+           < std::tie(std::get<0>(b), std::get<1>(b), *std::get<2>(b));
+  });
   size_t used = 0;
-  for (auto& [seq, id] : due) {
-    if (reply.redrive.size() >= max_group_letters
-        || (used >= budget && !reply.redrive.empty()))
-      break;
-    auto l = store_.find(id);
-    if (!l || !*l)
-      continue; // asked again with the next reply
-    auto p = part((*l)->key);
-    used += (*l)->envelope.size();
-    g.redriving[id] = held[p];
-    reply.redrive.push_back({p, held[p], std::move(**l)});
+  bool full = false;
+  for (auto& [first, seq, key] : order) {
+    auto& d = entities[*key];
+    auto p = part(*key);
+    bool cut = full;
+    for (auto& [s, id] : d.letters) {
+      if (cut)
+        break;
+      if (reply.redrive.size() >= max_group_letters
+          || (used >= budget && !reply.redrive.empty())) {
+        cut = full = true;
+        break;
+      }
+      auto l = store_.find(id);
+      if (!l || !*l) {
+        // Asked again with the next reply; the entity's later letters wait
+        // for it.
+        cut = true;
+        break;
+      }
+      used += (*l)->envelope.size();
+      g.redriving[id] = held[p];
+      d.handed = true;
+      reply.redrive.push_back({p, held[p], std::move(**l)});
+    }
+    if (cut && d.handed && reply.redrive_more.size() < max_group_letters)
+      reply.redrive_more.push_back(*key);
   }
 }
 

@@ -18,10 +18,13 @@
 //   quota of 0 means none.
 // - Parked entities follow the partition: a grant of p carries the keys of
 //   p's letters (with each key's lowest letter id).
-// - Redrive: `redrive` marks letters; each is handed, in seq order, to the
-//   member that holds its partition (in the reply that grants or renews
-//   it) once per lease epoch, until it is handled (`redriven`, removed) or
-//   stored again (it failed again, or its entity stayed parked). A letter
+// - Redrive: `redrive` marks letters; each is handed, in seq order per
+//   entity, to the member that holds its partition (in the reply that
+//   grants or renews it) once per lease epoch. An entity whose letters do
+//   not fit one reply is named in the reply's `redrive_more` until its
+//   last part, and comes first in the next reply. Each is handed until it
+//   is handled (`redriven`, removed) or stored again (it failed again, or
+//   its entity stayed parked). A letter
 //   stored again ends its entity's redrive: all the entity's letters are
 //   plain letters again, redrivable in order (none is handed alone). A new
 //   letter of an entity being redriven joins that redrive. A member that dies

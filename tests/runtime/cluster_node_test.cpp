@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -349,6 +350,103 @@ TEST_CASE("a group's dead letters and parked entity live at the stream's "
   // Nothing more comes (not handed again).
   std::this_thread::sleep_for(3s);
   CHECK(handled_of(poison).size() == 2);
+}
+
+TEST_CASE("an entity whose redriven letters take more than one reply is "
+          "handed whole: its later events do not pass the letters of the "
+          "next reply",
+          "[runtime][cluster][groups][dead_letters][redrive]") {
+  // Documents of about 150 KB: the owner hands about 256 KiB of redriven
+  // letters per reply, so an entity's three letters take two replies.
+  auto catalog = temp_data_dir("documents") + ".yaml";
+  {
+    std::ofstream out{catalog};
+    out << "version: 1\n"
+           "events:\n"
+           "  content.document.uploaded:\n"
+           "    trigger: A document was uploaded\n"
+           "    producer: UserService\n"
+           "    key: document_id\n"
+           "    payload:\n"
+           "      document_id: {type: uuid}\n"
+           "      body: {type: string}\n"
+           "    consumers:\n"
+           "      EmailService: Mail the document\n";
+  }
+  auto pcfg = make_config("user-node", "UserService");
+  pcfg.catalog = catalog;
+  short_leases(pcfg);
+  auto producer = start(pcfg);
+
+  auto c = make_config("email-1", "EmailService");
+  c.catalog = catalog;
+  short_leases(c);
+  auto email = make_consumer("EmailService", {"content.document.uploaded"});
+  email.partitions = 4;
+  email.retry.attempts = 1;
+  email.on_dead_letter = dead_letter_policy::park;
+  c.consumers.push_back(email);
+  c.cluster.seeds = {producer->control_endpoint()};
+  auto member = start(c);
+  std::atomic<bool> broken{true};
+  std::mutex mtx;
+  std::vector<uint64_t> handled; // seqs
+  auto poison = user_id(1);
+  REQUIRE_FALSE(member->bus().subscribe(
+    "content.document.uploaded",
+    [&](const event& ev) {
+      if (broken)
+        throw std::runtime_error("mail server down");
+      std::lock_guard<std::mutex> guard{mtx};
+      handled.push_back(ev.seq());
+    },
+    "EmailService"));
+  auto handled_now = [&] {
+    std::lock_guard<std::mutex> guard{mtx};
+    return handled;
+  };
+  auto owner_letters = [&] {
+    return letters_of(*producer, "EmailService");
+  };
+  auto publish = [&](int n) {
+    payload doc{{"document_id", poison},
+                {"body", std::string(150 * 1000, char('a' + n))}};
+    auto r =
+      producer->bus().publish("content.document.uploaded", std::move(doc));
+    REQUIRE(r);
+    REQUIRE_FALSE(r->wait());
+    return r->seq;
+  };
+  std::vector<uint64_t> seqs;
+  for (int n = 0; n < 3; ++n)
+    seqs.push_back(publish(n));
+  // The first fails; the two after it are parked behind it.
+  REQUIRE(wait_until(
+    [&] {
+      return owner_letters().size() == 3;
+    },
+    30s));
+
+  broken = false;
+  store::dead_letter_filter f;
+  f.consumer = "EmailService";
+  auto ids = producer->redrive(f, false, "test");
+  REQUIRE(ids);
+  REQUIRE(ids->size() == 3);
+  // As soon as the entity goes on, its next event: it must come after the
+  // three letters, not between two replies' worth of them.
+  REQUIRE(wait_until(
+    [&] {
+      return !handled_now().empty();
+    },
+    30s));
+  seqs.push_back(publish(3));
+  CHECK(wait_until(
+    [&] {
+      return handled_now().size() == 4 && owner_letters().empty();
+    },
+    30s));
+  CHECK(handled_now() == seqs);
 }
 
 TEST_CASE("a group's dead letters at the owner's quota pause the partition, "

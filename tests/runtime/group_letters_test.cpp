@@ -318,6 +318,7 @@ TEST_CASE("group.lease carries letters, redrives and parked entities "
   r.body.entries[0].parked.push_back({"a", 12});
   r.body.letters.push_back({letter_result::quota, 0, "full"});
   r.body.redrive.push_back(of(letter("b", 8), 4));
+  r.body.redrive_more.push_back("b");
   r.body.unparked.push_back({"c", 0});
   auto answer = control::decode_reply<control::group_lease_reply>(
     control::encode(r), limits);
@@ -328,6 +329,7 @@ TEST_CASE("group.lease carries letters, redrives and parked entities "
   CHECK(got->body.letters == r.body.letters);
   REQUIRE(got->body.redrive.size() == 1);
   CHECK(got->body.redrive[0].letter.seq == 8);
+  CHECK(got->body.redrive_more == r.body.redrive_more);
   CHECK(got->body.unparked == r.body.unparked);
 }
 
@@ -402,6 +404,72 @@ TEST_CASE("a redriven letter stored again ends its entity's redrive: no "
   CHECK(last.redrive[0].letter.seq == 3);
   CHECK(last.redrive[1].letter.seq == 5);
   CHECK(last.redrive[2].letter.seq == 9);
+}
+
+TEST_CASE("an entity whose redrive takes more than one reply is named in "
+          "each but its last, comes first in the next, and a letter that "
+          "cannot be read holds back its entity's later ones",
+          "[groups][letters][redrive]") {
+  memory_letters mem;
+  group_letters gl{stream, 0, mem.view(), {}};
+  auto p = partition_of("a", parts);
+  // Another entity of the same partition.
+  std::string other;
+  for (int i = 0; other.empty(); ++i)
+    if (auto k = "b" + std::to_string(i); partition_of(k, parts) == p)
+      other = k;
+  // a: seqs 3, 5 and 7; the other entity: seq 4. 100 bytes each.
+  gl.take(request({of(letter("a", 3, 100), 1), of(letter(other, 4, 100), 1),
+                   of(letter("a", 5, 100), 1), of(letter("a", 7, 100), 1)}),
+          always);
+  std::vector<store::dead_letter> all;
+  for (auto& [id, l] : mem.stored)
+    all.push_back(l);
+  REQUIRE(gl.redrive(all)->size() == 4);
+  auto req = request();
+  auto seqs_of = [](const lease_reply& r) {
+    std::vector<uint64_t> out;
+    for (auto& l : r.redrive)
+      out.push_back(l.letter.seq);
+    return out;
+  };
+  // One letter a reply (a budget of 100 bytes).
+  auto first = answered(p, lease_result::renewed, 5);
+  gl.annotate(req, first, 100);
+  CHECK(seqs_of(first) == std::vector<uint64_t>{3});
+  CHECK(first.redrive_more == std::vector<std::string>{"a"});
+  // The entity under way goes first, though the other's seq 4 is lower.
+  auto second = answered(p, lease_result::renewed, 5);
+  gl.annotate(req, second, 100);
+  CHECK(seqs_of(second) == std::vector<uint64_t>{5});
+  CHECK(second.redrive_more == std::vector<std::string>{"a"});
+  auto third = answered(p, lease_result::renewed, 5);
+  gl.annotate(req, third, 100);
+  CHECK(seqs_of(third) == std::vector<uint64_t>{7});
+  CHECK(third.redrive_more.empty());
+  auto fourth = answered(p, lease_result::renewed, 5);
+  gl.annotate(req, fourth, 100);
+  CHECK(seqs_of(fourth) == std::vector<uint64_t>{4});
+  CHECK(fourth.redrive_more.empty());
+
+  // The next holder, with room for all: a letter of "a" cannot be read
+  // (seq 5): seq 7 waits for it, and "a" is named; the other goes on.
+  uint64_t unreadable = 0;
+  for (auto& [id, l] : mem.stored)
+    if (l.seq == 5)
+      unreadable = id;
+  auto kept = mem.stored.at(unreadable);
+  mem.stored.erase(unreadable);
+  auto granted = answered(p, lease_result::granted, 6);
+  gl.annotate(req, granted);
+  CHECK(seqs_of(granted) == std::vector<uint64_t>{3, 4});
+  CHECK(granted.redrive_more == std::vector<std::string>{"a"});
+  // Readable again: the rest of "a" comes, and the redrive is whole.
+  mem.stored[unreadable] = kept;
+  auto rest = answered(p, lease_result::renewed, 6);
+  gl.annotate(req, rest);
+  CHECK(seqs_of(rest) == std::vector<uint64_t>{5, 7});
+  CHECK(rest.redrive_more.empty());
 }
 
 TEST_CASE("a letter after one refused at the quota is refused too, even one "

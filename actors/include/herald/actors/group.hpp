@@ -239,6 +239,15 @@ struct lease_reply {
   /// again to the partition's next lease holder until handled (removed) or
   /// dead-lettered again.
   std::vector<group_letter> redrive;
+  /// Entities (keys) of partitions granted or renewed in this reply whose
+  /// redrive goes on in a later reply (their letters took more than one
+  /// reply, or one could not be read): the member holds their `redrive`
+  /// letters, of this reply and earlier ones under the same lease, and
+  /// hands them to its handlers only with a reply that renews the partition
+  /// and does not name them. An entity is unparked by its first redriven
+  /// letter: a part handed alone would let its later events pass the next
+  /// part. At most `max_group_letters`.
+  std::vector<std::string> redrive_more;
   /// Entities whose dead letters were purged at the owner, of partitions
   /// this member holds: they go on.
   std::vector<parked_entity> unparked;
