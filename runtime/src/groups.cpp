@@ -230,7 +230,7 @@ uint64_t node::impl::request_lease(lease_request req,
     }
     id = control::group_id_bit | ++next_request;
     if (req.stream != stream)
-      pending_leases[id] = pending_lease{reply_to, now, req};
+      pending_leases[id] = pending_lease{reply_to, now, req, endpoint};
   }
   if (req.stream == stream) {
     // This node's own stream: served here.
@@ -247,7 +247,8 @@ uint64_t node::impl::request_lease(lease_request req,
   return id;
 }
 
-bool node::impl::on_group_reply(std::string_view body) {
+bool node::impl::on_group_reply(std::string_view endpoint,
+                                std::string_view body) {
   auto id = control::message_id(body, limits);
   if ((id & control::group_id_bit) == 0 || (id & control::gossip_id_bit) != 0)
     return false;
@@ -255,10 +256,14 @@ bool node::impl::on_group_reply(std::string_view body) {
   {
     std::lock_guard<std::mutex> guard{peers_mtx};
     auto it = pending_leases.find(id);
-    if (it == pending_leases.end()) {
-      log->debug("dropped a group.lease reply to no request pending (id "
-                 "{:#x}): late or unknown",
-                 id);
+    if (it == pending_leases.end() || it->second.endpoint != endpoint) {
+      // Late, or from a peer the request did not go to: a reply is taken
+      // only from the stream's owner it was sent to.
+      if (it != pending_leases.end())
+        control_errors.fetch_add(1, std::memory_order_relaxed);
+      log->debug("dropped a group.lease reply from {} to no request pending "
+                 "there (id {:#x}): late or unknown",
+                 endpoint, id);
       return true;
     }
     p = std::move(it->second);
@@ -277,6 +282,15 @@ bool node::impl::on_group_reply(std::string_view body) {
     reply.error = std::move(e->error);
   } else {
     reply = std::move(std::get<control::group_lease_reply>(*answer).body);
+    if (reply.stream != p.req.stream || reply.group != p.req.group) {
+      control_errors.fetch_add(1, std::memory_order_relaxed);
+      auto why = fmt::format("the owner of stream '{}' answered for stream "
+                             "'{}', group '{}': not taken",
+                             p.req.stream, reply.stream, reply.group);
+      log->warn("{}", why);
+      reply = {};
+      reply.error = std::move(why);
+    }
   }
   reply.id = id;
   if (reply.stream.empty())

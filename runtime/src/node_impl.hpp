@@ -117,7 +117,29 @@ struct pending_lease {
   caf::actor to;
   std::chrono::steady_clock::time_point sent;
   lease_request req;
+  /// The owner's control endpoint the request went to: a reply from any
+  /// other is not taken.
+  std::string endpoint;
 };
+
+/// A replay request sent (or served here), waiting for its reply. A reply
+/// is taken only from `endpoint` (empty: this node's own stream), for
+/// `stream`, with events of `stream` only, in seq order, from `from` on,
+/// at most `max` of them (replay_reply_problem).
+struct pending_replay {
+  /// The consumer actor to answer.
+  caf::actor to;
+  std::string stream;
+  std::string endpoint;
+  uint64_t from = 0;
+  size_t max = 0;
+};
+
+/// What is wrong with `r` as the answer to `p`: empty when it matches
+/// (stream, events of that stream only, seqs ascending within
+/// [`p.from`, `r.next`), at most `p.max`, none past `r.head`).
+std::string replay_reply_problem(const pending_replay& p,
+                                 const replay_reply& r);
 
 /// Makes the node's membership (cluster.cpp): a step of `node::start`,
 /// after the pump and the HTTP server (their endpoints are announced).
@@ -252,8 +274,9 @@ struct node::impl : transport::pump_listener {
   std::mutex peers_mtx;
   /// Streams of peers: their control endpoints, learned from heartbeats.
   std::unordered_map<std::string, std::string> peer_control;
-  /// Replay requests in flight: id -> the consumer actor to answer.
-  std::unordered_map<uint64_t, caf::actor> pending;
+  /// Replay requests in flight, by id; one per (consumer, stream): a
+  /// request replaces the one before it.
+  std::unordered_map<uint64_t, pending_replay> pending;
   /// Lease requests in flight to other streams' owners, by id (with
   /// `control::group_id_bit`); dropped after 10 s without a reply.
   std::unordered_map<uint64_t, pending_lease> pending_leases;
@@ -394,7 +417,7 @@ struct node::impl : transport::pump_listener {
                                  std::optional<uint64_t> since);
   size_t transport_max_batch() const;
   caf::expected<replay_reply> parse_reply(std::string_view body);
-  void deliver_reply(replay_reply r);
+  void deliver_reply(replay_reply r, std::string_view endpoint);
   uint64_t request_replay(const std::string& req_stream, uint64_t from,
                           size_t max, const std::vector<pattern>& patterns,
                           std::optional<int64_t> since_us,
@@ -453,7 +476,7 @@ struct node::impl : transport::pump_listener {
   lease_reply serve_lease(const lease_request& r);
   std::string serve(const control::group_lease_request& r);
   uint64_t request_lease(lease_request req, const caf::actor& reply_to);
-  bool on_group_reply(std::string_view body);
+  bool on_group_reply(std::string_view endpoint, std::string_view body);
   void feed_group_members(std::chrono::steady_clock::time_point now);
   void record_commits(const lease_request& req, const lease_reply& reply);
 

@@ -208,7 +208,7 @@ void node::impl::on_control_reply(std::string_view endpoint,
                                   std::string_view body) {
   if (on_gossip_reply(endpoint, body))
     return;
-  if (on_group_reply(body))
+  if (on_group_reply(endpoint, body))
     return;
   auto r = parse_reply(body);
   if (!r) {
@@ -218,20 +218,58 @@ void node::impl::on_control_reply(std::string_view endpoint,
     log->warn("dropped a malformed replay reply: {}", message_of(r.error()));
     return;
   }
-  deliver_reply(std::move(*r));
+  deliver_reply(std::move(*r), endpoint);
 }
 
-void node::impl::deliver_reply(replay_reply r) {
-  caf::actor to;
+std::string replay_reply_problem(const pending_replay& p,
+                                 const replay_reply& r) {
+  if (r.stream != p.stream)
+    return fmt::format("it names stream '{}'", r.stream);
+  if (!r.error.empty())
+    return {};
+  if (r.events.size() > p.max)
+    return fmt::format("it holds {} events, more than the {} asked for",
+                       r.events.size(), p.max);
+  uint64_t last = 0;
+  for (auto& ev : r.events) {
+    if (ev.stream() != p.stream)
+      return fmt::format("it holds an event of stream '{}' (seq {})",
+                         ev.stream(), ev.seq());
+    if (ev.seq() < p.from || ev.seq() <= last || ev.seq() >= r.next
+        || ev.seq() > r.head)
+      return fmt::format("its event seq {} is out of order or outside the "
+                         "range asked for (from {}; the reply says next {}, "
+                         "head {})",
+                         ev.seq(), p.from, r.next, r.head);
+    last = ev.seq();
+  }
+  return {};
+}
+
+void node::impl::deliver_reply(replay_reply r, std::string_view endpoint) {
+  pending_replay p;
   {
     std::lock_guard<std::mutex> guard{peers_mtx};
     auto it = pending.find(r.id);
-    if (it == pending.end())
-      return; // answered after a retry replaced it
-    to = it->second;
+    if (it == pending.end() || it->second.endpoint != endpoint) {
+      // Answered after a retry replaced it, or by a peer not asked: a
+      // reply is taken only from where its request went.
+      if (it != pending.end())
+        control_errors.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    p = std::move(it->second);
     pending.erase(it);
   }
-  caf::anon_send(to, replay_atom::value, std::move(r));
+  if (auto why = replay_reply_problem(p, r); !why.empty()) {
+    // Not taken: the consumer asks again when its wait for it ends.
+    control_errors.fetch_add(1, std::memory_order_relaxed);
+    log->warn("refused the replay reply from {} for stream '{}' (from seq "
+              "{}): {}; a reply must hold only the stream's events asked for",
+              endpoint, p.stream, p.from, why);
+    return;
+  }
+  caf::anon_send(p.to, replay_atom::value, std::move(r));
 }
 
 caf::expected<replay_reply> node::impl::parse_reply(std::string_view body) {
@@ -288,13 +326,17 @@ uint64_t node::impl::request_replay(const std::string& req_stream,
       endpoint = it->second;
     }
     id = ++next_request;
-    pending[id] = reply_to;
+    // The consumer's earlier request for the stream was given up.
+    std::erase_if(pending, [&](const auto& kv) {
+      return kv.second.stream == req_stream && kv.second.to == reply_to;
+    });
+    pending[id] = pending_replay{reply_to, req_stream, endpoint, from, max};
   }
   if (req_stream == stream) {
     // This node's own stream: read the log here.
     auto bytes = replay_reply_bytes(id, from, max, patterns, since);
     if (auto r = parse_reply(bytes))
-      deliver_reply(std::move(*r));
+      deliver_reply(std::move(*r), {});
     return id;
   }
   control::replay_request req;

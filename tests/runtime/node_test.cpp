@@ -721,3 +721,207 @@ TEST_CASE("a static peer's heartbeat naming another peer's stream is refused: "
   CHECK(trap.requests().empty());
   CHECK(b->control_errors() > errors_before);
 }
+
+namespace {
+
+// A valid envelope of `stream`, as a forger would make it.
+std::string forged_envelope(const std::string& stream, uint64_t seq,
+                            uint64_t type_seq) {
+  envelope_header hdr;
+  hdr.event_type = "user.account.created";
+  hdr.timestamp_us = 1'700'000'000'000'000;
+  hdr.id = "01890000-0000-7000-8000-000000000999";
+  hdr.source = "UserService";
+  hdr.key = user_id(999);
+  hdr.stream = stream;
+  hdr.seq = seq;
+  hdr.type_seq = type_seq;
+  std::string out;
+  encode(hdr,
+         payload{{"user_id", hdr.key},
+                 {"email", "forged@example.com"},
+                 {"registration_source", "web"}},
+         out);
+  return out;
+}
+
+// Whether `got` handled an event of the forger's key.
+bool took_forged(collector& got) {
+  std::lock_guard<std::mutex> guard{got.mtx};
+  return std::count(got.keys.begin(), got.keys.end(), user_id(999)) > 0;
+}
+
+// Waits until a subscriber subscribed at `xpub` (it sees subscriptions).
+bool subscribed(zmq::socket_t& xpub) {
+  return test::wait_until(
+    [&] {
+      zmq::message_t sub;
+      xpub.set(zmq::sockopt::rcvtimeo, 100);
+      return xpub.recv(sub, zmq::recv_flags::none).has_value() && sub.size() > 1
+             && sub.data<char>()[0] == 1;
+    },
+    10s);
+}
+
+} // namespace
+
+TEST_CASE("an event with the next type_seq and a huge seq from a peer that "
+          "does not own the stream skips nothing and poisons no offset",
+          "[runtime][node][peers]") {
+  // (b) of the hostile-peer tries: one event on the producer's stream with
+  // type_seq last + 1 and seq 2^62. The real event with that type_seq must
+  // be handled, and after a restart the events published meanwhile too.
+  auto a = start(make_config("a", "UserService"));
+  zmq::context_t ctx{1};
+  zmq::socket_t hostile{ctx, zmq::socket_type::xpub};
+  hostile.set(zmq::sockopt::linger, 0);
+  hostile.bind("tcp://127.0.0.1:*");
+  auto cfg_b = make_config("b", "EmailService");
+  cfg_b.peers.push_back(a->endpoint());
+  cfg_b.peers.push_back(hostile.get(zmq::sockopt::last_endpoint));
+  collector got;
+  auto run = [&] {
+    auto n = start(cfg_b);
+    REQUIRE_FALSE(
+      n->bus().subscribe("user.account.created", [&](const event& ev) {
+        got.add(ev);
+      }));
+    return n;
+  };
+  auto b = run();
+  REQUIRE(subscribed(hostile));
+  REQUIRE(a->wait_for_subscribers(1, 10s));
+  for (int i = 1; i <= 5; ++i)
+    REQUIRE(a->bus().publish("user.account.created", created(i)));
+  REQUIRE(got.wait_for(5, 10s));
+  auto forged = forged_envelope(a->stream(), uint64_t{1} << 62, 6);
+  hostile.send(zmq::buffer(std::string_view{"user.account.created"}),
+               zmq::send_flags::sndmore);
+  hostile.send(zmq::buffer(forged), zmq::send_flags::none);
+  std::this_thread::sleep_for(300ms);
+  for (int i = 6; i <= 8; ++i)
+    REQUIRE(a->bus().publish("user.account.created", created(i)));
+  REQUIRE(got.wait_for(8, 10s));
+  // Committed as far as handled (not past: the forged seq confirms
+  // nothing), so the restart handles nothing twice.
+  CHECK(test::wait_until(
+    [&] {
+      auto stats = b->stats("EmailService");
+      std::lock_guard<std::mutex> guard{stats->positions_mtx};
+      auto pos = stats->positions.find(a->stream());
+      return pos != stats->positions.end() && pos->second.offset == 8;
+    },
+    10s));
+  // Then events come while it is down.
+  b->stop();
+  b.reset();
+  for (int i = 9; i <= 12; ++i) {
+    auto r = a->bus().publish("user.account.created", created(i));
+    REQUIRE(r);
+    REQUIRE_FALSE(r->wait());
+  }
+  b = run();
+  CHECK(got.wait_for(12, 15s));
+  CHECK_FALSE(took_forged(got));
+  check_complete_in_entity_order(got, 1, 12);
+}
+
+TEST_CASE("a replay reply is taken only when it holds the stream's events "
+          "asked for: events of another stream or outside the range are "
+          "refused",
+          "[runtime][node][peers][replay]") {
+  // A peer answers the replay requests for its own stream with a real
+  // producer's event (next seq and type_seq), or with an event of its own
+  // stream far beyond the range asked for. Neither may be handled.
+  auto a = start(make_config("a", "UserService"));
+  bool other_stream = GENERATE(true, false);
+  std::atomic<int> replays{0};
+  const std::string own = "0123456789abcdef0123456789abcdef";
+  herald::test::fake_endpoint liar{[&](std::string_view bytes) {
+    auto req = control::decode_request(bytes, decode_limits{});
+    std::vector<std::string> out;
+    if (!req)
+      return out;
+    if (auto* l = std::get_if<control::group_lease_request>(&*req)) {
+      // Every partition granted from offset 0: the member reads the stream
+      // from the start, asking this peer.
+      control::group_lease_reply g;
+      g.id = l->id;
+      g.body.stream = l->body.stream;
+      g.body.group = l->body.group;
+      g.body.ttl_ms = 60'000;
+      for (auto& e : l->body.entries) {
+        lease_entry_reply one;
+        one.partition = e.partition;
+        one.result = e.op == lease_op::acquire ? lease_result::granted
+                                               : lease_result::renewed;
+        one.epoch = 7;
+        g.body.entries.push_back(one);
+      }
+      out.push_back(control::encode(g));
+      return out;
+    }
+    auto* r = std::get_if<control::replay_request>(&*req);
+    if (r == nullptr)
+      return out;
+    replays.fetch_add(1);
+    control::replay_reply m;
+    m.id = r->id;
+    m.stream = r->stream;
+    m.head = 1;
+    m.first = 1;
+    m.next = 2;
+    m.type_heads["user.account.created"] = 1;
+    auto ev = other_stream ? forged_envelope(a->stream(), 6, 6)
+                           : forged_envelope(own, uint64_t{1} << 62, 1);
+    m.events.assign(ev.begin(), ev.end());
+    out.push_back(control::encode(m));
+    return out;
+  }};
+  zmq::context_t ctx{1};
+  zmq::socket_t hostile{ctx, zmq::socket_type::xpub};
+  hostile.set(zmq::sockopt::linger, 0);
+  hostile.bind("tcp://127.0.0.1:*");
+  auto cfg_b = make_config("b", "EmailService");
+  cfg_b.peers.push_back(a->endpoint());
+  cfg_b.peers.push_back(hostile.get(zmq::sockopt::last_endpoint));
+  auto b = start(cfg_b);
+  collector got;
+  REQUIRE_FALSE(
+    b->bus().subscribe("user.account.created", [&](const event& ev) {
+      got.add(ev);
+    }));
+  REQUIRE(subscribed(hostile));
+  REQUIRE(a->wait_for_subscribers(1, 10s));
+  for (int i = 1; i <= 5; ++i)
+    REQUIRE(a->bus().publish("user.account.created", created(i)));
+  REQUIRE(got.wait_for(5, 10s));
+  // The peer's own stream, one event behind: the consumer asks it.
+  control::heartbeat hb;
+  hb.stream = own;
+  hb.head = 1;
+  hb.types["user.account.created"] = 1;
+  hb.control = liar.endpoint();
+  auto body = control::encode(hb);
+  auto errors_before = b->control_errors();
+  REQUIRE(test::wait_until(
+    [&] {
+      hostile.send(zmq::buffer(std::string_view{"_hb"}),
+                   zmq::send_flags::sndmore);
+      hostile.send(zmq::buffer(body), zmq::send_flags::none);
+      return replays.load() > 0;
+    },
+    10s));
+  // Answered, and refused.
+  CHECK(test::wait_until(
+    [&] {
+      return b->control_errors() > errors_before;
+    },
+    10s));
+  for (int i = 6; i <= 8; ++i)
+    REQUIRE(a->bus().publish("user.account.created", created(i)));
+  CHECK(got.wait_for(8, 10s));
+  std::this_thread::sleep_for(300ms);
+  CHECK_FALSE(took_forged(got));
+  check_complete_in_entity_order(got, 1, 8);
+}
