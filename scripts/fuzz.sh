@@ -41,7 +41,7 @@ for t in "${targets[@]}"; do
     tail -n 60 "$work/$t.log" >&2
     failed+=("$t")
   fi
-  grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units)' "$work/$t.log" || true
+  grep -E '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units)' "$work/$t.log" || true
 done
 if (( ${#failed[@]} )); then
   echo "fuzzing failed: ${failed[*]} (inputs in $artifacts)" >&2

@@ -55,6 +55,21 @@ template <class F> std::string pack_with(F f) {
   return std::string{buf.data(), buf.size()};
 }
 
+// An envelope of the three required fields whose `data` `pack_data` packs.
+template <class F> std::string pack_envelope(F pack_data) {
+  return pack_with([&](auto& pk) {
+    pk.pack_map(4);
+    pk.pack(std::string{"event_type"});
+    pk.pack(std::string{"user.account.created"});
+    pk.pack(std::string{"timestamp"});
+    pk.pack(1);
+    pk.pack(std::string{"id"});
+    pk.pack(std::string{"x"});
+    pk.pack(std::string{"data"});
+    pack_data(pk);
+  });
+}
+
 } // namespace
 
 TEST_CASE("the codec round-trips a table of envelopes", "[core][codec]") {
@@ -204,15 +219,7 @@ TEST_CASE("the decoder rejects hostile frames with an error", "[core][codec]") {
     CHECK_THAT(message_of(ev.error()), Catch::Contains("lacks"));
   }
   SECTION("data that is not a map") {
-    auto frame = pack_with([](auto& pk) {
-      pk.pack_map(4);
-      pk.pack(std::string{"event_type"});
-      pk.pack(std::string{"user.account.created"});
-      pk.pack(std::string{"timestamp"});
-      pk.pack(1);
-      pk.pack(std::string{"id"});
-      pk.pack(std::string{"x"});
-      pk.pack(std::string{"data"});
+    auto frame = pack_envelope([](auto& pk) {
       pk.pack_array(0);
     });
     auto ev = decode(frame);
@@ -248,15 +255,7 @@ TEST_CASE("a payload with a map key that is no string is refused, naming "
                  && Catch::Contains("map keys must be strings"));
   }
   SECTION("a bytes key deep in the payload, at its path") {
-    auto frame = pack_with([](auto& pk) {
-      pk.pack_map(4);
-      pk.pack(std::string{"event_type"});
-      pk.pack(std::string{"user.account.created"});
-      pk.pack(std::string{"timestamp"});
-      pk.pack(1);
-      pk.pack(std::string{"id"});
-      pk.pack(std::string{"x"});
-      pk.pack(std::string{"data"});
+    auto frame = pack_envelope([](auto& pk) {
       pk.pack_map(1);
       pk.pack(std::string{"a"});
       pk.pack_array(2);
