@@ -644,8 +644,8 @@ TEST_CASE("a control message with a map key that is no string is refused",
   for (int i = 0; i < levels; ++i)
     frame += "\x81";    // a map of one entry, its key the next level
   frame += "\xa1k\x01"; // the innermost entry: "k": 1
-  for (int i = 0; i < levels; ++i)
-    frame += "\x01"; // each level's value
+  for (int i = 1; i < levels; ++i)
+    frame += "\x01"; // the value of each level but the innermost
   frame += "\x01";   // the value of the request's extra entry
   REQUIRE(static_cast<unsigned char>(replay[0]) < 0x8f);
   REQUIRE(frame.size() < 250);
