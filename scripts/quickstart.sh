@@ -3,7 +3,8 @@
 # builds, then runs the demo or every test.
 #
 #   scripts/quickstart.sh demo   # install, build, run the multi-node demo
-#   scripts/quickstart.sh test   # install, build, run every test
+#   scripts/quickstart.sh test   # install, build, run every test, then
+#                                # each fuzz target for 30 s (scripts/fuzz.sh)
 #
 # Environment: BUILD_DIR (default: build), HERALD_WERROR (ON|OFF, default OFF).
 set -euo pipefail
@@ -27,6 +28,9 @@ if [[ $mode == test ]]; then
   # The harness' netns mode, partitions and clock faults (tests run as
   # root): ip, nft and libfaketime.
   packages+=(prometheus iproute2 nftables faketime)
+  # The fuzz targets (docs/fuzzing.md): clang 14 and its libFuzzer and
+  # sanitizer runtimes.
+  packages+=(clang libclang-rt-14-dev)
 fi
 missing=()
 for p in "${packages[@]}"; do
@@ -47,5 +51,9 @@ cmake --build "$build_dir" -j2
 
 case $mode in
   demo) bash examples/demo.sh "$build_dir" ;;
-  test) ctest --test-dir "$build_dir" --output-on-failure -j2 ;;
+  test)
+    ctest --test-dir "$build_dir" --output-on-failure -j2
+    # Its own build dir: the fuzz build is clang's, instrumented.
+    BUILD_DIR="$build_dir-fuzz" scripts/fuzz.sh 30
+    ;;
 esac

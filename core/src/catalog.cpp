@@ -500,7 +500,10 @@ caf::error check_object(walk& w, const std::vector<field_spec>& fields,
   // The first walk checked for fields the schema does not name.
   if (rewrites<P> || known == object.size())
     return {};
-  for (const auto& [name, value] : object.items()) {
+  for (const auto& item : object.items()) {
+    // A named key, not a structured binding: clang 14 (the fuzz build)
+    // cannot capture those.
+    const auto& name = item.key();
     auto declared =
       std::any_of(fields.begin(), fields.end(), [&](const field_spec& f) {
         return f.name == name;

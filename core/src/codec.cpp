@@ -118,6 +118,41 @@ const char* read_uint(const msgpack::object& o, uint64_t& out) {
   return nullptr;
 }
 
+// Whether every map key in `o` is a string, as JSON's are (and as herald
+// writes them). Otherwise `where` names the first other key: its path below
+// `o` (e.g. `.a[2]`) and its type. A key that is itself a map or array
+// would need text of its own, nested keys' text escaped again at each
+// level (a 233-byte frame grew to gigabytes), and the bytes of a non-string
+// key need not be UTF-8: such a frame is refused, never converted.
+bool string_keys(const msgpack::object& o, std::string& where) {
+  if (o.type == msgpack::type::ARRAY) {
+    for (uint32_t i = 0; i < o.via.array.size; ++i)
+      if (!string_keys(o.via.array.ptr[i], where)) {
+        where.insert(0, fmt::format("[{}]", i));
+        return false;
+      }
+    return true;
+  }
+  if (o.type != msgpack::type::MAP)
+    return true;
+  for (uint32_t i = 0; i < o.via.map.size; ++i) {
+    auto& kv = o.via.map.ptr[i];
+    if (kv.key.type != msgpack::type::STR) {
+      where = fmt::format(" has a map key of type {} (entry #{}); map keys "
+                          "must be strings",
+                          type_name(kv.key.type), i);
+      return false;
+    }
+    if (!string_keys(kv.val, where)) {
+      where.insert(0,
+                   fmt::format(".{}", std::string_view{kv.key.via.str.ptr,
+                                                       kv.key.via.str.size}));
+      return false;
+    }
+  }
+  return true;
+}
+
 } // namespace
 
 void encode(const envelope_header& h, const payload& data, std::string& out) {
@@ -195,6 +230,9 @@ caf::expected<payload> decode_payload(std::string_view frame,
       return make_error(
         errc::decode_error,
         fmt::format("{} bytes of trailing garbage", frame.size() - off));
+    if (std::string where; !string_keys(obj, where))
+      return make_error(errc::decode_error,
+                        fmt::format("the value at (root){}", where));
     return detail::to_json(obj);
   } catch (const std::exception& e) {
     return make_error(errc::decode_error,
@@ -290,6 +328,9 @@ caf::expected<event> decode_next(std::string_view frame, size_t& offset,
     } else if (k == "data") {
       if (v.type != msgpack::type::MAP)
         bad = "a map";
+      else if (std::string where; !string_keys(v, where))
+        return make_error(errc::decode_error,
+                          fmt::format("envelope field 'data'{}", where));
       st->data_obj = v;
       have_data = true;
     }
@@ -337,11 +378,10 @@ payload to_json(const msgpack::object& o) {
   case msgpack::type::MAP: {
     auto obj = payload::object();
     for (uint32_t i = 0; i < o.via.map.size; ++i) {
+      // Decoding refused maps with other keys (string_keys).
       auto& kv = o.via.map.ptr[i];
-      std::string key = kv.key.type == msgpack::type::STR
-                          ? std::string{kv.key.via.str.ptr, kv.key.via.str.size}
-                          : to_json(kv.key).dump();
-      obj[std::move(key)] = to_json(kv.val);
+      obj[std::string{kv.key.via.str.ptr, kv.key.via.str.size}] =
+        to_json(kv.val);
     }
     return obj;
   }

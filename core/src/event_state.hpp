@@ -40,8 +40,8 @@ struct event_state {
   mutable payload data;
 };
 
-/// Converts a MessagePack object to JSON. Map keys that are not strings are
-/// rendered as their JSON text.
+/// Converts a MessagePack object to JSON. Every map key in `obj` must be a
+/// string: `decode_next` and `decode_payload` refuse frames with others.
 payload to_json(const msgpack::object& obj);
 
 } // namespace herald::detail

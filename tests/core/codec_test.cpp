@@ -38,12 +38,36 @@ std::string encode_one(const envelope_header& h, const payload& data) {
   return out;
 }
 
+// The bytes `hex` spells, two digits a byte.
+std::string from_hex(std::string_view hex) {
+  std::string out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2)
+    out.push_back(
+      static_cast<char>(std::stoi(std::string{hex.substr(i, 2)}, nullptr, 16)));
+  return out;
+}
+
 // Packs an arbitrary MessagePack value, e.g. a hostile envelope.
 template <class F> std::string pack_with(F f) {
   msgpack::sbuffer buf;
   msgpack::packer<msgpack::sbuffer> pk{buf};
   f(pk);
   return std::string{buf.data(), buf.size()};
+}
+
+// An envelope of the three required fields whose `data` `pack_data` packs.
+template <class F> std::string pack_envelope(F pack_data) {
+  return pack_with([&](auto& pk) {
+    pk.pack_map(4);
+    pk.pack(std::string{"event_type"});
+    pk.pack(std::string{"user.account.created"});
+    pk.pack(std::string{"timestamp"});
+    pk.pack(1);
+    pk.pack(std::string{"id"});
+    pk.pack(std::string{"x"});
+    pk.pack(std::string{"data"});
+    pack_data(pk);
+  });
 }
 
 } // namespace
@@ -195,20 +219,71 @@ TEST_CASE("the decoder rejects hostile frames with an error", "[core][codec]") {
     CHECK_THAT(message_of(ev.error()), Catch::Contains("lacks"));
   }
   SECTION("data that is not a map") {
-    auto frame = pack_with([](auto& pk) {
-      pk.pack_map(4);
-      pk.pack(std::string{"event_type"});
-      pk.pack(std::string{"user.account.created"});
-      pk.pack(std::string{"timestamp"});
-      pk.pack(1);
-      pk.pack(std::string{"id"});
-      pk.pack(std::string{"x"});
-      pk.pack(std::string{"data"});
+    auto frame = pack_envelope([](auto& pk) {
       pk.pack_array(0);
     });
     auto ev = decode(frame);
     REQUIRE_FALSE(ev);
     CHECK_THAT(message_of(ev.error()), Catch::Contains("'data' must be a map"));
+  }
+}
+
+// From the fuzzer (docs/fuzzing.md): a payload map whose key is itself a
+// map holding bytes that are not UTF-8. The key was rendered as JSON text,
+// and rendering threw out of event::data().
+TEST_CASE("a payload with a map key that is no string is refused, naming "
+          "where",
+          "[core][codec][fuzz]") {
+  SECTION("the input the fuzzer found") {
+    auto frame = from_hex(
+      "8aaa6576656e745f74797065b462696c6c696e672e691d006f6963652e706169"
+      "64a974696d657374616d70cf00060a24181e4000a26964d92430313930613362"
+      "322d376334642d376535662d386136622d316332643365346635613662a6736f"
+      "75726365ab5573657253657276696365a36b65f1a3752431a673747265616da9"
+      "757365722d6e6f6465a373657103a8747970655f73657103ae736368656d615f"
+      "76657273696f6e01a46461746187a6616d6f756e74cb4029000000000000a342"
+      "6967cf8000000000000000a362696ec4030001028aaa6576656e745f74656d61"
+      "696cad61406578616da5636f756e74fda56c696e65739301a373737f75726374"
+      "776f81a5655f73657103ae736f706c652e636f6db3726567697374726174696f"
+      "6e5f736f75726365a3776562a7757365725f6964d92439623266316331652d6e"
+      "65313131312d346134612d386238d4d4d4c0a26f6bd4c3d4");
+    auto ev = decode(frame);
+    REQUIRE_FALSE(ev);
+    CHECK(is(ev.error(), errc::decode_error));
+    CHECK_THAT(message_of(ev.error()),
+               Catch::Contains("envelope field 'data'")
+                 && Catch::Contains("map keys must be strings"));
+  }
+  SECTION("a bytes key deep in the payload, at its path") {
+    auto frame = pack_envelope([](auto& pk) {
+      pk.pack_map(1);
+      pk.pack(std::string{"a"});
+      pk.pack_array(2);
+      pk.pack(1);
+      pk.pack_map(1);
+      pk.pack_bin(1);
+      pk.pack_bin_body("\xa5", 1);
+      pk.pack(true);
+    });
+    auto ev = decode(frame);
+    REQUIRE_FALSE(ev);
+    CHECK(message_of(ev.error())
+          == "envelope field 'data'.a[1] has a map key of type bin (entry "
+             "#0); map keys must be strings");
+    size_t offset = 0;
+    CHECK_FALSE(decode_next(frame, offset, nullptr));
+  }
+  SECTION("decode_payload refuses it too") {
+    auto frame = pack_with([](auto& pk) {
+      pk.pack_map(1);
+      pk.pack(7);
+      pk.pack(1);
+    });
+    auto j = decode_payload(frame);
+    REQUIRE_FALSE(j);
+    CHECK(message_of(j.error())
+          == "the value at (root) has a map key of type int (entry #0); map "
+             "keys must be strings");
   }
 }
 

@@ -628,6 +628,43 @@ TEST_CASE("a field of the wrong type is refused, naming it",
   }
 }
 
+// From the fuzzer (docs/fuzzing.md): a key that is a map whose key is a map,
+// and so on. Each level's key was rendered as JSON text holding the level
+// below, escaped again: the text doubled per level, and a 233-byte request
+// took gigabytes and seconds. Now any key that is no string is refused.
+TEST_CASE("a control message with a map key that is no string is refused",
+          "[runtime][control][fuzz]") {
+  // The replay request's map with one more entry, whose key nests 20 maps.
+  auto replay = control::encode(replay_req());
+  std::string frame;
+  frame.push_back(static_cast<char>(static_cast<unsigned char>(replay[0])
+                                    + 1)); // fixmap: one more entry
+  frame.append(replay, 1);
+  constexpr int levels = 20;
+  for (int i = 0; i < levels; ++i)
+    frame += "\x81";    // a map of one entry, its key the next level
+  frame += "\xa1k\x01"; // the innermost entry: "k": 1
+  for (int i = 1; i < levels; ++i)
+    frame += "\x01"; // the value of each level but the innermost
+  frame += "\x01";   // the value of the request's extra entry
+  REQUIRE(static_cast<unsigned char>(replay[0]) < 0x8f);
+  REQUIRE(frame.size() < 250);
+  auto started = std::chrono::steady_clock::now();
+  auto r = control::decode_request(frame);
+  auto took = std::chrono::steady_clock::now() - started;
+  REQUIRE_FALSE(r);
+  CHECK(is(r.error(), errc::decode_error));
+  CHECK_THAT(message_of(r.error()),
+             Catch::Contains("malformed control request: the value at (root) "
+                             "has a map key of type map")
+               && Catch::Contains("map keys must be strings"));
+  CHECK(took < std::chrono::milliseconds(100));
+  auto hb = control::decode_heartbeat(frame);
+  REQUIRE_FALSE(hb);
+  CHECK_THAT(message_of(hb.error()), Catch::Contains("map keys must be "
+                                                     "strings"));
+}
+
 TEST_CASE("a missing required field is refused, naming it",
           "[runtime][control]") {
   for (auto& s : samples()) {

@@ -6,7 +6,10 @@
 /// `timestamp` (uint, microseconds since the epoch), `id`, `source`, `key`,
 /// `stream`, `seq`, `type_seq`, `schema_version`, `traceparent` (omitted
 /// when empty) and `data` (a map, last). Unknown keys are ignored so that
-/// newer producers can add fields.
+/// newer producers can add fields. Every map key, at any depth of `data`
+/// (and of a `decode_payload` value), must be a string, as JSON's are: a
+/// frame with another key (a number, a map, bytes) is refused, naming its
+/// path.
 ///
 /// Decoding never throws and never trusts sizes announced by the input:
 /// msgpack-c's `unpack_limit` bounds depth and container / string sizes,
