@@ -148,12 +148,14 @@ void read_transport(const entry& e, problems& out, transport_config& cfg) {
                         "and every node must take it; use the same value on "
                         "every node",
                         ctx, min_max_message_size, cfg.max_message_size));
-  int64_t ms = cfg.heartbeat.count();
-  read_positive(heartbeat_ms, ctx, "milliseconds", out, ms);
-  cfg.heartbeat = std::chrono::milliseconds{ms};
-  ms = cfg.stream_heartbeat.count();
-  read_positive(stream_heartbeat_ms, ctx, "milliseconds", out, ms);
-  cfg.stream_heartbeat = std::chrono::milliseconds{ms};
+  // A positive integer of milliseconds into `target`.
+  auto read_ms = [&](const entry& key, std::chrono::milliseconds& target) {
+    int64_t ms = target.count();
+    read_positive(key, ctx, "milliseconds", out, ms);
+    target = std::chrono::milliseconds{ms};
+  };
+  read_ms(heartbeat_ms, cfg.heartbeat);
+  read_ms(stream_heartbeat_ms, cfg.stream_heartbeat);
   read_positive(max_control_sockets, ctx, "sockets", out,
                 cfg.max_control_sockets);
   if (max_control_sockets && cfg.max_control_sockets > max_max_control_sockets)
@@ -163,9 +165,7 @@ void read_transport(const entry& e, problems& out, transport_config& cfg) {
                         "node needs room for its peers' SUB sockets; lower "
                         "it",
                         ctx, max_max_control_sockets, cfg.max_control_sockets));
-  ms = cfg.control_idle.count();
-  read_positive(control_idle_ms, ctx, "milliseconds", out, ms);
-  cfg.control_idle = std::chrono::milliseconds{ms};
+  read_ms(control_idle_ms, cfg.control_idle);
   read_positive(max_peer_streams, ctx, "streams", out, cfg.max_peer_streams);
   read_positive(control_send_hwm, ctx, "messages", out, cfg.control_send_hwm);
   read_positive(control_backlog_bytes, ctx, "bytes", out,

@@ -30,12 +30,7 @@ using herald::test::wait_until;
 namespace {
 
 std::string metrics_of(node& n) {
-  httplib::Client http{"127.0.0.1", n.metrics_port()};
-  http.set_read_timeout(5s);
-  auto res = http.Get("/metrics");
-  REQUIRE(res);
-  REQUIRE(res->status == 200);
-  return res->body;
+  return herald::test::metrics_text(n.metrics_port());
 }
 
 double sample(node& n, const std::string& series) {
@@ -216,36 +211,58 @@ TEST_CASE("a control client that asks for replays and never reads gets a "
     REQUIRE(a->bus().publish("user.account.created", created(i)));
   constexpr int requests = 1000;
   zmq::context_t ctx{1};
+  auto replay_from_1 = [&](uint64_t id) {
+    control::replay_request r;
+    r.id = id;
+    r.stream = a->stream();
+    r.from = 1;
+    r.max = control::max_replay_events;
+    r.patterns = {"user.>"};
+    return control::encode(r);
+  };
+  {
+    // The events are in the log (publishing is asynchronous): a replay
+    // reply is large.
+    zmq::socket_t probe{ctx, zmq::socket_type::dealer};
+    probe.set(zmq::sockopt::linger, 0);
+    probe.set(zmq::sockopt::rcvtimeo, 2000);
+    probe.connect(a->control_endpoint());
+    REQUIRE(wait_until(
+      [&] {
+        probe.send(zmq::buffer(replay_from_1(0)), zmq::send_flags::none);
+        zmq::message_t reply;
+        return probe.recv(reply, zmq::recv_flags::none)
+               && reply.size() > 400 * 1024;
+      },
+      20s, 50ms));
+  }
   auto flood = [&](zmq::socket_t& client) {
     client.set(zmq::sockopt::linger, 0);
     client.set(zmq::sockopt::sndhwm, 0);
     client.set(zmq::sockopt::rcvhwm, 1);
     client.set(zmq::sockopt::rcvbuf, 64 * 1024);
     client.connect(a->control_endpoint());
-    for (int i = 1; i <= requests; ++i) {
-      control::replay_request r;
-      r.id = static_cast<uint64_t>(i);
-      r.stream = a->stream();
-      r.from = 1;
-      r.max = control::max_replay_events;
-      r.patterns = {"user.>"};
-      auto body = control::encode(r);
-      client.send(zmq::buffer(body), zmq::send_flags::none);
-    }
+    for (int i = 1; i <= requests; ++i)
+      client.send(zmq::buffer(replay_from_1(static_cast<uint64_t>(i))),
+                  zmq::send_flags::none);
   };
   double refused_before = 0;
   SECTION("the client that leaves") {
     zmq::socket_t client{ctx, zmq::socket_type::dealer};
     flood(client);
     double peak = 0;
-    REQUIRE(wait_until(
+    std::string last;
+    auto refused = wait_until(
       [&] {
         auto text = metrics_of(*a);
+        last = text;
         peak = std::max(peak, sample_of(text, "herald_control_backlog_bytes"));
         return sample_of(text, "herald_replays_refused_total")
                >= requests - 100;
       },
-      30s, 20ms));
+      30s, 20ms);
+    INFO(last);
+    REQUIRE(refused);
     CHECK(peak <= static_cast<double>(backlog));
     CHECK(sample(*a, "herald_control_backlog_bytes") > 0);
     client.close();

@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -94,7 +95,14 @@ using links = std::vector<std::unique_ptr<link>>;
 struct client_backlog {
   std::deque<std::string> replies;
   size_t bytes = 0;
+  // Since when libzmq has said the client is unreachable, if it has.
+  std::optional<clock::time_point> gone_since;
 };
+
+// libzmq may say EHOSTUNREACH, not EAGAIN, for a connected client's queue in
+// some states of its pipe: a client counts as gone only when it is so for
+// this long.
+constexpr auto gone_after = std::chrono::milliseconds{5000};
 
 size_t backlog_cost(const std::string& reply) {
   return reply.size() + sizeof(std::string);
@@ -437,11 +445,9 @@ struct pump::impl {
       auto r = try_send(to, body);
       if (r == sent::ok)
         return;
-      if (r == sent::gone) {
-        stats.control_replies_dropped.fetch_add(1, std::memory_order_relaxed);
-        return;
-      }
       it = backlogs.try_emplace(to).first;
+      if (r == sent::gone)
+        it->second.gone_since = clock::now();
     }
     auto& b = it->second;
     auto cost = backlog_cost(body);
@@ -464,12 +470,15 @@ struct pump::impl {
         r = try_send(it->first, b.replies.front());
         if (r != sent::ok)
           break;
+        b.gone_since.reset();
         auto cost = backlog_cost(b.replies.front());
         b.bytes -= cost;
         stats.control_backlog_bytes.fetch_sub(cost, std::memory_order_relaxed);
         b.replies.pop_front();
       }
-      if (r == sent::gone) {
+      if (r == sent::gone && !b.gone_since)
+        b.gone_since = clock::now();
+      if (r == sent::gone && clock::now() - *b.gone_since >= gone_after) {
         stats.control_replies_dropped.fetch_add(b.replies.size(),
                                                 std::memory_order_relaxed);
         stats.control_backlog_bytes.fetch_sub(b.bytes,
