@@ -31,8 +31,8 @@
 /// read (ZMQ_SNDHWM with ZMQ_ROUTER_MANDATORY, so the pump knows when that
 /// queue is full), and the pump keeps the rest in a backlog of at most
 /// `pump_config::control_backlog_bytes` per client, sent as the client
-/// reads. What does not fit is dropped and counted; a client that left
-/// has its backlog freed at the next attempt to send it.
+/// reads. What does not fit is dropped and counted; a client libzmq calls
+/// unreachable for 5 s (it left) has its backlog freed.
 ///
 /// Every socket is watched (`zmq_socket_monitor`): a connection that ends
 /// (disconnected, handshake failed) is reported to the listener with the
