@@ -175,8 +175,11 @@ struct stream_state {
   bool positioned = false;
   std::unordered_map<std::string, type_position> types;
   /// Live events that arrived while catching up, checked again once the
-  /// catch-up ends (bounded; what does not fit the log brings again).
+  /// catch-up ends (bounded in count and in bytes, `consumer_setup::held`;
+  /// what does not fit the log brings again).
   event_batch held;
+  /// Envelope bytes of `held`, counted in `consumer_setup::held`.
+  uint64_t held_bytes = 0;
   /// The end of the last expired range reported (see `behind_retention`).
   uint64_t expired_upto = 0;
   /// A consumer group member's partitions of the stream; null outside
@@ -235,7 +238,11 @@ struct consumer_state {
 
   // The service goes with its consumer (the node stops consumers, and the
   // consumer restarts the service: the node never knows the current one).
+  // What its streams held no longer counts.
   ~consumer_state() {
+    if (setup.held)
+      for (auto& [id, ss] : streams)
+        setup.held->bytes.fetch_sub(ss.held_bytes, std::memory_order_relaxed);
     if (service)
       caf::anon_send_exit(service, caf::exit_reason::user_shutdown);
   }
@@ -1409,6 +1416,42 @@ bool has_handlers(consumer_actor* self) {
   return !self->state.subs.empty() || self->state.factory;
 }
 
+// Keeps a live event of a stream that catches up, to check once the
+// catch-up ends, if it fits the bounds; drops it otherwise (the replay
+// brings it: the catch-up reads on to the producer's head).
+void hold(consumer_actor* self, const std::string& stream, stream_state& ss,
+          const event& ev) {
+  auto& st = self->state;
+  auto& stats = *st.setup.stats;
+  if (ss.held.size() >= st.setup.replay_batch * 4) {
+    stats.skipped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  auto* budget = st.setup.held.get();
+  uint64_t size = ev.envelope().size();
+  if (budget != nullptr) {
+    auto total = budget->bytes.load(std::memory_order_relaxed);
+    if (ss.held_bytes + size > budget->per_stream
+        || total + size > budget->total) {
+      stats.skipped.fetch_add(1, std::memory_order_relaxed);
+      budget->dropped.fetch_add(1, std::memory_order_relaxed);
+      if (!budget->logged.exchange(true))
+        st.setup.log->warn(
+          "consumer={} stream={}: a live event of {} bytes that arrived while "
+          "the stream catches up was dropped: {} bytes are held for the "
+          "stream (transport.max_held_bytes_per_stream is {}) and {} for the "
+          "node (transport.max_held_bytes is {}); the replay brings it. "
+          "Further drops are counted in herald_held_dropped_total, not logged",
+          st.setup.name, stream, size, ss.held_bytes, budget->per_stream,
+          total, budget->total);
+      return;
+    }
+    budget->bytes.fetch_add(size, std::memory_order_relaxed);
+  }
+  ss.held_bytes += size;
+  ss.held.push_back(ev);
+}
+
 void on_live(consumer_actor* self, const event& ev) {
   auto& st = self->state;
   auto& stats = *st.setup.stats;
@@ -1430,10 +1473,7 @@ void on_live(consumer_actor* self, const event& ev) {
   }
   auto& ss = *opened;
   if (ss.catching_up) {
-    if (ss.held.size() < st.setup.replay_batch * 4)
-      ss.held.push_back(ev);
-    else
-      stats.skipped.fetch_add(1, std::memory_order_relaxed);
+    hold(self, stream, ss, ev);
     return;
   }
   auto it = ss.types.find(std::string{ev.type()});
@@ -1606,6 +1646,9 @@ void on_reply(consumer_actor* self, replay_reply& r) {
     // rest goes on in order (or starts the next catch-up on a gap).
     auto held = std::move(ss.held);
     ss.held.clear();
+    if (st.setup.held)
+      st.setup.held->bytes.fetch_sub(ss.held_bytes, std::memory_order_relaxed);
+    ss.held_bytes = 0;
     for (auto& ev : held)
       on_live(self, ev);
     return;

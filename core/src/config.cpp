@@ -124,10 +124,20 @@ void read_transport(const entry& e, problems& out, transport_config& cfg) {
   if (!is_map(e, "", "hwm, max_message_size, heartbeat_ms", out))
     return;
   entry hwm{"hwm"}, max_message_size{"max_message_size"},
-    heartbeat_ms{"heartbeat_ms"}, stream_heartbeat_ms{"stream_heartbeat_ms"};
-  detail::read_map(
-    e.value, "transport: ",
-    {&hwm, &max_message_size, &heartbeat_ms, &stream_heartbeat_ms}, out);
+    heartbeat_ms{"heartbeat_ms"}, stream_heartbeat_ms{"stream_heartbeat_ms"},
+    max_control_sockets{"max_control_sockets"},
+    control_idle_ms{"control_idle_ms"}, max_peer_streams{"max_peer_streams"},
+    control_send_hwm{"control_send_hwm"},
+    control_backlog_bytes{"control_backlog_bytes"},
+    max_held_bytes_per_stream{"max_held_bytes_per_stream"},
+    max_held_bytes{"max_held_bytes"};
+  detail::read_map(e.value, "transport: ",
+                   {&hwm, &max_message_size, &heartbeat_ms,
+                    &stream_heartbeat_ms, &max_control_sockets,
+                    &control_idle_ms, &max_peer_streams, &control_send_hwm,
+                    &control_backlog_bytes, &max_held_bytes_per_stream,
+                    &max_held_bytes},
+                   out);
   constexpr std::string_view ctx = "transport: ";
   read_positive(hwm, ctx, "messages", out, cfg.hwm);
   read_positive(max_message_size, ctx, "bytes", out, cfg.max_message_size);
@@ -138,12 +148,38 @@ void read_transport(const entry& e, problems& out, transport_config& cfg) {
                         "and every node must take it; use the same value on "
                         "every node",
                         ctx, min_max_message_size, cfg.max_message_size));
-  int64_t ms = cfg.heartbeat.count();
-  read_positive(heartbeat_ms, ctx, "milliseconds", out, ms);
-  cfg.heartbeat = std::chrono::milliseconds{ms};
-  ms = cfg.stream_heartbeat.count();
-  read_positive(stream_heartbeat_ms, ctx, "milliseconds", out, ms);
-  cfg.stream_heartbeat = std::chrono::milliseconds{ms};
+  // A positive integer of milliseconds into `target`.
+  auto read_ms = [&](const entry& key, std::chrono::milliseconds& target) {
+    int64_t ms = target.count();
+    read_positive(key, ctx, "milliseconds", out, ms);
+    target = std::chrono::milliseconds{ms};
+  };
+  read_ms(heartbeat_ms, cfg.heartbeat);
+  read_ms(stream_heartbeat_ms, cfg.stream_heartbeat);
+  read_positive(max_control_sockets, ctx, "sockets", out,
+                cfg.max_control_sockets);
+  if (max_control_sockets && cfg.max_control_sockets > max_max_control_sockets)
+    out.add(max_control_sockets.line,
+            fmt::format("{}'max_control_sockets' must be at most {}, not {}: "
+                        "each takes two of libzmq's 1,023 sockets and the "
+                        "node needs room for its peers' SUB sockets; lower "
+                        "it",
+                        ctx, max_max_control_sockets, cfg.max_control_sockets));
+  read_ms(control_idle_ms, cfg.control_idle);
+  read_positive(max_peer_streams, ctx, "streams", out, cfg.max_peer_streams);
+  read_positive(control_send_hwm, ctx, "messages", out, cfg.control_send_hwm);
+  read_positive(control_backlog_bytes, ctx, "bytes", out,
+                cfg.control_backlog_bytes);
+  if (control_backlog_bytes
+      && cfg.control_backlog_bytes < cfg.max_message_size)
+    out.add(control_backlog_bytes.line,
+            fmt::format("{}'control_backlog_bytes' must be at least "
+                        "max_message_size ({} bytes), not {}: one replay "
+                        "reply must fit; raise it",
+                        ctx, cfg.max_message_size, cfg.control_backlog_bytes));
+  read_positive(max_held_bytes_per_stream, ctx, "bytes", out,
+                cfg.max_held_bytes_per_stream);
+  read_positive(max_held_bytes, ctx, "bytes", out, cfg.max_held_bytes);
 }
 
 void read_duration(const entry& e, problems& out,

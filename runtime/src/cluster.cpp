@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <set>
+#include <utility>
 
 #include <caf/send.hpp>
 #include <fmt/format.h>
@@ -325,9 +326,15 @@ bool node::impl::claim_static(std::string_view from, std::string_view stream) {
   for (auto& [pub, s] : static_streams)
     if (pub != from && s == stream)
       return false;
-  if (auto s = static_streams.find(from); s != static_streams.end())
-    s->second = stream;
-  else
+  if (auto s = static_streams.find(from); s != static_streams.end()) {
+    // The connection carries another stream now (a wiped peer, or one
+    // naming ever new streams): the one before is forgotten, so a peer
+    // holds one stream and one control endpoint here at a time.
+    if (s->second != stream) {
+      auto before = std::exchange(s->second, std::string{stream});
+      forget_peer_stream(before);
+    }
+  } else
     static_streams.emplace(std::string{from}, std::string{stream});
   return true;
 }

@@ -214,6 +214,7 @@ consumer_entry& node::impl::consumer(const std::string& name) {
   setup.node = cfg.name;
   setup.log = log;
   setup.stats = entry.stats;
+  setup.held = held;
   setup.durable = name != observer_name;
   setup.policy.name = name;
   for (auto& cc : cfg.consumers)

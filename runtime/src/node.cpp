@@ -174,6 +174,10 @@ caf::error start_pump(node::impl& p) {
   pc.stream_heartbeat = p.cfg.transport.stream_heartbeat;
   pc.control_bind = p.cfg.control;
   pc.origin = p.cfg.origin;
+  pc.max_control_sockets = p.cfg.transport.max_control_sockets;
+  pc.control_idle = p.cfg.transport.control_idle;
+  pc.control_send_hwm = p.cfg.transport.control_send_hwm;
+  pc.control_backlog_bytes = p.cfg.transport.control_backlog_bytes;
   auto pump = transport::pump::start(std::move(pc), &p);
   if (!pump)
     return std::move(pump.error());
@@ -375,6 +379,8 @@ node::start(node_config cfg, std::function<int64_t()> clock) {
     cfg.service = cfg.name;
   p->cfg = std::move(cfg);
   p->limits.max_frame = p->cfg.transport.max_message_size;
+  p->held->per_stream = p->cfg.transport.max_held_bytes_per_stream;
+  p->held->total = p->cfg.transport.max_held_bytes;
   for (auto step : {load_catalog, make_node_logger, check_subscriptions,
                     open_log, start_recording, start_groups})
     if (auto err = step(*p))

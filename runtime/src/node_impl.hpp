@@ -244,6 +244,21 @@ struct node::impl : transport::pump_listener {
   std::atomic<uint64_t> foreign_refused{0};
   /// Connections peers made to this node that ended.
   std::atomic<uint64_t> inbound_disconnects{0};
+  /// Heartbeats naming a new peer stream refused at
+  /// `transport.max_peer_streams`; whether one was logged.
+  std::atomic<uint64_t> peer_streams_refused{0};
+  std::atomic<bool> peer_streams_logged{false};
+  /// Replay requests refused because their client's unread replies filled
+  /// its backlog (`transport.control_backlog_bytes`); whether one was
+  /// logged.
+  std::atomic<uint64_t> replays_refused{0};
+  std::atomic<bool> replays_refused_logged{false};
+  /// Whether the pump closing a DEALER at `transport.max_control_sockets`
+  /// was logged.
+  std::atomic<bool> control_evicted_logged{false};
+  /// Live events held by the consumers while their streams catch up, in
+  /// bytes, and the bounds on them (set at start from `transport`).
+  std::shared_ptr<held_budget> held = std::make_shared<held_budget>();
   /// Events published, per catalog event (index as in `cat.events()`).
   std::unique_ptr<std::atomic<uint64_t>[]> published;
 
@@ -409,7 +424,8 @@ struct node::impl : transport::pump_listener {
   on_control_request(std::string_view request,
                      const transport::control_peer& from) override;
   std::string refuse(uint64_t id, std::string req_stream, std::string why);
-  std::string serve(const control::replay_request& r);
+  std::string serve(const control::replay_request& r,
+                    const transport::control_peer& from);
   void on_control_reply(std::string_view endpoint,
                         std::string_view body) override;
   std::string replay_reply_bytes(uint64_t id, uint64_t from, uint64_t max,
@@ -436,6 +452,9 @@ struct node::impl : transport::pump_listener {
   void check_peers();
   std::vector<std::string> peer_problems();
   void on_disconnect(const transport::peer_event& e) override;
+  void on_control_closed(std::string_view endpoint,
+                         std::string_view why) override;
+  void forget_peer_stream(const std::string& id);
   std::chrono::steady_clock::duration silence_after() const;
 
   // dead_letter_admin.cpp: `herald dlq` requests and parked entities.

@@ -237,6 +237,39 @@ std::string node::impl::render_metrics() {
             "Events and heartbeats refused because they came on the "
             "connection of a peer that does not own their stream.",
             {}, foreign_refused.load());
+  auto& ps = pump->stats();
+  w.counter("herald_peer_streams_refused_total",
+            "Heartbeats naming a new peer stream ignored because the node "
+            "tracks transport.max_peer_streams already.",
+            {}, peer_streams_refused.load());
+  w.counter("herald_control_sockets_evicted_total",
+            "Control DEALERs closed because a request to a new endpoint "
+            "found transport.max_control_sockets open.",
+            {}, ps.control_sockets_evicted.load());
+  w.counter("herald_control_sockets_idle_closed_total",
+            "Control DEALERs closed after transport.control_idle_ms without "
+            "traffic.",
+            {}, ps.control_sockets_idle_closed.load());
+  w.counter("herald_replays_refused_total",
+            "Replay requests refused because the client's unread replies "
+            "filled transport.control_backlog_bytes.",
+            {}, replays_refused.load());
+  w.counter("herald_control_replies_dropped_total",
+            "Replies to control clients dropped: the client's backlog was "
+            "full, or it left before reading them.",
+            {}, ps.control_replies_dropped.load());
+  w.gauge("herald_control_backlog_bytes",
+          "Bytes of replies kept for control clients that do not read.", {},
+          static_cast<double>(ps.control_backlog_bytes.load()));
+  w.gauge("herald_held_bytes",
+          "Bytes of live events consumers hold while their streams catch "
+          "up (bounded by transport.max_held_bytes_per_stream and "
+          "transport.max_held_bytes).",
+          {}, static_cast<double>(held->bytes.load()));
+  w.counter("herald_held_dropped_total",
+            "Live events dropped while their stream caught up because they "
+            "did not fit the held bytes bounds; the replay brings them.",
+            {}, held->dropped.load());
   w.counter("herald_control_errors_total",
             "Control requests, replies and heartbeats refused as "
             "malformed or unknown.",

@@ -58,6 +58,21 @@ bool node::impl::note_heartbeat(const control::heartbeat& hb) {
   uint64_t hello_id = 0;
   {
     std::lock_guard<std::mutex> guard{peers_mtx};
+    if (peer_streams.size() >= cfg.transport.max_peer_streams
+        && !peer_streams.contains(hb.stream)) {
+      // Each stream tracked costs memory, and its control endpoint a
+      // socket: a peer naming ever new streams is not followed.
+      peer_streams_refused.fetch_add(1, std::memory_order_relaxed);
+      if (!peer_streams_logged.exchange(true))
+        log->error("ignored a heartbeat of {}: this node tracks {} peer "
+                   "streams already (transport.max_peer_streams); raise it "
+                   "if the deployment has that many producers, else a peer "
+                   "names streams it does not run (further ones are "
+                   "counted in herald_peer_streams_refused_total, not "
+                   "logged)",
+                   describe(hb.stream, hb.pub), peer_streams.size());
+      return false;
+    }
     auto [it, fresh] = peer_streams.try_emplace(hb.stream);
     auto& peer = it->second;
     if (!hb.pub.empty() && peer.pub != hb.pub) {
@@ -276,6 +291,45 @@ std::vector<std::string> node::impl::peer_problems() {
     ++it;
   }
   return out;
+}
+
+// Forgets the peer stream `id`: its heartbeats' record and its control
+// endpoint, whose DEALER is closed unless another stream uses it. A stream
+// whose connection now carries another one is gone, not silent.
+// REQUIRES: peers_mtx held.
+void node::impl::forget_peer_stream(const std::string& id) {
+  if (auto ps = peer_streams.find(id); ps != peer_streams.end()) {
+    if (ps->second.refused)
+      refused_streams.fetch_sub(1, std::memory_order_relaxed);
+    peer_streams.erase(ps);
+  }
+  auto pc = peer_control.find(id);
+  if (pc == peer_control.end())
+    return;
+  auto endpoint = std::move(pc->second);
+  peer_control.erase(pc);
+  for (auto& [other, ep] : peer_control)
+    if (ep == endpoint)
+      return;
+  for (auto& [pub, m] : member_pubs)
+    if (m.control == endpoint)
+      return;
+  if (pump && !endpoint.empty())
+    pump->close_control(std::move(endpoint));
+}
+
+void node::impl::on_control_closed(std::string_view endpoint,
+                                   std::string_view why) {
+  if (why.find("max_control_sockets") != std::string_view::npos
+      && !control_evicted_logged.exchange(true)) {
+    log->error("closed the control connection to {}: {}; raise "
+               "transport.max_control_sockets if this node talks to that "
+               "many nodes at once (further ones are counted in "
+               "herald_control_sockets_evicted_total, not logged)",
+               endpoint, why);
+    return;
+  }
+  log->debug("closed the control connection to {}: {}", endpoint, why);
 }
 
 void node::impl::on_disconnect(const transport::peer_event& e) {

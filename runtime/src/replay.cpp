@@ -91,6 +91,8 @@ node::impl::on_control_request(std::string_view bytes,
         using type = std::decay_t<decltype(r)>;
         if constexpr (std::is_same_v<type, control::publish_request>)
           return publisher->serve(r, from);
+        else if constexpr (std::is_same_v<type, control::replay_request>)
+          return serve(r, from);
         else
           return serve(r);
       },
@@ -115,7 +117,29 @@ std::string node::impl::refuse(uint64_t id, std::string req_stream,
   return control::encode(e);
 }
 
-std::string node::impl::serve(const control::replay_request& r) {
+std::string node::impl::serve(const control::replay_request& r,
+                              const transport::control_peer& from) {
+  // A reply is up to one frame: refused when that would not fit the
+  // client's backlog, its unread replies (the pump would drop it).
+  auto limit = std::max(cfg.transport.control_backlog_bytes,
+                        cfg.transport.max_message_size);
+  if (from.backlog_bytes + cfg.transport.max_message_size > limit) {
+    replays_refused.fetch_add(1, std::memory_order_relaxed);
+    control::error_reply e;
+    e.id = r.id;
+    e.stream = r.stream;
+    e.error = fmt::format(
+      "replay refused: {} bytes of replies to this client wait unread, and "
+      "one more reply of up to {} bytes would pass the limit of {} bytes "
+      "(transport.control_backlog_bytes); read the replies before asking "
+      "for more",
+      from.backlog_bytes, cfg.transport.max_message_size, limit);
+    if (!replays_refused_logged.exchange(true))
+      log->warn("{} (a control client that does not read; further refusals "
+                "are counted in herald_replays_refused_total, not logged)",
+                e.error);
+    return control::encode(e);
+  }
   if (r.stream != stream)
     return refuse(r.id, r.stream,
                   fmt::format("unknown stream '{}': this node's stream is "

@@ -103,6 +103,35 @@ TEST_CASE("the bound on events queued for the disk and the publish wait load",
   CHECK(cfg->store.publish_timeout == std::chrono::microseconds{0});
 }
 
+TEST_CASE("the bounds on what peers and clients make a node keep load, "
+          "with their defaults",
+          "[core][config][bounds]") {
+  auto defaults = node_config::parse("node: n\ncatalog: e.yaml\n", "n.yaml");
+  REQUIRE(defaults);
+  CHECK(defaults->transport.max_control_sockets == 128);
+  CHECK(defaults->transport.control_idle == std::chrono::minutes{5});
+  CHECK(defaults->transport.max_peer_streams == 1024);
+  CHECK(defaults->transport.control_send_hwm == 16);
+  CHECK(defaults->transport.control_backlog_bytes == size_t{8} << 20);
+  CHECK(defaults->transport.max_held_bytes_per_stream == size_t{64} << 20);
+  CHECK(defaults->transport.max_held_bytes == size_t{256} << 20);
+  auto cfg = node_config::parse(
+    "node: n\ncatalog: e.yaml\ntransport:\n  max_control_sockets: 32\n"
+    "  control_idle_ms: 1000\n  max_peer_streams: 10\n"
+    "  control_send_hwm: 4\n  control_backlog_bytes: 2097152\n"
+    "  max_held_bytes_per_stream: 1000000\n  max_held_bytes: 3000000\n",
+    "n.yaml");
+  INFO((cfg ? "" : herald::message_of(cfg.error())));
+  REQUIRE(cfg);
+  CHECK(cfg->transport.max_control_sockets == 32);
+  CHECK(cfg->transport.control_idle == std::chrono::seconds{1});
+  CHECK(cfg->transport.max_peer_streams == 10);
+  CHECK(cfg->transport.control_send_hwm == 4);
+  CHECK(cfg->transport.control_backlog_bytes == 2097152);
+  CHECK(cfg->transport.max_held_bytes_per_stream == 1000000);
+  CHECK(cfg->transport.max_held_bytes == 3000000);
+}
+
 TEST_CASE("a relative catalog is resolved against the config's folder",
           "[core][config]") {
   const std::string yaml = "node: n\ncatalog: ../config/events.yaml\n";
@@ -191,7 +220,20 @@ TEST_CASE("each configuration error names the key, the file and the line",
     {"node: n\ncatalog: e.yaml\nmetrics: {}\n", "metrics: missing 'listen'"},
     {"node: n\ncatalog: e.yaml\ntransport:\n  hwm: 1\n  hw: 2\n",
      "n.yaml:5: transport: unknown key 'hw' (allowed: hwm, max_message_size, "
-     "heartbeat_ms, stream_heartbeat_ms)"},
+     "heartbeat_ms, stream_heartbeat_ms, max_control_sockets, "
+     "control_idle_ms, max_peer_streams, control_send_hwm, "
+     "control_backlog_bytes, max_held_bytes_per_stream, max_held_bytes)"},
+    {"node: n\ncatalog: e.yaml\ntransport: {max_control_sockets: 500}\n",
+     "n.yaml:3: transport: 'max_control_sockets' must be at most 400, not "
+     "500"},
+    {"node: n\ncatalog: e.yaml\ntransport: {max_control_sockets: 0}\n",
+     "n.yaml:3: transport: 'max_control_sockets' must be a positive integer "
+     "(sockets)"},
+    {"node: n\ncatalog: e.yaml\ntransport: {control_backlog_bytes: 1000}\n",
+     "n.yaml:3: transport: 'control_backlog_bytes' must be at least "
+     "max_message_size (1048576 bytes), not 1000"},
+    {"node: n\ncatalog: e.yaml\ntransport: {max_held_bytes: -1}\n",
+     "n.yaml:3: transport: 'max_held_bytes' must be a positive integer"},
     {"node: n\ncatalog: e.yaml\nstore:\n  fsync: sometimes\n",
      "n.yaml:4: 'fsync': 'sometimes' is not a policy; use always, batch or os"},
     {"node: n\ncatalog: e.yaml\nstore:\n  retention: 7 days\n",

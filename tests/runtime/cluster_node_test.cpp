@@ -32,12 +32,7 @@ using herald::test::wait_until;
 namespace {
 
 std::string metrics_of(node& n) {
-  httplib::Client http{"127.0.0.1", n.metrics_port()};
-  http.set_read_timeout(5s);
-  auto res = http.Get("/metrics");
-  REQUIRE(res);
-  REQUIRE(res->status == 200);
-  return res->body;
+  return herald::test::metrics_text(n.metrics_port());
 }
 
 // Leases short enough for a test to wait out.

@@ -26,6 +26,16 @@ inline double sample_of(const std::string& text, const std::string& series) {
   return -1;
 }
 
+/// GET /metrics on 127.0.0.1:`port`: the body (REQUIREs a 200).
+inline std::string metrics_text(int port) {
+  httplib::Client http{"127.0.0.1", port};
+  http.set_read_timeout(std::chrono::seconds{5});
+  auto res = http.Get("/metrics");
+  REQUIRE(res);
+  REQUIRE(res->status == 200);
+  return res->body;
+}
+
 struct healthz {
   explicit healthz(int port) : http("127.0.0.1", port) {
     http.set_read_timeout(std::chrono::seconds{5});

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include <fmt/format.h>
 #include <zmq.hpp>
 
 #include "deadline.hpp"
@@ -403,4 +404,35 @@ TEST_CASE("a peer that restarts on its endpoint keeps its subscriber: what "
   }
   c->stop();
   CHECK(c->stats().disconnects.load() >= restarts);
+}
+
+TEST_CASE("control DEALERs stay within max_control_sockets and idle ones are "
+          "closed",
+          "[transport][pump][peers][bounds]") {
+  // Before, every control endpoint asked kept a DEALER (and its monitor)
+  // until libzmq's 1,023 sockets were used up.
+  peer_listener listener;
+  transport::pump_config cfg;
+  cfg.max_control_sockets = 4;
+  cfg.control_idle = 2s;
+  cfg.tick = 20ms;
+  auto p = transport::pump::start(cfg, &listener);
+  REQUIRE(p);
+  auto& c = *p;
+  for (int i = 0; i < 50; ++i)
+    c->request(fmt::format("tcp://127.0.0.1:{}", 1 + i), "ping");
+  // Each request ran: the last endpoint asked has a DEALER, and no more
+  // than the bound are open.
+  CHECK_WITHIN(10s, c->stats().control_sockets_evicted.load() == 46);
+  CHECK(c->sockets().dealers == 4);
+  // Unused for control_idle: closed.
+  CHECK_WITHIN(10s, c->sockets().dealers == 0);
+  CHECK(c->stats().control_sockets_idle_closed.load() == 4);
+  // A closed one can be asked again.
+  zmq::context_t ctx;
+  auto router = bound(ctx, zmq::socket_type::router);
+  auto ep = router.get(zmq::sockopt::last_endpoint);
+  c->request(ep, "again");
+  REQUIRE(recv_until(router, "again", 10s));
+  CHECK(c->sockets().dealers == 1);
 }

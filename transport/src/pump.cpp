@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <unordered_map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -61,6 +64,9 @@ struct link {
   // How soon: grows while recreated connections keep ending soon after.
   std::chrono::milliseconds delay{0};
   clock::time_point last_repair;
+  // When a request went out or a reply came last (DEALERs: the idle
+  // timeout and the choice of which one to close at the bound).
+  clock::time_point last_used = clock::now();
 
   link(std::string_view r, std::string ep, zmq::socket_t s)
       : role(r), endpoint(std::move(ep)), sock(std::move(s)) {}
@@ -82,6 +88,25 @@ struct link {
 };
 
 using links = std::vector<std::unique_ptr<link>>;
+
+// Replies to one control client that libzmq's queue for it had no room
+// for, oldest first, and their bytes (each counted with a string's size,
+// so that many small ones count too).
+struct client_backlog {
+  std::deque<std::string> replies;
+  size_t bytes = 0;
+  // Since when libzmq has said the client is unreachable, if it has.
+  std::optional<clock::time_point> gone_since;
+};
+
+// libzmq may say EHOSTUNREACH, not EAGAIN, for a connected client's queue in
+// some states of its pipe: a client counts as gone only when it is so for
+// this long.
+constexpr auto gone_after = std::chrono::milliseconds{5000};
+
+size_t backlog_cost(const std::string& reply) {
+  return reply.size() + sizeof(std::string);
+}
 
 link* find(const links& all, std::string_view endpoint) {
   for (auto& l : all)
@@ -113,6 +138,9 @@ struct pump::impl {
   links dealers;
   // Every prefix `subscribe` was given, in order: what a new SUB takes.
   std::vector<std::string> prefixes;
+  // Replies waiting for control clients that do not read, by routing id.
+  std::unordered_map<std::string, client_backlog> backlogs;
+  size_t backlog_limit = 0; // per client
   clock::time_point next_heartbeat;
   clock::time_point next_tick;
   int wake_fd = -1;
@@ -214,7 +242,7 @@ struct pump::impl {
         send_request(cmd.a, cmd.b);
         break;
       case command::kind::reply:
-        send_reply(cmd.a, cmd.b);
+        send_reply(cmd.a, std::move(cmd.b));
         break;
       case command::kind::connect_peer:
         if (auto err = connect_peer(cmd.a))
@@ -320,9 +348,27 @@ struct pump::impl {
     prefixes.push_back(std::move(prefix));
   }
 
-  zmq::socket_t& dealer_for(const std::string& endpoint) {
-    if (auto* l = find(dealers, endpoint))
+  zmq::socket_t& dealer_for(const std::string& endpoint, clock::time_point now) {
+    if (auto* l = find(dealers, endpoint)) {
+      l->last_used = now;
       return l->sock;
+    }
+    if (dealers.size() >= std::max<size_t>(cfg.max_control_sockets, 1)) {
+      // At the bound: the one used least recently goes (a later request
+      // to it makes a new one), so a new stream can always be asked.
+      auto oldest = std::min_element(
+        dealers.begin(), dealers.end(), [](const auto& a, const auto& b) {
+          return a->last_used < b->last_used;
+        });
+      stats.control_sockets_evicted.fetch_add(1, std::memory_order_relaxed);
+      listener->on_control_closed(
+        (*oldest)->endpoint,
+        fmt::format("{} control sockets open, "
+                    "transport.max_control_sockets; it was used least "
+                    "recently",
+                    dealers.size()));
+      dealers.erase(oldest);
+    }
     dealers.push_back(open_link("DEALER", zmq::socket_type::dealer, endpoint,
                                 [](zmq::socket_t& s) {
                                   s.set(zmq::sockopt::linger, 0);
@@ -333,7 +379,7 @@ struct pump::impl {
 
   void send_request(const std::string& endpoint, const std::string& body) {
     try {
-      auto& sock = dealer_for(endpoint);
+      auto& sock = dealer_for(endpoint, clock::now());
       zmq::message_t msg{body.data(), body.size()};
       // A DEALER queues while connecting; at its HWM the request is
       // dropped and the requester's timeout asks again.
@@ -359,27 +405,115 @@ struct pump::impl {
         if (!router.recv(extra, zmq::recv_flags::dontwait))
           break;
       }
-      control_peer from{id.to_string()};
+      control_peer from{id.to_string(), 0};
+      if (auto b = backlogs.find(from.routing_id); b != backlogs.end())
+        from.backlog_bytes = b->second.bytes;
       auto reply = listener->on_control_request(body.to_string_view(), from);
       if (reply) // else the listener answers later, through `pump::reply`
-        send_reply(from.routing_id, *reply);
+        send_reply(from.routing_id, std::move(*reply));
     }
   }
 
-  // Sends `body` on the ROUTER to the peer whose routing id is `to`. A
-  // ROUTER drops what it cannot route (the peer is gone) or queue (HWM).
-  void send_reply(const std::string& to, const std::string& body) {
-    zmq::message_t id{to.data(), to.size()};
-    zmq::message_t out{body.data(), body.size()};
-    if (router.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait))
-      [[maybe_unused]]
-      auto ok = router.send(out, zmq::send_flags::dontwait);
+  enum class sent : uint8_t { ok, full, gone };
+
+  // Hands `body` to libzmq for the client whose routing id is `to`: `full`
+  // when its queue is at ZMQ_SNDHWM, `gone` when no such client is
+  // connected (ZMQ_ROUTER_MANDATORY says both).
+  sent try_send(const std::string& to, const std::string& body) {
+    try {
+      zmq::message_t id{to.data(), to.size()};
+      if (!router.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+        return sent::full;
+      zmq::message_t out{body.data(), body.size()};
+      // The frames of one message go together: a first frame taken means
+      // room for the second.
+      [[maybe_unused]] auto ok = router.send(out, zmq::send_flags::dontwait);
+      return sent::ok;
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EHOSTUNREACH)
+        return sent::gone;
+      throw;
+    }
+  }
+
+  // Sends `body` to the client `to`, after the replies kept for it; keeps
+  // it when libzmq's queue for the client is full and it fits its
+  // backlog, drops it otherwise.
+  void send_reply(const std::string& to, std::string body) {
+    auto it = backlogs.find(to);
+    if (it == backlogs.end()) {
+      auto r = try_send(to, body);
+      if (r == sent::ok)
+        return;
+      it = backlogs.try_emplace(to).first;
+      if (r == sent::gone)
+        it->second.gone_since = clock::now();
+    }
+    auto& b = it->second;
+    auto cost = backlog_cost(body);
+    if (b.bytes + cost > backlog_limit) {
+      stats.control_replies_dropped.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    b.bytes += cost;
+    b.replies.push_back(std::move(body));
+    stats.control_backlog_bytes.fetch_add(cost, std::memory_order_relaxed);
+  }
+
+  // Sends what clients' backlogs hold, as far as their queues take it;
+  // frees the backlogs of clients that left.
+  void flush_backlogs() {
+    for (auto it = backlogs.begin(); it != backlogs.end();) {
+      auto& b = it->second;
+      sent r = sent::ok;
+      while (!b.replies.empty()) {
+        r = try_send(it->first, b.replies.front());
+        if (r != sent::ok)
+          break;
+        b.gone_since.reset();
+        auto cost = backlog_cost(b.replies.front());
+        b.bytes -= cost;
+        stats.control_backlog_bytes.fetch_sub(cost, std::memory_order_relaxed);
+        b.replies.pop_front();
+      }
+      if (r == sent::gone && !b.gone_since)
+        b.gone_since = clock::now();
+      if (r == sent::gone && clock::now() - *b.gone_since >= gone_after) {
+        stats.control_replies_dropped.fetch_add(b.replies.size(),
+                                                std::memory_order_relaxed);
+        stats.control_backlog_bytes.fetch_sub(b.bytes,
+                                              std::memory_order_relaxed);
+        it = backlogs.erase(it);
+      } else if (b.replies.empty()) {
+        it = backlogs.erase(it);
+      } else {
+        ++it;
+      }
+    }
   }
 
   void read_replies(link& dealer) {
     zmq::message_t body;
-    while (dealer.sock.recv(body, zmq::recv_flags::dontwait))
+    while (dealer.sock.recv(body, zmq::recv_flags::dontwait)) {
+      dealer.last_used = clock::now();
       listener->on_control_reply(dealer.endpoint, body.to_string_view());
+    }
+  }
+
+  // Closes the DEALERs that sent and received nothing for `control_idle`.
+  void close_idle(clock::time_point now) {
+    auto before = dealers.size();
+    std::erase_if(dealers, [&](const std::unique_ptr<link>& l) {
+      if (now - l->last_used < cfg.control_idle)
+        return false;
+      listener->on_control_closed(l->endpoint,
+                                  "idle for transport.control_idle_ms");
+      return true;
+    });
+    if (auto n = before - dealers.size(); n > 0) {
+      stats.control_sockets_idle_closed.fetch_add(n, std::memory_order_relaxed);
+      count_sockets();
+    }
   }
 
   void send_heartbeat(const std::string& body) {
@@ -645,6 +779,8 @@ struct pump::impl {
   // Returns false when asked to stop.
   bool run_timers(clock::time_point now) {
     run_repairs(now);
+    if (!backlogs.empty())
+      flush_backlogs();
     if (now >= next_heartbeat) {
       // The heartbeat counts events handed to the pump before it was
       // made; sending what is queued before it keeps it behind them on
@@ -656,6 +792,7 @@ struct pump::impl {
       next_heartbeat = now + cfg.stream_heartbeat;
     }
     if (now >= next_tick) {
+      close_idle(now);
       listener->on_tick(now);
       next_tick = now + cfg.tick;
     }
@@ -704,8 +841,11 @@ struct pump::impl {
             read_events(*l);
           k += 2;
         }
-        if (ready(2))
+        if (ready(2)) {
+          if (!backlogs.empty())
+            flush_backlogs(); // the client may have read meanwhile
           read_requests();
+        }
         for (auto& l : dealers) {
           if (ready(k))
             read_replies(*l);
@@ -757,6 +897,8 @@ caf::expected<std::unique_ptr<pump>> pump::start(pump_config cfg,
   p->listener = listener;
   p->limits.max_frame = p->cfg.max_message_size;
   p->max_batch_bytes = std::min<size_t>(64 * 1024, p->cfg.max_message_size);
+  p->backlog_limit =
+    std::max(p->cfg.control_backlog_bytes, p->cfg.max_message_size);
   p->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (p->cfg.tick.count() <= 0)
     return make_error(errc::invalid_argument,
@@ -773,6 +915,10 @@ caf::expected<std::unique_ptr<pump>> pump::start(pump_config cfg,
     p->pub.set(zmq::sockopt::xpub_verbose, 1);
     p->set_common(p->router);
     p->router.set(zmq::sockopt::linger, 0);
+    // Replies queued per client inside libzmq; with MANDATORY a full queue
+    // (or a client gone) is an error the pump sees, not a silent drop.
+    p->router.set(zmq::sockopt::sndhwm, std::max(p->cfg.control_send_hwm, 1));
+    p->router.set(zmq::sockopt::router_mandatory, 1);
   } catch (const zmq::error_t& e) {
     return make_error(errc::io_error,
                       fmt::format("cannot set socket options: {}", e.what()));

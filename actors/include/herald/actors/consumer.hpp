@@ -322,6 +322,24 @@ struct offset_store {
   std::function<void(const std::string& stream, uint64_t seq)> store;
 };
 
+/// The bound on live events a node's consumers hold while their streams
+/// catch up (out of order, waiting for a replay), in envelope bytes, and
+/// what it dropped. Shared by a node's consumers; the atomics may be read
+/// from any thread. An event held by two consumers counts twice.
+struct held_budget {
+  /// The most bytes held per consumer and stream. Default: 64 MiB.
+  size_t per_stream = size_t{64} << 20;
+  /// The most bytes held over all consumers and streams. Default: 256 MiB.
+  size_t total = size_t{256} << 20;
+  /// Bytes held now.
+  std::atomic<uint64_t> bytes{0};
+  /// Live events dropped because they did not fit (the replay brings
+  /// them: a dropped held event is a gap to repair like any other).
+  std::atomic<uint64_t> dropped{0};
+  /// Whether a drop was logged (once per node).
+  std::atomic<bool> logged{false};
+};
+
 /// What a consumer actor is made of.
 struct consumer_setup {
   /// The consumer (service) name, in every log line about its events.
@@ -347,6 +365,10 @@ struct consumer_setup {
   /// and at most `max_unfinished` are handed to shards and not finished,
   /// those waiting in entity queues included. Default: 2048.
   size_t replay_batch = 2048;
+  /// Bounds the bytes of live events held while a stream catches up (the
+  /// count is bounded at `replay_batch * 4` per stream either way).
+  /// Default: null, the count alone.
+  std::shared_ptr<held_budget> held;
   /// The most events a catch-up leaves handed to shards and not finished
   /// (see `replay_batch`); the node's live backlog per consumer has the
   /// same bound. Default: 16,384.

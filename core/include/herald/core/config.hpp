@@ -116,7 +116,47 @@ struct transport_config {
   /// How often the node publishes its stream's head (so consumers notice a
   /// gap at the tail). Default: 200 ms.
   std::chrono::milliseconds stream_heartbeat{200};
+
+  // --- Bounds on what peers and clients make a node keep (issue 17) -----
+
+  /// The most DEALER sockets the node keeps to other nodes' control
+  /// endpoints (replays, hellos, gossip, leases). A request to a new
+  /// endpoint at the bound closes the one used least recently first
+  /// (counted in `herald_control_sockets_evicted_total`, logged once).
+  /// libzmq opens at most 1,023 sockets per node, two per DEALER with its
+  /// monitor. Default: 128. REQUIRES: positive, at most 400.
+  size_t max_control_sockets = 128;
+  /// A DEALER to a control endpoint that sent and received nothing for
+  /// this long is closed (a later request makes a new one). Default:
+  /// 300,000 ms (5 min). REQUIRES: positive.
+  std::chrono::milliseconds control_idle{300000};
+  /// Peer streams the node keeps track of at once (heartbeats, control
+  /// endpoints). A heartbeat naming a new stream beyond it is ignored,
+  /// counted in `herald_peer_streams_refused_total` and logged once.
+  /// Default: 1024. REQUIRES: positive.
+  size_t max_peer_streams = 1024;
+  /// ZMQ_SNDHWM of the control ROUTER, in messages: replies queued inside
+  /// libzmq per client. Default: 16. REQUIRES: positive.
+  int control_send_hwm = 16;
+  /// Reply bytes the node keeps per control client beyond
+  /// `control_send_hwm` while that client does not read. A replay request
+  /// whose reply would not fit is refused with an error naming this key;
+  /// other replies that do not fit are dropped and counted. Default:
+  /// 8 MiB. REQUIRES: at least `max_message_size`.
+  size_t control_backlog_bytes = size_t{8} << 20;
+  /// Live events a consumer holds while a stream catches up (out of order,
+  /// waiting for a replay), in envelope bytes, per consumer and stream.
+  /// Beyond it they are dropped and counted: the replay brings them.
+  /// Default: 64 MiB. REQUIRES: positive.
+  size_t max_held_bytes_per_stream = size_t{64} << 20;
+  /// The same over all consumers and streams of the node. Default:
+  /// 256 MiB. REQUIRES: positive.
+  size_t max_held_bytes = size_t{256} << 20;
 };
+
+/// The most `transport.max_control_sockets` may be: two sockets each (the
+/// DEALER and its monitor) must leave room under libzmq's 1,023.
+inline constexpr size_t max_max_control_sockets = 400;
 
 /// The durable log settings of a node.
 struct store_config {

@@ -21,7 +21,18 @@
 ///
 /// Control requests this node makes go out on one DEALER per control
 /// endpoint, made on the first `request` to it and closed by
-/// `close_control` (a later `request` makes a new one).
+/// `close_control` (a later `request` makes a new one), when it was idle
+/// for `pump_config::control_idle`, or when a request to a new endpoint
+/// finds `pump_config::max_control_sockets` open (the one used least
+/// recently goes). So no peer can use up libzmq's 1,023 sockets.
+///
+/// Replies to control requests are bounded per client: libzmq queues up to
+/// `pump_config::control_send_hwm` of them for a client that does not
+/// read (ZMQ_SNDHWM with ZMQ_ROUTER_MANDATORY, so the pump knows when that
+/// queue is full), and the pump keeps the rest in a backlog of at most
+/// `pump_config::control_backlog_bytes` per client, sent as the client
+/// reads. What does not fit is dropped and counted; a client libzmq calls
+/// unreachable for 5 s (it left) has its backlog freed.
 ///
 /// Every socket is watched (`zmq_socket_monitor`): a connection that ends
 /// (disconnected, handshake failed) is reported to the listener with the
@@ -108,6 +119,19 @@ struct pump_config {
   /// that cannot be bound or connected to is reported with its config
   /// file and line (`FILE:LINE: bind: cannot bind ...`). Default: none.
   config_origin origin;
+  /// The most DEALER sockets to control endpoints open at once; a request
+  /// to a new endpoint at the bound closes the least recently used one.
+  /// Default: 128.
+  size_t max_control_sockets = 128;
+  /// A DEALER that sent and received nothing for this long is closed.
+  /// Default: 5 min.
+  std::chrono::milliseconds control_idle{300000};
+  /// ZMQ_SNDHWM of the control ROUTER, in messages. Default: 16.
+  int control_send_hwm = 16;
+  /// Reply bytes kept per control client beyond `control_send_hwm` while
+  /// it does not read (at least one `max_message_size` is). Default:
+  /// 8 MiB.
+  size_t control_backlog_bytes = size_t{8} << 20;
 };
 
 /// A connection of a pump's socket that ended, as reported by libzmq.
@@ -138,8 +162,14 @@ inline constexpr std::string_view heartbeat_topic = "_hb";
 struct control_peer {
   /// The routing id, as ZeroMQ gave it.
   std::string routing_id;
+  /// Bytes of replies to this client the pump kept when the request was
+  /// read: what the client did not read yet beyond libzmq's queue (see
+  /// `pump_config::control_backlog_bytes`). Not part of the identity.
+  size_t backlog_bytes = 0;
 
-  bool operator==(const control_peer&) const = default;
+  bool operator==(const control_peer& o) const {
+    return routing_id == o.routing_id;
+  }
 };
 
 /// Receives what the pump reads. Called on the pump thread; must not block.
@@ -184,6 +214,15 @@ public:
   virtual void on_tick(std::chrono::steady_clock::time_point now) {
     (void)now;
   }
+  /// The pump closed its DEALER to the control endpoint `endpoint` on its
+  /// own (`why`: idle, or the bound on DEALERs reached); counted in
+  /// `pump_stats`. A later `request` there makes a new one. Default: does
+  /// nothing.
+  virtual void on_control_closed(std::string_view endpoint,
+                                 std::string_view why) {
+    (void)endpoint;
+    (void)why;
+  }
 };
 
 /// How many sockets of each kind a pump holds open: for tests and
@@ -217,6 +256,16 @@ struct pump_stats {
   std::atomic<uint64_t> disconnects{0};
   /// Connections the pump recreated after they ended.
   std::atomic<uint64_t> reconnects{0};
+  /// DEALERs closed because a request to a new endpoint found
+  /// `max_control_sockets` open.
+  std::atomic<uint64_t> control_sockets_evicted{0};
+  /// DEALERs closed after `control_idle` without traffic.
+  std::atomic<uint64_t> control_sockets_idle_closed{0};
+  /// Replies to control clients dropped: the client's backlog was full,
+  /// or it left before reading them.
+  std::atomic<uint64_t> control_replies_dropped{0};
+  /// Bytes of replies kept in clients' backlogs now (a gauge).
+  std::atomic<uint64_t> control_backlog_bytes{0};
 };
 
 /// The transport thread of a node.
