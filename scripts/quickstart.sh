@@ -4,7 +4,7 @@
 #
 #   scripts/quickstart.sh demo   # install, build, run the multi-node demo
 #   scripts/quickstart.sh test   # install, build, run every test, then
-#                                # each fuzz target for 30 s (scripts/fuzz.sh)
+#                                # each fuzz target for 20 s (scripts/fuzz.sh)
 #
 # Environment: BUILD_DIR (default: build), HERALD_WERROR (ON|OFF, default OFF).
 set -euo pipefail
@@ -54,6 +54,6 @@ case $mode in
   test)
     ctest --test-dir "$build_dir" --output-on-failure -j2
     # Its own build dir: the fuzz build is clang's, instrumented.
-    BUILD_DIR="$build_dir-fuzz" scripts/fuzz.sh 30
+    BUILD_DIR="$build_dir-fuzz" scripts/fuzz.sh 20
     ;;
 esac

@@ -20,6 +20,7 @@
 #include "herald/core/codec.hpp"
 #include "herald/runtime/control.hpp"
 #include "herald/runtime/node.hpp"
+#include "hostile_peer.hpp"
 #include "node_support.hpp"
 
 using namespace herald;
@@ -37,37 +38,6 @@ double sample(node& n, const std::string& series) {
   return sample_of(metrics_of(n), series);
 }
 
-// A peer the node under test subscribes to (config `peers`): an XPUB of
-// the test's own, which waits until the node subscribed to `topic`.
-struct hostile_peer {
-  zmq::context_t ctx{1};
-  zmq::socket_t pub{ctx, zmq::socket_type::xpub};
-
-  hostile_peer() {
-    pub.set(zmq::sockopt::linger, 0);
-    pub.set(zmq::sockopt::sndhwm, 0);
-    pub.bind("tcp://127.0.0.1:*");
-  }
-  std::string endpoint() {
-    return pub.get(zmq::sockopt::last_endpoint);
-  }
-  bool wait_for(std::string_view topic) {
-    pub.set(zmq::sockopt::rcvtimeo, 100);
-    return wait_until(
-      [&] {
-        zmq::message_t sub;
-        return pub.recv(sub, zmq::recv_flags::none).has_value()
-               && sub.size() > 1 && sub.data<char>()[0] == 1
-               && sub.to_string_view().substr(1).starts_with(topic);
-      },
-      20s, 10ms);
-  }
-  void send(std::string_view topic, const std::string& body) {
-    pub.send(zmq::buffer(topic), zmq::send_flags::sndmore);
-    pub.send(zmq::buffer(body), zmq::send_flags::none);
-  }
-};
-
 } // namespace
 
 TEST_CASE("heartbeats naming ever new streams and control endpoints leave "
@@ -77,7 +47,7 @@ TEST_CASE("heartbeats naming ever new streams and control endpoints leave "
   // (d): before, each stream's control endpoint got a DEALER (and its
   // monitor) never closed, until libzmq's 1,023 sockets were used up; no
   // new stream could be asked for a replay or a lease afterwards.
-  hostile_peer hostile;
+  test::hostile_peer hostile;
   // The producer comes after the flood, on a port known now.
   std::string producer_pub;
   {
@@ -94,10 +64,9 @@ TEST_CASE("heartbeats naming ever new streams and control endpoints leave "
   cfg_b.peers.push_back(producer_pub);
   auto b = start(cfg_b);
   std::atomic<int> got{0};
-  REQUIRE_FALSE(b->bus().subscribe("user.account.created",
-                                   [&](const event&) {
-                                     ++got;
-                                   }));
+  REQUIRE_FALSE(b->bus().subscribe("user.account.created", [&](const event&) {
+    ++got;
+  }));
   REQUIRE(hostile.wait_for("user."));
   constexpr int streams = 1100;
   for (int i = 0; i < streams; ++i) {
@@ -140,7 +109,7 @@ TEST_CASE("live events held while a stream catches up are bounded in bytes "
   // (e): before, only the count was bounded (8,192 per stream), so 300
   // events of 1 MB held while the stream's control endpoint was unknown
   // took 300 MB.
-  hostile_peer peer;
+  test::hostile_peer peer;
   auto cfg = make_config("b", "EmailService");
   cfg.metrics_listen = "127.0.0.1:0";
   constexpr size_t per_stream = size_t{4} << 20;
@@ -306,8 +275,7 @@ TEST_CASE("a control client that asks for replays and never reads gets a "
     CHECK(replies > 0);
     CHECK(replies < 100);
     CHECK(refusals > 0);
-    CHECK(refusal.find("transport.control_backlog_bytes")
-          != std::string::npos);
+    CHECK(refusal.find("transport.control_backlog_bytes") != std::string::npos);
     CHECK(refusal.find("read the replies") != std::string::npos);
   }
 }

@@ -28,6 +28,7 @@
 #include "herald/core/partition.hpp"
 #include "herald/runtime/control.hpp"
 #include "herald/runtime/node.hpp"
+#include "hostile_peer.hpp"
 #include "node_support.hpp"
 
 using namespace herald;
@@ -682,13 +683,10 @@ TEST_CASE("a static peer's heartbeat naming another peer's stream is refused: "
   herald::test::fake_endpoint trap{[](std::string_view) {
     return std::vector<std::string>{};
   }};
-  zmq::context_t ctx{1};
-  zmq::socket_t hostile{ctx, zmq::socket_type::xpub};
-  hostile.set(zmq::sockopt::linger, 0);
-  hostile.bind("tcp://127.0.0.1:*");
+  test::hostile_peer hostile;
   auto cfg_b = make_config("b", "EmailService");
   cfg_b.peers.push_back(a->endpoint());
-  cfg_b.peers.push_back(hostile.get(zmq::sockopt::last_endpoint));
+  cfg_b.peers.push_back(hostile.endpoint());
   auto b = start(cfg_b);
   collector got;
   REQUIRE_FALSE(
@@ -707,9 +705,7 @@ TEST_CASE("a static peer's heartbeat naming another peer's stream is refused: "
   auto body = control::encode(forged);
   auto errors_before = b->control_errors();
   for (int i = 0; i < 20; ++i) {
-    hostile.send(zmq::buffer(std::string_view{"_hb"}),
-                 zmq::send_flags::sndmore);
-    hostile.send(zmq::buffer(body), zmq::send_flags::none);
+    hostile.send("_hb", body);
     std::this_thread::sleep_for(20ms);
   }
   // The real stream goes on, and nothing asked the hostile peer.
@@ -751,18 +747,6 @@ bool took_forged(collector& got) {
   return std::count(got.keys.begin(), got.keys.end(), user_id(999)) > 0;
 }
 
-// Waits until a subscriber subscribed at `xpub` (it sees subscriptions).
-bool subscribed(zmq::socket_t& xpub) {
-  return test::wait_until(
-    [&] {
-      zmq::message_t sub;
-      xpub.set(zmq::sockopt::rcvtimeo, 100);
-      return xpub.recv(sub, zmq::recv_flags::none).has_value() && sub.size() > 1
-             && sub.data<char>()[0] == 1;
-    },
-    10s);
-}
-
 } // namespace
 
 TEST_CASE("an event with the next type_seq and a huge seq from a peer that "
@@ -772,13 +756,10 @@ TEST_CASE("an event with the next type_seq and a huge seq from a peer that "
   // type_seq last + 1 and seq 2^62. The real event with that type_seq must
   // be handled, and after a restart the events published meanwhile too.
   auto a = start(make_config("a", "UserService"));
-  zmq::context_t ctx{1};
-  zmq::socket_t hostile{ctx, zmq::socket_type::xpub};
-  hostile.set(zmq::sockopt::linger, 0);
-  hostile.bind("tcp://127.0.0.1:*");
+  test::hostile_peer hostile;
   auto cfg_b = make_config("b", "EmailService");
   cfg_b.peers.push_back(a->endpoint());
-  cfg_b.peers.push_back(hostile.get(zmq::sockopt::last_endpoint));
+  cfg_b.peers.push_back(hostile.endpoint());
   collector got;
   auto run = [&] {
     auto n = start(cfg_b);
@@ -789,15 +770,13 @@ TEST_CASE("an event with the next type_seq and a huge seq from a peer that "
     return n;
   };
   auto b = run();
-  REQUIRE(subscribed(hostile));
+  REQUIRE(hostile.wait_for(""));
   REQUIRE(a->wait_for_subscribers(1, 10s));
   for (int i = 1; i <= 5; ++i)
     REQUIRE(a->bus().publish("user.account.created", created(i)));
   REQUIRE(got.wait_for(5, 10s));
   auto forged = forged_envelope(a->stream(), uint64_t{1} << 62, 6);
-  hostile.send(zmq::buffer(std::string_view{"user.account.created"}),
-               zmq::send_flags::sndmore);
-  hostile.send(zmq::buffer(forged), zmq::send_flags::none);
+  hostile.send("user.account.created", forged);
   std::this_thread::sleep_for(300ms);
   for (int i = 6; i <= 8; ++i)
     REQUIRE(a->bus().publish("user.account.created", created(i)));
@@ -878,20 +857,17 @@ TEST_CASE("a replay reply is taken only when it holds the stream's events "
     out.push_back(control::encode(m));
     return out;
   }};
-  zmq::context_t ctx{1};
-  zmq::socket_t hostile{ctx, zmq::socket_type::xpub};
-  hostile.set(zmq::sockopt::linger, 0);
-  hostile.bind("tcp://127.0.0.1:*");
+  test::hostile_peer hostile;
   auto cfg_b = make_config("b", "EmailService");
   cfg_b.peers.push_back(a->endpoint());
-  cfg_b.peers.push_back(hostile.get(zmq::sockopt::last_endpoint));
+  cfg_b.peers.push_back(hostile.endpoint());
   auto b = start(cfg_b);
   collector got;
   REQUIRE_FALSE(
     b->bus().subscribe("user.account.created", [&](const event& ev) {
       got.add(ev);
     }));
-  REQUIRE(subscribed(hostile));
+  REQUIRE(hostile.wait_for(""));
   REQUIRE(a->wait_for_subscribers(1, 10s));
   for (int i = 1; i <= 5; ++i)
     REQUIRE(a->bus().publish("user.account.created", created(i)));
@@ -906,9 +882,7 @@ TEST_CASE("a replay reply is taken only when it holds the stream's events "
   auto errors_before = b->control_errors();
   REQUIRE(test::wait_until(
     [&] {
-      hostile.send(zmq::buffer(std::string_view{"_hb"}),
-                   zmq::send_flags::sndmore);
-      hostile.send(zmq::buffer(body), zmq::send_flags::none);
+      hostile.send("_hb", body);
       return replays.load() > 0;
     },
     10s));
