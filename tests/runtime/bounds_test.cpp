@@ -30,10 +30,6 @@ using herald::test::wait_until;
 
 namespace {
 
-std::string metrics_of(node& n) {
-  return herald::test::metrics_text(n.metrics_port());
-}
-
 double sample(node& n, const std::string& series) {
   return sample_of(metrics_of(n), series);
 }

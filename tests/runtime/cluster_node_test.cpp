@@ -31,10 +31,6 @@ using herald::test::wait_until;
 
 namespace {
 
-std::string metrics_of(node& n) {
-  return herald::test::metrics_text(n.metrics_port());
-}
-
 // Leases short enough for a test to wait out.
 void short_leases(node_config& c) {
   c.groups.lease_ttl = 2s;

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "herald/core/errc.hpp"
+#include "health.hpp"
 #include "herald/runtime/node.hpp"
 
 namespace herald {
@@ -69,6 +70,11 @@ inline payload created(int i) {
   return {{"user_id", user_id(i)},
           {"email", "user" + std::to_string(i) + "@example.com"},
           {"registration_source", "web"}};
+}
+
+// GET /metrics of `n` (its `metrics_listen` set): the body.
+inline std::string metrics_of(node& n) {
+  return test::metrics_text(n.metrics_port());
 }
 
 } // namespace herald
