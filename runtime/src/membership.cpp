@@ -331,17 +331,16 @@ struct membership::state {
     // new one is taken from anyone (a restarted member's new endpoints
     // spread so).
     if (via != r.name && !gone(k.record.status) && moved(r, k.record))
-      return refused(fmt::format("{}\n{}\n{}\n{}", r.name, r.pub, r.control,
-                                 r.metrics),
-                     fmt::format("took no new endpoints for member '{}' from "
-                                 "'{}' (pub {}, control {}, metrics {}; known: "
-                                 "pub {}, control {}, metrics {}): a live "
-                                 "member's endpoints are taken from itself "
-                                 "only; they are taken when '{}' sends them "
-                                 "itself, or once it is down",
-                                 r.name, via, r.pub, r.control, r.metrics,
-                                 k.record.pub, k.record.control,
-                                 k.record.metrics, r.name));
+      return refused(
+        fmt::format("{}\n{}\n{}\n{}", r.name, r.pub, r.control, r.metrics),
+        fmt::format("took no new endpoints for member '{}' from "
+                    "'{}' (pub {}, control {}, metrics {}; known: "
+                    "pub {}, control {}, metrics {}): a live "
+                    "member's endpoints are taken from itself "
+                    "only; they are taken when '{}' sends them "
+                    "itself, or once it is down",
+                    r.name, via, r.pub, r.control, r.metrics, k.record.pub,
+                    k.record.control, k.record.metrics, r.name));
     auto before = k.record;
     k.record = r;
     auto& p = peers[r.name];

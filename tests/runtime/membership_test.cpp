@@ -878,10 +878,10 @@ std::string gossip_to(network& net, const std::string& from,
 size_t count_logged(network& net, const std::string& id,
                     const std::string& text) {
   auto& logs = net.node(id).logs;
-  return static_cast<size_t>(std::count_if(logs.begin(), logs.end(), [&](
-                                                                       auto& l) {
-    return l.find(text) != std::string::npos;
-  }));
+  return static_cast<size_t>(
+    std::count_if(logs.begin(), logs.end(), [&](auto& l) {
+      return l.find(text) != std::string::npos;
+    }));
 }
 
 } // namespace
@@ -907,8 +907,10 @@ TEST_CASE("a stream held by a live member is refused to another name, "
   CHECK_FALSE(net.record("n3", "liar"));
   CHECK(n3.m->claims_refused_total() == 2);
   // Logged once, naming both members, the rule and what to do.
-  CHECK(count_logged(net, "n3", "refused member 'liar' claiming stream "
-                                "stream-n4") == 1);
+  CHECK(count_logged(net, "n3",
+                     "refused member 'liar' claiming stream "
+                     "stream-n4")
+        == 1);
   CHECK(net.logged("n3", "held by member 'n4', which is up"));
   CHECK(net.logged("n3", "one member at a time"));
   CHECK(net.logged("n3", "data dir of its own"));
