@@ -424,10 +424,12 @@ void node::impl::write_cluster_metrics(metrics::text_writer& w) {
     return;
   std::map<control::member_status, size_t> counts;
   uint64_t changes = 0;
+  uint64_t refused = 0;
   {
     std::lock_guard<std::mutex> guard{members_mtx};
     counts = membership->counts();
     changes = membership->changes_total();
+    refused = membership->claims_refused_total();
   }
   auto& members_f =
     w.family("herald_cluster_members",
@@ -442,6 +444,10 @@ void node::impl::write_cluster_metrics(metrics::text_writer& w) {
   }
   w.counter("herald_membership_changes_total",
             "Changes of members' status or record this node saw.", {}, changes);
+  w.counter("herald_member_claims_refused_total",
+            "Member records refused: a name or stream held by another live "
+            "member, or a live member's endpoints heard second-hand.",
+            {}, refused);
 }
 
 } // namespace herald

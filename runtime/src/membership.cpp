@@ -126,7 +126,10 @@ struct membership::state {
 
   std::vector<member_change> changes;
   uint64_t changes_total = 0;
-  // Streams refused a name, logged once each.
+  // Records refused (a name or stream held by another live member) and
+  // endpoints not taken second-hand.
+  uint64_t claims_refused = 0;
+  // Refusals logged, once per (name, stream) or (name, endpoints) each.
   std::set<std::string, std::less<>> refused_logged;
   std::minstd_rand rng;
 
@@ -226,11 +229,55 @@ struct membership::state {
     return "changed";
   }
 
+  // Counts a refusal and logs `text` the first time `key` is refused.
+  merged refused(std::string key, std::string_view text) {
+    ++claims_refused;
+    // A peer sending ever new keys does not grow the set without bound.
+    if (refused_logged.size() >= 4096)
+      refused_logged.clear();
+    if (refused_logged.insert(std::move(key)).second)
+      say(log_warn, text);
+    return merged::refused;
+  }
+
+  // The member other than `name` that holds `stream`: this node for its own
+  // stream, or another member that is not down or leaving. A stream
+  // belongs to one member at a time (its data dir's); the node binds a
+  // member's PUB connection and the stream's control endpoint to it.
+  const known_member* stream_holder(std::string_view stream,
+                                    std::string_view name) const {
+    for (auto& [n, k] : members)
+      if (n != name && k.record.stream == stream
+          && (n == self_name || !gone(k.record.status)))
+        return &k;
+    return nullptr;
+  }
+
+  // Why a record of a live member claiming `r.stream` is refused, or
+  // nothing when it may claim it.
+  std::optional<std::string> stream_taken(const cluster_member& r,
+                                          std::string_view via) const {
+    if (gone(r.status))
+      return std::nullopt;
+    auto* h = stream_holder(r.stream, r.name);
+    if (h == nullptr)
+      return std::nullopt;
+    return fmt::format("refused member '{}' claiming stream {} (heard through "
+                       "'{}'): the stream is held by member '{}', which is {}; "
+                       "a stream belongs to one member at a time. Give each "
+                       "node a data dir of its own; the claim is accepted "
+                       "once '{}' is down or has left",
+                       r.name, r.stream, via, h->record.name,
+                       control::to_string(h->record.status), h->record.name);
+  }
+
   // A record that came from `via` (a member's name, or an endpoint).
   merged merge(const cluster_member& r, clock::time_point now,
                std::string_view via) {
     if (r.name == self_name)
       return merge_self(r, via);
+    if (auto why = stream_taken(r, via))
+      return refused(fmt::format("{}\n{}", r.name, r.stream), *why);
     auto it = members.find(r.name);
     if (it == members.end()) {
       // As memberlist: a member first heard of as suspect, down or leaving
@@ -248,16 +295,14 @@ struct membership::state {
     }
     auto& k = it->second;
     if (r.stream != k.record.stream) {
-      if (!gone(k.record.status)) {
-        if (refused_logged.insert(r.stream).second)
-          say(log_warn, fmt::format("refused member '{}' of stream {} (heard "
-                                    "through '{}'): the name is taken by "
-                                    "stream {}, which is {}; it is accepted "
-                                    "once that one is down",
-                                    r.name, r.stream, via, k.record.stream,
-                                    control::to_string(k.record.status)));
-        return merged::refused;
-      }
+      if (!gone(k.record.status))
+        return refused(fmt::format("{}\n{}", r.name, r.stream),
+                       fmt::format("refused member '{}' of stream {} (heard "
+                                   "through '{}'): the name is taken by "
+                                   "stream {}, which is {}; it is accepted "
+                                   "once that one is down",
+                                   r.name, r.stream, via, k.record.stream,
+                                   control::to_string(k.record.status)));
       auto before = k.record;
       k = known_member{r, std::nullopt,
                        gone(r.status) ? std::optional{now} : std::nullopt};
@@ -270,6 +315,32 @@ struct membership::state {
     }
     if (!overrides(r, k.record))
       return merged::ignored;
+    // The endpoints of a live member are taken from itself only: else any
+    // member could point the others' PUB connections, replay requests and
+    // leases for that member's stream at itself by gossiping its record
+    // with a higher incarnation. The whole record is ignored rather than
+    // its liveness part alone: taking the incarnation with the old
+    // endpoints would make the member's own record at that incarnation
+    // (with its new endpoints) no longer override it. SWIM still works:
+    // a member pings every live member it knows each probe interval with
+    // its own record first (first-hand), so a refutation or a restart on
+    // new ports reaches each member from the member itself; a suspicion
+    // or death rumour carries the endpoints the rumour's source knows,
+    // the same as here unless the member moved, and this node's own
+    // probes judge it then. Once the known record is down or leaving, the
+    // new one is taken from anyone (a restarted member's new endpoints
+    // spread so).
+    if (via != r.name && !gone(k.record.status) && moved(r, k.record))
+      return refused(
+        fmt::format("{}\n{}\n{}\n{}", r.name, r.pub, r.control, r.metrics),
+        fmt::format("took no new endpoints for member '{}' from "
+                    "'{}' (pub {}, control {}, metrics {}; known: "
+                    "pub {}, control {}, metrics {}): a live "
+                    "member's endpoints are taken from itself "
+                    "only; they are taken when '{}' sends them "
+                    "itself, or once it is down",
+                    r.name, via, r.pub, r.control, r.metrics, k.record.pub,
+                    k.record.control, k.record.metrics, r.name));
     auto before = k.record;
     k.record = r;
     auto& p = peers[r.name];
@@ -289,19 +360,23 @@ struct membership::state {
     return merged::applied;
   }
 
+  // Whether `r` has other endpoints than `known`.
+  static bool moved(const cluster_member& r, const cluster_member& known) {
+    return r.pub != known.pub || r.control != known.control
+           || r.metrics != known.metrics;
+  }
+
   // A record about this node: refuted when it says worse than this node
   // announces (SWIM: raise the incarnation above it).
   merged merge_self(const cluster_member& r, std::string_view via) {
     auto& self = me();
-    if (r.stream != self.stream) {
-      if (refused_logged.insert(r.stream).second)
-        say(log_warn, fmt::format("refused a record of this node's name '{}' "
-                                  "with stream {} (heard through '{}'): this "
-                                  "node's stream is {}; give the other node "
-                                  "another name",
-                                  r.name, r.stream, via, self.stream));
-      return merged::refused;
-    }
+    if (r.stream != self.stream)
+      return refused(fmt::format("{}\n{}", r.name, r.stream),
+                     fmt::format("refused a record of this node's name '{}' "
+                                 "with stream {} (heard through '{}'): this "
+                                 "node's stream is {}; give the other node "
+                                 "another name",
+                                 r.name, r.stream, via, self.stream));
     if (!overrides(r, self))
       return merged::ignored;
     raise_self(r.incarnation);
@@ -629,13 +704,19 @@ struct membership::state {
                                       m.from.stream, m.from.name, me().stream));
     if (auto it = members.find(m.from.name);
         it != members.end() && it->second.record.stream != m.from.stream
-        && !gone(it->second.record.status))
+        && !gone(it->second.record.status)) {
+      ++claims_refused;
       return refuse(
         m.id, fmt::format("refused gossip.sync from node '{}' of stream "
                           "{}: the name is taken by stream {}, which is "
                           "{}; it is accepted once that one is down",
                           m.from.name, m.from.stream, it->second.record.stream,
                           control::to_string(it->second.record.status)));
+    }
+    if (auto why = stream_taken(m.from, m.from.name)) {
+      ++claims_refused;
+      return refuse(m.id, *why);
+    }
     merge(m.from, now, m.from.name);
     heard(m.from.name, now);
     for (auto& r : m.members)
@@ -945,6 +1026,10 @@ std::map<member_status, size_t> membership::counts() const {
 
 uint64_t membership::changes_total() const noexcept {
   return st_->changes_total;
+}
+
+uint64_t membership::claims_refused_total() const noexcept {
+  return st_->claims_refused;
 }
 
 bool membership::joined() const noexcept {

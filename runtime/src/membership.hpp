@@ -52,8 +52,27 @@
 ///   and sends that record to every live member at once.
 /// - **Names.** A record whose name is known with another stream replaces
 ///   the known one only when the known one is `down` or `leaving`; else it
-///   is refused (a sync from it gets an error naming both streams) and
-///   logged once per such stream.
+///   is refused (a sync from it gets an error naming both streams),
+///   logged once per (name, stream) and counted.
+/// - **Streams.** A stream belongs to one member at a time: a record
+///   (first- or second-hand) of a member that is not down or leaving, whose
+///   stream is this node's or that of another member name not down or
+///   leaving, is refused (a sync from it gets an error naming both
+///   members), logged once per (name, stream) and counted. Once the holder
+///   is down or has left, the claim may be accepted.
+/// - **First-hand fields.** A record is first-hand when it came from the
+///   member itself (the `from` of its sync, the updates of its ping or ack,
+///   its own record in a sync reply it sent); the others are second-hand
+///   (piggybacked about other members). The endpoints (`pub`, `control`,
+///   `metrics`) and the stream of a member that is not down or leaving
+///   change only first-hand: a second-hand record that would change its
+///   endpoints is ignored whole (logged once per such endpoints and
+///   counted); the rest of a second-hand record (status, incarnation,
+///   types, consumers) is taken as SWIM takes it. A record of a member
+///   known down or leaving is taken from anyone, so a member restarted on
+///   new ports reaches the nodes it contacts itself and the others once
+///   they see its old record down. Without keys a peer can still lie about
+///   itself, and a `from` names the sender unverified.
 /// - **Unknown members** first heard of as suspect, down or leaving are not
 ///   added (as memberlist does), so a member forgotten after the reconnect
 ///   window does not come back from another node's older view.
@@ -198,6 +217,13 @@ public:
   /// `herald_cluster_members{status}`, `herald_membership_changes_total`).
   std::map<control::member_status, size_t> counts() const;
   uint64_t changes_total() const noexcept;
+
+  /// Records of other members refused since start (a name or stream held
+  /// by another member that is not down or leaving), and second-hand
+  /// records not taken because they would change a live member's
+  /// endpoints (for `herald_member_claims_refused_total`). Every refused
+  /// record counts, a repeated one each time it arrives.
+  uint64_t claims_refused_total() const noexcept;
 
   /// Whether a seed answered (always true without seeds).
   bool joined() const noexcept;

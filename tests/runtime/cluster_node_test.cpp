@@ -79,6 +79,8 @@ TEST_CASE("a consumer that joins through a seed counts the members up and "
   CHECK(sample(R"(herald_cluster_members{status="down"})") == 0);
   auto changes = sample("herald_membership_changes_total");
   CHECK(changes >= 1);
+  // Exported, and nothing refused between two honest members.
+  CHECK(sample("herald_member_claims_refused_total") == 0);
   // The producer connects to nobody: nothing it selects is produced.
   std::string producer_text;
   CHECK(wait_until(

@@ -97,6 +97,19 @@ public:
     return n;
   }
 
+  // Starts member `old_id` again at `sim://NEW_ID` (new endpoints), with
+  // its name, stream and persisted incarnation, as a node restarted on
+  // other ports with its data dir would.
+  sim_node& restart_elsewhere(const std::string& old_id,
+                              const std::string& new_id,
+                              std::vector<std::string> seeds) {
+    auto& old = nodes_.at(old_id);
+    old.m.reset();
+    auto& n = nodes_[new_id];
+    n.persisted = old.persisted;
+    return start(new_id, std::move(seeds), old.stream, old.cluster, old.name);
+  }
+
   sim_node& node(const std::string& id) {
     return nodes_.at(id);
   }
@@ -841,4 +854,149 @@ TEST_CASE("a member that changes what it announces raises its incarnation, "
     CHECK(changes[0].now.incarnation == before + 1);
     CHECK_THAT(changes[0].why, Catch::Contains("new record"));
   }
+}
+
+namespace {
+
+// A ping from member `from` to `to` carrying `updates` after `from`'s own
+// record, as a member gossiping would send it; serves it on `to`.
+std::string gossip_to(network& net, const std::string& from,
+                      const std::string& to,
+                      std::vector<control::cluster_member> updates) {
+  control::gossip_ping ping;
+  ping.id = control::gossip_id_bit | 77;
+  ping.cluster = "herald";
+  ping.from = from;
+  ping.incarnation = net.node(from).m->self().incarnation;
+  ping.target = to;
+  ping.updates = {net.node(from).m->self()};
+  for (auto& u : updates)
+    ping.updates.push_back(u);
+  return net.node(to).m->serve(ping, net.now);
+}
+
+size_t count_logged(network& net, const std::string& id,
+                    const std::string& text) {
+  auto& logs = net.node(id).logs;
+  return static_cast<size_t>(
+    std::count_if(logs.begin(), logs.end(), [&](auto& l) {
+      return l.find(text) != std::string::npos;
+    }));
+}
+
+} // namespace
+
+TEST_CASE("a stream held by a live member is refused to another name, "
+          "second- or first-hand, until the holder is down",
+          "[membership]") {
+  network net;
+  start_five(net);
+  // n2 gossips a member 'liar' claiming n4's stream, with its own
+  // endpoints: n3 would connect to it for n4's events.
+  control::cluster_member liar;
+  liar.name = "liar";
+  liar.stream = "stream-n4";
+  liar.incarnation = 1;
+  liar.status = member_status::up;
+  liar.pub = "sim-pub://liar";
+  liar.control = "sim://liar";
+  auto& n3 = net.node("n3");
+  CHECK(n3.m->claims_refused_total() == 0);
+  gossip_to(net, "n2", "n3", {liar});
+  gossip_to(net, "n2", "n3", {liar});
+  CHECK_FALSE(net.record("n3", "liar"));
+  CHECK(n3.m->claims_refused_total() == 2);
+  // Logged once, naming both members, the rule and what to do.
+  CHECK(count_logged(net, "n3",
+                     "refused member 'liar' claiming stream "
+                     "stream-n4")
+        == 1);
+  CHECK(net.logged("n3", "held by member 'n4', which is up"));
+  CHECK(net.logged("n3", "one member at a time"));
+  CHECK(net.logged("n3", "data dir of its own"));
+
+  // First-hand: a process named 'liar' with n4's stream joins through n1
+  // and is refused; no member takes it.
+  auto& l = net.start("liar", {"n1"}, std::string{"stream-n4"});
+  net.run_for(3s);
+  CHECK_FALSE(l.m->joined());
+  for (auto& o : five) {
+    INFO(o);
+    CHECK_FALSE(net.record(o, "liar"));
+    CHECK(net.record(o, "n4")->control == "sim://n4");
+  }
+  CHECK(net.logged("liar", "held by member 'n4'"));
+
+  // Once n4 is down, the claim is accepted.
+  net.kill("n4");
+  auto rest = others("n4");
+  REQUIRE(net.run_until(
+    [&] {
+      return std::all_of(rest.begin(), rest.end(), [&](auto& o) {
+        auto r = net.record(o, "liar");
+        return r && r->stream == "stream-n4" && r->status == member_status::up;
+      });
+    },
+    20s));
+  CHECK(l.m->joined());
+  // And n4 coming back up with that stream is refused in turn.
+  auto n4_back = *net.record("n3", "n4");
+  n4_back.incarnation += 5;
+  n4_back.status = member_status::up;
+  gossip_to(net, "n2", "n3", {n4_back});
+  CHECK(net.status("n3", "n4") == member_status::down);
+  CHECK(net.logged("n3", "held by member 'liar'"));
+}
+
+TEST_CASE("a live member's endpoints change only first-hand; a restart on "
+          "new ports reaches every member",
+          "[membership]") {
+  network net;
+  start_five(net);
+  auto& n3 = net.node("n3");
+  auto known = *net.record("n3", "n4");
+  // n2 gossips n4's record at a higher incarnation with its own endpoints.
+  auto forged = known;
+  forged.incarnation += 3;
+  forged.pub = "sim-pub://n2";
+  forged.control = "sim://n2";
+  forged.metrics = "http://n2:9100";
+  gossip_to(net, "n2", "n3", {forged});
+  auto r = net.record("n3", "n4");
+  CHECK(r->pub == "sim-pub://n4");
+  CHECK(r->control == "sim://n4");
+  CHECK(r->metrics == known.metrics);
+  CHECK(r->incarnation == known.incarnation);
+  CHECK(n3.m->claims_refused_total() == 1);
+  CHECK(net.logged("n3", "took no new endpoints for member 'n4' from 'n2'"));
+  // A second-hand record with the known endpoints is still taken (SWIM's
+  // dissemination): here n4 suspected at its incarnation.
+  auto suspected = known;
+  suspected.status = member_status::suspect;
+  gossip_to(net, "n2", "n3", {suspected});
+  CHECK(net.status("n3", "n4") == member_status::suspect);
+  // From n4 itself, new endpoints are taken.
+  auto own = net.node("n4").m->self();
+  own.metrics = "http://n4:9200";
+  net.node("n4").m->update_self(own);
+  gossip_to(net, "n4", "n3", {});
+  CHECK(net.record("n3", "n4")->metrics == "http://n4:9200");
+  CHECK(net.status("n3", "n4") == member_status::up);
+
+  // n5 restarted on new ports before anyone saw it down: n1 hears it
+  // first-hand (its join), the others from n5 itself when it pings them.
+  net.restart_elsewhere("n5", "n5b", {"n1"});
+  auto rest = others("n5");
+  auto took = net.run_until(
+    [&] {
+      return std::all_of(rest.begin(), rest.end(), [&](auto& o) {
+        auto r = net.record(o, "n5");
+        return r && r->control == "sim://n5b" && r->pub == "sim-pub://n5b"
+               && r->status == member_status::up;
+      });
+    },
+    5s);
+  REQUIRE(took);
+  INFO("took " << std::chrono::duration<double>(*took).count() << " s");
+  CHECK(*took <= 2s);
 }
