@@ -282,6 +282,7 @@ void controls() {
                  {{"u-1", 7}}}};
   lr.letters = {{letter_result::stored, 7, ""}};
   lr.redrive = {{1, 2, letter()}};
+  lr.redrive_more = {"u-2"};
   lr.unparked = {{"u-1", 7}};
   lr.dead_letters = 1;
   lr.orphans = {3};
