@@ -4,11 +4,11 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <unordered_map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <pthread.h>
@@ -73,14 +73,18 @@ struct link {
   link(const link&) = delete;
   link& operator=(const link&) = delete;
 
+  // How long what is still queued may take to go out once the socket is
+  // closed (ZMQ_LINGER, milliseconds): 0 drops it.
+  int close_linger_ms = 0;
+
   // Stops the monitor before the socket goes (libzmq's rule: the monitored
-  // socket must be open to stop it), then closes both at once: linger 0
-  // drops what is still queued either way.
+  // socket must be open to stop it), then closes both at once, the socket
+  // with `close_linger_ms`.
   ~link() {
     if (sock.handle() != nullptr) {
       zmq_socket_monitor(sock.handle(), nullptr, 0);
-      int zero = 0;
-      zmq_setsockopt(sock.handle(), ZMQ_LINGER, &zero, sizeof(zero));
+      zmq_setsockopt(sock.handle(), ZMQ_LINGER, &close_linger_ms,
+                     sizeof(close_linger_ms));
       sock.close();
     }
     monitor.close();
@@ -103,6 +107,10 @@ struct client_backlog {
 // some states of its pipe: a client counts as gone only when it is so for
 // this long.
 constexpr auto gone_after = std::chrono::milliseconds{5000};
+
+// How long a stopping pump lets its DEALERs' queued requests go out, at
+// most (and at most `pump_config::linger`).
+constexpr int64_t dealer_close_linger_ms = 200;
 
 size_t backlog_cost(const std::string& reply) {
   return reply.size() + sizeof(std::string);
@@ -348,7 +356,8 @@ struct pump::impl {
     prefixes.push_back(std::move(prefix));
   }
 
-  zmq::socket_t& dealer_for(const std::string& endpoint, clock::time_point now) {
+  zmq::socket_t& dealer_for(const std::string& endpoint,
+                            clock::time_point now) {
     if (auto* l = find(dealers, endpoint)) {
       l->last_used = now;
       return l->sock;
@@ -356,10 +365,10 @@ struct pump::impl {
     if (dealers.size() >= std::max<size_t>(cfg.max_control_sockets, 1)) {
       // At the bound: the one used least recently goes (a later request
       // to it makes a new one), so a new stream can always be asked.
-      auto oldest = std::min_element(
-        dealers.begin(), dealers.end(), [](const auto& a, const auto& b) {
-          return a->last_used < b->last_used;
-        });
+      auto oldest = std::min_element(dealers.begin(), dealers.end(),
+                                     [](const auto& a, const auto& b) {
+                                       return a->last_used < b->last_used;
+                                     });
       stats.control_sockets_evicted.fetch_add(1, std::memory_order_relaxed);
       listener->on_control_closed(
         (*oldest)->endpoint,
@@ -422,7 +431,8 @@ struct pump::impl {
   sent try_send(const std::string& to, const std::string& body) {
     try {
       zmq::message_t id{to.data(), to.size()};
-      if (!router.send(id, zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+      if (!router.send(id,
+                       zmq::send_flags::sndmore | zmq::send_flags::dontwait))
         return sent::full;
       zmq::message_t out{body.data(), body.size()};
       // The frames of one message go together: a first frame taken means
@@ -878,6 +888,13 @@ struct pump::impl {
 
   void close_all() {
     subs.clear();
+    // The last requests (a leaving node's pings telling the members) get a
+    // moment to go out, even on a connection still being made: else a node
+    // that stops right after its first contact with a member leaves
+    // silently, and is taken for down seconds later.
+    for (auto& d : dealers)
+      d->close_linger_ms = static_cast<int>(
+        std::min<int64_t>(cfg.linger.count(), dealer_close_linger_ms));
     dealers.clear();
     for (auto* s : {&pub, &router})
       if (s->handle() != nullptr)

@@ -358,7 +358,8 @@ public:
   /// command only once the pump ran it.
   socket_counts sockets() const noexcept;
 
-  /// Stops the thread, flushing queued sends up to the linger time.
+  /// Stops the thread, flushing queued sends up to the linger time
+  /// (requests on control DEALERs: up to 200 ms of it).
   /// Idempotent.
   void stop();
 
